@@ -1,0 +1,14 @@
+"""cascal: label-free routing across a pool of LLMs (Routing with Generated Data, CASCAL).
+
+The heavy kernels live in the Rust extension :mod:`cascal._core` and are exposed, validated, through
+:mod:`cascal.kernels`; :mod:`cascal.reference` holds their plain numpy/scipy references.
+"""
+
+from __future__ import annotations
+
+from cascal import _core
+from cascal.data import NO_ANSWER, NOT_ASKED, DataError, ResponseMatrix
+
+__version__ = _core.__version__
+
+__all__ = ["ResponseMatrix", "DataError", "NO_ANSWER", "NOT_ASKED", "__version__"]

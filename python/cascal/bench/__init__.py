@@ -1,0 +1,10 @@
+"""Kernel-vs-reference benchmarks printed as a ratio table (``cascal bench`` / ``python -m cascal.bench``).
+
+A benchmark *case* compares one Rust kernel with one or more references on the same generated input
+in the same run. Cases live in :mod:`cascal.bench.cases` (one module per kernel family) and register
+themselves with :func:`register`. Timings are medians over repeats: the machine is shared and noisy.
+"""
+
+from cascal.bench.registry import Case, all_cases, register
+
+__all__ = ["Case", "register", "all_cases"]

@@ -1,0 +1,1 @@
+"""Benchmark case modules; each registers its cases with :func:`cascal.bench.register`."""

@@ -1,0 +1,50 @@
+"""Registry of benchmark cases."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Case:
+    """One kernel measured against references on one input.
+
+    Attributes:
+        name: short identifier, e.g. ``"pdist cosine f32 n=20000 d=384"``.
+        setup: ``setup(quick) -> state``; builds the input once (``quick`` = small sizes for CI).
+        kernel: ``kernel(state)``; the Rust kernel call being measured.
+        references: label -> ``ref(state)``; the numpy/scipy references.
+        targets: label -> minimum speed-up of ``kernel`` over that reference (from the issue).
+        repeats: timed repetitions per function (the median is reported).
+        quick_repeats: repetitions in quick mode.
+    """
+
+    name: str
+    setup: Callable[[bool], Any]
+    kernel: Callable[[Any], Any]
+    references: dict[str, Callable[[Any], Any]]
+    targets: dict[str, float] = field(default_factory=dict)
+    repeats: int = 5
+    quick_repeats: int = 3
+    measure_memory: bool = False
+
+
+_CASES: list[Case] = []
+
+
+def register(case: Case) -> Case:
+    """Add ``case`` to the registry (called at import time by the case modules)."""
+    _CASES.append(case)
+    return case
+
+
+def all_cases() -> list[Case]:
+    """Import every module of :mod:`cascal.bench.cases` and return the registered cases."""
+    import cascal.bench.cases as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        importlib.import_module(f"cascal.bench.cases.{info.name}")
+    return list(_CASES)

@@ -1,0 +1,11 @@
+"""Public, validated entry points of the Rust kernels (DESIGN §7).
+
+Each submodule wraps one kernel family of :mod:`cascal._core`: it checks shapes and dtypes, makes
+C-contiguous input without copying what already is, and raises ``ValueError`` naming the argument.
+"""
+
+from cascal.kernels.consensus import *  # noqa: F401,F403
+from cascal.kernels.distance import *  # noqa: F401,F403
+from cascal.kernels.linkage import *  # noqa: F401,F403
+from cascal.kernels.niche import *  # noqa: F401,F403
+from cascal.kernels.routing import *  # noqa: F401,F403

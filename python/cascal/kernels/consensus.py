@@ -1,0 +1,3 @@
+"""consensus kernels (to be written)."""
+
+__all__: list[str] = []

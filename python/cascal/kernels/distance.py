@@ -1,0 +1,3 @@
+"""distance kernels (to be written)."""
+
+__all__: list[str] = []

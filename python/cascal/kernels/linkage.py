@@ -1,0 +1,3 @@
+"""linkage kernels (to be written)."""
+
+__all__: list[str] = []

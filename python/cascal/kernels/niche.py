@@ -1,0 +1,3 @@
+"""niche kernels (to be written)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""routing kernels (to be written)."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+//! consensus kernels (to be written).

@@ -1,0 +1,1 @@
+//! distance kernels (to be written).

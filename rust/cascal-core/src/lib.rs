@@ -1,0 +1,19 @@
+//! cascal-core: the data-sized kernels of the cascal router, in plain Rust (no Python).
+//!
+//! Modules:
+//! - [`distance`]: pairwise cosine / euclidean / squared-euclidean distances (full and condensed),
+//! - [`linkage`]: hierarchical agglomerative clustering (MST, NN-chain) and flat cuts,
+//! - [`consensus`]: confidence-weighted consensus voting over a response matrix,
+//! - [`niche`]: NaN-aware weighted cluster means and nearest-centroid search,
+//! - [`routing`]: batched CASCAL routing of query embeddings.
+//!
+//! Every public kernel validates its input and returns [`error::KernelError`] naming the argument.
+
+pub mod consensus;
+pub mod distance;
+pub mod error;
+pub mod linkage;
+pub mod niche;
+pub mod routing;
+
+pub use error::{KResult, KernelError};

@@ -1,0 +1,1 @@
+//! linkage kernels (to be written).

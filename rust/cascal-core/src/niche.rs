@@ -1,0 +1,1 @@
+//! niche kernels (to be written).

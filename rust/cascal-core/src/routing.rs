@@ -1,0 +1,1 @@
+//! routing kernels (to be written).

@@ -1,0 +1,31 @@
+//! `cascal._core`: thin PyO3 bindings over `cascal-core`.
+//!
+//! Each file registers the functions of one kernel family. Bindings only convert arrays, release
+//! the GIL around the core call and map errors; all logic lives in `cascal-core`.
+
+use pyo3::prelude::*;
+
+mod consensus;
+mod distance;
+mod errors;
+mod linkage;
+mod niche;
+mod routing;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    distance::register(m)?;
+    linkage::register(m)?;
+    consensus::register(m)?;
+    niche::register(m)?;
+    routing::register(m)?;
+    Ok(())
+}
+
+/// Number of worker threads the kernels use (rayon's global pool).
+#[pyfunction]
+fn num_threads() -> usize {
+    rayon::current_num_threads()
+}

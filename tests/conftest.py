@@ -1,0 +1,36 @@
+"""Shared fixtures: where the real MMLU-Pro answers live, and seeded random generators."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "mmlu_pro_outputs"
+
+
+def real_data_dir() -> Path:
+    """The MMLU-Pro answer folder: ``$CASCAL_DATA`` or ``../shared/data/mmlu_pro_outputs``.
+
+    Outside CI the real-data tests are skipped when the folder is absent; under CI (``CI=true``)
+    its absence is an error, so a missing data copy can never pass as green.
+    """
+    path = Path(os.environ.get("CASCAL_DATA", DEFAULT_DATA))
+    if not (path / "predictions.csv").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"real data not found at {path} (set CASCAL_DATA)")
+        pytest.skip(f"real data not found at {path} (set CASCAL_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return real_data_dir()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
