@@ -1,1 +1,0 @@
-//! linkage kernels (to be written).
