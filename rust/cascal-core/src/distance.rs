@@ -1,1 +1,660 @@
-//! distance kernels (to be written).
+//! Pairwise distances between row vectors: cosine, euclidean and squared euclidean.
+//!
+//! Public entry points (all generic over [`Real`] = `f32` / `f64`, row-major input of `n × d`):
+//! - [`pdist`]: condensed distances in scipy's order (pairs `i < j`, row-major),
+//! - [`pdist_square`]: the full symmetric `n × n` matrix with an exact zero diagonal,
+//! - [`cdist`]: the full `nx × ny` matrix between two sets.
+//!
+//! # Method
+//! Rows are *prepared* once: L2-normalised for cosine; for the euclidean metrics shifted by a
+//! centre (the mean of the reference rows, rounded to `T`) and divided by a power of two `s` so
+//! that every prepared value lies in `[-1, 1]` (exact, and immune to overflow/underflow of huge or
+//! tiny inputs). Dot products of prepared rows come from a blocked GEMM over row blocks (rayon
+//! over blocks, single-threaded GEMM inside), and each block is turned into distances and written
+//! straight into the output: no `n × n` temporary beyond the output itself.
+//!
+//! Euclidean distances use `‖a‖² + ‖b‖² − 2a·b`, which loses relative precision when the distance
+//! is small against the norms (near-duplicates). Whenever that formula gives
+//! `d² < τ · (‖a‖² + ‖b‖²)` (τ = [`Real::RECOMPUTE_RATIO`]: 1e-3 for f64, 0.5 for f32), the pair
+//! is recomputed directly as `Σ (a_k − b_k)²` in f64 from the original rows. Centring removes any
+//! common offset first, so huge offsets cost nothing extra.
+//!
+//! Cosine distance is `clamp(1 − â·b̂, 0, 2)`. A zero vector has no direction: by definition its
+//! cosine distance is 0 to another zero vector and 1 to any non-zero vector.
+//!
+//! Inputs must be finite and have at least one column; `n = 0` gives an empty result.
+
+use std::fmt::Debug;
+
+use rayon::prelude::*;
+
+use crate::error::{KResult, KernelError};
+use crate::gemm_util::dot_block;
+
+/// Floating-point element type of the kernels (`f32` or `f64`).
+pub trait Real: Copy + Send + Sync + PartialOrd + Debug + Default + 'static {
+    /// Name used in messages ("float32" / "float64").
+    const NAME: &'static str;
+    /// Euclidean pairs with `d² < RECOMPUTE_RATIO · (‖a‖² + ‖b‖²)` are recomputed directly.
+    const RECOMPUTE_RATIO: f64;
+    /// Round an f64 to this type.
+    fn from_f64(v: f64) -> Self;
+    /// Widen to f64 (exact).
+    fn to_f64(self) -> f64;
+    /// Neither NaN nor infinite.
+    fn is_finite(self) -> bool;
+}
+
+impl Real for f64 {
+    const NAME: &'static str = "float64";
+    const RECOMPUTE_RATIO: f64 = 1e-3;
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+}
+
+impl Real for f32 {
+    const NAME: &'static str = "float32";
+    const RECOMPUTE_RATIO: f64 = 0.5;
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+}
+
+/// Distance metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// `1 − cos(a, b)`, see the module docs for zero vectors.
+    Cosine,
+    /// `‖a − b‖₂`.
+    Euclidean,
+    /// `‖a − b‖₂²`.
+    SqEuclidean,
+}
+
+impl Metric {
+    /// Parse scipy's metric names: `"cosine"`, `"euclidean"`, `"sqeuclidean"`.
+    pub fn parse(name: &str) -> KResult<Metric> {
+        match name {
+            "cosine" => Ok(Metric::Cosine),
+            "euclidean" => Ok(Metric::Euclidean),
+            "sqeuclidean" => Ok(Metric::SqEuclidean),
+            other => Err(KernelError::new(
+                "metric",
+                format!("unknown metric {other:?}; expected one of \"cosine\", \"euclidean\", \"sqeuclidean\""),
+            )),
+        }
+    }
+
+    /// The scipy name of the metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::Euclidean => "euclidean",
+            Metric::SqEuclidean => "sqeuclidean",
+        }
+    }
+}
+
+/// Check that `x` holds `n × d` finite values with `d ≥ 1`; errors name `arg` and the first bad row.
+pub fn check_matrix<T: Real>(arg: &'static str, x: &[T], n: usize, d: usize) -> KResult<()> {
+    if d == 0 {
+        return Err(KernelError::new(arg, "must have at least one column (d >= 1)"));
+    }
+    let expected = n
+        .checked_mul(d)
+        .ok_or_else(|| KernelError::new(arg, "shape overflows"))?;
+    if x.len() != expected {
+        return Err(KernelError::new(
+            arg,
+            format!("has {} values, expected {n} x {d} = {expected}", x.len()),
+        ));
+    }
+    if let Some(row) = x.par_chunks(d).position_first(|r| r.iter().any(|v| !v.is_finite())) {
+        return Err(KernelError::new(arg, format!("contains NaN or infinity at row {row}")));
+    }
+    Ok(())
+}
+
+/// Where rows go before the GEMM (see the module docs).
+pub(crate) struct Geometry<T: Real> {
+    metric: Metric,
+    /// Euclidean only: per-column centre, exactly representable in `T`.
+    centre: Vec<T>,
+    /// Euclidean only: power-of-two scale `s` (prepared = (x − centre) / s) and its inverse.
+    scale: f64,
+    inv_scale: f64,
+}
+
+impl<T: Real> Geometry<T> {
+    /// Fit the preparation for distances between rows of `xs` (all sets that will be compared);
+    /// the euclidean centre is the mean of the rows of `centre_rows`.
+    pub(crate) fn fit(metric: Metric, centre_rows: &[T], xs: &[&[T]], d: usize) -> Self {
+        if metric == Metric::Cosine {
+            return Self { metric, centre: Vec::new(), scale: 1.0, inv_scale: 1.0 };
+        }
+        let centre = column_mean(centre_rows, d);
+        let max_dev = xs
+            .iter()
+            .map(|x| {
+                x.par_chunks(d)
+                    .map(|row| {
+                        row.iter()
+                            .zip(&centre)
+                            .map(|(v, c)| (v.to_f64() - c.to_f64()).abs())
+                            .fold(0.0f64, f64::max)
+                    })
+                    .reduce(|| 0.0, f64::max)
+            })
+            .fold(0.0f64, f64::max);
+        let exponent = if max_dev > 0.0 && max_dev.is_finite() {
+            (max_dev.log2().ceil() as i32).clamp(-1000, 1000)
+        } else {
+            0
+        };
+        let scale = 2f64.powi(exponent);
+        Self { metric, centre, scale, inv_scale: 2f64.powi(-exponent) }
+    }
+
+    /// Prepare `rows` rows of `src` into `dst`, filling their squared norms and zero flags.
+    pub(crate) fn prepare(&self, src: &[T], d: usize, dst: &mut [T], sq: &mut [f64], zero: &mut [bool]) {
+        for (r, row) in src.chunks_exact(d).enumerate() {
+            let out = &mut dst[r * d..(r + 1) * d];
+            match self.metric {
+                Metric::Cosine => {
+                    let m = row.iter().map(|v| v.to_f64().abs()).fold(0.0f64, f64::max);
+                    if m == 0.0 {
+                        out.fill(T::from_f64(0.0));
+                        sq[r] = 0.0;
+                        zero[r] = true;
+                        continue;
+                    }
+                    let ss: f64 = row.iter().map(|v| (v.to_f64() / m).powi(2)).sum();
+                    let norm = m * ss.sqrt();
+                    let mut acc = 0.0;
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o = T::from_f64(v.to_f64() / norm);
+                        acc += o.to_f64() * o.to_f64();
+                    }
+                    sq[r] = acc;
+                    zero[r] = false;
+                }
+                Metric::Euclidean | Metric::SqEuclidean => {
+                    let mut acc = 0.0;
+                    for ((o, v), c) in out.iter_mut().zip(row).zip(&self.centre) {
+                        *o = T::from_f64((v.to_f64() - c.to_f64()) * self.inv_scale);
+                        acc += o.to_f64() * o.to_f64();
+                    }
+                    sq[r] = acc;
+                    zero[r] = acc == 0.0;
+                }
+            }
+        }
+    }
+
+    /// The distance of a pair from the dot product `g` of their prepared rows.
+    #[inline(always)]
+    pub(crate) fn finish(&self, g: f64, a: PairSide<'_, T>, b: PairSide<'_, T>) -> f64 {
+        match self.metric {
+            Metric::Cosine => {
+                if a.zero || b.zero {
+                    if a.zero && b.zero {
+                        0.0
+                    } else {
+                        1.0
+                    }
+                } else {
+                    (1.0 - g).clamp(0.0, 2.0)
+                }
+            }
+            Metric::Euclidean | Metric::SqEuclidean => {
+                let norms = a.sq + b.sq;
+                let mut d2 = norms - 2.0 * g;
+                if d2 < T::RECOMPUTE_RATIO * norms {
+                    d2 = self.direct_sq(a.row, b.row);
+                }
+                let d2 = d2.max(0.0);
+                if self.metric == Metric::Euclidean {
+                    self.scale * d2.sqrt()
+                } else {
+                    self.scale * (self.scale * d2)
+                }
+            }
+        }
+    }
+
+    /// `Σ ((a_k − b_k) / s)²` from the original rows, in f64.
+    #[inline]
+    fn direct_sq(&self, a: &[T], b: &[T]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let t = (x.to_f64() - y.to_f64()) * self.inv_scale;
+                t * t
+            })
+            .sum()
+    }
+}
+
+/// One side of a pair: original row, squared norm and zero flag of its prepared row.
+#[derive(Clone, Copy)]
+pub(crate) struct PairSide<'a, T> {
+    pub row: &'a [T],
+    pub sq: f64,
+    pub zero: bool,
+}
+
+/// Column means of the rows of `x`, accumulated in f64, rounded to `T`.
+fn column_mean<T: Real>(x: &[T], d: usize) -> Vec<T> {
+    let n = x.len() / d;
+    if n == 0 {
+        return vec![T::from_f64(0.0); d];
+    }
+    let sums = x
+        .par_chunks(d)
+        .fold(
+            || vec![0.0f64; d],
+            |mut acc, row| {
+                for (a, v) in acc.iter_mut().zip(row) {
+                    *a += v.to_f64();
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f64; d],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                a
+            },
+        );
+    sums.into_iter().map(|s| T::from_f64(s / n as f64)).collect()
+}
+
+/// A whole set of prepared rows.
+pub(crate) struct Prepared<T> {
+    pub rows: Vec<T>,
+    pub sq: Vec<f64>,
+    pub zero: Vec<bool>,
+}
+
+impl<T: Real> Prepared<T> {
+    pub(crate) fn new(geom: &Geometry<T>, x: &[T], d: usize) -> Self {
+        let n = x.len() / d;
+        let mut rows = vec![T::from_f64(0.0); n * d];
+        let mut sq = vec![0.0; n];
+        let mut zero = vec![false; n];
+        const CHUNK: usize = 256;
+        rows.par_chunks_mut(CHUNK * d)
+            .zip(sq.par_chunks_mut(CHUNK))
+            .zip(zero.par_chunks_mut(CHUNK))
+            .zip(x.par_chunks(CHUNK * d))
+            .for_each(|(((dst, s), z), src)| geom.prepare(src, d, dst, s, z));
+        Self { rows, sq, zero }
+    }
+}
+
+/// Raw output pointer shared by the block tasks; every task writes disjoint positions.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr<T>(*mut T);
+// SAFETY: used only to write disjoint indices from different tasks (see each call site).
+unsafe impl<T: Send> Send for OutPtr<T> {}
+unsafe impl<T: Send> Sync for OutPtr<T> {}
+impl<T> OutPtr<T> {
+    pub(crate) fn new(p: *mut T) -> Self {
+        Self(p)
+    }
+    /// SAFETY: `i` must be inside the allocation and written by no other task.
+    #[inline(always)]
+    pub(crate) unsafe fn write(self, i: usize, v: T) {
+        self.0.add(i).write(v)
+    }
+}
+
+/// Rows per task (the lhs of one GEMM).
+const ROW_BLOCK: usize = 128;
+/// Columns per GEMM tile.
+const COL_TILE: usize = 1024;
+
+/// Shape of the block sweep in [`sweep`].
+pub(crate) struct Sweep {
+    pub row_block: usize,
+    pub col_tile: usize,
+    /// Only tiles with columns `>= r0` of the row block (pairs `i < j` of a single set).
+    pub upper: bool,
+}
+
+/// What a tile visitor sees: a block of prepared lhs rows and a tile of their dot products.
+pub(crate) struct Tile<'a, T> {
+    pub r0: usize,
+    pub rows: usize,
+    pub c0: usize,
+    pub cols: usize,
+    /// Row-major `rows × cols` dot products.
+    pub dots: &'a [T],
+    /// Squared norms and zero flags of the block's prepared rows.
+    pub sq: &'a [f64],
+    pub zero: &'a [bool],
+}
+
+/// Prepare `x` block by block (memory bounded by the block), multiply each block with tiles of
+/// the prepared `other` and hand every tile to `visit`. Parallel over row blocks.
+pub(crate) fn sweep<T: Real, F>(geom: &Geometry<T>, x: &[T], other: &Prepared<T>, d: usize, shape: Sweep, visit: F)
+where
+    F: Fn(&Tile<'_, T>) + Sync,
+{
+    let n = x.len() / d;
+    let nb = other.sq.len();
+    let rb = shape.row_block.max(1);
+    let ct = shape.col_tile.max(1);
+    let blocks = n.div_ceil(rb);
+    (0..blocks).into_par_iter().for_each_init(
+        || (vec![T::from_f64(0.0); rb * d], vec![0.0f64; rb], vec![false; rb], vec![T::from_f64(0.0); rb * ct]),
+        |(prep, sq, zero, dots), bi| {
+            let r0 = bi * rb;
+            let rows = rb.min(n - r0);
+            geom.prepare(&x[r0 * d..(r0 + rows) * d], d, &mut prep[..rows * d], &mut sq[..rows], &mut zero[..rows]);
+            let mut c0 = if shape.upper { r0 } else { 0 };
+            while c0 < nb {
+                let cols = ct.min(nb - c0);
+                dot_block(&prep[..rows * d], rows, &other.rows[c0 * d..(c0 + cols) * d], cols, d, &mut dots[..rows * cols]);
+                visit(&Tile { r0, rows, c0, cols, dots: &dots[..rows * cols], sq: &sq[..rows], zero: &zero[..rows] });
+                c0 += cols;
+            }
+        },
+    );
+}
+
+/// Index of pair `(i, j)`, `i < j`, in the condensed vector of `n` points.
+#[inline(always)]
+pub fn condensed_index(n: usize, i: usize, j: usize) -> usize {
+    debug_assert!(i < j && j < n);
+    i * n - i * (i + 1) / 2 + (j - i - 1)
+}
+
+/// Upper-triangle sweep of one set: calls `emit(i, j, distance)` exactly once per pair `i < j`.
+fn upper_pairs<T: Real, F>(x: &[T], d: usize, metric: Metric, emit: F)
+where
+    F: Fn(usize, usize, f64) + Sync,
+{
+    let geom = Geometry::fit(metric, x, &[x], d);
+    let prepared = Prepared::new(&geom, x, d);
+    let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: true };
+    sweep(&geom, x, &prepared, d, shape, |t| {
+        for ii in 0..t.rows {
+            let i = t.r0 + ii;
+            let j0 = t.c0.max(i + 1);
+            let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
+            for j in j0..t.c0 + t.cols {
+                let g = t.dots[ii * t.cols + (j - t.c0)].to_f64();
+                let b = PairSide { row: &x[j * d..(j + 1) * d], sq: prepared.sq[j], zero: prepared.zero[j] };
+                emit(i, j, geom.finish(g, a, b));
+            }
+        }
+    });
+}
+
+/// Condensed pairwise distances of the `n` rows of `x` (`n × d`, row-major), in scipy's order:
+/// `out[condensed_index(n, i, j)] = dist(x_i, x_j)` for `i < j`; length `n(n−1)/2`.
+pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Vec<T>> {
+    check_matrix("X", x, n, d)?;
+    let len = n * n.saturating_sub(1) / 2;
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    if len > 0 {
+        let ptr = OutPtr::new(out.as_mut_ptr());
+        // SAFETY: each pair (i < j) is emitted exactly once and maps to a distinct index < len.
+        upper_pairs(x, d, metric, |i, j, v| unsafe { ptr.write(condensed_index(n, i, j), T::from_f64(v)) });
+        // SAFETY: all `len` positions were written above.
+        unsafe { out.set_len(len) };
+    }
+    Ok(out)
+}
+
+/// Full symmetric `n × n` distance matrix of the rows of `x`: exactly symmetric, zero diagonal.
+pub fn pdist_square<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Vec<T>> {
+    check_matrix("X", x, n, d)?;
+    let len = n * n;
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    if len > 0 {
+        let ptr = OutPtr::new(out.as_mut_ptr());
+        // SAFETY: (i, j) and (j, i) with i < j are written only by the task owning pair (i, j);
+        // diagonal entries are written once each, before the sweep.
+        for i in 0..n {
+            unsafe { ptr.write(i * n + i, T::from_f64(0.0)) };
+        }
+        upper_pairs(x, d, metric, |i, j, v| unsafe {
+            let v = T::from_f64(v);
+            ptr.write(i * n + j, v);
+            ptr.write(j * n + i, v);
+        });
+        // SAFETY: every position was written above.
+        unsafe { out.set_len(len) };
+    }
+    Ok(out)
+}
+
+/// Full `nx × ny` matrix of distances between rows of `x` (`nx × d`) and rows of `y` (`ny × d`).
+pub fn cdist<T: Real>(x: &[T], nx: usize, y: &[T], ny: usize, d: usize, metric: Metric) -> KResult<Vec<T>> {
+    check_matrix("X", x, nx, d)?;
+    check_matrix("Y", y, ny, d)?;
+    let len = nx * ny;
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    if len > 0 {
+        let geom = Geometry::fit(metric, y, &[x, y], d);
+        let prepared = Prepared::new(&geom, y, d);
+        let ptr = OutPtr::new(out.as_mut_ptr());
+        let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: false };
+        sweep(&geom, x, &prepared, d, shape, |t| {
+            for ii in 0..t.rows {
+                let i = t.r0 + ii;
+                let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
+                for jj in 0..t.cols {
+                    let j = t.c0 + jj;
+                    let b = PairSide { row: &y[j * d..(j + 1) * d], sq: prepared.sq[j], zero: prepared.zero[j] };
+                    let v = geom.finish(t.dots[ii * t.cols + jj].to_f64(), a, b);
+                    // SAFETY: (i, j) belongs to exactly one tile; index < nx * ny.
+                    unsafe { ptr.write(i * ny + j, T::from_f64(v)) };
+                }
+            }
+        });
+        // SAFETY: every (i, j) was written above.
+        unsafe { out.set_len(len) };
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Small deterministic generator for test data (no external crates).
+    pub(crate) struct Lcg(pub u64);
+    impl Lcg {
+        pub(crate) fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((self.0 >> 11) as f64) / ((1u64 << 53) as f64) * 2.0 - 1.0
+        }
+        pub(crate) fn matrix(&mut self, n: usize, d: usize) -> Vec<f64> {
+            (0..n * d).map(|_| self.next()).collect()
+        }
+    }
+
+    /// Textbook distance in f64, used as the truth.
+    pub(crate) fn naive(a: &[f64], b: &[f64], metric: Metric) -> f64 {
+        match metric {
+            Metric::Cosine => {
+                let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+                match (na == 0.0, nb == 0.0) {
+                    (true, true) => 0.0,
+                    (true, false) | (false, true) => 1.0,
+                    _ => 1.0 - dot / (na * nb),
+                }
+            }
+            Metric::Euclidean => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt(),
+            Metric::SqEuclidean => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum(),
+        }
+    }
+
+    fn close(got: f64, want: f64, rtol: f64, atol: f64) -> bool {
+        (got - want).abs() <= rtol * want.abs() + atol
+    }
+
+    const METRICS: [Metric; 3] = [Metric::Cosine, Metric::Euclidean, Metric::SqEuclidean];
+
+    #[test]
+    fn pdist_f64_matches_naive_across_block_boundaries() {
+        let (n, d) = (300, 7);
+        let x = Lcg(1).matrix(n, d);
+        for m in METRICS {
+            let out = pdist(&x, n, d, m).unwrap();
+            assert_eq!(out.len(), n * (n - 1) / 2);
+            for i in 0..n {
+                for j in i + 1..n {
+                    let want = naive(&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d], m);
+                    let got = out[condensed_index(n, i, j)];
+                    assert!(close(got, want, 1e-10, 1e-13), "{m:?} {i} {j}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pdist_f32_matches_naive() {
+        let (n, d) = (150, 33);
+        let x64 = Lcg(2).matrix(n, d);
+        let x: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+        let xw: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        for m in METRICS {
+            let out = pdist(&x, n, d, m).unwrap();
+            for i in 0..n {
+                for j in i + 1..n {
+                    let want = naive(&xw[i * d..(i + 1) * d], &xw[j * d..(j + 1) * d], m);
+                    assert!(close(out[condensed_index(n, i, j)] as f64, want, 1e-5, 1e-6), "{m:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn euclidean_near_duplicates_with_huge_offset_keep_relative_precision() {
+        let (n, d) = (40, 16);
+        let mut g = Lcg(3);
+        let base: Vec<f64> = (0..d).map(|_| 1e8 + g.next()).collect();
+        let x: Vec<f64> = (0..n * d).map(|k| base[k % d] + 1e-4 * g.next()).collect();
+        let out = pdist(&x, n, d, Metric::Euclidean).unwrap();
+        for i in 0..n {
+            for j in i + 1..n {
+                let want = naive(&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d], Metric::Euclidean);
+                assert!(close(out[condensed_index(n, i, j)], want, 1e-10, 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn huge_and_tiny_magnitudes_do_not_overflow() {
+        let (n, d) = (20, 5);
+        for scale in [1e150, 1e-150] {
+            let x: Vec<f64> = Lcg(4).matrix(n, d).iter().map(|v| v * scale).collect();
+            for m in METRICS {
+                let out = pdist(&x, n, d, m).unwrap();
+                for i in 0..n {
+                    for j in i + 1..n {
+                        let a: Vec<f64> = x[i * d..(i + 1) * d].iter().map(|v| v / scale).collect();
+                        let b: Vec<f64> = x[j * d..(j + 1) * d].iter().map(|v| v / scale).collect();
+                        let factor = match m {
+                            Metric::Cosine => 1.0,
+                            Metric::Euclidean => scale,
+                            Metric::SqEuclidean => scale * scale,
+                        };
+                        let want = naive(&a, &b, m) * factor;
+                        let got = out[condensed_index(n, i, j)];
+                        assert!(close(got, want, 1e-10, 1e-13 * factor), "{m:?} {scale}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_vectors_under_cosine() {
+        let x = vec![0.0f64, 0.0, 1.0, 0.0, 0.0, 0.0];
+        let out = pdist(&x, 3, 2, Metric::Cosine).unwrap();
+        assert_eq!(out, vec![1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn square_is_symmetric_with_zero_diagonal_and_matches_condensed() {
+        let (n, d) = (131, 4);
+        let x = Lcg(5).matrix(n, d);
+        for m in METRICS {
+            let sq = pdist_square(&x, n, d, m).unwrap();
+            let cond = pdist(&x, n, d, m).unwrap();
+            for i in 0..n {
+                assert_eq!(sq[i * n + i], 0.0);
+                for j in i + 1..n {
+                    assert_eq!(sq[i * n + j], sq[j * n + i]);
+                    assert_eq!(sq[i * n + j], cond[condensed_index(n, i, j)]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cdist_matches_naive() {
+        let (nx, ny, d) = (170, 1100, 3);
+        let x = Lcg(6).matrix(nx, d);
+        let y = Lcg(7).matrix(ny, d);
+        for m in METRICS {
+            let out = cdist(&x, nx, &y, ny, d, m).unwrap();
+            for i in 0..nx {
+                for j in 0..ny {
+                    let want = naive(&x[i * d..(i + 1) * d], &y[j * d..(j + 1) * d], m);
+                    assert!(close(out[i * ny + j], want, 1e-10, 1e-13));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_single_inputs() {
+        assert!(pdist::<f64>(&[], 0, 3, Metric::Cosine).unwrap().is_empty());
+        assert!(pdist(&[1.0f32, 2.0], 1, 2, Metric::Euclidean).unwrap().is_empty());
+        assert!(cdist::<f64>(&[], 0, &[1.0], 1, 1, Metric::Euclidean).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_input_names_the_argument() {
+        let e = pdist(&[1.0, f64::NAN, 0.0, 0.0], 2, 2, Metric::Cosine).unwrap_err();
+        assert_eq!(e.to_string(), "X: contains NaN or infinity at row 0");
+        let e = cdist(&[1.0, 0.0], 1, &[0.0, 0.0, 1.0, f64::INFINITY], 2, 2, Metric::Cosine).unwrap_err();
+        assert_eq!(e.to_string(), "Y: contains NaN or infinity at row 1");
+        let e = pdist(&[1.0, 2.0, 3.0], 2, 2, Metric::Cosine).unwrap_err();
+        assert_eq!(e.arg, "X");
+        assert!(pdist::<f64>(&[], 0, 0, Metric::Cosine).is_err());
+        let e = Metric::parse("manhattan").unwrap_err();
+        assert_eq!(e.arg, "metric");
+        assert_eq!(Metric::parse("sqeuclidean").unwrap(), Metric::SqEuclidean);
+    }
+}

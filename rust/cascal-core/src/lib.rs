@@ -12,6 +12,7 @@
 pub mod consensus;
 pub mod distance;
 pub mod error;
+pub mod gemm_util;
 pub mod linkage;
 pub mod niche;
 pub mod routing;
