@@ -1,1 +1,488 @@
-//! routing kernels (to be written).
+//! Batched CASCAL routing of query embeddings (DESIGN §3C).
+//!
+//! For every query `x` (cosine geometry; every input row is normalised by the kernel):
+//! 1. its subject `s` is the subject representative at the smallest cosine distance `1 − cos`
+//!    (ties: lower index);
+//! 2. among the centroids of subject `s`, the `min(k_nearest, count)` nearest ones (ties: lower
+//!    centroid index) get weights `softmax(−dist / distance_temp)`; each centroid contributes its
+//!    sharpened model distribution `softmax(score / score_temp)` (NaN scores get probability 0; a
+//!    centroid without any finite score contributes the global distribution `G`), `P = Σ w·sharp`;
+//! 3. when the nearest centroid's distance `d` exceeds `fallback_distance`,
+//!    `α = min((d − fallback_distance) / fallback_width, 1)` and `P = (1 − α)·P + α·G`, with
+//!    `G = softmax(global_scores / score_temp)` (NaN entries get 0); otherwise `α = 0`;
+//! 4. `ranked` lists the `top_k` models by decreasing `P` (ties: lower model index).
+//!
+//! Queries are processed in blocks of rows in parallel (rayon). Per block, one GEMM against the
+//! subject representatives picks the subjects, then the block's rows are grouped by subject and one
+//! GEMM per subject against that subject's centroids gives the only centroid distances needed, so
+//! the work is `O(n·d·(S + C/S))` instead of `O(n·d·(S + C))` and memory stays bounded by the block.
+
+use rayon::prelude::*;
+
+use crate::error::{KResult, KernelError};
+
+/// Query rows handled by one rayon task.
+const ROW_BLOCK: usize = 1024;
+
+/// Floating-point element types the kernel accepts for embeddings (`f32`, `f64`).
+pub trait Real: Copy + Send + Sync + 'static + Into<f64> {
+    const ZERO: Self;
+    const ONE: Self;
+    fn from_f64(x: f64) -> Self;
+}
+
+impl Real for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+}
+
+impl Real for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+}
+
+/// Routing constants (DESIGN §3C defaults in [`RouteParams::default`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteParams {
+    pub k_nearest: usize,
+    pub distance_temp: f64,
+    pub score_temp: f64,
+    pub fallback_distance: f64,
+    pub fallback_width: f64,
+    pub top_k: usize,
+}
+
+impl Default for RouteParams {
+    fn default() -> Self {
+        Self { k_nearest: 3, distance_temp: 0.1, score_temp: 0.1, fallback_distance: 0.5, fallback_width: 0.2, top_k: 3 }
+    }
+}
+
+impl RouteParams {
+    fn validate(&self, n_models: usize) -> KResult<()> {
+        if self.k_nearest == 0 {
+            return Err(KernelError::new("k_nearest", "must be >= 1"));
+        }
+        for (name, v) in [("distance_temp", self.distance_temp), ("score_temp", self.score_temp), ("fallback_width", self.fallback_width)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(KernelError::new(name, format!("must be a finite number > 0, got {v}")));
+            }
+        }
+        if !self.fallback_distance.is_finite() {
+            return Err(KernelError::new("fallback_distance", format!("must be finite, got {}", self.fallback_distance)));
+        }
+        if self.top_k == 0 || self.top_k > n_models {
+            return Err(KernelError::new("top_k", format!("must lie in 1..={n_models} (the number of models), got {}", self.top_k)));
+        }
+        Ok(())
+    }
+}
+
+/// Result of [`route_batch`]; matrices are row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteOutput {
+    /// `n × M` routing distribution (rows sum to 1).
+    pub probs: Vec<f64>,
+    /// `n × top_k` model indices, best first.
+    pub ranked: Vec<i64>,
+    /// Chosen subject of every query.
+    pub subject: Vec<i64>,
+    /// Cosine distance to the nearest centroid of the chosen subject.
+    pub nearest_distance: Vec<f64>,
+    /// Weight of the global distribution in the blend.
+    pub alpha: Vec<f64>,
+}
+
+/// The model-independent inputs of [`route_batch`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutingModel<'a, T> {
+    /// `S × d` subject representatives.
+    pub subject_reps: &'a [T],
+    /// `C × d` centroids.
+    pub centroids: &'a [T],
+    /// Subject index of every centroid (`C`).
+    pub centroid_subject: &'a [i64],
+    /// `C × M` niche scores per model (NaN = no data).
+    pub centroid_scores: &'a [f64],
+    /// `M` global scores per model (NaN = no data).
+    pub global_scores: &'a [f64],
+}
+
+/// Unit-length copies of the rows of `rows` (`n × d`); rejects non-finite and all-zero rows.
+fn normalized_rows<T: Real>(rows: &[T], n: usize, d: usize, arg: &'static str) -> KResult<Vec<T>> {
+    let mut out = Vec::with_capacity(n * d);
+    for (i, row) in rows.chunks_exact(d).take(n).enumerate() {
+        let norm = row_norm(row);
+        check_norm(norm, i, arg)?;
+        out.extend(row.iter().map(|&v| T::from_f64(v.into() / norm)));
+    }
+    Ok(out)
+}
+
+#[inline]
+fn row_norm<T: Real>(row: &[T]) -> f64 {
+    row.iter().map(|&v| {
+        let v: f64 = v.into();
+        v * v
+    })
+    .sum::<f64>()
+    .sqrt()
+}
+
+fn check_norm(norm: f64, row: usize, arg: &'static str) -> KResult<()> {
+    if !norm.is_finite() {
+        return Err(KernelError::new(arg, format!("row {row} contains NaN or infinite values")));
+    }
+    if norm == 0.0 {
+        return Err(KernelError::new(arg, format!("row {row} is all zeros; cosine distance is undefined")));
+    }
+    Ok(())
+}
+
+/// `softmax(scores / temp)` with NaN entries mapped to probability 0; `None` if every entry is NaN.
+fn sharpen(scores: &[f64], temp: f64) -> Option<Vec<f64>> {
+    let max = scores.iter().copied().filter(|s| !s.is_nan()).fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY {
+        return None;
+    }
+    let mut out: Vec<f64> = scores.iter().map(|&s| if s.is_nan() { 0.0 } else { ((s - max) / temp).exp() }).collect();
+    let total: f64 = out.iter().sum();
+    out.iter_mut().for_each(|p| *p /= total);
+    Some(out)
+}
+
+/// `out (n × m) = a (n × d) · b (m × d)ᵀ`, all row-major, single-threaded blocked GEMM.
+fn gemm_abt<T: Real>(a: &[T], n: usize, b: &[T], m: usize, d: usize, out: &mut [T]) {
+    debug_assert!(a.len() >= n * d && b.len() >= m * d && out.len() >= n * m);
+    if n == 0 || m == 0 {
+        return;
+    }
+    // SAFETY: the pointers cover n×d, m×d and n×m elements with the strides given (checked above),
+    // `out` does not alias the inputs, and T is f32 or f64, which gemm supports.
+    unsafe {
+        gemm::gemm(
+            n,
+            m,
+            d,
+            out.as_mut_ptr(),
+            1,
+            m as isize,
+            false,
+            a.as_ptr(),
+            1,
+            d as isize,
+            b.as_ptr(),
+            d as isize,
+            1,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Everything that does not depend on the queries, prepared once per call.
+struct Prepared<T> {
+    d: usize,
+    n_subjects: usize,
+    n_models: usize,
+    reps: Vec<T>,
+    /// Per subject: its centroid indices (ascending) and their unit vectors, row-major.
+    groups: Vec<(Vec<usize>, Vec<T>)>,
+    /// `C × M` sharpened distributions.
+    sharp: Vec<f64>,
+    global: Vec<f64>,
+}
+
+fn prepare<T: Real>(model: &RoutingModel<'_, T>, d: usize, params: &RouteParams) -> KResult<Prepared<T>> {
+    if d == 0 {
+        return Err(KernelError::new("X", "embedding dimension must be >= 1"));
+    }
+    if model.subject_reps.len() % d != 0 || model.subject_reps.is_empty() {
+        return Err(KernelError::new("subject_reps", format!("expected a non-empty (S, {d}) matrix")));
+    }
+    if model.centroids.len() % d != 0 || model.centroids.is_empty() {
+        return Err(KernelError::new("centroids", format!("expected a non-empty (C, {d}) matrix")));
+    }
+    let n_subjects = model.subject_reps.len() / d;
+    let n_centroids = model.centroids.len() / d;
+    let n_models = model.global_scores.len();
+    if n_models == 0 {
+        return Err(KernelError::new("global_scores", "expected one score per model, got none"));
+    }
+    params.validate(n_models)?;
+    if model.centroid_subject.len() != n_centroids {
+        return Err(KernelError::new(
+            "centroid_subject",
+            format!("expected one subject per centroid ({n_centroids}), got {}", model.centroid_subject.len()),
+        ));
+    }
+    if model.centroid_scores.len() != n_centroids * n_models {
+        return Err(KernelError::new(
+            "centroid_scores",
+            format!("expected shape ({n_centroids}, {n_models}), got {} values", model.centroid_scores.len()),
+        ));
+    }
+    if let Some(i) = model.centroid_scores.iter().position(|s| s.is_infinite()) {
+        return Err(KernelError::new(
+            "centroid_scores",
+            format!("row {}, column {} is infinite; use finite scores or NaN (no data)", i / n_models, i % n_models),
+        ));
+    }
+    if let Some(m) = model.global_scores.iter().position(|s| s.is_infinite()) {
+        return Err(KernelError::new("global_scores", format!("entry {m} is infinite; use finite scores or NaN (no data)")));
+    }
+    let global = sharpen(model.global_scores, params.score_temp)
+        .ok_or_else(|| KernelError::new("global_scores", "every entry is NaN; at least one model needs a score"))?;
+
+    let reps = normalized_rows(model.subject_reps, n_subjects, d, "subject_reps")?;
+    let cents = normalized_rows(model.centroids, n_centroids, d, "centroids")?;
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_subjects];
+    for (c, &s) in model.centroid_subject.iter().enumerate() {
+        if s < 0 || s as usize >= n_subjects {
+            return Err(KernelError::new(
+                "centroid_subject",
+                format!("centroid {c} has subject {s}; subjects are 0..{}", n_subjects - 1),
+            ));
+        }
+        members[s as usize].push(c);
+    }
+    if let Some(s) = members.iter().position(|m| m.is_empty()) {
+        return Err(KernelError::new("centroid_subject", format!("subject {s} has no centroid; every subject needs at least one")));
+    }
+    let groups = members
+        .into_iter()
+        .map(|idx| {
+            let vecs = idx.iter().flat_map(|&c| cents[c * d..(c + 1) * d].iter().copied()).collect();
+            (idx, vecs)
+        })
+        .collect();
+    let mut sharp = Vec::with_capacity(n_centroids * n_models);
+    for row in model.centroid_scores.chunks_exact(n_models) {
+        sharp.extend(sharpen(row, params.score_temp).unwrap_or_else(|| global.clone()));
+    }
+    Ok(Prepared { d, n_subjects, n_models, reps, groups, sharp, global })
+}
+
+/// Output slices of one block of queries.
+struct BlockOut<'a> {
+    probs: &'a mut [f64],
+    ranked: &'a mut [i64],
+    subject: &'a mut [i64],
+    nearest: &'a mut [f64],
+    alpha: &'a mut [f64],
+}
+
+fn route_block<T: Real>(
+    x: &[T],
+    row0: usize,
+    prep: &Prepared<T>,
+    params: &RouteParams,
+    out: BlockOut<'_>,
+) -> KResult<()> {
+    let d = prep.d;
+    let nb = out.subject.len();
+    let mut norms = Vec::with_capacity(nb);
+    for (i, row) in x.chunks_exact(d).enumerate() {
+        let norm = row_norm(row);
+        check_norm(norm, row0 + i, "X")?;
+        norms.push(norm);
+    }
+    let s_count = prep.n_subjects;
+    let mut dots = vec![T::ZERO; nb * s_count];
+    gemm_abt(x, nb, &prep.reps, s_count, d, &mut dots);
+    for i in 0..nb {
+        let mut best = (f64::INFINITY, 0usize);
+        for s in 0..s_count {
+            let dist = 1.0 - dots[i * s_count + s].into() / norms[i];
+            if dist < best.0 {
+                best = (dist, s);
+            }
+        }
+        out.subject[i] = best.1 as i64;
+    }
+
+    let m = prep.n_models;
+    let mut gathered: Vec<T> = Vec::new();
+    let mut cdots: Vec<T> = Vec::new();
+    let mut nearest: Vec<(f64, usize)> = Vec::new();
+    let mut weights: Vec<f64> = Vec::new();
+    for (s, (cent_idx, cent_vecs)) in prep.groups.iter().enumerate() {
+        let rows: Vec<usize> = (0..nb).filter(|&i| out.subject[i] as usize == s).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        gathered.clear();
+        for &i in &rows {
+            gathered.extend_from_slice(&x[i * d..(i + 1) * d]);
+        }
+        let nc = cent_idx.len();
+        cdots.clear();
+        cdots.resize(rows.len() * nc, T::ZERO);
+        gemm_abt(&gathered, rows.len(), cent_vecs, nc, d, &mut cdots);
+        let k = params.k_nearest.min(nc);
+        for (r, &i) in rows.iter().enumerate() {
+            nearest.clear();
+            nearest.extend((0..nc).map(|j| (1.0 - cdots[r * nc + j].into() / norms[i], cent_idx[j])));
+            nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let d_min = nearest[0].0;
+            weights.clear();
+            weights.extend(nearest[..k].iter().map(|&(dist, _)| (-(dist - d_min) / params.distance_temp).exp()));
+            let total: f64 = weights.iter().sum();
+            let p = &mut out.probs[i * m..(i + 1) * m];
+            p.fill(0.0);
+            for (&(_, c), &w) in nearest[..k].iter().zip(&weights) {
+                let w = w / total;
+                for (pm, &sm) in p.iter_mut().zip(&prep.sharp[c * m..(c + 1) * m]) {
+                    *pm += w * sm;
+                }
+            }
+            let alpha = if d_min > params.fallback_distance {
+                ((d_min - params.fallback_distance) / params.fallback_width).min(1.0)
+            } else {
+                0.0
+            };
+            if alpha > 0.0 {
+                for (pm, &g) in p.iter_mut().zip(&prep.global) {
+                    *pm = (1.0 - alpha) * *pm + alpha * g;
+                }
+            }
+            out.nearest[i] = d_min;
+            out.alpha[i] = alpha;
+            top_k_into(p, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+        }
+    }
+    Ok(())
+}
+
+/// Indices of the `ranked.len()` largest entries of `p`, largest first, ties to the lower index.
+fn top_k_into(p: &[f64], ranked: &mut [i64]) {
+    let mut taken = [false; 64];
+    let mut taken_vec: Vec<bool>;
+    let taken: &mut [bool] = if p.len() <= taken.len() {
+        &mut taken[..p.len()]
+    } else {
+        taken_vec = vec![false; p.len()];
+        &mut taken_vec
+    };
+    for slot in ranked.iter_mut() {
+        let mut best: Option<usize> = None;
+        for (j, &v) in p.iter().enumerate() {
+            if !taken[j] && best.is_none_or(|b| v > p[b]) {
+                best = Some(j);
+            }
+        }
+        let b = best.expect("top_k <= number of models");
+        taken[b] = true;
+        *slot = b as i64;
+    }
+}
+
+/// Route `n` queries (`x`: row-major `n × d`) with a trained CASCAL model; see the module docs.
+pub fn route_batch<T: Real>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    model: &RoutingModel<'_, T>,
+    params: &RouteParams,
+) -> KResult<RouteOutput> {
+    if x.len() != n * d {
+        return Err(KernelError::new("X", format!("expected {n}x{d} = {} values, got {}", n * d, x.len())));
+    }
+    let prep = prepare(model, d, params)?;
+    let m = prep.n_models;
+    let k = params.top_k;
+    let mut out = RouteOutput {
+        probs: vec![0.0; n * m],
+        ranked: vec![0; n * k],
+        subject: vec![0; n],
+        nearest_distance: vec![0.0; n],
+        alpha: vec![0.0; n],
+    };
+    if n == 0 {
+        return Ok(out);
+    }
+    let results: Vec<KResult<()>> = x
+        .par_chunks(ROW_BLOCK * d)
+        .zip(out.probs.par_chunks_mut(ROW_BLOCK * m))
+        .zip(out.ranked.par_chunks_mut(ROW_BLOCK * k))
+        .zip(out.subject.par_chunks_mut(ROW_BLOCK))
+        .zip(out.nearest_distance.par_chunks_mut(ROW_BLOCK))
+        .zip(out.alpha.par_chunks_mut(ROW_BLOCK))
+        .enumerate()
+        .map(|(b, (((((xb, probs), ranked), subject), nearest), alpha))| {
+            route_block(xb, b * ROW_BLOCK, &prep, params, BlockOut { probs, ranked, subject, nearest, alpha })
+        })
+        .collect();
+    results.into_iter().collect::<KResult<Vec<()>>>()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model<'a>(
+        reps: &'a [f64],
+        cents: &'a [f64],
+        cs: &'a [i64],
+        scores: &'a [f64],
+        global: &'a [f64],
+    ) -> RoutingModel<'a, f64> {
+        RoutingModel { subject_reps: reps, centroids: cents, centroid_subject: cs, centroid_scores: scores, global_scores: global }
+    }
+
+    #[test]
+    fn single_centroid_gives_its_sharpened_scores() {
+        let reps = [1.0, 0.0, 0.0, 1.0];
+        let cents = [1.0, 0.0, 0.0, 1.0];
+        let scores = [0.9, 0.1, 0.2, 0.8];
+        let global = [0.5, 0.5];
+        let m = model(&reps, &cents, &[0, 1], &scores, &global);
+        let p = RouteParams { top_k: 2, ..Default::default() };
+        let out = route_batch(&[2.0, 0.1, 0.0, -3.0], 2, 2, &m, &p).unwrap();
+        assert_eq!(out.subject, vec![0, 0]);
+        // first query: close to centroid 0, no fallback; P = softmax([9, 1]) exactly.
+        let e = (-8.0f64).exp();
+        assert!((out.probs[0] - 1.0 / (1.0 + e)).abs() < 1e-12);
+        assert_eq!(&out.ranked[..2], &[0, 1]);
+        assert_eq!(out.alpha[0], 0.0);
+        // second query (0, -3): distance 1 to both reps -> subject 0 (tie), centroid distance 1 -> alpha 1.
+        assert_eq!(out.alpha[1], 1.0);
+        assert!((out.probs[2] - 0.5).abs() < 1e-12);
+        assert_eq!(&out.ranked[2..], &[0, 1]);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let reps = [1.0, 0.0];
+        let cents = [1.0, 0.0];
+        let g = [0.1, 0.2];
+        let p = RouteParams { top_k: 2, ..Default::default() };
+        let m = model(&reps, &cents, &[0], &[0.1, 0.2], &g);
+        assert_eq!(route_batch(&[0.0, 0.0], 1, 2, &m, &p).unwrap_err().arg, "X");
+        assert_eq!(route_batch(&[f64::NAN, 0.0], 1, 2, &m, &p).unwrap_err().arg, "X");
+        let bad = model(&reps, &cents, &[1], &[0.1, 0.2], &g);
+        assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &bad, &p).unwrap_err().arg, "centroid_subject");
+        let too_many = RouteParams { top_k: 3, ..p };
+        assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &m, &too_many).unwrap_err().arg, "top_k");
+        let nan_global = model(&reps, &cents, &[0], &[0.1, 0.2], &[f64::NAN, f64::NAN]);
+        assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &nan_global, &p).unwrap_err().arg, "global_scores");
+    }
+
+    #[test]
+    fn top_k_ties_prefer_lower_index() {
+        let mut r = [0i64; 3];
+        top_k_into(&[0.2, 0.4, 0.4, 0.0], &mut r);
+        assert_eq!(r, [1, 2, 0]);
+    }
+}
