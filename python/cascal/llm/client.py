@@ -228,7 +228,7 @@ class ChatClient:
         pieces: list[str] = []
         logprobs: list[float] = []
         prompt_tokens = completion_tokens = None
-        saw_choice = False
+        saw_choice = finished = False
         async for chunk in stream:
             if chunk.usage is not None:
                 prompt_tokens = chunk.usage.prompt_tokens
@@ -241,8 +241,12 @@ class ChatClient:
                 pieces.append(choice.delta.content)
             if choice.logprobs is not None and choice.logprobs.content:
                 logprobs.extend(float(t.logprob) for t in choice.logprobs.content)
+            if choice.finish_reason is not None:
+                finished = True
         if not saw_choice:
             raise _Transient("empty", "stream carried no choices")
+        if not finished:
+            raise _Transient("truncated", "stream ended before a finish_reason")
         mean = float(sum(logprobs) / len(logprobs)) if logprobs else math.nan
         return Completion("".join(pieces), mean, prompt_tokens, completion_tokens)
 
