@@ -6,11 +6,23 @@
 * :mod:`~cascal.generation.generate`: :func:`generate_dataset`, the batched loop writing a dataset folder.
 """
 
+from cascal.generation.generate import (
+    GenerationError,
+    GenerationReport,
+    SubjectReport,
+    agenerate_dataset,
+    generate_dataset,
+)
 from cascal.generation.dedupe import DEFAULT_NEAR_THRESHOLD, DedupeReport, Deduplicator, deduplicate
 from cascal.generation.parser import ParsedQuestion, ParseReport, parse_questions
 from cascal.generation.prompt import build_messages
 
 __all__ = [
+    "GenerationError",
+    "GenerationReport",
+    "SubjectReport",
+    "agenerate_dataset",
+    "generate_dataset",
     "DEFAULT_NEAR_THRESHOLD",
     "DedupeReport",
     "Deduplicator",

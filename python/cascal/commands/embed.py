@@ -1,0 +1,40 @@
+"""``cascal embed``: embed a dataset's questions and cache them as ``embeddings_<name>.npy`` in the folder
+(see :mod:`cascal.embed`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "embed"
+HELP = "embed the questions of a dataset folder (sentence-transformers, or the hashing fallback)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cascal.embed import BACKENDS, DEFAULT_MODEL
+
+    parser.add_argument("dataset", metavar="DATASET", help="dataset folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"sentence-transformers model name or path, or hashing-<d> (default {DEFAULT_MODEL})")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="auto: sentence-transformers if installed, else the hashing fallback with a warning")
+    parser.add_argument("--batch-size", type=int, default=256, help="texts per encode call (default 256)")
+    parser.add_argument("--force", action="store_true", help="recompute even if a matching cached file exists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cascal.data import DataError
+    from cascal.embed import embed_dataset, get_embedder
+    from cascal.io import embeddings_path
+
+    try:
+        embedder = get_embedder(args.model, args.backend)
+        vectors = embed_dataset(
+            args.dataset, embedder, batch_size=args.batch_size, progress=not args.no_progress, force=args.force
+        )
+    except (DataError, ValueError) as exc:
+        print(f"cascal embed: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{vectors.shape[0]} x {vectors.shape[1]} embeddings ({embedder.name}) in {embeddings_path(args.dataset, embedder.name)}")
+    return 0
