@@ -289,6 +289,7 @@ class ChatServer:
 class _HTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # the default backlog of 5 drops connections under concurrent clients
     owner: ChatServer
 
 
