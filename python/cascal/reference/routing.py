@@ -1,3 +1,82 @@
-"""numpy/scipy reference of the routing kernels (to be written)."""
+"""numpy reference of batched CASCAL routing (:mod:`cascal.kernels.routing` documents the rules).
 
-__all__: list[str] = []
+Vectorised over queries; everything is computed in float64. Memory is ``O(n·C)``: callers route
+very large batches in slices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cascal.kernels.routing import RouteResult
+
+__all__ = ["route_batch"]
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def _sharpen(scores: np.ndarray, temp: float) -> np.ndarray:
+    """Row-wise softmax(scores / temp) with NaN -> probability 0 (all-NaN rows become NaN)."""
+    scores = np.atleast_2d(scores)
+    with np.errstate(invalid="ignore"):
+        top = np.nanmax(np.where(np.isnan(scores), -np.inf, scores), axis=1, keepdims=True)
+        e = np.where(np.isnan(scores), 0.0, np.exp((scores - top) / temp))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def route_batch(
+    X: np.ndarray,
+    subject_reps: np.ndarray,
+    centroids: np.ndarray,
+    centroid_subject: np.ndarray,
+    centroid_scores: np.ndarray,
+    global_scores: np.ndarray,
+    *,
+    k_nearest: int = 3,
+    distance_temp: float = 0.1,
+    score_temp: float = 0.1,
+    fallback_distance: float = 0.5,
+    fallback_width: float = 0.2,
+    top_k: int = 3,
+) -> RouteResult:
+    """numpy version of :func:`cascal.kernels.route_batch` (no input validation)."""
+    x = _unit_rows(X)
+    n = x.shape[0]
+    centroid_subject = np.asarray(centroid_subject)
+
+    # 1. subject = nearest representative (argmin keeps the first of tied minima)
+    subject_dist = 1.0 - x @ _unit_rows(subject_reps).T
+    subject = np.argmin(subject_dist, axis=1)
+
+    # 2. distances to the centroids of the chosen subject only; other centroids are infinitely far
+    centroid_dist = 1.0 - x @ _unit_rows(centroids).T
+    foreign = centroid_subject[None, :] != subject[:, None]
+    centroid_dist = np.where(foreign, np.inf, centroid_dist)
+    order = np.argsort(centroid_dist, axis=1, kind="stable")[:, :k_nearest]
+    near = np.take_along_axis(centroid_dist, order, axis=1)  # inf where the subject has < k centroids
+    nearest = near[:, 0]
+    weights = np.exp(-(near - nearest[:, None]) / distance_temp)
+    weights /= weights.sum(axis=1, keepdims=True)
+
+    G = _sharpen(np.asarray(global_scores, dtype=np.float64), score_temp)[0]
+    sharp = _sharpen(np.asarray(centroid_scores, dtype=np.float64), score_temp)
+    all_nan = np.isnan(np.asarray(centroid_scores, dtype=np.float64)).all(axis=1)
+    sharp[all_nan] = G
+    probs = np.einsum("nk,nkm->nm", weights, sharp[order])
+
+    # 3. fallback blend toward the global ranking
+    alpha = np.where(nearest > fallback_distance, np.minimum((nearest - fallback_distance) / fallback_width, 1.0), 0.0)
+    probs = (1.0 - alpha[:, None]) * probs + alpha[:, None] * G[None, :]
+
+    # 4. ranking: stable sort of -P keeps the lower index first among ties
+    ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    return RouteResult(
+        probs,
+        ranked.astype(np.int64),
+        subject.astype(np.int64),
+        nearest.astype(np.float64),
+        alpha.astype(np.float64),
+    )
