@@ -1,0 +1,147 @@
+//! Flat clusters from a linkage matrix, with scipy's `fcluster` semantics and label numbering.
+//!
+//! Both criteria cut the tree by the *cophenetic* height of each subtree, i.e. the largest merge
+//! height inside it (which equals the row's own height for monotone matrices). `distance` keeps
+//! together observations whose cophenetic distance is ≤ t; `maxclust` uses the smallest such
+//! threshold giving at most k clusters. Labels run from 1 in scipy's traversal order.
+
+use crate::error::{KResult, KernelError};
+
+/// Validate a row-major linkage matrix `z` (n−1 rows of `[id_a, id_b, height, size]`) and return
+/// the number of observations n.
+///
+/// Checks: at least one row; finite values; ids integral, distinct, in `[0, n + row)` (a cluster
+/// is used only after it is formed) and each used once; heights ≥ 0; sizes equal to the sum of
+/// the two merged clusters' sizes. Monotone heights are not required.
+pub fn validate_linkage_matrix(z: &[f64]) -> KResult<usize> {
+    if z.is_empty() || z.len() % 4 != 0 {
+        return Err(KernelError::new("Z", format!("expected a non-empty (n-1)×4 matrix, got {} values", z.len())));
+    }
+    let rows = z.len() / 4;
+    let n = rows + 1;
+    let mut size = vec![0usize; 2 * n - 1];
+    size[..n].fill(1);
+    let mut used = vec![false; 2 * n - 1];
+    for (k, row) in z.chunks_exact(4).enumerate() {
+        if let Some(col) = row.iter().position(|v| !v.is_finite()) {
+            return Err(KernelError::new("Z", format!("row {k}, column {col} is NaN or infinite")));
+        }
+        let mut children = [0usize; 2];
+        for (c, &id) in row[..2].iter().enumerate() {
+            if id < 0.0 || id.fract() != 0.0 || id >= (n + k) as f64 {
+                return Err(KernelError::new(
+                    "Z",
+                    format!("row {k}: cluster id {id} is not an integer in [0, {}) (ids must exist before they are merged)", n + k),
+                ));
+            }
+            let id = id as usize;
+            if used[id] {
+                return Err(KernelError::new("Z", format!("row {k}: cluster {id} is merged more than once")));
+            }
+            used[id] = true;
+            children[c] = id;
+        }
+        if row[2] < 0.0 {
+            return Err(KernelError::new("Z", format!("row {k}: negative height {}", row[2])));
+        }
+        let expected = size[children[0]] + size[children[1]];
+        if row[3] != expected as f64 {
+            return Err(KernelError::new(
+                "Z",
+                format!("row {k}: size {} but clusters {} and {} hold {expected} observations", row[3], children[0], children[1]),
+            ));
+        }
+        size[n + k] = expected;
+    }
+    Ok(n)
+}
+
+/// Largest merge height inside the subtree of each row.
+fn subtree_max_heights(z: &[f64], n: usize) -> Vec<f64> {
+    let mut max_height = vec![0.0f64; n - 1];
+    for (k, row) in z.chunks_exact(4).enumerate() {
+        let mut m = row[2];
+        for &child in &row[..2] {
+            let child = child as usize;
+            if child >= n {
+                m = m.max(max_height[child - n]);
+            }
+        }
+        max_height[k] = m;
+    }
+    max_height
+}
+
+/// Label observations so that each maximal subtree whose cophenetic height is ≤ `threshold`
+/// forms one cluster, numbering clusters in scipy's depth-first order.
+fn cut(z: &[f64], n: usize, max_height: &[f64], threshold: f64) -> Vec<i32> {
+    enum Step {
+        Enter(usize),
+        Leave(usize),
+    }
+    let children = |row: usize| [z[4 * row] as usize, z[4 * row + 1] as usize];
+    let mut labels = vec![0i32; n];
+    let mut cluster = 0i32;
+    let mut leader: Option<usize> = None;
+    let mut stack = vec![Step::Enter(n - 2)];
+    while let Some(step) = stack.pop() {
+        match step {
+            Step::Enter(row) => {
+                if leader.is_none() && max_height[row] <= threshold {
+                    leader = Some(row);
+                    cluster += 1;
+                }
+                stack.push(Step::Leave(row));
+                // Internal children are visited left first, so pushed right first.
+                for &child in children(row).iter().rev() {
+                    if child >= n {
+                        stack.push(Step::Enter(child - n));
+                    }
+                }
+            }
+            Step::Leave(row) => {
+                for &child in &children(row) {
+                    if child < n {
+                        if leader.is_none() {
+                            cluster += 1;
+                        }
+                        labels[child] = cluster;
+                    }
+                }
+                if leader == Some(row) {
+                    leader = None;
+                }
+            }
+        }
+    }
+    labels
+}
+
+/// Flat clusters in which every pair of observations has cophenetic distance ≤ `t`.
+pub fn fcluster_distance(z: &[f64], t: f64) -> KResult<Vec<i32>> {
+    if t.is_nan() {
+        return Err(KernelError::new("t", "threshold is NaN"));
+    }
+    let n = validate_linkage_matrix(z)?;
+    let max_height = subtree_max_heights(z, n);
+    Ok(cut(z, n, &max_height, t))
+}
+
+/// At most `k` flat clusters, cutting at the smallest cophenetic height that allows it (ties in
+/// heights can force fewer clusters). `k ≥ n` gives every observation its own cluster, labelled
+/// 1..n in observation order (as scipy does).
+pub fn fcluster_maxclust(z: &[f64], k: usize) -> KResult<Vec<i32>> {
+    if k == 0 {
+        return Err(KernelError::new("t", "maxclust needs at least 1 cluster, got 0"));
+    }
+    let n = validate_linkage_matrix(z)?;
+    if k >= n {
+        return Ok((1..=n as i32).collect());
+    }
+    let max_height = subtree_max_heights(z, n);
+    let mut sorted = max_height.clone();
+    sorted.sort_by(f64::total_cmp);
+    // n − count(max_height ≤ r) clusters remain at threshold r; we need count ≥ n − k.
+    let threshold = sorted[n - k - 1];
+    Ok(cut(z, n, &max_height, threshold))
+}

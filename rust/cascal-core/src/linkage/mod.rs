@@ -1,0 +1,99 @@
+//! Hierarchical agglomerative clustering with scipy-compatible output (Müllner 2011).
+//!
+//! - single linkage: Prim's minimum spanning tree ([`mst`]), directly on vectors without a
+//!   distance matrix, or on a condensed matrix;
+//! - complete, average, weighted, ward: nearest-neighbour chain ([`nn_chain`]) with
+//!   Lance–Williams updates in place on one condensed buffer;
+//! - then merges are sorted by height and relabelled as scipy does ([`dendrogram`]).
+//!
+//! The result is scipy's row-major (n−1)×4 linkage matrix `[id_a, id_b, height, size]`.
+//! Flat cuts of such a matrix live in [`fcluster`].
+
+pub mod condensed;
+pub mod dendrogram;
+pub mod fcluster;
+pub mod method;
+pub mod mst;
+pub mod nn_chain;
+pub mod real;
+pub mod vectors;
+
+pub use condensed::{condensed_index, condensed_len, observations_from_len};
+pub use fcluster::{fcluster_distance, fcluster_maxclust, validate_linkage_matrix};
+pub use method::Method;
+pub use real::Real;
+pub use vectors::{Metric, Vectors};
+
+use crate::error::{KResult, KernelError};
+
+/// Linkage of the observations whose pairwise distances are the condensed vector `dist`
+/// (length n(n−1)/2, finite, non-negative). The input is copied once into a working buffer of
+/// the same type. Returns the (n−1)×4 linkage matrix, row-major.
+pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64>> {
+    let n = check_condensed(dist)?;
+    linkage_condensed_owned(dist.to_vec(), n, method)
+}
+
+/// Like [`linkage_condensed`] but consumes `dist` (overwritten in place, no copy). `dist` must
+/// already be validated (use [`check_condensed`]).
+pub fn linkage_condensed_owned<S: Real>(mut dist: Vec<S>, n: usize, method: Method) -> KResult<Vec<f64>> {
+    let merges = match method {
+        Method::Single => {
+            let d = &dist;
+            mst::prim(n, |x, i| d[condensed_index(n, x, i)].to_f64())
+        }
+        _ => nn_chain::nn_chain(&mut dist, n, method),
+    };
+    drop(dist);
+    Ok(dendrogram::to_linkage_matrix(merges, n))
+}
+
+/// Check that `dist` is a condensed distance vector: triangular length for n ≥ 2, every value
+/// finite and non-negative. Returns n.
+pub fn check_condensed<S: Real>(dist: &[S]) -> KResult<usize> {
+    let n = observations_from_len(dist.len()).ok_or_else(|| {
+        KernelError::new(
+            "data",
+            format!(
+                "a 1-D condensed distance vector needs length n(n-1)/2 with n >= 2 observations; got length {}",
+                dist.len()
+            ),
+        )
+    })?;
+    if let Some(pos) = dist.iter().position(|v| !v.is_finite() || v.to_f64() < 0.0) {
+        let what = if dist[pos].is_finite() { "a negative distance" } else { "NaN or infinity" };
+        return Err(KernelError::new("data", format!("condensed distances contain {what} at position {pos}")));
+    }
+    Ok(n)
+}
+
+/// Linkage of `n` observation vectors (`data` row-major n×d) under `metric`.
+///
+/// Single linkage computes distances on the fly (O(n·d) memory). The other methods build one
+/// condensed matrix stored as `S` (distances computed in f64) and cluster it in place.
+/// `ward` requires the euclidean metric.
+pub fn linkage_vectors<T: Real, S: Real + Default>(
+    data: &[T],
+    n: usize,
+    d: usize,
+    method: Method,
+    metric: Metric,
+) -> KResult<Vec<f64>> {
+    if n < 2 {
+        return Err(KernelError::new("data", format!("at least 2 observations are needed, got {n}")));
+    }
+    if method == Method::Ward && metric != Metric::Euclidean {
+        return Err(KernelError::new("metric", "method \"ward\" requires metric \"euclidean\""));
+    }
+    let vectors = Vectors::new(data, n, d, metric)?;
+    if method == Method::Single {
+        let merges = mst::prim(n, |x, i| vectors.distance(x, i));
+        return Ok(dendrogram::to_linkage_matrix(merges, n));
+    }
+    let dist: Vec<S> = vectors.condensed()?;
+    drop(vectors);
+    linkage_condensed_owned(dist, n, method)
+}
+
+#[cfg(test)]
+mod tests;
