@@ -26,7 +26,8 @@ Parsing rules, chosen to survive what real generators write:
 * If every option of a question starts with its own letter label in order (``A) ``, ``(B) ``,
   ``C. ``, ``D: ``), the labels are removed; otherwise options are kept as written.
 * The answer is a single letter, optionally decorated: ``C``, ``(C)``, ``[C]``, ``C)``, ``C. text``,
-  ``Answer: C``, ``The answer is (C)``. If it is not a letter, an answer that equals one option's
+  ``Answer: C``, ``The answer is (C)``; a multi-line field is also tried on its first line. If it is
+  not a letter, an answer that equals one option's
   text exactly is accepted too.
 
 A question is skipped, and counted in :class:`ParseReport` under one reason, when it has an empty
@@ -186,11 +187,14 @@ def _strip_option_labels(options: list[str]) -> list[str]:
 
 
 def _answer_letter(text: str) -> Optional[str]:
-    """The option letter an answer field names, or ``None`` if it names none."""
-    for pattern in _ANSWER_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            return next(g for g in match.groups() if g).upper()
+    """The option letter an answer field names, or ``None`` if it names none. A multi-line field
+    (e.g. an unclosed ``<answer>`` running into trailing chatter) is judged on its first line."""
+    first_line = text.split("\n", 1)[0]
+    for candidate in dict.fromkeys((text, first_line)):
+        for pattern in _ANSWER_PATTERNS:
+            match = pattern.search(candidate)
+            if match:
+                return next(g for g in match.groups() if g).upper()
     return None
 
 
