@@ -1,0 +1,167 @@
+"""Label-free baselines: they see the pool's answers and the query embeddings, never the answer key.
+
+* :class:`RandomRouter` — a random ranking per query.
+* :class:`BestSingleConsensus` — one fixed ranking, by each model's mean consensus score (DESIGN §3A).
+* :class:`SmoothieTrain` — Smoothie-style weak supervision, smoothed over nearest training queries.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from cascal.base import BaseRouter
+from cascal.baselines._compute import consensus_scores, cosine_neighbors
+from cascal.baselines._inputs import check_embeddings, check_fit_inputs, column_means
+from cascal.data import NOT_ASKED, ResponseMatrix
+
+
+class RandomRouter(BaseRouter):
+    """Ranks the pool uniformly at random for every query (a floor every router must beat).
+
+    Args:
+        random_state: seed of the generator; two routers with the same seed route identically.
+    """
+
+    def __init__(self, random_state: Optional[int] = None) -> None:
+        self.random_state = random_state
+
+    def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "RandomRouter":
+        emb = check_fit_inputs(embeddings, responses)
+        self.model_names_ = list(responses.model_names)
+        self.n_features_in_ = emb.shape[1]
+        return self
+
+    def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        emb = check_embeddings(embeddings, self.n_features_in_)
+        rng = np.random.default_rng(self.random_state)
+        return rng.random((emb.shape[0], len(self.model_names_)))
+
+
+class BestSingleConsensus(BaseRouter):
+    """Sends every query to the models with the highest mean consensus score on the training set.
+
+    The consensus score of a model on a question is the posterior probability of its answer under the
+    confidence-weighted vote of the whole pool (DESIGN §3A, default parameters); the mean over the
+    training questions it was asked is a label-free estimate of its accuracy.
+
+    Attributes:
+        global_scores_: ``(M,)`` mean consensus score of every model (the routing score of every query).
+    """
+
+    def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "BestSingleConsensus":
+        emb = check_fit_inputs(embeddings, responses)
+        self.global_scores_ = column_means(consensus_scores(responses))
+        self.model_names_ = list(responses.model_names)
+        self.n_features_in_ = emb.shape[1]
+        return self
+
+    def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        emb = check_embeddings(embeddings, self.n_features_in_)
+        return np.broadcast_to(self.global_scores_, (emb.shape[0], len(self.model_names_))).copy()
+
+
+class SmoothieTrain(BaseRouter):
+    """Smoothie-style label-free routing, estimated on the training queries nearest to each query.
+
+    Idea (Guha et al., "Smoothie: Label Free Language Model Routing", NeurIPS 2024): treat every
+    model's output embedding ``λ_m`` as the unknown true output ``y`` plus independent Gaussian noise
+    of variance ``δ_m``. Then ``E‖λ_i − λ_j‖² = δ_i + δ_j`` for ``i ≠ j``, so any triplet of models
+    gives ``δ_i = (d_ij + d_ik − d_jk) / 2`` from observable pairwise distances ``d``; averaging over
+    all pairs ``(j, k)`` of the other models gives one estimate per model, and a lower ``δ_m`` means a
+    better model. "Train" means the expectations are taken over the ``n_neighbors`` training queries
+    nearest (cosine) to the query being routed, which makes the estimate query-specific.
+
+    Our estimator on multiple choice: a model's output is the one-hot vector of its answer, so
+    ``‖λ_i − λ_j‖² = 2`` when the two models disagree and ``0`` when they agree. An unparsable
+    answer (-1) agrees with nobody (distance 2 to everyone); a not-asked answer (-2) is left out of
+    the average. Averaged over the pairs ``(j, k)`` the triplet formula has the closed form
+    ``δ_i = ((M − 1)·S_i − T) / (2·C(M − 1, 2))`` with ``S_i = Σ_j d_ij`` and ``T = Σ_{j<k} d_jk``,
+    which is what :meth:`route_scores` evaluates. A pair never co-asked among the neighbours uses its
+    mean over the whole training set (or 2, maximal disagreement, if never co-asked at all). The
+    routing score is ``−δ_m``. Needs a pool of at least 3 models.
+
+    Args:
+        n_neighbors: training queries averaged per routed query (capped at the training size).
+
+    Attributes:
+        pair_distance_: ``(n_train, M, M)`` float32 squared distances ``d_ij`` per training query
+            (NaN where either model was not asked).
+        global_distance_: ``(M, M)`` mean of ``pair_distance_`` over the training set.
+    """
+
+    def __init__(self, n_neighbors: int = 50) -> None:
+        self.n_neighbors = n_neighbors
+
+    def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "SmoothieTrain":
+        if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, (int, np.integer)) or self.n_neighbors < 1:
+            raise ValueError(f"n_neighbors: must be a positive integer, got {self.n_neighbors!r}")
+        emb = check_fit_inputs(embeddings, responses)
+        if responses.n_models < 3:
+            raise ValueError(f"responses: SmoothieTrain needs a pool of at least 3 models, got {responses.n_models}")
+        self.pair_distance_ = pairwise_squared_distances(responses.answers)
+        self.global_distance_ = _nan_mean_axis0(self.pair_distance_, default=2.0)
+        self.train_embeddings_ = emb.astype(np.float32)
+        self.model_names_ = list(responses.model_names)
+        self.n_features_in_ = emb.shape[1]
+        return self
+
+    def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        emb = check_embeddings(embeddings, self.n_features_in_)
+        k = min(int(self.n_neighbors), self.train_embeddings_.shape[0])
+        neighbors = cosine_neighbors(emb, self.train_embeddings_.astype(np.float64), k)
+        out = np.empty((emb.shape[0], len(self.model_names_)))
+        for start in range(0, emb.shape[0], 512):
+            local = self.pair_distance_[neighbors[start : start + 512]]  # (b, k, M, M)
+            mean = _nan_mean_axis1(local)
+            mean = np.where(np.isnan(mean), self.global_distance_[None], mean)
+            out[start : start + 512] = -triplet_noise_estimates(mean)
+        return out
+
+
+def pairwise_squared_distances(answers: np.ndarray) -> np.ndarray:
+    """``(n_q, M, M)`` float32 ``‖λ_i − λ_j‖²`` of the one-hot answers of every model pair:
+    0 if both answered the same option, 2 otherwise (an unparsable answer agrees with nobody),
+    NaN if either model was not asked; the diagonal is 0 where the model was asked."""
+    a = answers.astype(np.int16)
+    agree = (a[:, :, None] == a[:, None, :]) & (a[:, :, None] >= 0)
+    dist = np.where(agree, 0.0, 2.0).astype(np.float32)
+    missing = a == NOT_ASKED
+    dist[missing[:, :, None] | missing[:, None, :]] = np.nan
+    idx = np.arange(a.shape[1])
+    dist[:, idx, idx] = np.where(missing, np.nan, 0.0)
+    return dist
+
+
+def triplet_noise_estimates(distance: np.ndarray) -> np.ndarray:
+    """Noise variance ``δ_i`` of every model from expected pairwise squared distances ``(…, M, M)``:
+    the mean over pairs ``{j, k}`` of the other models of ``(d_ij + d_ik − d_jk) / 2``."""
+    m = distance.shape[-1]
+    if m < 3:
+        raise ValueError(f"distance: the triplet estimate needs at least 3 models, got {m}")
+    off = distance.copy()
+    idx = np.arange(m)
+    off[..., idx, idx] = 0.0
+    s = off.sum(axis=-1)  # S_i
+    total = off.sum(axis=(-2, -1)) / 2.0  # T: every unordered pair once
+    n_pairs = (m - 1) * (m - 2) / 2.0
+    return ((m - 1) * s - total[..., None]) / (2.0 * n_pairs)
+
+
+def _nan_mean_axis0(values: np.ndarray, default: float) -> np.ndarray:
+    known = ~np.isnan(values)
+    counts = known.sum(axis=0)
+    sums = np.where(known, values, 0.0).sum(axis=0, dtype=np.float64)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), default)
+
+
+def _nan_mean_axis1(values: np.ndarray) -> np.ndarray:
+    known = ~np.isnan(values)
+    counts = known.sum(axis=1)
+    sums = np.where(known, values, 0.0).sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)

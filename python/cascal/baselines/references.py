@@ -1,0 +1,42 @@
+"""Reference points rather than routers: the best single model by the answer key, and the oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cascal.base import BaseRouter
+from cascal.baselines._inputs import check_embeddings, check_fit_inputs, column_means, key_correctness
+from cascal.data import ResponseMatrix
+
+
+class BestSingleGold(BaseRouter):
+    """Sends every query to the models with the best accuracy against the answer key of the training
+    set (top-3 = vote of the 3 most accurate). Given the real gold key this is the "best single model"
+    reference; given a simulated generator's key it is the best single model by that key.
+
+    Attributes:
+        global_scores_: ``(M,)`` training accuracy of every model against the key.
+    """
+
+    uses_answer_key = True
+
+    def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "BestSingleGold":
+        emb = check_fit_inputs(embeddings, responses)
+        self.global_scores_ = column_means(key_correctness(responses))
+        self.model_names_ = list(responses.model_names)
+        self.n_features_in_ = emb.shape[1]
+        return self
+
+    def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        emb = check_embeddings(embeddings, self.n_features_in_)
+        return np.broadcast_to(self.global_scores_, (emb.shape[0], len(self.model_names_))).copy()
+
+
+def oracle_correct(responses: ResponseMatrix) -> np.ndarray:
+    """``(n_q,)`` bool: some model of the pool answered the question right (by ``responses.gold``).
+
+    The oracle is not a router: it reads the test answers and the test gold, so the evaluation harness
+    reports it through this function instead of fitting it. Questions with unknown gold count as wrong.
+    """
+    return ((responses.answers == responses.gold[:, None]) & (responses.gold[:, None] >= 0)).any(axis=1)

@@ -1,0 +1,191 @@
+"""PNG figures of an evaluation: accuracy bars, a niche map and a niche dendrogram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.cluster.hierarchy import dendrogram, linkage  # noqa: E402
+
+from cascal.evaluation.harness import NO_KEY, FittedExample  # noqa: E402
+
+_KEY_COLORS = {NO_KEY: "#4c72b0", "real": "#55a868", "strong": "#8172b2", "medium": "#ccb974", "weak": "#c44e52"}
+_FALLBACK_COLORS = ["#64b5cd", "#dd8452", "#937860", "#da8bc3", "#8c8c8c"]
+
+
+def _short(model: str) -> str:
+    return model[: -len("_5shots")] if model.endswith("_5shots") else model
+
+
+def plot_accuracy(pool: Mapping[str, Any], title: str, path: Path) -> Path:
+    """Grouped bars: one group per router, one bar per key source (label-free routers have one),
+    error bars = std over seeds; top-1 and top-3 vote accuracy side by side; oracle dashed."""
+    summary = pool["summary"]
+    routers = list(dict.fromkeys(row["router"] for row in summary))
+    keys = list(dict.fromkeys(row["key"] for row in summary))
+    colors = {k: _KEY_COLORS.get(k, _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]) for i, k in enumerate(keys)}
+    fig, axes = plt.subplots(1, 2, figsize=(min(18.0, max(9.0, 1.1 * len(routers) * 2)), 5.2), sharey=True)
+    lows = []
+    for ax, metric, label in zip(axes, ("top1", "top3"), ("top-1 accuracy", "top-3 vote accuracy")):
+        for r, router in enumerate(routers):
+            rows = [row for row in summary if row["router"] == router]
+            width = 0.8 / len(rows)
+            for j, row in enumerate(rows):
+                mean = 100 * row[metric]["mean"]
+                std = 100 * (row[metric]["std"] or 0.0)
+                lows.append(mean - std)
+                x = r - 0.4 + width * (j + 0.5)
+                ax.bar(x, mean, width, yerr=std, color=colors[row["key"]], capsize=2,
+                       label="label-free (no key)" if row["key"] == NO_KEY else f"key: {row['key']}")
+        if "oracle" in pool:
+            ax.axhline(100 * pool["oracle"]["mean"], color="black", linestyle="--", linewidth=1, label="oracle")
+        ax.set_xticks(range(len(routers)))
+        ax.set_xticklabels(routers, rotation=35, ha="right")
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("accuracy on the test split (%)")
+    top = 100 * pool["oracle"]["mean"] + 3 if "oracle" in pool else 100
+    axes[0].set_ylim(max(0.0, min(lows) - 5), min(100.0, top))
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.95),
+               ncol=min(6, len(unique)), frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_niche_map(pool: Mapping[str, Any], title: str, path: Path, router: Optional[str] = "cascal") -> Path:
+    """Subject × model heat maps of who wins where: left, every model's test accuracy per subject
+    (the best model of each subject boxed); right, the share of each subject's queries the router
+    sends to each model first (when that router was run)."""
+    models = pool["models"]
+    by_cat = pool["model_accuracy_by_category"]
+    categories = sorted(next(iter(by_cat.values())))
+    accuracy = np.array([[by_cat[m][c] for m in models] for c in categories])
+    share_row = next((row for row in pool["summary"] if row["router"] == router), None)
+    panels = 2 if share_row is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 + 3.2 * panels, 0.42 * len(categories) + 2.6), squeeze=False)
+    ax = axes[0, 0]
+    image = ax.imshow(100 * accuracy, cmap="viridis", aspect="auto")
+    best = np.nanargmax(np.where(np.isnan(accuracy), -np.inf, accuracy), axis=1)
+    for i, j in enumerate(best):
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    _annotate(ax, 100 * accuracy)
+    _label_axes(ax, categories, models)
+    ax.set_title("test accuracy (%) — red box: best model")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    if share_row is not None:
+        share = np.array([share_row["first_choice_share"][c] for c in categories])
+        ax = axes[0, 1]
+        image = ax.imshow(100 * share, cmap="magma", aspect="auto", vmin=0, vmax=100)
+        _annotate(ax, 100 * share)
+        _label_axes(ax, categories, models, show_rows=False)
+        key = "" if share_row["key"] == NO_KEY else f", key {share_row['key']}"
+        ax.set_title(f"{router}{key}: % of queries routed first")
+        fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _annotate(ax: Any, values: np.ndarray) -> None:
+    """Write each cell's value (rounded) on a heat map."""
+    if values.size > 600:
+        return
+    middle = np.nanmean(values)
+    for (i, j), v in np.ndenumerate(values):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
+                    color="white" if v < middle else "black")
+
+
+def _label_axes(ax: Any, rows: Sequence[str], cols: Sequence[str], show_rows: bool = True) -> None:
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels([_short(c) for c in cols], rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows if show_rows else [""] * len(rows), fontsize=8)
+
+
+def plot_niche_dendrogram(example: FittedExample, path: Path, subject: Optional[str] = None, sample: int = 40) -> Path:
+    """Dendrogram of one subject's niches: the average-linkage (cosine) tree of CASCAL's niche
+    centroids of that subject (leaves labelled with size and best model) when the router has at
+    least two; otherwise of a sample of the subject's test questions, labelled by first choice."""
+    router = example.router
+    names = list(router.model_names_)
+    centroids = getattr(router, "centroids_", None)
+    owners = getattr(router, "centroid_subject_", None)
+    subject_names = list(getattr(router, "subject_names_", []))
+    if centroids is not None and owners is not None and subject_names:
+        counts = np.bincount(np.asarray(owners), minlength=len(subject_names))
+        chosen = subject if subject is not None else subject_names[int(np.argmax(counts))]
+        rows = np.flatnonzero(np.asarray(owners) == subject_names.index(chosen))
+    else:
+        chosen, rows = subject, np.array([], dtype=int)
+    if len(rows) >= 2:
+        points = np.asarray(centroids, dtype=np.float64)[rows]
+        scores = np.asarray(router.centroid_scores_)[rows]
+        sizes = np.asarray(getattr(router, "centroid_sizes_", np.zeros(len(rows))))[rows] if hasattr(
+            router, "centroid_sizes_") else np.zeros(len(rows), dtype=int)
+        labels = [f"n={int(sizes[i])} · {_short(names[int(np.argmax(scores[i]))])}" for i in range(len(rows))]
+        what = f"{example.router_name} niche centroids"
+    else:
+        test = example.split.test
+        if chosen is None:
+            values, counts = np.unique(test.subjects, return_counts=True)
+            chosen = str(values[np.argmax(counts)])
+        in_subject = np.flatnonzero(test.subjects == chosen)
+        rng = np.random.default_rng(0)
+        pick = np.sort(rng.choice(in_subject, size=min(sample, len(in_subject)), replace=False))
+        points = np.asarray(test.embeddings, dtype=np.float64)[pick]
+        first = router.route(points, top_k=1).ranked[:, 0]
+        labels = [_short(names[j]) for j in first]
+        what = f"sample of {len(pick)} test questions, labelled by {example.router_name}'s first choice"
+    tree = linkage(points, method="average", metric="cosine")
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(labels) + 2.0))
+    dendrogram(tree, labels=labels, orientation="right", ax=ax, color_threshold=0.7 * tree[:, 2].max())
+    ax.set_xlabel("cosine distance (average linkage)")
+    ax.set_title(f"pool {example.pool}, subject '{chosen}': {what}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+#: Routers whose first choices make the most telling dendrogram labels, best first.
+_DENDROGRAM_PREFERENCE = ("cascal", "cascal-gt", "knn", "smoothie-train", "cluster-rank")
+
+
+def _dendrogram_example(examples: Sequence[FittedExample]) -> Optional[FittedExample]:
+    for name in _DENDROGRAM_PREFERENCE:
+        for example in examples:
+            if example.router_name == name:
+                return example
+    return examples[0] if examples else None
+
+
+def write_plots(results: Mapping[str, Any], out_dir: Path, examples: Sequence[FittedExample]) -> dict[str, list[str]]:
+    """Every figure of every pool into ``out_dir``; returns pool -> figure file names."""
+    figures: dict[str, list[str]] = {}
+    for name, pool in results["pools"].items():
+        files = []
+        n_seeds = len(results["config"]["seeds"])
+        files.append(plot_accuracy(pool, f"pool {name} · mean ± std over {n_seeds} seed(s)", out_dir / f"{name}_accuracy.png").name)
+        has_cascal = any(row["router"] == "cascal" for row in pool["summary"])
+        files.append(plot_niche_map(pool, f"pool {name}: who wins where", out_dir / f"{name}_niche_map.png",
+                                    router="cascal" if has_cascal else None).name)
+        pool_examples = [e for e in examples if e.pool == name]
+        example = _dendrogram_example(pool_examples)
+        if example is not None:
+            files.append(plot_niche_dendrogram(example, out_dir / f"{name}_niche_dendrogram.png").name)
+        figures[name] = files
+    return figures
