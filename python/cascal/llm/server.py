@@ -210,7 +210,9 @@ class ChatServer:
     def start(self) -> "ChatServer":
         """Serve in a daemon thread; returns self."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, name="cascal-chat-server", daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="cascal-chat-server", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -226,7 +228,7 @@ class ChatServer:
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (for a standalone simulator)."""
         try:
-            self._httpd.serve_forever()
+            self._httpd.serve_forever(poll_interval=0.2)
         finally:
             self._stopping.set()
             self._httpd.server_close()
