@@ -18,13 +18,11 @@ from cascal.simulate.world import SimWorld
 
 CASE_PATTERN = re.compile(r"\bCase (\d{7})\b")
 
+# One frame with several topical slots: the frame's words are shared by every question, so the
+# similarity between two questions is driven by the topical words they share (niche, then subject).
 _STEMS = (
-    "Which statement about {a} is most accurate when {b} and {c} are both involved in {g}?",
-    "In the study of {g}, how does {a} most plausibly relate to {b} given {c}?",
-    "What best explains the role of {a} for {b}, taking {c} into account?",
-    "A specialist examining {a} and {b} notices a change in {c}. Which conclusion follows?",
-    "Which principle connects {a} with {b} in a typical {g} setting involving {c}?",
-    "Why would {a} matter most for {b} when {c} is held fixed?",
+    "In {g} and {h}, how do {a}, {b} and {c} bear on {d}, {e} and {f}?",
+    "In {g} and {h}, how do {a} and {b} bear on {c}, {d}, {e} and {f}?",
 )
 _OPTIONS = (
     "{x} increases {y}",
@@ -63,9 +61,9 @@ def write_question(world: SimWorld, subject: Subject, n_options: int, *parts: ob
     niche_index = int(rng.integers(len(subject.niches)))
     niche = subject.niches[niche_index]
     case = f"{stable_int('case', world.seed, *parts) % 9_000_000 + 1_000_000}"
-    a, b, c = rng.choice(niche.words, size=3, replace=False)
-    g = str(rng.choice(subject.general_words))
-    stem = f"Case {case}: " + _STEMS[int(rng.integers(len(_STEMS)))].format(a=a, b=b, c=c, g=g)
+    a, b, c, d, e, f = rng.choice(niche.words, size=6, replace=False)
+    g, h = rng.choice(subject.general_words, size=2, replace=False)
+    stem = f"Case {case}: " + _STEMS[int(rng.integers(len(_STEMS)))].format(a=a, b=b, c=c, d=d, e=e, f=f, g=g, h=h)
     options: list[str] = []
     templates = rng.permutation(len(_OPTIONS))
     while len(options) < n_options:

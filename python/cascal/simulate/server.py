@@ -16,7 +16,8 @@ def serve_simulator(world: Optional[SimWorld] = None, *, host: str = "127.0.0.1"
     """
     from cascal.llm.server import ChatServer
 
-    return ChatServer(SimulatedResponder(world), host=host, port=port, faults=faults)
+    responder = SimulatedResponder(world)
+    return ChatServer(responder, host=host, port=port, faults=faults, models=responder.model_names)
 
 
 def simulator_pool(base_url: str, world: Optional[SimWorld] = None, *, max_concurrency: int = 8, models: Optional[list[str]] = None) -> Any:

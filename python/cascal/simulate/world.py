@@ -77,7 +77,7 @@ class SimWorld:
     runner_up_skill: float = 0.65
     weak_skill_range: tuple[float, float] = (0.25, 0.5)
     n_family: int = 2
-    family_affinity: float = 0.9
+    family_affinity: float = 0.7
     other_affinity: float = 0.3
     unparsable_rate: float = 0.01
     generators: tuple[GeneratorProfile, ...] = DEFAULT_GENERATORS
@@ -149,15 +149,16 @@ class SimWorld:
     # ------------------------------------------------------------------ questions
     def truth(self, case: str, n_options: int) -> int:
         """The hidden right option of question ``case`` (derivable from the question text alone)."""
-        _check_options(n_options)
-        return stable_int("truth", self.seed, case) % n_options
+        return stable_int("truth", self.seed, case) % _check_options(n_options)
 
     def distractor(self, case: str, n_options: int) -> int:
         """The wrong option that weak solvers fall for on question ``case``."""
-        right = self.truth(case, n_options)
-        return (right + 1 + stable_int("distractor", self.seed, case) % (n_options - 1)) % n_options
+        n = _check_options(n_options)
+        right = self.truth(case, n)
+        return (right + 1 + stable_int("distractor", self.seed, case) % (n - 1)) % n
 
     def _wrong_choice(self, who: str, case: str, n_options: int, affinity: float) -> int:
+        n_options = _check_options(n_options)
         right = self.truth(case, n_options)
         common = self.distractor(case, n_options)
         if stable_unit("affinity", self.seed, who, case) < affinity:
@@ -195,6 +196,8 @@ class SimWorld:
         return self._wrong_choice(generator, case, n_options, profile.distractor_affinity)
 
 
-def _check_options(n_options: int) -> None:
-    if not 2 <= n_options <= 20:
-        raise ValueError(f"n_options: a question needs 2..20 options, got {n_options}")
+def _check_options(n_options: int) -> int:
+    """``n_options`` as a Python int, checked to lie in 2..20."""
+    if isinstance(n_options, bool) or not isinstance(n_options, (int, np.integer)) or not 2 <= n_options <= 20:
+        raise ValueError(f"n_options: a question needs an integer 2..20 options, got {n_options!r}")
+    return int(n_options)
