@@ -1,17 +1,13 @@
-"""The two heavy computations the baselines share: cosine nearest neighbours and consensus scores.
-
-Both go through the Rust kernels of :mod:`cascal.kernels` when those are available and fall back to
-plain numpy otherwise, so the baselines keep working while kernels are being added.
-"""
+"""The two heavy computations the baselines share: cosine nearest neighbours and consensus scores,
+both through the Rust kernels of :mod:`cascal.kernels` (nearest neighbours fall back to numpy while
+the ``nearest_centroids`` kernel is not built)."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from cascal.baselines._inputs import normalize_rows
-from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
+from cascal.data import ResponseMatrix
 
 _CHUNK = 2048
 
@@ -62,45 +58,11 @@ def _lexsort_rows(index: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 
 def consensus_scores(responses: ResponseMatrix) -> np.ndarray:
-    """DESIGN §3A consensus score of every model on every question, with the default parameters
-    (``z_scale`` 1, ``clamp`` (0.01, 0.99), ``tau`` 1): ``(n_q, n_m)`` float64, NaN where not asked."""
-    kernel = _kernel("consensus_scores")
-    if kernel is not None:
-        result = kernel(responses.answers, responses.n_options, responses.logprobs)
-        return np.asarray(result.scores, dtype=np.float64)
-    return _consensus_scores_numpy(responses.answers, responses.n_options, responses.logprobs)
+    """DESIGN §3A consensus score of every model on every question with the default parameters
+    (Rust kernel :func:`cascal.kernels.consensus_scores`): ``(n_q, n_m)`` float64, NaN where not asked."""
+    from cascal.kernels import consensus_scores as kernel
 
-
-def _consensus_scores_numpy(answers: np.ndarray, n_options: np.ndarray, logprobs: np.ndarray | None) -> np.ndarray:
-    n_q, n_m = answers.shape
-    if logprobs is None:
-        z = np.zeros((n_q, n_m))
-    else:
-        lp = logprobs.astype(np.float64)
-        with warnings.catch_warnings():  # all-NaN columns (no logprobs for a model) are expected
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mu = np.nanmedian(lp, axis=0)
-            sigma = 1.4826 * np.nanmedian(np.abs(lp - mu), axis=0)
-            fallback = np.nanstd(lp, axis=0)
-        sigma = np.where((sigma > 0) & np.isfinite(sigma), sigma, np.where((fallback > 0) & np.isfinite(fallback), fallback, 1.0))
-        mu = np.where(np.isfinite(mu), mu, 0.0)
-        z = np.where(np.isnan(lp), 0.0, (lp - mu) / sigma)
-    weight = np.clip(1.0 / (1.0 + np.exp(-z)), 0.01, 0.99)
-    answered = answers >= 0
-    n_classes = int(n_options.max()) if n_q else 0
-    votes = np.zeros((n_q, n_classes))
-    rows = np.repeat(np.arange(n_q), n_m).reshape(n_q, n_m)
-    np.add.at(votes, (rows[answered], answers[answered].astype(np.int64)), weight[answered])
-    valid_class = np.arange(n_classes)[None, :] < n_options[:, None]
-    logits = np.where(valid_class, votes, -np.inf)
-    logits -= logits.max(axis=1, keepdims=True)
-    posterior = np.exp(logits)
-    posterior /= posterior.sum(axis=1, keepdims=True)
-    safe = np.where(answered, answers, 0).astype(np.int64)
-    scores = np.take_along_axis(posterior, safe, axis=1)
-    scores[answers == NO_ANSWER] = 0.0
-    scores[answers == NOT_ASKED] = np.nan
-    return scores
+    return np.asarray(kernel(responses.answers, responses.n_options, responses.logprobs).scores, dtype=np.float64)
 
 
 def _kernel(name: str):  # noqa: ANN202 - returns a kernel function or None

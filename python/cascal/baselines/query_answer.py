@@ -62,8 +62,8 @@ class KNNCorrectness(BaseRouter):
 
 class ClusterRank(BaseRouter):
     """Avengers-style cluster routing: k-means (``n_clusters`` = 64) on the L2-normalised training
-    embeddings, each model's accuracy against the key in every cluster, and every query routed by
-    the accuracies of its nearest cluster centre.
+    embeddings, each model's accuracy against the key on the training questions nearest (cosine) to
+    every centre, and every query routed by the accuracies of its nearest centre.
 
     A model never asked in a cluster gets its global accuracy there. Equal cluster accuracies are
     ordered by global accuracy: the score is ``cluster_accuracy + 1e-6 · global_accuracy``.
@@ -92,14 +92,15 @@ class ClusterRank(BaseRouter):
         correct = key_correctness(responses)
         n_clusters = min(n_clusters, emb.shape[0])
         km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=self.random_state).fit(emb)
-        labels = km.labels_
+        self.centers_ = normalize_rows(km.cluster_centers_)
+        # training questions join their nearest centre by the same (cosine) rule queries use
+        labels = cosine_neighbors(emb, self.centers_, 1)[:, 0]
         self.global_accuracy_ = column_means(correct)
         accuracy = np.empty((n_clusters, responses.n_models))
         for c in range(n_clusters):
             in_cluster = correct[labels == c]
             accuracy[c] = column_means(in_cluster, default=np.nan) if len(in_cluster) else np.nan
         self.cluster_accuracy_ = np.where(np.isnan(accuracy), self.global_accuracy_[None, :], accuracy)
-        self.centers_ = normalize_rows(km.cluster_centers_)
         self.model_names_ = list(responses.model_names)
         self.n_features_in_ = emb.shape[1]
         return self
