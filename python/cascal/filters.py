@@ -98,7 +98,7 @@ def quality_flags(responses: ResponseMatrix) -> QualityFlags:
     in_plurality = np.zeros((responses.n_questions, MAX_OPTIONS), dtype=bool)
     rows, cols = np.nonzero(plurality)
     in_plurality[rows, answers[rows, cols].astype(np.int64)] = True
-    gold = responses.gold.astype(np.int64)
+    gold = np.asarray(responses.gold, dtype=np.int64)
     has_key = gold >= 0
     self_answer = np.zeros(responses.n_questions, dtype=bool)
     self_answer[has_key] = in_plurality[np.flatnonzero(has_key), gold[has_key]]
