@@ -141,6 +141,17 @@ def test_auto_falls_back_with_a_warning_but_load_never_does() -> None:
         get_embedder("all-MiniLM-L6-v2", backend="sentence-transformers")
 
 
+@pytest.mark.skipif(have_sentence_transformers(), reason="checks the behaviour without sentence-transformers")
+def test_cli_embed_default_model_warns_and_falls_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = small_dataset(tmp_path / "ds", TEXTS)
+    assert cli_main(["embed", str(folder), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: sentence-transformers is not installed" in captured.err
+    assert "(hashing-256)" in captured.out and (folder / "embeddings_hashing-256.npy").exists()
+    assert cli_main(["embed", str(folder), "--backend", "sentence-transformers"]) == 2
+    assert "cascal[embed]" in capsys.readouterr().err
+
+
 def test_hashing_names_select_hashing_without_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 NAME = "embed"
 HELP = "embed the questions of a dataset folder (sentence-transformers, or the hashing fallback)"
@@ -29,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from cascal.io import embeddings_path
 
     try:
-        embedder = get_embedder(args.model, args.backend)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            embedder = get_embedder(args.model, args.backend)
+        for warning in caught:
+            print(f"cascal embed: warning: {warning.message}", file=sys.stderr)
         vectors = embed_dataset(
             args.dataset, embedder, batch_size=args.batch_size, progress=not args.no_progress, force=args.force
         )
