@@ -358,3 +358,39 @@ def test_kill_and_resume_pays_for_nothing_twice(tmp_path, capsys):
     assert len(first_log) + len(second_log) - 2 * n <= 4
     result = load_dataset(tmp_path / "ds", embeddings=None)
     np.testing.assert_array_equal(result.answers, np.stack([gold, gold], axis=1))
+
+
+# ----------------------------------------------------------------------------- real questions
+def test_replaying_real_mmlu_pro_answers_reproduces_them(tmp_path, data_dir):
+    """Real questions (LaTeX, long options, 3..10 options) go through prompt, server, extraction and the
+    folder writer unchanged: a server replaying three real models' recorded letters yields exactly
+    their predictions.csv columns (recorded '?' replayed as a reply without a letter)."""
+    real = load_dataset(data_dir, embeddings=None, out_of_range="unparsable")
+    rng = np.random.default_rng(7)
+    rows = np.sort(rng.choice(real.n_questions, size=40, replace=False))
+    few_options = np.flatnonzero(real.n_options < 10)[:5]  # make sure short option lists are covered
+    rows = np.union1d(rows, few_options)
+    models = ["gpt-4o-2024-05-13_5shots", "Meta-Llama-3_1-8B-Instruct_5shots", "gemma-7b_5shots"]
+    sub = real.subset(rows).select_models(models)
+    bare = sub.__class__(
+        answers=np.zeros((len(rows), 0), dtype=np.int8), n_options=sub.n_options, subjects=sub.subjects, model_names=[],
+        gold=sub.gold, question_ids=sub.question_ids, questions=sub.questions, options=sub.options,
+    )
+    save_dataset(bare, tmp_path / "ds")
+    recorded = {
+        prompt_hash(build_messages(q, o)): sub.answers[i] for i, (q, o) in enumerate(zip(sub.questions, sub.options))
+    }
+
+    def replay(req: ChatRequest) -> ChatReply:
+        code = int(recorded[prompt_hash(req.messages)][models.index(req.model)])
+        if code < 0:
+            return ChatReply("After careful thought I still cannot tell.")
+        return ChatReply(f"Let me work through it step by step... The answer is ({LETTERS[code]}).")
+
+    with ChatServer(replay) as server:
+        pool = PoolConfig(tuple(ModelConfig(name=m, base_url=server.base_url, model=m) for m in models), retry=FAST)
+        result = answer_dataset(tmp_path / "ds", pool, progress=False)
+    expected = np.where(sub.answers == -2, NO_ANSWER, sub.answers)  # a not-asked cell was replayed as no letter
+    np.testing.assert_array_equal(result.answers, expected)
+    np.testing.assert_array_equal(load_dataset(tmp_path / "ds", embeddings=None).answers, expected)
+    assert set(np.unique(result.n_options)) > {10}
