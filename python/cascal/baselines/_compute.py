@@ -20,7 +20,7 @@ def cosine_neighbors(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarra
     kernel = _kernel("nearest_centroids")
     if kernel is not None:
         indices, _ = kernel(
-            np.ascontiguousarray(normalize_rows(queries)), np.ascontiguousarray(normalize_rows(base)), k, "cosine"
+            normalize_rows(queries).astype(np.float32), normalize_rows(base).astype(np.float32), k, "cosine"
         )
         return np.asarray(indices, dtype=np.int64)
     q = normalize_rows(queries).astype(np.float32)
