@@ -16,7 +16,7 @@ use crate::error::{KResult, KernelError};
 /// Returns the row-major `n_clusters × m` matrix whose entry `(c, j)` is
 /// `Σ w_i v_ij / Σ w_i` over the rows `i` with `labels[i] == c` and `v_ij` not NaN; it is NaN
 /// where that sum of weights is 0 (no such row, or all their weights are 0). `weights = None`
-/// means every weight is 1. Sums are accumulated in f64.
+/// means every weight is 1. Weights are f64 whatever `T` is; sums are accumulated in f64.
 ///
 /// Errors: `labels` of the wrong length or outside `[0, n_clusters)`; `values` of the wrong length
 /// or holding ±infinity; `weights` of the wrong length, negative, NaN or infinite.
@@ -26,7 +26,7 @@ pub fn cluster_means<T: Real>(
     n: usize,
     m: usize,
     n_clusters: usize,
-    weights: Option<&[T]>,
+    weights: Option<&[f64]>,
 ) -> KResult<Vec<T>> {
     if labels.len() != n {
         return Err(KernelError::new("labels", format!("has {} entries but values has {n} rows", labels.len())));
@@ -52,7 +52,7 @@ pub fn cluster_means<T: Real>(
         if w.len() != n {
             return Err(KernelError::new("weights", format!("has {} entries but values has {n} rows", w.len())));
         }
-        if let Some(i) = w.iter().position(|v| !(v.is_finite() && v.to_f64() >= 0.0)) {
+        if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
             return Err(KernelError::new(
                 "weights",
                 format!("weight {:?} at index {i} is not a finite non-negative number", w[i]),
@@ -69,7 +69,7 @@ pub fn cluster_means<T: Real>(
         .into_par_iter()
         .fold(zero, |(mut s, mut ws), ci| {
             for i in ci * chunk..((ci + 1) * chunk).min(n) {
-                let w = weights.map_or(1.0, |w| w[i].to_f64());
+                let w = weights.map_or(1.0, |w| w[i]);
                 let base = labels[i] as usize * m;
                 for (j, v) in values[i * m..(i + 1) * m].iter().enumerate() {
                     let v = v.to_f64();
