@@ -59,10 +59,17 @@ def test_no_logprobs_gives_nan(stream):
     assert math.isnan(reply.mean_logprob)
 
 
+def test_non_finite_token_logprobs_are_left_out_of_the_mean():
+    reply = ChatReply("a b c", token_logprobs=[-1.0, float("-inf"), -3.0])
+    with ChatServer(lambda req: reply) as server:
+        got = complete(model(server))
+    assert got.mean_logprob == pytest.approx(-2.0)
+
+
 TRANSIENT = [
     Fault.http_500(),
     Fault.rate_limit(0.05),
-    Fault.timeout(1.5),
+    Fault.timeout(3.0),
     Fault.truncated(),
     Fault.malformed_json(),
     Fault.empty_choices(),
@@ -74,7 +81,7 @@ TRANSIENT = [
 def test_each_transient_fault_is_retried_until_a_clean_reply(fault, stream):
     # the first two requests fail, the third succeeds
     with ChatServer(responder, faults=[fault, fault]) as server:
-        reply = complete(model(server, stream=stream, timeout=0.5))
+        reply = complete(model(server, stream=stream, timeout=1.0))
         log = server.requests
     assert reply.text == "The answer is (B)."
     assert [r.fault for r in log] == [fault.kind, fault.kind, None]
@@ -98,7 +105,7 @@ def test_retry_after_is_honoured():
     # FAST's own backoff is 0.01-0.02 s: the gaps come from Retry-After
     assert times[1] - times[0] >= 0.38
     assert times[2] - times[1] >= 0.28
-    assert times[1] - times[0] < 2.0
+    assert times[1] - times[0] < 5.0
 
 
 def test_retry_after_is_capped_by_the_policy():
@@ -171,7 +178,7 @@ def test_concurrency_bound_is_respected():
         with lock:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.05)
+        time.sleep(0.1)
         with lock:
             state["now"] -= 1
         return ChatReply("The answer is (A)")

@@ -218,9 +218,9 @@ class ChatClient:
         return _completion_from_body(body)
 
     async def _fetch_stream(self, messages: Messages, params: dict[str, Any]) -> Completion:
-        stream = await self._openai.chat.completions.create(
+        stream = await self._openai.chat.completions.create(  # type: ignore[call-overload]
             model=self.model.model,
-            messages=list(messages),  # type: ignore[arg-type]
+            messages=list(messages),
             stream=True,
             stream_options={"include_usage": True},
             **params,
@@ -240,7 +240,7 @@ class ChatClient:
             if choice.delta is not None and choice.delta.content:
                 pieces.append(choice.delta.content)
             if choice.logprobs is not None and choice.logprobs.content:
-                logprobs.extend(float(t.logprob) for t in choice.logprobs.content)
+                logprobs.extend(float(t.logprob) for t in choice.logprobs.content if _is_finite_number(t.logprob))
             if choice.finish_reason is not None:
                 finished = True
         if not saw_choice:
@@ -269,12 +269,19 @@ def _completion_from_body(body: Any) -> Completion:
     mean = math.nan
     logprobs = choice.get("logprobs")
     if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
-        values = [t.get("logprob") for t in logprobs["content"] if isinstance(t, dict)]
-        values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        raw: list[Any] = [t.get("logprob") for t in logprobs["content"] if isinstance(t, dict)]
+        values = [float(v) for v in raw if _is_finite_number(v)]
         if values:
             mean = float(sum(values) / len(values))
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     return Completion(text, mean, _int_or_none(usage.get("prompt_tokens")), _int_or_none(usage.get("completion_tokens")))
+
+
+def _is_finite_number(value: Any) -> bool:
+    """A real, finite number (servers sometimes send -inf or -9999 for impossible tokens; -inf is dropped)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int_or_none(value: Any) -> Optional[int]:
