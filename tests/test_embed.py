@@ -18,7 +18,7 @@ from cascal.embed import (
     EmbeddingError,
     HashingEmbedder,
     SentenceTransformerEmbedder,
-    _splitmix64,
+    splitmix64,
     embed_dataset,
     get_embedder,
     load_embedder,
@@ -46,7 +46,7 @@ def have_sentence_transformers() -> bool:
 # ------------------------------------------------------------------------------------------ hashing
 def test_splitmix64_matches_published_outputs() -> None:
     # SplitMix64 (Steele, Lea, Flood 2014; Vigna's C reference): first output from state 0 and from 1234567
-    out = _splitmix64(np.array([0, 1234567], dtype=np.uint64))
+    out = splitmix64(np.array([0, 1234567], dtype=np.uint64))
     assert out.tolist() == [0xE220A8397B1DCDAF, 6457827717110365317]
 
 

@@ -13,8 +13,8 @@ Backends:
   ``HashingVectorizer`` on lower-cased word unigrams and bigrams (words = runs of word characters,
   single characters included; 2**20 buckets, no sign flipping),
   sublinear term frequency ``1 + log(tf)``, row L2 normalisation, then a Rademacher random
-  projection to ``d`` dimensions whose ±1 entries come from a SplitMix64 hash of
-  (seed, bucket, output dimension), and a final L2 normalisation (a text without any word maps to
+  projection to ``d`` dimensions whose ±1 entries are the bits of SplitMix64 hashes of
+  (seed, bucket, output word), and a final L2 normalisation (a text without any word maps to
   the first basis vector, so every row has unit norm). Nothing is fitted and nothing is
   drawn from a random-number stream, so the name alone reproduces the embedder exactly (on any
   machine and numpy version). It captures shared vocabulary only, not meaning: a fallback for when
@@ -48,6 +48,7 @@ DEFAULT_HASHING_DIM = 256
 HASHING_FEATURES = 2**20
 HASHING_SEED = 0x5EED_CA5CA1
 BACKENDS = ("auto", "sentence-transformers", "hashing")
+_PROJECTION_BLOCK = 16384  # hashed features projected at once
 _HASHING_NAME = re.compile(r"^hashing-([0-9]+)$")
 
 PathLike = Union[str, Path]
@@ -97,8 +98,8 @@ class Embedder(ABC):
 
 
 # ------------------------------------------------------------------------------ hashing backend
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."""
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 (Steele, Lea & Flood 2014) output for each uint64 state in ``x`` (wrapping arithmetic)."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -108,15 +109,18 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 def rademacher_rows(features: np.ndarray, dim: int, seed: int = HASHING_SEED) -> np.ndarray:
     """The rows of the ``(HASHING_FEATURES, dim)`` ±1 projection matrix for the given bucket indices.
 
-    Entry ``(j, k)`` is ``+1`` if the top bit of ``splitmix64(seed * 2**32 + j * dim + k)`` is set,
-    else ``-1``; computed on demand, so only the buckets a batch uses are materialised.
+    With ``W = ceil(dim / 64)`` words per bucket, entry ``(j, k)`` is ``+1`` if bit ``k % 64`` of
+    ``splitmix64(seed * 2**32 + j * W + k // 64)`` is set, else ``-1``. Computed on demand, so only
+    the buckets a batch uses are materialised.
     """
+    words = -(-dim // 64)
     feats = np.asarray(features, dtype=np.uint64)[:, None]
-    cols = np.arange(dim, dtype=np.uint64)[None, :]
+    word_index = np.arange(words, dtype=np.uint64)[None, :]
     with np.errstate(over="ignore"):
-        keys = (np.uint64(seed) << np.uint64(32)) + feats * np.uint64(dim) + cols
-        bits = _splitmix64(keys) >> np.uint64(63)
-    return bits.astype(np.float32) * 2.0 - 1.0
+        states = (np.uint64(seed) << np.uint64(32)) + feats * np.uint64(words) + word_index
+        hashed = splitmix64(states).astype("<u8")  # little-endian bytes: bit b of byte i is bit 8i+b
+    bits = np.unpackbits(hashed.view(np.uint8).reshape(len(feats), words * 8), axis=1, bitorder="little")
+    return bits[:, :dim].astype(np.float32) * 2.0 - 1.0
 
 
 class HashingEmbedder(Embedder):
@@ -155,8 +159,10 @@ class HashingEmbedder(Embedder):
         projected = np.zeros((len(texts), self.dim), dtype=np.float64)
         used, local = np.unique(counts.indices, return_inverse=True)
         if used.size:
-            compact = counts.__class__((counts.data, local.ravel(), counts.indptr), shape=(len(texts), used.size))
-            projected = np.asarray(compact @ rademacher_rows(used, self.dim).astype(np.float64))
+            compact = counts.__class__((counts.data, local.ravel(), counts.indptr), shape=(len(texts), used.size)).tocsc()
+            for start in range(0, used.size, _PROJECTION_BLOCK):  # bounded memory for big batches
+                stop = min(start + _PROJECTION_BLOCK, used.size)
+                projected += compact[:, start:stop] @ rademacher_rows(used[start:stop], self.dim).astype(np.float64)
         empty = np.linalg.norm(projected, axis=1) == 0
         projected[empty, 0] = 1.0  # texts without any word: one fixed unit vector
         return _l2_normalise(projected)
