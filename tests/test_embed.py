@@ -100,16 +100,19 @@ def test_hashing_texts_without_words_still_unit_norm() -> None:
 
 
 def test_hashing_on_real_questions_groups_categories(data_dir: Path) -> None:
-    """Real MMLU-Pro stems: same-category pairs are more similar on average than cross-category ones."""
+    """Real MMLU-Pro stems: a question's nearest neighbour shares its category far more often than
+    chance (the sum of squared category shares, about 0.08 here)."""
     ds = load_dataset(data_dir, embeddings=None, out_of_range="unparsable")
     rng = np.random.default_rng(0)
     rows = rng.choice(ds.n_questions, size=1500, replace=False)
     x = HashingEmbedder().encode([ds.questions[i] for i in rows])
     cats = ds.subjects[rows]
     sim = x @ x.T
-    same = cats[:, None] == cats[None, :]
-    off = ~np.eye(len(rows), dtype=bool)
-    assert sim[same & off].mean() > sim[~same].mean() + 0.02
+    np.fill_diagonal(sim, -np.inf)
+    agree = float((cats[sim.argmax(axis=1)] == cats).mean())
+    _, counts = np.unique(cats, return_counts=True)
+    chance = float(((counts / counts.sum()) ** 2).sum())
+    assert agree > 3 * chance
 
 
 def test_bad_inputs() -> None:
