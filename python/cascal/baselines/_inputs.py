@@ -40,7 +40,7 @@ def check_embeddings(embeddings: np.ndarray, n_features: int | None = None) -> n
 
 def key_correctness(responses: ResponseMatrix) -> np.ndarray:
     """``(n_q, n_m)`` correctness against the answer key, refusing a key that is entirely unknown."""
-    if not (responses.gold >= 0).any():
+    if not (np.asarray(responses.gold) >= 0).any():
         raise ValueError("responses.gold: this router needs an answer key, but every gold entry is -1 (unknown)")
     return responses.correctness()
 

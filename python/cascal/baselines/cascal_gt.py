@@ -36,10 +36,10 @@ class CascalGT(CascalRouter):
         correct = key_correctness(responses)  # NaN: not asked or key unknown
         scores = correct
         plurality = np.nan_to_num(correct, nan=0.0) > 0.5
-        agreement = np.where((responses.gold >= 0), 1.0, 0.0)
+        agreement = np.where(np.asarray(responses.gold) >= 0, 1.0, 0.0)
         consensus = kernels.consensus_scores(
             responses.answers, responses.n_options, responses.logprobs,
-            z_scale=float(self.z_scale), tau=float(self.tau), clamp=tuple(float(c) for c in self.clamp),
+            z_scale=float(self.z_scale), tau=float(self.tau), clamp=(float(self.clamp[0]), float(self.clamp[1])),
         )
         self.stats_ = ConsensusStats(mu=np.asarray(consensus.mu, dtype=np.float64),
                                      sigma=np.asarray(consensus.sigma, dtype=np.float64))

@@ -39,4 +39,5 @@ def oracle_correct(responses: ResponseMatrix) -> np.ndarray:
     The oracle is not a router: it reads the test answers and the test gold, so the evaluation harness
     reports it through this function instead of fitting it. Questions with unknown gold count as wrong.
     """
-    return ((responses.answers == responses.gold[:, None]) & (responses.gold[:, None] >= 0)).any(axis=1)
+    gold = np.asarray(responses.gold)[:, None]
+    return ((responses.answers == gold) & (gold >= 0)).any(axis=1)

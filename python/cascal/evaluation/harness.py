@@ -92,10 +92,9 @@ def run_evaluation(
         raise ValueError("pools: give at least one pool")
     specs, with_oracle = select_routers(None if routers is None else list(routers))
     dataset, data_path = _load(data)
-    if (dataset.gold < 0).any():
-        raise ProtocolError(
-            f"data: {int((dataset.gold < 0).sum())} question(s) have no gold answer; the evaluation needs real gold"
-        )
+    unlabelled = int((gold_of(dataset) < 0).sum())
+    if unlabelled:
+        raise ProtocolError(f"data: {unlabelled} question(s) have no gold answer; the evaluation needs real gold")
     results: dict[str, Any] = {
         "config": {
             "pools": list(pools),
@@ -154,7 +153,7 @@ def evaluate_pool(
     runs: list[dict[str, Any]] = []
     oracle: list[float] = []
     model_acc: list[np.ndarray] = []
-    model_cat: list[dict[str, list[float]]] = []
+    model_cat: list[dict[str, np.ndarray]] = []
     key_acc: dict[str, list[float]] = {k.name: [] for k in keys}
     examples: list[FittedExample] = []
     n_fits = sum(1 if not _uses_key(spec) else len(keys) for spec in routers.values())
@@ -164,11 +163,11 @@ def evaluate_pool(
             split = make_split(data, pool, seed)
             test = split.test
             oracle.append(float(oracle_correct(test).mean()))
-            model_acc.append(model_accuracy(test.answers, test.gold))
+            model_acc.append(model_accuracy(test.answers, gold_of(test)))
             model_cat.append(_model_accuracy_by_category(test))
             train_keys = {k.name: training_key(data, split, k) for k in keys}
             for name, key in train_keys.items():
-                key_acc[name].append(float((key == split.train.gold).mean()))
+                key_acc[name].append(float((key == gold_of(split.train)).mean()))
             blank = split.train.with_gold(np.full(split.train.n_questions, NO_ANSWER, dtype=np.int8))
             for name, spec in routers.items():
                 key_names = [k.name for k in keys] if _uses_key(spec) else [NO_KEY]
@@ -213,24 +212,24 @@ def evaluate_router(router: BaseRouter, train: ResponseMatrix, split: Split) -> 
     Kendall τ of its global ranking (mean route score over the test queries) against the models'
     test accuracy, per-category accuracies, the share of each category routed first to each model,
     and timings."""
-    test = split.test
+    test, gold = split.test, gold_of(split.test)
     start = time.perf_counter()
-    router.fit(train.embeddings, train)
+    router.fit(embeddings_of(train), train)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     vote_k = min(VOTE_K, test.n_models)
-    routing = router.route(test.embeddings, top_k=vote_k)
+    routing = router.route(embeddings_of(test), top_k=vote_k)
     confidence = router.tie_break_confidence(test)
     top1 = ensemble_vote(routing.ranked[:, :1], test.answers, confidence)
     top3 = ensemble_vote(routing.ranked[:, :vote_k], test.answers, confidence)
     route_seconds = time.perf_counter() - start
-    correct1 = answer_correct(top1, test.gold)
-    correct3 = answer_correct(top3, test.gold)
+    correct1 = answer_correct(top1, gold)
+    correct3 = answer_correct(top3, gold)
     global_scores = np.nanmean(np.where(np.isfinite(routing.scores), routing.scores, np.nan), axis=0)
     return {
         "top1": float(correct1.mean()),
         "top3": float(correct3.mean()),
-        "kendall_tau": kendall_tau(global_scores, model_accuracy(test.answers, test.gold)),
+        "kendall_tau": kendall_tau(global_scores, model_accuracy(test.answers, gold)),
         "global_scores": [float(s) for s in global_scores],
         "per_category": {
             "top1": per_category_accuracy(correct1, test.subjects),
@@ -252,10 +251,25 @@ def _first_choice_share(first: np.ndarray, test: ResponseMatrix) -> dict[str, li
 
 
 def _model_accuracy_by_category(test: ResponseMatrix) -> dict[str, np.ndarray]:
+    gold = gold_of(test)
     return {
-        str(c): model_accuracy(test.answers[test.subjects == c], test.gold[test.subjects == c])
+        str(c): model_accuracy(test.answers[test.subjects == c], gold[test.subjects == c])
         for c in np.unique(test.subjects)
     }
+
+
+def gold_of(responses: ResponseMatrix) -> np.ndarray:
+    """``responses.gold`` (a ResponseMatrix always fills it in; -1 = unknown)."""
+    if responses.gold is None:  # pragma: no cover - ResponseMatrix.__post_init__ sets it
+        raise ProtocolError("responses: no gold array")
+    return responses.gold
+
+
+def embeddings_of(responses: ResponseMatrix) -> np.ndarray:
+    """``responses.embeddings``, which every split of the harness carries."""
+    if responses.embeddings is None:
+        raise ProtocolError("data: the dataset has no embeddings; run `cascal embed` first")
+    return responses.embeddings
 
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ mean ± std summaries over seeds."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import numpy.typing as npt
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -55,7 +55,7 @@ def model_accuracy(answers: np.ndarray, gold: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, correct.sum(axis=0) / counts, np.nan)
 
 
-def kendall_tau(router_scores: Sequence[float], gold_scores: Sequence[float]) -> float:
+def kendall_tau(router_scores: npt.ArrayLike, gold_scores: npt.ArrayLike) -> float:
     """Kendall's τ-b between a router's global model scores and the models' gold accuracies:
     +1 = same order, −1 = reversed; NaN when either side is constant (no ranking to compare)."""
     a = np.asarray(router_scores, dtype=np.float64)
@@ -70,7 +70,7 @@ def kendall_tau(router_scores: Sequence[float], gold_scores: Sequence[float]) ->
     return float(kendalltau(a[keep], b[keep]).statistic)
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: npt.ArrayLike) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof = 1; 0 for a single value) ignoring NaN values;
     ``(nan, nan)`` when nothing is left."""
     arr = np.asarray(values, dtype=np.float64)

@@ -175,6 +175,6 @@ def training_key(data: ResponseMatrix, split: Split, key: KeySource) -> np.ndarr
     """The training split's answer key under ``key``: the real gold, or the simulated generator's
     key (:func:`simulated_key`, random fill seeded by the split seed)."""
     if key.generator is None:
-        return split.train.gold.copy()
+        return np.array(split.train.gold, dtype=np.int8)
     column = data.model_names.index(key.generator)
     return simulated_key(split.train, data.answers[split.train_rows, column], split.seed)
