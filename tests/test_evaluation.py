@@ -18,6 +18,7 @@ from cascal.evaluation.harness import NO_KEY, summarize_runs, to_jsonable
 from cascal.evaluation.metrics import accuracy, kendall_tau, mean_std, model_accuracy, per_category_accuracy
 from cascal.evaluation.protocol import (
     KeySource,
+    make_split,
     resolve_keys,
     resolve_model,
     resolve_pool,
@@ -286,3 +287,23 @@ def test_cli_argument_errors(capsys, tmp_path):
     assert "unknown router(s) ['nope']" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(tmp_path / "missing"), "--seeds", "1"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_niche_dendrogram_from_router_centroids(tmp_path):
+    from types import SimpleNamespace
+
+    from cascal.evaluation.harness import FittedExample
+    from cascal.evaluation.plots import plot_niche_dendrogram
+
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=(7, 8))
+    router = SimpleNamespace(  # the fitted attributes CASCAL exposes
+        model_names_=["ace", "mid", "low"], subject_names_=["alpha", "beta"],
+        centroids_=centroids / np.linalg.norm(centroids, axis=1, keepdims=True),
+        centroid_subject_=np.array([0, 0, 1, 1, 1, 1, 1]), centroid_scores_=rng.random((7, 3)),
+        centroid_sizes_=np.arange(7) + 10,
+    )
+    data = synthetic_dataset()
+    split = make_split(data, ["ace", "mid", "low"], 0)
+    path = plot_niche_dendrogram(FittedExample("p", "cascal", router, split), tmp_path / "d.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
