@@ -9,6 +9,8 @@ import time
 from typing import Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cascal.llm.cache import ResponseCache, cache_key
 from cascal.llm.client import ChatClient, Completion, EndpointError, RequestFailed
@@ -216,18 +218,28 @@ def test_failures_are_not_cached(tmp_path):
         assert len(cache) == 1
 
 
-def test_cache_key_depends_on_every_part():
-    base = dict(model="m", base_url="http://h/v1", messages=MESSAGES, params={"temperature": 0.0}, variant=0)
+def test_cache_key_depends_on_every_part_but_the_endpoint():
+    base = dict(name="pool-a", model="m", messages=MESSAGES, params={"temperature": 0.0}, variant=0)
     key = cache_key(**base)
-    assert cache_key(**{**base, "base_url": "http://h/v1/"}) == key  # trailing slash is not a different endpoint
     for change in (
+        {"name": "pool-b"},
         {"model": "m2"},
-        {"base_url": "http://other/v1"},
         {"messages": [{"role": "user", "content": "other"}]},
+        {"messages": MESSAGES + [{"role": "user", "content": "more"}]},
         {"params": {"temperature": 0.1}},
+        {"params": {"temperature": 0.0, "seed": 1}},
         {"variant": 1},
     ):
-        assert cache_key(**{**base, **change}) != key
+        assert cache_key(**{**base, **change}) != key, change
+
+
+def test_cache_survives_a_server_restart_on_another_port(tmp_path):
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        with ChatServer(responder) as first:
+            complete(model(first), cache=cache)
+        with ChatServer(responder) as second:
+            again = complete(model(second), cache=cache)
+            assert again.cached and second.request_log == []
 
 
 def test_cache_persists_and_first_write_wins(tmp_path):
@@ -245,3 +257,34 @@ def test_cache_persists_and_first_write_wins(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(ValueError, match="not a usable SQLite cache"):
         ResponseCache(tmp_path / "junk.sqlite")
+
+
+# ----------------------------------------------------------------------------- round trip property
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    """One server for every example: it replies with whatever ``holder["reply"]`` holds."""
+    holder: dict[str, ChatReply] = {}
+    with ChatServer(lambda req: holder["reply"]) as server:
+        yield server, holder
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=_text,
+    logprobs=st.one_of(st.none(), st.lists(st.floats(-50, 0), min_size=1, max_size=12)),
+    stream=st.booleans(),
+)
+def test_any_reply_survives_the_wire(echo_server, text, logprobs, stream):
+    """Arbitrary unicode text (LaTeX, newlines, quotes, emoji) and logprobs come back unchanged,
+    streamed or not."""
+    server, holder = echo_server
+    holder["reply"] = ChatReply(text, token_logprobs=logprobs)
+    got = complete(model(server, stream=stream))
+    assert got.text == text
+    if logprobs is None:
+        assert math.isnan(got.mean_logprob)
+    else:
+        assert got.mean_logprob == pytest.approx(sum(logprobs) / len(logprobs), abs=1e-9)

@@ -3,9 +3,12 @@
 A response is written and committed *before* the caller uses it, so a run killed at any moment and
 started again never pays twice for a prompt it already got an answer to, and loses none.
 
-The key is :func:`cache_key`: sha256 over the model id, the endpoint, the prompt messages, the sampling
-parameters and a ``variant`` number (0 for the first ask, 1, 2, ... for re-asks after an unparsable
-reply, so each re-ask is cached on its own and a resumed run replays the same sequence).
+The key is :func:`cache_key`: sha256 over the pool member's name, the model id, the prompt messages,
+the sampling parameters and a ``variant`` number (0 for the first ask, 1, 2, ... for re-asks after an
+unparsable reply, so each re-ask is cached on its own and a resumed run replays the same sequence).
+The endpoint URL is deliberately *not* part of the key: a local server restarted on another port (or
+a model moved to another host) keeps its cached replies. Two members that share a model id at
+different endpoints never collide because member names are unique within a pool.
 """
 
 from __future__ import annotations
@@ -58,16 +61,16 @@ class CachedResponse:
 
 
 def cache_key(
+    name: str,
     model: str,
-    base_url: str,
     messages: Sequence[Mapping[str, Any]],
     params: Mapping[str, Any],
     variant: int = 0,
 ) -> str:
-    """The hex sha256 identifying one request: model id, endpoint, messages, sampling params, variant."""
+    """The hex sha256 identifying one request: member name, model id, messages, sampling params, variant."""
     payload = {
+        "name": name,
         "model": model,
-        "base_url": base_url.rstrip("/"),
         "messages": [dict(m) for m in messages],
         "params": dict(params),
         "variant": int(variant),
@@ -154,7 +157,7 @@ class ResponseCache:
         return int(n)
 
     def requests(self) -> Iterator[tuple[str, dict]]:
-        """Every stored ``(key, request)`` pair; ``request`` holds model, base_url, messages, params, variant."""
+        """Every stored ``(key, request)`` pair; ``request`` holds name, model, base_url, messages, params, variant."""
         with self._lock:
             rows = self._connection().execute("SELECT key, request FROM responses ORDER BY created").fetchall()
         for key, blob in rows:

@@ -108,7 +108,7 @@ class ChatClient:
     # ------------------------------------------------------------------ public
     def key(self, messages: Messages, variant: int = 0) -> str:
         """The cache key of ``messages`` for this model (see :func:`cascal.llm.cache.cache_key`)."""
-        return cache_key(self.model.model, self.model.base_url, messages, self.model.sampling_params(), variant)
+        return cache_key(self.model.name, self.model.model, messages, self.model.sampling_params(), variant)
 
     async def complete(self, messages: Messages, *, variant: int = 0) -> Completion:
         """The model's reply to ``messages`` (cached, or fetched with retries and then cached).
@@ -130,6 +130,7 @@ class ChatClient:
         reply = await self._fetch_with_retries(messages)
         if self.cache is not None:
             request = {
+                "name": self.model.name,
                 "model": self.model.model,
                 "base_url": self.model.base_url,
                 "messages": [dict(m) for m in messages],
