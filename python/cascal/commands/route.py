@@ -117,6 +117,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (ValueError, OSError, RuntimeError) as exc:  # bad router file, embedder, pool file, endpoint
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from cascal.data import LETTERS
 
     router = load_router(args.router)

@@ -9,6 +9,7 @@ the same way.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -87,7 +88,11 @@ def _router_params(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    router = train_router(args.dataset, args.out, embeddings=args.embeddings, **_router_params(args))
+    try:
+        router = train_router(args.dataset, args.out, embeddings=args.embeddings, **_router_params(args))
+    except (ValueError, OSError) as exc:  # DataError, a bad router parameter, an unreadable folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(describe(router))
     print(f"saved router to {args.out}")
     return 0
