@@ -129,14 +129,17 @@ where
     T: Copy + Into<f64> + Send + Sync,
 {
     check_logprobs(logprobs, n_q, n_m)?;
-    let stats: Vec<(f64, f64)> = (0..n_m)
-        .into_par_iter()
-        .map(|m| {
-            let finite: Vec<f64> =
-                (0..n_q).map(|q| logprobs[q * n_m + m].into()).filter(|x: &f64| !x.is_nan()).collect();
-            column_stats(finite)
-        })
-        .collect();
+    // one row-major pass splits the matrix into per-model columns of non-NaN values
+    let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(n_q); n_m];
+    for row in logprobs.chunks_exact(n_m.max(1)) {
+        for (col, &v) in columns.iter_mut().zip(row) {
+            let v: f64 = v.into();
+            if !v.is_nan() {
+                col.push(v);
+            }
+        }
+    }
+    let stats: Vec<(f64, f64)> = columns.into_par_iter().map(column_stats).collect();
     Ok(stats.into_iter().unzip())
 }
 
@@ -245,8 +248,10 @@ fn score_row(
     let vmax = votes[..n_options].iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut post = [0.0f64; MAX_OPTIONS];
     let mut total = 0.0;
+    // every option without a vote shares one posterior value: one exp instead of many
+    let unvoted = ((0.0 - vmax) / tau).exp();
     for c in 0..n_options {
-        post[c] = ((votes[c] - vmax) / tau).exp();
+        post[c] = if counts[c] == 0 { unvoted } else { ((votes[c] - vmax) / tau).exp() };
         total += post[c];
     }
     for p in post[..n_options].iter_mut() {

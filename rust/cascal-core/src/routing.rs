@@ -25,7 +25,9 @@ use crate::error::{KResult, KernelError};
 const ROW_BLOCK: usize = 1024;
 
 /// Floating-point element types the kernel accepts for embeddings (`f32`, `f64`).
-pub trait Real: Copy + Send + Sync + 'static + Into<f64> {
+pub trait Real:
+    Copy + Send + Sync + 'static + Into<f64> + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
+{
     const ZERO: Self;
     const ONE: Self;
     fn from_f64(x: f64) -> Self;
@@ -125,14 +127,29 @@ fn normalized_rows<T: Real>(rows: &[T], n: usize, d: usize, arg: &'static str) -
     Ok(out)
 }
 
+/// Euclidean norm of `row`, summed in `T` over 8 independent lanes (vectorisable); recomputed in
+/// f64 when that overflows, so huge finite rows are not mistaken for non-finite ones.
 #[inline]
 fn row_norm<T: Real>(row: &[T]) -> f64 {
-    row.iter().map(|&v| {
-        let v: f64 = v.into();
-        v * v
-    })
-    .sum::<f64>()
-    .sqrt()
+    let mut lanes = [T::ZERO; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (acc, &v) in lanes.iter_mut().zip(chunk) {
+            *acc = *acc + v * v;
+        }
+    }
+    let mut total: f64 = lanes.iter().map(|&v| v.into()).sum();
+    total += chunks.remainder().iter().map(|&v| square(v)).sum::<f64>();
+    if total.is_finite() {
+        return total.sqrt();
+    }
+    row.iter().map(|&v| square(v)).sum::<f64>().sqrt()
+}
+
+#[inline]
+fn square<T: Real>(v: T) -> f64 {
+    let v: f64 = v.into();
+    v * v
 }
 
 fn check_norm(norm: f64, row: usize, arg: &'static str) -> KResult<()> {
