@@ -191,3 +191,59 @@ def test_free_text_questions_get_a_stable_answer():
     first = responder.reply("sim-model-2", msgs)
     assert first == responder.reply("sim-model-2", msgs)
     assert ANSWER.search(first.text) is None or ANSWER.search(first.text).group(1) in "ABC"
+
+
+# ---------------------------------------------------------------------------- over HTTP
+def test_served_replies_equal_the_responder_through_the_openai_client():
+    import asyncio
+
+    from cascal.llm.answering import build_messages as answering_messages
+    from cascal.llm.client import ChatClient
+    from cascal.simulate import serve_simulator, simulator_pool
+
+    world = SimWorld(seed=4)
+    responder = SimulatedResponder(world)
+    q = generate(responder, "sim-generator-oracle", 3, batches=1, n=3)[0]
+    messages = answering_messages(q.question, q.options)
+    with serve_simulator(world) as server:
+        pool = simulator_pool(server.base_url, world)
+
+        async def ask(name: str):
+            async with ChatClient(pool.get(name), pool.retry) as client:
+                return await client.complete(messages)
+
+        for name in world.model_names:
+            completion = asyncio.run(ask(name))
+            direct = responder.reply(name, messages)
+            assert completion.text == direct.text
+            assert completion.mean_logprob == pytest.approx(np.mean(direct.token_logprobs), abs=1e-9)
+        assert sorted(m for m, _ in server.request_log) == sorted(world.model_names)
+
+
+def test_cascal_simulate_serves_standalone_and_writes_pool_files(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from cascal.llm.config import load_pool
+
+    pool_file, gen_file = tmp_path / "pool.yaml", tmp_path / "generators.yaml"
+    cmd = [sys.executable, "-m", "cascal", "simulate", "--port", "0", "--seed", "2",
+           "--write-pool", str(pool_file), "--write-generators", str(gen_file)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first = proc.stdout.readline()
+        match = re.search(r"SIMULATED LLM server on (http://127\.0\.0\.1:\d+/v1)", first)
+        assert match, first
+        url = match.group(1)
+        with urllib.request.urlopen(url + "/models", timeout=10) as resp:
+            listed = {m["id"] for m in __import__("json").load(resp)["data"]}
+        world = SimWorld(seed=2)
+        assert listed == set(world.model_names) | set(world.generator_names)
+        pool, generators = load_pool(pool_file), load_pool(gen_file)
+        assert pool.names == world.model_names and generators.names == world.generator_names
+        assert {m.base_url for m in pool.models} == {url}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 = any free port; default 8000)")
     parser.add_argument("--seed", type=int, default=0, help="world seed: which model specialises where (default 0)")
     parser.add_argument("--models", type=int, default=6, help="simulated pool size (default 6)")
-    parser.add_argument("--write-pool", default=None, metavar="PATH", help="also write the pool.yaml pointing at this server")
+    parser.add_argument("--write-pool", default=None, metavar="PATH", help="write a pool.yaml of the simulated pool models")
+    parser.add_argument(
+        "--write-generators", default=None, metavar="PATH", help="write a pool-format yaml of the simulated generators (for `cascal generate --pool`)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = pool_yaml(server.base_url, world)
-    if args.write_pool:
-        with open(args.write_pool, "w", encoding="utf-8") as fh:
-            fh.write(text)
+    for path, content in ((args.write_pool, text), (args.write_generators, pool_yaml(server.base_url, world, generators=True))):
+        if path:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(content)
     print(f"SIMULATED LLM server on {server.base_url} (seed {args.seed}; no real model behind it)")
     print(f"generators: {', '.join(world.generator_names)}")
     print(f"pool: {', '.join(world.model_names)}")
