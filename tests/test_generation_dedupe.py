@@ -15,6 +15,7 @@ from cascal.generation.dedupe import (
     deduplicate,
     jaccard,
     normalise_text,
+    shingle_keys,
     shingles,
 )
 from cascal.generation.parser import ParsedQuestion as Q
@@ -132,3 +133,27 @@ def test_many_questions_chunked() -> None:
     assert kept == _brute_force(questions, DEFAULT_NEAR_THRESHOLD)
     assert report.dropped["exact"] == 1 and questions[-1] not in kept
     assert list(itertools.islice(kept, 3)) == questions[:3]
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=40), size=st.integers(1, 6))
+def test_shingle_keys_one_hash_per_shingle(text: str, size: int) -> None:
+    keys = shingle_keys(text, size)
+    assert keys.dtype == np.uint64
+    assert np.all(keys[1:] > keys[:-1])  # sorted and unique
+    assert keys.size == len(shingles(text, size))
+
+
+def test_shingle_keys_distinguish_short_texts_from_padded_ones() -> None:
+    assert not np.array_equal(shingle_keys("abc"), shingle_keys("\x00\x00abc"))
+    assert np.array_equal(shingle_keys("abc"), shingle_keys("abc"))
+    assert shingle_keys("😀 emoji 𝔘").size == len(shingles("😀 emoji 𝔘"))
+
+
+def test_similarity_exactly_at_threshold_is_a_duplicate() -> None:
+    # character 1-grams: {a, b, ' ', x, y} vs {a, c, ' ', x, y}: Jaccard 4/6
+    first, second = Q("ab", ("x", "y"), 0), Q("ac", ("x", "y"), 0)
+    kept = Deduplicator(threshold=4 / 6, shingle_size=1).filter([first, second])
+    assert kept == [first]
+    kept = Deduplicator(threshold=4 / 6 + 1e-9, shingle_size=1).filter([first, second])
+    assert kept == [first, second]

@@ -13,8 +13,13 @@ of whitespace collapsed to one space (punctuation and LaTeX are kept: ``\\frac{1
   entities, different option sets) stay below it. Texts shorter than 5 characters are one shingle.
 
 :class:`Deduplicator` keeps the questions accepted so far and tests each new batch against them
-and against the batch's earlier members, with sparse matrix products, so a run of thousands of
-questions stays fast. The first occurrence is kept.
+and against the batch's earlier members; the first occurrence is kept. Shingles are stored as
+64-bit hashes (:func:`shingle_keys`; a collision between two distinct shingles has probability
+about 2**-64 per pair). Near-duplicate search is exact and avoids comparing all pairs by *prefix
+filtering*: order every text's shingles from rarest to most common (document frequency over the
+texts of the call); two sets with Jaccard >= t must share a shingle among the first
+``|x| - ceil(t |x|) + 1`` of each. Only pairs sharing such a prefix shingle, with compatible sizes
+(``min/max >= t``), get their Jaccard computed.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,7 +38,6 @@ from cascal.generation.parser import ParsedQuestion
 SHINGLE_SIZE = 5
 DEFAULT_NEAR_THRESHOLD = 0.8
 _WHITESPACE = re.compile(r"\s+")
-_CHUNK = 512  # questions compared densely with each other at once
 
 
 def normalise_text(question: ParsedQuestion) -> str:
@@ -70,6 +74,28 @@ class DedupeReport:
         return {"seen": self.seen, "kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}
 
 
+_SENTINEL = 0x110000  # above every Unicode code point: pads texts shorter than one shingle
+_PRIME = np.uint64(0x100000001B3)
+
+
+def shingle_keys(text: str, size: int = SHINGLE_SIZE) -> np.ndarray:
+    """Sorted unique uint64 hashes of the character ``size``-grams of ``text``: one hash per element
+    of :func:`shingles` (a text shorter than ``size`` is one shingle)."""
+    from cascal.embed import splitmix64
+
+    if size < 1:
+        raise ValueError(f"size: shingle size must be at least 1, got {size}")
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
+    if points.size < size:
+        points = np.concatenate([np.full(size - points.size, _SENTINEL, dtype=np.uint64), points])
+    n = points.size - size + 1
+    acc = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(size):
+            acc = acc * _PRIME + points[k : k + n]
+    return np.unique(splitmix64(acc))
+
+
 class Deduplicator:
     """Incremental exact + near-duplicate filter over everything accepted so far.
 
@@ -88,38 +114,14 @@ class Deduplicator:
         self.shingle_size = int(shingle_size)
         self.report = DedupeReport()
         self._exact: set[str] = set()
-        self._vocabulary: dict[str, int] = {}
-        self._rows: list[np.ndarray] = []
-        self._matrix: Optional[sp.csr_matrix] = None
+        self._keys: list[np.ndarray] = []
 
     def __len__(self) -> int:
-        return len(self._rows)
-
-    def _encode(self, text: str) -> np.ndarray:
-        ids = [self._vocabulary.setdefault(s, len(self._vocabulary)) for s in shingles(text, self.shingle_size)]
-        return np.unique(np.asarray(ids, dtype=np.int64))
-
-    def _as_matrix(self, rows: Sequence[np.ndarray]) -> sp.csr_matrix:
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        indptr[1:] = np.cumsum([len(r) for r in rows])
-        indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        data = np.ones(len(indices), dtype=np.float64)
-        return sp.csr_matrix((data, indices, indptr), shape=(len(rows), len(self._vocabulary)))
-
-    def _accepted_matrix(self) -> sp.csr_matrix:
-        if self._matrix is None or self._matrix.shape[0] != len(self._rows):
-            self._matrix = self._as_matrix(self._rows)
-        return self._matrix
+        return len(self._keys)
 
     def filter(self, questions: Sequence[ParsedQuestion]) -> list[ParsedQuestion]:
         """Accept the questions of ``questions`` that duplicate nothing accepted before (including
         earlier members of this batch); return them in order. Updates :attr:`report`."""
-        kept: list[ParsedQuestion] = []
-        for start in range(0, len(questions), _CHUNK):
-            kept.extend(self._filter_chunk(questions[start : start + _CHUNK]))
-        return kept
-
-    def _filter_chunk(self, questions: Sequence[ParsedQuestion]) -> list[ParsedQuestion]:
         texts = [normalise_text(q) for q in questions]
         self.report.seen += len(texts)
         candidates: list[int] = []
@@ -133,33 +135,77 @@ class Deduplicator:
         if not candidates:
             return []
 
-        rows = [self._encode(texts[i]) for i in candidates]
-        new = self._as_matrix(rows)
-        sizes = np.array([len(r) for r in rows], dtype=np.float64)
-        near_old = np.zeros(len(candidates), dtype=bool)
-        if self._rows:
-            old = self._accepted_matrix()
-            old = sp.csr_matrix((old.data, old.indices, old.indptr), shape=(old.shape[0], new.shape[1]))
-            old_sizes = np.diff(old.indptr).astype(np.float64)
-            inter = (new @ old.T).tocoo()
-            sim = inter.data / (sizes[inter.row] + old_sizes[inter.col] - inter.data)
-            near_old[inter.row[sim >= self.threshold]] = True
-        within = (new @ new.T).toarray()
-        within_sim = within / (sizes[:, None] + sizes[None, :] - within)
+        new_keys = [shingle_keys(texts[i], self.shingle_size) for i in candidates]
+        n_old = len(self._keys)
+        near_old, near_within = self._near_pairs(self._keys + new_keys, n_old)
 
         kept: list[ParsedQuestion] = []
-        kept_local: list[int] = []
+        kept_local: set[int] = set()
         for j, i in enumerate(candidates):
-            if near_old[j] or (kept_local and within_sim[j, kept_local].max() >= self.threshold):
+            if near_old[j] or any(k in kept_local for k in near_within.get(j, ())):
                 self.report.dropped["near"] += 1
                 continue
-            kept_local.append(j)
+            kept_local.add(j)
             kept.append(questions[i])
             self._exact.add(texts[i])
-            self._rows.append(rows[j])
-        self._matrix = None
+            self._keys.append(new_keys[j])
         self.report.kept += len(kept)
         return kept
+
+    def _near_pairs(self, keys: list[np.ndarray], n_old: int) -> tuple[np.ndarray, dict[int, list[int]]]:
+        """For every new text ``j`` (``keys[n_old + j]``): whether it is near an accepted text, and
+        the earlier new texts it is near (by local index)."""
+        t = self.threshold
+        n_all, n_new = len(keys), len(keys) - n_old
+        sizes = np.array([k.size for k in keys], dtype=np.int64)
+        flat = np.concatenate(keys)
+        doc = np.repeat(np.arange(n_all), sizes)
+        _, col = np.unique(flat, return_inverse=True)
+        col = col.ravel()
+        n_cols = int(col.max()) + 1
+        freq = np.bincount(col, minlength=n_cols)
+        # each text's shingles from rarest to most common (ties by column): a global order
+        order = np.lexsort((col, freq[col], doc))
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        rank = np.arange(flat.size) - np.repeat(starts, sizes)
+        prefix_len = sizes - np.ceil(t * sizes - 1e-9).astype(np.int64) + 1
+        in_prefix = rank < prefix_len[doc]
+        prefix = sp.csr_matrix(
+            (np.ones(int(in_prefix.sum())), (doc[in_prefix], col[order][in_prefix])), shape=(n_all, n_cols)
+        )
+        shared = (prefix[n_old:] @ prefix.T).tocoo()
+        a = shared.row.astype(np.int64) + n_old  # the new text
+        b = shared.col.astype(np.int64)  # an accepted text or an earlier new text
+        small, large = np.minimum(sizes[a], sizes[b]), np.maximum(sizes[a], sizes[b])
+        keep = (b < a) & (small >= t * large - 1e-9)
+        a, b = a[keep], b[keep]
+
+        # exact Jaccard of the candidate pairs, one new text at a time: mark its shingles, count
+        # the marked shingles of each candidate partner
+        cols_of = np.split(col, np.cumsum(sizes)[:-1])
+        pair_order = np.argsort(a, kind="stable")
+        a, b = a[pair_order], b[pair_order]
+        similar = np.zeros(a.size, dtype=bool)
+        marked = np.zeros(n_cols, dtype=np.int64)
+        bounds = np.flatnonzero(np.diff(a)) + 1
+        for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [a.size]])):
+            if lo == hi:
+                continue
+            x = int(a[lo])
+            partners = b[lo:hi]
+            marked[cols_of[x]] = 1
+            gathered = np.concatenate([cols_of[y] for y in partners.tolist()])
+            offsets = np.concatenate([[0], np.cumsum(sizes[partners])[:-1]])
+            inter = np.add.reduceat(marked[gathered], offsets)
+            marked[cols_of[x]] = 0
+            similar[lo:hi] = inter / (sizes[x] + sizes[partners] - inter) >= t
+        a, b = a[similar] - n_old, b[similar]
+        near_old = np.zeros(n_new, dtype=bool)
+        near_old[a[b < n_old]] = True
+        near_within: dict[int, list[int]] = {}
+        for j, k in zip(a[b >= n_old].tolist(), (b[b >= n_old] - n_old).tolist()):
+            near_within.setdefault(j, []).append(k)
+        return near_old, near_within
 
 
 def deduplicate(
