@@ -1,8 +1,15 @@
-"""The LLM side of Routing with Generated Data: pool configuration, the async chat client, the response
-cache, answer extraction, answering a dataset with every pool model, and an OpenAI-compatible test server.
+"""The LLM side of Routing with Generated Data.
+
+- :mod:`cascal.llm.config`: ``pool.yaml`` / ``tasks.yaml`` (strict, errors name file and field);
+- :mod:`cascal.llm.client`: async chat client (``openai.AsyncOpenAI``), bounded concurrency, retries;
+- :mod:`cascal.llm.cache`: SQLite (WAL) response cache, written before a reply is used;
+- :mod:`cascal.llm.extract`: the answer letter of a free-text reply;
+- :mod:`cascal.llm.answering`: :func:`answer_dataset`, every pool model answers every question;
+- :mod:`cascal.llm.server`: an OpenAI-compatible test server with fault injection.
 
 Everything that talks to an LLM goes through :class:`cascal.llm.client.ChatClient` (the ``openai``
-client against a configurable ``base_url``).
+client against a configurable ``base_url``). The config names are imported eagerly; the others on
+first use, so that ``import cascal.llm`` does not import ``openai``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,32 @@ from cascal.llm.config import (
     load_tasks,
 )
 
+_LAZY = {
+    "answer_dataset": "cascal.llm.answering",
+    "build_messages": "cascal.llm.answering",
+    "ChatClient": "cascal.llm.client",
+    "Completion": "cascal.llm.client",
+    "EndpointError": "cascal.llm.client",
+    "RequestFailed": "cascal.llm.client",
+    "ResponseCache": "cascal.llm.cache",
+    "extract_answer": "cascal.llm.extract",
+    "ChatServer": "cascal.llm.server",
+    "ChatRequest": "cascal.llm.server",
+    "ChatReply": "cascal.llm.server",
+    "Fault": "cascal.llm.server",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cascal.llm' has no attribute {name!r}")
+
+
 __all__ = [
+    *_LAZY,
     "ConfigError",
     "ModelConfig",
     "PoolConfig",

@@ -57,7 +57,15 @@ def build_messages(question: str, options: Sequence[str]) -> list[dict[str, str]
 
 @dataclass
 class ModelStats:
-    """What answering did for one model: replies from the cache, requests sent, outcomes."""
+    """What answering did for one model.
+
+    Attributes:
+        cached: replies served from the cache (re-asks count separately).
+        requests_sent: HTTP requests sent, retries included.
+        answered: questions with an extracted letter.
+        unparsable: questions whose every reply (first ask and re-asks) named no usable letter.
+        failed: questions with no usable reply after every retry (server errors, malformed replies).
+    """
 
     cached: int = 0
     requests_sent: int = 0
