@@ -136,11 +136,17 @@ def evaluate_router(router: Any, train_embeddings: np.ndarray, train: ResponseMa
     return evaluate_fitted(router, test)
 
 
+def _embeddings(data: ResponseMatrix, name: str) -> np.ndarray:
+    if data.embeddings is None:
+        raise ValueError(f"{name}: the dataset has no embeddings")
+    return data.embeddings
+
+
 def evaluate_fitted(router: Any, test: ResponseMatrix) -> tuple[float, float]:
     """(top-1, top-3 vote) accuracy of a fitted router on ``test`` (its embeddings and true key)."""
-    assert test.embeddings is not None
-    routing = router.route(test.embeddings, top_k=3)
-    top3 = router.answer(test.embeddings, test, top_k=3)
+    embeddings = _embeddings(test, "test")
+    routing = router.route(embeddings, top_k=3)
+    top3 = router.answer(embeddings, test, top_k=3)
     return _top1_accuracy(routing.ranked, test), float(np.mean(top3 == test.gold))
 
 
@@ -148,11 +154,12 @@ def reference_scores(test: ResponseMatrix) -> list[RouterScore]:
     """Best single model and oracle, computed on the test set's true answers."""
     from cascal.base import ensemble_vote
 
-    correct = test.answers == test.gold[:, None]
+    gold = np.asarray(test.gold)
+    correct = test.answers == gold[:, None]
     accuracy = correct.mean(axis=0)
     order = np.argsort(-accuracy, kind="stable")
     ranked = np.broadcast_to(order[:3], (test.n_questions, 3))
-    top3 = float(np.mean(ensemble_vote(np.ascontiguousarray(ranked), test.answers) == test.gold))
+    top3 = float(np.mean(ensemble_vote(np.ascontiguousarray(ranked), test.answers) == gold))
     oracle = float(correct.any(axis=1).mean())
     return [
         RouterScore("best single (true answers)", "reference", "-", "-", float(accuracy[order[0]]), top3),
@@ -313,7 +320,7 @@ def run_demo(
                 top1, top3 = evaluate_fitted(router, test)
                 result.scores.append(RouterScore("CASCAL", "query-only", strength, data_name, top1, top3))
                 for label, kind, make in _baselines(config):
-                    top1, top3 = evaluate_router(make(), data.embeddings, data, test)
+                    top1, top3 = evaluate_router(make(), _embeddings(data, folder.name), data, test)
                     result.scores.append(RouterScore(label, kind, strength, data_name, top1, top3))
             done()
 

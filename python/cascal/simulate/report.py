@@ -117,8 +117,8 @@ def plot_accuracy(result: "DemoResult", path: Path) -> Path:
 
 
 def plot_niche_map(router: Any, test: "ResponseMatrix", world: Any, path: Path) -> Path:
-    """2-D PCA of the test questions, coloured by the model CASCAL routes each to; niche centroids
-    marked with their best model."""
+    """One panel per subject: a 2-D PCA of the subject's test questions, coloured by the model CASCAL
+    routes each to, with the subject's niche centroids (X) coloured by their best model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,26 +126,40 @@ def plot_niche_map(router: Any, test: "ResponseMatrix", world: Any, path: Path) 
 
     X = np.asarray(test.embeddings, dtype=np.float64)
     C = np.asarray(router.centroids_, dtype=np.float64)
-    mean = X.mean(axis=0)
-    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
-    project = lambda a: (a - mean) @ vt[:2].T  # noqa: E731
-    px, pc = project(X), project(C)
+    centroid_subject = np.asarray(router.centroid_subject_)
     first = router.route(X.astype(np.float32), top_k=1).ranked[:, 0]
-    names = list(router.model_names_)
-    fig, ax = plt.subplots(figsize=(7.5, 6))
-    cmap = plt.get_cmap("tab10")
-    for m, name in enumerate(names):
-        sel = first == m
-        if sel.any():
-            ax.scatter(px[sel, 0], px[sel, 1], s=14, color=cmap(m % 10), label=f"routed to {name}", alpha=0.75)
     best = np.argmax(np.asarray(router.centroid_scores_), axis=1)
-    for (x, y), m in zip(pc, best):
-        ax.scatter([x], [y], marker="X", s=140, color=cmap(int(m) % 10), edgecolor="black", linewidth=1.0)
-    ax.set_title("Niche map: test questions by routed model (X = niche centroid) — SIMULATED pool")
-    ax.set_xlabel("principal component 1")
-    ax.set_ylabel("principal component 2")
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    names = list(router.model_names_)
+    subjects = list(router.subject_names_)
+    cols = min(2, len(subjects))
+    rows = (len(subjects) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.5 * rows), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    shown: set[int] = set()
+    for ax, (s, subject) in zip(axes.ravel(), enumerate(subjects)):
+        sel = np.asarray(test.subjects) == subject
+        if sel.sum() < 3:
+            ax.set_visible(False)
+            continue
+        mean = X[sel].mean(axis=0)
+        _, _, vt = np.linalg.svd(X[sel] - mean, full_matrices=False)
+        px = (X[sel] - mean) @ vt[:2].T
+        for m in np.unique(first[sel]):
+            pick = first[sel] == m
+            label = f"routed to {names[m]}" if m not in shown else None
+            shown.add(int(m))
+            ax.scatter(px[pick, 0], px[pick, 1], s=14, color=cmap(int(m) % 10), alpha=0.75, label=label)
+        for c in np.flatnonzero(centroid_subject == s):
+            cx, cy = (C[c] - mean) @ vt[:2].T
+            ax.scatter([cx], [cy], marker="X", s=150, color=cmap(int(best[c]) % 10), edgecolor="black", linewidth=1.0)
+        ax.set_title(f"{subject}: {int((centroid_subject == s).sum())} niche(s)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(subjects):]:
+        ax.set_visible(False)
+    fig.legend(loc="lower center", ncol=min(len(names), 6), fontsize=8)
+    fig.suptitle("Niche map: test questions by routed model, X = niche centroid (PCA per subject) — SIMULATED pool")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
