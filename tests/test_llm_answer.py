@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -189,6 +190,18 @@ def test_models_subset_and_concurrency_override(tmp_path):
     assert result.model_names == ["plain"]
     with pytest.raises(ValueError, match="concurrency"):
         answer_dataset(tmp_path / "ds", pool_for(server), concurrency=0, progress=False)
+
+
+def test_works_when_called_from_a_running_event_loop(tmp_path):
+    """As in a notebook: answer_dataset is called while an event loop runs in this thread."""
+    gold, n_opts = make_dataset(tmp_path / "ds", n=4)
+    with ChatServer(World(gold, n_opts)) as server:
+
+        async def inside_a_loop():
+            return answer_dataset(tmp_path / "ds", pool_for(server, names=("good",)), progress=False)
+
+        result = asyncio.run(inside_a_loop())
+    np.testing.assert_array_equal(result.answers[:, 0], gold)
 
 
 # ----------------------------------------------------------------------------- a misbehaving server

@@ -14,11 +14,12 @@ cost.csv gain (or replace) one column per pool model; other models' columns are 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Coroutine, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from cascal.llm.config import PoolConfig, RetryPolicy
 from cascal.llm.extract import extract_answer
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 #: Default cache file name inside the dataset folder.
 DEFAULT_CACHE_NAME = "answer_cache.sqlite"
@@ -131,13 +133,24 @@ def answer_dataset(
     prompts = [build_messages(q, o) for q, o in zip(dataset.questions, dataset.options)]
     cache = ResponseCache(cache_path if cache_path is not None else folder / DEFAULT_CACHE_NAME)
     try:
-        answers, stats = asyncio.run(_answer_all(pool, prompts, dataset.n_options, cache, progress))
+        answers, stats = _run_coroutine(lambda: _answer_all(pool, prompts, dataset.n_options, cache, progress))
     finally:
         cache.close()
     result = _merge(dataset, pool.names, answers)
     result.extra["answering"] = {name: s.as_dict() for name, s in stats.items()}
     save_dataset(result, folder)
     return result
+
+
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion, also when called from inside a running event loop (a notebook):
+    then it runs on a fresh loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascal-answer") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 async def _answer_all(
