@@ -26,8 +26,55 @@ def num_threads() -> int: ...
 
 # ---- consensus (owner: consensus/routing kernels) ----
 
+def consensus_scores(
+    answers: npt.NDArray[np.int8],
+    n_options: npt.NDArray[np.int8],
+    logprobs: Optional[npt.NDArray[np.floating]] = None,
+    z_scale: float = 1.0,
+    tau: float = 1.0,
+    clamp_lo: float = 0.01,
+    clamp_hi: float = 0.99,
+    mu: Optional[npt.NDArray[np.float64]] = None,
+    sigma: Optional[npt.NDArray[np.float64]] = None,
+) -> tuple[
+    npt.NDArray[np.float32],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int8],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]:
+    """(scores, plurality, agreement, majority, mu, sigma); C-contiguous input only."""
+
+def consensus_stats(
+    logprobs: npt.NDArray[np.floating],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-model (median, 1.4826*MAD) of the non-NaN logprobs."""
+
 # ---- end consensus ----
 
 # ---- routing (owner: consensus/routing kernels) ----
+
+def route_batch(
+    x: npt.NDArray[np.floating],
+    subject_reps: npt.NDArray[np.floating],
+    centroids: npt.NDArray[np.floating],
+    centroid_subject: npt.NDArray[np.int64],
+    centroid_scores: npt.NDArray[np.float64],
+    global_scores: npt.NDArray[np.float64],
+    k_nearest: int = 3,
+    distance_temp: float = 0.1,
+    score_temp: float = 0.1,
+    fallback_distance: float = 0.5,
+    fallback_width: float = 0.2,
+    top_k: int = 3,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]:
+    """(probs, ranked, subject, nearest_distance, alpha); x, subject_reps, centroids share a dtype."""
 
 # ---- end routing ----
