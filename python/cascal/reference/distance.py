@@ -20,6 +20,13 @@ def _out_dtype(*arrays: np.ndarray) -> np.dtype:
     return np.dtype(np.float32) if all(a.dtype == np.float32 for a in arrays) else np.dtype(np.float64)
 
 
+def _unit_scale(x64: np.ndarray) -> np.ndarray:
+    """Rows divided by their largest magnitude: cosine is scale-free, and this keeps scipy's
+    norms from underflowing (subnormal rows) or overflowing (rows near the float64 limit)."""
+    m = np.abs(x64).max(axis=1, keepdims=True) if x64.shape[1] else np.zeros((x64.shape[0], 1))
+    return x64 / np.where(m > 0, m, 1.0)
+
+
 def _fix_cosine(D: np.ndarray, zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
     D = np.clip(D, 0.0, 2.0)
     D[zx, :] = 1.0
@@ -36,7 +43,7 @@ def pairwise_distances(X: npt.ArrayLike, Y: Optional[npt.ArrayLike] = None, metr
     if metric == "cosine":
         zx, zy = ~x64.any(axis=1), ~y64.any(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            D = sd.cdist(x64, y64, "cosine")
+            D = sd.cdist(_unit_scale(x64), _unit_scale(y64), "cosine")
         D = _fix_cosine(D, zx, zy)
     else:
         D = sd.cdist(x64, y64, metric)
@@ -52,7 +59,7 @@ def pdist(X: npt.ArrayLike, metric: str = "cosine") -> np.ndarray:
     if metric == "cosine":
         z = ~x64.any(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            D = sd.pdist(x64, "cosine")
+            D = sd.pdist(_unit_scale(x64), "cosine")
         n = x.shape[0]
         i, j = np.triu_indices(n, k=1)
         D = np.clip(D, 0.0, 2.0)

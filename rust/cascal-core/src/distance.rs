@@ -187,11 +187,13 @@ impl<T: Real> Geometry<T> {
                         zero[r] = true;
                         continue;
                     }
+                    // Scale by the largest magnitude first, then by the norm of the scaled row:
+                    // m · √ss itself could underflow (subnormal rows) or overflow.
                     let ss: f64 = row.iter().map(|v| (v.to_f64() / m).powi(2)).sum();
-                    let norm = m * ss.sqrt();
+                    let inv_norm = 1.0 / ss.sqrt();
                     let mut acc = 0.0;
                     for (o, v) in out.iter_mut().zip(row) {
-                        *o = T::from_f64(v.to_f64() / norm);
+                        *o = T::from_f64((v.to_f64() / m) * inv_norm);
                         acc += o.to_f64() * o.to_f64();
                     }
                     sq[r] = acc;
@@ -595,6 +597,13 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn subnormal_rows_keep_their_direction_under_cosine() {
+        let x = vec![5e-324f64, 5e-324, 0.0, 1.0];
+        let out = pdist(&x, 2, 2, Metric::Cosine).unwrap();
+        assert!((out[0] - (1.0 - 0.5f64.sqrt())).abs() < 1e-15, "{out:?}");
     }
 
     #[test]
