@@ -14,9 +14,31 @@ def num_threads() -> int: ...
 
 # ---- distance (owner: distance kernels) ----
 
+def pdist(X: npt.NDArray[np.floating], metric: str) -> npt.NDArray[np.floating]:
+    """Condensed distances of the rows of C-contiguous float32/float64 ``X`` (scipy order)."""
+
+def pdist_square(X: npt.NDArray[np.floating], metric: str) -> npt.NDArray[np.floating]:
+    """Full symmetric ``(n, n)`` distance matrix of the rows of ``X`` (zero diagonal)."""
+
+def cdist(X: npt.NDArray[np.floating], Y: npt.NDArray[np.floating], metric: str) -> npt.NDArray[np.floating]:
+    """``(n, m)`` distances between rows of ``X`` and ``Y`` (same dtype, C-contiguous)."""
+
 # ---- end distance ----
 
 # ---- niche (owner: distance kernels) ----
+
+def cluster_means(
+    labels: npt.NDArray[np.int64],
+    values: npt.NDArray[np.floating],
+    n_clusters: int,
+    weights: Optional[npt.NDArray[np.float64]] = None,
+) -> npt.NDArray[np.floating]:
+    """NaN-aware weighted ``(n_clusters, n_m)`` means of ``values`` grouped by ``labels``."""
+
+def nearest_centroids(
+    X: npt.NDArray[np.floating], C: npt.NDArray[np.floating], k: int, metric: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
+    """``(indices, distances)`` of the ``k`` nearest rows of ``C`` per row of ``X``, ascending."""
 
 # ---- end niche ----
 
