@@ -56,7 +56,7 @@ def plot_accuracy(pool: Mapping[str, Any], title: str, path: Path) -> Path:
     fig.legend(unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.95),
                ncol=min(6, len(unique)), frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
