@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascal.llm.cache import ResponseCache, cache_key
-from cascal.llm.client import ChatClient, Completion, EndpointError, RequestFailed
+from cascal.llm.client import ChatClient, Completion, EndpointError, RequestFailed, Stopped
 from cascal.llm.config import ModelConfig, RetryPolicy
 from cascal.llm.server import ChatReply, ChatRequest, ChatServer, Fault
 
@@ -192,6 +192,21 @@ def test_concurrency_bound_is_respected():
 
     asyncio.run(go())
     assert state["peak"] == 3
+
+
+def test_stopped_client_sends_nothing_new_but_serves_the_cache(tmp_path):
+    async def go(server: ChatServer, cache: ResponseCache) -> Completion:
+        async with ChatClient(model(server), FAST, cache=cache) as client:
+            await client.complete(MESSAGES)
+            client.stop()
+            with pytest.raises(Stopped):
+                await client.complete([{"role": "user", "content": "new prompt"}])
+            return await client.complete(MESSAGES)
+
+    with ChatServer(responder) as server, ResponseCache(tmp_path / "c.sqlite") as cache:
+        again = asyncio.run(go(server, cache))
+        assert len(server.request_log) == 1
+    assert again.cached
 
 
 def test_cache_serves_repeats_without_requests(tmp_path):

@@ -198,6 +198,13 @@ async def _answer_all(
         for finished in asyncio.as_completed(tasks):
             await finished
             bar.update(1)
+    except EndpointError:
+        # one endpoint is gone: send nothing new, but let the requests in flight on the other
+        # endpoints finish so that every reply already paid for reaches the cache
+        for c in clients:
+            c.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     except BaseException:
         for t in tasks:
             t.cancel()

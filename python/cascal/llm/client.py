@@ -6,6 +6,7 @@
 - otherwise the request is retried with exponential backoff and jitter on HTTP 429 (honouring
   ``Retry-After``, capped), 5xx, timeouts, connection errors, malformed JSON and empty choices;
 - a successful reply is committed to the cache *before* it is returned;
+- :meth:`ChatClient.stop` lets requests in flight finish (and be cached) but sends no new ones;
 - when the retries are used up: an endpoint that cannot be reached (connection refused), that keeps
   rate-limiting, or that rejects the request (401, 404, 400 ...) raises :class:`EndpointError` naming
   the endpoint and the model; a reply that stays broken (5xx, malformed, empty) raises
@@ -39,6 +40,10 @@ class EndpointError(RuntimeError):
         super().__init__(f"endpoint {model.base_url} (model {model.name!r}, id {model.model!r}): {problem}")
         self.model_name = model.name
         self.base_url = model.base_url
+
+
+class Stopped(RuntimeError):
+    """The client was stopped (:meth:`ChatClient.stop`) before this prompt's request was sent."""
 
 
 class RequestFailed(RuntimeError):
@@ -104,6 +109,7 @@ class ChatClient:
         self._semaphore: Optional[asyncio.Semaphore] = None  # created inside the running loop
         #: Requests actually sent (cache hits excluded), for progress and tests.
         self.requests_sent = 0
+        self._stopped = False
 
     # ------------------------------------------------------------------ public
     def key(self, messages: Messages, variant: int = 0) -> str:
@@ -149,6 +155,11 @@ class ChatClient:
             )
         return reply
 
+    def stop(self) -> None:
+        """Send no further requests: prompts not yet sent raise :class:`Stopped`; requests already in
+        flight finish and are cached (so nothing already paid for is thrown away)."""
+        self._stopped = True
+
     async def aclose(self) -> None:
         """Close the underlying HTTP client."""
         await self._openai.close()
@@ -167,6 +178,8 @@ class ChatClient:
         for attempt in range(self.retry.max_attempts):
             try:
                 async with self._semaphore:
+                    if self._stopped:
+                        raise Stopped(f"model {self.model.name!r}: client stopped before the request was sent")
                     self.requests_sent += 1
                     return await self._fetch_once(messages)
             except _Transient as exc:
@@ -338,4 +351,4 @@ def _server_message(exc: openai.APIStatusError) -> str:
         return str(exc)
 
 
-__all__ = ["ChatClient", "Completion", "EndpointError", "RequestFailed"]
+__all__ = ["ChatClient", "Completion", "EndpointError", "RequestFailed", "Stopped"]
