@@ -202,9 +202,11 @@ def test_bad_arguments(tmp_path: Path) -> None:
     for kwargs, arg in [
         (dict(n_per_subject=0), "n_per_subject"), (dict(batch_size=0), "batch_size"),
         (dict(max_attempts=0), "max_attempts"), (dict(near_threshold=0.0), "near_threshold"),
+        (dict(n_options=1), "n_options"), (dict(n_options=21), "n_options"),
     ]:
         with pytest.raises(ValueError, match=arg):
             generate_dataset(tasks, gen, tmp_path / "x", progress=False, **kwargs)
+    assert not (tmp_path / "x").exists()  # rejected before anything was created
     with pytest.raises(TypeError, match="tasks"):
         generate_dataset({"a": "b"}, gen, tmp_path / "x")  # type: ignore[arg-type]
 

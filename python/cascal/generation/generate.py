@@ -31,7 +31,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from cascal.data import ResponseMatrix
+from cascal.data import MAX_OPTIONS, ResponseMatrix
 from cascal.generation.dedupe import DEFAULT_NEAR_THRESHOLD, DedupeReport, Deduplicator
 from cascal.generation.parser import ParsedQuestion, ParseReport, parse_questions
 from cascal.generation.prompt import build_messages
@@ -225,6 +225,8 @@ async def agenerate_dataset(
     _positive_int(batch_size, "batch_size")
     if max_attempts is not None:
         _positive_int(max_attempts, "max_attempts")
+    if isinstance(n_options, bool) or not isinstance(n_options, int) or not 2 <= n_options <= MAX_OPTIONS:
+        raise ValueError(f"n_options: must be an integer in [2, {MAX_OPTIONS}], got {n_options!r}")
     if not 0.0 < float(near_threshold) <= 1.0:
         raise ValueError(f"near_threshold: must lie in (0, 1], got {near_threshold!r}")
 
