@@ -235,3 +235,32 @@ def test_cli_generate_reports_config_errors(tmp_path: Path, capsys: pytest.Captu
     code = cli_main(["generate", "--tasks", str(tmp_path / "tasks.yaml"), "--out", str(tmp_path / "ds")])
     assert code == 2
     assert "generator" in capsys.readouterr().err
+
+
+def test_interrupted_run_resumes_without_paying_twice(tmp_path: Path) -> None:
+    """A run whose later batches failed is rerun: finished replies come from the cache, only the
+    missing batches are requested."""
+    script = ScriptedGenerator()
+    outage = {"on": True}
+    asked: list[int] = []
+
+    def flaky(req: ChatRequest) -> ChatReply:
+        batch = prompt_fields(req)[2]
+        asked.append(batch)
+        if outage["on"] and batch >= 2:
+            raise RuntimeError("backend down")  # served as HTTP 500
+        return script(req)
+
+    tasks = tasks_config({"geo": 9})
+    with ChatServer(flaky) as server:
+        gen = generator_config(server)
+        generate_dataset(tasks, gen, tmp_path / "ds", batch_size=3, max_attempts=3, progress=False, retry=FAST_RETRY)
+        first = json.loads((tmp_path / "ds" / "generation_report.json").read_text())["subjects"][0]
+        assert first["generated"] == 3 and first["failed_requests"] == 2 and first["shortfall"] == 6
+        assert sorted(asked) == [1, 2, 2, 3, 3]  # each failing prompt tried twice (FAST_RETRY)
+        asked.clear()
+        outage["on"] = False
+        generate_dataset(tasks, gen, tmp_path / "ds", batch_size=3, max_attempts=3, progress=False, retry=FAST_RETRY)
+    second = json.loads((tmp_path / "ds" / "generation_report.json").read_text())["subjects"][0]
+    assert second["generated"] == 9 and second["cached_replies"] == 1
+    assert sorted(asked) == [2, 3]  # batch 1 came from the cache
