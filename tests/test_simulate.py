@@ -247,3 +247,31 @@ def test_cascal_simulate_serves_standalone_and_writes_pool_files(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------- properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=st.text(min_size=1, max_size=12), n_options=st.integers(2, 20), seed=st.integers(0, 3))
+def test_truth_distractor_and_answers_stay_in_range(case, n_options, seed):
+    world = SimWorld(seed=seed)
+    truth = world.truth(case, n_options)
+    assert 0 <= truth < n_options
+    assert world.distractor(case, n_options) != truth
+    for generator in world.generator_names:
+        assert 0 <= world.generator_key(generator, case, n_options) < n_options
+    for model in world.model_names:
+        answer = world.answer(model, case, n_options, (0, 1))
+        assert -1 <= answer.choice < n_options
+        assert answer.correct == (answer.choice == truth)
+        assert answer.mean_logprob < 0
+
+
+def test_bad_option_counts_raise():
+    world = SimWorld()
+    for bad in (1, 21, 4.0, True):
+        with pytest.raises(ValueError, match="n_options"):
+            world.truth("c", bad)
