@@ -307,3 +307,13 @@ def test_niche_dendrogram_from_router_centroids(tmp_path):
     split = make_split(data, ["ace", "mid", "low"], 0)
     path = plot_niche_dendrogram(FittedExample("p", "cascal", router, split), tmp_path / "d.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_help_lists_every_router(capsys):
+    from cascal.evaluation.routers import ORACLE, available_routers
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in [*available_routers(), ORACLE]:
+        assert name in text
