@@ -11,4 +11,6 @@ from cascal.data import NO_ANSWER, NOT_ASKED, DataError, ResponseMatrix
 
 __version__ = _core.__version__
 
-__all__ = ["ResponseMatrix", "DataError", "NO_ANSWER", "NOT_ASKED", "__version__"]
+from cascal.router import CascalRouter  # noqa: E402  (needs the names above)
+
+__all__ = ["ResponseMatrix", "DataError", "NO_ANSWER", "NOT_ASKED", "CascalRouter", "__version__"]

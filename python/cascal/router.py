@@ -1,0 +1,343 @@
+"""The CASCAL router: consensus scores, per-subject skill niches, niche-weighted routing (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral, Real
+from os import PathLike
+from typing import Optional, Union
+
+import numpy as np
+
+from cascal import kernels
+from cascal.base import BaseRouter, Routing
+from cascal.data import ResponseMatrix
+from cascal.niche_clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
+from cascal.niches import Niche, NicheConfig, discover_subject_niches
+
+SUBJECT_REPRESENTATIVES = ("questions", "centroids")
+
+
+@dataclass(frozen=True)
+class ConsensusStats:
+    """Per-model robust logprob location ``mu`` and scale ``sigma`` (DESIGN §3A.1), ``(M,)`` each;
+    reused to z-score logprobs when breaking vote ties."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+
+
+class CascalRouter(BaseRouter):
+    """Query-only router: routes each question to the models ranked best in its nearest skill niches.
+
+    ``fit`` never reads the answer key (``responses.gold``): model quality is estimated from the
+    confidence-weighted consensus of the pool (DESIGN §3A). Per subject, each model's proficiency set
+    (questions it answers with the plurality, agreement ``>= min_consensus``) is clustered into at
+    most ``max_niches`` groups; group centroids of all models are merged, every training question is
+    assigned to its nearest centroid, and each niche ranks the models by mean consensus score
+    (DESIGN §3B). A query goes to its nearest subject, then to a distance-weighted mix of that
+    subject's ``k_nearest`` nearest niches, blended toward the global ranking when it is far from
+    every niche (DESIGN §3C, Rust ``route_batch``).
+
+    Parameters (DESIGN §3 defaults unless noted):
+        z_scale: slope of the logprob-to-weight sigmoid.
+        clamp: ``(low, high)`` bounds of the vote weights.
+        tau: temperature of the consensus softmax.
+        min_consensus: agreement ratio a question needs to enter a proficiency set.
+        max_niches: largest number of groups per proficiency set.
+        clustering: ``"agglomerative"`` (hierarchical, Rust ``linkage``) or ``"kmeans"`` (spherical
+            weighted k-means). Both choose ``k`` by weighted silhouette among the cuts whose groups
+            all hold at least ``min_niche_size`` questions.
+        linkage: linkage of the agglomerative method. Default ``"ward"`` (on unit vectors); see
+            "Choices measured" below.
+        min_niche_size: smallest group of a cut with two or more groups (not in DESIGN).
+        min_silhouette: a proficiency set stays one group when its best weighted silhouette is lower.
+        merge_threshold: cosine distance under which centroids of a subject merge.
+        prune_jaccard: niches whose top-3 model sets are at least this similar are folded.
+        k_nearest: niches mixed per query.
+        distance_temp: temperature of the softmax over (negative) niche distances.
+        score_temp: temperature sharpening each niche's model scores.
+        fallback_distance: nearest-niche cosine distance beyond which the global ranking blends in.
+        fallback_width: distance over which the blend weight grows from 0 to 1.
+        top_k: ensemble size used by :meth:`route` and :meth:`answer` when none is given.
+        subject_representative: ``"questions"`` (default; normalised mean embedding of the subject's
+            training questions) or ``"centroids"`` (normalised mean of its niche centroids, DESIGN
+            §3B.7).
+        random_state: seed of the k-means starts (the only randomness); ``None`` = fresh entropy.
+        embedding_model: name of the embedding model, kept for the record (saved with the router).
+
+    Fitted attributes:
+        model_names_, subject_names_ (sorted), embedding_model_ (the parameter, else the name carried
+        by ``responses``), global_scores_ ``(M,)``, subject_reps_ ``(S, d)``,
+        centroids_ ``(C, d)``, centroid_subject_ ``(C,)`` index into ``subject_names_``,
+        centroid_scores_ ``(C, M)``, centroid_sizes_ ``(C,)``, niches_ (subject -> list of
+        :class:`cascal.niches.Niche`), stats_ (:class:`ConsensusStats`).
+
+    Choices measured (MMLU-Pro real answers, 60/40 split stratified by category, seeds 0..4): see
+    the report in the project README; in short, average linkage with plain silhouette picks one big
+    cluster plus outliers, so the default cuts a Ward tree under a minimum group size, and subjects
+    are represented by their mean question embedding rather than by the mean of niche centroids.
+    """
+
+    def __init__(
+        self,
+        z_scale: float = 1.0,
+        clamp: tuple[float, float] = (0.01, 0.99),
+        tau: float = 1.0,
+        min_consensus: float = 0.5,
+        max_niches: int = 5,
+        clustering: str = "agglomerative",
+        linkage: str = "ward",
+        min_niche_size: int = 10,
+        min_silhouette: float = 0.05,
+        merge_threshold: float = 0.15,
+        prune_jaccard: float = 0.95,
+        k_nearest: int = 3,
+        distance_temp: float = 0.1,
+        score_temp: float = 0.1,
+        fallback_distance: float = 0.5,
+        fallback_width: float = 0.2,
+        top_k: int = 3,
+        subject_representative: str = "questions",
+        random_state: Optional[int] = None,
+        embedding_model: Optional[str] = None,
+    ) -> None:
+        self.z_scale = z_scale
+        self.clamp = clamp
+        self.tau = tau
+        self.min_consensus = min_consensus
+        self.max_niches = max_niches
+        self.clustering = clustering
+        self.linkage = linkage
+        self.min_niche_size = min_niche_size
+        self.min_silhouette = min_silhouette
+        self.merge_threshold = merge_threshold
+        self.prune_jaccard = prune_jaccard
+        self.k_nearest = k_nearest
+        self.distance_temp = distance_temp
+        self.score_temp = score_temp
+        self.fallback_distance = fallback_distance
+        self.fallback_width = fallback_width
+        self.top_k = top_k
+        self.subject_representative = subject_representative
+        self.random_state = random_state
+        self.embedding_model = embedding_model
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "CascalRouter":
+        """Learn consensus scores, niches and routing tables from ``responses`` (gold is never read).
+
+        Args:
+            embeddings: ``(n_q, d)`` finite question embeddings (rows are L2-normalised here).
+            responses: the pool's answers on the same ``n_q`` questions.
+
+        Raises:
+            ValueError: a parameter is out of range, or the inputs are malformed or misaligned.
+        """
+        self._validate_params()
+        if not isinstance(responses, ResponseMatrix):
+            raise ValueError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
+        X = _check_embeddings(embeddings, "embeddings")
+        if X.shape[0] != responses.n_questions:
+            raise ValueError(
+                f"embeddings: {X.shape[0]} rows but responses has {responses.n_questions} questions"
+            )
+        if responses.n_questions == 0:
+            raise ValueError("responses: no training questions")
+        if responses.n_models == 0:
+            raise ValueError("responses: the pool has no models")
+
+        consensus = kernels.consensus_scores(
+            responses.answers, responses.n_options, responses.logprobs,
+            z_scale=float(self.z_scale), tau=float(self.tau), clamp=tuple(float(c) for c in self.clamp),
+        )
+        scores = np.asarray(consensus.scores, dtype=np.float64)
+        plurality = np.asarray(consensus.plurality, dtype=bool)
+        agreement = np.asarray(consensus.agreement, dtype=np.float64)
+        self.stats_ = ConsensusStats(mu=np.asarray(consensus.mu, dtype=np.float64),
+                                     sigma=np.asarray(consensus.sigma, dtype=np.float64))
+
+        rng = np.random.default_rng(self.random_state)
+        config = self._niche_config()
+        subjects = np.asarray(responses.subjects)
+        self.subject_names_ = sorted(set(subjects.tolist()))
+        niches: dict[str, list[Niche]] = {}
+        reps = []
+        for name in self.subject_names_:
+            rows = np.flatnonzero(subjects == name)
+            niches[name] = discover_subject_niches(
+                name, X[rows], scores[rows], plurality[rows], agreement[rows], config, rng
+            )
+            reps.append(self._subject_rep(X[rows], niches[name]))
+
+        self.model_names_ = list(responses.model_names)
+        self.embedding_model_ = self.embedding_model if self.embedding_model is not None else responses.embedding_model
+        self.niches_ = niches
+        self.global_scores_ = _nan_mean_or_zero(scores)
+        self.subject_reps_ = np.asarray(reps, dtype=np.float32)
+        self._set_tables_from_niches()
+        return self
+
+    def _niche_config(self) -> NicheConfig:
+        return NicheConfig(
+            min_consensus=float(self.min_consensus),
+            merge_threshold=float(self.merge_threshold),
+            prune_jaccard=float(self.prune_jaccard),
+            clustering=ClusteringConfig(
+                method=self.clustering, linkage=self.linkage, max_k=int(self.max_niches),
+                min_cluster_size=int(self.min_niche_size), min_silhouette=float(self.min_silhouette),
+            ),
+        )
+
+    def _subject_rep(self, X_subject: np.ndarray, subject_niches: list[Niche]) -> np.ndarray:
+        if self.subject_representative == "questions":
+            pool = X_subject
+        else:
+            pool = np.asarray([n.centroid for n in subject_niches], dtype=np.float64)
+        return normalize_rows(pool.mean(axis=0, keepdims=True))[0]
+
+    def _set_tables_from_niches(self) -> None:
+        """Flatten ``niches_`` into the arrays ``route_batch`` reads."""
+        flat = [(s, n) for s, name in enumerate(self.subject_names_) for n in self.niches_[name]]
+        d = self.subject_reps_.shape[1]
+        self.centroids_ = np.asarray([n.centroid for _, n in flat], dtype=np.float32).reshape(-1, d)
+        self.centroid_subject_ = np.asarray([s for s, _ in flat], dtype=np.int64)
+        self.centroid_scores_ = np.asarray([n.scores for _, n in flat], dtype=np.float64).reshape(
+            -1, len(self.model_names_)
+        )
+        self.centroid_sizes_ = np.asarray([n.size for _, n in flat], dtype=np.int64)
+
+    def _validate_params(self) -> None:
+        _check_real(self.z_scale, "z_scale", low=0.0, low_open=True)
+        if not (isinstance(self.clamp, (tuple, list)) and len(self.clamp) == 2):
+            raise ValueError(f"clamp: expected a (low, high) pair, got {self.clamp!r}")
+        low, high = (_check_real(c, "clamp", low=0.0, high=1.0) for c in self.clamp)
+        if not low < high:
+            raise ValueError(f"clamp: low must be below high, got {self.clamp!r}")
+        _check_real(self.tau, "tau", low=0.0, low_open=True)
+        _check_real(self.min_consensus, "min_consensus", low=0.0, high=1.0)
+        _check_int(self.max_niches, "max_niches", low=1)
+        if self.clustering not in CLUSTERING_METHODS:
+            raise ValueError(f"clustering: expected one of {CLUSTERING_METHODS}, got {self.clustering!r}")
+        if self.linkage not in LINKAGE_METHODS:
+            raise ValueError(f"linkage: expected one of {LINKAGE_METHODS}, got {self.linkage!r}")
+        _check_int(self.min_niche_size, "min_niche_size", low=1)
+        _check_real(self.min_silhouette, "min_silhouette", low=-1.0, high=1.0)
+        _check_real(self.merge_threshold, "merge_threshold", low=0.0, high=2.0)
+        _check_real(self.prune_jaccard, "prune_jaccard", low=0.0, high=1.0)
+        _check_int(self.k_nearest, "k_nearest", low=1)
+        _check_real(self.distance_temp, "distance_temp", low=0.0, low_open=True)
+        _check_real(self.score_temp, "score_temp", low=0.0, low_open=True)
+        _check_real(self.fallback_distance, "fallback_distance", low=0.0)
+        _check_real(self.fallback_width, "fallback_width", low=0.0, low_open=True)
+        _check_int(self.top_k, "top_k", low=1)
+        if self.subject_representative not in SUBJECT_REPRESENTATIVES:
+            raise ValueError(
+                f"subject_representative: expected one of {SUBJECT_REPRESENTATIVES}, got {self.subject_representative!r}"
+            )
+        if self.random_state is not None and not isinstance(self.random_state, Integral):
+            raise ValueError(f"random_state: expected an int or None, got {self.random_state!r}")
+        if self.embedding_model is not None and not isinstance(self.embedding_model, str):
+            raise ValueError(f"embedding_model: expected a name (str) or None, got {self.embedding_model!r}")
+
+    # ------------------------------------------------------------------ routing
+    def route_details(self, embeddings: np.ndarray):
+        """The full Rust ``route_batch`` result for ``embeddings``: ``probs`` ``(n, M)``, ``ranked``,
+        ``subject`` (index into ``subject_names_``), ``nearest_distance`` and fallback ``alpha``."""
+        self._check_fitted()
+        X = _check_embeddings(embeddings, "embeddings")
+        if X.shape[1] != self.centroids_.shape[1]:
+            raise ValueError(
+                f"embeddings: dimension {X.shape[1]} differs from the fitted dimension {self.centroids_.shape[1]}"
+            )
+        return kernels.route_batch(
+            X.astype(np.float32), self.subject_reps_, self.centroids_, self.centroid_subject_,
+            self.centroid_scores_, self.global_scores_,
+            k_nearest=int(self.k_nearest), distance_temp=float(self.distance_temp),
+            score_temp=float(self.score_temp), fallback_distance=float(self.fallback_distance),
+            fallback_width=float(self.fallback_width), top_k=min(int(self.top_k), len(self.model_names_)),
+        )
+
+    def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """``(n, M)`` routing distribution over the pool for every query (DESIGN §3C)."""
+        return np.asarray(self.route_details(embeddings).probs, dtype=np.float64)
+
+    def route(self, embeddings: np.ndarray, top_k: Optional[int] = None) -> Routing:
+        """Rank the pool per query and keep the ``top_k`` best (default: the ``top_k`` parameter)."""
+        return super().route(embeddings, top_k=self.top_k if top_k is None else top_k)
+
+    def answer(self, embeddings: np.ndarray, responses: ResponseMatrix, top_k: Optional[int] = None) -> np.ndarray:
+        """Plurality answer of the ``top_k`` routed models (DESIGN §3D; default: the ``top_k``
+        parameter); all-different votes go to the highest z-scored logprob, then the best rank."""
+        return super().answer(embeddings, responses, top_k=self.top_k if top_k is None else top_k)
+
+    def tie_break_confidence(self, responses: ResponseMatrix) -> Optional[np.ndarray]:
+        """Logprobs z-scored with the training statistics ``stats_`` (NaN where unknown), or
+        ``None`` when ``responses`` has no logprobs."""
+        self._check_fitted()
+        if responses.logprobs is None:
+            return None
+        mu = np.where(np.isfinite(self.stats_.mu), self.stats_.mu, 0.0)
+        sigma = np.where(np.isfinite(self.stats_.sigma) & (self.stats_.sigma > 0), self.stats_.sigma, 1.0)
+        return (np.asarray(responses.logprobs, dtype=np.float64) - mu) / sigma
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Union[str, "PathLike[str]"]) -> None:
+        """Write the fitted router to one file (zip of ``.npy`` arrays + JSON manifest; no pickle)."""
+        from cascal.persistence import save_router
+
+        save_router(self, path)
+
+    @classmethod
+    def load(cls, path: Union[str, "PathLike[str]"]) -> "CascalRouter":
+        """Read a router written by :meth:`save`; raises :class:`cascal.persistence.RouterFileError`
+        on a corrupt, truncated, incomplete or newer-format file."""
+        from cascal.persistence import load_router
+
+        return load_router(path)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_embeddings(embeddings: np.ndarray, name: str) -> np.ndarray:
+    X = np.asarray(embeddings)
+    if X.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D (n, d) array, got shape {X.shape}")
+    if X.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: expected a numeric array, got dtype {X.dtype}")
+    X = X.astype(np.float64, copy=False)
+    if X.shape[1] == 0:
+        raise ValueError(f"{name}: rows have no dimensions")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    norms = np.linalg.norm(X, axis=1)
+    if (norms == 0).any():
+        raise ValueError(f"{name}: row {int(np.argmin(norms))} is all zeros (no direction to compare)")
+    return X / norms[:, None]
+
+
+def _nan_mean_or_zero(scores: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN (not asked); 0 for a model that was never asked."""
+    finite = np.isfinite(scores)
+    counts = finite.sum(axis=0)
+    sums = np.where(finite, scores, 0.0).sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+def _check_real(value: object, name: str, low: Optional[float] = None, high: Optional[float] = None,
+                low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(float(value)):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    v = float(value)
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and v > high:
+        raise ValueError(f"{name}: must be <= {high}, got {value!r}")
+    return v
+
+
+def _check_int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if int(value) < low:
+        raise ValueError(f"{name}: must be >= {low}, got {value!r}")
+    return int(value)
