@@ -40,6 +40,8 @@ class ClusteringConfig:
         min_silhouette: below this weighted silhouette the set stays one group.
         kmeans_iter: Lloyd iterations of spherical k-means.
         kmeans_init: k-means++ restarts (the lowest weighted inertia wins).
+        silhouette_sample: the silhouette is averaged over at most this many evenly spaced points
+            (each compared with all points), which bounds its cost on large sets.
     """
 
     method: str = "agglomerative"
@@ -49,6 +51,7 @@ class ClusteringConfig:
     min_silhouette: float = 0.05
     kmeans_iter: int = 30
     kmeans_init: int = 2
+    silhouette_sample: int = 200
 
 
 def normalize_rows(X: np.ndarray) -> np.ndarray:
@@ -67,29 +70,38 @@ def weighted_silhouette(distances: np.ndarray, labels: np.ndarray, weights: np.n
     return weighted_silhouettes(distances, [labels], weights)[0]
 
 
-def weighted_silhouettes(distances: np.ndarray, partitions: list[np.ndarray], weights: np.ndarray) -> list[float]:
-    """:func:`weighted_silhouette` of several partitions of the same points, with one matrix product."""
-    n = distances.shape[0]
-    rows = np.arange(n)
+def weighted_silhouettes(
+    distances: np.ndarray, partitions: list[np.ndarray], weights: np.ndarray, anchors: Optional[np.ndarray] = None
+) -> list[float]:
+    """:func:`weighted_silhouette` of several partitions of the same points, with one matrix product.
+
+    ``distances`` may be ``(n, n)`` or, to save time, only the rows of the ``anchors`` (indices into
+    the ``n`` points): the silhouette is then averaged over the anchor points only (each still
+    compared with every point)."""
+    n = distances.shape[1]
+    anchors = np.arange(n) if anchors is None else np.asarray(anchors)
+    rows = np.arange(anchors.size)
     sizes = [int(labels.max()) + 1 for labels in partitions]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    onehot = np.zeros((n, int(offsets[-1])))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    onehot = np.zeros((n, int(offsets[-1])), dtype=distances.dtype)
     for labels, off in zip(partitions, offsets):
-        onehot[rows, labels + off] = weights
-    all_sums = distances @ onehot  # weighted distance sums from every point to every group
-    all_weights = onehot.sum(axis=0)
+        onehot[np.arange(n), labels + off] = weights
+    all_sums = (distances @ onehot).astype(np.float64)  # weighted distance sums from every anchor to every group
+    all_weights = onehot.sum(axis=0, dtype=np.float64)
+    w_anchor = weights[anchors]
     out = []
     for labels, off, k in zip(partitions, offsets, sizes):
+        own = labels[anchors]
         sums = all_sums[:, off:off + k]
         group_weight = all_weights[off:off + k]
-        own_weight = group_weight[labels] - weights
-        a = np.divide(sums[rows, labels], own_weight, out=np.zeros(n), where=own_weight > 0)
+        own_weight = group_weight[own] - w_anchor
+        a = np.divide(sums[rows, own], own_weight, out=np.zeros(rows.size), where=own_weight > 0)
         mean_to = sums / np.where(group_weight > 0, group_weight, np.inf)
-        mean_to[rows, labels] = np.inf
+        mean_to[rows, own] = np.inf
         b = mean_to.min(axis=1)
         denom = np.maximum(a, b)
-        s = np.divide(b - a, denom, out=np.zeros(n), where=(denom > 0) & (own_weight > 0))
-        out.append(float(np.sum(weights * s) / np.sum(weights)))
+        s = np.divide(b - a, denom, out=np.zeros(rows.size), where=(denom > 0) & (own_weight > 0))
+        out.append(float(np.sum(w_anchor * s) / np.sum(w_anchor)))
     return out
 
 
@@ -108,8 +120,10 @@ def spherical_kmeans(
             if np.array_equal(new_labels, labels):
                 break
             labels = new_labels
-            means = np.asarray(kernels.cluster_means(labels, X, k, weights), dtype=np.float64)
-            empty = ~np.isfinite(means).all(axis=1) | (np.linalg.norm(means, axis=1) == 0)
+            onehot = np.zeros((k, X.shape[0]))
+            onehot[labels, np.arange(X.shape[0])] = weights
+            means = onehot @ X
+            empty = np.linalg.norm(means, axis=1) == 0
             means[empty] = centroids[empty]  # an emptied group keeps its old centre
             centroids = normalize_rows(means)
         fit = float(np.sum(weights * np.sum(X * centroids[labels], axis=1)))
@@ -159,14 +173,23 @@ def cluster_proficiency_set(
     if max_k < 2:
         return one_group
     if distances is None:
-        distances = np.asarray(kernels.pairwise_distances(X, X, "cosine"), dtype=np.float64)
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        distances = np.asarray(kernels.pairwise_distances(X32, X32, "cosine"))
     candidates = _candidate_partitions(X, weights, distances, max_k, config, rng)
     admissible = [labels for labels in candidates if np.bincount(labels).min() >= config.min_cluster_size]
     if not admissible:
         return one_group
-    scores = weighted_silhouettes(distances, admissible, weights)
+    anchors = _anchors(n, config.silhouette_sample)
+    scores = weighted_silhouettes(distances[anchors], admissible, weights, anchors)
     best = int(np.argmax(scores))  # ties -> the smaller k
     return admissible[best] if scores[best] >= config.min_silhouette else one_group
+
+
+def _anchors(n: int, sample: int) -> np.ndarray:
+    """At most ``sample`` evenly spaced point indices (all points when ``n <= sample``)."""
+    if n <= sample:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, sample).round().astype(np.int64))
 
 
 def _candidate_partitions(

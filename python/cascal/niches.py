@@ -7,7 +7,7 @@ questions:
    ratio reaches ``min_consensus`` and where ``m`` is in the plurality, weighted by agreement;
 2. :func:`seed_centroids` — every proficiency set is clustered
    (:func:`cascal.niche_clustering.cluster_proficiency_set`) and each group gives a weighted
-   spherical mean;
+   spherical mean (:func:`spherical_means`);
 3. :func:`merge_centroids` — seeds of all models closer than ``merge_threshold`` (cosine distance)
    are merged agglomeratively, weighted by their member counts;
 4. :func:`assign_and_score` — every training question of the subject joins its nearest centroid,
@@ -80,10 +80,9 @@ def seed_centroids(
     # one distance matrix per subject, sliced for every model's proficiency set
     position = np.full(X.shape[0], -1, dtype=np.int64)
     position[in_any_set] = np.arange(in_any_set.size)
-    distances = (
-        np.asarray(kernels.pairwise_distances(X[in_any_set], X[in_any_set], "cosine"), dtype=np.float64)
-        if in_any_set.size else np.zeros((0, 0))
-    )
+    # float32 distances: ample precision for clustering, and half the memory traffic of float64
+    X_set = np.ascontiguousarray(X[in_any_set], dtype=np.float32)
+    distances = np.asarray(kernels.pairwise_distances(X_set, X_set, "cosine")) if in_any_set.size else np.zeros((0, 0))
     for m in range(weights.shape[1]):
         members = np.flatnonzero(weights[:, m] > 0)
         if members.size == 0:
@@ -92,11 +91,17 @@ def seed_centroids(
         pos = position[members]
         labels = cluster_proficiency_set(X[members], w, config, rng, distances[np.ix_(pos, pos)])
         k = int(labels.max()) + 1
-        means = np.asarray(kernels.cluster_means(labels, X[members], k, w), dtype=np.float64)
-        centroids.extend(normalize_rows(means))
+        centroids.extend(spherical_means(X[members], labels, k, w))
         counts.extend(np.bincount(labels, minlength=k).tolist())
     d = X.shape[1]
     return np.asarray(centroids, dtype=np.float64).reshape(-1, d), np.asarray(counts, dtype=np.float64)
+
+
+def spherical_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
+    """``(k, d)`` L2-normalised weighted means of the rows of ``X`` in each group ``0..k-1``."""
+    onehot = np.zeros((k, X.shape[0]))
+    onehot[labels, np.arange(X.shape[0])] = weights
+    return normalize_rows(onehot @ X)
 
 
 def merge_centroids(centroids: np.ndarray, counts: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

@@ -71,7 +71,7 @@ def save_router(router: "CascalRouter", path: Union[str, "PathLike[str]"]) -> No
         "params": params_json,
         "model_names": list(router.model_names_),
         "subject_names": list(router.subject_names_),
-        "embedding_model": router.embedding_model_,
+        "embedding_model": getattr(router, "embedding_model_", router.embedding_model),
         "embedding_dim": int(router.centroids_.shape[1]),
     }
     arrays = {name: getattr(router, attr) for name, (attr, _, _) in ARRAYS.items() if attr is not None}

@@ -83,7 +83,7 @@ class CascalRouter(BaseRouter):
         self,
         z_scale: float = 1.0,
         clamp: tuple[float, float] = (0.01, 0.99),
-        tau: float = 1.0,
+        tau: float = 0.25,
         min_consensus: float = 0.5,
         max_niches: int = 5,
         clustering: str = "agglomerative",
@@ -147,16 +147,31 @@ class CascalRouter(BaseRouter):
         if responses.n_models == 0:
             raise ValueError("responses: the pool has no models")
 
+        scores, plurality, agreement = self._score_questions(responses)
+        return self._fit_niches(X, responses, scores, plurality, agreement)
+
+    def _score_questions(self, responses: ResponseMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-question model scores ``(n_q, M)`` (NaN = not asked), plurality membership and
+        agreement ratios from the pool's consensus (DESIGN §3A, Rust kernel); sets ``stats_``.
+        A subclass may score differently (e.g. with an answer key) and reuse everything else."""
         consensus = kernels.consensus_scores(
             responses.answers, responses.n_options, responses.logprobs,
             z_scale=float(self.z_scale), tau=float(self.tau), clamp=tuple(float(c) for c in self.clamp),
         )
-        scores = np.asarray(consensus.scores, dtype=np.float64)
-        plurality = np.asarray(consensus.plurality, dtype=bool)
-        agreement = np.asarray(consensus.agreement, dtype=np.float64)
         self.stats_ = ConsensusStats(mu=np.asarray(consensus.mu, dtype=np.float64),
                                      sigma=np.asarray(consensus.sigma, dtype=np.float64))
+        return (
+            np.asarray(consensus.scores, dtype=np.float64),
+            np.asarray(consensus.plurality, dtype=bool),
+            np.asarray(consensus.agreement, dtype=np.float64),
+        )
 
+    def _fit_niches(
+        self, X: np.ndarray, responses: ResponseMatrix, scores: np.ndarray, plurality: np.ndarray,
+        agreement: np.ndarray,
+    ) -> "CascalRouter":
+        """Niches, subject representatives, global ranking and routing tables from unit embeddings
+        ``X`` and per-question scores (DESIGN §3B)."""
         rng = np.random.default_rng(self.random_state)
         config = self._niche_config()
         subjects = np.asarray(responses.subjects)
