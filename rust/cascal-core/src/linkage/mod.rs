@@ -12,6 +12,9 @@
 pub mod condensed;
 pub mod dendrogram;
 pub mod fcluster;
+pub mod generic;
+pub mod heap;
+pub mod memory;
 pub mod method;
 pub mod mst;
 pub mod nn_chain;
@@ -21,8 +24,9 @@ pub mod vectors;
 pub use condensed::{condensed_index, condensed_len, observations_from_len};
 pub use fcluster::{fcluster_distance, fcluster_maxclust, validate_linkage_matrix};
 pub use method::Method;
+pub use crate::distance::Metric;
 pub use real::Real;
-pub use vectors::{Metric, Vectors};
+pub use vectors::{check_vectors, Vectors};
 
 use crate::error::{KResult, KernelError};
 
@@ -31,7 +35,7 @@ use crate::error::{KResult, KernelError};
 /// the same type. Returns the (n−1)×4 linkage matrix, row-major.
 pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64>> {
     let n = check_condensed(dist)?;
-    linkage_condensed_owned(dist.to_vec(), n, method)
+    linkage_condensed_owned(memory::huge_page_copy(dist), n, method)
 }
 
 /// Like [`linkage_condensed`] but consumes `dist` (overwritten in place, no copy). `dist` must
@@ -42,7 +46,7 @@ pub fn linkage_condensed_owned<S: Real>(mut dist: Vec<S>, n: usize, method: Meth
             let d = &dist;
             mst::prim(n, |x, i| d[condensed_index(n, x, i)].to_f64())
         }
-        _ => nn_chain::nn_chain(&mut dist, n, method),
+        _ => generic::generic_linkage(&mut dist, n, method),
     };
     drop(dist);
     Ok(dendrogram::to_linkage_matrix(merges, n))
@@ -69,10 +73,11 @@ pub fn check_condensed<S: Real>(dist: &[S]) -> KResult<usize> {
 
 /// Linkage of `n` observation vectors (`data` row-major n×d) under `metric`.
 ///
-/// Single linkage computes distances on the fly (O(n·d) memory). The other methods build one
-/// condensed matrix stored as `S` (distances computed in f64) and cluster it in place.
-/// `ward` requires the euclidean metric.
-pub fn linkage_vectors<T: Real, S: Real + Default>(
+/// Single linkage computes distances on the fly in f64 (O(n·d) memory). The other methods build
+/// one condensed matrix of type `T` with [`crate::distance::pdist`] and cluster it in place
+/// (memory n(n−1)/2 values of `T`). `ward` requires the euclidean metric. Zero vectors under the
+/// cosine metric are rejected.
+pub fn linkage_vectors<T: Real>(
     data: &[T],
     n: usize,
     d: usize,
@@ -85,13 +90,13 @@ pub fn linkage_vectors<T: Real, S: Real + Default>(
     if method == Method::Ward && metric != Metric::Euclidean {
         return Err(KernelError::new("metric", "method \"ward\" requires metric \"euclidean\""));
     }
-    let vectors = Vectors::new(data, n, d, metric)?;
     if method == Method::Single {
+        let vectors = Vectors::new(data, n, d, metric)?;
         let merges = mst::prim(n, |x, i| vectors.distance(x, i));
         return Ok(dendrogram::to_linkage_matrix(merges, n));
     }
-    let dist: Vec<S> = vectors.condensed()?;
-    drop(vectors);
+    check_vectors(data, n, d, metric)?;
+    let dist: Vec<T> = crate::distance::pdist(data, n, d, metric)?;
     linkage_condensed_owned(dist, n, method)
 }
 

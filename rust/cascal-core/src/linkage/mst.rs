@@ -55,7 +55,9 @@ where
             relax(&mut frontier, 0)
         };
         merges.push(Merge { a: x, b: point, height: dist });
-        frontier.swap_remove(position);
+        // `remove` (not `swap_remove`) keeps the frontier in index order, so the scans walk
+        // memory monotonically (columns of a condensed matrix are read top to bottom).
+        frontier.remove(position);
         x = point;
     }
     merges

@@ -3,16 +3,29 @@
 //!
 //! The chain grows from an active cluster to its nearest neighbour until two clusters are mutual
 //! nearest neighbours; those are merged and the distances to the union are written over the
-//! row/column of the surviving cluster with the Lance–Williams formula. The merged-away cluster's
-//! entries are set to +∞ so that scans of contiguous row segments need no liveness test.
+//! row/column of the surviving cluster with the Lance–Williams formula. The chain itself is
+//! sequential; each nearest-neighbour scan and each update sweep is split over threads when
+//! enough clusters are active (the work is bound by memory latency of column reads).
 //!
 //! Tie-breaking follows scipy: the previous chain element is preferred, otherwise the lowest
 //! index with the strictly smallest distance wins, and a merge keeps the larger index alive.
 
+use rayon::prelude::*;
+
 use super::condensed::{condensed_index, row_start};
 use super::dendrogram::Merge;
 use super::method::Method;
-use super::real::Real;
+use super::real::{infinity, Real};
+
+/// Scans over fewer active clusters than this stay on one thread.
+const PARALLEL_MIN: usize = 2048;
+/// Smallest piece of a parallel scan.
+const CHUNK_MIN: usize = 512;
+
+/// Length of the pieces a parallel sweep over `len` clusters is cut into.
+fn chunk_len(len: usize) -> usize {
+    CHUNK_MIN.max(len.div_ceil(4 * rayon::current_num_threads()))
+}
 
 /// Active clusters in increasing order with their sizes; sizes of dead clusters are 0.
 struct Clusters {
@@ -49,28 +62,49 @@ pub fn nn_chain<S: Real>(dist: &mut [S], n: usize, method: Method) -> Vec<Merge>
     merges
 }
 
+/// Smallest value and its first position in `values` (position `usize::MAX` if all are +∞).
+#[inline]
+fn first_min<S: Real>(values: impl Iterator<Item = S>) -> (S, usize) {
+    let mut best = (infinity::<S>(), usize::MAX);
+    for (k, v) in values.enumerate() {
+        if v < best.0 {
+            best = (v, k);
+        }
+    }
+    best
+}
+
 /// Nearest active cluster to `x` and its distance. `previous` (the chain element before `x`)
 /// wins ties; otherwise the first strictly smallest distance in index order.
 fn nearest<S: Real>(dist: &[S], n: usize, active: &[usize], x: usize, previous: Option<usize>) -> (usize, f64) {
-    let mut best = usize::MAX;
-    let mut best_d = S::INFINITY;
-    if let Some(p) = previous {
-        best = p;
-        best_d = dist[condensed_index(n, x, p)];
-    }
-    // Column part: active clusters i < x, entry (i, x).
-    let below = active.partition_point(|&i| i < x);
-    for &i in &active[..below] {
-        let v = dist[row_start(n, i) + (x - i - 1)];
-        if v < best_d {
-            best_d = v;
-            best = i;
-        }
+    let (mut best, mut best_d) = match previous {
+        Some(p) => (p, dist[condensed_index(n, x, p)]),
+        None => (usize::MAX, infinity::<S>()),
+    };
+    // Column part: active clusters i < x, entry (i, x), one read per row.
+    let below = &active[..active.partition_point(|&i| i < x)];
+    let column = |ids: &[usize]| first_min(ids.iter().map(|&i| dist[row_start(n, i) + (x - i - 1)]));
+    let (col_d, col_pos) = if below.len() >= PARALLEL_MIN {
+        let chunk = chunk_len(below.len());
+        below
+            .par_chunks(chunk)
+            .enumerate()
+            .map(|(c, ids)| {
+                let (v, k) = column(ids);
+                (v, k.saturating_add(c * chunk))
+            })
+            .reduce(|| (infinity::<S>(), usize::MAX), |a, b| if b.0 < a.0 { b } else { a })
+    } else {
+        column(below)
+    };
+    if col_d < best_d {
+        best_d = col_d;
+        best = below[col_pos];
     }
     // Row part: entries (x, j) for j > x are contiguous; dead clusters hold +∞.
     let start = row_start(n, x);
     let row = &dist[start..start + (n - x - 1)];
-    let row_min = row.iter().copied().fold(S::INFINITY, |m, v| if v < m { v } else { m });
+    let row_min = row.iter().copied().fold(infinity::<S>(), |m, v| if v < m { v } else { m });
     if row_min < best_d {
         let offset = row.iter().position(|&v| v == row_min).expect("minimum is in the row");
         best_d = row_min;
@@ -78,6 +112,33 @@ fn nearest<S: Real>(dist: &[S], n: usize, active: &[usize], x: usize, previous: 
     }
     debug_assert!(best != usize::MAX, "no active neighbour found");
     (best, best_d.to_f64())
+}
+
+/// Shared write access to the distance buffer for the parallel update sweep.
+#[derive(Clone, Copy)]
+struct SharedBuffer<S> {
+    ptr: *mut S,
+    len: usize,
+}
+
+// SAFETY: the update sweep gives every active cluster `i` its own two entries (i, x) and (i, y);
+// no two threads touch the same entry.
+unsafe impl<S: Send> Send for SharedBuffer<S> {}
+unsafe impl<S: Send> Sync for SharedBuffer<S> {}
+
+impl<S: Real> SharedBuffer<S> {
+    #[inline(always)]
+    fn read(&self, k: usize) -> S {
+        assert!(k < self.len);
+        // SAFETY: in bounds (checked) and not written concurrently (see the Sync impl).
+        unsafe { *self.ptr.add(k) }
+    }
+    #[inline(always)]
+    fn write(&self, k: usize, v: S) {
+        assert!(k < self.len);
+        // SAFETY: in bounds (checked); entry owned by the calling task (see the Sync impl).
+        unsafe { *self.ptr.add(k) = v }
+    }
 }
 
 /// Merge clusters `x < y`: `y` becomes the union and `x` dies.
@@ -95,17 +156,26 @@ fn merge_into<S: Real>(dist: &mut [S], n: usize, clusters: &mut Clusters, method
     let (size_x, size_y) = (size_x as f64, size_y as f64);
     let start_x = row_start(n, x);
     let start_y = row_start(n, y);
-    for &i in &clusters.active {
-        if i == y {
-            continue;
+    let buffer = SharedBuffer { ptr: dist.as_mut_ptr(), len: dist.len() };
+    let size = &clusters.size;
+    let update = |ids: &[usize]| {
+        for &i in ids {
+            if i == y {
+                continue;
+            }
+            let ix = if i < x { row_start(n, i) + (x - i - 1) } else { start_x + (i - x - 1) };
+            let iy = if i < y { row_start(n, i) + (y - i - 1) } else { start_y + (i - y - 1) };
+            let updated = method.update(buffer.read(ix).to_f64(), buffer.read(iy).to_f64(), d_xy, size_x, size_y, size[i] as f64);
+            buffer.write(iy, S::from_f64(updated));
+            if i < x {
+                buffer.write(ix, infinity::<S>());
+            }
         }
-        let ix = if i < x { row_start(n, i) + (x - i - 1) } else { start_x + (i - x - 1) };
-        let iy = if i < y { row_start(n, i) + (y - i - 1) } else { start_y + (i - y - 1) };
-        let size_i = clusters.size[i] as f64;
-        let updated = method.update(dist[ix].to_f64(), dist[iy].to_f64(), d_xy, size_x, size_y, size_i);
-        dist[iy] = S::from_f64(updated);
-        if i < x {
-            dist[ix] = S::INFINITY;
-        }
+    };
+    let active = &clusters.active;
+    if active.len() >= PARALLEL_MIN {
+        active.par_chunks(chunk_len(active.len())).for_each(update);
+    } else {
+        update(active);
     }
 }

@@ -8,10 +8,11 @@ fn approx(a: &[f64], b: &[f64]) -> bool {
 
 /// Four points on a line: 0, 1, 5, 11 (gaps 1, 4, 6).
 const LINE: [f64; 4] = [0.0, 1.0, 5.0, 11.0];
+const LINE_F32: [f32; 4] = [0.0, 1.0, 5.0, 11.0];
 
 #[test]
 fn single_on_a_line() {
-    let z = linkage_vectors::<f64, f64>(&LINE, 4, 1, Method::Single, Metric::Euclidean).unwrap();
+    let z = linkage_vectors::<f64>(&LINE, 4, 1, Method::Single, Metric::Euclidean).unwrap();
     // {0,1}@1 -> 4; {4,2}@4 -> 5; {5,3}@6 -> 6.
     assert!(approx(&z, &[0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 3.0, 3.0, 5.0, 6.0, 4.0]));
 }
@@ -20,7 +21,7 @@ fn single_on_a_line() {
 fn complete_on_a_line() {
     // {0,1}@1; then d({0,1},5) = max(5,4) = 5, d(5,11) = 6, d({0,1},11) = 11 -> merge {0,1,5}@5;
     // then d({0,1,5},11) = 11.
-    let z = linkage_vectors::<f64, f64>(&LINE, 4, 1, Method::Complete, Metric::Euclidean).unwrap();
+    let z = linkage_vectors::<f64>(&LINE, 4, 1, Method::Complete, Metric::Euclidean).unwrap();
     assert!(approx(&z, &[0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 5.0, 3.0, 3.0, 5.0, 11.0, 4.0]));
 }
 
@@ -28,9 +29,9 @@ fn complete_on_a_line() {
 fn average_and_weighted_on_a_line() {
     // {0,1}@1; d({0,1},5) = (5+4)/2 = 4.5 < d(5,11) = 6 -> {0,1,5}@4.5.
     // average: d({0,1,5},11) = (11+10+6)/3 = 9; weighted: ((11+10)/2 + 6)/2 = 8.25.
-    let z = linkage_vectors::<f64, f64>(&LINE, 4, 1, Method::Average, Metric::Euclidean).unwrap();
+    let z = linkage_vectors::<f64>(&LINE, 4, 1, Method::Average, Metric::Euclidean).unwrap();
     assert!(approx(&z, &[0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.5, 3.0, 3.0, 5.0, 9.0, 4.0]));
-    let z = linkage_vectors::<f64, f32>(&LINE, 4, 1, Method::Weighted, Metric::Euclidean).unwrap();
+    let z = linkage_vectors::<f32>(&LINE_F32, 4, 1, Method::Weighted, Metric::Euclidean).unwrap();
     assert!(approx(&z, &[0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.5, 3.0, 3.0, 5.0, 8.25, 4.0]));
 }
 
@@ -39,7 +40,7 @@ fn ward_on_a_line() {
     // {0,1}@1 (centroid 0.5). Ward distance of clusters A, B: sqrt(2|A||B|/(|A|+|B|))·|c_A − c_B|.
     // {0,1} vs {5}: sqrt(4/3)·4.5 ≈ 5.196 < {5} vs {11}: 6 -> {0,1,5}@sqrt(27), centroid 2.
     // {0,1,5} vs {11}: sqrt(6/4)·9 = 9·sqrt(1.5).
-    let z = linkage_vectors::<f64, f64>(&LINE, 4, 1, Method::Ward, Metric::Euclidean).unwrap();
+    let z = linkage_vectors::<f64>(&LINE, 4, 1, Method::Ward, Metric::Euclidean).unwrap();
     let expected = [0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 27f64.sqrt(), 3.0, 3.0, 5.0, 9.0 * 1.5f64.sqrt(), 4.0];
     assert!(approx(&z, &expected), "{z:?}");
 }
@@ -50,7 +51,7 @@ fn condensed_input_equals_vector_input() {
     let dist = [1.0f64, 5.0, 11.0, 4.0, 10.0, 6.0];
     for method in [Method::Single, Method::Complete, Method::Average, Method::Weighted, Method::Ward] {
         let from_condensed = linkage_condensed(&dist, method).unwrap();
-        let from_vectors = linkage_vectors::<f64, f64>(&LINE, 4, 1, method, Metric::Euclidean).unwrap();
+        let from_vectors = linkage_vectors::<f64>(&LINE, 4, 1, method, Metric::Euclidean).unwrap();
         assert!(approx(&from_condensed, &from_vectors), "{method:?}");
     }
 }
@@ -67,9 +68,9 @@ fn bad_input_is_rejected() {
     assert_eq!(linkage_condensed(&[1.0f64, 2.0], Method::Average).unwrap_err().arg, "data");
     assert!(linkage_condensed(&[1.0f64, f64::NAN, 1.0], Method::Average).unwrap_err().message.contains("NaN"));
     assert!(linkage_condensed(&[1.0f64, -1.0, 1.0], Method::Average).unwrap_err().message.contains("negative"));
-    let err = linkage_vectors::<f64, f64>(&LINE, 4, 1, Method::Ward, Metric::Cosine).unwrap_err();
+    let err = linkage_vectors::<f64>(&LINE, 4, 1, Method::Ward, Metric::Cosine).unwrap_err();
     assert_eq!(err.arg, "metric");
-    let err = linkage_vectors::<f64, f64>(&LINE[..1], 1, 1, Method::Single, Metric::Euclidean).unwrap_err();
+    let err = linkage_vectors::<f64>(&LINE[..1], 1, 1, Method::Single, Metric::Euclidean).unwrap_err();
     assert!(err.message.contains("at least 2"));
 }
 
@@ -77,7 +78,7 @@ fn bad_input_is_rejected() {
 fn all_equal_points_form_a_valid_tree() {
     let data = [1.0f64; 10];
     for method in [Method::Single, Method::Complete, Method::Average, Method::Weighted, Method::Ward] {
-        let z = linkage_vectors::<f64, f64>(&data, 5, 2, method, Metric::Euclidean).unwrap();
+        let z = linkage_vectors::<f64>(&data, 5, 2, method, Metric::Euclidean).unwrap();
         assert_eq!(validate_linkage_matrix(&z).unwrap(), 5);
         assert!(z.chunks_exact(4).all(|r| r[2] == 0.0));
         assert_eq!(z[15], 5.0);
@@ -86,7 +87,7 @@ fn all_equal_points_form_a_valid_tree() {
 
 #[test]
 fn fcluster_on_a_line() {
-    let z = linkage_vectors::<f64, f64>(&LINE, 4, 1, Method::Single, Metric::Euclidean).unwrap();
+    let z = linkage_vectors::<f64>(&LINE, 4, 1, Method::Single, Metric::Euclidean).unwrap();
     // Heights 1, 4, 6. t = 4 keeps {0,1,5} together; 11 alone.
     assert_eq!(fcluster_distance(&z, 4.0).unwrap(), vec![1, 1, 1, 2]);
     assert_eq!(fcluster_distance(&z, 0.5).unwrap(), vec![1, 2, 3, 4]);
