@@ -165,6 +165,27 @@ def plot_niche_map(router: Any, test: "ResponseMatrix", world: Any, path: Path) 
     return path
 
 
+def _summary(result: "DemoResult") -> str:
+    """One paragraph comparing CASCAL with the query-answer router across the generators, in numbers."""
+    parts = []
+    for g in result.config.generators:
+        cascal, knn = result.score("CASCAL", g), result.score("kNN correctness", g)
+        key = 100 * result.generation[g]["key_accuracy"]
+        parts.append(
+            f"with the {g} generator (key right on {key:.0f}% of its questions) CASCAL reaches "
+            f"{100 * cascal.top1:.1f}% top-1 / {100 * cascal.top3:.1f}% top-3 and kNN correctness "
+            f"{100 * knn.top1:.1f}% / {100 * knn.top3:.1f}%"
+        )
+    oracle = result.score("oracle (any model right)")
+    best = result.score("best single (true answers)")
+    return (
+        "On held-out questions, " + "; ".join(parts) + ". The query-answer router learns from the generator's key, "
+        "so its accuracy follows the key's quality; CASCAL never reads the key (it scores the pool by its own "
+        f"confidence-weighted consensus), so it does not. References: best single model {100 * best.top1:.1f}%, "
+        f"oracle {100 * oracle.top1:.1f}%."
+    )
+
+
 def write_report(result: "DemoResult", out: Path, router: Any, test: "ResponseMatrix", world: Any) -> Path:
     """Write ``report.md`` with the table, generator statistics, example routes and the two plots."""
     accuracy_png = plot_accuracy(result, out / "accuracy.png")
@@ -181,6 +202,10 @@ def write_report(result: "DemoResult", out: Path, router: Any, test: "ResponseMa
         f"generator; {result.test.get('questions')} held-out test questions (key = simulator truth, "
         f"verified on {100 * result.test.get('key_matches_truth', 0):.0f}%); pool {', '.join(world.model_names)} "
         f"(each niche has one specialist); world seed {cfg.seed}; embeddings `hashing-256`.",
+        "",
+        "## What it shows",
+        "",
+        _summary(result),
         "",
         "## Accuracy on the held-out test set (%)",
         "",
