@@ -297,3 +297,27 @@ def test_bad_parameters_are_refused(router, message, rng):
     emb, responses = random_world(rng)
     with pytest.raises(ValueError, match=message):
         router.fit(emb, responses)
+
+
+# ---------------------------------------------------------------------------- CASCAL-GT
+def test_cascal_gt_learns_niches_from_the_key(rng):
+    from cascal.baselines.cascal_gt import CascalGT
+
+    emb, responses, blob = two_niche_world(rng)
+    # two more models (right 60 % of the time on one blob each) so that the two niches' top-3 model
+    # sets differ; with only 3 models every niche has the same top-3 set and niche pruning folds them
+    n = len(blob)
+    extra = np.where(rng.random((n, 2)) < 0.6, 0, 3)
+    extra[blob == 1, 0] = 3
+    extra[blob == 0, 1] = 3
+    pool = ResponseMatrix(answers=np.hstack([responses.answers, extra]), n_options=responses.n_options,
+                          subjects=responses.subjects, model_names=["a", "b", "c", "d", "e"], gold=responses.gold)
+    router = CascalGT(random_state=0).fit(emb, pool)
+    assert router.uses_answer_key
+    np.testing.assert_allclose(router.global_scores_[:3], [0.5, 0.5, 0.0])  # key accuracy of each model
+    first = router.route(emb, top_k=1).ranked[:, 0]
+    assert (first == blob).mean() > 0.95  # each blob goes to its specialist
+    copied = CascalGT(random_state=0).fit(emb, pool.with_gold(pool.answers[:, 2]))
+    assert (copied.route(emb, top_k=1).ranked[:, 0] == 2).all()  # the key now says model 2 is always right
+    with pytest.raises(ValueError, match="responses.gold"):
+        CascalGT().fit(emb, pool.with_gold(np.full(n, -1)))
