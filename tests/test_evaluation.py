@@ -233,7 +233,7 @@ def test_label_free_routers_are_not_given_the_key(monkeypatch):
 
 def test_harness_is_deterministic():
     kwargs = dict(pools=["ace,mid,low"], keys=["real"], generator_keys=["gen"], seeds=1,
-                  routers=["random", "knn"], progress=False)
+                  routers=["random", "knn", "cluster-rank", "smoothie-train"], progress=False)
     a = run_evaluation(synthetic_dataset(), **kwargs)["pools"]["ace,mid,low"]["summary"]
     b = run_evaluation(synthetic_dataset(), **kwargs)["pools"]["ace,mid,low"]["summary"]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "fit_seconds"} for r in rows]  # noqa: E731
