@@ -83,17 +83,21 @@ pub struct ConsensusOutput {
     pub sigma: Vec<f64>,
 }
 
-/// Median of a non-empty slice (mean of the two middle values for even length); reorders `values`.
+/// Median of non-empty, non-NaN `values` (mean of the two middle values for an even count);
+/// reorders `values`.
 fn median_in_place(values: &mut [f64]) -> f64 {
     let n = values.len();
-    let mid = n / 2;
-    let (lower, upper_mid, _) = values.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
-    let upper = *upper_mid;
+    let (lower, upper, _) = values.select_nth_unstable_by(n / 2, |a, b| a.total_cmp(b));
+    let upper = *upper;
     if n % 2 == 1 {
-        upper
+        return upper;
+    }
+    let lower = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum = lower + upper;
+    if sum.is_finite() {
+        sum / 2.0
     } else {
-        let lower_max = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        lower_max + (upper - lower_max) / 2.0
+        lower / 2.0 + upper / 2.0
     }
 }
 
@@ -102,18 +106,16 @@ fn column_stats(mut finite: Vec<f64>) -> (f64, f64) {
     if finite.is_empty() {
         return (0.0, 1.0);
     }
-    let n = finite.len() as f64;
-    let mean = finite.iter().sum::<f64>() / n;
-    let var = finite.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n;
     let mu = median_in_place(&mut finite);
-    for x in finite.iter_mut() {
-        *x = (*x - mu).abs();
-    }
-    let mad_sigma = MAD_TO_SIGMA * median_in_place(&mut finite);
+    let mut deviations: Vec<f64> = finite.iter().map(|&x| (x - mu).abs()).collect();
+    let mad_sigma = MAD_TO_SIGMA * median_in_place(&mut deviations);
     if mad_sigma.is_finite() && mad_sigma > 0.0 {
         return (mu, mad_sigma);
     }
-    let std = var.sqrt();
+    // fallback: population standard deviation (rarely needed, so computed only here)
+    let n = finite.len() as f64;
+    let mean = finite.iter().sum::<f64>() / n;
+    let std = (finite.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
     if std.is_finite() && std > 0.0 {
         (mu, std)
     } else {
@@ -150,9 +152,16 @@ fn check_logprobs<T: Copy + Into<f64> + Sync>(logprobs: &[T], n_q: usize, n_m: u
             format!("expected {n_q}x{n_m} = {} values, got {}", n_q * n_m, logprobs.len()),
         ));
     }
-    let bad = logprobs.par_iter().position_first(|&x| {
-        let v: f64 = x.into();
+    let is_inf = |x: &T| {
+        let v: f64 = (*x).into();
         v.is_infinite()
+    };
+    // scan in large chunks: rayon's per-element position_first costs more than the kernel itself
+    const CHUNK: usize = 1 << 16;
+    let bad_chunk = logprobs.par_chunks(CHUNK).position_first(|chunk| chunk.iter().any(is_inf));
+    let bad = bad_chunk.and_then(|c| {
+        let start = c * CHUNK;
+        logprobs[start..].iter().position(is_inf).map(|i| start + i)
     });
     if let Some(i) = bad {
         let v: f64 = logprobs[i].into();
@@ -183,10 +192,15 @@ fn check_answers(answers: &[i8], n_options: &[i8], n_q: usize, n_m: usize) -> KR
     if n_m == 0 {
         return Ok(());
     }
-    let bad_row = answers
-        .par_chunks(n_m)
-        .zip(n_options.par_iter())
-        .position_first(|(row, &k)| row.iter().any(|&a| a < NOT_ASKED || a >= k));
+    let row_is_bad = |row: &[i8], k: i8| row.iter().any(|&a| a < NOT_ASKED || a >= k);
+    let bad_block = answers
+        .par_chunks(ROW_BLOCK * n_m)
+        .zip(n_options.par_chunks(ROW_BLOCK))
+        .position_first(|(rows, ks)| rows.chunks_exact(n_m).zip(ks).any(|(row, &k)| row_is_bad(row, k)));
+    let bad_row = bad_block.and_then(|b| {
+        let first = b * ROW_BLOCK;
+        (first..n_q).find(|&q| row_is_bad(&answers[q * n_m..(q + 1) * n_m], n_options[q]))
+    });
     if let Some(q) = bad_row {
         let row = &answers[q * n_m..(q + 1) * n_m];
         let m = row.iter().position(|&a| a < NOT_ASKED || a >= n_options[q]).unwrap_or(0);
@@ -202,31 +216,56 @@ fn check_answers(answers: &[i8], n_options: &[i8], n_q: usize, n_m: usize) -> KR
     Ok(())
 }
 
-/// Logistic function written so that it never overflows.
-#[inline]
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
+/// `exp(x)` accurate to a few ulp, written without branches or calls so that loops over it
+/// vectorise (glibc's scalar `exp` dominated the kernel). Inputs are clamped to [-708, 709], so the
+/// result is always finite and positive (below `exp(-708)` it returns `exp(-708)` instead of a
+/// value that would underflow; every caller adds or divides it away).
+#[inline(always)]
+fn exp_vectorisable(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2^52: adding it rounds to an integer
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    let x = x.max(-708.0).min(709.0);
+    let t = x * std::f64::consts::LOG2_E + MAGIC;
+    let k = t - MAGIC;
+    let r = (x - k * LN2_HI) - k * LN2_LO; // |r| <= ln2/2
+    // Taylor series of exp(r) to r^13/13! (truncation error < 2e-16 on |r| <= 0.347), Horner form
+    let mut p = 1.0 / 6_227_020_800.0;
+    for c in [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
     }
+    // 2^k from the integer sitting in the low mantissa bits of t
+    let k_bits = t.to_bits().wrapping_sub(MAGIC.to_bits());
+    p * f64::from_bits(k_bits.wrapping_add(1023) << 52)
 }
 
 /// Vote weight of one response; `lp` is NaN when unknown.
-#[inline]
+#[inline(always)]
 fn vote_weight(lp: f64, mu: f64, sigma: f64, p: &ConsensusParams) -> f64 {
     let z = if lp.is_nan() { 0.0 } else { (lp - mu) / sigma };
-    let mut x = p.z_scale * z;
-    if x.is_nan() {
-        // only 0 * inf: a zero z_scale means uniform weights
-        x = 0.0;
-    }
-    sigmoid(x).clamp(p.clamp_lo, p.clamp_hi)
+    let x = p.z_scale * z;
+    // NaN only from 0 * inf: a zero z_scale means uniform weights
+    let x = if x.is_nan() { 0.0 } else { x };
+    let w = 1.0 / (1.0 + exp_vectorisable(-x));
+    w.max(p.clamp_lo).min(p.clamp_hi)
 }
 
 /// Consensus of one question. `weights` holds the vote weight of every model.
-#[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn score_row(
     answers: &[i8],
     weights: &[f64],
@@ -246,23 +285,18 @@ fn score_row(
         }
     }
     let vmax = votes[..n_options].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // fixed-length loop: vectorises; options beyond n_options are computed and ignored
     let mut post = [0.0f64; MAX_OPTIONS];
-    let mut total = 0.0;
-    // every option without a vote shares one posterior value: one exp instead of many
-    let unvoted = ((0.0 - vmax) / tau).exp();
-    for c in 0..n_options {
-        post[c] = if counts[c] == 0 { unvoted } else { ((votes[c] - vmax) / tau).exp() };
-        total += post[c];
+    for (p, &v) in post.iter_mut().zip(&votes) {
+        *p = exp_vectorisable((v - vmax) / tau);
     }
-    for p in post[..n_options].iter_mut() {
-        *p /= total;
-    }
+    let total: f64 = post[..n_options].iter().sum();
     let max_count = counts[..n_options].iter().copied().max().unwrap_or(0);
     for ((&a, s), pl) in answers.iter().zip(scores.iter_mut()).zip(plurality.iter_mut()) {
         *s = match a {
             NOT_ASKED => f32::NAN,
             NO_ANSWER => 0.0,
-            _ => post[a as usize] as f32,
+            _ => (post[a as usize] / total) as f32,
         };
         *pl = a >= 0 && max_count > 0 && counts[a as usize] == max_count;
     }
@@ -311,7 +345,7 @@ where
     if n_q == 0 || n_m == 0 {
         return Ok(ConsensusOutput { scores, plurality, agreement, majority, mu, sigma });
     }
-    let uniform = vote_weight(f64::NAN, 0.0, 1.0, params);
+    let ctx = BlockInput { answers, n_options, logprobs, n_m, mu: &mu, sigma: &sigma, params };
     let block = ROW_BLOCK * n_m;
     scores
         .par_chunks_mut(block)
@@ -320,30 +354,75 @@ where
         .zip(majority.par_chunks_mut(ROW_BLOCK))
         .enumerate()
         .for_each(|(b, (((sc, pl), ag), mj))| {
-            let row0 = b * ROW_BLOCK;
-            let mut weights = vec![uniform; n_m];
-            for i in 0..ag.len() {
-                let q = row0 + i;
-                let ans = &answers[q * n_m..(q + 1) * n_m];
-                if let Some(lp) = logprobs {
-                    let lp_row = &lp[q * n_m..(q + 1) * n_m];
-                    for m in 0..n_m {
-                        weights[m] = vote_weight(lp_row[m].into(), mu[m], sigma[m], params);
-                    }
-                }
-                let (a, maj) = score_row(
-                    ans,
-                    &weights,
-                    n_options[q] as usize,
-                    params.tau,
-                    &mut sc[i * n_m..(i + 1) * n_m],
-                    &mut pl[i * n_m..(i + 1) * n_m],
-                );
-                ag[i] = a;
-                mj[i] = maj;
-            }
+            let out = BlockOutput { scores: sc, plurality: pl, agreement: ag, majority: mj };
+            score_block_dispatch(&ctx, b * ROW_BLOCK, out);
         });
     Ok(ConsensusOutput { scores, plurality, agreement, majority, mu, sigma })
+}
+
+/// Read-only input shared by every block of rows.
+struct BlockInput<'a, T> {
+    answers: &'a [i8],
+    n_options: &'a [i8],
+    logprobs: Option<&'a [T]>,
+    n_m: usize,
+    mu: &'a [f64],
+    sigma: &'a [f64],
+    params: &'a ConsensusParams,
+}
+
+/// Output slices of one block of rows.
+struct BlockOutput<'a> {
+    scores: &'a mut [f32],
+    plurality: &'a mut [bool],
+    agreement: &'a mut [f64],
+    majority: &'a mut [i8],
+}
+
+/// Score the rows `row0..row0 + out.agreement.len()`.
+#[inline(always)]
+fn score_block<T: Copy + Into<f64>>(input: &BlockInput<'_, T>, row0: usize, out: BlockOutput<'_>) {
+    let n_m = input.n_m;
+    let uniform = vote_weight(f64::NAN, 0.0, 1.0, input.params);
+    let mut weights = vec![uniform; n_m];
+    for i in 0..out.agreement.len() {
+        let q = row0 + i;
+        if let Some(lp) = input.logprobs {
+            let lp_row = &lp[q * n_m..(q + 1) * n_m];
+            for (((w, &l), &mu), &sigma) in weights.iter_mut().zip(lp_row).zip(input.mu).zip(input.sigma) {
+                *w = vote_weight(l.into(), mu, sigma, input.params);
+            }
+        }
+        let (agreement, majority) = score_row(
+            &input.answers[q * n_m..(q + 1) * n_m],
+            &weights,
+            input.n_options[q] as usize,
+            input.params.tau,
+            &mut out.scores[i * n_m..(i + 1) * n_m],
+            &mut out.plurality[i * n_m..(i + 1) * n_m],
+        );
+        out.agreement[i] = agreement;
+        out.majority[i] = majority;
+    }
+}
+
+/// [`score_block`] compiled for AVX2 (4 doubles per instruction in the exp/weight loops).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn score_block_avx2<T: Copy + Into<f64>>(input: &BlockInput<'_, T>, row0: usize, out: BlockOutput<'_>) {
+    score_block(input, row0, out)
+}
+
+/// Run [`score_block`] with the widest SIMD the CPU has (same arithmetic, same results).
+fn score_block_dispatch<T: Copy + Into<f64>>(input: &BlockInput<'_, T>, row0: usize, out: BlockOutput<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { score_block_avx2(input, row0, out) };
+        }
+    }
+    score_block(input, row0, out)
 }
 
 fn check_stats(mu: &[f64], sigma: &[f64], n_m: usize) -> KResult<()> {
@@ -439,6 +518,20 @@ mod tests {
         assert_eq!(consensus_scores::<f64>(&[0], &[2], None, 1, 1, &bad_clamp, None).unwrap_err().arg, "clamp");
         let e = consensus_scores::<f64>(&[0], &[2], None, 1, 1, &p, Some((&[0.0], &[0.0]))).unwrap_err();
         assert_eq!(e.arg, "stats");
+    }
+
+    #[test]
+    fn vectorisable_exp_matches_std_exp() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -708.0 + 1417.0 * (i as f64) / 200_000.0;
+            let rel = (exp_vectorisable(x) - x.exp()).abs() / x.exp();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 1e-15, "worst relative error {worst}");
+        assert_eq!(exp_vectorisable(0.0), 1.0);
+        assert_eq!(exp_vectorisable(-1e300), exp_vectorisable(-708.0));
+        assert!(exp_vectorisable(1e300).is_finite());
     }
 
     #[test]
