@@ -67,7 +67,7 @@ def test_generators_are_calibrated_and_the_test_key_is_the_truth(demo):
     assert weak["key_accuracy_after_filter"] > weak["key_accuracy"]
     assert 0 < weak["kept_by_filter"] < weak["questions"]
     assert result["test"]["key_matches_truth"] == 1.0
-    assert result["test"]["questions"] == 3 * DemoConfig.for_mode(True).n_test
+    assert result["test"]["questions"] == 2 * DemoConfig.for_mode(True).n_test
 
 
 def test_report_files(demo):

@@ -64,9 +64,9 @@ class DemoConfig:
 
     @classmethod
     def for_mode(cls, quick: bool, seed: int = 0, generators: Sequence[str] = GENERATORS) -> "DemoConfig":
-        """The default configuration or the ``quick`` one (3 subjects, about half the requests)."""
+        """The default configuration or the ``quick`` one (2 subjects, 40% of the requests)."""
         if quick:
-            return cls(n_subjects=3, n_train=45, n_test=25, generators=tuple(generators), seed=seed)
+            return cls(n_subjects=2, n_train=70, n_test=30, generators=tuple(generators), seed=seed)
         return cls(generators=tuple(generators), seed=seed)
 
     def __post_init__(self) -> None:
@@ -240,7 +240,7 @@ def run_demo(
 
     Args:
         out_dir: folder for the datasets, routers, caches, ``report.md``, ``results.json`` and plots.
-        quick: a smaller run (3 subjects, fewer questions) for tests and a first look.
+        quick: a smaller run (2 subjects, fewer questions) for tests and a first look.
         seed: the simulated world's seed.
         generators: generator strengths to compare (``weak``, ``strong``, ``medium``).
         config: explicit sizes (overrides ``quick``, ``seed`` and ``generators``).

@@ -11,7 +11,7 @@ HELP = "run generate -> answer -> embed -> filter -> train -> route -> evaluate 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="cascal-demo", help="output folder (datasets, routers, report.md, plots); default ./cascal-demo")
-    parser.add_argument("--quick", action="store_true", help="a smaller run (3 subjects, fewer questions)")
+    parser.add_argument("--quick", action="store_true", help="a smaller run (2 subjects, fewer questions)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
     parser.add_argument(
         "--generators",
