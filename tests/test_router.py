@@ -294,8 +294,11 @@ LARGE_POOL = ["gpt-4o-2024-05-13", "gemini-1.5-pro-002", "gemini-1.5-flash-002",
 
 
 def test_end_to_end_on_real_answers(data_dir):
-    """Seed 0, large pool, the DESIGN §5 protocol. Thresholds are the measured seed-0 numbers minus
-    about half a point (see the report): a router that routes at random or by a bad ranking fails."""
+    """Seed 0, large pool, the DESIGN §5 protocol (gold hidden from fit).
+
+    Measured with the defaults: top-1 71.6, top-3 73.7, subject accuracy 71.0. The floors are those
+    numbers minus about half a point. Always sending every query to the best model by global
+    consensus (gemini-1.5-pro) scores 69.2 top-1, and a random choice about 60, so both fail."""
     from sklearn.model_selection import train_test_split
 
     from cascal.io import load_dataset
@@ -316,8 +319,8 @@ def test_end_to_end_on_real_answers(data_dir):
     assert subject_accuracy >= 0.69, subject_accuracy
 
 
-TOP1_FLOOR = 0.705
-TOP3_FLOOR = 0.730
+TOP1_FLOOR = 0.710
+TOP3_FLOOR = 0.732
 
 
 # ---------------------------------------------------------------------- niche building blocks

@@ -206,26 +206,10 @@ def _candidate_partitions(
     if config.linkage == "ward":
         # Ward needs euclidean distances; between unit vectors ||x - y||^2 = 2 * cosine distance.
         condensed = np.sqrt(2.0 * np.maximum(condensed, 0.0))
-        Z = _linkage(condensed, "ward", "euclidean")
+        Z = kernels.linkage(condensed, "ward", "euclidean")
     else:
-        Z = _linkage(condensed, config.linkage, "cosine")
-    return [_relabel_by_first_appearance(_fcluster_maxclust(Z, k)) for k in range(2, max_k + 1)]
-
-
-# TEMPORARY: scipy stand-ins until cascal.kernels.linkage / fcluster are exported by the linkage task.
-def _linkage(condensed: np.ndarray, method: str, metric: str) -> np.ndarray:
-    kernel = getattr(kernels, "linkage", None)
-    if callable(kernel):
-        return np.asarray(kernel(condensed, method, metric))
-    from scipy.cluster.hierarchy import linkage
-
-    return linkage(condensed, method=method)
-
-
-def _fcluster_maxclust(Z: np.ndarray, k: int) -> np.ndarray:
-    kernel = getattr(kernels, "fcluster", None)
-    if callable(kernel):
-        return np.asarray(kernel(Z, k, "maxclust"), dtype=np.int64)
-    from scipy.cluster.hierarchy import fcluster
-
-    return np.asarray(fcluster(Z, k, criterion="maxclust"), dtype=np.int64)
+        Z = kernels.linkage(condensed, config.linkage, "cosine")
+    return [
+        _relabel_by_first_appearance(np.asarray(kernels.fcluster(Z, k, "maxclust"), dtype=np.int64))
+        for k in range(2, max_k + 1)
+    ]

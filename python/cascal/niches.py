@@ -89,7 +89,7 @@ def seed_centroids(
             continue
         w = weights[members, m]
         pos = position[members]
-        labels = cluster_proficiency_set(X[members], w, config, rng, distances[np.ix_(pos, pos)])
+        labels = cluster_proficiency_set(X[members], w, config, rng, distances[pos][:, pos])
         k = int(labels.max()) + 1
         centroids.extend(spherical_means(X[members], labels, k, w))
         counts.extend(np.bincount(labels, minlength=k).tolist())
