@@ -125,7 +125,9 @@ def test_route_answer_asks_the_top_models_over_http(trained, capsys, tmp_path):
         assert main(argv) == 0
         asked = [m for m, _ in server.request_log]
     out = capsys.readouterr().out
-    ranked = [m.name for m in rank_question(__import__("cascal.router", fromlist=["x"]).CascalRouter.load(router_file), question)]
+    from cascal.router import CascalRouter
+
+    ranked = [m.name for m in rank_question(CascalRouter.load(router_file), question)]
     assert sorted(asked) == sorted(ranked[:3])
     # each printed answer is what that simulated model answers to the answering prompt
     responder = SimulatedResponder(world)
