@@ -1,0 +1,70 @@
+"""Benchmark case of the batched routing kernel (DESIGN §3C) against its numpy reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cascal import reference
+from cascal.bench.registry import Case, register
+from cascal.kernels import route_batch
+
+FULL_QUERIES = 1_000_000
+QUICK_QUERIES = 50_000
+DIM = 384
+N_SUBJECTS = 14
+N_CENTROIDS = 70
+N_MODELS = 12
+REFERENCE_SLICE = 50_000  # the reference holds O(rows x centroids) float64: route in slices
+
+
+@dataclass
+class RoutingInput:
+    X: np.ndarray
+    subject_reps: np.ndarray
+    centroids: np.ndarray
+    centroid_subject: np.ndarray
+    centroid_scores: np.ndarray
+    global_scores: np.ndarray
+
+
+def make_input(n_queries: int, seed: int = 0) -> RoutingInput:
+    """float32 queries scattered around 70 centroids of 14 subjects (5 each), 12 models."""
+    rng = np.random.default_rng(seed)
+    reps = rng.standard_normal((N_SUBJECTS, DIM)).astype(np.float32)
+    centroid_subject = np.arange(N_CENTROIDS) % N_SUBJECTS
+    centroids = reps[centroid_subject] + rng.standard_normal((N_CENTROIDS, DIM)).astype(np.float32)
+    X = np.empty((n_queries, DIM), dtype=np.float32)
+    for start in range(0, n_queries, 100_000):
+        stop = min(start + 100_000, n_queries)
+        pick = rng.integers(0, N_CENTROIDS, stop - start)
+        X[start:stop] = centroids[pick] + 1.5 * rng.standard_normal((stop - start, DIM), dtype=np.float32)
+    scores = rng.random((N_CENTROIDS, N_MODELS))
+    return RoutingInput(X, reps, centroids, centroid_subject, scores, rng.random(N_MODELS))
+
+
+def _kernel(s: RoutingInput):
+    return route_batch(s.X, s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores, s.global_scores)
+
+
+def _numpy(s: RoutingInput):
+    return [
+        reference.route_batch(
+            s.X[i : i + REFERENCE_SLICE], s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores, s.global_scores
+        )
+        for i in range(0, len(s.X), REFERENCE_SLICE)
+    ]
+
+
+register(
+    Case(
+        name=f"route_batch {FULL_QUERIES:,} (quick {QUICK_QUERIES:,})q d={DIM} C={N_CENTROIDS}",
+        setup=lambda quick: make_input(QUICK_QUERIES if quick else FULL_QUERIES),
+        kernel=_kernel,
+        references={"numpy (50k-row slices)": _numpy},
+        targets={"numpy (50k-row slices)": 10.0},
+        repeats=3,
+        quick_repeats=3,
+    )
+)
