@@ -12,6 +12,12 @@ Precision: float64 input matches scipy to rounding. float32 input is clustered i
 given: distances carry a relative error of a few 1e-7 (absolute for cosine distances near 0), so
 merges whose heights differ by less than that may come in another order than scipy's float64
 computation. Convert to float64 first when that matters.
+
+Ties: the nearest-neighbour chain breaks ties exactly as scipy does, so a condensed input gives
+scipy's hierarchy even with tied distances. From raw vectors the distances come from
+:func:`cascal.kernels.pdist` (blocked GEMM), which can differ from scipy's ``pdist`` in the last
+bit; exactly tied distances may then break differently and give another, equally valid,
+hierarchy. Pass ``scipy.spatial.distance.pdist(X)`` when bit-exact agreement on tied data matters.
 """
 
 from __future__ import annotations
@@ -72,18 +78,19 @@ def linkage(
         if method in ("centroid", "median"):
             raise ValueError(f"method: {method!r} is not implemented; use scipy.cluster.hierarchy.linkage")
         raise ValueError(f"method: unknown method {method!r}; expected one of {', '.join(LINKAGE_METHODS)}")
+    ndim = np.ndim(data)
+    if ndim not in (1, 2):
+        raise ValueError(
+            f"data: expected 2-D observation vectors or a 1-D condensed distance vector, got a {ndim}-D array of shape {np.shape(data)}"
+        )
     arr = _as_float_array(data, "data")
     if arr.ndim == 1:
         return _core.linkage_condensed(arr, method)
-    if arr.ndim == 2:
-        if metric not in _METRICS:
-            raise ValueError(f"metric: unknown metric {metric!r}; expected one of {', '.join(_METRICS)}")
-        if arr.shape[0] < 2:
-            raise ValueError(f"data: at least 2 observations are needed, got {arr.shape[0]}")
-        return _core.linkage_vectors(arr, method, metric)
-    raise ValueError(
-        f"data: expected 2-D observation vectors or a 1-D condensed distance vector, got {arr.ndim}-D array of shape {arr.shape}"
-    )
+    if metric not in _METRICS:
+        raise ValueError(f"metric: unknown metric {metric!r}; expected one of {', '.join(_METRICS)}")
+    if arr.shape[0] < 2:
+        raise ValueError(f"data: at least 2 observations are needed, got {arr.shape[0]}")
+    return _core.linkage_vectors(arr, method, metric)
 
 
 def fcluster(
@@ -104,7 +111,8 @@ def fcluster(
 
     Returns:
         Labels numbered in scipy's order, so they equal ``scipy.cluster.hierarchy.fcluster``'s
-        for the same ``Z``.
+        for the same ``Z``. Note scipy's own default criterion is ``"inconsistent"``, which is
+        not implemented here; the default here is ``"distance"``.
     """
     z = np.asarray(Z)
     if z.ndim != 2 or z.shape[1] != 4 or z.shape[0] < 1:

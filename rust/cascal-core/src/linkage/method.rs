@@ -47,10 +47,10 @@ impl Method {
             Self::Average => (size_x * d_xi + size_y * d_yi) / (size_x + size_y),
             Self::Weighted => 0.5 * (d_xi + d_yi),
             Self::Ward => {
-                let total = size_x + size_y + size_i;
-                let squared = ((size_x + size_i) * d_xi * d_xi + (size_y + size_i) * d_yi * d_yi
-                    - size_i * d_xy * d_xy)
-                    / total;
+                // Evaluated in scipy's order so that tied inputs round, and so tie, identically.
+                let t = 1.0 / (size_x + size_y + size_i);
+                let squared = (size_i + size_x) * t * d_xi * d_xi + (size_i + size_y) * t * d_yi * d_yi
+                    - size_i * t * d_xy * d_xy;
                 // Non-negative for euclidean input; clamp rounding noise (or non-euclidean input)
                 // instead of producing NaN.
                 squared.max(0.0).sqrt()

@@ -3,7 +3,8 @@
 //! - single linkage: Prim's minimum spanning tree ([`mst`]), directly on vectors without a
 //!   distance matrix, or on a condensed matrix;
 //! - complete, average, weighted, ward: nearest-neighbour chain ([`nn_chain`]) with
-//!   Lance–Williams updates in place on one condensed buffer;
+//!   Lance–Williams updates in place on one condensed buffer, with scipy's tie-breaking (so tied
+//!   inputs give scipy's hierarchy, not just a valid one);
 //! - then merges are sorted by height and relabelled as scipy does ([`dendrogram`]).
 //!
 //! The result is scipy's row-major (n−1)×4 linkage matrix `[id_a, id_b, height, size]`.
@@ -12,13 +13,12 @@
 pub mod condensed;
 pub mod dendrogram;
 pub mod fcluster;
-pub mod generic;
-pub mod heap;
 pub mod memory;
 pub mod method;
 pub mod mst;
 pub mod nn_chain;
 pub mod real;
+mod shared;
 pub mod vectors;
 
 pub use condensed::{condensed_index, condensed_len, observations_from_len};
@@ -46,7 +46,7 @@ pub fn linkage_condensed_owned<S: Real>(mut dist: Vec<S>, n: usize, method: Meth
             let d = &dist;
             mst::prim(n, |x, i| d[condensed_index(n, x, i)].to_f64())
         }
-        _ => generic::generic_linkage(&mut dist, n, method),
+        _ => nn_chain::nn_chain(&mut dist, n, method),
     };
     drop(dist);
     Ok(dendrogram::to_linkage_matrix(merges, n))

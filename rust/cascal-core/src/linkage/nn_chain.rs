@@ -16,11 +16,14 @@ use super::condensed::{condensed_index, row_start};
 use super::dendrogram::Merge;
 use super::method::Method;
 use super::real::{infinity, Real};
+use super::shared::SharedBuffer;
 
 /// Scans over fewer active clusters than this stay on one thread.
 const PARALLEL_MIN: usize = 2048;
 /// Smallest piece of a parallel scan.
 const CHUNK_MIN: usize = 512;
+/// How many clusters ahead the scattered reads are prefetched.
+const PREFETCH_DISTANCE: usize = 16;
 
 /// Length of the pieces a parallel sweep over `len` clusters is cut into.
 fn chunk_len(len: usize) -> usize {
@@ -83,7 +86,16 @@ fn nearest<S: Real>(dist: &[S], n: usize, active: &[usize], x: usize, previous: 
     };
     // Column part: active clusters i < x, entry (i, x), one read per row.
     let below = &active[..active.partition_point(|&i| i < x)];
-    let column = |ids: &[usize]| first_min(ids.iter().map(|&i| dist[row_start(n, i) + (x - i - 1)]));
+    let column = |ids: &[usize]| {
+        let entry = |i: usize| row_start(n, i) + (x - i - 1);
+        let buffer = SharedBuffer { ptr: dist.as_ptr() as *mut S, len: dist.len() };
+        first_min(ids.iter().enumerate().map(|(k, &i)| {
+            if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
+                buffer.prefetch(entry(ahead));
+            }
+            dist[entry(i)]
+        }))
+    };
     let (col_d, col_pos) = if below.len() >= PARALLEL_MIN {
         let chunk = chunk_len(below.len());
         below
@@ -114,33 +126,6 @@ fn nearest<S: Real>(dist: &[S], n: usize, active: &[usize], x: usize, previous: 
     (best, best_d.to_f64())
 }
 
-/// Shared write access to the distance buffer for the parallel update sweep.
-#[derive(Clone, Copy)]
-struct SharedBuffer<S> {
-    ptr: *mut S,
-    len: usize,
-}
-
-// SAFETY: the update sweep gives every active cluster `i` its own two entries (i, x) and (i, y);
-// no two threads touch the same entry.
-unsafe impl<S: Send> Send for SharedBuffer<S> {}
-unsafe impl<S: Send> Sync for SharedBuffer<S> {}
-
-impl<S: Real> SharedBuffer<S> {
-    #[inline(always)]
-    fn read(&self, k: usize) -> S {
-        assert!(k < self.len);
-        // SAFETY: in bounds (checked) and not written concurrently (see the Sync impl).
-        unsafe { *self.ptr.add(k) }
-    }
-    #[inline(always)]
-    fn write(&self, k: usize, v: S) {
-        assert!(k < self.len);
-        // SAFETY: in bounds (checked); entry owned by the calling task (see the Sync impl).
-        unsafe { *self.ptr.add(k) = v }
-    }
-}
-
 /// Merge clusters `x < y`: `y` becomes the union and `x` dies.
 ///
 /// Only the entries (i, x) with i < x are set to +∞: they lie in the contiguous rows that
@@ -158,13 +143,24 @@ fn merge_into<S: Real>(dist: &mut [S], n: usize, clusters: &mut Clusters, method
     let start_y = row_start(n, y);
     let buffer = SharedBuffer { ptr: dist.as_mut_ptr(), len: dist.len() };
     let size = &clusters.size;
+    let entries = |i: usize| {
+        let ix = if i < x { row_start(n, i) + (x - i - 1) } else { start_x + (i - x - 1) };
+        let iy = if i < y { row_start(n, i) + (y - i - 1) } else { start_y + (i - y - 1) };
+        (ix, iy)
+    };
     let update = |ids: &[usize]| {
-        for &i in ids {
+        for (k, &i) in ids.iter().enumerate() {
+            if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
+                if ahead != y {
+                    let (px, py) = entries(ahead);
+                    buffer.prefetch(px);
+                    buffer.prefetch(py);
+                }
+            }
             if i == y {
                 continue;
             }
-            let ix = if i < x { row_start(n, i) + (x - i - 1) } else { start_x + (i - x - 1) };
-            let iy = if i < y { row_start(n, i) + (y - i - 1) } else { start_y + (i - y - 1) };
+            let (ix, iy) = entries(i);
             let updated = method.update(buffer.read(ix).to_f64(), buffer.read(iy).to_f64(), d_xy, size_x, size_y, size[i] as f64);
             buffer.write(iy, S::from_f64(updated));
             if i < x {

@@ -1,0 +1,44 @@
+//! Unsynchronised shared access to the condensed buffer for parallel sweeps in which every task
+//! owns a disjoint set of entries.
+
+use super::real::Real;
+
+/// Shared write access to the distance buffer for the parallel update sweep.
+#[derive(Clone, Copy)]
+pub struct SharedBuffer<S> {
+    pub ptr: *mut S,
+    pub len: usize,
+}
+
+// SAFETY: users hand each task a disjoint set of entries to read and write (the update sweeps
+// give every active cluster `i` its own two entries); no entry is touched by two tasks.
+unsafe impl<S: Send> Send for SharedBuffer<S> {}
+unsafe impl<S: Send> Sync for SharedBuffer<S> {}
+
+impl<S: Real> SharedBuffer<S> {
+    #[inline(always)]
+    pub fn read(&self, k: usize) -> S {
+        assert!(k < self.len);
+        // SAFETY: in bounds (checked); not written concurrently (see the Sync impl).
+        unsafe { *self.ptr.add(k) }
+    }
+    /// Hint the CPU to start loading entry `k` (no effect on other targets).
+    #[inline(always)]
+    pub fn prefetch(&self, k: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if k < self.len {
+            // SAFETY: `k` is in bounds; a prefetch never faults and does not modify memory.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>(self.ptr.add(k) as *const i8);
+            }
+        }
+    }
+    #[inline(always)]
+    pub fn write(&self, k: usize, v: S) {
+        assert!(k < self.len);
+        // SAFETY: in bounds (checked); the entry belongs to the calling task (see the Sync impl).
+        unsafe { *self.ptr.add(k) = v }
+    }
+}
+
