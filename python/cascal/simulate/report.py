@@ -224,7 +224,14 @@ def write_report(result: "DemoResult", out: Path, router: Any, test: "ResponseMa
             f"| {st['generator']} | {st['questions']} | {100 * st['key_accuracy']:.0f}% | {100 * st['self_answer']:.0f}% | "
             f"{100 * st['spread']:.0f}% | {st['kept_by_filter']} | {100 * st['key_accuracy_after_filter']:.0f}% |"
         )
-    lines += ["", "## Example routes (CASCAL, first generator, raw data)", ""]
+    lines += [
+        "",
+        "Self-answer: the key is a plurality answer of the pool; spread: the pool is not unanimous and has a",
+        "unique plurality. The filter (`cascal filter`, default rule) keeps the self-answered questions.",
+        "",
+        "## Example routes (CASCAL, first generator, raw data)",
+        "",
+    ]
     for ex in result.examples:
         lines.append(f"- *{ex['question']}* (niche: {ex['niche']}) -> {', '.join(ex['routed_top3'])}; true specialist: {ex['true_specialist']}")
     lines += [

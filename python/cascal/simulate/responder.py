@@ -25,8 +25,9 @@ from cascal.simulate.world import GENERATOR_PREFIX, MODEL_PREFIX, SimWorld
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-class UnknownModelError(ValueError):
-    """A request named a model the simulator does not serve."""
+class UnknownModelError(ValueError, LookupError):
+    """A request named a model the simulator does not serve (a ``LookupError`` too, so a server can
+    answer it with "404 model not found")."""
 
 
 @dataclass(frozen=True)
