@@ -44,6 +44,22 @@ def nearest_centroids(
 
 # ---- linkage (owner: linkage kernels) ----
 
+def linkage_condensed(dist: npt.NDArray[np.floating], method: str) -> npt.NDArray[np.float64]:
+    """(n-1)x4 linkage matrix of a 1-D float32/float64 condensed distance vector (not modified)."""
+    ...
+
+def linkage_vectors(data: npt.NDArray[np.floating], method: str, metric: str) -> npt.NDArray[np.float64]:
+    """(n-1)x4 linkage matrix of the rows of a C-contiguous 2-D float32/float64 array."""
+    ...
+
+def fcluster_distance(Z: npt.NDArray[np.float64], t: float) -> npt.NDArray[np.int32]:
+    """Flat labels (from 1) keeping cophenetic distances <= t together."""
+    ...
+
+def fcluster_maxclust(Z: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int32]:
+    """At most k flat clusters (labels from 1)."""
+    ...
+
 # ---- end linkage ----
 
 # ---- consensus (owner: consensus/routing kernels) ----
