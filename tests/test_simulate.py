@@ -10,7 +10,7 @@ import pytest
 
 from cascal.generation.parser import parse_questions
 from cascal.generation.prompt import build_messages
-from cascal.simulate import SUBJECTS, SimulatedResponder, SimWorld, UnknownModelError
+from cascal.simulate import SUBJECTS, GeneratorProfile, SimulatedResponder, SimWorld, UnknownModelError
 from cascal.simulate.catalogue import match_subject, recognise_niche
 from cascal.simulate.questions import count_options, find_case, requested_counts
 
@@ -183,6 +183,12 @@ def test_unknown_model_and_bad_world_parameters_raise():
         SimWorld(n_models=2)
     with pytest.raises(ValueError, match="specialist_skill"):
         SimWorld(specialist_skill=1.5)
+    with pytest.raises(ValueError, match="key_accuracy"):
+        GeneratorProfile("sim-generator-x", 1.2, 0.5)
+    with pytest.raises(ValueError, match="name"):
+        GeneratorProfile("gpt-x", 0.5, 0.5)
+    with pytest.raises(ValueError, match="generator"):
+        SimWorld().generator_key("sim-generator-none", "c", 4)
 
 
 def test_free_text_questions_get_a_stable_answer():

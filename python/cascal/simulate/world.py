@@ -37,6 +37,14 @@ class GeneratorProfile:
     key_accuracy: float
     distractor_affinity: float
 
+    def __post_init__(self) -> None:
+        if not self.name.startswith(GENERATOR_PREFIX):
+            raise ValueError(f"name: a simulated generator's name starts with {GENERATOR_PREFIX!r}, got {self.name!r}")
+        for field_name in ("key_accuracy", "distractor_affinity"):
+            value = getattr(self, field_name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{field_name}: must be a probability in [0, 1], got {value}")
+
 
 DEFAULT_GENERATORS: tuple[GeneratorProfile, ...] = (
     GeneratorProfile(GENERATOR_PREFIX + "strong", 0.90, 0.5),
