@@ -149,7 +149,8 @@ def evaluate_pool(
     label: str = "pool",
 ) -> tuple[dict[str, Any], list[FittedExample]]:
     """All seeds × routers × keys on one pool. Returns the pool's results dict and the routers
-    fitted on seed 0 (CASCAL's real-key-free fit, when present, for the niche plots)."""
+    fitted on seed 0 (label-free ones, and query-answer ones on the first key source), which the
+    niche plots read. With no key sources, query-answer routers are not run."""
     runs: list[dict[str, Any]] = []
     oracle: list[float] = []
     model_acc: list[np.ndarray] = []
