@@ -38,6 +38,8 @@ PathLike = Union[str, Path]
 
 EMBEDDER = "hashing-256"
 GENERATORS = ("weak", "strong")
+ANSWER_CACHE = "answer_cache.sqlite"
+GENERATION_CACHE = "generation_cache.sqlite"
 
 
 @dataclass(frozen=True)
@@ -251,10 +253,7 @@ def run_demo(
         per-generator statistics, test-set facts, timings and example routes; plus ``"report"``
         (the report's path) and ``"table"`` (the printed table).
     """
-    from cascal.commands.train import train_router
-    from cascal.filters import filter_dataset
     from cascal.generation.generate import generate_dataset
-    from cascal.io import load_dataset
     from cascal.simulate import SimWorld, serve_simulator, simulator_pool
     from cascal.simulate.report import format_table, write_report
     from cascal.simulate.server import simulator_generator
@@ -262,8 +261,6 @@ def run_demo(
     config = config or DemoConfig.for_mode(quick, seed, generators)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cache = out / "answer_cache.sqlite"
-    generation_cache = out / "generation_cache.sqlite"
     world = SimWorld(seed=config.seed)
     result = DemoResult(config=config, scores=[])
     timings = result.timings
@@ -279,49 +276,24 @@ def run_demo(
             _tasks(config, config.n_test),
             simulator_generator(server.base_url, "sim-generator-oracle"),
             _fresh_folder(out / "test"),
-            cache_path=generation_cache,
+            cache_path=out / GENERATION_CACHE,
             progress=progress,
         )
-        test = _prepare(test_dir, pool, cache, config, progress)
+        test = _prepare(test_dir, pool, out / ANSWER_CACHE, config, progress)
         result.test = {"questions": test.n_questions, "key_matches_truth": _key_accuracy(world, test)}
         done()
         result.scores += reference_scores(test)
 
         routers: dict[str, Any] = {}
         for strength in config.generators:
-            name = f"sim-generator-{strength}"
             done = _stage(f"{strength} generator: generate + answer + embed + filter", timings, progress)
-            raw_dir = generate_dataset(
-                _tasks(config, config.n_train),
-                simulator_generator(server.base_url, name),
-                _fresh_folder(out / f"train_{strength}"),
-                cache_path=generation_cache,
-                progress=progress,
-            )
-            raw = _prepare(raw_dir, pool, cache, config, progress)
-            filtered_dir = _fresh_folder(out / f"train_{strength}_filtered")
-            report = filter_dataset(raw_dir, filtered_dir)
-            filtered = load_dataset(filtered_dir, embeddings=EMBEDDER)
-            result.generation[strength] = {
-                "generator": name,
-                "questions": raw.n_questions,
-                "key_accuracy": _key_accuracy(world, raw),
-                "self_answer": report.overall.self_answer,
-                "spread": report.overall.spread,
-                "kept_by_filter": filtered.n_questions,
-                "key_accuracy_after_filter": _key_accuracy(world, filtered),
-            }
+            sets, result.generation[strength] = _training_sets(strength, server.base_url, pool, world, out, config, progress)
             done()
-
             done = _stage(f"{strength} generator: train + route + evaluate", timings, progress)
-            for data_name, folder, data in (("raw", raw_dir, raw), ("filtered", filtered_dir, filtered)):
-                router = train_router(folder, out / f"router_{strength}_{data_name}.cascal", embeddings=EMBEDDER, random_state=config.seed)
+            for data_name, (folder, data) in sets.items():
+                router, scores = _score_training_set(strength, data_name, folder, data, test, out, config)
                 routers[f"{strength}/{data_name}"] = router
-                top1, top3 = evaluate_fitted(router, test)
-                result.scores.append(RouterScore("CASCAL", "query-only", strength, data_name, top1, top3))
-                for label, kind, make in _baselines(config):
-                    top1, top3 = evaluate_router(make(), _embeddings(data, folder.name), data, test)
-                    result.scores.append(RouterScore(label, kind, strength, data_name, top1, top3))
+                result.scores += scores
             done()
 
     result.examples = _example_routes(routers[f"{config.generators[0]}/raw"], test, world)
@@ -334,6 +306,58 @@ def run_demo(
         print(table)
         print(f"[demo] report: {report_path}")
     return {**json.loads(text), "report": str(report_path), "table": table}
+
+
+def _training_sets(
+    strength: str, base_url: str, pool: Any, world: Any, out: Path, config: DemoConfig, progress: bool
+) -> tuple[dict[str, tuple[Path, ResponseMatrix]], dict]:
+    """Generate, answer, embed and filter one generator's training data.
+
+    Returns ``{"raw": (folder, data), "filtered": (folder, data)}`` and the generator's statistics
+    (key accuracy against the simulator's truth, self-answer, spread, what the filter kept)."""
+    from cascal.filters import filter_dataset
+    from cascal.generation.generate import generate_dataset
+    from cascal.io import load_dataset
+    from cascal.simulate.server import simulator_generator
+
+    name = f"sim-generator-{strength}"
+    raw_dir = generate_dataset(
+        _tasks(config, config.n_train),
+        simulator_generator(base_url, name),
+        _fresh_folder(out / f"train_{strength}"),
+        cache_path=out / GENERATION_CACHE,
+        progress=progress,
+    )
+    raw = _prepare(raw_dir, pool, out / ANSWER_CACHE, config, progress)
+    filtered_dir = _fresh_folder(out / f"train_{strength}_filtered")
+    report = filter_dataset(raw_dir, filtered_dir)
+    filtered = load_dataset(filtered_dir, embeddings=EMBEDDER)
+    stats = {
+        "generator": name,
+        "questions": raw.n_questions,
+        "key_accuracy": _key_accuracy(world, raw),
+        "self_answer": report.overall.self_answer,
+        "spread": report.overall.spread,
+        "kept_by_filter": filtered.n_questions,
+        "key_accuracy_after_filter": _key_accuracy(world, filtered),
+    }
+    return {"raw": (raw_dir, raw), "filtered": (filtered_dir, filtered)}, stats
+
+
+def _score_training_set(
+    strength: str, data_name: str, folder: Path, data: ResponseMatrix, test: ResponseMatrix, out: Path, config: DemoConfig
+) -> tuple[Any, list[RouterScore]]:
+    """Train CASCAL (``cascal train``'s function, saved next to the data) and the baselines on one
+    training set; score them all on ``test``. Returns the CASCAL router and the scores."""
+    from cascal.commands.train import train_router
+
+    router = train_router(folder, out / f"router_{strength}_{data_name}.cascal", embeddings=EMBEDDER, random_state=config.seed)
+    top1, top3 = evaluate_fitted(router, test)
+    scores = [RouterScore("CASCAL", "query-only", strength, data_name, top1, top3)]
+    for label, kind, make in _baselines(config):
+        top1, top3 = evaluate_router(make(), _embeddings(data, folder.name), data, test)
+        scores.append(RouterScore(label, kind, strength, data_name, top1, top3))
+    return router, scores
 
 
 def _example_routes(router: Any, test: ResponseMatrix, world: Any, n: int = 3) -> list[dict]:
