@@ -331,6 +331,14 @@ impl<T> OutPtr<T> {
     pub(crate) unsafe fn write(self, i: usize, v: T) {
         self.0.add(i).write(v)
     }
+    /// SAFETY: `i` must have been written by this task and by no other.
+    #[inline(always)]
+    pub(crate) unsafe fn read(self, i: usize) -> T
+    where
+        T: Copy,
+    {
+        self.0.add(i).read()
+    }
 }
 
 /// Rows per task (the lhs of one GEMM).
@@ -394,10 +402,12 @@ pub fn condensed_index(n: usize, i: usize, j: usize) -> usize {
     i * n - i * (i + 1) / 2 + (j - i - 1)
 }
 
-/// Upper-triangle sweep of one set: calls `emit(i, j, distance)` exactly once per pair `i < j`.
-fn upper_pairs<T: Real, F>(x: &[T], d: usize, metric: Metric, emit: F)
+/// Upper-triangle sweep of one set: calls `emit(i, j, distance)` exactly once per pair `i < j`,
+/// and `after_tile(r0, rows, c0, cols)` once a tile's pairs have all been emitted (same task).
+fn upper_pairs<T: Real, F, G>(x: &[T], d: usize, metric: Metric, emit: F, after_tile: G)
 where
     F: Fn(usize, usize, f64) + Sync,
+    G: Fn(usize, usize, usize, usize) + Sync,
 {
     let geom = Geometry::fit(metric, x, &[x], d);
     let prepared = Prepared::new(&geom, x, d);
@@ -413,6 +423,7 @@ where
                 emit(i, j, geom.finish(g, a, b));
             }
         }
+        after_tile(t.r0, t.rows, t.c0, t.cols);
     });
 }
 
@@ -425,7 +436,7 @@ pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Ve
     if len > 0 {
         let ptr = OutPtr::new(out.as_mut_ptr());
         // SAFETY: each pair (i < j) is emitted exactly once and maps to a distinct index < len.
-        upper_pairs(x, d, metric, |i, j, v| unsafe { ptr.write(condensed_index(n, i, j), T::from_f64(v)) });
+        upper_pairs(x, d, metric, |i, j, v| unsafe { ptr.write(condensed_index(n, i, j), T::from_f64(v)) }, |_, _, _, _| {});
         // SAFETY: all `len` positions were written above.
         unsafe { out.set_len(len) };
     }
@@ -439,16 +450,26 @@ pub fn pdist_square<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KRe
     let mut out: Vec<T> = Vec::with_capacity(len);
     if len > 0 {
         let ptr = OutPtr::new(out.as_mut_ptr());
-        // SAFETY: (i, j) and (j, i) with i < j are written only by the task owning pair (i, j);
-        // diagonal entries are written once each, before the sweep.
+        // SAFETY: (i, j) and (j, i) with i < j are written only by the task owning pair (i, j):
+        // the upper entry when the pair is emitted, its mirror after the tile (reading back the
+        // entry this task just wrote; going column by column keeps the writes contiguous).
+        // Diagonal entries are written once each, before the sweep.
         for i in 0..n {
             unsafe { ptr.write(i * n + i, T::from_f64(0.0)) };
         }
-        upper_pairs(x, d, metric, |i, j, v| unsafe {
-            let v = T::from_f64(v);
-            ptr.write(i * n + j, v);
-            ptr.write(j * n + i, v);
-        });
+        upper_pairs(
+            x,
+            d,
+            metric,
+            |i, j, v| unsafe { ptr.write(i * n + j, T::from_f64(v)) },
+            |r0, rows, c0, cols| {
+                for j in c0..c0 + cols {
+                    for i in r0..(r0 + rows).min(j) {
+                        unsafe { ptr.write(j * n + i, ptr.read(i * n + j)) };
+                    }
+                }
+            },
+        );
         // SAFETY: every position was written above.
         unsafe { out.set_len(len) };
     }
