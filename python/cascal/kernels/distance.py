@@ -34,15 +34,15 @@ import numpy.typing as npt
 
 from cascal import _core
 
-__all__ = ["METRICS", "pairwise_distances", "pdist"]
+__all__ = ["DISTANCE_METRICS", "pairwise_distances", "pdist"]
 
-METRICS = ("cosine", "euclidean", "sqeuclidean")
+DISTANCE_METRICS = ("cosine", "euclidean", "sqeuclidean")
 
 
 def check_metric(metric: object) -> str:
-    """Return ``metric`` if it is one of :data:`METRICS`, else raise ``ValueError``."""
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"metric: expected one of {', '.join(map(repr, METRICS))}, got {metric!r}")
+    """Return ``metric`` if it is one of :data:`DISTANCE_METRICS`, else raise ``ValueError``."""
+    if not isinstance(metric, str) or metric not in DISTANCE_METRICS:
+        raise ValueError(f"metric: expected one of {', '.join(map(repr, DISTANCE_METRICS))}, got {metric!r}")
     return metric
 
 
@@ -65,9 +65,9 @@ def as_matrix(X: npt.ArrayLike, name: str, dtype: Optional[np.dtype] = None) -> 
     return np.ascontiguousarray(arr, dtype=target)
 
 
-def common_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float32 when every array is float32, else float64."""
-    return np.dtype(np.float32) if all(a.dtype == np.float32 for a in arrays) else np.dtype(np.float64)
+def common_dtype(*dtypes: np.dtype) -> np.dtype:
+    """float32 when every kernel dtype is float32, else float64."""
+    return np.dtype(np.float32) if all(dt == np.float32 for dt in dtypes) else np.dtype(np.float64)
 
 
 def as_matrix_pair(X: npt.ArrayLike, Y: npt.ArrayLike, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,9 +76,7 @@ def as_matrix_pair(X: npt.ArrayLike, Y: npt.ArrayLike, names: tuple[str, str]) -
     for arr, name in ((x_arr, names[0]), (y_arr, names[1])):
         if arr.ndim != 2:
             raise ValueError(f"{name}: expected a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
-    dtype = common_dtype(
-        np.empty(0, float_dtype(x_arr, names[0])), np.empty(0, float_dtype(y_arr, names[1]))
-    )
+    dtype = common_dtype(float_dtype(x_arr, names[0]), float_dtype(y_arr, names[1]))
     if x_arr.shape[1] != y_arr.shape[1]:
         raise ValueError(f"{names[1]}: has {y_arr.shape[1]} columns but {names[0]} has {x_arr.shape[1]}")
     return as_matrix(x_arr, names[0], dtype), as_matrix(y_arr, names[1], dtype)

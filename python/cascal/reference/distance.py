@@ -27,6 +27,11 @@ def _unit_scale(x64: np.ndarray) -> np.ndarray:
     return x64 / np.where(m > 0, m, 1.0)
 
 
+def _zero_rows(x64: np.ndarray) -> np.ndarray:
+    """Boolean mask of the all-zero rows."""
+    return np.asarray(~x64.any(axis=1), dtype=bool)
+
+
 def _fix_cosine(D: np.ndarray, zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
     D = np.clip(D, 0.0, 2.0)
     D[zx, :] = 1.0
@@ -41,7 +46,7 @@ def pairwise_distances(X: npt.ArrayLike, Y: Optional[npt.ArrayLike] = None, metr
     y = x if Y is None else np.asarray(Y)
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
     if metric == "cosine":
-        zx, zy = ~x64.any(axis=1), ~y64.any(axis=1)
+        zx, zy = _zero_rows(x64), _zero_rows(y64)
         with np.errstate(invalid="ignore", divide="ignore"):
             D = sd.cdist(_unit_scale(x64), _unit_scale(y64), "cosine")
         D = _fix_cosine(D, zx, zy)
@@ -57,7 +62,7 @@ def pdist(X: npt.ArrayLike, metric: str = "cosine") -> np.ndarray:
     x = np.asarray(X)
     x64 = x.astype(np.float64)
     if metric == "cosine":
-        z = ~x64.any(axis=1)
+        z = _zero_rows(x64)
         with np.errstate(invalid="ignore", divide="ignore"):
             D = sd.pdist(_unit_scale(x64), "cosine")
         n = x.shape[0]
