@@ -76,9 +76,10 @@ def test_routes_each_niche_to_its_specialist(world, clustering):
     assert np.array_equal(details.subject, np.repeat([0, 0, 1, 1], 20))
 
 
-def test_niches_separate_the_specialists(world):
+@pytest.mark.parametrize("max_cluster_points", [256, 40])  # 40: proficiency sets are subsampled
+def test_niches_separate_the_specialists(world, max_cluster_points):
     X, responses, niche_of_row, _ = world
-    router = CascalRouter(random_state=0).fit(X, responses)
+    router = CascalRouter(max_cluster_points=max_cluster_points, random_state=0).fit(X, responses)
     assert router.subject_names_ == ["subject0", "subject1"]
     for subject in router.subject_names_:
         niches = router.niches_[subject]
@@ -223,7 +224,7 @@ def test_route_before_fit_raises():
     [
         ("z_scale", 0.0), ("z_scale", float("nan")), ("clamp", (0.9, 0.1)), ("clamp", (0.1,)), ("clamp", (-0.1, 0.5)),
         ("tau", 0), ("tau", -1.0), ("min_consensus", 1.5), ("max_niches", 0), ("max_niches", 2.5),
-        ("clustering", "dbscan"), ("linkage", "centroid"), ("min_niche_size", 0), ("min_silhouette", 2.0),
+        ("clustering", "dbscan"), ("linkage", "centroid"), ("min_niche_size", 0), ("max_cluster_points", 1), ("min_silhouette", 2.0),
         ("merge_threshold", -0.1), ("prune_jaccard", 1.1), ("k_nearest", 0), ("distance_temp", 0.0),
         ("score_temp", -0.1), ("fallback_distance", -1.0), ("fallback_width", 0.0), ("top_k", 0),
         ("subject_representative", "median"), ("random_state", "seed"), ("random_state", 1.5),
@@ -296,7 +297,7 @@ LARGE_POOL = ["gpt-4o-2024-05-13", "gemini-1.5-pro-002", "gemini-1.5-flash-002",
 def test_end_to_end_on_real_answers(data_dir):
     """Seed 0, large pool, the DESIGN §5 protocol (gold hidden from fit).
 
-    Measured with the defaults: top-1 71.6, top-3 73.7, subject accuracy 71.0. The floors are those
+    Measured with the defaults: top-1 71.4, top-3 73.7, subject accuracy 71.0. The floors are those
     numbers minus about half a point. Always sending every query to the best model by global
     consensus (gemini-1.5-pro) scores 69.2 top-1, and a random choice about 60, so both fail."""
     from sklearn.model_selection import train_test_split
@@ -319,7 +320,7 @@ def test_end_to_end_on_real_answers(data_dir):
     assert subject_accuracy >= 0.69, subject_accuracy
 
 
-TOP1_FLOOR = 0.710
+TOP1_FLOOR = 0.708
 TOP3_FLOOR = 0.732
 
 

@@ -42,6 +42,8 @@ class ClusteringConfig:
         kmeans_init: k-means++ restarts (the lowest weighted inertia wins).
         silhouette_sample: the silhouette is averaged over at most this many evenly spaced points
             (each compared with all points), which bounds its cost on large sets.
+        max_points: a larger proficiency set is clustered on an evenly spaced subsample of this
+            size (linkage cost grows with the square of the set size).
     """
 
     method: str = "agglomerative"
@@ -52,6 +54,7 @@ class ClusteringConfig:
     kmeans_iter: int = 30
     kmeans_init: int = 2
     silhouette_sample: int = 200
+    max_points: int = 256
 
 
 def normalize_rows(X: np.ndarray) -> np.ndarray:

@@ -75,7 +75,7 @@ def seed_centroids(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster every model's proficiency set; return ``(centroids (c, d), member counts (c,))``."""
     centroids: list[np.ndarray] = []
-    counts: list[int] = []
+    counts: list[float] = []
     in_any_set = np.flatnonzero((weights > 0).any(axis=1))
     # one distance matrix per subject, sliced for every model's proficiency set
     position = np.full(X.shape[0], -1, dtype=np.int64)
@@ -87,12 +87,17 @@ def seed_centroids(
         members = np.flatnonzero(weights[:, m] > 0)
         if members.size == 0:
             continue
+        scale = 1.0
+        if members.size > config.max_points:
+            # an evenly spaced subsample bounds the quadratic cost; counts are scaled back up
+            scale = members.size / config.max_points
+            members = members[np.linspace(0, members.size - 1, config.max_points).round().astype(np.int64)]
         w = weights[members, m]
         pos = position[members]
         labels = cluster_proficiency_set(X[members], w, config, rng, distances[pos][:, pos])
         k = int(labels.max()) + 1
         centroids.extend(spherical_means(X[members], labels, k, w))
-        counts.extend(np.bincount(labels, minlength=k).tolist())
+        counts.extend((scale * np.bincount(labels, minlength=k)).tolist())
     d = X.shape[1]
     return np.asarray(centroids, dtype=np.float64).reshape(-1, d), np.asarray(counts, dtype=np.float64)
 
