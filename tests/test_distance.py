@@ -286,3 +286,34 @@ def test_real_embeddings_match_scipy(data_dir):
     X64 = X[:500].astype(np.float64)
     for metric in METRICS:
         assert_distances_close(K.pdist(X64, metric), sd.pdist(X64, metric), metric)
+
+
+def test_gil_is_released_while_the_kernel_runs():
+    import threading
+    import time
+
+    X = np.random.default_rng(1).normal(size=(4000, 384)).astype(np.float32)
+    started, done = threading.Event(), threading.Event()
+    window: list[float] = []
+
+    def worker() -> None:
+        started.set()
+        t0 = time.perf_counter()
+        K.pdist(X)
+        window.extend([t0, time.perf_counter()])
+        done.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started.wait()
+    stamps = []
+    while not done.is_set():
+        stamps.append(time.perf_counter())
+        time.sleep(0.001)
+    thread.join()
+    t0, t1 = window
+    inside = [t for t in stamps if t0 < t < t1]
+    # If the kernel held the GIL, this thread could not run between t0 and t1 at all (apart from
+    # a stamp right at t0), so the stamps inside the call window would span almost nothing.
+    assert t1 - t0 > 0.02
+    assert inside and inside[-1] - inside[0] > 0.5 * (t1 - t0)
