@@ -185,7 +185,7 @@ class CascalRouter(BaseRouter):
         A subclass may score differently (e.g. with an answer key) and reuse everything else."""
         consensus = kernels.consensus_scores(
             responses.answers, responses.n_options, responses.logprobs,
-            z_scale=float(self.z_scale), tau=float(self.tau), clamp=tuple(float(c) for c in self.clamp),
+            z_scale=float(self.z_scale), tau=float(self.tau), clamp=(float(self.clamp[0]), float(self.clamp[1])),
         )
         self.stats_ = ConsensusStats(mu=np.asarray(consensus.mu, dtype=np.float64),
                                      sigma=np.asarray(consensus.sigma, dtype=np.float64))
