@@ -281,7 +281,9 @@ def test_routing_is_a_distribution_over_the_pool(seed, n_models, n_subjects, n, 
     subjects = np.asarray([f"s{i}" for i in rng.integers(0, n_subjects, size=n)])
     responses = ResponseMatrix(answers=answers, n_options=n_options, subjects=subjects, model_names=[f"m{i}" for i in range(n_models)])
     router = CascalRouter(clustering=clustering, min_niche_size=2, random_state=seed).fit(X, responses)
-    probs = router.route_scores(rng.normal(size=(9, 6)))
+    queries = rng.normal(size=(9, 6))
+    probs = router.route_scores(queries)
+    assert router.route(queries).ranked.shape == (9, min(3, n_models))  # default top_k capped at the pool
     assert probs.shape == (9, n_models)
     assert np.all(probs >= 0) and np.allclose(probs.sum(axis=1), 1.0)
     sizes = {s: sum(k.size for k in router.niches_[s]) for s in router.subject_names_}

@@ -314,13 +314,19 @@ class CascalRouter(BaseRouter):
         return np.asarray(self.route_details(embeddings).probs, dtype=np.float64)
 
     def route(self, embeddings: np.ndarray, top_k: Optional[int] = None) -> Routing:
-        """Rank the pool per query and keep the ``top_k`` best (default: the ``top_k`` parameter)."""
-        return super().route(embeddings, top_k=self.top_k if top_k is None else top_k)
+        """Rank the pool per query and keep the ``top_k`` best (default: the ``top_k`` parameter,
+        capped at the pool size)."""
+        return super().route(embeddings, top_k=self._default_top_k() if top_k is None else top_k)
 
     def answer(self, embeddings: np.ndarray, responses: ResponseMatrix, top_k: Optional[int] = None) -> np.ndarray:
         """Plurality answer of the ``top_k`` routed models (DESIGN §3D; default: the ``top_k``
-        parameter); all-different votes go to the highest z-scored logprob, then the best rank."""
-        return super().answer(embeddings, responses, top_k=self.top_k if top_k is None else top_k)
+        parameter, capped at the pool size); all-different votes go to the highest z-scored logprob,
+        then the best rank."""
+        return super().answer(embeddings, responses, top_k=self._default_top_k() if top_k is None else top_k)
+
+    def _default_top_k(self) -> int:
+        self._check_fitted()
+        return min(int(self.top_k), len(self.model_names_))
 
     def tie_break_confidence(self, responses: ResponseMatrix) -> Optional[np.ndarray]:
         """Logprobs z-scored with the training statistics ``stats_`` (NaN where unknown), or
