@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use crate::error::{KResult, KernelError};
 
 /// Query rows handled by one rayon task.
-const ROW_BLOCK: usize = 1024;
+const ROW_BLOCK: usize = 512;
 
 /// Floating-point element types the kernel accepts for embeddings (`f32`, `f64`).
 pub trait Real:
