@@ -16,6 +16,9 @@ from cascal.baselines._compute import consensus_scores, cosine_neighbors
 from cascal.baselines._inputs import check_embeddings, check_fit_inputs, column_means
 from cascal.data import NOT_ASKED, ResponseMatrix
 
+#: Queries per block in SmoothieTrain.route_scores (bounds the (block, k, M, M) neighbour tensor).
+_ROUTE_CHUNK = 128
+
 
 class RandomRouter(BaseRouter):
     """Ranks the pool uniformly at random for every query (a floor every router must beat).
@@ -115,11 +118,11 @@ class SmoothieTrain(BaseRouter):
         k = min(int(self.n_neighbors), self.train_embeddings_.shape[0])
         neighbors = cosine_neighbors(emb, self.train_embeddings_.astype(np.float64), k)
         out = np.empty((emb.shape[0], len(self.model_names_)))
-        for start in range(0, emb.shape[0], 512):
-            local = self.pair_distance_[neighbors[start : start + 512]]  # (b, k, M, M)
+        for start in range(0, emb.shape[0], _ROUTE_CHUNK):
+            local = self.pair_distance_[neighbors[start : start + _ROUTE_CHUNK]]  # (b, k, M, M)
             mean = _nan_mean_axis1(local)
             mean = np.where(np.isnan(mean), self.global_distance_[None], mean)
-            out[start : start + 512] = -triplet_noise_estimates(mean)
+            out[start : start + _ROUTE_CHUNK] = -triplet_noise_estimates(mean)
         return out
 
 
