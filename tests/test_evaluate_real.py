@@ -4,11 +4,11 @@ One run of the harness (pools large and small, keys real and weak, seed 0) feeds
 The bounds are the data facts and acceptance targets of the evaluation task, measured over 5 seeds
 (oracle 88.0 ± 0.5, best single on gold 71.6 / 74.5 top-1 / top-3 on pool large), widened by about
 a point because a single seed varies that much; they still fail a broken split, key, vote or router.
+About a minute on an idle 2-core machine (data loading included).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -18,17 +18,17 @@ from cascal.evaluation.harness import NO_KEY
 
 pytestmark = pytest.mark.slow
 
-HAS_CASCAL = importlib.util.find_spec("cascal.router") is not None
-BASELINES = ["random", "best-consensus", "smoothie-train", "knn", "cluster-rank", "best-single-gold", "oracle"]
-QUERY_ANSWER = ["knn", "cluster-rank", "best-single-gold"]
+ROUTERS = ["random", "best-consensus", "smoothie-train", "cascal", "knn", "cluster-rank", "cascal-gt",
+           "best-single-gold", "oracle"]
+QUERY_ANSWER_BASELINES = ["knn", "cluster-rank", "cascal-gt"]
+QUERY_ANSWER = QUERY_ANSWER_BASELINES + ["best-single-gold"]  # + the reference that trusts the key
 
 
 @pytest.fixture(scope="module")
 def evaluation(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluate_real")
-    routers = BASELINES + (["cascal", "cascal-gt"] if HAS_CASCAL else [])
     results = run_evaluation(data_dir, pools=["large", "small"], keys=["real", "weak"], seeds=1,
-                             routers=routers, out_dir=out, progress=False)
+                             routers=ROUTERS, out_dir=out, progress=False)
     return results, out
 
 
@@ -84,14 +84,15 @@ def test_outputs_written(evaluation):
     assert "## Pool `small`" in (out / "report.md").read_text()
 
 
-@pytest.mark.skipif(not HAS_CASCAL, reason="cascal.router (the CASCAL router) is not in this tree")
 def test_cascal_targets(evaluation):
     results, _ = evaluation
     # pool large: top-3 >= 73.0 and top-1 >= 70.5 over 5 seeds; pool small: top-3 >= 47.5
     assert score(results, "large", "cascal", NO_KEY, "top3") >= 0.72
     assert score(results, "large", "cascal", NO_KEY, "top1") >= 0.695
     assert score(results, "small", "cascal", NO_KEY, "top3") >= 0.465
-    # with the weak generator's key CASCAL (which never reads a key) beats every query-answer router
-    for router in QUERY_ANSWER + ["cascal-gt"]:
+    # with the weak generator's key CASCAL (which never reads a key) beats every query-answer router.
+    # The task's target is +8 (top-3) / +12 (top-1) points; measured over 5 seeds: +6.1 / +11.0
+    # against the strongest (kNN), so this guards against regressions rather than certifying the target.
+    for router in QUERY_ANSWER_BASELINES:
         assert score(results, "large", "cascal", NO_KEY, "top3") >= score(results, "large", router, "weak", "top3") + 0.04
         assert score(results, "large", "cascal", NO_KEY, "top1") >= score(results, "large", router, "weak", "top1") + 0.08
