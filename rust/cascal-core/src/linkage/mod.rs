@@ -13,12 +13,12 @@
 pub mod condensed;
 pub mod dendrogram;
 pub mod fcluster;
-pub mod memory;
 pub mod method;
 pub mod mst;
 pub mod nn_chain;
 pub mod real;
 mod shared;
+pub mod storage;
 pub mod vectors;
 
 pub use condensed::{condensed_index, condensed_len, observations_from_len};
@@ -30,25 +30,35 @@ pub use vectors::{check_vectors, Vectors};
 
 use crate::error::{KResult, KernelError};
 
+/// Square working matrices are used up to this size (bytes); larger inputs stay condensed.
+const SQUARE_MAX_BYTES: usize = 6 << 30;
+
 /// Linkage of the observations whose pairwise distances are the condensed vector `dist`
-/// (length n(n−1)/2, finite, non-negative). The input is copied once into a working buffer of
-/// the same type. Returns the (n−1)×4 linkage matrix, row-major.
+/// (length n(n−1)/2, finite, non-negative; not modified). Returns the (n−1)×4 linkage matrix,
+/// row-major.
+///
+/// Single linkage runs Prim directly on `dist`. The other methods copy it into a full square
+/// working matrix of the same type (n² values: contiguous scans, several times faster), or into
+/// a condensed copy when the square one would exceed 6 GiB.
 pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64>> {
     let n = check_condensed(dist)?;
-    linkage_condensed_owned(memory::huge_page_copy(dist), n, method)
+    let merges = match method {
+        Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64()),
+        _ if n.saturating_mul(n).saturating_mul(std::mem::size_of::<S>()) <= SQUARE_MAX_BYTES => {
+            nn_chain::nn_chain(&mut storage::Square::from_condensed(dist, n), n, method)
+        }
+        _ => nn_chain::nn_chain(&mut storage::Condensed { dist: dist.to_vec(), n }, n, method),
+    };
+    Ok(dendrogram::to_linkage_matrix(merges, n))
 }
 
-/// Like [`linkage_condensed`] but consumes `dist` (overwritten in place, no copy). `dist` must
-/// already be validated (use [`check_condensed`]).
-pub fn linkage_condensed_owned<S: Real>(mut dist: Vec<S>, n: usize, method: Method) -> KResult<Vec<f64>> {
+/// Like [`linkage_condensed`] but consumes `dist` and works in place on it (no copy, condensed
+/// layout). `dist` must already be validated (see [`check_condensed`]).
+pub fn linkage_condensed_owned<S: Real>(dist: Vec<S>, n: usize, method: Method) -> KResult<Vec<f64>> {
     let merges = match method {
-        Method::Single => {
-            let d = &dist;
-            mst::prim(n, |x, i| d[condensed_index(n, x, i)].to_f64())
-        }
-        _ => nn_chain::nn_chain(&mut dist, n, method),
+        Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64()),
+        _ => nn_chain::nn_chain(&mut storage::Condensed { dist, n }, n, method),
     };
-    drop(dist);
     Ok(dendrogram::to_linkage_matrix(merges, n))
 }
 

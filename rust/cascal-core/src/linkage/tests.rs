@@ -122,3 +122,40 @@ fn invalid_linkage_matrices() {
         assert!(err.message.contains(needle), "{needle}: {}", err.message);
     }
 }
+
+/// Deterministic pseudo-random distances in (0, 1) (64-bit LCG; no tied values in practice).
+fn pseudo_random_condensed(n: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed;
+    (0..n * (n - 1) / 2)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        })
+        .collect()
+}
+
+#[test]
+fn square_and_condensed_storage_agree() {
+    // Both layouts must run the same chain: identical merges, bit for bit, for every method,
+    // including sizes above the parallel threshold of the sweeps.
+    for (n, seed) in [(7, 1), (60, 2), (9000, 3)] {
+        let dist = pseudo_random_condensed(n, seed);
+        for method in [Method::Complete, Method::Average, Method::Weighted, Method::Ward] {
+            if n > 1000 && method != Method::Average {
+                continue;
+            }
+            let mut square = storage::Square::from_condensed(&dist, n);
+            let mut condensed = storage::Condensed { dist: dist.clone(), n };
+            let a = nn_chain::nn_chain(&mut square, n, method);
+            let b = nn_chain::nn_chain(&mut condensed, n, method);
+            assert_eq!(a, b, "{method:?} n={n}");
+        }
+    }
+}
+
+#[test]
+fn square_from_condensed_layout() {
+    // n = 3: (0,1)=1 (0,2)=2 (1,2)=3.
+    let sq = storage::Square::from_condensed(&[1.0f32, 2.0, 3.0], 3);
+    assert_eq!(sq.dist, vec![0.0, 1.0, 2.0, 1.0, 0.0, 3.0, 2.0, 3.0, 0.0]);
+}

@@ -1,0 +1,217 @@
+//! Distance storage for the NN-chain: the condensed vector (half the memory) or a full square
+//! matrix (twice the memory, but every scan and update reads contiguous rows).
+//!
+//! In the condensed layout the distances of cluster `x` to clusters `i < x` form a column: one
+//! scattered read per entry, on every nearest-neighbour scan. The square layout turns those into
+//! one contiguous row and leaves one scattered write per entry and merge (the mirror entry).
+//! Scattered accesses are prefetched a few clusters ahead; sweeps over many clusters run in
+//! parallel chunks.
+
+use rayon::prelude::*;
+
+use super::condensed::{condensed_index, row_start};
+use super::method::Method;
+use super::nn_chain::Dissimilarities;
+use super::real::{infinity, Real};
+use super::shared::SharedBuffer;
+
+/// Sweeps over fewer active clusters than this stay on one thread.
+const PARALLEL_MIN: usize = 8192;
+/// Smallest piece of a parallel sweep.
+const CHUNK_MIN: usize = 512;
+/// How many clusters ahead scattered accesses are prefetched.
+const PREFETCH_DISTANCE: usize = 16;
+
+/// Length of the pieces a parallel sweep over `len` clusters is cut into.
+fn chunk_len(len: usize) -> usize {
+    CHUNK_MIN.max(len.div_ceil(4 * rayon::current_num_threads()))
+}
+
+/// Smallest value and its position, first occurrence; `(+∞, usize::MAX)` if empty or all +∞.
+#[inline]
+fn first_min<S: Real>(values: impl Iterator<Item = S>) -> (S, usize) {
+    let mut best = (infinity::<S>(), usize::MAX);
+    for (k, v) in values.enumerate() {
+        if v < best.0 {
+            best = (v, k);
+        }
+    }
+    best
+}
+
+/// `first_min` of `value(id)` over `ids`, in parallel chunks for long lists; returns the position
+/// in `ids`.
+fn first_min_over<S: Real, F: Fn(&[usize], usize) -> S + Sync>(ids: &[usize], value: F) -> (S, usize) {
+    let scan = |chunk: &[usize]| first_min((0..chunk.len()).map(|k| value(chunk, k)));
+    if ids.len() < PARALLEL_MIN {
+        return scan(ids);
+    }
+    let chunk = chunk_len(ids.len());
+    ids.par_chunks(chunk)
+        .enumerate()
+        .map(|(c, part)| {
+            let (v, k) = scan(part);
+            (v, k.saturating_add(c * chunk))
+        })
+        .reduce(|| (infinity::<S>(), usize::MAX), |a, b| if b.0 < a.0 { b } else { a })
+}
+
+/// Run `sweep` over `ids`, in parallel chunks for long lists.
+fn for_chunks<F: Fn(&[usize]) + Sync + Send>(ids: &[usize], sweep: F) {
+    if ids.len() < PARALLEL_MIN {
+        sweep(ids);
+    } else {
+        ids.par_chunks(chunk_len(ids.len())).for_each(&sweep);
+    }
+}
+
+/// Condensed storage: entry (i, j), i < j, at `row_start(n, i) + j − i − 1`. The entries (i, x)
+/// of a dead cluster `x` are set to +∞ so that row segments can be scanned without a liveness test.
+pub struct Condensed<S> {
+    pub dist: Vec<S>,
+    pub n: usize,
+}
+
+impl<S: Real> Dissimilarities for Condensed<S> {
+    #[inline]
+    fn get(&self, i: usize, j: usize) -> f64 {
+        self.dist[condensed_index(self.n, i, j)].to_f64()
+    }
+
+    fn nearest(&self, active: &[usize], x: usize) -> (usize, f64) {
+        let (n, dist) = (self.n, &self.dist);
+        // Column part: active i < x, entry (i, x), one scattered read each.
+        let below = &active[..active.partition_point(|&i| i < x)];
+        let buffer = SharedBuffer { ptr: dist.as_ptr() as *mut S, len: dist.len() };
+        let entry = |i: usize| row_start(n, i) + (x - i - 1);
+        let (mut best_d, pos) = first_min_over(below, |ids: &[usize], k| {
+            if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
+                buffer.prefetch(entry(ahead));
+            }
+            dist[entry(ids[k])]
+        });
+        let mut best = if pos == usize::MAX { usize::MAX } else { below[pos] };
+        // Row part: entries (x, j), j > x, contiguous; dead clusters hold +∞.
+        let start = row_start(n, x);
+        let row = &dist[start..start + (n - x - 1)];
+        let row_min = row.iter().copied().fold(infinity::<S>(), |m, v| if v < m { v } else { m });
+        if row_min < best_d {
+            best_d = row_min;
+            best = x + 1 + row.iter().position(|&v| v == row_min).expect("minimum is in the row");
+        }
+        (best, best_d.to_f64())
+    }
+
+    fn merge(&mut self, active: &[usize], size: &[usize], method: Method, x: usize, y: usize, d_xy: f64, size_x: usize, size_y: usize) {
+        let n = self.n;
+        let (start_x, start_y) = (row_start(n, x), row_start(n, y));
+        let (fx, fy) = (size_x as f64, size_y as f64);
+        let buffer = SharedBuffer { ptr: self.dist.as_mut_ptr(), len: self.dist.len() };
+        let entries = |i: usize| {
+            let ix = if i < x { row_start(n, i) + (x - i - 1) } else { start_x + (i - x - 1) };
+            let iy = if i < y { row_start(n, i) + (y - i - 1) } else { start_y + (i - y - 1) };
+            (ix, iy)
+        };
+        for_chunks(active, |ids| {
+            for (k, &i) in ids.iter().enumerate() {
+                if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
+                    if ahead != y {
+                        let (px, py) = entries(ahead);
+                        buffer.prefetch(px);
+                        buffer.prefetch(py);
+                    }
+                }
+                if i == y {
+                    continue;
+                }
+                let (ix, iy) = entries(i);
+                let updated = method.update(buffer.read(ix).to_f64(), buffer.read(iy).to_f64(), d_xy, fx, fy, size[i] as f64);
+                buffer.write(iy, S::from_f64(updated));
+                if i < x {
+                    // Row i is scanned contiguously by `nearest`; the dead x must never win.
+                    buffer.write(ix, infinity::<S>());
+                }
+            }
+        });
+    }
+}
+
+/// Full symmetric n×n storage, row-major. Dead clusters are skipped through the active list.
+pub struct Square<S> {
+    pub dist: Vec<S>,
+    pub n: usize,
+}
+
+impl<S: Real> Square<S> {
+    /// Square matrix from a condensed vector, filled tile by tile (both triangles), in parallel.
+    pub fn from_condensed(condensed: &[S], n: usize) -> Self {
+        const TILE: usize = 64;
+        // `vec![0.0; len]` is a zeroed allocation (fresh pages, no extra pass); the diagonal
+        // stays 0 and every other entry is written once below.
+        let mut dist: Vec<S> = vec![S::from_f64(0.0); n * n];
+        let buffer = SharedBuffer { ptr: dist.as_mut_ptr(), len: dist.len() };
+        // Each task owns row band [i0, i0 + TILE): it writes (i, j) for j > i in its rows and the
+        // mirror entries (j, i); every pair is written by exactly one task.
+        (0..n.div_ceil(TILE)).into_par_iter().for_each(|band| {
+            let i0 = band * TILE;
+            let i1 = (i0 + TILE).min(n);
+            let mut j0 = i0;
+            while j0 < n {
+                let j1 = (j0 + TILE).min(n);
+                for i in i0..i1 {
+                    for j in j0.max(i + 1)..j1 {
+                        let v = condensed[row_start(n, i) + (j - i - 1)];
+                        buffer.write(i * n + j, v);
+                        buffer.write(j * n + i, v);
+                    }
+                }
+                j0 = j1;
+            }
+        });
+        Self { dist, n }
+    }
+}
+
+impl<S: Real> Dissimilarities for Square<S> {
+    #[inline]
+    fn get(&self, i: usize, j: usize) -> f64 {
+        self.dist[i * self.n + j].to_f64()
+    }
+
+    fn nearest(&self, active: &[usize], x: usize) -> (usize, f64) {
+        let row = &self.dist[x * self.n..(x + 1) * self.n];
+        let (d, pos) = first_min_over(active, |ids: &[usize], k| {
+            let i = ids[k];
+            if i == x {
+                infinity::<S>()
+            } else {
+                row[i]
+            }
+        });
+        if pos == usize::MAX {
+            (usize::MAX, f64::INFINITY)
+        } else {
+            (active[pos], d.to_f64())
+        }
+    }
+
+    fn merge(&mut self, active: &[usize], size: &[usize], method: Method, x: usize, y: usize, d_xy: f64, size_x: usize, size_y: usize) {
+        let n = self.n;
+        let (fx, fy) = (size_x as f64, size_y as f64);
+        let buffer = SharedBuffer { ptr: self.dist.as_mut_ptr(), len: self.dist.len() };
+        for_chunks(active, |ids| {
+            for (k, &i) in ids.iter().enumerate() {
+                if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
+                    buffer.prefetch(ahead * n + y);
+                }
+                if i == y {
+                    continue;
+                }
+                let updated = method.update(buffer.read(x * n + i).to_f64(), buffer.read(y * n + i).to_f64(), d_xy, fx, fy, size[i] as f64);
+                let stored = S::from_f64(updated);
+                buffer.write(y * n + i, stored);
+                buffer.write(i * n + y, stored);
+            }
+        });
+    }
+}
