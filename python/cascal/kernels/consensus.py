@@ -102,12 +102,13 @@ def _logprobs_float(logprobs: object, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _stats_arrays(stats: object, n_m: int) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        mu, sigma = stats  # type: ignore[misc]
-    except (TypeError, ValueError):
-        raise ValueError("stats: expected a pair (mu, sigma) of per-model arrays") from None
+    pair: tuple[object, ...] = ()
+    if isinstance(stats, (tuple, list)):
+        pair = tuple(stats)
+    if len(pair) != 2:
+        raise ValueError("stats: expected a pair (mu, sigma) of per-model arrays")
     out = []
-    for name, value in (("mu", mu), ("sigma", sigma)):
+    for name, value in zip(("mu", "sigma"), pair):
         arr = np.ascontiguousarray(value, dtype=np.float64)
         if arr.shape != (n_m,):
             raise ValueError(f"stats: {name} must have shape ({n_m},) (one value per model), got {arr.shape}")
