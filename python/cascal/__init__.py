@@ -11,6 +11,14 @@ from cascal.data import NO_ANSWER, NOT_ASKED, DataError, ResponseMatrix
 
 __version__ = _core.__version__
 
-from cascal.router import CascalRouter  # noqa: E402  (needs the names above)
-
 __all__ = ["ResponseMatrix", "DataError", "NO_ANSWER", "NOT_ASKED", "CascalRouter", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    """``cascal.CascalRouter`` is imported on first use: it needs scikit-learn and scipy, which a
+    bare ``import cascal`` (numpy only) must not require."""
+    if name == "CascalRouter":
+        from cascal.router import CascalRouter
+
+        return CascalRouter
+    raise AttributeError(f"module 'cascal' has no attribute {name!r}")
