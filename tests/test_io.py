@@ -163,3 +163,25 @@ def test_real_mmlu_pro_folder(data_dir):
     acc = np.nanmean(rm.correctness(), axis=0)
     assert rm.model_names[int(np.argmax(acc))] == "gemini-3.1-pro_5shots"
     assert 0.84 < acc.max() < 0.87
+
+
+def test_saving_over_an_answered_folder_removes_stale_files(tmp_path):
+    n_opt = np.array([2, 3])
+    answered = ResponseMatrix(
+        answers=np.array([[0, 1], [2, -1]]), n_options=n_opt, subjects=np.array(["s", "s"]),
+        model_names=["a", "b"], logprobs=np.zeros((2, 2)), cost=np.ones((2, 2)),
+        questions=["q1", "q2"], options=[["x", "y"], ["x", "y", "z"]],
+        embeddings=np.ones((2, 3), dtype=np.float32), embedding_model="e",
+    )
+    folder = save_dataset(answered, tmp_path / "d")
+    aligned = np.ones((3, 3), dtype=np.float32)
+    fresh = ResponseMatrix(
+        answers=np.zeros((3, 0), dtype=np.int8), n_options=np.array([2, 2, 2]), subjects=np.array(["s"] * 3),
+        model_names=[], questions=["a", "b", "c"], options=[["x", "y"]] * 3,
+    )
+    np.save(folder / "embeddings_keep.npy", aligned)  # already matches the new 3 questions: a cache, kept
+    save_dataset(fresh, folder)
+    assert not (folder / "logprobs.csv").exists() and not (folder / "cost.csv").exists()
+    assert not (folder / "embeddings_e.npy").exists()
+    back = load_dataset(folder)
+    assert back.n_questions == 3 and back.n_models == 0 and back.embedding_model == "keep"

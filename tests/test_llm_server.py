@@ -186,3 +186,19 @@ def test_stop_releases_the_port_and_a_stalled_handler():
     sock.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_unknown_model_is_a_404_not_a_500():
+    """A responder raising LookupError (unknown model) maps to HTTP 404, which clients do not retry."""
+
+    def only_m1(req: ChatRequest) -> ChatReply:
+        if req.model != "m-1":
+            raise LookupError(f"no model {req.model!r}")
+        return ChatReply("The answer is (A).")
+
+    with ChatServer(only_m1) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="EMPTY", max_retries=0)
+        with pytest.raises(openai.NotFoundError, match="no model 'm-2'"):
+            client.chat.completions.create(model="m-2", messages=MESSAGES)
+        assert client.chat.completions.create(model="m-1", messages=MESSAGES).choices[0].message.content
+        client.close()

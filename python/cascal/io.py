@@ -276,6 +276,9 @@ def _read_embeddings(folder: Path, which: Optional[str], n_rows: int) -> tuple[O
 def save_dataset(responses: ResponseMatrix, path: PathLike) -> Path:
     """Write ``responses`` as a dataset folder (created if needed; files replaced atomically).
 
+    Saving replaces the folder's dataset: a logprobs.csv or cost.csv that ``responses`` lacks is removed,
+    and so is an embeddings file whose rows no longer match the questions.
+
     Needs question texts and options (``responses.questions`` / ``.options``). Writes
     questions.jsonl and predictions.csv, plus logprobs.csv, cost.csv and the embeddings file when
     present. Returns the folder.
@@ -308,12 +311,24 @@ def save_dataset(responses: ResponseMatrix, path: PathLike) -> Path:
     for name, arr in ((LOGPROBS_FILE, responses.logprobs), (COST_FILE, responses.cost)):
         if arr is not None:
             _atomic_write(folder / name, lambda fh, a=arr: _write_table(fh, ids, responses.model_names, a, _num_cell))
+        elif (folder / name).exists():
+            (folder / name).unlink()  # stale: it described another set of answers
+    _drop_misaligned_embeddings(folder, responses.n_questions)
     if responses.embeddings is not None:
         target = embeddings_path(folder, responses.embedding_model) if responses.embedding_model else folder / "embeddings.npy"
         tmp = target.with_name(target.name + ".tmp.npy")
         np.save(tmp, np.asarray(responses.embeddings, dtype=np.float32))
         os.replace(tmp, target)
     return folder
+
+
+def _drop_misaligned_embeddings(folder: Path, n_rows: int) -> None:
+    """Remove embedding files whose row count no longer matches the questions (a folder reused for
+    another question set); files that still align are kept as caches."""
+    for file in embedding_files(folder).values():
+        shape = np.load(file, mmap_mode="r", allow_pickle=False).shape
+        if len(shape) != 2 or shape[0] != n_rows:
+            file.unlink()
 
 
 def _json_id(qid):

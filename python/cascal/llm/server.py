@@ -354,6 +354,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         try:
             reply = owner.responder(request)
+        except LookupError as exc:  # an unknown model: 404 like a real server, so clients fail fast
+            self._send_json(404, _error(f"model not found: {exc}", "invalid_request_error"))
+            return
         except Exception as exc:  # noqa: BLE001 - a responder bug becomes an HTTP 500, visible to the client
             self._send_json(500, _error(f"responder raised {type(exc).__name__}: {exc}", "server_error"))
             return
