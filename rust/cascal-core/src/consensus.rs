@@ -223,9 +223,9 @@ fn check_answers(answers: &[i8], n_options: &[i8], n_q: usize, n_m: usize) -> KR
 #[inline(always)]
 fn exp_vectorisable(x: f64) -> f64 {
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2^52: adding it rounds to an integer
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
-    let x = x.max(-708.0).min(709.0);
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = x.clamp(-708.0, 709.0);
     let t = x * std::f64::consts::LOG2_E + MAGIC;
     let k = t - MAGIC;
     let r = (x - k * LN2_HI) - k * LN2_LO; // |r| <= ln2/2

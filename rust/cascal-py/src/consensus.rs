@@ -108,12 +108,14 @@ fn consensus_scores<'py>(
     ))
 }
 
+type StatsPair<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+
 /// Per-model robust `(mu, sigma)` of a logprob matrix (median and 1.4826·MAD, NaN ignored).
 #[pyfunction]
 fn consensus_stats<'py>(
     py: Python<'py>,
     logprobs: Bound<'py, PyAny>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<StatsPair<'py>> {
     let lp = Logprobs::extract(&logprobs)?;
     let (n_q, n_m) = lp.shape();
     let (mu, sigma) = match &lp {
