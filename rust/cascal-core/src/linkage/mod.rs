@@ -3,8 +3,10 @@
 //! - single linkage: Prim's minimum spanning tree ([`mst`]), directly on vectors without a
 //!   distance matrix, or on a condensed matrix;
 //! - complete, average, weighted, ward: nearest-neighbour chain ([`nn_chain`]) with
-//!   Lance–Williams updates in place on one condensed buffer, with scipy's tie-breaking (so tied
-//!   inputs give scipy's hierarchy, not just a valid one);
+//!   Lance–Williams updates in place, with scipy's tie-breaking (so tied inputs give scipy's
+//!   hierarchy, not just a valid one). From vectors the chain runs on the single condensed
+//!   buffer that `pdist` returns (memory n(n−1)/2 values of the input type); from a condensed
+//!   input it runs on a square working copy ([`storage`]);
 //! - then merges are sorted by height and relabelled as scipy does ([`dendrogram`]).
 //!
 //! The result is scipy's row-major (n−1)×4 linkage matrix `[id_a, id_b, height, size]`.
@@ -38,8 +40,8 @@ const SQUARE_MAX_BYTES: usize = 6 << 30;
 /// row-major.
 ///
 /// Single linkage runs Prim directly on `dist`. The other methods copy it into a full square
-/// working matrix of the same type (n² values: contiguous scans, several times faster), or into
-/// a condensed copy when the square one would exceed 6 GiB.
+/// working matrix of the same type (n² values; scans read contiguous rows instead of scattered
+/// columns), or into a condensed copy when the square one would exceed 6 GiB.
 pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64>> {
     let n = check_condensed(dist)?;
     let merges = match method {

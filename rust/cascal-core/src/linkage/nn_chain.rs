@@ -42,13 +42,14 @@ pub fn nn_chain<D: Dissimilarities>(dist: &mut D, n: usize, method: Method) -> V
         }
         let (x, y, height) = loop {
             let x = chain[chain.len() - 1];
-            let (mut y, mut d) = dist.nearest(&active, x);
+            let (y, d) = dist.nearest(&active, x);
             if chain.len() > 1 {
+                // The previous chain element wins unless something is strictly nearer: then the
+                // two are mutual nearest neighbours.
                 let previous = chain[chain.len() - 2];
                 let d_previous = dist.get(x, previous);
                 if !(d < d_previous) {
-                    (y, d) = (previous, d_previous);
-                    break (x, y, d);
+                    break (x, previous, d_previous);
                 }
             }
             chain.push(y);

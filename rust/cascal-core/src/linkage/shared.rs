@@ -1,9 +1,10 @@
-//! Unsynchronised shared access to the condensed buffer for parallel sweeps in which every task
-//! owns a disjoint set of entries.
+//! Unsynchronised shared access to a distance buffer for parallel sweeps in which every task
+//! owns a disjoint set of entries, plus software prefetch.
 
 use super::real::Real;
 
-/// Shared write access to the distance buffer for the parallel update sweep.
+/// Raw view of a distance buffer shared by the tasks of one parallel sweep. Reads and writes
+/// are bounds-checked; disjointness of the tasks' entries is the caller's obligation.
 #[derive(Clone, Copy)]
 pub struct SharedBuffer<S> {
     pub ptr: *mut S,
@@ -16,6 +17,7 @@ unsafe impl<S: Send> Send for SharedBuffer<S> {}
 unsafe impl<S: Send> Sync for SharedBuffer<S> {}
 
 impl<S: Real> SharedBuffer<S> {
+    /// Entry `k`.
     #[inline(always)]
     pub fn read(&self, k: usize) -> S {
         assert!(k < self.len);
@@ -34,6 +36,7 @@ impl<S: Real> SharedBuffer<S> {
             }
         }
     }
+    /// Set entry `k` (owned by the calling task).
     #[inline(always)]
     pub fn write(&self, k: usize, v: S) {
         assert!(k < self.len);
