@@ -132,7 +132,7 @@ where
 {
     check_logprobs(logprobs, n_q, n_m)?;
     // one row-major pass splits the matrix into per-model columns of non-NaN values
-    let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(n_q); n_m];
+    let mut columns: Vec<Vec<f64>> = (0..n_m).map(|_| Vec::with_capacity(n_q)).collect();
     for row in logprobs.chunks_exact(n_m.max(1)) {
         for (col, &v) in columns.iter_mut().zip(row) {
             let v: f64 = v.into();
