@@ -49,7 +49,7 @@ pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64
         _ if n.saturating_mul(n).saturating_mul(std::mem::size_of::<S>()) <= SQUARE_MAX_BYTES => {
             nn_chain::nn_chain(&mut storage::Square::from_condensed(dist, n), n, method)
         }
-        _ => nn_chain::nn_chain(&mut storage::Condensed { dist: dist.to_vec(), n }, n, method),
+        _ => nn_chain::nn_chain(&mut storage::Condensed::new(dist.to_vec(), n), n, method),
     };
     Ok(dendrogram::to_linkage_matrix(merges, n))
 }
@@ -59,7 +59,7 @@ pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64
 pub fn linkage_condensed_owned<S: Real>(dist: Vec<S>, n: usize, method: Method) -> KResult<Vec<f64>> {
     let merges = match method {
         Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64()),
-        _ => nn_chain::nn_chain(&mut storage::Condensed { dist, n }, n, method),
+        _ => nn_chain::nn_chain(&mut storage::Condensed::new(dist, n), n, method),
     };
     Ok(dendrogram::to_linkage_matrix(merges, n))
 }

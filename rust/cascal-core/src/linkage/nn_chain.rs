@@ -20,7 +20,7 @@ pub trait Dissimilarities {
 
     /// The active cluster nearest to `x` (excluding `x`): the lowest index among those at the
     /// strictly smallest distance, with that distance. `active` is sorted and contains `x`.
-    fn nearest(&self, active: &[usize], x: usize) -> (usize, f64);
+    fn nearest(&mut self, active: &[usize], x: usize) -> (usize, f64);
 
     /// Merge `x < y` into `y`: for every `i ≠ y` of `active` (sorted, `x` already removed), set
     /// d(i, y) to `method.update(d(i, x), d(i, y), d_xy, size_x, size_y, size[i])`.

@@ -65,11 +65,55 @@ fn for_chunks<F: Fn(&[usize]) + Sync + Send>(ids: &[usize], sweep: F) {
     }
 }
 
-/// Condensed storage: entry (i, j), i < j, at `row_start(n, i) + j − i − 1`. The entries (i, x)
-/// of a dead cluster `x` are set to +∞ so that row segments can be scanned without a liveness test.
+/// Condensed storage: entry (i, j), i < j, at `row_start(n, i) + j − i − 1`.
+///
+/// The distances of cluster `x` to clusters `i < x` form a scattered column, so each cluster
+/// caches the minimum of its column (value and lowest index). A merge recomputes the surviving
+/// cluster's column minimum during its sweep and adjusts the others from the merged row; a cache
+/// whose minimum belonged to the merged clusters is marked stale and rescanned when next needed.
+/// The entries (i, x) of a dead cluster `x` are set to +∞ so that row segments can be scanned
+/// without a liveness test.
 pub struct Condensed<S> {
-    pub dist: Vec<S>,
-    pub n: usize,
+    dist: Vec<S>,
+    n: usize,
+    column_min: Vec<S>,
+    column_arg: Vec<usize>,
+    stale: Vec<bool>,
+}
+
+impl<S: Real> Condensed<S> {
+    /// Take ownership of the condensed vector of `n` observations and build the column caches
+    /// in one contiguous pass.
+    pub fn new(dist: Vec<S>, n: usize) -> Self {
+        let mut column_min = vec![infinity::<S>(); n];
+        let mut column_arg = vec![usize::MAX; n];
+        for i in 0..n.saturating_sub(1) {
+            let start = row_start(n, i);
+            for (k, &v) in dist[start..start + (n - i - 1)].iter().enumerate() {
+                let j = i + 1 + k;
+                if v < column_min[j] {
+                    column_min[j] = v;
+                    column_arg[j] = i;
+                }
+            }
+        }
+        Self { dist, n, column_min, column_arg, stale: vec![false; n] }
+    }
+
+    /// Minimum of column `x` over the active clusters below it (scattered reads).
+    fn scan_column(&self, active: &[usize], x: usize) -> (S, usize) {
+        let (n, dist) = (self.n, &self.dist);
+        let below = &active[..active.partition_point(|&i| i < x)];
+        let buffer = SharedBuffer { ptr: dist.as_ptr() as *mut S, len: dist.len() };
+        let entry = |i: usize| row_start(n, i) + (x - i - 1);
+        let (v, pos) = first_min_over(below, |ids: &[usize], k| {
+            if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
+                buffer.prefetch(entry(ahead));
+            }
+            dist[entry(ids[k])]
+        });
+        (v, if pos == usize::MAX { usize::MAX } else { below[pos] })
+    }
 }
 
 impl<S: Real> Dissimilarities for Condensed<S> {
@@ -78,22 +122,19 @@ impl<S: Real> Dissimilarities for Condensed<S> {
         self.dist[condensed_index(self.n, i, j)].to_f64()
     }
 
-    fn nearest(&self, active: &[usize], x: usize) -> (usize, f64) {
-        let (n, dist) = (self.n, &self.dist);
-        // Column part: active i < x, entry (i, x), one scattered read each.
-        let below = &active[..active.partition_point(|&i| i < x)];
-        let buffer = SharedBuffer { ptr: dist.as_ptr() as *mut S, len: dist.len() };
-        let entry = |i: usize| row_start(n, i) + (x - i - 1);
-        let (mut best_d, pos) = first_min_over(below, |ids: &[usize], k| {
-            if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
-                buffer.prefetch(entry(ahead));
-            }
-            dist[entry(ids[k])]
-        });
-        let mut best = if pos == usize::MAX { usize::MAX } else { below[pos] };
-        // Row part: entries (x, j), j > x, contiguous; dead clusters hold +∞.
+    fn nearest(&mut self, active: &[usize], x: usize) -> (usize, f64) {
+        let n = self.n;
+        if self.stale[x] {
+            let (v, arg) = self.scan_column(active, x);
+            self.column_min[x] = v;
+            self.column_arg[x] = arg;
+            self.stale[x] = false;
+        }
+        let (mut best_d, mut best) = (self.column_min[x], self.column_arg[x]);
+        // Row part: entries (x, j), j > x, contiguous; dead clusters hold +∞. Column indices are
+        // all lower, so the column minimum wins ties.
         let start = row_start(n, x);
-        let row = &dist[start..start + (n - x - 1)];
+        let row = &self.dist[start..start + (n - x - 1)];
         let row_min = row.iter().copied().fold(infinity::<S>(), |m, v| if v < m { v } else { m });
         if row_min < best_d {
             best_d = row_min;
@@ -112,7 +153,11 @@ impl<S: Real> Dissimilarities for Condensed<S> {
             let iy = if i < y { row_start(n, i) + (y - i - 1) } else { start_y + (i - y - 1) };
             (ix, iy)
         };
-        for_chunks(active, |ids| {
+        // Sweep the clusters below y (their new distances form column y: track its minimum),
+        // then those above y (row y, contiguous).
+        let split = active.partition_point(|&i| i < y);
+        let sweep = |ids: &[usize]| -> (S, usize) {
+            let mut best = (infinity::<S>(), usize::MAX);
             for (k, &i) in ids.iter().enumerate() {
                 if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
                     if ahead != y {
@@ -126,13 +171,50 @@ impl<S: Real> Dissimilarities for Condensed<S> {
                 }
                 let (ix, iy) = entries(i);
                 let updated = method.update(buffer.read(ix).to_f64(), buffer.read(iy).to_f64(), d_xy, fx, fy, size[i] as f64);
-                buffer.write(iy, S::from_f64(updated));
+                let stored = S::from_f64(updated);
+                buffer.write(iy, stored);
                 if i < x {
                     // Row i is scanned contiguously by `nearest`; the dead x must never win.
                     buffer.write(ix, infinity::<S>());
                 }
+                if i < y && stored < best.0 {
+                    best = (stored, i);
+                }
             }
+            best
+        };
+        let below_y = &active[..split];
+        let (col_v, col_arg) = if below_y.len() < PARALLEL_MIN {
+            sweep(below_y)
+        } else {
+            below_y
+                .par_chunks(chunk_len(below_y.len()))
+                .map(sweep)
+                .reduce(|| (infinity::<S>(), usize::MAX), |a, b| if b.0 < a.0 { b } else { a })
+        };
+        self.column_min[y] = col_v;
+        self.column_arg[y] = col_arg;
+        self.stale[y] = false;
+        let above_y = &active[split..];
+        for_chunks(above_y, |ids| {
+            sweep(ids);
         });
+        // Column caches of the clusters above x: x is gone, y changed.
+        for &j in &active[active.partition_point(|&i| i <= x)..] {
+            if j == y {
+                continue;
+            }
+            let arg = self.column_arg[j];
+            if arg == x || arg == y {
+                self.stale[j] = true;
+            } else if j > y && !self.stale[j] {
+                let v = self.dist[start_y + (j - y - 1)];
+                if v < self.column_min[j] || (v == self.column_min[j] && y < arg) {
+                    self.column_min[j] = v;
+                    self.column_arg[j] = y;
+                }
+            }
+        }
     }
 }
 
@@ -178,7 +260,7 @@ impl<S: Real> Dissimilarities for Square<S> {
         self.dist[i * self.n + j].to_f64()
     }
 
-    fn nearest(&self, active: &[usize], x: usize) -> (usize, f64) {
+    fn nearest(&mut self, active: &[usize], x: usize) -> (usize, f64) {
         let row = &self.dist[x * self.n..(x + 1) * self.n];
         let (d, pos) = first_min_over(active, |ids: &[usize], k| {
             let i = ids[k];

@@ -145,7 +145,7 @@ fn square_and_condensed_storage_agree() {
                 continue;
             }
             let mut square = storage::Square::from_condensed(&dist, n);
-            let mut condensed = storage::Condensed { dist: dist.clone(), n };
+            let mut condensed = storage::Condensed::new(dist.clone(), n);
             let a = nn_chain::nn_chain(&mut square, n, method);
             let b = nn_chain::nn_chain(&mut condensed, n, method);
             assert_eq!(a, b, "{method:?} n={n}");
