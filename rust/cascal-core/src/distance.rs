@@ -243,6 +243,34 @@ impl<T: Real> Geometry<T> {
         }
     }
 
+    /// Distances of `a` to rows `j0, j0 + 1, …` of the prepared set `b` (original rows `b_rows`)
+    /// from their dot products `dots`, into `out` (same length as `dots`). Cosine without zero
+    /// vectors takes a branch-free loop the compiler vectorises.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish_row(
+        &self,
+        dots: &[T],
+        a: PairSide<'_, T>,
+        j0: usize,
+        b: &Prepared<T>,
+        b_rows: &[T],
+        d: usize,
+        out: &mut [f64],
+    ) {
+        if self.metric == Metric::Cosine && !a.zero && !b.any_zero {
+            for (o, g) in out.iter_mut().zip(dots) {
+                *o = (1.0 - g.to_f64()).clamp(0.0, 2.0);
+            }
+            return;
+        }
+        for (k, (o, g)) in out.iter_mut().zip(dots).enumerate() {
+            let j = j0 + k;
+            let side = PairSide { row: &b_rows[j * d..(j + 1) * d], sq: b.sq[j], zero: b.zero[j] };
+            *o = self.finish(g.to_f64(), a, side);
+        }
+    }
+
     /// `Σ ((a_k − b_k) / s)²` from the original rows, in f64.
     #[inline]
     fn direct_sq(&self, a: &[T], b: &[T]) -> f64 {
@@ -298,6 +326,8 @@ pub(crate) struct Prepared<T> {
     pub rows: Vec<T>,
     pub sq: Vec<f64>,
     pub zero: Vec<bool>,
+    /// Some prepared row is the zero vector (cosine: needs the convention's branches).
+    pub any_zero: bool,
 }
 
 impl<T: Real> Prepared<T> {
@@ -312,7 +342,8 @@ impl<T: Real> Prepared<T> {
             .zip(zero.par_chunks_mut(CHUNK))
             .zip(x.par_chunks(CHUNK * d))
             .for_each(|(((dst, s), z), src)| geom.prepare(src, d, dst, s, z));
-        Self { rows, sq, zero }
+        let any_zero = zero.iter().any(|&z| z);
+        Self { rows, sq, zero, any_zero }
     }
 }
 
@@ -402,26 +433,31 @@ pub fn condensed_index(n: usize, i: usize, j: usize) -> usize {
     i * n - i * (i + 1) / 2 + (j - i - 1)
 }
 
-/// Upper-triangle sweep of one set: calls `emit(i, j, distance)` exactly once per pair `i < j`,
-/// and `after_tile(r0, rows, c0, cols)` once a tile's pairs have all been emitted (same task).
-fn upper_pairs<T: Real, F, G>(x: &[T], d: usize, metric: Metric, emit: F, after_tile: G)
+/// Upper-triangle sweep of one set: calls `emit_row(i, j0, values)` with the distances of row
+/// `i` to rows `j0, j0 + 1, …` so that every pair `i < j` is emitted exactly once, and
+/// `after_tile(r0, rows, c0, cols)` once a tile's pairs have all been emitted (same task).
+fn upper_pairs<T: Real, F, G>(x: &[T], d: usize, metric: Metric, emit_row: F, after_tile: G)
 where
-    F: Fn(usize, usize, f64) + Sync,
+    F: Fn(usize, usize, &[f64]) + Sync,
     G: Fn(usize, usize, usize, usize) + Sync,
 {
     let geom = Geometry::fit(metric, x, &[x], d);
     let prepared = Prepared::new(&geom, x, d);
     let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: true };
     sweep(&geom, x, &prepared, d, shape, |t| {
+        let mut values = vec![0.0f64; t.cols];
         for ii in 0..t.rows {
             let i = t.r0 + ii;
             let j0 = t.c0.max(i + 1);
-            let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
-            for j in j0..t.c0 + t.cols {
-                let g = t.dots[ii * t.cols + (j - t.c0)].to_f64();
-                let b = PairSide { row: &x[j * d..(j + 1) * d], sq: prepared.sq[j], zero: prepared.zero[j] };
-                emit(i, j, geom.finish(g, a, b));
+            let end = t.c0 + t.cols;
+            if j0 >= end {
+                continue;
             }
+            let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
+            let dots = &t.dots[ii * t.cols + (j0 - t.c0)..(ii + 1) * t.cols];
+            let out = &mut values[..end - j0];
+            geom.finish_row(dots, a, j0, &prepared, x, d, out);
+            emit_row(i, j0, out);
         }
         after_tile(t.r0, t.rows, t.c0, t.cols);
     });
@@ -436,7 +472,13 @@ pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Ve
     if len > 0 {
         let ptr = OutPtr::new(out.as_mut_ptr());
         // SAFETY: each pair (i < j) is emitted exactly once and maps to a distinct index < len.
-        upper_pairs(x, d, metric, |i, j, v| unsafe { ptr.write(condensed_index(n, i, j), T::from_f64(v)) }, |_, _, _, _| {});
+        let emit_row = |i: usize, j0: usize, values: &[f64]| {
+            let base = condensed_index(n, i, j0);
+            for (k, &v) in values.iter().enumerate() {
+                unsafe { ptr.write(base + k, T::from_f64(v)) };
+            }
+        };
+        upper_pairs(x, d, metric, emit_row, |_, _, _, _| {});
         // SAFETY: all `len` positions were written above.
         unsafe { out.set_len(len) };
     }
@@ -461,7 +503,11 @@ pub fn pdist_square<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KRe
             x,
             d,
             metric,
-            |i, j, v| unsafe { ptr.write(i * n + j, T::from_f64(v)) },
+            |i, j0, values| {
+                for (k, &v) in values.iter().enumerate() {
+                    unsafe { ptr.write(i * n + j0 + k, T::from_f64(v)) };
+                }
+            },
             |r0, rows, c0, cols| {
                 for j in c0..c0 + cols {
                     for i in r0..(r0 + rows).min(j) {
@@ -488,15 +534,15 @@ pub fn cdist<T: Real>(x: &[T], nx: usize, y: &[T], ny: usize, d: usize, metric: 
         let ptr = OutPtr::new(out.as_mut_ptr());
         let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: false };
         sweep(&geom, x, &prepared, d, shape, |t| {
+            let mut values = vec![0.0f64; t.cols];
             for ii in 0..t.rows {
                 let i = t.r0 + ii;
                 let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
-                for jj in 0..t.cols {
-                    let j = t.c0 + jj;
-                    let b = PairSide { row: &y[j * d..(j + 1) * d], sq: prepared.sq[j], zero: prepared.zero[j] };
-                    let v = geom.finish(t.dots[ii * t.cols + jj].to_f64(), a, b);
-                    // SAFETY: (i, j) belongs to exactly one tile; index < nx * ny.
-                    unsafe { ptr.write(i * ny + j, T::from_f64(v)) };
+                let dots = &t.dots[ii * t.cols..(ii + 1) * t.cols];
+                geom.finish_row(dots, a, t.c0, &prepared, y, d, &mut values);
+                for (jj, &v) in values.iter().enumerate() {
+                    // SAFETY: (i, c0 + jj) belongs to exactly one tile; index < nx * ny.
+                    unsafe { ptr.write(i * ny + t.c0 + jj, T::from_f64(v)) };
                 }
             }
         });

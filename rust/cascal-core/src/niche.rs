@@ -138,10 +138,7 @@ pub fn nearest_centroids<T: Real>(
         for ii in 0..t.rows {
             let i = t.r0 + ii;
             let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
-            for (j, out) in row_dist.iter_mut().enumerate() {
-                let b = PairSide { row: &c[j * d..(j + 1) * d], sq: prepared.sq[j], zero: prepared.zero[j] };
-                *out = geom.finish(t.dots[ii * nc + j].to_f64(), a, b);
-            }
+            geom.finish_row(&t.dots[ii * nc..(ii + 1) * nc], a, 0, &prepared, c, d, &mut row_dist);
             smallest_k(&row_dist, k, &mut best);
             for (r, &(dv, j)) in best.iter().enumerate() {
                 // SAFETY: row i belongs to exactly one tile (col_tile = nc); index i*k + r < n*k.
