@@ -15,11 +15,15 @@ Semantics, beyond scipy's:
   defined as 0 to another zero vector and 1 to any non-zero vector (scipy returns NaN there).
 * :func:`pairwise_distances` of one set is exactly symmetric with an exact zero diagonal.
 
-Accuracy against ``scipy.spatial.distance`` (computed in float64): relative 1e-10 for float64 and
-1e-5 for float32 input, with an absolute floor for values near 0 of 1e-12 (float64) / 1e-6 (float32)
-for cosine distance. Euclidean distances keep the relative bound down to exact duplicates, also
-under huge common offsets: pairs that the GEMM formula ``|a|² + |b|² - 2a·b`` cannot resolve are
-recomputed directly (see ``cascal_core::distance``).
+Accuracy against ``scipy.spatial.distance`` (computed in float64): ``|got - want| <= rtol·|want| +
+atol`` with rtol = 1e-10 for float64 and 1e-5 for float32 input. The absolute floor atol is, for
+cosine, 1e-12 (float64) / 1e-6 (float32): near 0, ``1 - cos`` has no relative accuracy, not even in
+scipy. For the euclidean metrics atol is only the smallest normal number of the dtype (subnormal
+results, where scipy itself underflows): the relative bound holds down to exact duplicates, also
+under huge common offsets, because rows are centred and pairs that the GEMM formula
+``|a|² + |b|² - 2a·b`` cannot resolve are recomputed directly (see ``cascal_core::distance``).
+Inputs are rescaled by powers of two internally, so huge (1e150 in float64, 1e18 in float32) and
+tiny magnitudes neither overflow nor underflow; a result too large for float32 is ``inf``.
 
 Work is split in row blocks over all cores with a blocked GEMM; no ``n × n`` temporary is built
 besides the output itself, and the GIL is released while the kernel runs.
