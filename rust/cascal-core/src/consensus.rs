@@ -83,16 +83,17 @@ pub struct ConsensusOutput {
     pub sigma: Vec<f64>,
 }
 
-/// Median of non-empty, non-NaN `values` (mean of the two middle values for an even count);
-/// reorders `values`.
-fn median_in_place(values: &mut [f64]) -> f64 {
+/// Median of `key(v)` over non-empty `values` (mean of the two middle keys for an even count);
+/// reorders `values`, whose keys must not be NaN.
+#[inline]
+fn median_of_keys(values: &mut [f64], key: impl Fn(f64) -> f64) -> f64 {
     let n = values.len();
-    let (lower, upper, _) = values.select_nth_unstable_by(n / 2, |a, b| a.total_cmp(b));
-    let upper = *upper;
+    let (lower, upper, _) = values.select_nth_unstable_by(n / 2, |a, b| key(*a).total_cmp(&key(*b)));
+    let upper = key(*upper);
     if n % 2 == 1 {
         return upper;
     }
-    let lower = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lower = lower.iter().map(|&v| key(v)).fold(f64::NEG_INFINITY, f64::max);
     let sum = lower + upper;
     if sum.is_finite() {
         sum / 2.0
@@ -106,9 +107,9 @@ fn column_stats(mut finite: Vec<f64>) -> (f64, f64) {
     if finite.is_empty() {
         return (0.0, 1.0);
     }
-    let mu = median_in_place(&mut finite);
-    let mut deviations: Vec<f64> = finite.iter().map(|&x| (x - mu).abs()).collect();
-    let mad_sigma = MAD_TO_SIGMA * median_in_place(&mut deviations);
+    let mu = median_of_keys(&mut finite, |x| x);
+    // the MAD selects on |x - mu| in place: no second column-sized buffer
+    let mad_sigma = MAD_TO_SIGMA * median_of_keys(&mut finite, |x| (x - mu).abs());
     if mad_sigma.is_finite() && mad_sigma > 0.0 {
         return (mu, mad_sigma);
     }
