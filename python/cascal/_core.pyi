@@ -9,6 +9,22 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "__version__",
+    "num_threads",
+    "pdist",
+    "pdist_square",
+    "cdist",
+    "linkage_condensed",
+    "linkage_vectors",
+    "fcluster_distance",
+    "fcluster_maxclust",
+    "consensus_scores",
+    "consensus_stats",
+    "cluster_means",
+    "nearest_centroids",
+    "route_batch",
+]
 
 def num_threads() -> int: ...
 
@@ -52,11 +68,11 @@ def linkage_vectors(data: npt.NDArray[np.floating], method: str, metric: str) ->
     """(n-1)x4 linkage matrix of the rows of a C-contiguous 2-D float32/float64 array."""
     ...
 
-def fcluster_distance(Z: npt.NDArray[np.float64], t: float) -> npt.NDArray[np.int32]:
+def fcluster_distance(z: npt.NDArray[np.float64], t: float) -> npt.NDArray[np.int32]:
     """Flat labels (from 1) keeping cophenetic distances <= t together."""
     ...
 
-def fcluster_maxclust(Z: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int32]:
+def fcluster_maxclust(z: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int32]:
     """At most k flat clusters (labels from 1)."""
     ...
 

@@ -32,7 +32,22 @@ use crate::error::{KResult, KernelError};
 use crate::gemm_util::dot_block;
 
 /// Floating-point element type of the kernels (`f32` or `f64`).
-pub trait Real: Copy + Send + Sync + PartialOrd + Debug + Default + 'static {
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + Debug
+    + Default
+    + 'static
+    + Into<f64>
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+{
+    /// 0 in this type.
+    const ZERO: Self;
+    /// 1 in this type.
+    const ONE: Self;
     /// Name used in messages ("float32" / "float64").
     const NAME: &'static str;
     /// Euclidean pairs with `d² < RECOMPUTE_RATIO · (‖a‖² + ‖b‖²)` are recomputed directly.
@@ -46,6 +61,8 @@ pub trait Real: Copy + Send + Sync + PartialOrd + Debug + Default + 'static {
 }
 
 impl Real for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const NAME: &'static str = "float64";
     const RECOMPUTE_RATIO: f64 = 1e-3;
     #[inline(always)]
@@ -63,6 +80,8 @@ impl Real for f64 {
 }
 
 impl Real for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const NAME: &'static str = "float32";
     const RECOMPUTE_RATIO: f64 = 0.5;
     #[inline(always)]

@@ -19,35 +19,12 @@
 
 use rayon::prelude::*;
 
+pub use crate::distance::Real;
 use crate::error::{KResult, KernelError};
+use crate::gemm_util::dot_block;
 
 /// Query rows handled by one rayon task.
 const ROW_BLOCK: usize = 512;
-
-/// Floating-point element types the kernel accepts for embeddings (`f32`, `f64`).
-pub trait Real:
-    Copy + Send + Sync + 'static + Into<f64> + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
-{
-    const ZERO: Self;
-    const ONE: Self;
-    fn from_f64(x: f64) -> Self;
-}
-
-impl Real for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn from_f64(x: f64) -> Self {
-        x as f32
-    }
-}
-
-impl Real for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn from_f64(x: f64) -> Self {
-        x
-    }
-}
 
 /// Routing constants (DESIGN §3C defaults in [`RouteParams::default`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,39 +151,6 @@ fn sharpen(scores: &[f64], temp: f64) -> Option<Vec<f64>> {
     Some(out)
 }
 
-/// `out (n × m) = a (n × d) · b (m × d)ᵀ`, all row-major, single-threaded blocked GEMM.
-fn gemm_abt<T: Real>(a: &[T], n: usize, b: &[T], m: usize, d: usize, out: &mut [T]) {
-    debug_assert!(a.len() >= n * d && b.len() >= m * d && out.len() >= n * m);
-    if n == 0 || m == 0 {
-        return;
-    }
-    // SAFETY: the pointers cover n×d, m×d and n×m elements with the strides given (checked above),
-    // `out` does not alias the inputs, and T is f32 or f64, which gemm supports.
-    unsafe {
-        gemm::gemm(
-            n,
-            m,
-            d,
-            out.as_mut_ptr(),
-            1,
-            m as isize,
-            false,
-            a.as_ptr(),
-            1,
-            d as isize,
-            b.as_ptr(),
-            d as isize,
-            1,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// Everything that does not depend on the queries, prepared once per call.
 struct Prepared<T> {
     d: usize,
@@ -316,7 +260,7 @@ fn route_block<T: Real>(
     }
     let s_count = prep.n_subjects;
     let mut dots = vec![T::ZERO; nb * s_count];
-    gemm_abt(x, nb, &prep.reps, s_count, d, &mut dots);
+    dot_block(x, nb, &prep.reps, s_count, d, &mut dots);
     for i in 0..nb {
         let mut best = (f64::INFINITY, 0usize);
         for s in 0..s_count {
@@ -345,7 +289,7 @@ fn route_block<T: Real>(
         let nc = cent_idx.len();
         cdots.clear();
         cdots.resize(rows.len() * nc, T::ZERO);
-        gemm_abt(&gathered, rows.len(), cent_vecs, nc, d, &mut cdots);
+        dot_block(&gathered, rows.len(), cent_vecs, nc, d, &mut cdots);
         let k = params.k_nearest.min(nc);
         for (r, &i) in rows.iter().enumerate() {
             nearest.clear();
