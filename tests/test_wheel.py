@@ -1,7 +1,8 @@
 """The abi3 wheel installs and runs in a fresh venv with no Rust toolchain on PATH.
 
 Builds with ``maturin build --release`` (reusing the project's ``target/`` cache), installs the wheel
-into a new venv whose PATH has no cargo/rustc, imports ``cascal`` and calls a Rust kernel.
+into a new venv whose PATH has no cargo/rustc, imports ``cascal`` and calls a Rust kernel
+(``pdist``, checked against distances worked out by hand).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def test_abi3_wheel_installs_without_rust(tmp_path):
         "import shutil, numpy as np, cascal\n"
         "from cascal import _core\n"
         "assert shutil.which('cargo') is None and shutil.which('rustc') is None\n"
+        "X = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]], dtype=np.float32)\n"
+        "d = _core.pdist(X, 'euclidean')\n"
+        "assert d.dtype == np.float32 and np.allclose(d, [5 ** 0.5, 20 ** 0.5, 13 ** 0.5]), d\n"
         "print(cascal.__version__, _core.num_threads())\n"
     )
     out = subprocess.run([py, "-c", probe], env={"PATH": no_rust_path, "HOME": str(tmp_path)}, cwd=tmp_path,

@@ -20,6 +20,10 @@ class Case:
         targets: label -> minimum speed-up of ``kernel`` over that reference (from the issue).
         repeats: timed repetitions per function (the median is reported).
         quick_repeats: repetitions in quick mode.
+        measure_memory: also sample the peak extra RSS of the kernel and of each reference.
+        reference_scale: label -> ``scale(state)``; for a reference too slow to run on the whole
+            input, the reference callable runs on a slice and its time is multiplied by this factor
+            (linear extrapolation, reported as "scaled" in the table).
     """
 
     name: str
@@ -30,6 +34,7 @@ class Case:
     repeats: int = 5
     quick_repeats: int = 3
     measure_memory: bool = False
+    reference_scale: dict[str, Callable[[Any], float]] = field(default_factory=dict)
 
 
 _CASES: list[Case] = []
