@@ -438,3 +438,13 @@ def test_prune_folds_niches_with_the_same_top_models():
     assert np.array_equal(np.bincount(new_labels), [4, 1])
     assert np.allclose(new_centroids[0], np.array([1.0, 1.0, 0, 0]) / np.sqrt(2))
     assert np.allclose(new_scores[0], scores[:4].mean(axis=0))
+
+
+def test_niche_repr_is_short_and_names_the_scores():
+    import numpy as np
+
+    from cascal.niches import Niche
+
+    niche = Niche("physics", np.full(384, 0.05), 12, np.array([0.5, 0.25]))
+    text = repr(niche)
+    assert text == "Niche(subject='physics', size=12, d=384, scores=[0.500, 0.250])"

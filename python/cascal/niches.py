@@ -57,6 +57,10 @@ class Niche:
     size: int
     scores: np.ndarray
 
+    def __repr__(self) -> str:
+        scores = ", ".join(f"{v:.3f}" for v in self.scores)
+        return f"Niche(subject={self.subject!r}, size={self.size}, d={self.centroid.shape[0]}, scores=[{scores}])"
+
     def best_models(self, model_names: list[str], top: int = 3) -> list[str]:
         """Names of the ``top`` best-scored models of the niche (ties -> lower column)."""
         order = np.argsort(-self.scores, kind="stable")[:top]
