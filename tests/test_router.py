@@ -252,7 +252,7 @@ def test_bad_inputs_are_rejected(world):
     zero[7] = 0
     with pytest.raises(ValueError, match="row 7"):
         router.fit(zero, responses)
-    with pytest.raises(ValueError, match="ResponseMatrix"):
+    with pytest.raises(TypeError, match="ResponseMatrix"):
         router.fit(X, responses.answers)
     router.fit(X, responses)
     with pytest.raises(ValueError, match="dimension 15"):

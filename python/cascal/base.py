@@ -88,6 +88,39 @@ class BaseRouter(BaseEstimator):
         return None
 
 
+def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix) -> np.ndarray:
+    """Validate the arguments of ``fit`` (every router) and return the embeddings as a float64
+    ``(n, d)`` array aligned with ``responses``."""
+    if not isinstance(responses, ResponseMatrix):
+        raise TypeError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
+    emb = check_embeddings(embeddings)
+    if emb.shape[0] != responses.n_questions:
+        raise ValueError(f"embeddings: {emb.shape[0]} rows but responses has {responses.n_questions} questions")
+    if responses.n_questions == 0:
+        raise ValueError("responses: cannot fit on zero questions")
+    if responses.n_models == 0:
+        raise ValueError("responses: cannot fit on a pool of zero models")
+    return emb
+
+
+def check_embeddings(embeddings: np.ndarray, n_features: Optional[int] = None) -> np.ndarray:
+    """A finite, non-empty 2-D float64 view of ``embeddings`` (no copy when already float64);
+    ``n_features`` checks the width against the fitted dimension."""
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings: expected a 2-D (n_queries, dim) array, got shape {emb.shape}")
+    if emb.dtype.kind not in "fiu":
+        raise ValueError(f"embeddings: expected a numeric array, got dtype {emb.dtype}")
+    if emb.shape[1] == 0:
+        raise ValueError("embeddings: rows have no dimensions")
+    emb = emb.astype(np.float64, copy=False)
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings: contains NaN or infinite values")
+    if n_features is not None and emb.shape[1] != n_features:
+        raise ValueError(f"embeddings: expected {n_features} columns (the fitted dimension), got {emb.shape[1]}")
+    return emb
+
+
 def rank_models(scores: np.ndarray, top_k: int) -> np.ndarray:
     """Indices of the ``top_k`` largest scores per row, best first; ties go to the lower index;
     NaN scores rank last."""

@@ -10,7 +10,7 @@ from typing import Optional, Union
 import numpy as np
 
 from cascal import kernels
-from cascal.base import BaseRouter, Routing
+from cascal.base import BaseRouter, Routing, check_embeddings, check_fit_inputs
 from cascal.data import ResponseMatrix
 from cascal.niche_clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
 from cascal.niches import Niche, NicheConfig, discover_subject_niches
@@ -164,17 +164,7 @@ class CascalRouter(BaseRouter):
             ValueError: a parameter is out of range, or the inputs are malformed or misaligned.
         """
         self._validate_params()
-        if not isinstance(responses, ResponseMatrix):
-            raise ValueError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
-        X = _check_embeddings(embeddings, "embeddings")
-        if X.shape[0] != responses.n_questions:
-            raise ValueError(
-                f"embeddings: {X.shape[0]} rows but responses has {responses.n_questions} questions"
-            )
-        if responses.n_questions == 0:
-            raise ValueError("responses: no training questions")
-        if responses.n_models == 0:
-            raise ValueError("responses: the pool has no models")
+        X = _unit_rows(check_fit_inputs(embeddings, responses))
 
         scores, plurality, agreement = self._score_questions(responses)
         return self._fit_niches(X, responses, scores, plurality, agreement)
@@ -296,7 +286,7 @@ class CascalRouter(BaseRouter):
         """The full Rust ``route_batch`` result for ``embeddings``: ``probs`` ``(n, M)``, ``ranked``,
         ``subject`` (index into ``subject_names_``), ``nearest_distance`` and fallback ``alpha``."""
         self._check_fitted()
-        X = _check_embeddings(embeddings, "embeddings")
+        X = _unit_rows(check_embeddings(embeddings))
         if X.shape[1] != self.centroids_.shape[1]:
             raise ValueError(
                 f"embeddings: dimension {X.shape[1]} differs from the fitted dimension {self.centroids_.shape[1]}"
@@ -355,20 +345,11 @@ class CascalRouter(BaseRouter):
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_embeddings(embeddings: np.ndarray, name: str) -> np.ndarray:
-    X = np.asarray(embeddings)
-    if X.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D (n, d) array, got shape {X.shape}")
-    if X.dtype.kind not in "fiu":
-        raise ValueError(f"{name}: expected a numeric array, got dtype {X.dtype}")
-    X = X.astype(np.float64, copy=False)
-    if X.shape[1] == 0:
-        raise ValueError(f"{name}: rows have no dimensions")
-    if not np.isfinite(X).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; a zero row has no direction to compare and is refused."""
     norms = np.linalg.norm(X, axis=1)
     if (norms == 0).any():
-        raise ValueError(f"{name}: row {int(np.argmin(norms))} is all zeros (no direction to compare)")
+        raise ValueError(f"embeddings: row {int(np.argmin(norms))} is all zeros (no direction to compare)")
     return X / norms[:, None]
 
 

@@ -1,41 +1,12 @@
-"""Input checks shared by every baseline: embeddings that match the responses, a usable answer key."""
+"""Helpers shared by the baselines: a usable answer key, row normalisation, NaN-aware column means.
+
+The fit/route input checks every router shares live in :mod:`cascal.base`."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from cascal.data import ResponseMatrix
-
-
-def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix) -> np.ndarray:
-    """Validate ``fit`` arguments and return the embeddings as a float64 ``(n, d)`` array."""
-    if not isinstance(responses, ResponseMatrix):
-        raise TypeError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
-    emb = check_embeddings(embeddings)
-    if emb.shape[0] != responses.n_questions:
-        raise ValueError(
-            f"embeddings: {emb.shape[0]} rows but responses has {responses.n_questions} questions"
-        )
-    if responses.n_questions == 0:
-        raise ValueError("responses: cannot fit on zero questions")
-    if responses.n_models == 0:
-        raise ValueError("responses: cannot fit on a pool of zero models")
-    return emb
-
-
-def check_embeddings(embeddings: np.ndarray, n_features: int | None = None) -> np.ndarray:
-    """A finite 2-D float64 copy-free view of ``embeddings``; ``n_features`` checks the width."""
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2:
-        raise ValueError(f"embeddings: expected a 2-D (n_queries, dim) array, got shape {emb.shape}")
-    if emb.dtype.kind not in "fiu":
-        raise ValueError(f"embeddings: expected a numeric array, got dtype {emb.dtype}")
-    emb = emb.astype(np.float64, copy=False)
-    if not np.isfinite(emb).all():
-        raise ValueError("embeddings: contains NaN or infinite values")
-    if n_features is not None and emb.shape[1] != n_features:
-        raise ValueError(f"embeddings: expected {n_features} columns (the fitted dimension), got {emb.shape[1]}")
-    return emb
 
 
 def key_correctness(responses: ResponseMatrix) -> np.ndarray:

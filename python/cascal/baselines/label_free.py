@@ -13,7 +13,8 @@ import numpy as np
 
 from cascal.base import BaseRouter
 from cascal.baselines._compute import consensus_scores, cosine_neighbors
-from cascal.baselines._inputs import check_embeddings, check_fit_inputs, column_means
+from cascal.base import check_embeddings, check_fit_inputs
+from cascal.baselines._inputs import column_means
 from cascal.data import NOT_ASKED, ResponseMatrix
 
 #: Queries per block in SmoothieTrain.route_scores (bounds the (block, k, M, M) neighbour tensor).

@@ -14,7 +14,8 @@ from sklearn.cluster import KMeans
 
 from cascal.base import BaseRouter
 from cascal.baselines._compute import cosine_neighbors
-from cascal.baselines._inputs import check_embeddings, check_fit_inputs, column_means, key_correctness, normalize_rows
+from cascal.base import check_embeddings, check_fit_inputs
+from cascal.baselines._inputs import column_means, key_correctness, normalize_rows
 from cascal.data import ResponseMatrix
 
 

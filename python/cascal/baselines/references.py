@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from cascal.base import BaseRouter
-from cascal.baselines._inputs import check_embeddings, check_fit_inputs, column_means, key_correctness
+from cascal.base import check_embeddings, check_fit_inputs
+from cascal.baselines._inputs import column_means, key_correctness
 from cascal.data import ResponseMatrix
 
 
