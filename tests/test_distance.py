@@ -317,3 +317,21 @@ def test_gil_is_released_while_the_kernel_runs():
     # a stamp right at t0), so the stamps inside the call window would span almost nothing.
     assert t1 - t0 > 0.02
     assert inside and inside[-1] - inside[0] > 0.5 * (t1 - t0)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean"])
+def test_reference_equals_scipy_on_ordinary_magnitudes(metric, rng):
+    """The euclidean reference avoids scipy's under/overflow; where scipy is exact they agree."""
+    from scipy.spatial import distance as sd
+
+    X = rng.normal(size=(40, 7)) * 3.0
+    Y = rng.normal(size=(9, 7))
+    np.testing.assert_allclose(R.pdist(X, metric), sd.pdist(X, metric), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(R.pairwise_distances(X, Y, metric), sd.cdist(X, Y, metric), rtol=1e-13, atol=0)
+
+
+def test_reference_is_exact_where_scipy_underflows():
+    X = np.array([[2.0**-640], [0.0], [-(2.0**-640)]])
+    np.testing.assert_array_equal(R.pdist(X, "euclidean"), [2.0**-640, 2.0**-639, 2.0**-640])
+    with pytest.raises(ValueError, match="metric"):
+        R.pdist(X, "cityblock")
