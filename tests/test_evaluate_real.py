@@ -46,6 +46,9 @@ def test_data_facts(evaluation):
     # the weak generator (Mistral-7B-Instruct-v0.2, ~29 % accurate, random key where it gave none)
     assert 0.25 <= large["key_accuracy"]["weak"]["mean"] <= 0.35
     assert large["key_accuracy"]["real"]["mean"] == 1.0
+    # letters beyond their question's options are counted, not hidden (34 for gemini-1.5-flash,
+    # counted independently from predictions.csv and questions.jsonl)
+    assert results["out_of_range_answers"]["gemini-1.5-flash-002_5shots"] == 34
 
 
 def test_baselines_behave_on_pool_large(evaluation):

@@ -10,6 +10,7 @@ is computed from the test answers directly (any pool model right).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -108,6 +109,8 @@ def run_evaluation(
         },
         "cascal_version": __version__,
         "data_path": data_path,
+        # prediction letters beyond their question's options, counted as unparsable, per model
+        "out_of_range_answers": dict(dataset.extra.get("out_of_range", {})),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "pools": {},
     }
@@ -133,8 +136,17 @@ def _load(data: Union[PathLike, ResponseMatrix]) -> tuple[ResponseMatrix, Option
     from cascal.io import load_dataset
 
     path = Path(data)
-    # real harness outputs contain a few letters beyond a question's options: count them as unparsable
-    return load_dataset(path, out_of_range="unparsable"), str(path.resolve())
+    # real harness outputs contain a few letters beyond a question's options: they are counted as
+    # unparsable, and the counts go into results.json ("out_of_range_answers") and onto stderr
+    dataset = load_dataset(path, out_of_range="unparsable")
+    counts = dataset.extra.get("out_of_range", {})
+    if counts:
+        print(
+            f"note: {sum(counts.values())} answer(s) in {path / 'predictions.csv'} name an option beyond their "
+            f"question's options; counted as unparsable (per model in results.json)",
+            file=sys.stderr,
+        )
+    return dataset, str(path.resolve())
 
 
 def evaluate_pool(
