@@ -62,6 +62,16 @@ class BaseRouter(BaseEstimator):
         if not hasattr(self, "model_names_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(embeddings, responses) first")
 
+    def _remember_pool(self, embeddings: np.ndarray, responses: ResponseMatrix) -> None:
+        """Record the fitted pool and embedding width (call at the end of ``fit``)."""
+        self.model_names_ = list(responses.model_names)
+        self.n_features_in_ = int(embeddings.shape[1])
+
+    def _query_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """Check that the router is fitted and ``embeddings`` has the fitted width; float64 view."""
+        self._check_fitted()
+        return check_embeddings(embeddings, self.n_features_in_)
+
     def route(self, embeddings: np.ndarray, top_k: int = 3) -> Routing:
         """Rank the pool for every query embedding; keep the ``top_k`` best (ties -> lower index)."""
         self._check_fitted()

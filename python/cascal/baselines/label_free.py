@@ -11,9 +11,8 @@ from typing import Optional
 
 import numpy as np
 
-from cascal.base import BaseRouter
+from cascal.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import consensus_scores, cosine_neighbors
-from cascal.base import check_embeddings, check_fit_inputs
 from cascal.baselines._inputs import column_means
 from cascal.data import NOT_ASKED, ResponseMatrix
 
@@ -33,13 +32,11 @@ class RandomRouter(BaseRouter):
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "RandomRouter":
         emb = check_fit_inputs(embeddings, responses)
-        self.model_names_ = list(responses.model_names)
-        self.n_features_in_ = emb.shape[1]
+        self._remember_pool(emb, responses)
         return self
 
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        emb = check_embeddings(embeddings, self.n_features_in_)
+        emb = self._query_embeddings(embeddings)
         rng = np.random.default_rng(self.random_state)
         return rng.random((emb.shape[0], len(self.model_names_)))
 
@@ -58,13 +55,11 @@ class BestSingleConsensus(BaseRouter):
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "BestSingleConsensus":
         emb = check_fit_inputs(embeddings, responses)
         self.global_scores_ = column_means(consensus_scores(responses))
-        self.model_names_ = list(responses.model_names)
-        self.n_features_in_ = emb.shape[1]
+        self._remember_pool(emb, responses)
         return self
 
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        emb = check_embeddings(embeddings, self.n_features_in_)
+        emb = self._query_embeddings(embeddings)
         return np.broadcast_to(self.global_scores_, (emb.shape[0], len(self.model_names_))).copy()
 
 
@@ -109,13 +104,11 @@ class SmoothieTrain(BaseRouter):
         self.pair_distance_ = pairwise_squared_distances(responses.answers)
         self.global_distance_ = _nan_mean_axis0(self.pair_distance_, default=2.0)
         self.train_embeddings_ = emb.astype(np.float32)
-        self.model_names_ = list(responses.model_names)
-        self.n_features_in_ = emb.shape[1]
+        self._remember_pool(emb, responses)
         return self
 
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        emb = check_embeddings(embeddings, self.n_features_in_)
+        emb = self._query_embeddings(embeddings)
         k = min(int(self.n_neighbors), self.train_embeddings_.shape[0])
         neighbors = cosine_neighbors(emb, self.train_embeddings_.astype(np.float64), k)
         out = np.empty((emb.shape[0], len(self.model_names_)))

@@ -12,9 +12,8 @@ from typing import Optional
 import numpy as np
 from sklearn.cluster import KMeans
 
-from cascal.base import BaseRouter
+from cascal.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import cosine_neighbors
-from cascal.base import check_embeddings, check_fit_inputs
 from cascal.baselines._inputs import column_means, key_correctness, normalize_rows
 from cascal.data import ResponseMatrix
 
@@ -45,13 +44,11 @@ class KNNCorrectness(BaseRouter):
         self.correct_ = key_correctness(responses)
         self.global_accuracy_ = column_means(self.correct_)
         self.train_embeddings_ = normalize_rows(emb)
-        self.model_names_ = list(responses.model_names)
-        self.n_features_in_ = emb.shape[1]
+        self._remember_pool(emb, responses)
         return self
 
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        emb = check_embeddings(embeddings, self.n_features_in_)
+        emb = self._query_embeddings(embeddings)
         k = min(int(self.k), self.train_embeddings_.shape[0])
         neighbors = cosine_neighbors(emb, self.train_embeddings_, k)
         local = self.correct_[neighbors]  # (n, k, M)
@@ -102,12 +99,10 @@ class ClusterRank(BaseRouter):
             in_cluster = correct[labels == c]
             accuracy[c] = column_means(in_cluster, default=np.nan) if len(in_cluster) else np.nan
         self.cluster_accuracy_ = np.where(np.isnan(accuracy), self.global_accuracy_[None, :], accuracy)
-        self.model_names_ = list(responses.model_names)
-        self.n_features_in_ = emb.shape[1]
+        self._remember_pool(emb, responses)
         return self
 
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        emb = check_embeddings(embeddings, self.n_features_in_)
+        emb = self._query_embeddings(embeddings)
         nearest = cosine_neighbors(emb, self.centers_, 1)[:, 0]
         return self.cluster_accuracy_[nearest] + 1e-6 * self.global_accuracy_[None, :]

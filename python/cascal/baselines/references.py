@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascal.base import BaseRouter
-from cascal.base import check_embeddings, check_fit_inputs
+from cascal.base import BaseRouter, check_fit_inputs
 from cascal.baselines._inputs import column_means, key_correctness
 from cascal.data import ResponseMatrix
 
@@ -24,13 +23,11 @@ class BestSingleGold(BaseRouter):
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "BestSingleGold":
         emb = check_fit_inputs(embeddings, responses)
         self.global_scores_ = column_means(key_correctness(responses))
-        self.model_names_ = list(responses.model_names)
-        self.n_features_in_ = emb.shape[1]
+        self._remember_pool(emb, responses)
         return self
 
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        emb = check_embeddings(embeddings, self.n_features_in_)
+        emb = self._query_embeddings(embeddings)
         return np.broadcast_to(self.global_scores_, (emb.shape[0], len(self.model_names_))).copy()
 
 
