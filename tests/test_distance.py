@@ -335,3 +335,11 @@ def test_reference_is_exact_where_scipy_underflows():
     np.testing.assert_array_equal(R.pdist(X, "euclidean"), [2.0**-640, 2.0**-639, 2.0**-640])
     with pytest.raises(ValueError, match="metric"):
         R.pdist(X, "cityblock")
+
+
+def test_tiny_difference_next_to_a_unit_row_does_not_underflow():
+    """Found by hypothesis: squaring the raw difference 1.2e-246 underflowed to a distance of 0."""
+    X = np.array([[1.0, 0.0], [1.22594275e-246, 0.0]])
+    Y = np.zeros((1, 2))
+    np.testing.assert_array_equal(K.pairwise_distances(X, Y, "euclidean")[:, 0], [1.0, 1.22594275e-246])
+    np.testing.assert_array_equal(R.pairwise_distances(X, Y, "euclidean")[:, 0], [1.0, 1.22594275e-246])

@@ -15,8 +15,9 @@
 //!
 //! Euclidean distances use `‖a‖² + ‖b‖² − 2a·b`, which loses relative precision when the distance
 //! is small against the norms (near-duplicates). Whenever that formula gives
-//! `d² < τ · (‖a‖² + ‖b‖²)` (τ = [`Real::RECOMPUTE_RATIO`]: 1e-3 for f64, 0.5 for f32), the pair
-//! is recomputed directly as `Σ (a_k − b_k)²` in f64 from the original rows. Centring removes any
+//! `d² ≤ τ · (‖a‖² + ‖b‖²)` (τ = [`Real::RECOMPUTE_RATIO`]: 1e-3 for f64, 0.5 for f32), the pair
+//! is recomputed directly as `‖a − b‖` in f64 from the original rows, scaled by the pair's largest
+//! coordinate difference (no underflow for tiny differences next to large values). Centring removes any
 //! common offset first, so huge offsets cost nothing extra.
 //!
 //! Cosine distance is `clamp(1 − â·b̂, 0, 2)`. A zero vector has no direction: by definition its
@@ -248,15 +249,17 @@ impl<T: Real> Geometry<T> {
             }
             Metric::Euclidean | Metric::SqEuclidean => {
                 let norms = a.sq + b.sq;
-                let mut d2 = norms - 2.0 * g;
-                if d2 < T::RECOMPUTE_RATIO * norms {
-                    d2 = self.direct_sq(a.row, b.row);
-                }
-                let d2 = d2.max(0.0);
-                if self.metric == Metric::Euclidean {
-                    self.scale * d2.sqrt()
+                let d2 = norms - 2.0 * g;
+                // distance in prepared units
+                let dist = if d2 <= T::RECOMPUTE_RATIO * norms {
+                    self.direct_distance(a.row, b.row)
                 } else {
-                    self.scale * (self.scale * d2)
+                    d2.max(0.0).sqrt()
+                };
+                if self.metric == Metric::Euclidean {
+                    self.scale * dist
+                } else {
+                    (self.scale * dist) * (self.scale * dist)
                 }
             }
         }
@@ -290,16 +293,25 @@ impl<T: Real> Geometry<T> {
         }
     }
 
-    /// `Σ ((a_k − b_k) / s)²` from the original rows, in f64.
+    /// `‖(a − b) / s‖` from the original rows, in f64, scaled by the pair's largest coordinate
+    /// difference so that squaring neither underflows (tiny differences next to large values) nor
+    /// overflows.
     #[inline]
-    fn direct_sq(&self, a: &[T], b: &[T]) -> f64 {
-        a.iter()
+    fn direct_distance(&self, a: &[T], b: &[T]) -> f64 {
+        let diff = |(x, y): (&T, &T)| x.to_f64() * self.inv_scale - y.to_f64() * self.inv_scale;
+        let largest = a.iter().zip(b).map(diff).fold(0.0f64, |m, t| m.max(t.abs()));
+        if largest == 0.0 {
+            return 0.0;
+        }
+        let sum: f64 = a
+            .iter()
             .zip(b)
-            .map(|(x, y)| {
-                let t = (x.to_f64() - y.to_f64()) * self.inv_scale;
+            .map(|p| {
+                let t = diff(p) / largest;
                 t * t
             })
-            .sum()
+            .sum();
+        largest * sum.sqrt()
     }
 }
 
@@ -574,6 +586,18 @@ pub fn cdist<T: Real>(x: &[T], nx: usize, y: &[T], ny: usize, d: usize, metric: 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn tiny_difference_next_to_a_unit_row_does_not_underflow() {
+        // |1.2e-246 - 0| squared underflows f64; the distance itself is representable
+        let x = [1.0f64, 0.0, 1.22594275e-246, 0.0];
+        let y = [0.0f64, 0.0];
+        let got = cdist(&x, 2, &y, 1, 2, Metric::Euclidean).unwrap();
+        assert_eq!(got, vec![1.0, 1.22594275e-246]);
+        let sq = cdist(&x, 2, &y, 1, 2, Metric::SqEuclidean).unwrap();
+        assert_eq!(sq[0], 1.0);
+        assert_eq!(sq[1], 0.0); // the true value, 1.5e-492, is below the smallest f64
+    }
 
     /// Small deterministic generator for test data (no external crates).
     pub(crate) struct Lcg(pub u64);
