@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cascal.base import NotFittedError
-from cascal.persistence import FORMAT_VERSION, MANIFEST, MANIFEST_KEYS, RouterFileError
+from cascal import reference
+from cascal.persistence import FORMAT_VERSION, MANIFEST, MANIFEST_KEYS, MANIFEST_KEYS_V2, RouterFileError
 from cascal.router import CascalRouter
 from test_router import make_world
 
@@ -60,6 +61,7 @@ def test_round_trip_routes_identically(fitted, saved, rng):
     assert loaded.model_names_ == router.model_names_ and loaded.subject_names_ == router.subject_names_
     for attr in ("global_scores_", "subject_reps_", "centroids_", "centroid_subject_", "centroid_scores_", "centroid_sizes_"):
         assert np.array_equal(getattr(loaded, attr), getattr(router, attr)), attr
+    assert loaded.fallback_distance_ == router.fallback_distance_ and loaded.subject_temp_ == router.subject_temp_
     assert np.array_equal(loaded.stats_.mu, router.stats_.mu) and np.array_equal(loaded.stats_.sigma, router.stats_.sigma)
     for subject in router.subject_names_:
         a, b = router.niches_[subject], loaded.niches_[subject]
@@ -76,6 +78,35 @@ def test_manifest_records_versions_and_names(fitted, saved):
     assert manifest["embedding_dim"] == 16
     assert manifest["model_names"] == router.model_names_
     assert manifest["params"]["clamp"] == [0.05, 0.95]
+    assert manifest["routing"] == {"fallback_distance": router.fallback_distance_, "subject_temp": router.subject_temp_}
+    assert router.subject_temp_ > 0  # the fixture router calibrates both constants ("auto")
+
+
+def test_version_1_file_keeps_routing_as_it_was_written(fitted, saved, tmp_path, rng):
+    """A file from before format 2 has no routing constants, no ``subject_temp`` and no
+    ``fallback_quantile``: it routed with hard subjects and its fixed ``fallback_distance``."""
+    router, X = fitted
+    manifest = _manifest(saved)
+    manifest["format_version"] = 1
+    del manifest["routing"]
+    for key in ("subject_temp", "fallback_quantile"):
+        del manifest["params"][key]
+    manifest["params"]["fallback_distance"] = 0.5
+    old = tmp_path / "v1.cascal"
+    _rewrite(saved, old, manifest=manifest)
+    loaded = CascalRouter.load(old)
+    assert loaded.subject_temp_ == 0.0 and loaded.fallback_distance_ == 0.5
+    queries = rng.normal(size=(40, X.shape[1]))
+    expected = reference.route_batch(
+        queries, router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
+        router.global_scores_, fallback_distance=0.5, subject_temp=0.0,
+    )
+    np.testing.assert_allclose(loaded.route_scores(queries), expected.probs, atol=1e-5)
+    # a version-1 file with "auto" in it cannot have been written by version 1
+    manifest["params"]["fallback_distance"] = "auto"
+    _rewrite(saved, old, manifest=manifest)
+    with pytest.raises(RouterFileError, match="numeric fallback_distance"):
+        CascalRouter.load(old)
 
 
 def test_file_holds_no_pickles(saved):
@@ -100,7 +131,7 @@ def test_newer_format_version_is_refused(saved, tmp_path):
         CascalRouter.load(bad)
 
 
-@pytest.mark.parametrize("key", MANIFEST_KEYS)
+@pytest.mark.parametrize("key", MANIFEST_KEYS + MANIFEST_KEYS_V2)
 def test_manifest_missing_a_key_is_refused(saved, tmp_path, key):
     manifest = _manifest(saved)
     del manifest[key]
@@ -152,6 +183,10 @@ def test_bad_entries_are_refused(saved, tmp_path, fitted):
         (lambda m: m.update(model_names="abc"), "model_names"),
         (lambda m: m.update(embedding_dim=17), "expected float32"),
         (lambda m: m.update(format_version="1"), "format_version"),
+        (lambda m: m["routing"].update(subject_temp=-1.0), "routing.subject_temp"),
+        (lambda m: m["routing"].update(fallback_distance="far"), "routing.fallback_distance"),
+        (lambda m: m.update(routing=[0.5, 0.05]), "routing must be an object"),
+        (lambda m: m["params"].update(subject_temp="warm"), "subject_temp"),
     ],
 )
 def test_inconsistent_manifest_is_refused(saved, tmp_path, edit, match):

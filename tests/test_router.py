@@ -14,7 +14,7 @@ from cascal import reference
 from cascal.base import NotFittedError, ensemble_vote
 from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.niches import Niche
-from cascal.router import CascalRouter
+from cascal.router import CascalRouter, fit_subject_temperature
 
 N_OPTIONS = 10
 MODELS = ["A", "B", "F1", "F2", "F3"]
@@ -112,9 +112,63 @@ def test_route_scores_match_the_numpy_routing_reference(world, rng):
         queries / np.linalg.norm(queries, axis=1, keepdims=True), router.subject_reps_, router.centroids_,
         router.centroid_subject_, router.centroid_scores_, router.global_scores_,
         k_nearest=router.k_nearest, distance_temp=router.distance_temp, score_temp=router.score_temp,
-        fallback_distance=router.fallback_distance, fallback_width=router.fallback_width, top_k=3,
+        fallback_distance=router.fallback_distance_, fallback_width=router.fallback_width, top_k=3,
+        subject_temp=router.subject_temp_,
     )
     assert np.allclose(got, ref.probs, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- calibrated routing constants
+@pytest.mark.parametrize("true_temp", [0.02, 0.1, 0.4])
+def test_subject_temperature_is_the_maximum_likelihood_one(true_temp):
+    """Labels drawn from softmax(-dist / T) for a known T: the fitted T recovers it, and it beats
+    its neighbours on the likelihood it maximises."""
+    rng = np.random.default_rng(5)
+    reps = np.linalg.qr(rng.normal(size=(24, 6)))[0].T  # 6 orthonormal subject directions
+    X = reps[rng.integers(0, 6, 20000)] + rng.normal(scale=0.5, size=(20000, 24))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    dist = 1.0 - X @ reps.T
+    p = np.exp(-(dist - dist.min(axis=1, keepdims=True)) / true_temp)
+    p /= p.sum(axis=1, keepdims=True)
+    labels = (p.cumsum(axis=1) > rng.random((len(X), 1))).argmax(axis=1)
+    fitted = fit_subject_temperature(X, reps, labels)
+    assert fitted == pytest.approx(true_temp, rel=0.1)
+
+    def nll(t):
+        q = np.exp(-dist / t)
+        return -np.mean(np.log(q[np.arange(len(X)), labels] / q.sum(axis=1)))
+
+    assert nll(fitted) <= min(nll(fitted * 0.9), nll(fitted * 1.1))
+
+
+def test_single_subject_needs_no_temperature():
+    X = np.eye(3)
+    assert fit_subject_temperature(X, np.ones((1, 3)) / np.sqrt(3), np.zeros(3, dtype=int)) == 0.0
+
+
+def test_auto_fallback_is_the_training_distance_quantile(world, rng):
+    X, responses, _, _ = world
+    router = CascalRouter(random_state=0, fallback_quantile=0.9).fit(X, responses)
+    train = reference.route_batch(
+        X, router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
+        router.global_scores_,
+    )
+    assert router.fallback_distance_ == pytest.approx(np.quantile(train.nearest_distance, 0.9), abs=1e-6)
+    # about 10% of the training questions, and every far-away query, lean on the global ranking
+    assert np.mean(router.route_details(X).alpha > 0) == pytest.approx(0.1, abs=0.01)
+    far = rng.normal(size=(30, X.shape[1]))
+    far -= (far @ router.centroids_.T.astype(float)) @ router.centroids_.astype(float)  # orthogonal to the niches
+    assert np.all(router.route_details(far).alpha > 0)
+
+
+def test_numeric_routing_constants_are_used_as_given(world):
+    X, responses, _, _ = world
+    router = CascalRouter(random_state=0, fallback_distance=0.5, subject_temp=0.0).fit(X, responses)
+    assert router.fallback_distance_ == 0.5 and router.subject_temp_ == 0.0
+    auto = CascalRouter(random_state=0).fit(X, responses)
+    assert auto.subject_temp_ > 0 and auto.fallback_distance_ != 0.5
+    # the routing tables do not depend on how the constants are set
+    assert np.array_equal(auto.centroid_scores_, router.centroid_scores_)
 
 
 def test_answer_is_the_vote_of_the_routed_models(world, rng):
@@ -228,7 +282,9 @@ def test_route_before_fit_raises():
         ("merge_threshold", -0.1), ("prune_jaccard", 1.1), ("k_nearest", 0), ("distance_temp", 0.0),
         ("score_temp", -0.1), ("fallback_distance", -1.0), ("fallback_width", 0.0), ("top_k", 0),
         ("subject_representative", "median"), ("random_state", "seed"), ("random_state", 1.5),
-        ("embedding_model", 3), ("max_niches", True),
+        ("embedding_model", 3), ("max_niches", True), ("fallback_distance", "far"), ("fallback_distance", float("inf")),
+        ("fallback_quantile", 1.5), ("fallback_quantile", -0.1), ("subject_temp", -0.01), ("subject_temp", "soft"),
+        ("subject_temp", float("nan")),
     ],
 )
 def test_bad_parameters_name_the_parameter(world, param, value):

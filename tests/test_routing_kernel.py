@@ -59,6 +59,44 @@ def test_parity_random_float64(seed):
     assert (got.alpha == 0).any() and ((got.alpha > 0) & (got.alpha < 1)).any()
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("subject_temp", [0.01, 0.05, 0.5, 10.0])
+def test_parity_soft_subjects_float64(seed, subject_temp):
+    rng = np.random.default_rng(100 + seed)
+    d, S, C, M = [(16, 3, 9, 4), (64, 14, 70, 12), (5, 2, 2, 6), (384, 6, 30, 8)][seed]
+    reps, cents, csub, scores, glob = random_model(rng, d, S, C, M)
+    X = queries(rng, cents, 1500)
+    kwargs = dict(k_nearest=[3, 1, 5, 4][seed], top_k=[3, 12, 1, 8][seed], subject_temp=subject_temp)
+    got = route_batch(X, reps, cents, csub, scores, glob, **kwargs)
+    assert_same(got, reference.route_batch(X, reps, cents, csub, scores, glob, **kwargs))
+    hard = route_batch(X, reps, cents, csub, scores, glob, **{**kwargs, "subject_temp": 0.0})
+    # the soft weights leave the chosen subject, its nearest distance and the fallback unchanged ...
+    np.testing.assert_array_equal(got.subject, hard.subject)
+    np.testing.assert_allclose(got.nearest_distance, hard.nearest_distance, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(got.alpha, hard.alpha, atol=1e-11, rtol=0)
+    # ... but mix in the other subjects' niches wherever there is more than one subject
+    if S > 1:
+        assert np.abs(got.probs - hard.probs).max() > (1e-3 if subject_temp >= 0.5 else 1e-6)
+
+
+def test_soft_subjects_hand_computed():
+    # subjects at 0 and 90 degrees, one centroid each, preferring models 0 and 1 respectively
+    reps = np.array([_unit(0), _unit(90)])
+    scores = np.array([[0.9, 0.1], [0.2, 0.7]])
+    glob = np.array([0.5, 0.5])
+    X = np.array([_unit(30), _unit(50)])
+    res = route_batch(X, reps, reps, [0, 1], scores, glob, top_k=2, subject_temp=0.2, fallback_distance=1.9)
+    dist = 1 - np.cos(np.radians([[30, 60], [50, 40]]))
+    pi = np.exp(-dist / 0.2) / np.exp(-dist / 0.2).sum(axis=1, keepdims=True)
+    expected = pi[:, :1] * _softmax([0.9, 0.1], 0.1) + pi[:, 1:] * _softmax([0.2, 0.7], 0.1)
+    np.testing.assert_allclose(res.probs, expected, atol=1e-12)
+    assert res.subject.tolist() == [0, 1]
+    # as the temperature grows, every subject weighs the same
+    flat = route_batch(X, reps, reps, [0, 1], scores, glob, top_k=2, subject_temp=1e6, fallback_distance=1.9)
+    even = 0.5 * _softmax([0.9, 0.1], 0.1) + 0.5 * _softmax([0.2, 0.7], 0.1)
+    np.testing.assert_allclose(flat.probs, np.vstack([even, even]), atol=1e-6)
+
+
 def test_parity_float32(rng):
     reps, cents, csub, scores, glob = random_model(rng, 384, 14, 70, 12)
     X = queries(rng, cents, 3000).astype(np.float32)
@@ -174,14 +212,16 @@ def test_nan_scores_get_zero_probability_and_all_nan_rows_use_global():
     n_models=st.integers(1, 7),
     k_nearest=st.integers(1, 8),
     scale=st.floats(1e-3, 1e3),
+    subject_temp=st.sampled_from([0.0, 1e-3, 0.05, 1.0]),
 )
-def test_property_distribution_ranking_and_scale_invariance(seed, n, d, n_subjects, extra_centroids, n_models, k_nearest, scale):
+def test_property_distribution_ranking_and_scale_invariance(seed, n, d, n_subjects, extra_centroids, n_models, k_nearest, scale, subject_temp):
     rng = np.random.default_rng(seed)
     reps, cents, csub, scores, glob = random_model(rng, d, n_subjects, n_subjects + extra_centroids, n_models, nan_share=0.3)
     X = queries(rng, cents, n)
     top_k = int(rng.integers(1, n_models + 1))
-    res = route_batch(X, reps, cents, csub, scores, glob, k_nearest=k_nearest, top_k=top_k)
-    assert_same(res, reference.route_batch(X, reps, cents, csub, scores, glob, k_nearest=k_nearest, top_k=top_k), atol=1e-9)
+    kw = dict(k_nearest=k_nearest, top_k=top_k, subject_temp=subject_temp)
+    res = route_batch(X, reps, cents, csub, scores, glob, **kw)
+    assert_same(res, reference.route_batch(X, reps, cents, csub, scores, glob, **kw), atol=1e-9)
     np.testing.assert_allclose(res.probs.sum(axis=1), 1.0, atol=1e-12)
     assert np.all(res.probs >= 0)
     assert np.all((res.alpha >= 0) & (res.alpha <= 1))
@@ -191,7 +231,7 @@ def test_property_distribution_ranking_and_scale_invariance(seed, n, d, n_subjec
     # the best model is a maximiser of P
     np.testing.assert_array_equal(picked[:, 0], res.probs.max(axis=1))
     # cosine geometry: rescaling queries and representatives changes nothing
-    scaled = route_batch(X * scale, reps / scale, cents * 2.0, csub, scores, glob, k_nearest=k_nearest, top_k=top_k)
+    scaled = route_batch(X * scale, reps / scale, cents * 2.0, csub, scores, glob, **kw)
     np.testing.assert_array_equal(scaled.subject, res.subject)
     np.testing.assert_allclose(scaled.probs, res.probs, atol=1e-9)
 
@@ -237,6 +277,8 @@ def _valid():
         ({"score_temp": -1.0}, r"score_temp"),
         ({"fallback_width": np.nan}, r"fallback_width"),
         ({"fallback_distance": np.inf}, r"fallback_distance"),
+        ({"subject_temp": -0.1}, r"subject_temp: must be a finite number >= 0"),
+        ({"subject_temp": np.nan}, r"subject_temp"),
     ],
 )
 def test_validation(change, match):
@@ -290,5 +332,8 @@ def test_real_embeddings_parity_and_subject_recovery(data_dir):
     np.testing.assert_array_equal(got.subject, ref.subject)
     np.testing.assert_allclose(got.probs, ref.probs, atol=1e-4)
     np.testing.assert_allclose(got.nearest_distance, ref.nearest_distance, atol=1e-6)
+    soft = route_batch(X, reps.astype(np.float32), cents, csub, scores, glob, subject_temp=0.05)
+    soft_ref = reference.route_batch(X, reps.astype(np.float32), cents, csub, scores, glob, subject_temp=0.05)
+    np.testing.assert_allclose(soft.probs, soft_ref.probs, atol=1e-4)
     # nearest subject representative recovers the MMLU-Pro category far above chance (1/14)
     assert np.mean(got.subject == subject_of[~train]) > 0.4

@@ -122,6 +122,7 @@ def route_batch(
     fallback_distance: float = 0.5,
     fallback_width: float = 0.2,
     top_k: int = 3,
+    subject_temp: float = 0.0,
 ) -> tuple[
     npt.NDArray[np.float64],
     npt.NDArray[np.int64],

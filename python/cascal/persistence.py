@@ -3,8 +3,14 @@
 The file is a zip archive holding ``manifest.json`` and one ``.npy`` file per array under
 ``arrays/``. Nothing is pickled: arrays are read with ``allow_pickle=False`` and the manifest is
 plain JSON, so loading a file executes nothing from it. The manifest records the format name and
-version, the cascal version that wrote it, the router's parameters, the model and subject names and
-the embedding model and dimension.
+version, the cascal version that wrote it, the router's parameters, the calibrated routing
+constants (``fallback_distance_``, ``subject_temp_``), the model and subject names and the embedding
+model and dimension.
+
+Format versions: 2 added the routing constants and the ``fallback_quantile`` and ``subject_temp``
+parameters. A version-1 file (written before soft subject assignment and the calibrated fallback
+existed) loads with ``subject_temp = 0`` and its saved fixed ``fallback_distance``, i.e. it keeps
+routing exactly as it did when it was written.
 
 Loading checks everything it reads: a file that is not a zip, is truncated, lacks an entry or a
 manifest key, holds arrays of the wrong shape or dtype, or was written in a newer format version
@@ -25,12 +31,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from cascal.router import CascalRouter
 
 FORMAT_NAME = "cascal-router"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 MANIFEST_KEYS = (
     "format", "format_version", "cascal_version", "params", "model_names", "subject_names",
     "embedding_model", "embedding_dim",
 )
+#: Manifest keys added in format version 2.
+MANIFEST_KEYS_V2 = ("routing",)
+#: Parameters a version-1 file lacks, with the values that reproduce how it routed.
+V1_PARAMS = {"fallback_quantile": 0.99, "subject_temp": 0.0}
 #: array name -> (fitted attribute, dtype, shape spec in terms of M models, S subjects, C centroids, d dims)
 ARRAYS = {
     "global_scores": ("global_scores_", np.float64, ("M",)),
@@ -73,6 +83,10 @@ def save_router(router: "CascalRouter", path: Union[str, "PathLike[str]"]) -> No
         "subject_names": list(router.subject_names_),
         "embedding_model": getattr(router, "embedding_model_", router.embedding_model),
         "embedding_dim": int(router.centroids_.shape[1]),
+        "routing": {
+            "fallback_distance": float(router.fallback_distance_),
+            "subject_temp": float(router.subject_temp_),
+        },
     }
     arrays = {name: getattr(router, attr) for name, (attr, _, _) in ARRAYS.items() if attr is not None}
     arrays["stats_mu"] = router.stats_.mu
@@ -115,7 +129,9 @@ def _read_manifest(zf: zipfile.ZipFile, name: str) -> dict[str, Any]:
         raise RouterFileError(f"{name}: {MANIFEST} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise RouterFileError(f"{name}: {MANIFEST} must hold a JSON object")
-    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    version = manifest.get("format_version")
+    required = MANIFEST_KEYS + (MANIFEST_KEYS_V2 if isinstance(version, int) and version >= 2 else ())
+    missing = [k for k in required if k not in manifest]
     if missing:
         raise RouterFileError(f"{name}: {MANIFEST} lacks key(s) {missing}")
     if manifest["format"] != FORMAT_NAME:
@@ -165,11 +181,15 @@ def _build_router(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
     params = manifest["params"]
     if not isinstance(params, dict):
         raise RouterFileError(f"{name}: params must be a JSON object")
+    params = dict(params)
+    version = manifest["format_version"]
+    if version == 1:
+        for key, value in V1_PARAMS.items():
+            params.setdefault(key, value)
     known = set(CascalRouter().get_params(deep=False))
     unknown, missing = sorted(set(params) - known), sorted(known - set(params))
     if unknown or missing:
         raise RouterFileError(f"{name}: params unknown {unknown}, missing {missing}")
-    params = dict(params)
     if isinstance(params["clamp"], list):
         params["clamp"] = tuple(params["clamp"])
     router = CascalRouter(**params)
@@ -181,6 +201,7 @@ def _build_router(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
     embedding_model = manifest["embedding_model"]
     if embedding_model is not None and not isinstance(embedding_model, str):
         raise RouterFileError(f"{name}: embedding_model must be a string or null, got {embedding_model!r}")
+    router.fallback_distance_, router.subject_temp_ = _routing_constants(name, manifest, router)
     router.model_names_ = models
     router.embedding_model_ = embedding_model
     router.subject_names_ = subjects
@@ -196,6 +217,25 @@ def _build_router(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
                   scores=arrays["centroid_scores"][c])
         )
     return router
+
+
+def _routing_constants(name: str, manifest: dict[str, Any], router: "CascalRouter") -> tuple[float, float]:
+    """``(fallback_distance_, subject_temp_)`` of the saved router; a version-1 file routed with its
+    fixed ``fallback_distance`` parameter and hard subject assignment."""
+    if manifest["format_version"] == 1:
+        if isinstance(router.fallback_distance, str):
+            raise RouterFileError(f"{name}: a version-1 file needs a numeric fallback_distance parameter")
+        return float(router.fallback_distance), 0.0
+    routing = manifest["routing"]
+    if not isinstance(routing, dict) or set(routing) != {"fallback_distance", "subject_temp"}:
+        raise RouterFileError(f"{name}: routing must be an object with fallback_distance and subject_temp")
+    values = []
+    for key in ("fallback_distance", "subject_temp"):
+        value = routing[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise RouterFileError(f"{name}: routing.{key} must be a finite number >= 0, got {value!r}")
+        values.append(float(value))
+    return values[0], values[1]
 
 
 def _string_list(value: object, key: str, name: str) -> list[str]:

@@ -3,17 +3,21 @@
 For every query ``x`` (cosine distance ``1 - cos``; the kernel normalises every row itself):
 
 1. subject ``s`` = the nearest subject representative (ties: lower index);
-2. the ``min(k_nearest, count)`` nearest centroids of subject ``s`` (ties: lower centroid index) get
-   weights ``softmax(-dist / distance_temp)``; each contributes its model distribution
-   ``softmax(centroid_scores[c] / score_temp)`` where NaN scores get probability 0 and an all-NaN
-   row is replaced by the global distribution ``G``; ``P = sum_c w_c * sharpened_c``;
-3. if the nearest centroid distance ``d > fallback_distance``:
+2. for one subject ``t``: the ``min(k_nearest, count)`` nearest centroids of ``t`` (ties: lower
+   centroid index) get weights ``softmax(-dist / distance_temp)``; each contributes its model
+   distribution ``softmax(centroid_scores[c] / score_temp)`` where NaN scores get probability 0 and
+   an all-NaN row is replaced by the global distribution ``G``; ``P_t = sum_c w_c * sharpened_c``.
+   With ``subject_temp = 0`` (hard assignment, DESIGN §3C) ``P = P_s``. With ``subject_temp > 0``
+   (soft assignment) ``P = sum_t pi_t * P_t`` over every subject, ``pi = softmax(-subject_dist /
+   subject_temp)``, so a query between two subjects hedges between their niches;
+3. if the distance ``d`` to the nearest centroid of ``s`` exceeds ``fallback_distance``:
    ``alpha = min((d - fallback_distance) / fallback_width, 1)`` and ``P = (1 - alpha) P + alpha G``
    with ``G = softmax(global_scores / score_temp)`` (NaN entries get 0); otherwise ``alpha = 0``;
 4. ``ranked`` = the ``top_k`` models by decreasing ``P`` (ties: lower model index).
 
 The kernel releases the GIL and runs over blocks of queries in parallel: one GEMM per block against
-the subject representatives, then one GEMM per subject against only that subject's centroids.
+the subject representatives, then (hard) one GEMM per subject against only that subject's centroids
+or (soft) one GEMM against all centroids.
 float32 input is computed in float32 (distances agree with float64 to ~1e-6), float64 in float64.
 """
 
@@ -35,7 +39,7 @@ class RouteResult:
     Attributes:
         probs: ``(n, M)`` float64 routing distribution; rows sum to 1.
         ranked: ``(n, top_k)`` int64 model indices, best first (ties: lower index).
-        subject: ``(n,)`` int64 index of the chosen subject.
+        subject: ``(n,)`` int64 index of the nearest subject (the most weighted one when soft).
         nearest_distance: ``(n,)`` float64 cosine distance to the nearest centroid of that subject.
         alpha: ``(n,)`` float64 weight of the global distribution in the fallback blend.
     """
@@ -89,6 +93,7 @@ def route_batch(
     fallback_distance: float = 0.5,
     fallback_width: float = 0.2,
     top_k: int = 3,
+    subject_temp: float = 0.0,
 ) -> RouteResult:
     """Route ``n`` query embeddings to a pool of ``M`` models (rules in the module docs).
 
@@ -105,6 +110,7 @@ def route_batch(
         fallback_distance: nearest-centroid distance above which the global ranking is blended in.
         fallback_width: distance over which the blend weight grows from 0 to 1 (> 0).
         top_k: models listed in ``ranked`` (1..M).
+        subject_temp: temperature of the soft subject assignment (>= 0; 0 = hard, nearest subject only).
 
     Raises:
         ValueError: naming the argument of any invalid input (zero or non-finite embedding rows,
@@ -130,5 +136,6 @@ def route_batch(
         float(fallback_distance),
         float(fallback_width),
         _positive_int(top_k, "top_k"),
+        float(subject_temp),
     )
     return RouteResult(probs, ranked, subject, nearest, alpha)

@@ -41,31 +41,47 @@ def route_batch(
     fallback_distance: float = 0.5,
     fallback_width: float = 0.2,
     top_k: int = 3,
+    subject_temp: float = 0.0,
 ) -> RouteResult:
     """numpy version of :func:`cascal.kernels.route_batch` (no input validation)."""
     x = _unit_rows(X)
     n = x.shape[0]
     centroid_subject = np.asarray(centroid_subject)
 
-    # 1. subject = nearest representative (argmin keeps the first of tied minima)
+    # 1. subject = nearest representative (argmin keeps the first of tied minima); with
+    #    subject_temp > 0 every subject gets the weight softmax(-dist / subject_temp)
     subject_dist = 1.0 - x @ _unit_rows(subject_reps).T
     subject = np.argmin(subject_dist, axis=1)
-
-    # 2. distances to the centroids of the chosen subject only; other centroids are infinitely far
-    centroid_dist = 1.0 - x @ _unit_rows(centroids).T
-    foreign = centroid_subject[None, :] != subject[:, None]
-    centroid_dist = np.where(foreign, np.inf, centroid_dist)
-    order = np.argsort(centroid_dist, axis=1, kind="stable")[:, :k_nearest]
-    near = np.take_along_axis(centroid_dist, order, axis=1)  # inf where the subject has < k centroids
-    nearest = near[:, 0]
-    weights = np.exp(-(near - nearest[:, None]) / distance_temp)
-    weights /= weights.sum(axis=1, keepdims=True)
+    n_subjects = subject_dist.shape[1]
+    if subject_temp > 0:
+        gap = subject_dist - subject_dist[np.arange(n), subject][:, None]
+        subject_weight = np.exp(-gap / subject_temp)
+        subject_weight /= subject_weight.sum(axis=1, keepdims=True)
+    else:
+        subject_weight = np.eye(n_subjects)[subject]
 
     G = _sharpen(np.asarray(global_scores, dtype=np.float64), score_temp)[0]
     sharp = _sharpen(np.asarray(centroid_scores, dtype=np.float64), score_temp)
     all_nan = np.isnan(np.asarray(centroid_scores, dtype=np.float64)).all(axis=1)
     sharp[all_nan] = G
-    probs = np.einsum("nk,nkm->nm", weights, sharp[order])
+
+    # 2. per subject: distances to its own centroids only (others are infinitely far), the
+    #    k nearest mixed by softmax(-dist / distance_temp); subjects mixed by their weights
+    all_dist = 1.0 - x @ _unit_rows(centroids).T
+    probs = np.zeros((n, sharp.shape[1]))
+    nearest = np.zeros(n)
+    for s in range(n_subjects):
+        on = subject_weight[:, s] > 0
+        if not on.any():
+            continue
+        centroid_dist = np.where(centroid_subject[None, :] != s, np.inf, all_dist[on])
+        order = np.argsort(centroid_dist, axis=1, kind="stable")[:, :k_nearest]
+        near = np.take_along_axis(centroid_dist, order, axis=1)  # inf where the subject has < k centroids
+        weights = np.exp(-(near - near[:, :1]) / distance_temp)
+        weights /= weights.sum(axis=1, keepdims=True)
+        probs[on] += subject_weight[on, s, None] * np.einsum("nk,nkm->nm", weights, sharp[order])
+        mine = subject[on] == s
+        nearest[np.flatnonzero(on)[mine]] = near[mine, 0]
 
     # 3. fallback blend toward the global ranking
     alpha = np.where(nearest > fallback_distance, np.minimum((nearest - fallback_distance) / fallback_width, 1.0), 0.0)

@@ -3,19 +3,23 @@
 //! For every query `x` (cosine geometry; every input row is normalised by the kernel):
 //! 1. its subject `s` is the subject representative at the smallest cosine distance `1 − cos`
 //!    (ties: lower index);
-//! 2. among the centroids of subject `s`, the `min(k_nearest, count)` nearest ones (ties: lower
+//! 2. for one subject `t`, the `min(k_nearest, count)` nearest centroids of `t` (ties: lower
 //!    centroid index) get weights `softmax(−dist / distance_temp)`; each centroid contributes its
 //!    sharpened model distribution `softmax(score / score_temp)` (NaN scores get probability 0; a
-//!    centroid without any finite score contributes the global distribution `G`), `P = Σ w·sharp`;
-//! 3. when the nearest centroid's distance `d` exceeds `fallback_distance`,
+//!    centroid without any finite score contributes the global distribution `G`),
+//!    `P_t = Σ w·sharp`. With `subject_temp = 0` (hard assignment, DESIGN §3C) `P = P_s`; with
+//!    `subject_temp > 0` every subject `t` is weighted by `π_t = softmax_t(−dist_t / subject_temp)`
+//!    over the subject-representative distances and `P = Σ_t π_t·P_t`;
+//! 3. when the distance `d` from the query to the nearest centroid of `s` exceeds `fallback_distance`,
 //!    `α = min((d − fallback_distance) / fallback_width, 1)` and `P = (1 − α)·P + α·G`, with
 //!    `G = softmax(global_scores / score_temp)` (NaN entries get 0); otherwise `α = 0`;
 //! 4. `ranked` lists the `top_k` models by decreasing `P` (ties: lower model index).
 //!
 //! Queries are processed in blocks of rows in parallel (rayon). Per block, one GEMM against the
-//! subject representatives picks the subjects, then the block's rows are grouped by subject and one
-//! GEMM per subject against that subject's centroids gives the only centroid distances needed, so
-//! the work is `O(n·d·(S + C/S))` instead of `O(n·d·(S + C))` and memory stays bounded by the block.
+//! subject representatives picks the subjects. Hard assignment then groups the block's rows by
+//! subject and runs one GEMM per subject against that subject's centroids, the only centroid
+//! distances it needs (`O(n·d·(S + C/S))` work); soft assignment needs every centroid, so it runs one
+//! GEMM against all of them (`O(n·d·(S + C))`). Memory stays bounded by the block either way.
 
 use rayon::prelude::*;
 
@@ -35,11 +39,13 @@ pub struct RouteParams {
     pub fallback_distance: f64,
     pub fallback_width: f64,
     pub top_k: usize,
+    /// Temperature of the soft subject assignment; 0 = hard (nearest subject only).
+    pub subject_temp: f64,
 }
 
 impl Default for RouteParams {
     fn default() -> Self {
-        Self { k_nearest: 3, distance_temp: 0.1, score_temp: 0.1, fallback_distance: 0.5, fallback_width: 0.2, top_k: 3 }
+        Self { k_nearest: 3, distance_temp: 0.1, score_temp: 0.1, fallback_distance: 0.5, fallback_width: 0.2, top_k: 3, subject_temp: 0.0 }
     }
 }
 
@@ -52,6 +58,9 @@ impl RouteParams {
             if !(v.is_finite() && v > 0.0) {
                 return Err(KernelError::new(name, format!("must be a finite number > 0, got {v}")));
             }
+        }
+        if !(self.subject_temp.is_finite() && self.subject_temp >= 0.0) {
+            return Err(KernelError::new("subject_temp", format!("must be a finite number >= 0, got {}", self.subject_temp)));
         }
         if !self.fallback_distance.is_finite() {
             return Err(KernelError::new("fallback_distance", format!("must be finite, got {}", self.fallback_distance)));
@@ -72,7 +81,7 @@ pub struct RouteOutput {
     pub ranked: Vec<i64>,
     /// Chosen subject of every query.
     pub subject: Vec<i64>,
-    /// Cosine distance to the nearest centroid of the chosen subject.
+    /// Cosine distance to the nearest centroid of the chosen (nearest) subject.
     pub nearest_distance: Vec<f64>,
     /// Weight of the global distribution in the blend.
     pub alpha: Vec<f64>,
@@ -157,6 +166,8 @@ struct Prepared<T> {
     n_subjects: usize,
     n_models: usize,
     reps: Vec<T>,
+    /// `C × d` unit centroids (the soft assignment compares a query with all of them).
+    cents: Vec<T>,
     /// Per subject: its centroid indices (ascending) and their unit vectors, row-major.
     groups: Vec<(Vec<usize>, Vec<T>)>,
     /// `C × M` sharpened distributions.
@@ -231,7 +242,7 @@ fn prepare<T: Real>(model: &RoutingModel<'_, T>, d: usize, params: &RouteParams)
     for row in model.centroid_scores.chunks_exact(n_models) {
         sharp.extend(sharpen(row, params.score_temp).unwrap_or_else(|| global.clone()));
     }
-    Ok(Prepared { d, n_subjects, n_models, reps, groups, sharp, global })
+    Ok(Prepared { d, n_subjects, n_models, reps, cents, groups, sharp, global })
 }
 
 /// Output slices of one block of queries.
@@ -272,6 +283,18 @@ fn route_block<T: Real>(
         out.subject[i] = best.1 as i64;
     }
 
+    if params.subject_temp > 0.0 {
+        route_soft(x, &dots, &norms, prep, params, out);
+    } else {
+        route_hard(x, &norms, prep, params, out);
+    }
+    Ok(())
+}
+
+/// Hard assignment: each row mixes the niches of its nearest subject (`out.subject`) only.
+fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &RouteParams, out: BlockOut<'_>) {
+    let d = prep.d;
+    let nb = out.subject.len();
     let m = prep.n_models;
     let mut gathered: Vec<T> = Vec::new();
     let mut cdots: Vec<T> = Vec::new();
@@ -290,39 +313,107 @@ fn route_block<T: Real>(
         cdots.clear();
         cdots.resize(rows.len() * nc, T::ZERO);
         dot_block(&gathered, rows.len(), cent_vecs, nc, d, &mut cdots);
-        let k = params.k_nearest.min(nc);
         for (r, &i) in rows.iter().enumerate() {
             nearest.clear();
             nearest.extend((0..nc).map(|j| (1.0 - cdots[r * nc + j].into() / norms[i], cent_idx[j])));
-            nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let d_min = nearest[0].0;
-            weights.clear();
-            weights.extend(nearest[..k].iter().map(|&(dist, _)| (-(dist - d_min) / params.distance_temp).exp()));
-            let total: f64 = weights.iter().sum();
             let p = &mut out.probs[i * m..(i + 1) * m];
             p.fill(0.0);
-            for (&(_, c), &w) in nearest[..k].iter().zip(&weights) {
-                let w = w / total;
-                for (pm, &sm) in p.iter_mut().zip(&prep.sharp[c * m..(c + 1) * m]) {
-                    *pm += w * sm;
-                }
-            }
-            let alpha = if d_min > params.fallback_distance {
-                ((d_min - params.fallback_distance) / params.fallback_width).min(1.0)
-            } else {
-                0.0
-            };
-            if alpha > 0.0 {
-                for (pm, &g) in p.iter_mut().zip(&prep.global) {
-                    *pm = (1.0 - alpha) * *pm + alpha * g;
-                }
-            }
+            let d_min = mix_subject(&mut nearest, 1.0, prep, params, &mut weights, p);
             out.nearest[i] = d_min;
-            out.alpha[i] = alpha;
-            top_k_into(p, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+            out.alpha[i] = finish_row(p, d_min, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
         }
     }
-    Ok(())
+}
+
+/// Soft assignment: each row mixes every subject's niches, weighted by
+/// `softmax(−subject distance / subject_temp)`; `dots` are the row × subject dot products.
+fn route_soft<T: Real>(
+    x: &[T],
+    dots: &[T],
+    norms: &[f64],
+    prep: &Prepared<T>,
+    params: &RouteParams,
+    out: BlockOut<'_>,
+) {
+    let d = prep.d;
+    let nb = out.subject.len();
+    let m = prep.n_models;
+    let s_count = prep.n_subjects;
+    let c_count = prep.cents.len() / d;
+    let mut cdots = vec![T::ZERO; nb * c_count];
+    dot_block(x, nb, &prep.cents, c_count, d, &mut cdots);
+    let mut subject_weight = vec![0.0f64; s_count];
+    let mut nearest: Vec<(f64, usize)> = Vec::new();
+    let mut weights: Vec<f64> = Vec::new();
+    for i in 0..nb {
+        let best = out.subject[i] as usize;
+        let dist_of = |s: usize| 1.0 - dots[i * s_count + s].into() / norms[i];
+        let d_best = dist_of(best);
+        for (s, w) in subject_weight.iter_mut().enumerate() {
+            *w = (-(dist_of(s) - d_best) / params.subject_temp).exp();
+        }
+        let total: f64 = subject_weight.iter().sum();
+        let p = &mut out.probs[i * m..(i + 1) * m];
+        p.fill(0.0);
+        let mut d_min_best = f64::INFINITY;
+        for (s, (cent_idx, _)) in prep.groups.iter().enumerate() {
+            let w = subject_weight[s] / total;
+            if w == 0.0 {
+                continue;
+            }
+            nearest.clear();
+            nearest.extend(cent_idx.iter().map(|&c| (1.0 - cdots[i * c_count + c].into() / norms[i], c)));
+            let d_min = mix_subject(&mut nearest, w, prep, params, &mut weights, p);
+            if s == best {
+                d_min_best = d_min;
+            }
+        }
+        out.nearest[i] = d_min_best;
+        out.alpha[i] = finish_row(p, d_min_best, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+    }
+}
+
+/// Add `subject_weight · Σ_k w_k·sharp_k` over the `k_nearest` nearest of one subject's centroids
+/// (`nearest`: (distance, centroid index) pairs, reordered here) to `p`; returns the smallest distance.
+fn mix_subject<T: Real>(
+    nearest: &mut [(f64, usize)],
+    subject_weight: f64,
+    prep: &Prepared<T>,
+    params: &RouteParams,
+    weights: &mut Vec<f64>,
+    p: &mut [f64],
+) -> f64 {
+    let m = prep.n_models;
+    nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let k = params.k_nearest.min(nearest.len());
+    let d_min = nearest[0].0;
+    weights.clear();
+    weights.extend(nearest[..k].iter().map(|&(dist, _)| (-(dist - d_min) / params.distance_temp).exp()));
+    let total: f64 = weights.iter().sum();
+    for (&(_, c), &w) in nearest[..k].iter().zip(weights.iter()) {
+        let w = subject_weight * w / total;
+        for (pm, &sm) in p.iter_mut().zip(&prep.sharp[c * m..(c + 1) * m]) {
+            *pm += w * sm;
+        }
+    }
+    d_min
+}
+
+/// Blend `p` toward the global distribution by the fallback weight of `d_min`, write the top-k
+/// into `ranked`, and return the weight `alpha`.
+fn finish_row<T>(p: &mut [f64], d_min: f64, prep: &Prepared<T>, params: &RouteParams, ranked: &mut [i64]) -> f64 {
+    let alpha = if d_min > params.fallback_distance {
+        ((d_min - params.fallback_distance) / params.fallback_width).min(1.0)
+    } else {
+        0.0
+    };
+    if alpha > 0.0 {
+        for (pm, &g) in p.iter_mut().zip(&prep.global) {
+            *pm = (1.0 - alpha) * *pm + alpha * g;
+        }
+    }
+    top_k_into(p, ranked);
+    alpha
 }
 
 /// Indices of the `ranked.len()` largest entries of `p`, largest first, ties to the lower index.
@@ -438,6 +529,53 @@ mod tests {
         assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &m, &too_many).unwrap_err().arg, "top_k");
         let nan_global = model(&reps, &cents, &[0], &[0.1, 0.2], &[f64::NAN, f64::NAN]);
         assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &nan_global, &p).unwrap_err().arg, "global_scores");
+    }
+
+    #[test]
+    fn soft_assignment_mixes_subjects_by_their_distance() {
+        // two subjects, one centroid each; scores make subject 0 prefer model 0 and subject 1 model 1
+        let reps = [1.0, 0.0, 0.0, 1.0];
+        let cents = [1.0, 0.0, 0.0, 1.0];
+        let scores = [1.0, 0.0, 0.0, 1.0];
+        let global = [0.5, 0.5];
+        let m = model(&reps, &cents, &[0, 1], &scores, &global);
+        let (st, tau) = (0.1, 0.5);
+        let p = RouteParams { top_k: 2, subject_temp: st, score_temp: tau, fallback_distance: 1.5, ..Default::default() };
+        let c = 0.6f64; // query at angle with cos 0.6 to subject 0 and 0.8 to subject 1
+        let out = route_batch(&[c, 0.8], 1, 2, &m, &p).unwrap();
+        assert_eq!(out.subject, vec![1]);
+        assert!((out.nearest_distance[0] - 0.2).abs() < 1e-12);
+        // pi_1 / pi_0 = exp(0.2 / 0.1); each subject's distribution is softmax(score / 0.5)
+        let pi1 = 1.0 / (1.0 + (-0.2f64 / st).exp());
+        let sharp_hi = 1.0 / (1.0 + (-1.0f64 / tau).exp());
+        let expected_p1 = pi1 * sharp_hi + (1.0 - pi1) * (1.0 - sharp_hi);
+        assert!((out.probs[1] - expected_p1).abs() < 1e-12, "{} vs {expected_p1}", out.probs[1]);
+        assert!((out.probs[0] + out.probs[1] - 1.0).abs() < 1e-12);
+        assert_eq!(out.ranked, vec![1, 0]);
+    }
+
+    #[test]
+    fn tiny_subject_temp_matches_hard_assignment() {
+        let reps = [1.0, 0.0, 0.6, 0.8, 0.0, 1.0];
+        let cents = [1.0, 0.1, 0.9, 0.2, 0.5, 0.9, 0.1, 1.0];
+        let scores = [0.9, 0.1, 0.3, 0.2, 0.8, 0.1, 0.4, 0.4, 0.5, f64::NAN, 0.7, 0.2];
+        let global = [0.5, 0.4, 0.3];
+        let m = model(&reps, &cents, &[0, 0, 1, 2], &scores, &global);
+        let x = [1.0, 0.3, 0.2, 1.0, 0.7, 0.7, -0.3, 1.0, 0.9, -0.2];
+        let hard = RouteParams { k_nearest: 2, ..Default::default() };
+        let soft = RouteParams { subject_temp: 1e-4, ..hard };
+        let a = route_batch(&x, 5, 2, &m, &hard).unwrap();
+        let b = route_batch(&x, 5, 2, &m, &soft).unwrap();
+        assert_eq!(a.subject, b.subject);
+        assert_eq!(a.ranked, b.ranked);
+        assert_eq!(a.nearest_distance, b.nearest_distance);
+        for (u, v) in a.probs.iter().zip(&b.probs) {
+            assert!((u - v).abs() < 1e-12);
+        }
+        let bad = RouteParams { subject_temp: -1.0, ..hard };
+        assert_eq!(route_batch(&x, 5, 2, &m, &bad).unwrap_err().arg, "subject_temp");
+        let nan = RouteParams { subject_temp: f64::NAN, ..hard };
+        assert_eq!(route_batch(&x, 5, 2, &m, &nan).unwrap_err().arg, "subject_temp");
     }
 
     #[test]

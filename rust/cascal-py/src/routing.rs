@@ -84,7 +84,7 @@ fn route_typed<'py, T: Real + numpy::Element>(
 /// Batched CASCAL routing (DESIGN §3C). Returns `(probs, ranked, subject, nearest_distance, alpha)`;
 /// see `cascal.kernels.route_batch`. `X`, `subject_reps` and `centroids` share one float dtype.
 #[pyfunction]
-#[pyo3(signature = (x, subject_reps, centroids, centroid_subject, centroid_scores, global_scores, k_nearest=3, distance_temp=0.1, score_temp=0.1, fallback_distance=0.5, fallback_width=0.2, top_k=3))]
+#[pyo3(signature = (x, subject_reps, centroids, centroid_subject, centroid_scores, global_scores, k_nearest=3, distance_temp=0.1, score_temp=0.1, fallback_distance=0.5, fallback_width=0.2, top_k=3, subject_temp=0.0))]
 #[allow(clippy::too_many_arguments)]
 fn route_batch<'py>(
     py: Python<'py>,
@@ -100,8 +100,9 @@ fn route_batch<'py>(
     fallback_distance: f64,
     fallback_width: f64,
     top_k: usize,
+    subject_temp: f64,
 ) -> PyResult<RouteTuple<'py>> {
-    let params = RouteParams { k_nearest, distance_temp, score_temp, fallback_distance, fallback_width, top_k };
+    let params = RouteParams { k_nearest, distance_temp, score_temp, fallback_distance, fallback_width, top_k, subject_temp };
     let cs = slice(&centroid_subject, "centroid_subject")?;
     let g = slice(&global_scores, "global_scores")?;
     if x.extract::<PyReadonlyArray2<'py, f32>>().is_ok() {
