@@ -166,3 +166,17 @@ def test_train_and_route_errors_are_clear(tmp_path, trained, capsys):
         rank_question(object(), "  ")
     with pytest.raises(ValueError, match="embedding model"):
         rank_question(type("R", (), {"embedding_model": None})(), "why?")
+
+
+def test_train_summary_states_the_routing_constants(trained):
+    from cascal.commands.train import describe
+    from cascal.router import CascalRouter
+
+    router = CascalRouter.load(trained[3])
+    line = describe(router).splitlines()[-1]
+    assert line.startswith(f"routing: subjects soft, temperature {router.subject_temp_:.4f} (calibrated)")
+    assert f"{router.fallback_distance_:.3f} (calibrated)" in line
+    router.set_params(subject_temp=0.0, fallback_distance=0.5)
+    router.subject_temp_, router.fallback_distance_ = 0.0, 0.5
+    line = describe(router).splitlines()[-1]
+    assert "hard (nearest subject only)" in line and line.endswith("0.500")

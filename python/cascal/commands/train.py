@@ -64,7 +64,19 @@ def describe(router: Any) -> str:
     lines.append("niches per subject:")
     for subject in router.subject_names_:
         lines.append(f"  {subject:<32} {len(router.niches_[subject])}")
+    lines.append(_routing_line(router))
     return "\n".join(lines)
+
+
+def _routing_line(router: Any) -> str:
+    """The routing constants in use, saying which ones were calibrated on the training data."""
+    def how(param: object) -> str:
+        return " (calibrated)" if param == "auto" else ""
+
+    temp = router.subject_temp_
+    subjects = "hard (nearest subject only)" if temp == 0 else f"soft, temperature {temp:.4f}{how(router.subject_temp)}"
+    return (f"routing: subjects {subjects}; fallback to the global ranking beyond cosine distance "
+            f"{router.fallback_distance_:.3f}{how(router.fallback_distance)}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

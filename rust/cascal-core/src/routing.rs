@@ -166,10 +166,12 @@ struct Prepared<T> {
     n_subjects: usize,
     n_models: usize,
     reps: Vec<T>,
-    /// `C × d` unit centroids (the soft assignment compares a query with all of them).
-    cents: Vec<T>,
-    /// Per subject: its centroid indices (ascending) and their unit vectors, row-major.
-    groups: Vec<(Vec<usize>, Vec<T>)>,
+    /// `C × d` unit centroids grouped by subject (subject 0's first, each group in ascending
+    /// centroid index order); subject `s` owns rows `group_start[s]..group_start[s + 1]`.
+    grouped_cents: Vec<T>,
+    group_start: Vec<usize>,
+    /// Original centroid index of every row of `grouped_cents`.
+    grouped_index: Vec<usize>,
     /// `C × M` sharpened distributions.
     sharp: Vec<f64>,
     global: Vec<f64>,
@@ -231,18 +233,17 @@ fn prepare<T: Real>(model: &RoutingModel<'_, T>, d: usize, params: &RouteParams)
     if let Some(s) = members.iter().position(|m| m.is_empty()) {
         return Err(KernelError::new("centroid_subject", format!("subject {s} has no centroid; every subject needs at least one")));
     }
-    let groups = members
-        .into_iter()
-        .map(|idx| {
-            let vecs = idx.iter().flat_map(|&c| cents[c * d..(c + 1) * d].iter().copied()).collect();
-            (idx, vecs)
-        })
-        .collect();
+    let grouped_index: Vec<usize> = members.iter().flatten().copied().collect();
+    let grouped_cents = grouped_index.iter().flat_map(|&c| cents[c * d..(c + 1) * d].iter().copied()).collect();
+    let mut group_start = vec![0usize];
+    for m in &members {
+        group_start.push(group_start.last().copied().unwrap_or(0) + m.len());
+    }
     let mut sharp = Vec::with_capacity(n_centroids * n_models);
     for row in model.centroid_scores.chunks_exact(n_models) {
         sharp.extend(sharpen(row, params.score_temp).unwrap_or_else(|| global.clone()));
     }
-    Ok(Prepared { d, n_subjects, n_models, reps, cents, groups, sharp, global })
+    Ok(Prepared { d, n_subjects, n_models, reps, grouped_cents, group_start, grouped_index, sharp, global })
 }
 
 /// Output slices of one block of queries.
@@ -298,9 +299,8 @@ fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &Rout
     let m = prep.n_models;
     let mut gathered: Vec<T> = Vec::new();
     let mut cdots: Vec<T> = Vec::new();
-    let mut nearest: Vec<(f64, usize)> = Vec::new();
-    let mut weights: Vec<f64> = Vec::new();
-    for (s, (cent_idx, cent_vecs)) in prep.groups.iter().enumerate() {
+    let mut scratch = Scratch::default();
+    for s in 0..prep.n_subjects {
         let rows: Vec<usize> = (0..nb).filter(|&i| out.subject[i] as usize == s).collect();
         if rows.is_empty() {
             continue;
@@ -309,16 +309,20 @@ fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &Rout
         for &i in &rows {
             gathered.extend_from_slice(&x[i * d..(i + 1) * d]);
         }
-        let nc = cent_idx.len();
+        let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
+        let nc = hi - lo;
         cdots.clear();
         cdots.resize(rows.len() * nc, T::ZERO);
-        dot_block(&gathered, rows.len(), cent_vecs, nc, d, &mut cdots);
+        dot_block(&gathered, rows.len(), &prep.grouped_cents[lo * d..hi * d], nc, d, &mut cdots);
         for (r, &i) in rows.iter().enumerate() {
-            nearest.clear();
-            nearest.extend((0..nc).map(|j| (1.0 - cdots[r * nc + j].into() / norms[i], cent_idx[j])));
             let p = &mut out.probs[i * m..(i + 1) * m];
             p.fill(0.0);
-            let d_min = mix_subject(&mut nearest, 1.0, prep, params, &mut weights, p);
+            let inv_norm = 1.0 / norms[i];
+            let mut dists = std::mem::take(&mut scratch.dists);
+            dists.clear();
+            dists.extend(cdots[r * nc..(r + 1) * nc].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
+            let d_min = mix_subject(&dists, lo, 1.0, prep, params, &mut scratch, p);
+            scratch.dists = dists;
             out.nearest[i] = d_min;
             out.alpha[i] = finish_row(p, d_min, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
         }
@@ -339,59 +343,92 @@ fn route_soft<T: Real>(
     let nb = out.subject.len();
     let m = prep.n_models;
     let s_count = prep.n_subjects;
-    let c_count = prep.cents.len() / d;
+    let c_count = prep.grouped_index.len();
     let mut cdots = vec![T::ZERO; nb * c_count];
-    dot_block(x, nb, &prep.cents, c_count, d, &mut cdots);
+    dot_block(x, nb, &prep.grouped_cents, c_count, d, &mut cdots);
     let mut subject_weight = vec![0.0f64; s_count];
-    let mut nearest: Vec<(f64, usize)> = Vec::new();
-    let mut weights: Vec<f64> = Vec::new();
+    let mut scratch = Scratch::default();
     for i in 0..nb {
         let best = out.subject[i] as usize;
-        let dist_of = |s: usize| 1.0 - dots[i * s_count + s].into() / norms[i];
-        let d_best = dist_of(best);
-        for (s, w) in subject_weight.iter_mut().enumerate() {
-            *w = (-(dist_of(s) - d_best) / params.subject_temp).exp();
+        let inv_norm = 1.0 / norms[i];
+        let row_dots = &dots[i * s_count..(i + 1) * s_count];
+        // subject distances are 1 - dot/norm: the gap to the best one is (dot_best - dot)/norm
+        let dot_best: f64 = row_dots[best].into();
+        let mut total = 0.0;
+        for (w, &dot) in subject_weight.iter_mut().zip(row_dots) {
+            *w = (-((dot_best - dot.into()) * inv_norm) / params.subject_temp).exp();
+            total += *w;
         }
-        let total: f64 = subject_weight.iter().sum();
         let p = &mut out.probs[i * m..(i + 1) * m];
         p.fill(0.0);
+        let mut dists = std::mem::take(&mut scratch.dists);
+        dists.clear();
+        dists.extend(cdots[i * c_count..(i + 1) * c_count].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
         let mut d_min_best = f64::INFINITY;
-        for (s, (cent_idx, _)) in prep.groups.iter().enumerate() {
+        for s in 0..s_count {
             let w = subject_weight[s] / total;
             if w == 0.0 {
                 continue;
             }
-            nearest.clear();
-            nearest.extend(cent_idx.iter().map(|&c| (1.0 - cdots[i * c_count + c].into() / norms[i], c)));
-            let d_min = mix_subject(&mut nearest, w, prep, params, &mut weights, p);
+            let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
+            let d_min = mix_subject(&dists[lo..hi], lo, w, prep, params, &mut scratch, p);
             if s == best {
                 d_min_best = d_min;
             }
         }
+        scratch.dists = dists;
         out.nearest[i] = d_min_best;
         out.alpha[i] = finish_row(p, d_min_best, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
     }
 }
 
+/// Reused per-row buffers of [`mix_subject`].
+#[derive(Default)]
+struct Scratch {
+    /// The nearest centroids so far: (distance, grouped row), sorted by distance then row.
+    nearest: Vec<(f64, usize)>,
+    weights: Vec<f64>,
+    /// Cosine distances of one query to the centroids being considered.
+    dists: Vec<f64>,
+}
+
 /// Add `subject_weight · Σ_k w_k·sharp_k` over the `k_nearest` nearest of one subject's centroids
-/// (`nearest`: (distance, centroid index) pairs, reordered here) to `p`; returns the smallest distance.
-fn mix_subject<T: Real>(
-    nearest: &mut [(f64, usize)],
+/// to `p` and return the smallest distance. `dists` are the query's cosine distances to the
+/// subject's centroids (grouped rows `first..first + dists.len()`, i.e. ascending centroid index).
+/// Ties in distance go to the lower centroid index.
+fn mix_subject<T>(
+    dists: &[f64],
+    first: usize,
     subject_weight: f64,
     prep: &Prepared<T>,
     params: &RouteParams,
-    weights: &mut Vec<f64>,
+    scratch: &mut Scratch,
     p: &mut [f64],
 ) -> f64 {
     let m = prep.n_models;
-    nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let k = params.k_nearest.min(nearest.len());
+    let k = params.k_nearest.min(dists.len());
+    let nearest = &mut scratch.nearest;
+    nearest.clear();
+    // insertion into a sorted buffer of the k best; a later (higher-index) centroid only displaces
+    // an earlier one when strictly nearer, so ties keep the lower index first
+    for (j, &dist) in dists.iter().enumerate() {
+        if nearest.len() == k {
+            if dist >= nearest[k - 1].0 {
+                continue;
+            }
+            nearest.pop();
+        }
+        let at = nearest.iter().rposition(|&(dn, _)| dn <= dist).map_or(0, |q| q + 1);
+        nearest.insert(at, (dist, first + j));
+    }
     let d_min = nearest[0].0;
+    let weights = &mut scratch.weights;
     weights.clear();
-    weights.extend(nearest[..k].iter().map(|&(dist, _)| (-(dist - d_min) / params.distance_temp).exp()));
+    weights.extend(nearest.iter().map(|&(dist, _)| if dist == d_min { 1.0 } else { (-(dist - d_min) / params.distance_temp).exp() }));
     let total: f64 = weights.iter().sum();
-    for (&(_, c), &w) in nearest[..k].iter().zip(weights.iter()) {
+    for (&(_, g), &w) in nearest.iter().zip(weights.iter()) {
         let w = subject_weight * w / total;
+        let c = prep.grouped_index[g];
         for (pm, &sm) in p.iter_mut().zip(&prep.sharp[c * m..(c + 1) * m]) {
             *pm += w * sm;
         }

@@ -44,27 +44,42 @@ def make_input(n_queries: int, seed: int = 0) -> RoutingInput:
     return RoutingInput(X, reps, centroids, centroid_subject, scores, rng.random(N_MODELS))
 
 
-def _kernel(s: RoutingInput):
-    return route_batch(s.X, s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores, s.global_scores)
+#: subject_temp of the soft-assignment case (about what CascalRouter calibrates on MMLU-Pro/MiniLM)
+SOFT_SUBJECT_TEMP = 0.05
 
 
-def _numpy(s: RoutingInput):
+def _kernel(s: RoutingInput, subject_temp: float = 0.0):
+    return route_batch(s.X, s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores, s.global_scores,
+                       subject_temp=subject_temp)
+
+
+def _numpy(s: RoutingInput, subject_temp: float = 0.0):
     return [
         reference.route_batch(
-            s.X[i : i + REFERENCE_SLICE], s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores, s.global_scores
+            s.X[i : i + REFERENCE_SLICE], s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores,
+            s.global_scores, subject_temp=subject_temp,
         )
         for i in range(0, len(s.X), REFERENCE_SLICE)
     ]
 
 
-register(
-    Case(
-        name=f"route_batch {FULL_QUERIES:,} (quick {QUICK_QUERIES:,})q d={DIM} C={N_CENTROIDS}",
-        setup=lambda quick: make_input(QUICK_QUERIES if quick else FULL_QUERIES),
-        kernel=_kernel,
-        references={"numpy (50k-row slices)": _numpy},
-        targets={"numpy (50k-row slices)": 10.0},
-        repeats=3,
-        quick_repeats=3,
+def _soft_kernel(s: RoutingInput):
+    return _kernel(s, SOFT_SUBJECT_TEMP)
+
+
+def _soft_numpy(s: RoutingInput):
+    return _numpy(s, SOFT_SUBJECT_TEMP)
+
+
+for label, kernel, ref in (("hard subjects", _kernel, _numpy), (f"soft subjects T={SOFT_SUBJECT_TEMP}", _soft_kernel, _soft_numpy)):
+    register(
+        Case(
+            name=f"route_batch {label} {FULL_QUERIES:,} (quick {QUICK_QUERIES:,})q d={DIM} C={N_CENTROIDS}",
+            setup=lambda quick: make_input(QUICK_QUERIES if quick else FULL_QUERIES),
+            kernel=kernel,
+            references={"numpy (50k-row slices)": ref},
+            targets={"numpy (50k-row slices)": 10.0},
+            repeats=3,
+            quick_repeats=3,
+        )
     )
-)
