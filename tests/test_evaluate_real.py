@@ -90,12 +90,14 @@ def test_outputs_written(evaluation):
 def test_cascal_targets(evaluation):
     results, _ = evaluation
     # pool large: top-3 >= 73.0 and top-1 >= 70.5 over 5 seeds; pool small: top-3 >= 47.5
-    assert score(results, "large", "cascal", NO_KEY, "top3") >= 0.72
-    assert score(results, "large", "cascal", NO_KEY, "top1") >= 0.695
-    assert score(results, "small", "cascal", NO_KEY, "top3") >= 0.465
+    # (measured over 5 seeds: 74.2 / 72.3 and 48.7; seed 0: 74.2 / 72.5 and 48.9)
+    assert score(results, "large", "cascal", NO_KEY, "top3") >= 0.73
+    assert score(results, "large", "cascal", NO_KEY, "top1") >= 0.71
+    assert score(results, "small", "cascal", NO_KEY, "top3") >= 0.475
     # with the weak generator's key CASCAL (which never reads a key) beats every query-answer router.
-    # The task's target is +8 (top-3) / +12 (top-1) points; measured over 5 seeds: +6.1 / +11.0
-    # against the strongest (kNN), so this guards against regressions rather than certifying the target.
+    # The task's target is +8 (top-3) / +12 (top-1) points; measured over 5 seeds: +6.7 / +11.8
+    # against the strongest (kNN; seed 0: +7.0 / +12.8), so this guards against regressions rather
+    # than certifying the top-3 target.
     for router in QUERY_ANSWER_BASELINES:
-        assert score(results, "large", "cascal", NO_KEY, "top3") >= score(results, "large", router, "weak", "top3") + 0.04
-        assert score(results, "large", "cascal", NO_KEY, "top1") >= score(results, "large", router, "weak", "top1") + 0.08
+        assert score(results, "large", "cascal", NO_KEY, "top3") >= score(results, "large", router, "weak", "top3") + 0.05
+        assert score(results, "large", "cascal", NO_KEY, "top1") >= score(results, "large", router, "weak", "top1") + 0.10
