@@ -148,11 +148,21 @@ pub fn check_matrix<T: Real>(arg: &'static str, x: &[T], n: usize, d: usize) -> 
             format!("has {} values, expected {n} x {d} = {expected}", x.len()),
         ));
     }
-    if let Some(row) = x.par_chunks(d).position_first(|r| r.iter().any(|v| !v.is_finite())) {
+    let bad_row = |r: &[T]| r.iter().any(|v| !v.is_finite());
+    // waking the thread pool costs more than scanning a small matrix
+    let first_bad = if x.len() <= SMALL_ELEMENTS {
+        x.chunks(d).position(bad_row)
+    } else {
+        x.par_chunks(d).position_first(bad_row)
+    };
+    if let Some(row) = first_bad {
         return Err(KernelError::new(arg, format!("contains NaN or infinity at row {row}")));
     }
     Ok(())
 }
+
+/// Inputs up to this many values are scanned on the calling thread (no rayon dispatch).
+const SMALL_ELEMENTS: usize = 1 << 18;
 
 /// Where rows go before the GEMM (see the module docs).
 pub(crate) struct Geometry<T: Real> {
@@ -195,12 +205,16 @@ impl<T: Real> Geometry<T> {
     }
 
     /// Prepare `rows` rows of `src` into `dst`, filling their squared norms and zero flags.
+    ///
+    /// Every loop below is a lane-wise map or reduction (no division in the per-element work), so
+    /// it vectorises: for the small inputs of a k-means step this preparation used to cost more
+    /// than the GEMM itself.
     pub(crate) fn prepare(&self, src: &[T], d: usize, dst: &mut [T], sq: &mut [f64], zero: &mut [bool]) {
         for (r, row) in src.chunks_exact(d).enumerate() {
             let out = &mut dst[r * d..(r + 1) * d];
             match self.metric {
                 Metric::Cosine => {
-                    let m = row.iter().map(|v| v.to_f64().abs()).fold(0.0f64, f64::max);
+                    let m = lane_max_abs(row);
                     if m == 0.0 {
                         out.fill(T::from_f64(0.0));
                         sq[r] = 0.0;
@@ -208,23 +222,33 @@ impl<T: Real> Geometry<T> {
                         continue;
                     }
                     // Scale by the largest magnitude first, then by the norm of the scaled row:
-                    // m · √ss itself could underflow (subnormal rows) or overflow.
-                    let ss: f64 = row.iter().map(|v| (v.to_f64() / m).powi(2)).sum();
-                    let inv_norm = 1.0 / ss.sqrt();
-                    let mut acc = 0.0;
-                    for (o, v) in out.iter_mut().zip(row) {
-                        *o = T::from_f64((v.to_f64() / m) * inv_norm);
-                        acc += o.to_f64() * o.to_f64();
+                    // m · √ss itself could underflow (subnormal rows) or overflow. 1/m is
+                    // infinite only for a subnormal m; those rows take the dividing path.
+                    let inv_m = 1.0 / m;
+                    if inv_m.is_finite() {
+                        let ss = lane_sum(row, |v| {
+                            let u = v * inv_m;
+                            u * u
+                        });
+                        let inv_norm = 1.0 / ss.sqrt();
+                        for (o, v) in out.iter_mut().zip(row) {
+                            *o = T::from_f64((v.to_f64() * inv_m) * inv_norm);
+                        }
+                    } else {
+                        let ss: f64 = row.iter().map(|v| (v.to_f64() / m).powi(2)).sum();
+                        let inv_norm = 1.0 / ss.sqrt();
+                        for (o, v) in out.iter_mut().zip(row) {
+                            *o = T::from_f64((v.to_f64() / m) * inv_norm);
+                        }
                     }
-                    sq[r] = acc;
+                    sq[r] = lane_sum(out, |v| v * v);
                     zero[r] = false;
                 }
                 Metric::Euclidean | Metric::SqEuclidean => {
-                    let mut acc = 0.0;
                     for ((o, v), c) in out.iter_mut().zip(row).zip(&self.centre) {
                         *o = T::from_f64((v.to_f64() - c.to_f64()) * self.inv_scale);
-                        acc += o.to_f64() * o.to_f64();
                     }
+                    let acc = lane_sum(out, |v| v * v);
                     sq[r] = acc;
                     zero[r] = acc == 0.0;
                 }
@@ -368,6 +392,11 @@ impl<T: Real> Prepared<T> {
         let mut sq = vec![0.0; n];
         let mut zero = vec![false; n];
         const CHUNK: usize = 256;
+        if n <= CHUNK {
+            geom.prepare(x, d, &mut rows, &mut sq, &mut zero);
+            let any_zero = zero.iter().any(|&z| z);
+            return Self { rows, sq, zero, any_zero };
+        }
         rows.par_chunks_mut(CHUNK * d)
             .zip(sq.par_chunks_mut(CHUNK))
             .zip(zero.par_chunks_mut(CHUNK))
@@ -440,21 +469,26 @@ where
     let rb = shape.row_block.max(1);
     let ct = shape.col_tile.max(1);
     let blocks = n.div_ceil(rb);
-    (0..blocks).into_par_iter().for_each_init(
-        || (vec![T::from_f64(0.0); rb * d], vec![0.0f64; rb], vec![false; rb], vec![T::from_f64(0.0); rb * ct]),
-        |(prep, sq, zero, dots), bi| {
-            let r0 = bi * rb;
-            let rows = rb.min(n - r0);
-            geom.prepare(&x[r0 * d..(r0 + rows) * d], d, &mut prep[..rows * d], &mut sq[..rows], &mut zero[..rows]);
-            let mut c0 = if shape.upper { r0 } else { 0 };
-            while c0 < nb {
-                let cols = ct.min(nb - c0);
-                dot_block(&prep[..rows * d], rows, &other.rows[c0 * d..(c0 + cols) * d], cols, d, &mut dots[..rows * cols]);
-                visit(&Tile { r0, rows, c0, cols, dots: &dots[..rows * cols], sq: &sq[..rows], zero: &zero[..rows] });
-                c0 += cols;
-            }
-        },
-    );
+    let scratch = || (vec![T::from_f64(0.0); rb * d], vec![0.0f64; rb], vec![false; rb], vec![T::from_f64(0.0); rb * ct]);
+    let run_block = |(prep, sq, zero, dots): &mut (Vec<T>, Vec<f64>, Vec<bool>, Vec<T>), bi: usize| {
+        let r0 = bi * rb;
+        let rows = rb.min(n - r0);
+        geom.prepare(&x[r0 * d..(r0 + rows) * d], d, &mut prep[..rows * d], &mut sq[..rows], &mut zero[..rows]);
+        let mut c0 = if shape.upper { r0 } else { 0 };
+        while c0 < nb {
+            let cols = ct.min(nb - c0);
+            dot_block(&prep[..rows * d], rows, &other.rows[c0 * d..(c0 + cols) * d], cols, d, &mut dots[..rows * cols]);
+            visit(&Tile { r0, rows, c0, cols, dots: &dots[..rows * cols], sq: &sq[..rows], zero: &zero[..rows] });
+            c0 += cols;
+        }
+    };
+    if blocks <= 1 {
+        // one block: nothing to share out, and waking the pool would cost more than the work
+        let mut buffers = scratch();
+        (0..blocks).for_each(|bi| run_block(&mut buffers, bi));
+    } else {
+        (0..blocks).into_par_iter().for_each_init(scratch, |buffers, bi| run_block(buffers, bi));
+    }
 }
 
 /// Index of pair `(i, j)`, `i < j`, in the condensed vector of `n` points.
@@ -581,6 +615,38 @@ pub fn cdist<T: Real>(x: &[T], nx: usize, y: &[T], ny: usize, d: usize, metric: 
         unsafe { out.set_len(len) };
     }
     Ok(out)
+}
+
+/// Lanes of the vectorisable reductions below.
+const LANES: usize = 8;
+
+/// `Σ f(v)` over `row` in f64, accumulated in [`LANES`] independent partial sums (so the compiler
+/// can vectorise it); the summation order differs from a sequential sum only by rounding.
+#[inline]
+fn lane_sum<T: Real>(row: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v.to_f64());
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v.to_f64())).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Largest `|v|` of `row` (finite input), in [`LANES`] independent maxima.
+#[inline]
+fn lane_max_abs<T: Real>(row: &[T]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = a.max(v.to_f64().abs());
+        }
+    }
+    let tail = chunks.remainder().iter().map(|v| v.to_f64().abs()).fold(0.0f64, f64::max);
+    acc.iter().copied().fold(tail, f64::max)
 }
 
 #[cfg(test)]
