@@ -87,7 +87,9 @@ class CascalRouter(BaseRouter):
     Fitted attributes:
         model_names_, subject_names_ (sorted), embedding_model_ (the parameter, else the name carried
         by ``responses``), fallback_distance_ and subject_temp_ (the values routing uses: the
-        parameters, or their calibrated values when ``"auto"``), global_scores_ ``(M,)``,
+        parameters, or their calibrated values when ``"auto"``; set by ``fit``, so changing
+        ``fallback_distance`` or ``subject_temp`` takes effect at the next fit, while the other
+        routing parameters are read at every call), global_scores_ ``(M,)``,
         subject_reps_ ``(S, d)``,
         centroids_ ``(C, d)``, centroid_subject_ ``(C,)`` index into ``subject_names_``,
         centroid_scores_ ``(C, M)``, centroid_sizes_ ``(C,)``, niches_ (subject -> list of
