@@ -21,6 +21,7 @@
 
 use rayon::prelude::*;
 
+use crate::distance::OutPtr;
 use crate::error::{KResult, KernelError};
 
 /// Largest number of options a question may have.
@@ -83,17 +84,17 @@ pub struct ConsensusOutput {
     pub sigma: Vec<f64>,
 }
 
-/// Median of `key(v)` over non-empty `values` (mean of the two middle keys for an even count);
-/// reorders `values`, whose keys must not be NaN.
+/// Median of non-empty, NaN-free `values` (mean of the two middle values for an even count);
+/// reorders `values`.
 #[inline]
-fn median_of_keys(values: &mut [f64], key: impl Fn(f64) -> f64) -> f64 {
+fn median(values: &mut [f64]) -> f64 {
     let n = values.len();
-    let (lower, upper, _) = values.select_nth_unstable_by(n / 2, |a, b| key(*a).total_cmp(&key(*b)));
-    let upper = key(*upper);
+    let (lower, upper, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let upper = *upper;
     if n % 2 == 1 {
         return upper;
     }
-    let lower = lower.iter().map(|&v| key(v)).fold(f64::NEG_INFINITY, f64::max);
+    let lower = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let sum = lower + upper;
     if sum.is_finite() {
         sum / 2.0
@@ -102,18 +103,24 @@ fn median_of_keys(values: &mut [f64], key: impl Fn(f64) -> f64) -> f64 {
     }
 }
 
-/// Robust location and scale of one model's logprobs (NaN entries ignored); see the module docs.
-fn column_stats(mut finite: Vec<f64>) -> (f64, f64) {
+/// Robust location and scale of one model's non-NaN logprobs `finite` (see the module docs).
+/// `finite` is overwritten by the absolute deviations; `originals()` gathers the values again for
+/// the rare standard-deviation fallback.
+fn column_stats(mut finite: Vec<f64>, originals: impl Fn() -> Vec<f64>) -> (f64, f64) {
     if finite.is_empty() {
         return (0.0, 1.0);
     }
-    let mu = median_of_keys(&mut finite, |x| x);
-    // the MAD selects on |x - mu| in place: no second column-sized buffer
-    let mad_sigma = MAD_TO_SIGMA * median_of_keys(&mut finite, |x| (x - mu).abs());
+    let mu = median(&mut finite);
+    // the MAD selects on |x - mu| computed once, in place: no second column-sized buffer
+    for v in finite.iter_mut() {
+        *v = (*v - mu).abs();
+    }
+    let mad_sigma = MAD_TO_SIGMA * median(&mut finite);
     if mad_sigma.is_finite() && mad_sigma > 0.0 {
         return (mu, mad_sigma);
     }
     // fallback: population standard deviation (rarely needed, so computed only here)
+    let finite = originals();
     let n = finite.len() as f64;
     let mean = finite.iter().sum::<f64>() / n;
     let std = (finite.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
@@ -124,6 +131,67 @@ fn column_stats(mut finite: Vec<f64>) -> (f64, f64) {
     }
 }
 
+/// Rows per task when splitting the logprob matrix into columns.
+const GATHER_ROWS: usize = 1 << 15;
+
+/// The non-NaN values of column `m` of a row-major `· × n_m` matrix, in row order.
+fn gather_column<T: Copy + Into<f64>>(logprobs: &[T], n_m: usize, m: usize) -> Vec<f64> {
+    logprobs.chunks_exact(n_m).map(|row| row[m].into()).filter(|v: &f64| !v.is_nan()).collect()
+}
+
+/// Per-model columns of the non-NaN logprobs. Row blocks are split in parallel: a first pass counts
+/// each block's non-NaN values per model, so every block then writes its values straight to their
+/// final place (row order kept, no second copy of the matrix).
+fn gather_columns<T: Copy + Into<f64> + Sync>(logprobs: &[T], n_q: usize, n_m: usize) -> Vec<Vec<f64>> {
+    let block = GATHER_ROWS * n_m;
+    let counts: Vec<Vec<usize>> = logprobs
+        .par_chunks(block)
+        .map(|rows| {
+            let mut c = vec![0usize; n_m];
+            for row in rows.chunks_exact(n_m) {
+                for (k, &v) in c.iter_mut().zip(row) {
+                    *k += usize::from(!v.into().is_nan());
+                }
+            }
+            c
+        })
+        .collect();
+    // offsets[b][m]: where block b starts writing in column m
+    let mut totals = vec![0usize; n_m];
+    let offsets: Vec<Vec<usize>> = counts
+        .iter()
+        .map(|c| {
+            let start = totals.clone();
+            for (t, &k) in totals.iter_mut().zip(c) {
+                *t += k;
+            }
+            start
+        })
+        .collect();
+    let mut columns: Vec<Vec<f64>> = totals.iter().map(|&t| Vec::with_capacity(t)).collect();
+    let outs: Vec<OutPtr<f64>> = columns.iter_mut().map(|c| OutPtr::new(c.as_mut_ptr())).collect();
+    logprobs.par_chunks(block).zip(offsets.par_iter()).for_each(|(rows, start)| {
+        let mut at = start.clone();
+        for row in rows.chunks_exact(n_m) {
+            for ((&v, out), pos) in row.iter().zip(&outs).zip(at.iter_mut()) {
+                let v: f64 = v.into();
+                if !v.is_nan() {
+                    // SAFETY: block b owns positions offsets[b][m] .. offsets[b][m] + counts[b][m]
+                    // of column m, inside its capacity totals[m]; no other block writes there.
+                    unsafe { out.write(*pos, v) };
+                    *pos += 1;
+                }
+            }
+        }
+    });
+    for (col, &t) in columns.iter_mut().zip(&totals) {
+        // SAFETY: the blocks above wrote every position 0..t of the column exactly once.
+        unsafe { col.set_len(t) };
+    }
+    debug_assert_eq!(logprobs.len(), n_q * n_m);
+    columns
+}
+
 /// Per-model `(mu, sigma)` of a row-major `n_q × n_m` logprob matrix (see the module docs).
 ///
 /// NaN entries are ignored; infinite entries are rejected.
@@ -132,17 +200,15 @@ where
     T: Copy + Into<f64> + Send + Sync,
 {
     check_logprobs(logprobs, n_q, n_m)?;
-    // one row-major pass splits the matrix into per-model columns of non-NaN values
-    let mut columns: Vec<Vec<f64>> = (0..n_m).map(|_| Vec::with_capacity(n_q)).collect();
-    for row in logprobs.chunks_exact(n_m.max(1)) {
-        for (col, &v) in columns.iter_mut().zip(row) {
-            let v: f64 = v.into();
-            if !v.is_nan() {
-                col.push(v);
-            }
-        }
+    if n_m == 0 {
+        return Ok((Vec::new(), Vec::new()));
     }
-    let stats: Vec<(f64, f64)> = columns.into_par_iter().map(column_stats).collect();
+    let columns = gather_columns(logprobs, n_q, n_m);
+    let stats: Vec<(f64, f64)> = columns
+        .into_par_iter()
+        .enumerate()
+        .map(|(m, col)| column_stats(col, || gather_column(logprobs, n_m, m)))
+        .collect();
     Ok(stats.into_iter().unzip())
 }
 
