@@ -180,3 +180,19 @@ def test_train_summary_states_the_routing_constants(trained):
     router.subject_temp_, router.fallback_distance_ = 0.0, 0.5
     line = describe(router).splitlines()[-1]
     assert "hard (nearest subject only)" in line and line.endswith("0.500")
+
+
+def test_train_takes_the_routing_constants(trained, tmp_path, capsys):
+    from cascal.router import CascalRouter
+
+    root = trained[0]
+    out = tmp_path / "hard.cascal"
+    assert main(["train", str(root / "data"), "--out", str(out), "--subject-temp", "0", "--fallback-distance", "0.6"]) == 0
+    assert "hard (nearest subject only)" in capsys.readouterr().out
+    router = CascalRouter.load(out)
+    assert router.subject_temp_ == 0.0 and router.fallback_distance_ == 0.6
+    with pytest.raises(SystemExit):
+        main(["train", str(root / "data"), "--out", str(out), "--subject-temp", "warm"])
+    assert "expected a number or 'auto'" in capsys.readouterr().err
+    assert main(["train", str(root / "data"), "--out", str(out), "--subject-temp", "-1"]) == 2
+    assert "subject_temp" in capsys.readouterr().err
