@@ -171,6 +171,20 @@ def test_numeric_routing_constants_are_used_as_given(world):
     assert np.array_equal(auto.centroid_scores_, router.centroid_scores_)
 
 
+def test_route_keeps_the_query_dtype_and_ranks_like_the_scores(world, rng):
+    X, responses, _, _ = world
+    router = CascalRouter(random_state=0).fit(X, responses)
+    queries = rng.normal(size=(200, 16))
+    as64 = router.route(queries, top_k=5)
+    as32 = router.route(queries.astype(np.float32), top_k=5)
+    as_int = router.route(np.round(queries * 100).astype(np.int64), top_k=5)
+    assert as64.scores.dtype == np.float64 and as64.ranked.dtype == np.int64
+    np.testing.assert_allclose(as32.scores, as64.scores, atol=1e-5)
+    np.testing.assert_allclose(as_int.scores, router.route_scores(np.round(queries * 100) / 100), atol=1e-4)
+    # the kernel's ranking is the stable descending order of its scores
+    np.testing.assert_array_equal(as64.ranked, np.argsort(-as64.scores, axis=1, kind="stable")[:, :5])
+
+
 def test_answer_is_the_vote_of_the_routed_models(world, rng):
     X, responses, _, _ = world
     router = CascalRouter(random_state=0).fit(X, responses)
@@ -313,6 +327,15 @@ def test_bad_inputs_are_rejected(world):
     router.fit(X, responses)
     with pytest.raises(ValueError, match="dimension 15"):
         router.route(X[:, :15])
+    queries = X[:6].astype(np.float64)
+    queries[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^embeddings: row 3 contains NaN or infinite"):
+        router.route(queries)
+    queries[3] = 0.0
+    with pytest.raises(ValueError, match=r"^embeddings: row 3 is all zeros"):
+        router.route_details(queries)
+    with pytest.raises(ValueError, match="numeric"):
+        router.route(np.full((2, 16), "x"))
     with pytest.raises(ValueError, match="top_k"):
         router.route(X, top_k=6)
     with pytest.raises(ValueError, match="model columns"):
