@@ -90,6 +90,10 @@ def test_outputs_written(evaluation):
 def test_cascal_targets(evaluation):
     results, _ = evaluation
     # pool large: top-3 >= 73.0 and top-1 >= 70.5 over 5 seeds; pool small: top-3 >= 47.5
+    # the routing constants CASCAL calibrated are on record (MiniLM on MMLU-Pro: T ~0.05, ~0.85)
+    run = next(r for r in results["pools"]["large"]["runs"] if r["router"] == "cascal")
+    assert 0.02 < run["fitted_constants"]["subject_temp"] < 0.1
+    assert 0.7 < run["fitted_constants"]["fallback_distance"] < 1.0
     # (measured over 5 seeds: 74.2 / 72.3 and 48.7; seed 0: 74.2 / 72.5 and 48.9)
     assert score(results, "large", "cascal", NO_KEY, "top3") >= 0.73
     assert score(results, "large", "cascal", NO_KEY, "top1") >= 0.71

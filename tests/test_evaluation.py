@@ -195,6 +195,7 @@ def test_harness_on_synthetic_data(tmp_path):
     best = next(r for r in runs if r["router"] == "best-single-gold" and r["key"] == "real" and r["seed"] == 0)
     assert best["top1"] == pytest.approx((data.answers[test_rows, 0] == data.gold[test_rows]).mean())
     assert best["kendall_tau"] == pytest.approx(1.0)
+    assert best["fitted_constants"] == {}  # a baseline calibrates nothing
     assert set(best["per_category"]["top1"]) == {"alpha", "beta", "gamma"}
     # the simulated key agrees with the gold about as often as 'gen' is right (0.6, some random fill)
     assert 0.45 < pool["key_accuracy"]["gen"]["mean"] < 0.75

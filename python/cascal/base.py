@@ -97,6 +97,10 @@ class BaseRouter(BaseEstimator):
         back to the routing order. CASCAL overrides it with z-scored logprobs."""
         return None
 
+    def fitted_constants(self) -> dict[str, float]:
+        """Constants ``fit`` chose from the data (name -> value), for reports; none by default."""
+        return {}
+
 
 def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix) -> np.ndarray:
     """Validate the arguments of ``fit`` (every router) and return the embeddings as a float64

@@ -400,6 +400,12 @@ class CascalRouter(BaseRouter):
         self._check_fitted()
         return min(int(self.top_k), len(self.model_names_))
 
+    def fitted_constants(self) -> dict[str, float]:
+        """The routing constants in use: ``subject_temp`` and ``fallback_distance`` (calibrated at
+        fit when their parameters are ``"auto"``)."""
+        self._check_fitted()
+        return {"subject_temp": float(self.subject_temp_), "fallback_distance": float(self.fallback_distance_)}
+
     def tie_break_confidence(self, responses: ResponseMatrix) -> Optional[np.ndarray]:
         """Logprobs z-scored with the training statistics ``stats_`` (NaN where unknown), or
         ``None`` when ``responses`` has no logprobs."""

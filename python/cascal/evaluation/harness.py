@@ -224,7 +224,7 @@ def evaluate_router(router: BaseRouter, train: ResponseMatrix, split: Split) -> 
     """Fit ``router`` on ``train`` and score it on ``split.test``: top-1 and top-3 vote accuracy,
     Kendall τ of its global ranking (mean route score over the test queries) against the models'
     test accuracy, per-category accuracies, the share of each category routed first to each model,
-    and timings."""
+    the constants ``fit`` chose (:meth:`BaseRouter.fitted_constants`) and timings."""
     test, gold = split.test, gold_of(split.test)
     start = time.perf_counter()
     router.fit(embeddings_of(train), train)
@@ -249,6 +249,7 @@ def evaluate_router(router: BaseRouter, train: ResponseMatrix, split: Split) -> 
             "top3": per_category_accuracy(correct3, test.subjects),
         },
         "first_choice_share": _first_choice_share(routing.ranked[:, 0], test),
+        "fitted_constants": router.fitted_constants(),
         "fit_seconds": fit_seconds,
         "route_seconds": route_seconds,
     }
