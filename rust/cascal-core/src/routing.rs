@@ -172,6 +172,9 @@ struct Prepared<T> {
     group_start: Vec<usize>,
     /// Original centroid index of every row of `grouped_cents`.
     grouped_index: Vec<usize>,
+    /// `M × C` sharpened distributions, transposed, columns in grouped order (the soft path mixes
+    /// them with one GEMM per block).
+    grouped_sharp_t: Vec<f64>,
     /// `C × M` sharpened distributions.
     sharp: Vec<f64>,
     global: Vec<f64>,
@@ -243,7 +246,14 @@ fn prepare<T: Real>(model: &RoutingModel<'_, T>, d: usize, params: &RouteParams)
     for row in model.centroid_scores.chunks_exact(n_models) {
         sharp.extend(sharpen(row, params.score_temp).unwrap_or_else(|| global.clone()));
     }
-    Ok(Prepared { d, n_subjects, n_models, reps, grouped_cents, group_start, grouped_index, sharp, global })
+    let c_total = grouped_index.len();
+    let mut grouped_sharp_t = vec![0.0; n_models * c_total];
+    for (g, &c) in grouped_index.iter().enumerate() {
+        for (mi, &v) in sharp[c * n_models..(c + 1) * n_models].iter().enumerate() {
+            grouped_sharp_t[mi * c_total + g] = v;
+        }
+    }
+    Ok(Prepared { d, n_subjects, n_models, reps, grouped_cents, group_start, grouped_index, grouped_sharp_t, sharp, global })
 }
 
 /// Output slices of one block of queries.
@@ -321,7 +331,7 @@ fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &Rout
             let mut dists = std::mem::take(&mut scratch.dists);
             dists.clear();
             dists.extend(cdots[r * nc..(r + 1) * nc].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
-            let d_min = mix_subject(&dists, lo, 1.0, prep, params, &mut scratch, p);
+            let d_min = mix_subject(&dists, lo, prep, params, &mut scratch, p);
             scratch.dists = dists;
             out.nearest[i] = d_min;
             out.alpha[i] = finish_row(p, d_min, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
@@ -348,6 +358,8 @@ fn route_soft<T: Real>(
     dot_block(x, nb, &prep.grouped_cents, c_count, d, &mut cdots);
     let mut subject_weight = vec![0.0f64; s_count];
     let mut scratch = Scratch::default();
+    // coef[i, g]: weight of grouped centroid g in row i's mixture (0 outside every k-nearest set)
+    let mut coef = vec![0.0f64; nb * c_count];
     for i in 0..nb {
         let best = out.subject[i] as usize;
         let inv_norm = 1.0 / norms[i];
@@ -359,11 +371,10 @@ fn route_soft<T: Real>(
             *w = (-((dot_best - dot.into()) * inv_norm) / params.subject_temp).exp();
             total += *w;
         }
-        let p = &mut out.probs[i * m..(i + 1) * m];
-        p.fill(0.0);
         let mut dists = std::mem::take(&mut scratch.dists);
         dists.clear();
         dists.extend(cdots[i * c_count..(i + 1) * c_count].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
+        let row_coef = &mut coef[i * c_count..(i + 1) * c_count];
         let mut d_min_best = f64::INFINITY;
         for s in 0..s_count {
             let w = subject_weight[s] / total;
@@ -371,64 +382,76 @@ fn route_soft<T: Real>(
                 continue;
             }
             let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
-            let d_min = mix_subject(&dists[lo..hi], lo, w, prep, params, &mut scratch, p);
+            let d_min = nearest_weights(&dists[lo..hi], params, &mut scratch);
+            for (&(_, j), &wj) in scratch.nearest.iter().zip(&scratch.weights) {
+                row_coef[lo + j] = w * wj;
+            }
             if s == best {
                 d_min_best = d_min;
             }
         }
         scratch.dists = dists;
         out.nearest[i] = d_min_best;
-        out.alpha[i] = finish_row(p, d_min_best, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+    }
+    // P = coef · sharp for the whole block at once
+    dot_block(&coef, nb, &prep.grouped_sharp_t, m, c_count, out.probs);
+    for i in 0..nb {
+        let p = &mut out.probs[i * m..(i + 1) * m];
+        out.alpha[i] = finish_row(p, out.nearest[i], prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
     }
 }
 
-/// Reused per-row buffers of [`mix_subject`].
+/// Reused per-row buffers of [`nearest_weights`].
 #[derive(Default)]
 struct Scratch {
-    /// The nearest centroids so far: (distance, grouped row), sorted by distance then row.
+    /// The nearest centroids so far: (distance, position), sorted by distance then position.
     nearest: Vec<(f64, usize)>,
     weights: Vec<f64>,
     /// Cosine distances of one query to the centroids being considered.
     dists: Vec<f64>,
 }
 
-/// Add `subject_weight · Σ_k w_k·sharp_k` over the `k_nearest` nearest of one subject's centroids
-/// to `p` and return the smallest distance. `dists` are the query's cosine distances to the
-/// subject's centroids (grouped rows `first..first + dists.len()`, i.e. ascending centroid index).
-/// Ties in distance go to the lower centroid index.
-fn mix_subject<T>(
-    dists: &[f64],
-    first: usize,
-    subject_weight: f64,
-    prep: &Prepared<T>,
-    params: &RouteParams,
-    scratch: &mut Scratch,
-    p: &mut [f64],
-) -> f64 {
-    let m = prep.n_models;
+/// The `k_nearest` nearest of one subject's centroids and their mixing weights
+/// `softmax(−dist / distance_temp)`: fills `scratch.nearest` with (distance, position in `dists`)
+/// pairs, nearest first, and `scratch.weights` with the normalised weights; returns the smallest
+/// distance. `dists` are the query's cosine distances to the subject's centroids in ascending
+/// centroid index order; ties in distance go to the lower index.
+fn nearest_weights(dists: &[f64], params: &RouteParams, scratch: &mut Scratch) -> f64 {
     let k = params.k_nearest.min(dists.len());
     let nearest = &mut scratch.nearest;
     nearest.clear();
-    // insertion into a sorted buffer of the k best; a later (higher-index) centroid only displaces
-    // an earlier one when strictly nearer, so ties keep the lower index first
-    for (j, &dist) in dists.iter().enumerate() {
-        if nearest.len() == k {
-            if dist >= nearest[k - 1].0 {
-                continue;
+    nearest.extend(dists.iter().copied().zip(0..));
+    // partial selection sort of the k best by (distance, position): a subject has a handful of
+    // centroids, so this beats a sort or a heap; equal distances order by position (= centroid
+    // index), whatever the swaps did to the order of the rest
+    for r in 0..k {
+        let mut best = r;
+        for q in r + 1..nearest.len() {
+            let (dq, jq) = nearest[q];
+            let (db, jb) = nearest[best];
+            if dq < db || (dq == db && jq < jb) {
+                best = q;
             }
-            nearest.pop();
         }
-        let at = nearest.iter().rposition(|&(dn, _)| dn <= dist).map_or(0, |q| q + 1);
-        nearest.insert(at, (dist, first + j));
+        nearest.swap(r, best);
     }
+    nearest.truncate(k);
     let d_min = nearest[0].0;
     let weights = &mut scratch.weights;
     weights.clear();
     weights.extend(nearest.iter().map(|&(dist, _)| if dist == d_min { 1.0 } else { (-(dist - d_min) / params.distance_temp).exp() }));
     let total: f64 = weights.iter().sum();
-    for (&(_, g), &w) in nearest.iter().zip(weights.iter()) {
-        let w = subject_weight * w / total;
-        let c = prep.grouped_index[g];
+    weights.iter_mut().for_each(|w| *w /= total);
+    d_min
+}
+
+/// Add `Σ_k w_k·sharp_k` over the `k_nearest` nearest of one subject's centroids (grouped rows
+/// `first..first + dists.len()`) to `p`; returns the smallest distance (see [`nearest_weights`]).
+fn mix_subject<T>(dists: &[f64], first: usize, prep: &Prepared<T>, params: &RouteParams, scratch: &mut Scratch, p: &mut [f64]) -> f64 {
+    let m = prep.n_models;
+    let d_min = nearest_weights(dists, params, scratch);
+    for (&(_, j), &w) in scratch.nearest.iter().zip(&scratch.weights) {
+        let c = prep.grouped_index[first + j];
         for (pm, &sm) in p.iter_mut().zip(&prep.sharp[c * m..(c + 1) * m]) {
             *pm += w * sm;
         }
@@ -613,6 +636,26 @@ mod tests {
         assert_eq!(route_batch(&x, 5, 2, &m, &bad).unwrap_err().arg, "subject_temp");
         let nan = RouteParams { subject_temp: f64::NAN, ..hard };
         assert_eq!(route_batch(&x, 5, 2, &m, &nan).unwrap_err().arg, "subject_temp");
+    }
+
+    #[test]
+    fn nearest_weights_orders_by_distance_then_index() {
+        let params = RouteParams { k_nearest: 3, distance_temp: 0.5, ..Default::default() };
+        let mut scratch = Scratch::default();
+        // the selection swaps position 1 behind position 2 on the way; the tie must still go to 1
+        let d_min = nearest_weights(&[0.1, 0.5, 0.5, 0.05], &params, &mut scratch);
+        assert_eq!(d_min, 0.05);
+        assert_eq!(scratch.nearest, vec![(0.05, 3), (0.1, 0), (0.5, 1)]);
+        let raw = [1.0, (-0.05f64 / 0.5).exp(), (-0.45f64 / 0.5).exp()];
+        let total: f64 = raw.iter().sum();
+        for (w, r) in scratch.weights.iter().zip(raw) {
+            assert!((w - r / total).abs() < 1e-15);
+        }
+        // k above the count keeps every centroid
+        let wide = RouteParams { k_nearest: 9, ..params };
+        nearest_weights(&[0.3, 0.3], &wide, &mut scratch);
+        assert_eq!(scratch.nearest, vec![(0.3, 0), (0.3, 1)]);
+        assert_eq!(scratch.weights, vec![0.5, 0.5]);
     }
 
     #[test]
