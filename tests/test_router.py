@@ -325,7 +325,7 @@ def test_bad_inputs_are_rejected(world):
     with pytest.raises(TypeError, match="ResponseMatrix"):
         router.fit(X, responses.answers)
     router.fit(X, responses)
-    with pytest.raises(ValueError, match="dimension 15"):
+    with pytest.raises(ValueError, match=r"expected 16 columns \(the fitted dimension\), got 15"):
         router.route(X[:, :15])
     queries = X[:6].astype(np.float64)
     queries[3, 0] = np.inf

@@ -9,6 +9,7 @@ fitted attributes ending in ``_``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Optional
 
 import numpy as np
@@ -72,12 +73,17 @@ class BaseRouter(BaseEstimator):
         self._check_fitted()
         return check_embeddings(embeddings, self.n_features_in_)
 
+    def _check_top_k(self, top_k: object) -> int:
+        """``top_k`` as an int in ``1..pool size`` (fitted routers only)."""
+        n_models = len(self.model_names_)
+        if isinstance(top_k, bool) or not isinstance(top_k, Integral) or not 1 <= top_k <= n_models:
+            raise ValueError(f"top_k: must be between 1 and the pool size {n_models}, got {top_k!r}")
+        return int(top_k)
+
     def route(self, embeddings: np.ndarray, top_k: int = 3) -> Routing:
         """Rank the pool for every query embedding; keep the ``top_k`` best (ties -> lower index)."""
         self._check_fitted()
-        n_models = len(self.model_names_)
-        if not 1 <= top_k <= n_models:
-            raise ValueError(f"top_k: must be between 1 and the pool size {n_models}, got {top_k}")
+        top_k = self._check_top_k(top_k)
         scores = np.asarray(self.route_scores(embeddings), dtype=np.float64)
         return Routing(ranked=rank_models(scores, top_k), scores=scores, model_names=list(self.model_names_))
 
@@ -117,9 +123,10 @@ def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix) -> np.nd
     return emb
 
 
-def check_embeddings(embeddings: np.ndarray, n_features: Optional[int] = None) -> np.ndarray:
-    """A finite, non-empty 2-D float64 view of ``embeddings`` (no copy when already float64);
-    ``n_features`` checks the width against the fitted dimension."""
+def embedding_matrix(embeddings: np.ndarray, n_features: Optional[int] = None) -> np.ndarray:
+    """``embeddings`` as a non-empty 2-D float32/float64 array (no copy when it already is one;
+    other numbers become float64); ``n_features`` checks the width against the fitted dimension.
+    The values are not inspected: see :func:`check_embeddings`."""
     emb = np.asarray(embeddings)
     if emb.ndim != 2:
         raise ValueError(f"embeddings: expected a 2-D (n_queries, dim) array, got shape {emb.shape}")
@@ -127,11 +134,19 @@ def check_embeddings(embeddings: np.ndarray, n_features: Optional[int] = None) -
         raise ValueError(f"embeddings: expected a numeric array, got dtype {emb.dtype}")
     if emb.shape[1] == 0:
         raise ValueError("embeddings: rows have no dimensions")
-    emb = emb.astype(np.float64, copy=False)
-    if not np.isfinite(emb).all():
-        raise ValueError("embeddings: contains NaN or infinite values")
     if n_features is not None and emb.shape[1] != n_features:
         raise ValueError(f"embeddings: expected {n_features} columns (the fitted dimension), got {emb.shape[1]}")
+    if emb.dtype not in (np.float32, np.float64):
+        emb = emb.astype(np.float64)
+    return emb
+
+
+def check_embeddings(embeddings: np.ndarray, n_features: Optional[int] = None) -> np.ndarray:
+    """A finite, non-empty 2-D float64 view of ``embeddings`` (no copy when already float64);
+    ``n_features`` checks the width against the fitted dimension."""
+    emb = embedding_matrix(embeddings, n_features).astype(np.float64, copy=False)
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings: contains NaN or infinite values")
     return emb
 
 

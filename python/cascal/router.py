@@ -10,7 +10,7 @@ from typing import Optional, Union
 import numpy as np
 
 from cascal import kernels
-from cascal.base import BaseRouter, Routing, check_embeddings, check_fit_inputs
+from cascal.base import BaseRouter, Routing, check_fit_inputs, embedding_matrix
 from cascal.data import ResponseMatrix
 from cascal.niche_clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
 from cascal.niches import Niche, NicheConfig, discover_subject_niches
@@ -353,7 +353,7 @@ class CascalRouter(BaseRouter):
         ``ValueError`` naming the row.
         """
         self._check_fitted()
-        X = _query_matrix(embeddings, self.centroids_.shape[1])
+        X = embedding_matrix(embeddings, self.centroids_.shape[1])
         k = self._default_top_k() if top_k is None else top_k
         try:
             return self._route_kernel(X, top_k=k)
@@ -383,11 +383,8 @@ class CascalRouter(BaseRouter):
         """Rank the pool per query and keep the ``top_k`` best (default: the ``top_k`` parameter,
         capped at the pool size); the ranking comes straight from the kernel (ties: lower index)."""
         self._check_fitted()
-        k = self._default_top_k() if top_k is None else top_k
-        n_models = len(self.model_names_)
-        if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= n_models:
-            raise ValueError(f"top_k: must be between 1 and the pool size {n_models}, got {k!r}")
-        result = self.route_details(embeddings, top_k=int(k))
+        k = self._check_top_k(self._default_top_k() if top_k is None else top_k)
+        result = self.route_details(embeddings, top_k=k)
         return Routing(ranked=result.ranked, scores=result.probs, model_names=list(self.model_names_))
 
     def answer(self, embeddings: np.ndarray, responses: ResponseMatrix, top_k: Optional[int] = None) -> np.ndarray:
@@ -465,21 +462,6 @@ def fit_subject_temperature(X: np.ndarray, subject_reps: np.ndarray, labels: np.
     low, high = np.log(SUBJECT_TEMP_BOUNDS[0]), np.log(SUBJECT_TEMP_BOUNDS[1])
     result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-3})
     return float(np.exp(result.x))
-
-
-def _query_matrix(embeddings: np.ndarray, n_features: int) -> np.ndarray:
-    """``embeddings`` as a 2-D float32/float64 array of width ``n_features`` (no copy when it
-    already is one); the routing kernel checks the values themselves."""
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2:
-        raise ValueError(f"embeddings: expected a 2-D (n_queries, dim) array, got shape {emb.shape}")
-    if emb.dtype.kind not in "fiu":
-        raise ValueError(f"embeddings: expected a numeric array, got dtype {emb.dtype}")
-    if emb.shape[1] != n_features:
-        raise ValueError(f"embeddings: dimension {emb.shape[1]} differs from the fitted dimension {n_features}")
-    if emb.dtype not in (np.float32, np.float64):
-        emb = emb.astype(np.float64)
-    return emb
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
