@@ -76,7 +76,7 @@ class BaseRouter(BaseEstimator):
     def _check_top_k(self, top_k: object) -> int:
         """``top_k`` as an int in ``1..pool size`` (fitted routers only)."""
         n_models = len(self.model_names_)
-        if isinstance(top_k, bool) or not isinstance(top_k, Integral) or not 1 <= top_k <= n_models:
+        if isinstance(top_k, bool) or not isinstance(top_k, Integral) or not 1 <= int(top_k) <= n_models:
             raise ValueError(f"top_k: must be between 1 and the pool size {n_models}, got {top_k!r}")
         return int(top_k)
 
