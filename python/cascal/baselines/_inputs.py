@@ -1,6 +1,6 @@
 """Helpers shared by the baselines: a usable answer key, row normalisation, NaN-aware column means.
 
-The fit/route input checks every router shares live in :mod:`cascal.base`."""
+The fit/route input checks every router shares live in :mod:`cascal.router.base`."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from cascal.base import BaseRouter, check_fit_inputs
+from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import consensus_scores, cosine_neighbors
 from cascal.baselines._inputs import column_means
 from cascal.data import NOT_ASKED, ResponseMatrix

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 from sklearn.cluster import KMeans
 
-from cascal.base import BaseRouter, check_fit_inputs
+from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import cosine_neighbors
 from cascal.baselines._inputs import column_means, key_correctness, normalize_rows
 from cascal.data import ResponseMatrix

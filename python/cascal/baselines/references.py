@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascal.base import BaseRouter, check_fit_inputs
+from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._inputs import column_means, key_correctness
 from cascal.data import ResponseMatrix
 

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cascal.data import DataError
-    from cascal.llm.answering import answer_dataset
+    from cascal.pipeline.answer import answer_dataset
     from cascal.llm.client import EndpointError
     from cascal.llm.config import load_pool
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascal.demo import run_demo
+    from cascal.demo.runner import run_demo
 
     generators = [g.strip() for g in args.generators.split(",") if g.strip()]
     try:

@@ -1,5 +1,5 @@
 """``cascal embed``: embed a dataset's questions and cache them as ``embeddings_<name>.npy`` in the folder
-(see :mod:`cascal.embed`)."""
+(see :mod:`cascal.embedding`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ HELP = "embed the questions of a dataset folder (sentence-transformers, or the h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cascal.embed import BACKENDS, DEFAULT_MODEL
+    from cascal.embedding import BACKENDS, DEFAULT_MODEL
 
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder")
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cascal.data import DataError
-    from cascal.embed import embed_dataset, get_embedder
+    from cascal.embedding import get_embedder
+    from cascal.pipeline.embed import embed_dataset
     from cascal.io import embeddings_path
 
     try:

@@ -1,5 +1,5 @@
 """``cascal filter``: generator-quality statistics (self-answer, spread) and a filtered dataset folder
-(see :mod:`cascal.filters` for the exact rule)."""
+(see :mod:`cascal.pipeline.filter` for the exact rule)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cascal.data import DataError
-    from cascal.filters import REPORT_FILE, filter_dataset
+    from cascal.pipeline.filter import REPORT_FILE, filter_dataset
 
     try:
         report = filter_dataset(

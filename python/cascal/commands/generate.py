@@ -1,5 +1,5 @@
 """``cascal generate``: write a dataset of generated multiple-choice questions (see
-:mod:`cascal.generation.generate`).
+:mod:`cascal.pipeline.generate`).
 
 The generator is either a model entry of a pool file (``--generator NAME --pool pool.yaml``, using
 that file's retry policy) or the ``generator`` entry of the tasks file (no ``--pool``).
@@ -54,7 +54,7 @@ def resolve_generator(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascal.generation.generate import REPORT_FILE, GenerationError, format_report_table, generate_dataset
+    from cascal.pipeline.generate import REPORT_FILE, GenerationError, format_report_table, generate_dataset
     from cascal.llm.client import EndpointError
     from cascal.llm.config import ConfigError
 

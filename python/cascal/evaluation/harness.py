@@ -9,10 +9,8 @@ is computed from the test answers directly (any pool model right).
 
 from __future__ import annotations
 
-import math
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -20,7 +18,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from cascal.base import BaseRouter, ensemble_vote
+from cascal.router.base import BaseRouter, ensemble_vote
 from cascal.baselines import oracle_correct
 from cascal.data import NO_ANSWER, ResponseMatrix
 from cascal.evaluation.metrics import answer_correct, kendall_tau, mean_std, model_accuracy, per_category_accuracy
@@ -33,24 +31,13 @@ from cascal.evaluation.protocol import (
     resolve_pool,
     training_key,
 )
+from cascal.evaluation.results import NO_KEY, FittedExample
 from cascal.evaluation.routers import ORACLE, RouterSpec, select_routers
 
-#: Key label of label-free routers' rows (they never see a key).
-NO_KEY = "none"
 #: Ensemble size of the top-k vote metric.
 VOTE_K = 3
 
 PathLike = Union[str, Path]
-
-
-@dataclass
-class FittedExample:
-    """A router fitted on one pool's first seed, kept for the plots that need live objects."""
-
-    pool: str
-    router_name: str
-    router: BaseRouter
-    split: Split
 
 
 def run_evaluation(
@@ -316,21 +303,3 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         row["fit_seconds"] = _summary([g["fit_seconds"] for g in group])
         summary.append(row)
     return summary
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars/arrays turned into Python types and NaN into ``None``."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        f = float(value)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

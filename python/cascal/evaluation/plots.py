@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram, linkage  # noqa: E402
 
-from cascal.evaluation.harness import NO_KEY, FittedExample  # noqa: E402
+from cascal.evaluation.results import NO_KEY, FittedExample  # noqa: E402
 
 _KEY_COLORS = {NO_KEY: "#4c72b0", "real": "#55a868", "strong": "#8172b2", "medium": "#ccb974", "weak": "#c44e52"}
 _FALLBACK_COLORS = ["#64b5cd", "#dd8452", "#937860", "#da8bc3", "#8c8c8c"]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from cascal.evaluation.harness import NO_KEY, FittedExample, to_jsonable
+from cascal.evaluation.results import NO_KEY, FittedExample, to_jsonable
 
 
 def _pct(summary: Mapping[str, Any]) -> str:

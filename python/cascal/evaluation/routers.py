@@ -2,7 +2,7 @@
 
 Label-free routers are fitted once per split on responses whose key is blanked out; query-answer
 routers (``uses_answer_key``) are fitted once per key source. CASCAL and CASCAL-GT are included
-when :mod:`cascal.router` is importable. The oracle is not a router: the harness reports it
+when :mod:`cascal.router.cascal_router` is importable. The oracle is not a router: the harness reports it
 separately (:data:`ORACLE`).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from cascal.base import BaseRouter
+from cascal.router.base import BaseRouter
 from cascal.baselines import BestSingleConsensus, BestSingleGold, ClusterRank, KNNCorrectness, RandomRouter, SmoothieTrain
 
 RouterFactory = Callable[[int], BaseRouter]

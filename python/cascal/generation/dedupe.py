@@ -81,7 +81,7 @@ _PRIME = np.uint64(0x100000001B3)
 def shingle_keys(text: str, size: int = SHINGLE_SIZE) -> np.ndarray:
     """Sorted unique uint64 hashes of the character ``size``-grams of ``text``: one hash per element
     of :func:`shingles` (a text shorter than ``size`` is one shingle)."""
-    from cascal.embed import splitmix64
+    from cascal.embedding import splitmix64
 
     if size < 1:
         raise ValueError(f"size: shingle size must be at least 1, got {size}")

@@ -1,11 +1,9 @@
-"""The LLM side of Routing with Generated Data.
+"""The client side of talking to LLMs (the pipeline stages that use it live in :mod:`cascal.pipeline`).
 
 - :mod:`cascal.llm.config`: ``pool.yaml`` / ``tasks.yaml`` (strict, errors name file and field);
 - :mod:`cascal.llm.client`: async chat client (``openai.AsyncOpenAI``), bounded concurrency, retries;
 - :mod:`cascal.llm.cache`: SQLite (WAL) response cache, written before a reply is used;
 - :mod:`cascal.llm.extract`: the answer letter of a free-text reply;
-- :mod:`cascal.llm.answering`: :func:`answer_dataset`, every pool model answers every question;
-- :mod:`cascal.llm.server`: an OpenAI-compatible test server with fault injection.
 
 Everything that talks to an LLM goes through :class:`cascal.llm.client.ChatClient` (the ``openai``
 client against a configurable ``base_url``). The config names are imported eagerly; the others on
@@ -25,18 +23,12 @@ from cascal.llm.config import (
 )
 
 _LAZY = {
-    "answer_dataset": "cascal.llm.answering",
-    "build_messages": "cascal.llm.answering",
     "ChatClient": "cascal.llm.client",
     "Completion": "cascal.llm.client",
     "EndpointError": "cascal.llm.client",
     "RequestFailed": "cascal.llm.client",
     "ResponseCache": "cascal.llm.cache",
     "extract_answer": "cascal.llm.extract",
-    "ChatServer": "cascal.llm.server",
-    "ChatRequest": "cascal.llm.server",
-    "ChatReply": "cascal.llm.server",
-    "Fault": "cascal.llm.server",
 }
 
 

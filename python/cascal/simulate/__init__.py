@@ -4,7 +4,7 @@ It lets the whole Routing-with-Generated-Data pipeline (generate -> answer -> em
 train -> route -> evaluate) run offline, quickly and deterministically, with true answers known:
 
 - :class:`SimWorld` — hidden true answers, niche specialists, generators of set key accuracy;
-- :class:`SimulatedResponder` — the responder for :class:`cascal.llm.server.ChatServer`;
+- :class:`SimulatedResponder` — the responder for :class:`cascal.simulate.chat_server.ChatServer`;
 - :func:`serve_simulator` — start it on 127.0.0.1 (``cascal simulate`` does this from the shell).
 
 No language model is involved: every name it serves starts with ``sim-``.

@@ -1,6 +1,6 @@
 """The simulator as a chat responder: generators write questions, pool models answer them.
 
-:class:`SimulatedResponder` plugs into :class:`cascal.llm.server.ChatServer`; requests are routed by
+:class:`SimulatedResponder` plugs into :class:`cascal.simulate.chat_server.ChatServer`; requests are routed by
 model name: ``sim-generator-*`` models read a generation prompt (subject description, number of
 questions and options) and reply with tagged question blocks; ``sim-model-*`` models read an
 answering prompt (a simulated question with lettered options), reply with one line of reasoning and
@@ -61,7 +61,7 @@ class SimulatedResponder:
         world: the simulated world (a default one with ``seed=0`` when omitted).
 
     Call it with a request (anything with ``model``, ``messages`` and ``params`` attributes, such as
-    :class:`cascal.llm.server.ChatRequest`) to get a :class:`cascal.llm.server.ChatReply`, or use
+    :class:`cascal.simulate.chat_server.ChatRequest`) to get a :class:`cascal.simulate.chat_server.ChatReply`, or use
     :meth:`reply` for the plain :class:`SimReply`.
     """
 
@@ -86,7 +86,7 @@ class SimulatedResponder:
         raise UnknownModelError(f"model: {model!r} is not served by the simulator; known: {self.model_names}")
 
     def __call__(self, request: Any) -> Any:
-        from cascal.llm.server import ChatReply
+        from cascal.simulate.chat_server import ChatReply
 
         out = self.reply(request.model, request.messages, getattr(request, "params", None))
         return ChatReply(text=out.text, token_logprobs=out.token_logprobs, tokens=out.tokens)

@@ -9,12 +9,12 @@ from cascal.simulate.world import SimWorld
 
 
 def serve_simulator(world: Optional[SimWorld] = None, *, host: str = "127.0.0.1", port: int = 0, faults: Any = None) -> Any:
-    """A :class:`cascal.llm.server.ChatServer` (not yet started) serving ``world``'s generators and
+    """A :class:`cascal.simulate.chat_server.ChatServer` (not yet started) serving ``world``'s generators and
     pool models; use it as a context manager, then read ``server.base_url``.
 
     ``port=0`` picks a free port. The server binds ``host`` only (loopback by default).
     """
-    from cascal.llm.server import ChatServer
+    from cascal.simulate.chat_server import ChatServer
 
     responder = SimulatedResponder(world)
     return ChatServer(responder, host=host, port=port, faults=faults, models=responder.model_names)

@@ -1,0 +1,12 @@
+"""``cascal demo``: the whole pipeline, end to end, on a simulated pool (no language model involved).
+
+* :mod:`cascal.demo.runner`: :func:`run_demo` (generate → answer → embed → filter → train → route → score);
+* :mod:`cascal.demo.report`: the demo's table, plots and ``report.md``.
+"""
+
+from __future__ import annotations
+
+from cascal.demo.results import DemoConfig, DemoResult, RouterScore
+from cascal.demo.runner import run_demo
+
+__all__ = ["DemoConfig", "DemoResult", "RouterScore", "run_demo"]

@@ -1,0 +1,310 @@
+"""Question embeddings: sentence-transformers when installed, a stateless hashing embedder otherwise.
+
+A router stores the *name* of the embedder its training embeddings came from, and must embed new
+queries identically at route time: :func:`load_embedder` turns that name back into the same embedder.
+
+Backends:
+
+* ``sentence-transformers`` (optional extra: ``pip install 'cascal[embed]'``): any model name or
+  local path, e.g. ``all-MiniLM-L6-v2``. Imported lazily, never at ``import cascal``. A model already
+  in the local cache is loaded without touching the network; ``encode`` runs batched with
+  ``normalize_embeddings=True``. The embedder's name is the model name as given.
+* ``hashing`` (no extra dependency, name ``hashing-<d>``, default ``hashing-256``): scikit-learn's
+  ``HashingVectorizer`` on lower-cased word unigrams and bigrams (words = runs of word characters,
+  single characters included; 2**20 buckets, no sign flipping),
+  sublinear term frequency ``1 + log(tf)``, row L2 normalisation, then a Rademacher random
+  projection to ``d`` dimensions whose ±1 entries are the bits of SplitMix64 hashes of
+  (seed, bucket, output word), and a final L2 normalisation (a text without any word maps to
+  the first basis vector, so every row has unit norm). Nothing is fitted and nothing is
+  drawn from a random-number stream, so the name alone reproduces the embedder exactly (on any
+  machine and numpy version). It captures shared vocabulary only, not meaning: a fallback for when
+  torch is unavailable, not a substitute for a sentence encoder.
+
+With ``backend="auto"`` a name of the form ``hashing-<d>`` selects the hashing embedder; any other
+name selects sentence-transformers and, if that package is missing, falls back to ``hashing-256``
+with a warning (the returned embedder's name says which one was used).
+
+Embedding a dataset folder (with its cache file) is the pipeline stage :mod:`cascal.pipeline.embed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_HASHING_DIM = 256
+HASHING_FEATURES = 2**20
+HASHING_SEED = 0x5EED_CA5CA1
+BACKENDS = ("auto", "sentence-transformers", "hashing")
+_PROJECTION_BLOCK = 16384  # hashed features projected at once
+_HASHING_NAME = re.compile(r"^hashing-([0-9]+)$")
+
+PathLike = Union[str, Path]
+
+__all__ = [
+    "Embedder",
+    "HashingEmbedder",
+    "SentenceTransformerEmbedder",
+    "EmbeddingError",
+    "get_embedder",
+    "load_embedder",
+    "embed_texts",
+    "texts_digest",
+    "DEFAULT_MODEL",
+]
+
+
+class EmbeddingError(ValueError):
+    """An embedder cannot be built or used as asked (unknown backend, missing package, bad input)."""
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise EmbeddingError("texts: expected a sequence of strings, got a single str")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise EmbeddingError(f"texts[{i}]: expected str, got {type(text).__name__}")
+    return out
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+class Embedder(ABC):
+    """Turns texts into L2-normalised float32 vectors; :attr:`name` reproduces it via :func:`load_embedder`."""
+
+    name: str
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), d)`` float32 array of unit-norm rows."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+# ------------------------------------------------------------------------------ hashing backend
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 (Steele, Lea & Flood 2014) output for each uint64 state in ``x`` (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def rademacher_rows(features: np.ndarray, dim: int, seed: int = HASHING_SEED) -> np.ndarray:
+    """The rows of the ``(HASHING_FEATURES, dim)`` ±1 projection matrix for the given bucket indices.
+
+    With ``W = ceil(dim / 64)`` words per bucket, entry ``(j, k)`` is ``+1`` if bit ``k % 64`` of
+    ``splitmix64(seed * 2**32 + j * W + k // 64)`` is set, else ``-1``. Computed on demand, so only
+    the buckets a batch uses are materialised.
+    """
+    words = -(-dim // 64)
+    feats = np.asarray(features, dtype=np.uint64)[:, None]
+    word_index = np.arange(words, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):
+        states = (np.uint64(seed) << np.uint64(32)) + feats * np.uint64(words) + word_index
+        hashed = splitmix64(states).astype("<u8")  # little-endian bytes: bit b of byte i is bit 8i+b
+    bits = np.unpackbits(hashed.view(np.uint8).reshape(len(feats), words * 8), axis=1, bitorder="little")
+    return bits[:, :dim].astype(np.float32) * 2.0 - 1.0
+
+
+class HashingEmbedder(Embedder):
+    """Stateless word 1–2-gram hashing + sublinear tf + Rademacher projection (see the module docstring).
+
+    Args:
+        dim: output dimension (>= 2).
+    """
+
+    def __init__(self, dim: int = DEFAULT_HASHING_DIM) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
+            raise EmbeddingError(f"dim: the hashing embedder needs an integer dimension >= 2, got {dim!r}")
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.dim = int(dim)
+        self.name = f"hashing-{self.dim}"
+        self._vectorizer = HashingVectorizer(
+            n_features=HASHING_FEATURES,
+            ngram_range=(1, 2),
+            lowercase=True,
+            token_pattern=r"(?u)\b\w+\b",
+            alternate_sign=False,
+            norm=None,
+            dtype=np.float64,
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        counts = self._vectorizer.transform(texts).tocsr()
+        counts.sum_duplicates()
+        counts.data = 1.0 + np.log(counts.data)
+        row_norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+        counts = counts.multiply(1.0 / np.where(row_norms > 0, row_norms, 1.0)[:, None]).tocsr()
+        projected = np.zeros((len(texts), self.dim), dtype=np.float64)
+        used, local = np.unique(counts.indices, return_inverse=True)
+        if used.size:
+            compact = counts.__class__((counts.data, local.ravel(), counts.indptr), shape=(len(texts), used.size)).tocsc()
+            for start in range(0, used.size, _PROJECTION_BLOCK):  # bounded memory for big batches
+                stop = min(start + _PROJECTION_BLOCK, used.size)
+                projected += compact[:, start:stop] @ rademacher_rows(used[start:stop], self.dim).astype(np.float64)
+        empty = np.linalg.norm(projected, axis=1) == 0
+        projected[empty, 0] = 1.0  # texts without any word: one fixed unit vector
+        return _l2_normalise(projected)
+
+
+# ------------------------------------------------------------------------------ sentence-transformers
+def _import_sentence_transformers() -> Any:
+    try:
+        return importlib.import_module("sentence_transformers")
+    except ImportError as exc:
+        raise EmbeddingError(
+            "the sentence-transformers backend needs the optional extra: pip install 'cascal[embed]'"
+        ) from exc
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """A sentence-transformers model (any hub name or local path), loaded lazily on first use.
+
+    Args:
+        model: model name or local path; also the embedder's :attr:`name`.
+        batch_size: texts per forward pass.
+        device: torch device string, or ``None`` for the library's choice.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64, device: Optional[str] = None) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise EmbeddingError(f"model: expected a model name or path, got {model!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise EmbeddingError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+        self.name = model
+        self.batch_size = batch_size
+        self.device = device
+        self._module = _import_sentence_transformers()
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            cls = self._module.SentenceTransformer
+            try:
+                # A locally cached model loads without any network access.
+                self._model = cls(self.name, device=self.device, local_files_only=True)
+            except TypeError:  # very old sentence-transformers without local_files_only
+                self._model = cls(self.name, device=self.device)
+            except (OSError, ValueError):  # not cached yet: let the library fetch it
+                self._model = cls(self.name, device=self.device)
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            model = self._load()
+            dim = int(model.get_sentence_embedding_dimension() or 0)
+            return np.zeros((0, dim), dtype=np.float32)
+        vectors = self._load().encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise EmbeddingError(
+                f"model {self.name!r}: expected {len(texts)} embedding rows, got an array of shape {vectors.shape}"
+            )
+        if not np.isfinite(vectors).all():
+            raise EmbeddingError(f"model {self.name!r}: returned NaN or infinite embeddings")
+        return _l2_normalise(vectors)
+
+
+# ------------------------------------------------------------------------------ choosing one
+def _hashing_dim(name: str) -> Optional[int]:
+    match = _HASHING_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_size: int = 64) -> Embedder:
+    """The embedder to *create* embeddings with (``cascal embed``).
+
+    Args:
+        model: a sentence-transformers model name or path, or ``hashing-<d>``.
+        backend: ``"auto"``, ``"sentence-transformers"`` or ``"hashing"``. ``"hashing"`` with a
+            non-hashing ``model`` gives ``hashing-256``. ``"auto"`` falls back to ``hashing-256``
+            with a warning when sentence-transformers is not installed.
+        batch_size: batch size of the sentence-transformers backend.
+    """
+    if backend not in BACKENDS:
+        raise EmbeddingError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if not isinstance(model, str) or not model.strip():
+        raise EmbeddingError(f"model: expected a model name or path, got {model!r}")
+    dim = _hashing_dim(model)
+    if backend == "hashing":
+        return HashingEmbedder(dim or DEFAULT_HASHING_DIM)
+    if dim is not None:
+        if backend == "sentence-transformers":
+            raise EmbeddingError(f"model: {model!r} names the hashing embedder, not a sentence-transformers model")
+        return HashingEmbedder(dim)
+    if backend == "sentence-transformers":
+        return SentenceTransformerEmbedder(model, batch_size=batch_size)
+    try:
+        return SentenceTransformerEmbedder(model, batch_size=batch_size)
+    except EmbeddingError:
+        warnings.warn(
+            f"sentence-transformers is not installed; embedding with the hashing fallback "
+            f"'hashing-{DEFAULT_HASHING_DIM}' instead of {model!r} (pip install 'cascal[embed]' for real sentence embeddings)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return HashingEmbedder(DEFAULT_HASHING_DIM)
+
+
+def load_embedder(name: str, *, batch_size: int = 64) -> Embedder:
+    """The embedder whose :attr:`Embedder.name` is ``name`` (route time): ``hashing-<d>`` or a
+    sentence-transformers model. Never falls back: a missing package raises :class:`EmbeddingError`,
+    because other embeddings would not match the router's training embeddings."""
+    if not isinstance(name, str) or not name.strip():
+        raise EmbeddingError(f"name: expected an embedder name, got {name!r}")
+    dim = _hashing_dim(name)
+    if dim is not None:
+        return HashingEmbedder(dim)
+    return SentenceTransformerEmbedder(name, batch_size=batch_size)
+
+
+# ------------------------------------------------------------------------------ texts
+def texts_digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def embed_texts(embedder: Embedder, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """``embedder.encode`` over ``texts`` in batches of ``batch_size`` (with a tqdm bar if ``progress``)."""
+    texts = _check_texts(texts)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EmbeddingError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+    starts = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"embed ({embedder.name})", unit="batch")
+    parts = [embedder.encode(texts[s : s + batch_size]) for s in starts]
+    if not parts:
+        return embedder.encode([])
+    return np.vstack(parts).astype(np.float32, copy=False)

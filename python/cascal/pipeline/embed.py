@@ -1,0 +1,76 @@
+"""Pipeline stage **embed**: embed the question texts of a dataset folder and cache them there.
+
+The ``question`` texts are embedded (options are not included, as for the shipped MMLU-Pro
+embeddings) and saved as ``embeddings_<name>.npy`` in the folder, next to ``embeddings_<name>.json``
+holding a SHA-256 of the texts: a rerun with the same questions reuses the file, a changed question
+set recomputes it. The embedders themselves live in :mod:`cascal.embedding`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from cascal.embedding import DEFAULT_MODEL, Embedder, embed_texts, get_embedder, texts_digest
+from cascal.io import embeddings_path, load_dataset
+
+PathLike = Union[str, Path]
+
+__all__ = ["embed_dataset", "embeddings_meta_path"]
+
+
+def embeddings_meta_path(npy: Path) -> Path:
+    """The JSON file recording which texts and embedder produced the embeddings file ``npy``."""
+    return npy.with_suffix(".json")
+
+
+def embed_dataset(
+    dataset_dir: PathLike,
+    model: Union[str, Embedder] = DEFAULT_MODEL,
+    backend: str = "auto",
+    *,
+    batch_size: int = 256,
+    progress: bool = False,
+    force: bool = False,
+) -> np.ndarray:
+    """Embed the question texts of a dataset folder and save ``embeddings_<name>.npy`` there.
+
+    Args:
+        dataset_dir: the dataset folder (DESIGN §2).
+        model, backend: as for :func:`get_embedder`; ``model`` may also be a ready :class:`Embedder`
+            (``backend`` is then ignored).
+        batch_size: texts per :meth:`Embedder.encode` call.
+        progress: show a progress bar.
+        force: recompute even when a matching cached file exists.
+
+    Returns:
+        ``(n_questions, d)`` float32 unit-norm embeddings in questions.jsonl order. Pass an
+        :class:`Embedder` as ``model`` to know its name (the file is ``embeddings_<name>.npy``).
+    """
+    folder = Path(dataset_dir)
+    dataset = load_dataset(folder, embeddings=None)
+    texts = list(dataset.questions or [])
+    embedder = model if isinstance(model, Embedder) else get_embedder(model, backend)
+    target = embeddings_path(folder, embedder.name)
+    meta_file = embeddings_meta_path(target)
+    digest = texts_digest(texts)
+    if not force and target.exists() and meta_file.exists():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        if meta.get("texts_sha256") == digest and meta.get("embedder") == embedder.name:
+            cached = np.load(target, allow_pickle=False)
+            if cached.shape[0] == len(texts):
+                return cached.astype(np.float32, copy=False)
+    vectors = embed_texts(embedder, texts, batch_size=batch_size, progress=progress)
+    tmp = target.with_name("." + target.name + ".tmp")  # not matched by the embeddings*.npy glob
+    with open(tmp, "wb") as fh:
+        np.save(fh, vectors)
+    tmp.replace(target)
+    meta = {"embedder": embedder.name, "n": len(texts), "dim": int(vectors.shape[1]), "texts_sha256": digest}
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return vectors

@@ -1,0 +1,105 @@
+"""Pipeline stage **route**: rank the pool for new questions with a trained router, ask the top
+models and take their plurality vote.
+
+A question is embedded with the embedder recorded in the router file
+(:func:`cascal.embedding.load_embedder`), so it lands in the same space as the training questions.
+The top-k models are asked through the same client, retries and prompt as ``cascal answer``; their
+plurality vote breaks ties toward the higher-ranked model (the router's ``answer`` rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+
+__all__ = ["RankedModel", "PoolAnswer", "load_router", "rank_question", "ask_models", "vote"]
+
+
+@dataclass(frozen=True)
+class RankedModel:
+    """One pool model's place in a routing: its name and routing score (higher is better)."""
+
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PoolAnswer:
+    """What one asked model replied: the option index it chose (-1 when none could be extracted)."""
+
+    name: str
+    choice: int
+    text: str
+
+
+def load_router(path: Union[str, Path]) -> Any:
+    """The :class:`cascal.CascalRouter` saved at ``path``."""
+    from cascal.router import CascalRouter
+
+    return CascalRouter.load(path)
+
+
+def rank_question(router: Any, question: str, *, embedder: Any = None) -> list[RankedModel]:
+    """Every pool model ranked for ``question``, best first, with its routing score.
+
+    Args:
+        router: a fitted router (``route`` and ``model_names_``); CASCAL's records its embedder.
+        question: the question text (as it would appear in a dataset's ``question`` field).
+        embedder: the embedder to use; default ``load_embedder(router.embedding_model)``.
+
+    Raises:
+        ValueError: an empty question, or a router without a recorded embedder and none given.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question: must be a non-empty string")
+    if embedder is None:
+        name = getattr(router, "embedding_model", None)
+        if not name:
+            raise ValueError("router: it records no embedding model; pass the embedder explicitly")
+        from cascal.embedding import load_embedder
+
+        embedder = load_embedder(name)
+    x = np.asarray(embedder.encode([question]), dtype=np.float32)
+    routing = router.route(x, top_k=len(router.model_names_))
+    return [RankedModel(routing.model_names[j], float(routing.scores[0, j])) for j in routing.ranked[0]]
+
+
+def ask_models(pool: Any, names: Sequence[str], question: str, options: Sequence[str]) -> list[PoolAnswer]:
+    """Ask the named models of ``pool`` the question (answering prompt of :mod:`cascal.pipeline.answer`).
+
+    A model whose endpoint fails after the retries gets ``choice = -1`` and the error as its text;
+    an unreachable endpoint raises :class:`cascal.llm.client.EndpointError`.
+    """
+    from cascal.pipeline.answer import build_messages
+    from cascal.llm.client import ChatClient, RequestFailed
+    from cascal.llm.extract import extract_answer
+
+    messages = build_messages(question, list(options))
+
+    async def ask(name: str) -> PoolAnswer:
+        async with ChatClient(pool.get(name), pool.retry) as client:
+            try:
+                completion = await client.complete(messages)
+            except RequestFailed as exc:
+                return PoolAnswer(name, -1, f"(no usable reply: {exc})")
+        return PoolAnswer(name, extract_answer(completion.text, len(options)), completion.text)
+
+    async def ask_all() -> list[PoolAnswer]:
+        return list(await asyncio.gather(*(ask(n) for n in names)))
+
+    return asyncio.run(ask_all())
+
+
+def vote(answers: Sequence[PoolAnswer]) -> int:
+    """Plurality of the answers' choices (given best-ranked first); ties go to the choice of the
+    highest-ranked model among the tied; -1 when no model gave a usable answer."""
+    from cascal.router.base import ensemble_vote
+
+    if not answers:
+        return -1
+    choices = np.array([[a.choice for a in answers]], dtype=np.int64)
+    return int(ensemble_vote(np.arange(len(answers))[None, :], choices)[0])

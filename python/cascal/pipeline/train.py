@@ -1,0 +1,76 @@
+"""Pipeline stage **train**: fit a CASCAL router on a dataset folder and save it to one file.
+
+The dataset needs the pool's answers (``predictions.csv``, e.g. from ``cascal answer``) and question
+embeddings (``embeddings_<name>.npy``, e.g. from ``cascal embed``). The answer key is never read:
+CASCAL is query-only. The router file records the embedder's name, so routing embeds new questions
+the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+__all__ = ["train_router", "describe"]
+
+
+def train_router(
+    dataset_dir: Union[str, Path],
+    out_path: Union[str, Path],
+    *,
+    embeddings: str = "auto",
+    **router_params: Any,
+) -> Any:
+    """Fit :class:`cascal.CascalRouter` on ``dataset_dir`` and save it to ``out_path``.
+
+    Args:
+        dataset_dir: a dataset folder with ``predictions.csv`` and an ``embeddings_<name>.npy``.
+        out_path: the router file to write.
+        embeddings: which embeddings file: ``"auto"`` (the folder's only one) or an embedder name.
+        router_params: constructor arguments of :class:`cascal.CascalRouter`.
+
+    Returns:
+        the fitted router (also saved).
+
+    Raises:
+        cascal.DataError: the folder has no pool answers or no embeddings.
+    """
+    from cascal.data import DataError
+    from cascal.io import load_dataset
+    from cascal.router import CascalRouter
+
+    dataset = load_dataset(dataset_dir, embeddings=embeddings)
+    if dataset.n_models == 0:
+        raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
+    if dataset.embeddings is None:
+        raise DataError(f"{dataset_dir}: no embeddings_<name>.npy; run `cascal embed` on it first")
+    router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
+    router.fit(dataset.embeddings, dataset)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    router.save(out)
+    return router
+
+
+def describe(router: Any) -> str:
+    """A short text summary of a fitted router: pool, embedder, niches per subject, global ranking."""
+    lines = [f"embedder: {router.embedding_model}", f"pool ({len(router.model_names_)} models):"]
+    order = sorted(range(len(router.model_names_)), key=lambda m: -router.global_scores_[m])
+    for m in order:
+        lines.append(f"  {router.model_names_[m]:<32} mean consensus score {router.global_scores_[m]:.3f}")
+    lines.append("niches per subject:")
+    for subject in router.subject_names_:
+        lines.append(f"  {subject:<32} {len(router.niches_[subject])}")
+    lines.append(_routing_line(router))
+    return "\n".join(lines)
+
+
+def _routing_line(router: Any) -> str:
+    """The routing constants in use, saying which ones were calibrated on the training data."""
+    def how(param: object) -> str:
+        return " (calibrated)" if param == "auto" else ""
+
+    temp = router.subject_temp_
+    subjects = "hard (nearest subject only)" if temp == 0 else f"soft, temperature {temp:.4f}{how(router.subject_temp)}"
+    return (f"routing: subjects {subjects}; fallback to the global ranking beyond cosine distance "
+            f"{router.fallback_distance_:.3f}{how(router.fallback_distance)}")

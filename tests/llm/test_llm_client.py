@@ -1,0 +1,305 @@
+"""The async chat client against a misbehaving server: retries, Retry-After, fatal errors, the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import time
+from typing import Optional
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cascal.llm.cache import ResponseCache, cache_key
+from cascal.llm.client import ChatClient, Completion, EndpointError, RequestFailed, Stopped
+from cascal.llm.config import ModelConfig, RetryPolicy
+from cascal.simulate.chat_server import ChatReply, ChatRequest, ChatServer, Fault
+
+FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02, jitter=0.0)
+MESSAGES = [{"role": "user", "content": "Pick one. (A) x (B) y"}]
+LOGPROBS = [-0.25, -0.5, -1.5, -0.75]
+
+
+def responder(req: ChatRequest) -> ChatReply:
+    return ChatReply("The answer is (B).", token_logprobs=LOGPROBS)
+
+
+def model(server: ChatServer, **kw: object) -> ModelConfig:
+    return ModelConfig(name="pool-a", base_url=server.base_url, model="model-a", timeout=kw.pop("timeout", 2.0), **kw)  # type: ignore[arg-type]
+
+
+def complete(cfg: ModelConfig, retry: RetryPolicy = FAST, cache: Optional[ResponseCache] = None, messages=MESSAGES, variant: int = 0) -> Completion:
+    async def go() -> Completion:
+        async with ChatClient(cfg, retry, cache=cache) as client:
+            return await client.complete(messages, variant=variant)
+
+    return asyncio.run(go())
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_clean_reply_carries_text_mean_logprob_and_tokens(stream):
+    with ChatServer(responder) as server:
+        reply = complete(model(server, stream=stream))
+        assert len(server.request_log) == 1
+    assert reply.text == "The answer is (B)."
+    assert reply.mean_logprob == pytest.approx(sum(LOGPROBS) / len(LOGPROBS))
+    assert reply.completion_tokens == len(LOGPROBS) and not reply.cached
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_no_logprobs_gives_nan(stream):
+    with ChatServer(lambda req: ChatReply("The answer is (A)")) as server:
+        reply = complete(model(server, stream=stream))
+    assert math.isnan(reply.mean_logprob)
+
+
+def test_non_finite_token_logprobs_are_left_out_of_the_mean():
+    reply = ChatReply("a b c", token_logprobs=[-1.0, float("-inf"), -3.0])
+    with ChatServer(lambda req: reply) as server:
+        got = complete(model(server))
+    assert got.mean_logprob == pytest.approx(-2.0)
+
+
+TRANSIENT = [
+    Fault.http_500(),
+    Fault.rate_limit(0.05),
+    Fault.timeout(3.0),
+    Fault.truncated(),
+    Fault.malformed_json(),
+    Fault.empty_choices(),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fault", TRANSIENT, ids=lambda f: f.kind)
+def test_each_transient_fault_is_retried_until_a_clean_reply(fault, stream):
+    # the first two requests fail, the third succeeds
+    with ChatServer(responder, faults=[fault, fault]) as server:
+        reply = complete(model(server, stream=stream, timeout=1.0))
+        log = server.requests
+    assert reply.text == "The answer is (B)."
+    assert [r.fault for r in log] == [fault.kind, fault.kind, None]
+    assert [r.attempt for r in log] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_slow_stream_is_read_to_the_end(stream):
+    with ChatServer(responder, faults=[Fault.slow_stream(0.02)]) as server:
+        reply = complete(model(server, stream=stream))
+        assert len(server.request_log) == 1
+    assert reply.text == "The answer is (B)." and reply.completion_tokens == len(LOGPROBS)
+
+
+def test_retry_after_is_honoured():
+    with ChatServer(responder, faults=[Fault.rate_limit(0.4), Fault.rate_limit(0.3)]) as server:
+        reply = complete(model(server))
+        times = [r.received_at for r in server.requests]
+    assert reply.text.endswith("(B).")
+    assert len(times) == 3
+    # FAST's own backoff is 0.01-0.02 s: the gaps come from Retry-After
+    assert times[1] - times[0] >= 0.38
+    assert times[2] - times[1] >= 0.28
+    assert times[1] - times[0] < 5.0
+
+
+def test_retry_after_is_capped_by_the_policy():
+    capped = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02, jitter=0.0, max_retry_after=0.1)
+    with ChatServer(responder, faults=[Fault.rate_limit(30.0)]) as server:
+        start = time.monotonic()
+        complete(model(server), retry=capped)
+        elapsed = time.monotonic() - start
+        assert len(server.request_log) == 2
+    assert elapsed < 5.0
+
+
+def test_persistent_server_errors_raise_request_failed_after_all_attempts():
+    with ChatServer(responder, faults=lambda req: Fault.http_500()) as server:
+        with pytest.raises(RequestFailed, match="no usable reply after 4 attempt"):
+            complete(model(server))
+        assert len(server.request_log) == FAST.max_attempts
+
+
+def test_persistent_rate_limit_is_an_endpoint_error():
+    with ChatServer(responder, faults=lambda req: Fault.rate_limit(0.01)) as server:
+        with pytest.raises(EndpointError, match="still rate-limited"):
+            complete(model(server))
+        assert len(server.request_log) == FAST.max_attempts
+
+
+def test_unreachable_endpoint_names_endpoint_and_model():
+    port = closed_port()
+    cfg = ModelConfig(name="pool-a", base_url=f"http://127.0.0.1:{port}/v1", model="model-a", timeout=1.0)
+    with pytest.raises(EndpointError) as info:
+        complete(cfg)
+    message = str(info.value)
+    assert f"http://127.0.0.1:{port}/v1" in message and "'pool-a'" in message and "'model-a'" in message
+    assert "unreachable after 4 attempt" in message
+
+
+def test_rejected_request_fails_at_once():
+    with ChatServer(responder) as server:
+        wrong = ModelConfig(name="pool-a", base_url=server.base_url + "/wrong-root", model="model-a")
+        with pytest.raises(EndpointError, match="rejected with HTTP 404"):
+            complete(wrong)
+        assert server.request_log == []  # the request never reached the chat route
+
+
+def test_backoff_waits_grow_exponentially():
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    policy = RetryPolicy(max_attempts=5, base_delay=0.1, max_delay=0.5, jitter=0.0)
+
+    async def go() -> None:
+        with ChatServer(responder, faults=lambda req: Fault.http_500()) as server:
+            async with ChatClient(model(server), policy, sleep=record) as client:
+                with pytest.raises(RequestFailed):
+                    await client.complete(MESSAGES)
+
+    asyncio.run(go())
+    assert waits == pytest.approx([0.1, 0.2, 0.4, 0.5])
+
+
+def test_concurrency_bound_is_respected():
+    import threading
+
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def slow(req: ChatRequest) -> ChatReply:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.1)
+        with lock:
+            state["now"] -= 1
+        return ChatReply("The answer is (A)")
+
+    async def go() -> None:
+        with ChatServer(slow) as server:
+            async with ChatClient(model(server, max_concurrency=3), FAST) as client:
+                await asyncio.gather(*[client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(15)])
+
+    asyncio.run(go())
+    assert state["peak"] == 3
+
+
+def test_stopped_client_sends_nothing_new_but_serves_the_cache(tmp_path):
+    async def go(server: ChatServer, cache: ResponseCache) -> Completion:
+        async with ChatClient(model(server), FAST, cache=cache) as client:
+            await client.complete(MESSAGES)
+            client.stop()
+            with pytest.raises(Stopped):
+                await client.complete([{"role": "user", "content": "new prompt"}])
+            return await client.complete(MESSAGES)
+
+    with ChatServer(responder) as server, ResponseCache(tmp_path / "c.sqlite") as cache:
+        again = asyncio.run(go(server, cache))
+        assert len(server.request_log) == 1
+    assert again.cached
+
+
+def test_cache_serves_repeats_without_requests(tmp_path):
+    with ChatServer(responder) as server, ResponseCache(tmp_path / "c.sqlite") as cache:
+        cfg = model(server)
+        first = complete(cfg, cache=cache)
+        second = complete(cfg, cache=cache)
+        other_variant = complete(cfg, cache=cache, variant=1)
+        assert len(server.request_log) == 2  # the variant is a separate cached request
+        assert not first.cached and second.cached and not other_variant.cached
+        assert (second.text, second.mean_logprob, second.completion_tokens) == (first.text, first.mean_logprob, first.completion_tokens)
+        # a different sampling parameter is a different prompt
+        complete(ModelConfig(**{**cfg.__dict__, "temperature": 0.5}), cache=cache)
+        assert len(server.request_log) == 3
+        assert len(cache) == 3
+
+
+def test_failures_are_not_cached(tmp_path):
+    with ChatServer(responder, faults=[Fault.http_500()] * 4) as server, ResponseCache(tmp_path / "c.sqlite") as cache:
+        with pytest.raises(RequestFailed):
+            complete(model(server), cache=cache)
+        assert len(cache) == 0
+        assert complete(model(server), cache=cache).text.endswith("(B).")
+        assert len(cache) == 1
+
+
+def test_cache_key_depends_on_every_part_but_the_endpoint():
+    base = dict(name="pool-a", model="m", messages=MESSAGES, params={"temperature": 0.0}, variant=0)
+    key = cache_key(**base)
+    for change in (
+        {"name": "pool-b"},
+        {"model": "m2"},
+        {"messages": [{"role": "user", "content": "other"}]},
+        {"messages": MESSAGES + [{"role": "user", "content": "more"}]},
+        {"params": {"temperature": 0.1}},
+        {"params": {"temperature": 0.0, "seed": 1}},
+        {"variant": 1},
+    ):
+        assert cache_key(**{**base, **change}) != key, change
+
+
+def test_cache_survives_a_server_restart_on_another_port(tmp_path):
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        with ChatServer(responder) as first:
+            complete(model(first), cache=cache)
+        with ChatServer(responder) as second:
+            again = complete(model(second), cache=cache)
+            assert again.cached and second.request_log == []
+
+
+def test_cache_persists_and_first_write_wins(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put("k", model="m", base_url="u", request={"x": 1}, text="first", mean_logprob=math.nan, prompt_tokens=3, completion_tokens=None)
+        cache.put("k", model="m", base_url="u", request={"x": 1}, text="second", mean_logprob=-1.0, prompt_tokens=3, completion_tokens=4)
+    with ResponseCache(path) as again:
+        hit = again.get("k")
+        assert hit is not None and hit.text == "first" and math.isnan(hit.mean_logprob) and hit.completion_tokens is None
+        assert "k" in again and "nope" not in again and len(again) == 1
+        assert list(again.requests()) == [("k", {"x": 1})]
+    with pytest.raises(ValueError, match="is a directory"):
+        ResponseCache(tmp_path)
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ValueError, match="not a usable SQLite cache"):
+        ResponseCache(tmp_path / "junk.sqlite")
+
+
+# ----------------------------------------------------------------------------- round trip property
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    """One server for every example: it replies with whatever ``holder["reply"]`` holds."""
+    holder: dict[str, ChatReply] = {}
+    with ChatServer(lambda req: holder["reply"]) as server:
+        yield server, holder
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=_text,
+    logprobs=st.one_of(st.none(), st.lists(st.floats(-50, 0), min_size=1, max_size=12)),
+    stream=st.booleans(),
+)
+def test_any_reply_survives_the_wire(echo_server, text, logprobs, stream):
+    """Arbitrary unicode text (LaTeX, newlines, quotes, emoji) and logprobs come back unchanged,
+    streamed or not."""
+    server, holder = echo_server
+    holder["reply"] = ChatReply(text, token_logprobs=logprobs)
+    got = complete(model(server, stream=stream))
+    assert got.text == text
+    if logprobs is None:
+        assert math.isnan(got.mean_logprob)
+    else:
+        assert got.mean_logprob == pytest.approx(sum(logprobs) / len(logprobs), abs=1e-9)

@@ -1,0 +1,410 @@
+"""Answering a dataset folder with a pool: outputs, faults, unreachable endpoints, kill and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cascal.cli import main
+from cascal.data import LETTERS, NO_ANSWER
+from cascal.io import load_dataset, save_dataset
+from cascal.pipeline.answer import answer_dataset, build_messages
+from cascal.llm.cache import ResponseCache
+from cascal.llm.client import EndpointError
+from cascal.llm.config import ModelConfig, PoolConfig, RetryPolicy
+from cascal.simulate.chat_server import FAULT_KINDS, ChatReply, ChatRequest, ChatServer, Fault, prompt_hash
+
+FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02, jitter=0.0, reask_unparsable=1)
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------------------- a small world
+def make_dataset(folder: Path, n: int = 12, seed: int = 0) -> tuple[list[int], list[int]]:
+    """A dataset folder of ``n`` questions with 2..10 options; returns (gold, n_options)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    gold, n_opts = [], []
+    with open(folder / "questions.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(n):
+            k = int(rng.integers(2, 11))
+            g = int(rng.integers(0, k))
+            gold.append(g)
+            n_opts.append(k)
+            rec = {
+                "question_id": 100 + i,
+                "category": ["law", "math"][i % 2],
+                "question": f"Question number {i}: which option is right? Use $x^2$ and {{braces}}.",
+                "options": [f"option {j} of {i}" for j in range(k)],
+                "answer": LETTERS[g],
+            }
+            fh.write(json.dumps(rec) + "\n")
+    return gold, n_opts
+
+
+class World:
+    """Deterministic pool behaviour keyed on the question number found in the prompt.
+
+    good: "The answer is (gold)", logprobs [-0.1, -0.2, -0.3]
+    shifted: "the answer is <next letter, lowercase>.", logprobs [-1.0, -2.0]
+    mute: never names a letter (always unparsable)
+    plain: "Answer: <gold>" without logprobs
+    """
+
+    def __init__(self, gold: list[int], n_options: list[int], delay: float = 0.0) -> None:
+        self.gold, self.n_options, self.delay = gold, n_options, delay
+
+    def question(self, req: ChatRequest) -> int:
+        match = re.search(r"Question number (\d+):", req.messages[-1]["content"])
+        assert match, "prompt lost the question text"
+        return int(match.group(1))
+
+    def __call__(self, req: ChatRequest) -> ChatReply:
+        if self.delay:
+            time.sleep(self.delay)
+        q = self.question(req)
+        g, k = self.gold[q], self.n_options[q]
+        if req.model == "id-good":
+            return ChatReply(f"Reasoning about {q}. The answer is ({LETTERS[g]}).", token_logprobs=[-0.1, -0.2, -0.3])
+        if req.model == "id-shifted":
+            return ChatReply(f"hmm. the answer is {LETTERS[(g + 1) % k].lower()}.", token_logprobs=[-1.0, -2.0])
+        if req.model == "id-mute":
+            return ChatReply("I cannot decide between them.", token_logprobs=[-3.0])
+        if req.model == "id-plain":
+            return ChatReply(f"Answer: {LETTERS[g]}")
+        raise AssertionError(f"unexpected model {req.model}")
+
+
+def pool_for(server: ChatServer, names=("good", "shifted", "mute", "plain"), **kw) -> PoolConfig:
+    models = tuple(
+        ModelConfig(name=n, base_url=server.base_url, model=f"id-{n}", timeout=2.0, stream=(n == "plain"), max_concurrency=4, **kw)
+        for n in names
+    )
+    return PoolConfig(models, retry=FAST)
+
+
+def counts(log: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for entry in log:
+        out[entry] = out.get(entry, 0) + 1
+    return out
+
+
+# ----------------------------------------------------------------------------- prompts
+def test_prompt_lists_lettered_options_and_asks_for_the_answer_format():
+    [msg] = build_messages("  What is 1+1?  ", ["1", "2", "3"])
+    assert msg["role"] == "user"
+    text = msg["content"]
+    assert "Question: What is 1+1?" in text
+    assert "(A) 1\n(B) 2\n(C) 3" in text
+    assert 'The answer is (X)' in text
+    with pytest.raises(ValueError, match="options"):
+        build_messages("q", ["only one"])
+    with pytest.raises(ValueError, match="question"):
+        build_messages("  ", ["a", "b"])
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_answer_dataset_writes_letters_logprobs_and_tokens(tmp_path):
+    gold, n_opts = make_dataset(tmp_path / "ds")
+    world = World(gold, n_opts)
+    with ChatServer(world) as server:
+        result = answer_dataset(tmp_path / "ds", pool_for(server), progress=False)
+        log = server.request_log
+    n = len(gold)
+    g = np.array(gold)
+    k = np.array(n_opts)
+    on_disk = load_dataset(tmp_path / "ds", embeddings=None)
+    for rm in (result, on_disk):
+        assert rm.model_names == ["good", "shifted", "mute", "plain"]
+        np.testing.assert_array_equal(rm.answers[:, 0], g)
+        np.testing.assert_array_equal(rm.answers[:, 1], (g + 1) % k)
+        np.testing.assert_array_equal(rm.answers[:, 2], np.full(n, NO_ANSWER))
+        np.testing.assert_array_equal(rm.answers[:, 3], g)
+        np.testing.assert_allclose(rm.logprobs[:, 0], -0.2, rtol=1e-6)
+        np.testing.assert_allclose(rm.logprobs[:, 1], -1.5, rtol=1e-6)
+        np.testing.assert_allclose(rm.logprobs[:, 2], -3.0, rtol=1e-6)
+        assert np.isnan(rm.logprobs[:, 3]).all()
+        # completion tokens; the mute model was asked twice (1 re-ask), both replies are paid for
+        np.testing.assert_array_equal(rm.cost[:, 0], 3)
+        np.testing.assert_array_equal(rm.cost[:, 1], 2)
+        np.testing.assert_array_equal(rm.cost[:, 2], 2)
+        np.testing.assert_array_equal(rm.cost[:, 3], [len(f"Answer: {LETTERS[x]}".split(" ")) for x in gold])
+    assert result.extra["answering"]["mute"] == {"cached": 0, "requests_sent": 2 * n, "answered": 0, "unparsable": n, "failed": 0}
+    assert result.extra["answering"]["good"]["answered"] == n
+    per_model = {m: sum(1 for mm, _ in log if mm == m) for m in ("id-good", "id-shifted", "id-mute", "id-plain")}
+    assert per_model == {"id-good": n, "id-shifted": n, "id-mute": 2 * n, "id-plain": n}
+    # the question file is untouched in content
+    assert [q["question"] for q in map(json.loads, (tmp_path / "ds" / "questions.jsonl").read_text().splitlines())][0].startswith("Question number 0")
+
+
+def test_second_run_is_served_from_the_cache(tmp_path):
+    gold, n_opts = make_dataset(tmp_path / "ds")
+    with ChatServer(World(gold, n_opts)) as server:
+        first = answer_dataset(tmp_path / "ds", pool_for(server), progress=False)
+        sent = len(server.request_log)
+        second = answer_dataset(tmp_path / "ds", pool_for(server), progress=False)
+        assert len(server.request_log) == sent
+    np.testing.assert_array_equal(first.answers, second.answers)
+    np.testing.assert_array_equal(first.cost, second.cost)
+    assert all(s["requests_sent"] == 0 for s in second.extra["answering"].values())
+    assert second.extra["answering"]["mute"]["cached"] == 2 * len(gold)
+
+
+def test_other_models_columns_are_kept_and_rerun_columns_replaced(tmp_path):
+    gold, n_opts = make_dataset(tmp_path / "ds", n=6)
+    before = load_dataset(tmp_path / "ds", embeddings=None)
+    old = np.array([[0, 0]] * 6, dtype=np.int8)
+    old[2, 1] = NO_ANSWER
+    prior = before.__class__(
+        answers=old, n_options=before.n_options, subjects=before.subjects, model_names=["legacy", "good"],
+        gold=before.gold, logprobs=np.full((6, 2), -9.0), cost=np.full((6, 2), 99.0), question_ids=before.question_ids,
+        questions=before.questions, options=before.options, extra=before.extra,
+    )
+    save_dataset(prior, tmp_path / "ds")
+    with ChatServer(World(gold, n_opts)) as server:
+        result = answer_dataset(tmp_path / "ds", pool_for(server, names=("good", "plain")), progress=False)
+    assert result.model_names == ["legacy", "good", "plain"]
+    np.testing.assert_array_equal(result.answers[:, 0], 0)
+    np.testing.assert_array_equal(result.cost[:, 0], 99.0)
+    np.testing.assert_array_equal(result.answers[:, 1], gold)  # "good" was re-answered
+    np.testing.assert_allclose(result.logprobs[:, 1], -0.2, rtol=1e-6)
+
+
+def test_models_subset_and_concurrency_override(tmp_path):
+    gold, n_opts = make_dataset(tmp_path / "ds", n=4)
+    with ChatServer(World(gold, n_opts)) as server:
+        result = answer_dataset(tmp_path / "ds", pool_for(server), models=["plain"], concurrency=1, progress=False)
+        assert {m for m, _ in server.request_log} == {"id-plain"}
+    assert result.model_names == ["plain"]
+    with pytest.raises(ValueError, match="concurrency"):
+        answer_dataset(tmp_path / "ds", pool_for(server), concurrency=0, progress=False)
+
+
+def test_works_when_called_from_a_running_event_loop(tmp_path):
+    """As in a notebook: answer_dataset is called while an event loop runs in this thread."""
+    gold, n_opts = make_dataset(tmp_path / "ds", n=4)
+    with ChatServer(World(gold, n_opts)) as server:
+
+        async def inside_a_loop():
+            return answer_dataset(tmp_path / "ds", pool_for(server, names=("good",)), progress=False)
+
+        result = asyncio.run(inside_a_loop())
+    np.testing.assert_array_equal(result.answers[:, 0], gold)
+
+
+# ----------------------------------------------------------------------------- a misbehaving server
+def test_run_completes_through_every_fault_kind(tmp_path):
+    gold, n_opts = make_dataset(tmp_path / "ds", n=14)
+    world = World(gold, n_opts)
+    kinds = [k for k in FAULT_KINDS]
+    doomed = 5  # this question's "good" requests always fail
+
+    def faults(req: ChatRequest):
+        q = world.question(req)
+        if req.model == "id-good" and q == doomed:
+            return Fault.http_500()
+        if req.attempt == 0 and q % 2 == 0:  # half the prompts fail on their first request
+            kind = kinds[(q // 2) % len(kinds)]
+            return {
+                "http_500": Fault.http_500(),
+                "rate_limit": Fault.rate_limit(0.05),
+                "timeout": Fault.timeout(3.0),
+                "truncated": Fault.truncated(),
+                "malformed_json": Fault.malformed_json(),
+                "empty_choices": Fault.empty_choices(),
+                "slow_stream": Fault.slow_stream(0.01),
+            }[kind]
+        return None
+
+    with ChatServer(world, faults=faults) as server:
+        pool = pool_for(server, names=("good", "plain"))
+        # generous against a loaded machine, still well short of the 3 s stall
+        pool = PoolConfig(tuple(ModelConfig(**{**m.__dict__, "timeout": 1.5}) for m in pool.models), retry=FAST)
+        result = answer_dataset(tmp_path / "ds", pool, progress=False)
+        log = server.requests
+    expected = np.array(gold)
+    expected_good = expected.copy()
+    expected_good[doomed] = NO_ANSWER  # persistent failure recorded as unparsable, no crash
+    np.testing.assert_array_equal(result.answers[:, 0], expected_good)
+    np.testing.assert_array_equal(result.answers[:, 1], expected)
+    assert math.isnan(result.logprobs[doomed, 0]) and math.isnan(result.cost[doomed, 0])
+    assert result.extra["answering"]["good"]["failed"] == 1
+    # retried requests, counted from the server's log
+    per_prompt = counts([(r.model, r.prompt_hash) for r in log])
+    for model in ("id-good", "id-plain"):
+        for q in range(len(gold)):
+            key = (model, prompt_hash(build_messages(*_question(tmp_path / "ds", q))))
+            faulted_first = q % 2 == 0 and kinds[(q // 2) % len(kinds)] != "slow_stream"
+            if model == "id-good" and q == doomed:
+                assert per_prompt[key] == FAST.max_attempts
+            else:
+                assert per_prompt[key] == (2 if faulted_first else 1), (model, q)
+    assert {r.fault for r in log} >= set(FAULT_KINDS)
+
+
+def _question(folder: Path, q: int) -> tuple[str, list[str]]:
+    rec = json.loads((folder / "questions.jsonl").read_text().splitlines()[q])
+    return rec["question"], rec["options"]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint_fails_clearly_and_keeps_cached_work(tmp_path):
+    gold, n_opts = make_dataset(tmp_path / "ds", n=10)
+    cache_path = tmp_path / "cache.sqlite"
+    dead_url = f"http://127.0.0.1:{closed_port()}/v1"
+    with ChatServer(World(gold, n_opts, delay=0.3)) as server:  # slow: requests are in flight at the failure
+        live = ModelConfig(name="good", base_url=server.base_url, model="id-good", max_concurrency=2)
+        dead = ModelConfig(name="dead", base_url=dead_url, model="id-dead", timeout=1.0)
+        with pytest.raises(EndpointError) as info:
+            answer_dataset(tmp_path / "ds", PoolConfig((live, dead), retry=FAST), cache_path=cache_path, progress=False)
+        assert dead_url in str(info.value) and "'dead'" in str(info.value) and "unreachable" in str(info.value)
+        assert not (tmp_path / "ds" / "predictions.csv").exists()  # nothing half-written
+        received = len(server.request_log)
+        with ResponseCache(cache_path) as cache:
+            kept = len(cache)
+        assert kept == received  # requests in flight when the run stopped were finished and cached
+        # resuming with the live model only asks just what the cache does not hold
+        result = answer_dataset(tmp_path / "ds", PoolConfig((live,), retry=FAST), cache_path=cache_path, progress=False)
+        assert len(server.request_log) - received == len(gold) - kept
+    assert result.extra["answering"]["good"]["cached"] == kept
+    np.testing.assert_array_equal(result.answers[:, 0], gold)
+
+
+# ----------------------------------------------------------------------------- the command
+def write_pool(path: Path, server: ChatServer, names=("good", "plain"), concurrency: int = 2) -> Path:
+    data = {
+        "retry": {"max_attempts": 3, "base_delay": 0.01, "max_delay": 0.02},
+        "defaults": {"base_url": server.base_url, "max_concurrency": concurrency, "timeout": 5},
+        "models": [{"name": n, "model": f"id-{n}"} for n in names],
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``cascal answer ARGS`` in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = main(["answer", *args])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_cli_answers_and_reports(tmp_path, capsys):
+    gold, n_opts = make_dataset(tmp_path / "ds", n=5)
+    with ChatServer(World(gold, n_opts)) as server:
+        pool = write_pool(tmp_path / "pool.yaml", server, names=("good", "mute", "plain"))
+        status, stdout, stderr = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(pool), "--models", "good,mute", "--no-progress")
+    assert status == 0, stderr
+    assert re.search(r"^good\s+5\s+0\s+0\s+0\s+5$", stdout, re.M), stdout
+    assert re.search(r"^mute\s+0\s+5\s+0\s+0\s+10$", stdout, re.M), stdout
+    assert (tmp_path / "ds" / "answer_cache.sqlite").exists()
+    assert load_dataset(tmp_path / "ds", embeddings=None).model_names == ["good", "mute"]
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    make_dataset(tmp_path / "ds", n=3)
+    bad = tmp_path / "pool.yaml"
+    bad.write_text(yaml.safe_dump({"models": [{"name": "a", "model": "m"}]}))
+    status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(bad), "--no-progress")
+    assert status == 2 and "pool.yaml: models[0].base_url: required" in err
+    dead = tmp_path / "dead.yaml"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    dead.write_text(yaml.safe_dump({"retry": {"max_attempts": 2, "base_delay": 0.01}, "models": [{"name": "a", "model": "m", "base_url": url}]}))
+    status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(dead), "--no-progress")
+    assert status == 1 and url in err and "run the command again to resume" in err
+    status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(dead), "--models", "zz", "--no-progress")
+    assert status == 2 and "no model named 'zz'" in err
+    status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(dead), "--concurrency", "0", "--no-progress")
+    assert status == 2 and "--concurrency" in err
+
+
+def test_kill_and_resume_pays_for_nothing_twice(tmp_path, capsys):
+    n = 30
+    gold, n_opts = make_dataset(tmp_path / "ds", n=n)
+    cache_path = tmp_path / "cache.sqlite"
+    with ChatServer(World(gold, n_opts, delay=0.08)) as server:
+        pool = write_pool(tmp_path / "pool.yaml", server, concurrency=2)
+        args = [sys.executable, "-m", "cascal", "answer", str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress"]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(server.request_log) < 16 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        first_log = server.request_log
+        with ResponseCache(cache_path) as cache:
+            cached_after_kill = {(req["model"], prompt_hash(req["messages"])) for _, req in cache.requests()}
+        assert 0 < len(cached_after_kill) < 2 * n, "kill did not land mid-run"
+        assert not (tmp_path / "ds" / "predictions.csv").exists()
+
+        status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress")
+        assert status == 0, err
+        second_log = server.request_log[len(first_log):]
+
+    # no request was sent again for a prompt whose reply was cached, and none twice in the second run
+    assert not set(second_log) & cached_after_kill
+    assert len(set(second_log)) == len(second_log)
+    # every response is in the cache exactly once
+    with ResponseCache(cache_path) as cache:
+        pairs = [(req["model"], prompt_hash(req["messages"])) for _, req in cache.requests()]
+    assert len(pairs) == len(set(pairs)) == 2 * n
+    all_pairs = {(f"id-{m}", prompt_hash(build_messages(*_question(tmp_path / "ds", q)))) for m in ("good", "plain") for q in range(n)}
+    assert set(pairs) == all_pairs
+    # only requests in flight at the kill (at most 2 models x 2) were paid twice
+    assert len(first_log) + len(second_log) - 2 * n <= 4
+    result = load_dataset(tmp_path / "ds", embeddings=None)
+    np.testing.assert_array_equal(result.answers, np.stack([gold, gold], axis=1))
+
+
+# ----------------------------------------------------------------------------- real questions
+def test_replaying_real_mmlu_pro_answers_reproduces_them(tmp_path, data_dir):
+    """Real questions (LaTeX, long options, 3..10 options) go through prompt, server, extraction and the
+    folder writer unchanged: a server replaying three real models' recorded letters yields exactly
+    their predictions.csv columns (recorded '?' replayed as a reply without a letter)."""
+    real = load_dataset(data_dir, embeddings=None, out_of_range="unparsable")
+    rng = np.random.default_rng(7)
+    rows = np.sort(rng.choice(real.n_questions, size=40, replace=False))
+    few_options = np.flatnonzero(real.n_options < 10)[:5]  # make sure short option lists are covered
+    rows = np.union1d(rows, few_options)
+    models = ["gpt-4o-2024-05-13_5shots", "Meta-Llama-3_1-8B-Instruct_5shots", "gemma-7b_5shots"]
+    sub = real.subset(rows).select_models(models)
+    bare = sub.__class__(
+        answers=np.zeros((len(rows), 0), dtype=np.int8), n_options=sub.n_options, subjects=sub.subjects, model_names=[],
+        gold=sub.gold, question_ids=sub.question_ids, questions=sub.questions, options=sub.options,
+    )
+    save_dataset(bare, tmp_path / "ds")
+    recorded = {
+        prompt_hash(build_messages(q, o)): sub.answers[i] for i, (q, o) in enumerate(zip(sub.questions, sub.options))
+    }
+
+    def replay(req: ChatRequest) -> ChatReply:
+        code = int(recorded[prompt_hash(req.messages)][models.index(req.model)])
+        if code < 0:
+            return ChatReply("After careful thought I still cannot tell.")
+        return ChatReply(f"Let me work through it step by step... The answer is ({LETTERS[code]}).")
+
+    with ChatServer(replay) as server:
+        pool = PoolConfig(tuple(ModelConfig(name=m, base_url=server.base_url, model=m) for m in models), retry=FAST)
+        result = answer_dataset(tmp_path / "ds", pool, progress=False)
+    expected = np.where(sub.answers == -2, NO_ANSWER, sub.answers)  # a not-asked cell was replayed as no letter
+    np.testing.assert_array_equal(result.answers, expected)
+    np.testing.assert_array_equal(load_dataset(tmp_path / "ds", embeddings=None).answers, expected)
+    assert set(np.unique(result.n_options)) > {10}
