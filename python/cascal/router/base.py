@@ -59,6 +59,16 @@ class BaseRouter(BaseEstimator):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared behaviour
+    def validate_params(self) -> None:
+        """Check every constructor parameter against its documented range.
+
+        Raises:
+            ValueError: naming the first parameter that is out of range.
+        """
+        check = getattr(self, "_validate_params", None)
+        if check is not None:
+            check()
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_names_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(embeddings, responses) first")

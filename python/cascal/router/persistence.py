@@ -194,7 +194,7 @@ def _build_router(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
         params["clamp"] = tuple(params["clamp"])
     router = CascalRouter(**params)
     try:
-        router._validate_params()
+        router.validate_params()
     except ValueError as exc:
         raise RouterFileError(f"{name}: invalid saved parameter: {exc}") from None
 
