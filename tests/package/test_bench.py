@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from cascal.bench.registry import Case, all_cases
+from cascal.bench import Case, all_cases
 from cascal.bench.runner import run, run_case
 
 

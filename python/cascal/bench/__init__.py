@@ -5,6 +5,7 @@ in the same run. Cases live in :mod:`cascal.bench.cases` (one module per kernel 
 themselves with :func:`register`. Timings are medians over repeats: the machine is shared and noisy.
 """
 
-from cascal.bench.registry import Case, all_cases, register
+from cascal.bench.cases import all_cases
+from cascal.bench.registry import Case, register
 
 __all__ = ["Case", "register", "all_cases"]

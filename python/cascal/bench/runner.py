@@ -11,7 +11,8 @@ import threading
 import time
 from typing import Any, Callable, Optional, TextIO
 
-from cascal.bench.registry import Case, all_cases
+from cascal.bench.cases import all_cases
+from cascal.bench.registry import Case
 
 
 def blas_info() -> str:
