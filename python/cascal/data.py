@@ -185,6 +185,8 @@ class ResponseMatrix:
     def correctness(self) -> np.ndarray:
         """``(n_q, n_m)`` float array: 1 where the answer equals ``gold``, 0 where it differs or is
         unparsable, NaN where the model was not asked or the key is unknown."""
+        if self.gold is None:
+            raise DataError("responses: no answer key (gold) to score the answers against")
         out = (self.answers == self.gold[:, None]).astype(np.float64)
         out[self.answers == NOT_ASKED] = np.nan
         out[self.gold < 0, :] = np.nan

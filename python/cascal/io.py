@@ -287,17 +287,20 @@ def save_dataset(responses: ResponseMatrix, path: PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if responses.questions is None or responses.options is None:
         raise DataError("responses: question texts and options are needed to save a dataset folder")
+    questions, options = responses.questions, responses.options
+    gold = responses.gold if responses.gold is not None else np.full(responses.n_questions, -1)
+    question_ids = responses.question_ids if responses.question_ids is not None else np.arange(responses.n_questions)
     fields = responses.extra.get("question_fields") or [{} for _ in range(responses.n_questions)]
-    ids = [_json_id(q) for q in responses.question_ids]
+    ids = [_json_id(q) for q in question_ids]
 
     def write_questions(fh) -> None:
         for i in range(responses.n_questions):
             rec = {
                 "question_id": ids[i],
                 "category": str(responses.subjects[i]),
-                "question": responses.questions[i],
-                "options": list(responses.options[i]),
-                "answer": LETTERS[responses.gold[i]] if responses.gold[i] >= 0 else None,
+                "question": questions[i],
+                "options": list(options[i]),
+                "answer": LETTERS[gold[i]] if gold[i] >= 0 else None,
             }
             rec.update({k: v for k, v in fields[i].items() if k not in rec})
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")

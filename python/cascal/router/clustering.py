@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.spatial.distance import squareform  # type: ignore[import-untyped]
+from scipy.spatial.distance import squareform
 
 from cascal import kernels
 
