@@ -33,29 +33,30 @@ class CascalRouter(BaseRouter):
     """Query-only router: routes each question to the models ranked best in its nearest skill niches.
 
     ``fit`` never reads the answer key (``responses.gold``): model quality is estimated from the
-    confidence-weighted consensus of the pool (DESIGN §3A). Per subject, each model's proficiency set
-    (questions it answers with the plurality, agreement ``>= min_consensus``) is clustered into at
-    most ``max_niches`` groups; group centroids of all models are merged, every training question is
-    assigned to its nearest centroid, and each niche ranks the models by mean consensus score
-    (DESIGN §3B). A query goes to its nearest subject, then to a distance-weighted mix of that
-    subject's ``k_nearest`` nearest niches, blended toward the global ranking when it is far from
-    every niche (DESIGN §3C, Rust ``route_batch``).
+    confidence-weighted consensus of the pool (docs/algorithm.md#consensus-scores). Per subject, each
+    model's proficiency set (questions it answers with the plurality, agreement ``>= min_consensus``)
+    is clustered into at most ``max_niches`` groups; group centroids of all models are merged, every
+    training question is assigned to its nearest centroid, and each niche ranks the models by mean
+    consensus score (docs/algorithm.md#skill-niches). A query goes to its nearest subject (or, soft,
+    to every subject by calibrated weight), then to a distance-weighted mix of that subject's
+    ``k_nearest`` nearest niches, blended toward the global ranking when it is far from every niche
+    (docs/algorithm.md#routing, Rust ``route_batch``).
 
-    Parameters (DESIGN §3 defaults unless noted):
+    Parameters (the original method's defaults unless noted):
         z_scale: slope of the logprob-to-weight sigmoid.
         clamp: ``(low, high)`` bounds of the vote weights.
-        tau: temperature of the consensus softmax (default 0.25, not DESIGN's 1: measured below).
+        tau: temperature of the consensus softmax (default 0.25, not the original 1: measured).
         min_consensus: agreement ratio a question needs to enter a proficiency set.
         max_niches: largest number of groups per proficiency set.
         clustering: ``"agglomerative"`` (hierarchical, Rust ``linkage``) or ``"kmeans"`` (spherical
             weighted k-means). Both choose ``k`` by weighted silhouette among the cuts whose groups
             all hold at least ``min_niche_size`` questions.
         linkage: linkage of the agglomerative method. Default ``"ward"`` (on unit vectors, where
-            squared euclidean distance is twice the cosine distance); see "Choices measured" below.
-        min_niche_size: smallest group of a cut with two or more groups (not in DESIGN; it stops
-            the silhouette from preferring one big group plus a few outliers).
+            squared euclidean distance is twice the cosine distance; the original used average).
+        min_niche_size: smallest group of a cut with two or more groups (not in the original; it
+            stops the silhouette from preferring one big group plus a few outliers).
         max_cluster_points: a larger proficiency set is clustered on an evenly spaced subsample of
-            this size (not in DESIGN; bounds the quadratic linkage cost; no measurable accuracy
+            this size (not in the original; bounds the quadratic linkage cost; no measurable accuracy
             change at 256 on MMLU-Pro, fit CPU time -27%).
         min_silhouette: a proficiency set stays one group when its best weighted silhouette is lower.
         merge_threshold: cosine distance under which centroids of a subject merge.
@@ -64,20 +65,20 @@ class CascalRouter(BaseRouter):
         distance_temp: temperature of the softmax over (negative) niche distances.
         score_temp: temperature sharpening each niche's model scores.
         fallback_distance: nearest-niche cosine distance beyond which the global ranking blends in.
-            Default ``"auto"`` (not DESIGN's 0.5): the ``fallback_quantile`` quantile of the training
-            questions' own nearest-niche distances, so only queries farther from every niche than
-            nearly all training questions fall back. A fixed cosine distance means different things
-            for different embedding models; with MiniLM on MMLU-Pro, 0.5 sent 63% of in-distribution
-            test queries partly to the global ranking. A number fixes the threshold.
-        fallback_quantile: quantile used by ``fallback_distance="auto"`` (not in DESIGN).
+            Default ``"auto"`` (not the original fixed 0.5): the ``fallback_quantile`` quantile of the
+            training questions' own nearest-niche distances, so only queries farther from every niche
+            than nearly all training questions fall back. A fixed cosine distance means different
+            things for different embedding models; with MiniLM on MMLU-Pro, 0.5 sent 63% of
+            in-distribution test queries partly to the global ranking. A number fixes the threshold.
+        fallback_quantile: quantile used by ``fallback_distance="auto"`` (not in the original).
         fallback_width: distance over which the blend weight grows from 0 to 1.
         top_k: ensemble size used by :meth:`route` and :meth:`answer` when none is given.
         subject_representative: ``"questions"`` (default; normalised mean embedding of the subject's
-            training questions) or ``"centroids"`` (normalised mean of its niche centroids, DESIGN
-            §3B.7).
-        subject_temp: soft subject assignment (not in DESIGN, which routes to the nearest subject
-            only): a query mixes the niche rankings of every subject, weighted by
-            ``softmax(-subject distance / subject_temp)``. ``0`` = hard assignment (DESIGN §3C).
+            training questions) or ``"centroids"`` (normalised mean of its niche centroids, the
+            original rule).
+        subject_temp: soft subject assignment (not in the original, which routes to the nearest
+            subject only): a query mixes the niche rankings of every subject, weighted by
+            ``softmax(-subject distance / subject_temp)``. ``0`` = hard assignment (the original).
             Default ``"auto"``: the temperature that maximises the likelihood of the training
             questions' own subjects under that softmax, i.e. the subject weights are calibrated
             probabilities (fitted by a bounded 1-D search; ~0.05 with MiniLM on MMLU-Pro).
@@ -95,54 +96,7 @@ class CascalRouter(BaseRouter):
         centroid_scores_ ``(C, M)``, centroid_sizes_ ``(C,)``, niches_ (subject -> list of
         :class:`cascal.router.niches.Niche`), stats_ (:class:`ConsensusStats`).
 
-    Choices measured (DESIGN §5 protocol: MMLU-Pro real answers, 60/40 split stratified by
-    category, seeds 0..4, mean; fit never sees gold). Subject acc. / top-1 / top-3, in %:
-
-    ======================================================  ====================  ====================
-    configuration                                           pool large            pool small
-    ======================================================  ====================  ====================
-    default (Ward cut, groups >= 10, tau 0.25, question-    71.0 / 71.3 / 73.6    71.0 / 44.4 / 48.1
-    mean subject representatives, sets capped at 256)
-    same without the 256 cap (rows below: no cap)          71.0 / 71.4 / 73.7    71.0 / 44.2 / 48.0
-    clustering="kmeans" (same k choice)                     71.0 / 71.2 / 73.6    71.0 / 44.3 / 48.1
-    linkage="average" (groups >= 10)                        71.0 / 71.4 / 73.6    71.0 / 43.6 / 47.5
-    DESIGN literal: average, no size floor, tau 1,          48.5 / 70.0 / 73.2    46.1 / 43.1 / 47.4
-    subject_representative="centroids"
-    default but tau=1                                       71.0 / 71.2 / 73.5    71.0 / 44.0 / 47.7
-    default but subject_representative="centroids"         67.0 / 71.2 / 73.6    67.6 / 44.1 / 48.0
-    ======================================================  ====================  ====================
-
-    Why: with average linkage and a plain silhouette the chosen cut was k = 2 for 80 of 84
-    proficiency sets, with a median smallest group of 3 questions (one cluster plus outliers), and
-    with a size floor average linkage mostly falls back to one group; Ward cuts under the floor give
-    balanced groups (k = 1..5 all used, largest group 59% of a set on average). Ward and k-means tie
-    on accuracy (differences below one seed standard deviation, ~0.5 points), and the Ward path is
-    several times faster, so it is the default. Subject representatives built from niche centroids
-    are pulled toward wherever niches happen to lie and send 3-4 points fewer queries to the right
-    subject than the mean question embedding. A sharper consensus (``tau`` 0.25 instead of 1) helps
-    both pools by 0.2-0.3 points. Reference points: always routing to the global consensus favourite
-    gives 69.2 / 73.4 (pool large); the best single model *chosen with gold* gives 71.6 / 74.5.
-
-    The rows above route with DESIGN's constants (hard subject assignment, ``fallback_distance``
-    0.5). The routing constants were then measured on the same protocol (top-1 / top-3, in %; pool
-    ``all`` = all 34 models; "random pools" = 8 random 6-model pools x 3 seeds, drawn after the
-    choice was made, as a check on pools nothing was tuned on):
-
-    ==========================================  =============  =============  =============  =============
-    routing constants                           pool large     pool small     pool all       random pools
-    ==========================================  =============  =============  =============  =============
-    default: both ``"auto"``                    72.3 / 74.2    45.2 / 48.7    61.0 / 69.8    53.6 / 57.9
-    ``subject_temp=0`` (hard), auto fallback    71.7 / 73.7    45.6 / 48.8    61.4 / 69.0    53.3 / 57.7
-    DESIGN: hard, ``fallback_distance=0.5``     71.3 / 73.6    44.4 / 48.1    59.3 / 68.4    52.9 / 57.5
-    ==========================================  =============  =============  =============  =============
-
-    Why: MiniLM puts a typical MMLU-Pro question ~0.5 (cosine) from its nearest niche, so the fixed
-    0.5 threshold blended the global ranking into 63% of in-distribution test queries; the
-    calibrated threshold (0.85 here) only catches queries farther out than 99% of the training
-    questions. The calibrated soft assignment (``subject_temp`` ~0.05) lets a query that sits between
-    two subjects hedge between their rankings; it helps pool large, the random pools and top-3 on
-    pool all, and costs 0.4 points on pool small and top-1 on pool all. Both constants are fitted
-    from the training embeddings and subject labels only, never from answers or accuracy.
+    The measurements behind the defaults that differ: docs/algorithm.md#choices-we-measured.
     """
 
     def __init__(
