@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,18 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cascal import errors
 from cascal.llm.config import (
     EMPTY_API_KEY,
     ConfigError,
     ModelConfig,
+    PoolConfig,
     RetryPolicy,
+    TasksConfig,
     load_pool,
     load_tasks,
     parse_pool,
+    parse_tasks,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -161,6 +166,108 @@ def test_tasks_default_count_and_lookup(tmp_path):
     assert tasks.n_questions("a") == 7 and tasks.n_questions("b") == 2 and tasks.generator is None
     with pytest.raises(ConfigError, match="no subject named 'c'"):
         tasks.n_questions("c")
+
+
+# ----------------------------------------------------------------------------- messages and strictness
+def test_config_error_is_the_shared_one():
+    assert ConfigError is errors.ConfigError and issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("pool.yaml", {"models": [good_model(0), good_model(1, retry=2)]},
+         "pool.yaml: models[1].retry: unknown field (allowed: api_key_env, base_url, logprobs, max_concurrency, max_tokens,"),
+        ("tasks.yaml", {"subjects": {"law": "x"}, "generator": {**good_model(0), "top_p": 0}},
+         "tasks.yaml: generator.top_p: must be a number in (0, 1], got 0"),
+        ("tasks.yaml", {"subjects": {"a": "x", "civil law": {"description": "y", "questions": 2.5}}},
+         "tasks.yaml: subjects['civil law'].questions: must be an integer >= 1, got 2.5"),
+        ("tasks.yaml", {"subjects": {"law": {"description": "x"}, 7: "y"}}, "tasks.yaml: subjects[7]: must be a non-empty subject name, got 7"),
+        ("pool.yaml", {"models": [good_model(0)], "retry": {"base_delay": float("inf")}},
+         "pool.yaml: retry.base_delay: must be a finite number >= 0, got inf"),
+        ("pool.yaml", {"models": [good_model(0)], "defaults": {"temperature": 5}}, "pool.yaml: models[0].temperature: must be a number in [0, 2], got 5"),
+    ],
+)
+def test_nested_bad_fields_name_file_and_path(tmp_path, name, data, message):
+    with pytest.raises(ConfigError) as info:
+        (load_pool if name == "pool.yaml" else load_tasks)(write(tmp_path, name, data))
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("max_concurrency", True, "must be an integer >= 1, got True"),
+        ("max_tokens", 64.0, "must be an integer >= 1, got 64.0"),
+        ("temperature", "0.5", "must be a number in [0, 2], got '0.5'"),
+        ("stream", 1, "must be true or false, got 1"),
+        ("name", 3, "must be a non-empty string, got 3"),
+        ("seed", "7", "must be an integer, got '7'"),
+    ],
+)
+def test_no_silent_coercion(field, value, message):
+    with pytest.raises(ConfigError) as info:
+        parse_pool({"models": [good_model(0, **{field: value})]})
+    assert str(info.value) == f"pool.yaml: models[0].{field}: {message}"
+
+
+def test_unknown_fields_are_refused_everywhere():
+    for data, where in [
+        ({"models": [good_model(0)], "extra": 1}, "extra"),
+        ({"models": [good_model(0)], "source": "x.yaml"}, "source"),
+        ({"models": [good_model(0)], "retry": {"max_attempts": 2, "backof": 1}}, "retry.backof"),
+        ({"models": [good_model(0, **{"1": 2})]}, "models[0].1"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"^pool\.yaml: {re.escape(where)}: unknown field"):
+            parse_pool(data)
+    with pytest.raises(ConfigError, match=r"^tasks\.yaml: subjects\.law\.count: unknown field \(allowed: description, questions\)"):
+        parse_tasks({"subjects": {"law": {"description": "x", "count": 3}}})
+
+
+def test_long_bad_values_are_cut_in_messages(tmp_path):
+    long_url = "ftp://" + "x" * 10_000
+    with pytest.raises(ConfigError) as info:
+        load_pool(write(tmp_path, "pool.yaml", {"models": [good_model(0, base_url=long_url)]}))
+    message = str(info.value)
+    assert message.startswith("pool.yaml: models[0].base_url: must start with http:// or https://, got 'ftp://xxx")
+    assert "..." in message and len(message) < 200
+    with pytest.raises(ConfigError) as info:
+        parse_tasks({"subjects": {"law": ["q" * 5000] * 1000}})
+    assert str(info.value).startswith("tasks.yaml: subjects.law: must be a non-empty description string, got ['qqq")
+    assert len(str(info.value)) < 200
+
+
+def test_several_problems_are_counted_on_one_line():
+    with pytest.raises(ConfigError) as info:
+        parse_pool({"models": [{"name": "a"}, {"name": "b", "model": "m", "base_url": "http://h/v1", "timeout": 0}]})
+    assert str(info.value) == "pool.yaml: models[0].base_url: required (and 2 more)"
+
+
+def test_empty_sections_are_empty_mappings():
+    pool = parse_pool({"models": [good_model(0)], "retry": None, "defaults": None})
+    assert pool.retry == RetryPolicy() and pool.source == "pool.yaml"
+    with pytest.raises(ConfigError, match="^tasks.yaml: subjects: at least one subject is required"):
+        parse_tasks({"subjects": None})
+
+
+def test_direct_construction_checks_the_same_rules_and_keeps_values():
+    with pytest.raises(ConfigError, match=r"^max_concurrency: must be an integer >= 1, got 0$"):
+        ModelConfig(**good_model(max_concurrency=0))
+    with pytest.raises(ConfigError, match=r"^models\[1\]\.name: duplicate name 'm0'$"):
+        PoolConfig((ModelConfig(**good_model()), ModelConfig(**good_model())))
+    with pytest.raises(ConfigError, match=r"^questions: must give a count for every subject$"):
+        TasksConfig({"a": "x"}, {"b": 1})
+    with pytest.raises(TypeError):
+        RetryPolicy(3, max_attempts=3)
+    m = ModelConfig(**good_model(temperature=0, timeout=30))
+    assert type(m.temperature) is int and m.sampling_params()["temperature"] == 0  # the cache key sees what the file says
+    with pytest.raises(Exception):
+        m.name = "other"  # frozen
+    pool = PoolConfig((m,), retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        pool.with_concurrency(0)
+    assert pool.with_retry(RetryPolicy()).retry == RetryPolicy() and pool.with_concurrency(2).models[0].timeout == 30
 
 
 # ----------------------------------------------------------------------------- retry policy

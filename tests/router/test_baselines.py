@@ -289,9 +289,9 @@ def test_bad_input_is_refused(make, rng):
 
 
 @pytest.mark.parametrize("router, message", [
-    (KNNCorrectness(k=0), "k: must be a positive integer"),
-    (ClusterRank(n_clusters=-1), "n_clusters: must be a positive integer"),
-    (SmoothieTrain(n_neighbors=2.5), "n_neighbors: must be a positive integer"),
+    (KNNCorrectness(k=0), "k: must be an integer >= 1"),
+    (ClusterRank(n_clusters=-1), "n_clusters: must be an integer >= 1"),
+    (SmoothieTrain(n_neighbors=2.5), "n_neighbors: must be an integer >= 1"),
 ])
 def test_bad_parameters_are_refused(router, message, rng):
     emb, responses = random_world(rng)

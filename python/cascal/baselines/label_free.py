@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from numbers import Integral
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import consensus_scores, cosine_neighbors
 from cascal.baselines._inputs import column_means
 from cascal.data import NOT_ASKED, ResponseMatrix
+from cascal.validation import Interval
 
 #: Queries per block in SmoothieTrain.route_scores (bounds the (block, k, M, M) neighbour tensor).
 _ROUTE_CHUNK = 128
@@ -27,10 +29,13 @@ class RandomRouter(BaseRouter):
         random_state: seed of the generator; two routers with the same seed route identically.
     """
 
+    _parameter_constraints: ClassVar[dict[str, Any]] = {"random_state": [Interval(Integral, 0, None, closed="left"), None]}
+
     def __init__(self, random_state: Optional[int] = None) -> None:
         self.random_state = random_state
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "RandomRouter":
+        self.validate_params()
         emb = check_fit_inputs(embeddings, responses)
         self._remember_pool(emb, responses)
         return self
@@ -53,6 +58,7 @@ class BestSingleConsensus(BaseRouter):
     """
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "BestSingleConsensus":
+        self.validate_params()
         emb = check_fit_inputs(embeddings, responses)
         self.global_scores_ = column_means(consensus_scores(responses))
         self._remember_pool(emb, responses)
@@ -92,12 +98,13 @@ class SmoothieTrain(BaseRouter):
         global_distance_: ``(M, M)`` mean of ``pair_distance_`` over the training set.
     """
 
+    _parameter_constraints: ClassVar[dict[str, Any]] = {"n_neighbors": [Interval(Integral, 1, None, closed="left")]}
+
     def __init__(self, n_neighbors: int = 50) -> None:
         self.n_neighbors = n_neighbors
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "SmoothieTrain":
-        if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, (int, np.integer)) or self.n_neighbors < 1:
-            raise ValueError(f"n_neighbors: must be a positive integer, got {self.n_neighbors!r}")
+        self.validate_params()
         emb = check_fit_inputs(embeddings, responses)
         if responses.n_models < 3:
             raise ValueError(f"responses: SmoothieTrain needs a pool of at least 3 models, got {responses.n_models}")

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from numbers import Integral
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -16,12 +17,7 @@ from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import cosine_neighbors
 from cascal.baselines._inputs import column_means, key_correctness, normalize_rows
 from cascal.data import ResponseMatrix
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-    return int(value)
+from cascal.validation import Interval
 
 
 class KNNCorrectness(BaseRouter):
@@ -34,12 +30,13 @@ class KNNCorrectness(BaseRouter):
     """
 
     uses_answer_key = True
+    _parameter_constraints: ClassVar[dict[str, Any]] = {"k": [Interval(Integral, 1, None, closed="left")]}
 
     def __init__(self, k: int = 20) -> None:
         self.k = k
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "KNNCorrectness":
-        _check_positive_int("k", self.k)
+        self.validate_params()
         emb = check_fit_inputs(embeddings, responses)
         self.correct_ = key_correctness(responses)
         self.global_accuracy_ = column_means(self.correct_)
@@ -77,6 +74,11 @@ class ClusterRank(BaseRouter):
     """
 
     uses_answer_key = True
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), np.random.RandomState, None],
+    }
 
     def __init__(self, n_clusters: int = 64, n_init: int = 1, random_state: Optional[int] = 0) -> None:
         self.n_clusters = n_clusters
@@ -84,12 +86,11 @@ class ClusterRank(BaseRouter):
         self.random_state = random_state
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "ClusterRank":
-        n_clusters = _check_positive_int("n_clusters", self.n_clusters)
-        n_init = _check_positive_int("n_init", self.n_init)
+        self.validate_params()
         emb = normalize_rows(check_fit_inputs(embeddings, responses))
         correct = key_correctness(responses)
-        n_clusters = min(n_clusters, emb.shape[0])
-        km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=self.random_state).fit(emb)
+        n_clusters = min(int(self.n_clusters), emb.shape[0])
+        km = KMeans(n_clusters=n_clusters, n_init=int(self.n_init), random_state=self.random_state).fit(emb)
         self.centers_ = normalize_rows(km.cluster_centers_)
         # training questions join their nearest centre by the same (cosine) rule queries use
         labels = cosine_neighbors(emb, self.centers_, 1)[:, 0]

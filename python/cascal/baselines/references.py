@@ -21,6 +21,7 @@ class BestSingleGold(BaseRouter):
     uses_answer_key = True
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "BestSingleGold":
+        self.validate_params()
         emb = check_fit_inputs(embeddings, responses)
         self.global_scores_ = column_means(key_correctness(responses))
         self._remember_pool(emb, responses)

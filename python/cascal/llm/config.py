@@ -1,8 +1,11 @@
 """Configuration files of the LLM side: ``tasks.yaml`` (what to generate) and ``pool.yaml`` (who answers).
 
-Both files are strict: a missing required field, a value of the wrong type or an unknown field raises
-:class:`ConfigError` whose message names the file and the field, e.g.
-``pool.yaml: models[2].base_url: required``. Typos never pass silently.
+Both files are strict: a missing required field, a value of the wrong type (nothing is coerced:
+``"8"`` is not an integer, ``true`` is not a number) or an unknown field raises
+:class:`~cascal.errors.ConfigError` whose message names the file and the field, e.g.
+``pool.yaml: models[2].base_url: required``. Typos never pass silently. An empty section
+(``retry:`` alone) is an empty mapping. The schemas are frozen pydantic models; building one
+directly (``ModelConfig(name=..., ...)``) checks the same rules.
 
 ``pool.yaml``::
 
@@ -30,13 +33,24 @@ Both files are strict: a missing required field, a value of the wrong type or an
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, Sequence, TypeVar, Union, cast
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator, ValidationError, ValidationInfo
+from pydantic import field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from cascal.errors import ConfigError
+from cascal.validation import Interval, short_repr
+
+if TYPE_CHECKING:
+    from pydantic._internal._model_construction import ModelMetaclass
+else:
+    ModelMetaclass = type(BaseModel)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -44,13 +58,70 @@ PathLike = Union[str, "os.PathLike[str]"]
 EMPTY_API_KEY = "EMPTY"
 
 
-class ConfigError(ValueError):
-    """Invalid configuration; the message starts with ``<file>: <field path>:``."""
+# ----------------------------------------------------------------------------- field rules
+def _problem(message: str, *path: Union[str, int]) -> PydanticCustomError:
+    """A validation problem; ``path`` locates it below the place pydantic reports it."""
+    return PydanticCustomError("cascal_config", "{message}", {"message": message, "path": path})
+
+
+def _rule(test: Union[Interval, Callable[[Any], bool]], requirement: Optional[str] = None) -> PlainValidator:
+    """Keep a value unchanged when it passes ``test``, else "must <requirement>, got <value>"
+    (an :class:`Interval` describes itself: "must be an integer >= 1")."""
+    ok = test.is_satisfied_by if isinstance(test, Interval) else test
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise _problem(f"must {requirement or f'be {test}'}, got {short_repr(value)}")
+        return value
+
+    return PlainValidator(check)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+_Text = Annotated[str, _rule(_text, "be a non-empty string")]
+_Url = Annotated[str, _rule(lambda v: isinstance(v, str) and v.startswith(("http://", "https://")), "start with http:// or https://")]
+_EnvName = Annotated[str, _rule(lambda v: isinstance(v, str) and bool(v), "be an environment variable name")]
+_Flag = Annotated[bool, _rule(lambda v: isinstance(v, bool), "be true or false")]
+_Count = Annotated[int, _rule(Interval(Integral, 1, None, closed="left"))]
+_Seconds = Annotated[float, _rule(Interval(Real, 0, None, closed="left"))]
+_Description = Annotated[str, _rule(_text, "be a non-empty description string")]
+_SubjectName = Annotated[str, _rule(_text, "be a non-empty subject name")]
+_EMPTY_IF_NULL = BeforeValidator(lambda value: {} if value is None else value)
+
+
+class _SchemaMeta(ModelMetaclass):
+    """Direct construction (pydantic builds nested schemas without calling the class): positional
+    arguments follow the field order, and a refused value raises :class:`ConfigError`."""
+
+    def __call__(cls, *args: Any, **data: Any) -> Any:
+        named = dict(zip(cast("type[BaseModel]", cls).model_fields, args))
+        if len(named) < len(args) or named.keys() & data.keys():
+            raise TypeError(f"{cls.__name__}(): too many positional arguments, or one also given by name")
+        data.update(named)
+        try:
+            return super().__call__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+
+class _Schema(BaseModel, metaclass=_SchemaMeta):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields_only(cls, data: Any) -> Any:
+        # extra="forbid" refuses them as well; this names the allowed fields in the message
+        for key in data if isinstance(data, Mapping) else ():
+            if key not in cls.model_fields:
+                raise _problem(f"unknown field (allowed: {', '.join(sorted(cls.model_fields))})", str(key))
+        return data
 
 
 # ----------------------------------------------------------------------------- retry policy
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(_Schema):
     """How a client retries failed requests (exponential backoff with jitter).
 
     Attempt ``i`` (0-based) that fails is followed by a wait of
@@ -66,28 +137,16 @@ class RetryPolicy:
         reask_unparsable: extra requests when a reply has no extractable answer letter.
     """
 
-    max_attempts: int = 6
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    jitter: float = 0.25
-    max_retry_after: float = 60.0
-    reask_unparsable: int = 1
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or self.max_attempts < 1:
-            raise ConfigError(f"max_attempts: must be an integer >= 1, got {self.max_attempts!r}")
-        if not isinstance(self.reask_unparsable, int) or isinstance(self.reask_unparsable, bool) or self.reask_unparsable < 0:
-            raise ConfigError(f"reask_unparsable: must be an integer >= 0, got {self.reask_unparsable!r}")
-        for name in ("base_delay", "max_delay", "max_retry_after"):
-            value = getattr(self, name)
-            if not _is_number(value) or value < 0 or not math.isfinite(value):
-                raise ConfigError(f"{name}: must be a finite number >= 0, got {value!r}")
-        if not _is_number(self.jitter) or not 0 <= self.jitter <= 1:
-            raise ConfigError(f"jitter: must be a number in [0, 1], got {self.jitter!r}")
+    max_attempts: _Count = 6
+    base_delay: _Seconds = 0.5
+    max_delay: _Seconds = 30.0
+    jitter: Annotated[float, _rule(Interval(Real, 0, 1, closed="both"))] = 0.25
+    max_retry_after: _Seconds = 60.0
+    reask_unparsable: Annotated[int, _rule(Interval(Integral, 0, None, closed="left"))] = 1
 
     def backoff(self, attempt: int, u: float) -> float:
         """Wait after failed attempt ``attempt`` (0-based); ``u`` is a uniform draw in [-1, 1]."""
-        delay = min(self.max_delay, self.base_delay * (2.0 ** attempt))
+        delay = min(self.max_delay, self.base_delay * (2.0**attempt))
         return max(0.0, delay * (1.0 + self.jitter * u))
 
     def retry_after(self, seconds: float) -> float:
@@ -96,8 +155,7 @@ class RetryPolicy:
 
 
 # ----------------------------------------------------------------------------- one endpoint
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Schema):
     """One model behind an OpenAI-compatible endpoint, with its sampling parameters.
 
     Attributes:
@@ -112,43 +170,18 @@ class ModelConfig:
         logprobs: ask for token log-probabilities (the mean is the confidence signal).
     """
 
-    name: str
-    base_url: str
-    model: str
-    api_key_env: Optional[str] = None
-    max_concurrency: int = 8
-    timeout: float = 120.0
-    stream: bool = False
-    temperature: Optional[float] = 0.0
-    top_p: Optional[float] = None
-    max_tokens: Optional[int] = 2048
-    seed: Optional[int] = None
-    logprobs: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("name", "base_url", "model"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{name}: must be a non-empty string, got {value!r}")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
-        if self.api_key_env is not None and (not isinstance(self.api_key_env, str) or not self.api_key_env):
-            raise ConfigError(f"api_key_env: must be an environment variable name, got {self.api_key_env!r}")
-        if not _is_int(self.max_concurrency) or self.max_concurrency < 1:
-            raise ConfigError(f"max_concurrency: must be an integer >= 1, got {self.max_concurrency!r}")
-        if not _is_number(self.timeout) or not self.timeout > 0 or not math.isfinite(self.timeout):
-            raise ConfigError(f"timeout: must be a positive number of seconds, got {self.timeout!r}")
-        for name in ("stream", "logprobs"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}")
-        if self.temperature is not None and (not _is_number(self.temperature) or not 0 <= self.temperature <= 2):
-            raise ConfigError(f"temperature: must be a number in [0, 2], got {self.temperature!r}")
-        if self.top_p is not None and (not _is_number(self.top_p) or not 0 < self.top_p <= 1):
-            raise ConfigError(f"top_p: must be a number in (0, 1], got {self.top_p!r}")
-        if self.max_tokens is not None and (not _is_int(self.max_tokens) or self.max_tokens < 1):
-            raise ConfigError(f"max_tokens: must be an integer >= 1, got {self.max_tokens!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ConfigError(f"seed: must be an integer, got {self.seed!r}")
+    name: _Text
+    base_url: _Url
+    model: _Text
+    api_key_env: Optional[_EnvName] = None
+    max_concurrency: _Count = 8
+    timeout: Annotated[float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")] = 120.0
+    stream: _Flag = False
+    temperature: Optional[Annotated[float, _rule(Interval(Real, 0, 2, closed="both"))]] = 0.0
+    top_p: Optional[Annotated[float, _rule(Interval(Real, 0, 1, closed="right"))]] = None
+    max_tokens: Optional[_Count] = 2048
+    seed: Optional[Annotated[int, _rule(Interval(Integral, None, None, closed="neither"))]] = None
+    logprobs: _Flag = True
 
     def api_key(self) -> str:
         """The key to send: the value of ``api_key_env``, or ``"EMPTY"`` when no variable is configured.
@@ -160,37 +193,32 @@ class ModelConfig:
             return EMPTY_API_KEY
         key = os.environ.get(self.api_key_env, "")
         if not key:
-            raise ConfigError(
-                f"model {self.name!r}: api_key_env: environment variable {self.api_key_env} is not set"
-            )
+            raise ConfigError(f"model {self.name!r}: api_key_env: environment variable {self.api_key_env} is not set")
         return key
 
     def sampling_params(self) -> dict[str, Any]:
         """The request parameters that shape the reply (sent to the server and part of the cache key)."""
-        params: dict[str, Any] = {}
-        for name in ("temperature", "top_p", "max_tokens", "seed"):
-            value = getattr(self, name)
-            if value is not None:
-                params[name] = value
+        params = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "seed") if getattr(self, k) is not None}
         if self.logprobs:
             params["logprobs"] = True
         return params
 
 
 # ----------------------------------------------------------------------------- the pool
-@dataclass(frozen=True)
-class PoolConfig:
-    """The pool of models that answer questions, plus the retry policy of their clients."""
+class PoolConfig(_Schema):
+    """The pool of models that answer questions (unique names, pool order), the retry policy of
+    their clients, and the file it came from (``source``, for messages)."""
 
     models: tuple[ModelConfig, ...]
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = RetryPolicy()
     source: Optional[str] = None
 
-    def __post_init__(self) -> None:
-        names = [m.name for m in self.models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigError(f"{self.source or 'pool'}: models: duplicate name(s) {dupes}")
+    @model_validator(mode="after")
+    def _unique_names(self) -> "PoolConfig":
+        for i, name in enumerate(self.names):
+            if name in self.names[:i]:
+                raise _problem(f"duplicate name {short_repr(name)}", "models", i, "name")
+        return self
 
     @property
     def names(self) -> list[str]:
@@ -202,25 +230,51 @@ class PoolConfig:
         for model in self.models:
             if model.name == name:
                 return model
-        raise ConfigError(f"{self.source or 'pool'}: no model named {name!r}; known: {self.names}")
+        raise ConfigError(f"{self.source or 'pool'}: no model named {short_repr(name)}; known: {self.names}")
 
     def select(self, names: Sequence[str]) -> "PoolConfig":
         """A pool with only the named models, in the given order."""
-        return PoolConfig(tuple(self.get(n) for n in names), retry=self.retry, source=self.source)
+        return PoolConfig(models=tuple(self.get(n) for n in names), retry=self.retry, source=self.source)
 
     def with_concurrency(self, max_concurrency: int) -> "PoolConfig":
         """A pool whose models all allow ``max_concurrency`` requests in flight."""
-        models = tuple(replace(m, max_concurrency=max_concurrency) for m in self.models)
-        return PoolConfig(models, retry=self.retry, source=self.source)
+        models = tuple(ModelConfig(**{**dict(m), "max_concurrency": max_concurrency}) for m in self.models)
+        return PoolConfig(models=models, retry=self.retry, source=self.source)
 
     def with_retry(self, retry: RetryPolicy) -> "PoolConfig":
         """The same pool with another retry policy."""
-        return PoolConfig(self.models, retry=retry, source=self.source)
+        return PoolConfig(models=self.models, retry=retry, source=self.source)
+
+
+class _PoolFile(_Schema):
+    """The layout of ``pool.yaml``: ``defaults`` fill the fields a model entry leaves out."""
+
+    retry: Annotated[RetryPolicy, _EMPTY_IF_NULL] = RetryPolicy()
+    defaults: Annotated[dict[Any, Any], _EMPTY_IF_NULL] = {}
+    models: tuple[ModelConfig, ...]
+
+    @field_validator("defaults")
+    @classmethod
+    def _model_fields_but_name(cls, defaults: dict[Any, Any]) -> dict[Any, Any]:
+        allowed = sorted(set(ModelConfig.model_fields) - {"name"})
+        for key in defaults:
+            if key == "name":
+                raise _problem("a name cannot be a default (names must be unique)", key)
+            if key not in allowed:
+                raise _problem(f"unknown field (allowed: {', '.join(allowed)})", str(key))
+        return defaults
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _apply_defaults(cls, entries: Any, info: ValidationInfo) -> Any:
+        if not isinstance(entries, (list, tuple)) or not entries:
+            raise _problem("must be a non-empty list of model entries")
+        defaults = info.data.get("defaults", {})  # absent when the defaults were refused
+        return [{**defaults, **entry} if isinstance(entry, Mapping) else entry for entry in entries]
 
 
 # ----------------------------------------------------------------------------- the tasks
-@dataclass(frozen=True)
-class TasksConfig:
+class TasksConfig(_Schema):
     """What to generate: one description per subject and how many questions each.
 
     Attributes:
@@ -230,16 +284,18 @@ class TasksConfig:
         source: the file the config came from.
     """
 
-    subjects: dict[str, str]
-    questions: dict[str, int]
+    subjects: dict[_SubjectName, _Description]
+    questions: dict[_SubjectName, _Count]
     generator: Optional[ModelConfig] = None
     source: Optional[str] = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _one_count_per_subject(self) -> "TasksConfig":
         if not self.subjects:
-            raise ConfigError(f"{self.source or 'tasks'}: subjects: at least one subject is required")
+            raise _problem("at least one subject is required", "subjects")
         if set(self.subjects) != set(self.questions):
-            raise ConfigError(f"{self.source or 'tasks'}: questions: must give a count for every subject")
+            raise _problem("must give a count for every subject", "questions")
+        return self
 
     @property
     def names(self) -> list[str]:
@@ -249,110 +305,70 @@ class TasksConfig:
     def n_questions(self, subject: str) -> int:
         """Questions to generate for ``subject``."""
         if subject not in self.questions:
-            raise ConfigError(f"{self.source or 'tasks'}: no subject named {subject!r}; known: {self.names}")
+            raise ConfigError(f"{self.source or 'tasks'}: no subject named {short_repr(subject)}; known: {self.names}")
         return self.questions[subject]
 
 
-# ----------------------------------------------------------------------------- parsing
-_MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
-_RETRY_FIELDS = {f.name for f in fields(RetryPolicy)}
+class _Subject(_Schema):
+    """One entry of ``subjects:``: a bare description, or ``{description, questions}``."""
+
+    description: _Description
+    questions: Optional[_Count] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_description(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return data
+        if not _text(data):
+            raise _problem(f"must be a non-empty description string, got {short_repr(data)}")
+        return {"description": data}
 
 
+class _TasksFile(_Schema):
+    """The layout of ``tasks.yaml``."""
+
+    questions_per_subject: _Count = 50
+    generator: Optional[ModelConfig] = None
+    subjects: Annotated[dict[_SubjectName, _Subject], _EMPTY_IF_NULL]
+
+
+# ----------------------------------------------------------------------------- reading files
 def load_pool(path: PathLike) -> PoolConfig:
     """Read and validate a ``pool.yaml``; errors name the file and the field."""
-    source = Path(path).name
-    return parse_pool(_read_yaml(path), source=source)
+    return parse_pool(_read_yaml(path), source=Path(path).name)
 
 
 def load_tasks(path: PathLike) -> TasksConfig:
     """Read and validate a ``tasks.yaml``; errors name the file and the field."""
-    source = Path(path).name
-    return parse_tasks(_read_yaml(path), source=source)
+    return parse_tasks(_read_yaml(path), source=Path(path).name)
 
 
 def parse_pool(data: Any, source: str = "pool.yaml") -> PoolConfig:
     """Validate an already-parsed pool mapping (see the module docstring for the layout)."""
-    top = _mapping(data, source, "")
-    _no_unknown(top, {"models", "defaults", "retry"}, source, "")
-    defaults = _mapping(top.get("defaults", {}), source, "defaults")
-    if "name" in defaults:
-        raise ConfigError(f"{source}: defaults.name: a name cannot be a default (names must be unique)")
-    _no_unknown(defaults, _MODEL_FIELDS - {"name"}, source, "defaults")
-    retry = parse_retry(top.get("retry", {}), source, "retry")
-    if "models" not in top:
-        raise ConfigError(f"{source}: models: required")
-    raw_models = top["models"]
-    if not isinstance(raw_models, list) or not raw_models:
-        raise ConfigError(f"{source}: models: must be a non-empty list of model entries")
-    models = tuple(
-        parse_model({**defaults, **_mapping(entry, source, f"models[{i}]")}, source, f"models[{i}]")
-        for i, entry in enumerate(raw_models)
-    )
-    names = [m.name for m in models]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ConfigError(f"{source}: models[{i}].name: duplicate name {name!r}")
-    return PoolConfig(models, retry=retry, source=source)
-
-
-def parse_model(data: Any, source: str, where: str) -> ModelConfig:
-    """Validate one model entry found at ``where`` in ``source``."""
-    entry = _mapping(data, source, where)
-    _no_unknown(entry, _MODEL_FIELDS, source, where)
-    for required in ("name", "base_url", "model"):
-        if entry.get(required) is None:
-            raise ConfigError(f"{source}: {where}.{required}: required")
-    return _build(ModelConfig, entry, source, where)
-
-
-def parse_retry(data: Any, source: str, where: str) -> RetryPolicy:
-    """Validate a retry section found at ``where`` in ``source``."""
-    entry = _mapping(data, source, where)
-    _no_unknown(entry, _RETRY_FIELDS, source, where)
-    return _build(RetryPolicy, entry, source, where)
+    layout = _validate(_PoolFile, data, source)
+    return _validate(PoolConfig, {"models": layout.models, "retry": layout.retry, "source": source}, source)
 
 
 def parse_tasks(data: Any, source: str = "tasks.yaml") -> TasksConfig:
     """Validate an already-parsed tasks mapping (see the module docstring for the layout)."""
-    top = _mapping(data, source, "")
-    _no_unknown(top, {"subjects", "questions_per_subject", "generator"}, source, "")
-    default_n = top.get("questions_per_subject", 50)
-    if not _is_int(default_n) or default_n < 1:
-        raise ConfigError(f"{source}: questions_per_subject: must be an integer >= 1, got {default_n!r}")
-    generator = None
-    if top.get("generator") is not None:
-        generator = parse_model(top["generator"], source, "generator")
-    if "subjects" not in top:
-        raise ConfigError(f"{source}: subjects: required")
-    raw = _mapping(top["subjects"], source, "subjects")
-    if not raw:
-        raise ConfigError(f"{source}: subjects: at least one subject is required")
-    subjects: dict[str, str] = {}
-    questions: dict[str, int] = {}
-    for name, spec in raw.items():
-        where = f"subjects.{name}"
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{source}: subjects: subject names must be non-empty strings, got {name!r}")
-        n = default_n
-        if isinstance(spec, Mapping):
-            _no_unknown(spec, {"description", "questions"}, source, where)
-            if "description" not in spec:
-                raise ConfigError(f"{source}: {where}.description: required")
-            description = spec["description"]
-            n = spec.get("questions", default_n)
-            if not _is_int(n) or n < 1:
-                raise ConfigError(f"{source}: {where}.questions: must be an integer >= 1, got {n!r}")
-            where = f"{where}.description"
-        else:
-            description = spec
-        if not isinstance(description, str) or not description.strip():
-            raise ConfigError(f"{source}: {where}: must be a non-empty description string, got {description!r}")
-        subjects[name] = " ".join(description.split())
-        questions[name] = int(n)
-    return TasksConfig(subjects, questions, generator=generator, source=source)
+    layout = _validate(_TasksFile, data, source)
+    subjects = {name: " ".join(s.description.split()) for name, s in layout.subjects.items()}
+    questions = {name: s.questions or layout.questions_per_subject for name, s in layout.subjects.items()}
+    data = {"subjects": subjects, "questions": questions, "generator": layout.generator, "source": source}
+    return _validate(TasksConfig, data, source)
 
 
-# ----------------------------------------------------------------------------- helpers
+_S = TypeVar("_S", bound=_Schema)
+
+
+def _validate(schema: type[_S], data: Any, source: str) -> _S:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
 def _read_yaml(path: PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
@@ -363,38 +379,22 @@ def _read_yaml(path: PathLike) -> Any:
         raise ConfigError(f"{p.name}: not valid YAML: {exc}") from exc
 
 
-def _mapping(data: Any, source: str, where: str) -> dict:
-    if data is None and where:
-        return {}
-    if not isinstance(data, Mapping):
-        label = f"{where}: " if where else ""
-        raise ConfigError(f"{source}: {label}expected a mapping, got {type(data).__name__}")
-    return dict(data)
+def _describe(exc: ValidationError, source: Optional[str] = None) -> str:
+    """One line ``<source>: <field path>: <problem>`` for the first problem, plus how many more."""
+    errors = exc.errors(include_url=False)
+    first, ctx = errors[0], errors[0].get("ctx") or {}
+    problem = {"cascal_config": ctx.get("message"), "missing": "required", "extra_forbidden": "unknown field"}.get(first["type"])
+    if problem is None and first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        problem = f"expected a mapping, got {type(first['input']).__name__}"
+    path = "".join(_step(part) for part in (*first["loc"], *ctx.get("path", ())) if part != "[key]")
+    line = ": ".join(p for p in (source, path.lstrip("."), problem or f"{first['msg']}, got {short_repr(first['input'])}") if p)
+    return f"{line} (and {len(errors) - 1} more)" if len(errors) > 1 else line
 
 
-def _no_unknown(entry: Mapping, allowed: Iterable[str], source: str, where: str) -> None:
-    unknown = sorted(str(k) for k in entry if k not in set(allowed))
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"{source}: {prefix}{unknown[0]}: unknown field (allowed: {', '.join(sorted(allowed))})"
-        )
-
-
-def _build(cls: Any, entry: dict, source: str, where: str) -> Any:
-    try:
-        return cls(**entry)
-    except ConfigError as exc:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(f"{source}: {prefix}{exc}") from None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _step(part: Union[str, int]) -> str:
+    """``.name``, ``[2]``, or ``['odd key']`` for a key that is not a plain word."""
+    plain = isinstance(part, str) and part.replace("_", "").replace("-", "").isalnum() and len(part) <= 80
+    return f".{part}" if plain else f"[{part}]" if isinstance(part, int) else f"[{short_repr(part)}]"
 
 
 __all__ = [
@@ -406,8 +406,6 @@ __all__ = [
     "TasksConfig",
     "load_pool",
     "load_tasks",
-    "parse_model",
     "parse_pool",
-    "parse_retry",
     "parse_tasks",
 ]

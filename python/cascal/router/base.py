@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from cascal import validation
 from cascal.data import ResponseMatrix
 
 
@@ -45,11 +46,17 @@ class BaseRouter(BaseEstimator):
     """Interface of every router.
 
     Subclasses implement :meth:`fit` (set ``model_names_`` and whatever they learn) and
-    :meth:`route_scores` (an ``(n, M)`` score matrix); ranking and answering are shared.
+    :meth:`route_scores` (an ``(n, M)`` score matrix); ranking and answering are shared. Each
+    subclass declares what its constructor parameters may be in ``_parameter_constraints``
+    (parameter name -> list of constraints of :mod:`cascal.validation`), and ``fit`` starts with
+    :meth:`validate_params`.
     """
 
     #: True for routers that read the answer key (``responses.gold``) during fit.
     uses_answer_key: bool = False
+
+    #: Parameter name -> allowed values (any one constraint of the list), see :mod:`cascal.validation`.
+    _parameter_constraints: ClassVar[dict[str, Any]] = {}
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "BaseRouter":  # pragma: no cover - abstract
         raise NotImplementedError
@@ -60,14 +67,13 @@ class BaseRouter(BaseEstimator):
 
     # ------------------------------------------------------------------ shared behaviour
     def validate_params(self) -> None:
-        """Check every constructor parameter against its documented range.
+        """Check every constructor parameter against the class's ``_parameter_constraints``.
 
         Raises:
-            ValueError: naming the first parameter that is out of range.
+            cascal.errors.InvalidParameterError: (a ``ValueError``) naming the first parameter, in
+                constructor order, that is out of range.
         """
-        check = getattr(self, "_validate_params", None)
-        if check is not None:
-            check()
+        validation.validate_params(self.get_params(deep=False), type(self)._parameter_constraints)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_names_"):

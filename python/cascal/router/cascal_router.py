@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from numbers import Integral, Real
 from os import PathLike
-from typing import Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from cascal.router.base import BaseRouter, Routing, check_fit_inputs, embedding_
 from cascal.data import ResponseMatrix
 from cascal.router.clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
 from cascal.router.niches import Niche, NicheConfig, discover_subject_niches
+from cascal.validation import Interval, Options, Pair
 
 SUBJECT_REPRESENTATIVES = ("questions", "centroids")
 #: Value of ``fallback_distance`` / ``subject_temp`` that asks ``fit`` to calibrate it on the training data.
@@ -99,6 +100,32 @@ class CascalRouter(BaseRouter):
     The measurements behind the defaults that differ: docs/algorithm.md#choices-we-measured.
     """
 
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "z_scale": [Interval(Real, 0, None, closed="neither")],
+        "clamp": [Pair(Interval(Real, 0, 1, closed="both"), increasing=True)],
+        "tau": [Interval(Real, 0, None, closed="neither")],
+        "min_consensus": [Interval(Real, 0, 1, closed="both")],
+        "max_niches": [Interval(Integral, 1, None, closed="left")],
+        "clustering": [Options(CLUSTERING_METHODS)],
+        "linkage": [Options(LINKAGE_METHODS)],
+        "min_niche_size": [Interval(Integral, 1, None, closed="left")],
+        "max_cluster_points": [Interval(Integral, 2, None, closed="left")],
+        "min_silhouette": [Interval(Real, -1, 1, closed="both")],
+        "merge_threshold": [Interval(Real, 0, 2, closed="both")],
+        "prune_jaccard": [Interval(Real, 0, 1, closed="both")],
+        "k_nearest": [Interval(Integral, 1, None, closed="left")],
+        "distance_temp": [Interval(Real, 0, None, closed="neither")],
+        "score_temp": [Interval(Real, 0, None, closed="neither")],
+        "fallback_distance": [Interval(Real, 0, None, closed="left"), AUTO],
+        "fallback_quantile": [Interval(Real, 0, 1, closed="both")],
+        "fallback_width": [Interval(Real, 0, None, closed="neither")],
+        "top_k": [Interval(Integral, 1, None, closed="left")],
+        "subject_representative": [Options(SUBJECT_REPRESENTATIVES)],
+        "subject_temp": [Interval(Real, 0, None, closed="left"), AUTO],
+        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+        "embedding_model": [str, None],
+    }
+
     def __init__(
         self,
         z_scale: float = 1.0,
@@ -160,7 +187,7 @@ class CascalRouter(BaseRouter):
         Raises:
             ValueError: a parameter is out of range, or the inputs are malformed or misaligned.
         """
-        self._validate_params()
+        self.validate_params()
         X = _unit_rows(check_fit_inputs(embeddings, responses))
 
         scores, plurality, agreement = self._score_questions(responses)
@@ -259,42 +286,6 @@ class CascalRouter(BaseRouter):
             -1, len(self.model_names_)
         )
         self.centroid_sizes_ = np.asarray([n.size for _, n in flat], dtype=np.int64)
-
-    def _validate_params(self) -> None:
-        _check_real(self.z_scale, "z_scale", low=0.0, low_open=True)
-        if not (isinstance(self.clamp, (tuple, list)) and len(self.clamp) == 2):
-            raise ValueError(f"clamp: expected a (low, high) pair, got {self.clamp!r}")
-        low, high = (_check_real(c, "clamp", low=0.0, high=1.0) for c in self.clamp)
-        if not low < high:
-            raise ValueError(f"clamp: low must be below high, got {self.clamp!r}")
-        _check_real(self.tau, "tau", low=0.0, low_open=True)
-        _check_real(self.min_consensus, "min_consensus", low=0.0, high=1.0)
-        _check_int(self.max_niches, "max_niches", low=1)
-        if self.clustering not in CLUSTERING_METHODS:
-            raise ValueError(f"clustering: expected one of {CLUSTERING_METHODS}, got {self.clustering!r}")
-        if self.linkage not in LINKAGE_METHODS:
-            raise ValueError(f"linkage: expected one of {LINKAGE_METHODS}, got {self.linkage!r}")
-        _check_int(self.min_niche_size, "min_niche_size", low=1)
-        _check_int(self.max_cluster_points, "max_cluster_points", low=2)
-        _check_real(self.min_silhouette, "min_silhouette", low=-1.0, high=1.0)
-        _check_real(self.merge_threshold, "merge_threshold", low=0.0, high=2.0)
-        _check_real(self.prune_jaccard, "prune_jaccard", low=0.0, high=1.0)
-        _check_int(self.k_nearest, "k_nearest", low=1)
-        _check_real(self.distance_temp, "distance_temp", low=0.0, low_open=True)
-        _check_real(self.score_temp, "score_temp", low=0.0, low_open=True)
-        _check_real_or_auto(self.fallback_distance, "fallback_distance", low=0.0)
-        _check_real(self.fallback_quantile, "fallback_quantile", low=0.0, high=1.0)
-        _check_real(self.fallback_width, "fallback_width", low=0.0, low_open=True)
-        _check_int(self.top_k, "top_k", low=1)
-        if self.subject_representative not in SUBJECT_REPRESENTATIVES:
-            raise ValueError(
-                f"subject_representative: expected one of {SUBJECT_REPRESENTATIVES}, got {self.subject_representative!r}"
-            )
-        _check_real_or_auto(self.subject_temp, "subject_temp", low=0.0)
-        if self.random_state is not None and not isinstance(self.random_state, Integral):
-            raise ValueError(f"random_state: expected an int or None, got {self.random_state!r}")
-        if self.embedding_model is not None and not isinstance(self.embedding_model, str):
-            raise ValueError(f"embedding_model: expected a name (str) or None, got {self.embedding_model!r}")
 
     # ------------------------------------------------------------------ routing
     def route_details(self, embeddings: np.ndarray, top_k: Optional[int] = None) -> kernels.RouteResult:
@@ -432,31 +423,3 @@ def _nan_mean_or_zero(scores: np.ndarray) -> np.ndarray:
     counts = finite.sum(axis=0)
     sums = np.where(finite, scores, 0.0).sum(axis=0)
     return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-
-
-def _check_real(value: object, name: str, low: Optional[float] = None, high: Optional[float] = None,
-                low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(float(value)):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    v = float(value)
-    if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and v > high:
-        raise ValueError(f"{name}: must be <= {high}, got {value!r}")
-    return v
-
-
-def _check_real_or_auto(value: object, name: str, low: float) -> None:
-    if isinstance(value, str):
-        if value != AUTO:
-            raise ValueError(f"{name}: expected a number >= {low} or {AUTO!r}, got {value!r}")
-        return
-    _check_real(value, name, low=low)
-
-
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    if int(value) < low:
-        raise ValueError(f"{name}: must be >= {low}, got {value!r}")
-    return int(value)
