@@ -15,14 +15,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cascal.errors import DataError
+
 NO_ANSWER = -1
 NOT_ASKED = -2
 MAX_OPTIONS = 20
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
-
-
-class DataError(ValueError):
-    """Malformed dataset or response matrix; the message names the file/argument and the problem."""
 
 
 @dataclass

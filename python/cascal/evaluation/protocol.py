@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from cascal.data import ResponseMatrix
+from cascal.errors import ProtocolError
 
 #: Pool presets for the MMLU-Pro answer folder (names without the ``_5shots`` column suffix).
 POOL_PRESETS: dict[str, tuple[str, ...]] = {
@@ -41,10 +42,6 @@ GENERATOR_PRESETS: dict[str, str] = {
 REAL_KEY = "real"
 
 TRAIN_FRACTION = 0.6
-
-
-class ProtocolError(ValueError):
-    """A pool, key or split request that the data cannot satisfy; the message says what is available."""
 
 
 def resolve_model(name: str, available: Sequence[str]) -> str:

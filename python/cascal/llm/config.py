@@ -38,14 +38,12 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import yaml
 
+from cascal.errors import ConfigError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Key sent when a model has no ``api_key_env``: local servers (vLLM, llama.cpp, Ollama) ignore it.
 EMPTY_API_KEY = "EMPTY"
-
-
-class ConfigError(ValueError):
-    """Invalid configuration; the message starts with ``<file>: <field path>:``."""
 
 
 # ----------------------------------------------------------------------------- retry policy

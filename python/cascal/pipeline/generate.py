@@ -32,6 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cascal.data import MAX_OPTIONS, ResponseMatrix
+from cascal.errors import GenerationError
 from cascal.generation.dedupe import DEFAULT_NEAR_THRESHOLD, DedupeReport, Deduplicator
 from cascal.generation.parser import ParsedQuestion, ParseReport, parse_questions
 from cascal.generation.prompt import build_messages
@@ -45,10 +46,6 @@ CACHE_FILE = "generation_cache.sqlite"
 
 __all__ = ["GenerationError", "SubjectReport", "GenerationReport", "generate_dataset", "agenerate_dataset", "default_max_attempts",
            "format_report_table"]
-
-
-class GenerationError(RuntimeError):
-    """Generation produced no usable question at all (the report says why)."""
 
 
 def default_max_attempts(n_questions: int, batch_size: int) -> int:

@@ -16,10 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from cascal.data import ResponseMatrix
-
-
-class NotFittedError(RuntimeError):
-    """A router was used before :meth:`BaseRouter.fit`."""
+from cascal.errors import NotFittedError
 
 
 @dataclass(frozen=True)
