@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from cascal.data import ResponseMatrix
+from cascal.errors import DataError, InvalidParameterError
 from cascal.demo.results import GENERATORS, DemoConfig, DemoResult, RouterScore
 
 PathLike = Union[str, Path]
@@ -56,7 +57,7 @@ def evaluate_router(router: Any, train_embeddings: np.ndarray, train: ResponseMa
 
 def _embeddings(data: ResponseMatrix, name: str) -> np.ndarray:
     if data.embeddings is None:
-        raise ValueError(f"{name}: the dataset has no embeddings")
+        raise DataError(f"{name}: the dataset has no embeddings")
     return data.embeddings
 
 
@@ -129,7 +130,7 @@ def _fresh_folder(folder: Path) -> Path:
 
     if folder.exists():
         if not (folder / "questions.jsonl").exists():
-            raise ValueError(f"out_dir: {folder} exists and is not a dataset folder of an earlier demo run; choose another --out")
+            raise InvalidParameterError(f"out_dir: {folder} exists and is not a dataset folder of an earlier demo run; choose another --out")
         shutil.rmtree(folder)
     return folder
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from cascal.router.base import BaseRouter, ensemble_vote
 from cascal.baselines import oracle_correct
 from cascal.data import NO_ANSWER, ResponseMatrix
+from cascal.errors import InvalidParameterError
 from cascal.evaluation.metrics import answer_correct, kendall_tau, mean_std, model_accuracy, per_category_accuracy
 from cascal.evaluation.protocol import (
     KeySource,
@@ -75,9 +76,9 @@ def run_evaluation(
     from cascal import __version__
 
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ValueError(f"seeds: must be a positive integer, got {seeds!r}")
+        raise InvalidParameterError(f"seeds: must be a positive integer, got {seeds!r}")
     if not pools:
-        raise ValueError("pools: give at least one pool")
+        raise InvalidParameterError("pools: give at least one pool")
     specs, with_oracle = select_routers(None if routers is None else list(routers))
     dataset, data_path = _load(data)
     unlabelled = int((gold_of(dataset) < 0).sum())

@@ -24,6 +24,7 @@ from typing import Any, Callable, Coroutine, Optional, Sequence, TypeVar, Union
 import numpy as np
 
 from cascal.data import LETTERS, NO_ANSWER, NOT_ASKED, ResponseMatrix
+from cascal.errors import DataError, InvalidParameterError
 from cascal.io import load_dataset, save_dataset
 from cascal.llm.cache import ResponseCache
 from cascal.llm.client import ChatClient, EndpointError, RequestFailed
@@ -50,9 +51,9 @@ def build_messages(question: str, options: Sequence[str]) -> list[dict[str, str]
         ValueError: an empty question, or fewer than 2 / more than 20 options.
     """
     if not isinstance(question, str) or not question.strip():
-        raise ValueError("question: must be a non-empty string")
+        raise InvalidParameterError("question: must be a non-empty string")
     if not 2 <= len(options) <= len(LETTERS):
-        raise ValueError(f"options: expected 2..{len(LETTERS)} options, got {len(options)}")
+        raise InvalidParameterError(f"options: expected 2..{len(LETTERS)} options, got {len(options)}")
     lines = "\n".join(f"({LETTERS[i]}) {str(opt).strip()}" for i, opt in enumerate(options))
     return [{"role": "user", "content": PROMPT_TEMPLATE.format(question=question.strip(), options=lines)}]
 
@@ -123,13 +124,13 @@ def answer_dataset(
         pool = pool.select(list(models))
     if concurrency is not None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
+            raise InvalidParameterError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
         pool = pool.with_concurrency(concurrency)
     if retry is not None:
         pool = pool.with_retry(retry)
     dataset = load_dataset(folder, embeddings=None)
     if dataset.questions is None or dataset.options is None:  # pragma: no cover - load_dataset always fills them
-        raise ValueError(f"{folder}: questions and options are required")
+        raise DataError(f"{folder}: questions and options are required")
     prompts = [build_messages(q, o) for q, o in zip(dataset.questions, dataset.options)]
     cache = ResponseCache(cache_path if cache_path is not None else folder / DEFAULT_CACHE_NAME)
     try:

@@ -32,7 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cascal.data import MAX_OPTIONS, ResponseMatrix
-from cascal.errors import GenerationError
+from cascal.errors import GenerationError, InvalidParameterError
 from cascal.generation.dedupe import DEFAULT_NEAR_THRESHOLD, DedupeReport, Deduplicator
 from cascal.generation.parser import ParsedQuestion, ParseReport, parse_questions
 from cascal.generation.prompt import build_messages
@@ -144,7 +144,7 @@ def format_report_table(report: dict) -> str:
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+        raise InvalidParameterError(f"{name}: must be an integer >= 1, got {value!r}")
     return value
 
 
@@ -223,9 +223,9 @@ async def agenerate_dataset(
     if max_attempts is not None:
         _positive_int(max_attempts, "max_attempts")
     if isinstance(n_options, bool) or not isinstance(n_options, int) or not 2 <= n_options <= MAX_OPTIONS:
-        raise ValueError(f"n_options: must be an integer in [2, {MAX_OPTIONS}], got {n_options!r}")
+        raise InvalidParameterError(f"n_options: must be an integer in [2, {MAX_OPTIONS}], got {n_options!r}")
     if not 0.0 < float(near_threshold) <= 1.0:
-        raise ValueError(f"near_threshold: must lie in (0, 1], got {near_threshold!r}")
+        raise InvalidParameterError(f"near_threshold: must lie in (0, 1], got {near_threshold!r}")
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from cascal.errors import InvalidParameterError
 __all__ = ["RankedModel", "PoolAnswer", "load_router", "rank_question", "ask_models", "vote"]
 
 
@@ -55,11 +56,11 @@ def rank_question(router: Any, question: str, *, embedder: Any = None) -> list[R
         ValueError: an empty question, or a router without a recorded embedder and none given.
     """
     if not isinstance(question, str) or not question.strip():
-        raise ValueError("question: must be a non-empty string")
+        raise InvalidParameterError("question: must be a non-empty string")
     if embedder is None:
         name = getattr(router, "embedding_model", None)
         if not name:
-            raise ValueError("router: it records no embedding model; pass the embedder explicitly")
+            raise InvalidParameterError("router: it records no embedding model; pass the embedder explicitly")
         from cascal.embedding import load_embedder
 
         embedder = load_embedder(name)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from cascal.data import LETTERS
-from cascal.errors import UnknownModelError
+from cascal.errors import InvalidParameterError, UnknownModelError
 from cascal.simulate.catalogue import SUBJECTS, match_subject, recognise_niche
 from cascal.simulate.hashing import stable_int, stable_rng
 from cascal.simulate.questions import count_options, find_case, format_blocks, requested_counts, subject_text, write_question
@@ -73,7 +73,7 @@ class SimulatedResponder:
         """The simulated reply of ``model`` to ``messages``; :class:`UnknownModelError` for a model
         that is neither a simulated generator nor a simulated pool model."""
         if not messages:
-            raise ValueError("messages: a chat request needs at least one message")
+            raise InvalidParameterError("messages: a chat request needs at least one message")
         params = dict(params or {})
         if model in self.world.generator_names:
             return self._generate(model, messages, params)
