@@ -114,10 +114,12 @@ def answer_dataset(
         :class:`ModelStats` as dicts.
 
     Raises:
-        cascal.llm.client.EndpointError: an endpoint was unreachable, kept rate-limiting or rejected
-            the requests; nothing is written, every reply received so far is in the cache.
-        cascal.llm.config.ConfigError: unknown model names, a missing API key variable.
-        cascal.data.DataError: a malformed dataset folder.
+        cascal.errors.EndpointError: an endpoint was unreachable, kept rate-limiting or rejected
+            the requests; nothing is written, every reply received so far is in the cache (the
+            message says so and names the cache), so calling again resumes.
+        cascal.errors.ConfigError: unknown model names, a missing API key variable.
+        cascal.errors.InvalidParameterError: ``concurrency`` below 1.
+        cascal.errors.DataError: a malformed dataset folder or an unusable cache file.
     """
     folder = Path(dataset_dir)
     if models is not None:
@@ -135,6 +137,13 @@ def answer_dataset(
     cache = ResponseCache(cache_path if cache_path is not None else folder / DEFAULT_CACHE_NAME)
     try:
         answers, stats = _run_coroutine(lambda: _answer_all(pool, prompts, dataset.n_options, cache, progress))
+    except EndpointError as exc:
+        raise EndpointError(
+            f"{exc}; nothing was written, every reply received so far is cached in {cache.path}: "
+            "run the command again to resume",
+            model_name=exc.model_name,
+            base_url=exc.base_url,
+        ) from exc
     finally:
         cache.close()
     result = _merge(dataset, pool.names, answers)

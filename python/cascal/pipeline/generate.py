@@ -32,7 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cascal.data import MAX_OPTIONS, ResponseMatrix
-from cascal.errors import GenerationError, InvalidParameterError
+from cascal.errors import ConfigError, GenerationError, InvalidParameterError
 from cascal.generation.dedupe import DEFAULT_NEAR_THRESHOLD, DedupeReport, Deduplicator
 from cascal.generation.parser import ParsedQuestion, ParseReport, parse_questions
 from cascal.generation.prompt import build_messages
@@ -44,8 +44,8 @@ DEFAULT_BATCH_SIZE = 10
 REPORT_FILE = "generation_report.json"
 CACHE_FILE = "generation_cache.sqlite"
 
-__all__ = ["GenerationError", "SubjectReport", "GenerationReport", "generate_dataset", "agenerate_dataset", "default_max_attempts",
-           "format_report_table"]
+__all__ = ["GenerationError", "SubjectReport", "GenerationReport", "generate_dataset", "agenerate_dataset", "resolve_generator",
+           "default_max_attempts", "format_report_table"]
 
 
 def default_max_attempts(n_questions: int, batch_size: int) -> int:
@@ -338,9 +338,10 @@ def generate_dataset(
         ``out_dir`` as a :class:`~pathlib.Path`; ``generation_report.json`` there has the counts.
 
     Raises:
-        ValueError / TypeError: invalid arguments.
-        cascal.llm.client.EndpointError: the generator endpoint is unreachable or rejects requests.
-        GenerationError: no valid question at all was produced.
+        cascal.errors.InvalidParameterError: an argument out of range (``TypeError`` for ``tasks`` or
+            ``generator`` of the wrong type).
+        cascal.errors.EndpointError: the generator endpoint is unreachable or rejects requests.
+        cascal.errors.GenerationError: no valid question at all was produced.
     """
     return asyncio.run(
         agenerate_dataset(
@@ -357,3 +358,37 @@ def generate_dataset(
             progress=progress,
         )
     )
+
+
+def resolve_generator(
+    tasks_path: PathLike, *, generator: Optional[str] = None, pool_path: Optional[PathLike] = None
+) -> tuple[TasksConfig, ModelConfig, Optional[RetryPolicy]]:
+    """Read the tasks file and pick the generator: ``(tasks, generator model, retry policy or None)``.
+
+    With ``pool_path`` the generator is the pool entry named ``generator``, used with that pool
+    file's retry policy; without it, the tasks file's own ``generator`` entry (``generator``, when
+    given, must be its name) with the default policy (``None``).
+
+    Raises:
+        cascal.errors.ConfigError: an invalid tasks or pool file, no generator named, or a name that
+            is neither a model of the pool nor the tasks file's generator.
+    """
+    from cascal.llm.config import load_pool, load_tasks
+
+    tasks = load_tasks(tasks_path)
+    if pool_path is not None:
+        pool = load_pool(pool_path)
+        if generator is None:
+            raise ConfigError(f"generator: name the generator among {pool.names} of {pool_path}")
+        return tasks, pool.get(generator), pool.retry
+    if tasks.generator is None:
+        raise ConfigError(
+            f"{tasks_path}: generator: not set; add it there or name a model of a pool file "
+            "(--generator NAME --pool pool.yaml)"
+        )
+    if generator is not None and generator != tasks.generator.name:
+        raise ConfigError(
+            f"generator: {generator!r} is not the generator of {tasks_path} ({tasks.generator.name!r}); "
+            "name a pool file to pick one of its models"
+        )
+    return tasks, tasks.generator, None

@@ -183,6 +183,8 @@ class ChatServer:
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise InvalidParameterError(f"host: the test server binds loopback only (127.0.0.1), got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidParameterError(f"port: must be an integer in 0..65535, got {port!r}")
         if not callable(responder):
             raise TypeError("responder: expected a callable ChatRequest -> ChatReply")
         if faults is not None and not callable(faults) and not isinstance(faults, Sequence):
