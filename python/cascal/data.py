@@ -1,4 +1,4 @@
-"""The response matrix: what every pool model answered on every question (DESIGN §2).
+"""The response matrix: what every pool model answered on every question.
 
 A :class:`ResponseMatrix` is the one data structure routers, baselines and the evaluation harness
 share. It is validated on construction so that downstream code can trust shapes and codes.

@@ -1,4 +1,4 @@
-"""Reading and writing dataset folders (DESIGN §2).
+"""Reading and writing dataset folders.
 
 A dataset folder holds:
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol of DESIGN §5: model pools, stratified splits and simulated answer keys."""
+"""The evaluation protocol: model pools, stratified splits and simulated answer keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Answer every question of a dataset folder with every model of a pool (DESIGN §6, "Answering").
+"""Answer every question of a dataset folder with every model of a pool.
 
 Each model gets the question and its lettered options and is asked to reason, then finish with
 ``The answer is (X)``. The letter is extracted (:mod:`cascal.llm.extract`); a reply without a usable

@@ -39,7 +39,7 @@ def embed_dataset(
     """Embed the question texts of a dataset folder and save ``embeddings_<name>.npy`` there.
 
     Args:
-        dataset_dir: the dataset folder (DESIGN §2).
+        dataset_dir: the dataset folder (see :mod:`cascal.io`).
         model, backend: as for :func:`get_embedder`; ``model`` may also be a ready :class:`Embedder`
             (``backend`` is then ignored).
         batch_size: texts per :meth:`Embedder.encode` call.

@@ -1,10 +1,10 @@
-"""Generator-quality statistics and filters for generated data (DESIGN §6).
+"""Generator-quality statistics and filters for generated data.
 
 Two qualities of a generator are measurable once the pool has answered its questions:
 
 * **self-answer**: the generator's key agrees with the pool's consensus plurality. Per question,
   the plurality options are those chosen by the largest number of pool models (every tied option
-  counts, as in DESIGN §3A); ``self_answer[q]`` is True when the key is one of them. A question
+  counts); ``self_answer[q]`` is True when the key is one of them. A question
   that no model answered, or without a key, is not self-answered.
 * **spread**: the pool does not agree unanimously *and* has a unique plurality option. Models
   without an extractable answer (-1) or not asked (-2) are ignored; a question with fewer than two

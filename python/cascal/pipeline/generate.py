@@ -13,7 +13,7 @@ Subjects run concurrently (the client bounds requests in flight by the generator
 subject as questions arrive (:class:`~cascal.generation.dedupe.Deduplicator`), then once more
 across subjects in subject order (first subject wins; such cross-subject drops are not replaced).
 
-The result is a dataset folder (DESIGN §2) written by :func:`cascal.io.save_dataset`: questions.jsonl
+The result is a dataset folder (see :mod:`cascal.io`) written by :func:`cascal.io.save_dataset`: questions.jsonl
 with the generator's key as ``answer`` (and a ``generator`` field), a predictions.csv with only
 the ``question_id`` column (no pool model has answered yet), and ``generation_report.json`` with the
 per-subject counts (attempts, parse skips by reason, duplicates, failed requests, shortfall).
