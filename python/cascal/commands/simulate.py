@@ -29,17 +29,19 @@ def run(args: argparse.Namespace) -> int:
 
     world = SimWorld(seed=args.seed, n_models=args.models)
     server = serve_simulator(world, port=args.port)
-    text = pool_yaml(server.base_url, world)
-    for path, content in ((args.write_pool, text), (args.write_generators, pool_yaml(server.base_url, world, generators=True))):
-        if path:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(content)
-    print(f"SIMULATED LLM server on {server.base_url} (seed {args.seed}; no real model behind it)")
-    print(f"generators: {', '.join(world.generator_names)}")
-    print(f"pool: {', '.join(world.model_names)}")
-    print("pool.yaml for it:\n" + text, flush=True)
     try:
+        text = pool_yaml(server.base_url, world)
+        for path, content in ((args.write_pool, text), (args.write_generators, pool_yaml(server.base_url, world, generators=True))):
+            if path:
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(content)
+        print(f"SIMULATED LLM server on {server.base_url} (seed {args.seed}; no real model behind it)")
+        print(f"generators: {', '.join(world.generator_names)}")
+        print(f"pool: {', '.join(world.model_names)}")
+        print("pool.yaml for it:\n" + text, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+    finally:
+        server.stop()  # also when a --write-* file cannot be written: the port is released
     return 0

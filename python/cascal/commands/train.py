@@ -12,7 +12,6 @@ import argparse
 from typing import Any, Optional
 
 from cascal.commands._args import number_or_auto
-from cascal.pipeline.train import describe, train_router
 
 NAME = "train"
 HELP = "fit a CASCAL router on a dataset folder (answers + embeddings) and save it to one file"
@@ -46,6 +45,8 @@ def _router_params(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cascal.pipeline.train import describe, train_router
+
     router = train_router(args.dataset, args.out, embeddings=args.embeddings, **_router_params(args))
     print(describe(router))
     print(f"saved router to {args.out}")
