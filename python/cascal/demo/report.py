@@ -129,7 +129,8 @@ def plot_niche_map(router: Any, test: "ResponseMatrix", world: Any, path: Path) 
     categories = sorted(set(labels.tolist()))
     first = router.route(np.asarray(test.embeddings, dtype=np.float32), top_k=1).ranked[:, 0]
     n_models = len(router.model_names_)
-    accuracy = np.array([model_accuracy(test.answers[labels == c], test.gold[labels == c]) for c in categories])
+    gold = np.asarray(test.gold)
+    accuracy = np.array([model_accuracy(test.answers[labels == c], gold[labels == c]) for c in categories])
     share = np.array([np.bincount(first[labels == c], minlength=n_models) / (labels == c).sum() for c in categories])
     return plot_who_wins(
         categories,

@@ -62,10 +62,11 @@ def evaluate_fitted(router: Any, test: ResponseMatrix) -> tuple[float, float]:
     scored as the evaluation harness scores routers (:func:`cascal.evaluation.metrics.ensemble_accuracy`)."""
     from cascal.evaluation.metrics import ensemble_accuracy
 
+    gold = np.asarray(test.gold)
     routing = router.route(_embeddings(test, "test"), top_k=3)
     confidence = router.tie_break_confidence(test)
-    top1 = ensemble_accuracy(routing.ranked[:, :1], test.answers, test.gold, confidence)
-    top3 = ensemble_accuracy(routing.ranked, test.answers, test.gold, confidence)
+    top1 = ensemble_accuracy(routing.ranked[:, :1], test.answers, gold, confidence)
+    top3 = ensemble_accuracy(routing.ranked, test.answers, gold, confidence)
     return top1, top3
 
 
@@ -73,11 +74,12 @@ def reference_scores(test: ResponseMatrix) -> list[RouterScore]:
     """Best single model and oracle, computed on the test set's true answers."""
     from cascal.evaluation.metrics import ensemble_accuracy, model_accuracy, oracle_accuracy
 
-    accuracy = model_accuracy(test.answers, test.gold)
+    gold = np.asarray(test.gold)
+    accuracy = model_accuracy(test.answers, gold)
     order = np.argsort(-accuracy, kind="stable")
     ranked = np.broadcast_to(order[:3], (test.n_questions, 3))
-    top3 = ensemble_accuracy(ranked, test.answers, test.gold)
-    oracle = oracle_accuracy(test.answers, test.gold)
+    top3 = ensemble_accuracy(ranked, test.answers, gold)
+    oracle = oracle_accuracy(test.answers, gold)
     return [
         RouterScore("best single (true answers)", "reference", "-", "-", float(accuracy[order[0]]), top3),
         RouterScore("oracle (any model right)", "reference", "-", "-", oracle, oracle),
