@@ -1,4 +1,4 @@
-"""The response matrix: what every pool model answered on every question (DESIGN §2).
+"""The response matrix: what every pool model answered on every question.
 
 A :class:`ResponseMatrix` is the one data structure routers, baselines and the evaluation harness
 share. It is validated on construction so that downstream code can trust shapes and codes.
@@ -15,14 +15,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cascal.errors import DataError
+
 NO_ANSWER = -1
 NOT_ASKED = -2
 MAX_OPTIONS = 20
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
-
-
-class DataError(ValueError):
-    """Malformed dataset or response matrix; the message names the file/argument and the problem."""
 
 
 @dataclass

@@ -40,6 +40,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from cascal.errors import EmbeddingError
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_HASHING_DIM = 256
 HASHING_FEATURES = 2**20
@@ -61,10 +63,6 @@ __all__ = [
     "texts_digest",
     "DEFAULT_MODEL",
 ]
-
-
-class EmbeddingError(ValueError):
-    """An embedder cannot be built or used as asked (unknown backend, missing package, bad input)."""
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Reading and writing dataset folders (DESIGN §2).
+"""Reading and writing dataset folders.
 
 A dataset folder holds:
 
@@ -15,12 +15,13 @@ Every malformed input raises :class:`~cascal.data.DataError` naming the file, th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import IO, Any, Iterator, Literal, Optional, Union
 
 import numpy as np
 
@@ -97,10 +98,20 @@ def load_dataset(
     )
 
 
+@contextlib.contextmanager
+def _text_file(file: Path, **open_args: Any) -> Iterator[IO[str]]:
+    """``file`` opened as UTF-8 text; bytes that are not UTF-8 raise :class:`DataError` naming it."""
+    with open(file, encoding="utf-8", **open_args) as fh:
+        try:
+            yield fh
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def _read_questions(qfile: Path) -> list[dict]:
     records: list[dict] = []
     seen: dict = {}
-    with open(qfile, encoding="utf-8") as fh:
+    with _text_file(qfile) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -150,7 +161,7 @@ def _letter_index(cell: str) -> Optional[int]:
 def _csv_rows(file: Path, row_of: dict) -> tuple[list[str], list[tuple[int, int, list[str]]]]:
     """Header (model columns) and (line, row index, cells) of a question_id-keyed CSV, checked for
     raggedness, unknown/duplicate/missing ids."""
-    with open(file, newline="", encoding="utf-8") as fh:
+    with _text_file(file, newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -264,7 +275,10 @@ def _read_embeddings(folder: Path, which: Optional[str], n_rows: int) -> tuple[O
         if key not in files:
             raise DataError(f"{folder}: no embeddings for model {which!r} (found {sorted(files) or 'none'})")
         name, file = which, files[key]
-    emb = np.load(file, allow_pickle=False)
+    try:
+        emb = np.load(file, allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # not an .npy file, truncated, or an object array
+        raise DataError(f"{file}: not a readable .npy array ({exc})") from None
     if emb.ndim != 2 or emb.shape[0] != n_rows:
         raise DataError(f"{file}: expected {n_rows} rows (one per question) of a 2-D array, got shape {emb.shape}")
     if not np.isfinite(emb).all():

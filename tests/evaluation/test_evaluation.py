@@ -16,7 +16,16 @@ from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.evaluation import ProtocolError, run_evaluation
 from cascal.evaluation.harness import summarize_runs
 from cascal.evaluation.results import NO_KEY, to_jsonable
-from cascal.evaluation.metrics import accuracy, kendall_tau, mean_std, model_accuracy, per_category_accuracy
+from cascal.evaluation.metrics import (
+    accuracy,
+    ensemble_accuracy,
+    ensemble_correct,
+    kendall_tau,
+    mean_std,
+    model_accuracy,
+    oracle_accuracy,
+    per_category_accuracy,
+)
 from cascal.evaluation.protocol import (
     KeySource,
     make_split,
@@ -51,6 +60,30 @@ def test_model_accuracy_leaves_out_not_asked_and_counts_unparsable_wrong():
     gold = np.array([0, 1, 1])
     # model 0: right, right, wrong -> 2/3; model 1: (not asked), right, wrong -> 1/2; model 2: wrong, right -> 1/2
     np.testing.assert_allclose(model_accuracy(answers, gold), [2 / 3, 1 / 2, 1 / 2])
+
+
+def test_ensemble_and_oracle_accuracy_by_hand():
+    answers = np.array([
+        [0, 1, 1],  # models 1 and 2 agree on B
+        [2, 0, 1],  # all different: the first choice wins (or the most confident)
+        [NO_ANSWER, 3, 3],
+        [1, 1, 2],
+    ])
+    gold = np.array([1, 0, 3, 0])
+    ranked = np.array([[0, 1, 2]] * 4)
+    # top-1 is the first choice's own answer: A, C, (none), B
+    np.testing.assert_array_equal(ensemble_correct(ranked[:, :1], answers, gold), [False, False, False, False])
+    # top-3 vote: B, C (ranking order breaks the three-way tie), D, B
+    np.testing.assert_array_equal(ensemble_correct(ranked, answers, gold), [True, False, True, False])
+    confidence = np.array([[0, 0, 0], [0, 5, 1], [0, 0, 0], [0, 0, 0]], dtype=float)
+    assert ensemble_accuracy(ranked, answers, gold, confidence) == pytest.approx(3 / 4)  # model 1 wins the tie
+    assert ensemble_accuracy(np.array([[1], [1], [1], [1]]), answers, gold) == pytest.approx(3 / 4)  # model 1 alone
+    # the oracle: some model is right on questions 0, 1 and 2, none on 3
+    assert oracle_accuracy(answers, gold) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="gold: 1 question"):
+        oracle_accuracy(answers, np.array([1, 0, -1, 0]))
+    with pytest.raises(ValueError, match="gold: 1 question"):
+        ensemble_accuracy(ranked, answers, np.array([1, 0, -1, 0]))
 
 
 def test_kendall_tau_by_hand():
@@ -308,6 +341,24 @@ def test_niche_dendrogram_from_router_centroids(tmp_path):
     data = synthetic_dataset()
     split = make_split(data, ["ace", "mid", "low"], 0)
     path = plot_niche_dendrogram(FittedExample("p", "cascal", router, split), tmp_path / "d.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_general_plots_take_plain_rows_and_arrays(tmp_path):
+    from cascal.evaluation.plots import plot_accuracy_bars, plot_who_wins
+
+    rows = [
+        {"router": r, "key": k, "top1": {"mean": 0.5 + 0.1 * i, "std": None}, "top3": {"mean": 0.7, "std": 0.05}}
+        for i, (r, k) in enumerate([("a", "weak"), ("a", "strong"), ("b", "-")])
+    ]
+    labels = []
+    path = plot_accuracy_bars(rows, "t", tmp_path / "bars.png", oracle=0.9, key_label=lambda k: labels.append(k) or k)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert set(labels) == {"weak", "strong", "-"}
+    accuracy = np.array([[0.2, 0.9], [np.nan, 0.4]])
+    assert plot_who_wins(["x", "y"], ["m1", "m2"], accuracy, "t", tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    share = np.array([[0.0, 1.0], [0.5, 0.5]])
+    path = plot_who_wins(["x", "y"], ["m1", "m2"], accuracy, "t", tmp_path / "b.png", first_choice_share=share)
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 

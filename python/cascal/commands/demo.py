@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from cascal.commands._args import comma_list
 
 NAME = "demo"
 HELP = "run generate -> answer -> embed -> filter -> train -> route -> evaluate offline on a simulated pool"
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
     parser.add_argument(
         "--generators",
-        default="weak,strong",
+        type=comma_list,
+        default=["weak", "strong"],
         help="comma-separated generator strengths to compare, from weak, medium, strong (default weak,strong)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no stage lines or progress bars")
@@ -24,12 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cascal.demo.runner import run_demo
 
-    generators = [g.strip() for g in args.generators.split(",") if g.strip()]
-    try:
-        result = run_demo(args.out, quick=args.quick, seed=args.seed, generators=generators, progress=not args.no_progress)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = run_demo(args.out, quick=args.quick, seed=args.seed, generators=args.generators, progress=not args.no_progress)
     if args.no_progress:
         print(result["table"])
         print(f"report: {result['report']}")

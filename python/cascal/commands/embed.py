@@ -7,6 +7,8 @@ import argparse
 import sys
 import warnings
 
+from cascal.commands._args import positive_int
+
 NAME = "embed"
 HELP = "embed the questions of a dataset folder (sentence-transformers, or the hashing fallback)"
 
@@ -19,28 +21,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"sentence-transformers model name or path, or hashing-<d> (default {DEFAULT_MODEL})")
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="auto: sentence-transformers if installed, else the hashing fallback with a warning")
-    parser.add_argument("--batch-size", type=int, default=256, help="texts per encode call (default 256)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="texts per encode call (default 256)")
     parser.add_argument("--force", action="store_true", help="recompute even if a matching cached file exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascal.data import DataError
     from cascal.embedding import get_embedder
-    from cascal.pipeline.embed import embed_dataset
     from cascal.io import embeddings_path
+    from cascal.pipeline.embed import embed_dataset
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
-            embedder = get_embedder(args.model, args.backend)
-        for warning in caught:
-            print(f"cascal embed: warning: {warning.message}", file=sys.stderr)
-        vectors = embed_dataset(
-            args.dataset, embedder, batch_size=args.batch_size, progress=not args.no_progress, force=args.force
-        )
-    except (DataError, ValueError) as exc:
-        print(f"cascal embed: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        embedder = get_embedder(args.model, args.backend)
+    for warning in caught:
+        print(f"cascal embed: warning: {warning.message}", file=sys.stderr)
+    vectors = embed_dataset(args.dataset, embedder, batch_size=args.batch_size, progress=not args.no_progress, force=args.force)
     print(f"{vectors.shape[0]} x {vectors.shape[1]} embeddings ({embedder.name}) in {embeddings_path(args.dataset, embedder.name)}")
     return 0

@@ -1,30 +1,15 @@
-"""``cascal evaluate``: routers × key sources × seeds on a dataset with real answers (DESIGN §5)."""
+"""``cascal evaluate``: routers × key sources × seeds on a dataset with real answers
+(:func:`cascal.evaluation.run_evaluation`)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from cascal.commands._args import comma_list, positive_int
 
 NAME = "evaluate"
 HELP = "evaluate CASCAL and the baselines on real answers: accuracy, Kendall tau, per-category tables and plots"
-
-
-def _comma_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list with at least one name")
-    return items
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,13 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder with real answers and embeddings (e.g. the MMLU-Pro outputs)")
     parser.add_argument("--pool", action="append", default=None, metavar="POOL",
                         help="large | small | all | name,name,... (repeat for several pools; default: large)")
-    parser.add_argument("--keys", type=_comma_list, default=["real", "strong", "medium", "weak"], metavar="K,K",
+    parser.add_argument("--keys", type=comma_list, default=["real", "strong", "medium", "weak"], metavar="K,K",
                         help="key sources for query-answer routers: real, strong, medium, weak "
                         "(default: all four; a generator must be outside the pool, so --pool all needs --keys real)")
     parser.add_argument("--generator-key", action="append", default=[], metavar="MODEL",
                         help="extra simulated generator: a model outside the pool whose answers become the key")
-    parser.add_argument("--seeds", type=_positive_int, default=5, help="number of splits, seeds 0..N-1 (default 5)")
-    parser.add_argument("--routers", type=_comma_list, default=None, metavar="R,R",
+    parser.add_argument("--seeds", type=positive_int, default=5, help="number of splits, seeds 0..N-1 (default 5)")
+    parser.add_argument("--routers", type=comma_list, default=None, metavar="R,R",
                         help="routers to run (default: all): random, best-consensus, smoothie-train, cascal, knn, "
                         "cluster-rank, cascal-gt, best-single-gold, oracle")
     parser.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
@@ -48,25 +33,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascal.data import DataError
     from cascal.evaluation import run_evaluation
     from cascal.evaluation.report import accuracy_table
 
-    try:
-        results = run_evaluation(
-            args.data,
-            pools=args.pool or ["large"],
-            keys=args.keys,
-            generator_keys=args.generator_key,
-            seeds=args.seeds,
-            routers=args.routers,
-            out_dir=args.out,
-            progress=not args.quiet,
-            plots=not args.no_plots,
-        )
-    except (ValueError, DataError) as error:
-        print(f"cascal evaluate: error: {error}", file=sys.stderr)
-        return 2
+    results = run_evaluation(
+        args.data,
+        pools=args.pool or ["large"],
+        keys=args.keys,
+        generator_keys=args.generator_key,
+        seeds=args.seeds,
+        routers=args.routers,
+        out_dir=args.out,
+        progress=not args.quiet,
+        plots=not args.no_plots,
+    )
     for name, pool in results["pools"].items():
         print(f"\npool {name}\n{accuracy_table(pool)}")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")

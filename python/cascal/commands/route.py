@@ -3,15 +3,12 @@
 The question is embedded with the embedder recorded in the router file (``cascal.embedding.load_embedder``),
 so it lands in the same space as the training questions. With ``--answer --pool pool.yaml`` the top-k
 models are asked (through the same client, retries and prompt as ``cascal answer``) and their
-plurality vote is printed (ties: the higher-ranked model's answer, as in DESIGN §3D).
+plurality vote is printed (ties: the higher-ranked model's answer, the router's ``answer`` rule).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-
-from cascal.pipeline.route import ask_models, load_router, rank_question, vote
 
 NAME = "route"
 HELP = "rank the pool for a question with a trained router; --answer asks the top-k models and votes"
@@ -27,24 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (ValueError, OSError, RuntimeError) as exc:  # bad router file, embedder, pool file, endpoint
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     from cascal.data import LETTERS
+    from cascal.errors import InvalidParameterError
+    from cascal.pipeline.route import ask_models, load_router, rank_question, vote
 
+    if args.answer and (args.pool is None or not args.option or len(args.option) < 2):
+        raise InvalidParameterError("--answer needs --pool pool.yaml and at least two --option values")
     router = load_router(args.router)
     n_models = len(router.model_names_)
     if not 1 <= args.top_k <= n_models:
-        print(f"error: --top-k: must be between 1 and the pool size {n_models}, got {args.top_k}", file=sys.stderr)
-        return 2
-    if args.answer and (args.pool is None or not args.option or len(args.option) < 2):
-        print("error: --answer needs --pool pool.yaml and at least two --option values", file=sys.stderr)
-        return 2
+        raise InvalidParameterError(f"--top-k: must be between 1 and the pool size {n_models}, got {args.top_k}")
     ranked = rank_question(router, args.question)
     print(f"routing with embedder {router.embedding_model} (top {args.top_k} marked *):")
     for i, model in enumerate(ranked):
@@ -54,13 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from cascal.llm.config import load_pool
 
-    pool = load_pool(args.pool)
-    chosen = [m.name for m in ranked[: args.top_k]]
-    missing = [n for n in chosen if n not in pool.names]
-    if missing:
-        print(f"error: {args.pool}: no entry for routed model(s) {missing}; pool has {pool.names}", file=sys.stderr)
-        return 2
-    answers = ask_models(pool, chosen, args.question, args.option)
+    answers = ask_models(load_pool(args.pool), [m.name for m in ranked[: args.top_k]], args.question, args.option)
     for a in answers:
         letter = LETTERS[a.choice] if a.choice >= 0 else "?"
         print(f"{a.name:<32} answered {letter}")

@@ -27,26 +27,21 @@ def run(args: argparse.Namespace) -> int:
     from cascal.simulate import SimWorld, serve_simulator
     from cascal.simulate.server import pool_yaml
 
-    if not 0 <= args.port <= 65535:
-        print(f"error: --port: must be in 0..65535, got {args.port}", file=sys.stderr)
-        return 2
+    world = SimWorld(seed=args.seed, n_models=args.models)
+    server = serve_simulator(world, port=args.port)
     try:
-        world = SimWorld(seed=args.seed, n_models=args.models)
-        server = serve_simulator(world, port=args.port)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    text = pool_yaml(server.base_url, world)
-    for path, content in ((args.write_pool, text), (args.write_generators, pool_yaml(server.base_url, world, generators=True))):
-        if path:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(content)
-    print(f"SIMULATED LLM server on {server.base_url} (seed {args.seed}; no real model behind it)")
-    print(f"generators: {', '.join(world.generator_names)}")
-    print(f"pool: {', '.join(world.model_names)}")
-    print("pool.yaml for it:\n" + text, flush=True)
-    try:
+        text = pool_yaml(server.base_url, world)
+        for path, content in ((args.write_pool, text), (args.write_generators, pool_yaml(server.base_url, world, generators=True))):
+            if path:
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(content)
+        print(f"SIMULATED LLM server on {server.base_url} (seed {args.seed}; no real model behind it)")
+        print(f"generators: {', '.join(world.generator_names)}")
+        print(f"pool: {', '.join(world.model_names)}")
+        print("pool.yaml for it:\n" + text, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+    finally:
+        server.stop()  # also when a --write-* file cannot be written: the port is released
     return 0

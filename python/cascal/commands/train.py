@@ -9,10 +9,9 @@ the same way.
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
-from cascal.pipeline.train import describe, train_router
+from cascal.commands._args import number_or_auto
 
 NAME = "train"
 HELP = "fit a CASCAL router on a dataset folder (answers + embeddings) and save it to one file"
@@ -26,26 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-niches", type=int, default=None, help="largest number of niches per model and subject")
     parser.add_argument("--min-consensus", type=float, default=None, help="agreement a question needs to count toward a niche")
     parser.add_argument("--top-k", type=int, default=None, help="ensemble size stored as the router's default")
-    parser.add_argument("--subject-temp", type=_number_or_auto, default=None, metavar="T|auto",
+    parser.add_argument("--subject-temp", type=number_or_auto, default=None, metavar="T|auto",
                         help="soft subject assignment temperature; 0 = nearest subject only; "
                              "default auto (calibrated on the training subjects)")
-    parser.add_argument("--fallback-distance", type=_number_or_auto, default=None, metavar="D|auto",
+    parser.add_argument("--fallback-distance", type=number_or_auto, default=None, metavar="D|auto",
                         help="niche distance beyond which the global ranking blends in; "
                              "default auto (0.99 quantile of the training questions' distances)")
     parser.add_argument("--random-state", type=int, default=0, help="seed of the clustering (default 0)")
 
 
-def _number_or_auto(text: str) -> Union[float, str]:
-    """``"auto"`` or a float (argparse type of the calibrated routing constants)."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-
-
 def _router_params(args: argparse.Namespace) -> dict:
+    """The :class:`cascal.CascalRouter` parameters given on the command line."""
     params: dict = {"random_state": args.random_state}
     for option in ("clustering", "max_niches", "min_consensus", "top_k", "subject_temp", "fallback_distance"):
         value: Optional[Any] = getattr(args, option)
@@ -55,11 +45,9 @@ def _router_params(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        router = train_router(args.dataset, args.out, embeddings=args.embeddings, **_router_params(args))
-    except (ValueError, OSError) as exc:  # DataError, a bad router parameter, an unreadable folder
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from cascal.pipeline.train import describe, train_router
+
+    router = train_router(args.dataset, args.out, embeddings=args.embeddings, **_router_params(args))
     print(describe(router))
     print(f"saved router to {args.out}")
     return 0

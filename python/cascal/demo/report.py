@@ -1,4 +1,5 @@
-"""The demo's outputs: the accuracy table, ``report.md`` and its two plots (all marked SIMULATED)."""
+"""The demo's outputs: the accuracy table, ``report.md`` and its two plots (all marked SIMULATED),
+drawn with :mod:`cascal.evaluation.plots`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from cascal.data import ResponseMatrix
-    from cascal.demo.results import DemoResult
+    from cascal.demo.results import DemoResult, RouterScore
 
 ROW_ORDER = (
     ("CASCAL", "raw"),
@@ -83,86 +84,63 @@ def _markdown_table(result: "DemoResult") -> str:
     return "\n".join(lines)
 
 
+#: Routers in the accuracy figure (trained on the raw generated data), then the reference row.
+PLOT_ROUTERS = ("CASCAL", "kNN correctness", "best single (consensus)")
+
+
+def _generator_label(key: str) -> str:
+    return "reference (true answers)" if key == "-" else f"{key} generator"
+
+
 def plot_accuracy(result: "DemoResult", path: Path) -> Path:
-    """Grouped bars: top-1 and top-3 accuracy of every router, one group per generator."""
-    import matplotlib
+    """Grouped bars (:func:`cascal.evaluation.plots.plot_accuracy_bars`): top-1 and top-3 accuracy
+    of every router trained on each generator's raw data, the best single model by the true answers
+    as a reference, the oracle dashed."""
+    from cascal.evaluation.plots import plot_accuracy_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def row(score: "RouterScore", key: str) -> dict[str, Any]:
+        return {"router": score.router, "key": key,
+                "top1": {"mean": score.top1, "std": None}, "top3": {"mean": score.top3, "std": None}}
 
-    routers = [("CASCAL", "raw"), ("kNN correctness", "raw"), ("best single (consensus)", "raw")]
-    gens = list(result.config.generators)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    width = 0.8 / (len(routers) + 2)
-    for ax, metric in zip(axes, ("top1", "top3")):
-        x = np.arange(len(gens))
-        for i, (router, data) in enumerate(routers):
-            values = [100 * getattr(result.score(router, g, data), metric) for g in gens]
-            ax.bar(x + i * width, values, width, label=router)
-        for j, ref in enumerate(REFERENCES):
-            value = 100 * getattr(result.score(ref), metric)
-            ax.bar(x + (len(routers) + j) * width, [value] * len(gens), width, label=ref, alpha=0.5)
-        ax.set_xticks(x + width * (len(routers) + 1) / 2)
-        ax.set_xticklabels([f"{g} generator" for g in gens])
-        ax.set_title(f"{'top-1' if metric == 'top1' else 'top-3 vote'} accuracy")
-        ax.set_ylim(0, 100)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("accuracy on held-out questions (%)")
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Routers trained on generated data — SIMULATED pool")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    rows = [row(result.score(r, g, "raw"), g) for r in PLOT_ROUTERS for g in result.config.generators]
+    rows.append(row(result.score(REFERENCES[0]), "-"))
+    return plot_accuracy_bars(
+        rows,
+        "Routers trained on generated data — SIMULATED pool",
+        path,
+        oracle=result.score(REFERENCES[1]).top1,
+        key_label=_generator_label,
+        ylabel="accuracy on held-out questions (%)",
+    )
 
 
 def plot_niche_map(router: Any, test: "ResponseMatrix", world: Any, path: Path) -> Path:
-    """One panel per subject: a 2-D PCA of the subject's test questions, coloured by the model CASCAL
-    routes each to, with the subject's niche centroids (X) coloured by their best model."""
-    import matplotlib
+    """Who wins where, niche by niche (:func:`cascal.evaluation.plots.plot_who_wins`): every pool
+    model's accuracy on the test questions of each simulated niche, and the share of them CASCAL
+    routes to each model first. Each niche has one specialist, so a good router's right panel
+    mirrors the red boxes of the left one."""
+    from cascal.evaluation.metrics import model_accuracy
+    from cascal.evaluation.plots import plot_who_wins
+    from cascal.simulate import SUBJECTS
+    from cascal.simulate.catalogue import recognise_niche
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    X = np.asarray(test.embeddings, dtype=np.float64)
-    C = np.asarray(router.centroids_, dtype=np.float64)
-    centroid_subject = np.asarray(router.centroid_subject_)
-    first = router.route(X.astype(np.float32), top_k=1).ranked[:, 0]
-    best = np.argmax(np.asarray(router.centroid_scores_), axis=1)
-    names = list(router.model_names_)
-    subjects = list(router.subject_names_)
-    cols = min(2, len(subjects))
-    rows = (len(subjects) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.5 * rows), squeeze=False)
-    cmap = plt.get_cmap("tab10")
-    shown: set[int] = set()
-    for ax, (s, subject) in zip(axes.ravel(), enumerate(subjects)):
-        sel = np.asarray(test.subjects) == subject
-        if sel.sum() < 3:
-            ax.set_visible(False)
-            continue
-        mean = X[sel].mean(axis=0)
-        _, _, vt = np.linalg.svd(X[sel] - mean, full_matrices=False)
-        px = (X[sel] - mean) @ vt[:2].T
-        for m in np.unique(first[sel]):
-            pick = first[sel] == m
-            label = f"routed to {names[m]}" if m not in shown else None
-            shown.add(int(m))
-            ax.scatter(px[pick, 0], px[pick, 1], s=14, color=cmap(int(m) % 10), alpha=0.75, label=label)
-        for c in np.flatnonzero(centroid_subject == s):
-            cx, cy = (C[c] - mean) @ vt[:2].T
-            ax.scatter([cx], [cy], marker="X", s=150, color=cmap(int(best[c]) % 10), edgecolor="black", linewidth=1.0)
-        ax.set_title(f"{subject}: {int((centroid_subject == s).sum())} niche(s)")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes.ravel()[len(subjects):]:
-        ax.set_visible(False)
-    fig.legend(loc="lower center", ncol=min(len(names), 6), fontsize=8)
-    fig.suptitle("Niche map: test questions by routed model, X = niche centroid (PCA per subject) — SIMULATED pool")
-    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    niches = [recognise_niche(q) for q in (test.questions or [])]
+    labels = np.array([f"{SUBJECTS[n[0]].key}: {SUBJECTS[n[0]].niches[n[1]].name}" if n else "(no niche)" for n in niches])
+    categories = sorted(set(labels.tolist()))
+    first = router.route(np.asarray(test.embeddings, dtype=np.float32), top_k=1).ranked[:, 0]
+    n_models = len(router.model_names_)
+    gold = np.asarray(test.gold)
+    accuracy = np.array([model_accuracy(test.answers[labels == c], gold[labels == c]) for c in categories])
+    share = np.array([np.bincount(first[labels == c], minlength=n_models) / (labels == c).sum() for c in categories])
+    return plot_who_wins(
+        categories,
+        list(router.model_names_),
+        accuracy,
+        f"Who wins where, by niche — SIMULATED pool (world seed {world.seed})",
+        path,
+        first_choice_share=share,
+        share_title="CASCAL: % of queries routed first",
+    )
 
 
 def _summary(result: "DemoResult") -> str:
@@ -241,6 +219,9 @@ def write_report(result: "DemoResult", out: Path, router: Any, test: "ResponseMa
         f"![accuracy by router]({accuracy_png.name})",
         "",
         f"![niche map]({niche_png.name})",
+        "",
+        "Niche map: every pool model's accuracy on the test questions of each simulated niche (red box: the",
+        "niche's best model) and the share of them CASCAL (first generator, raw data) routes to each model first.",
         "",
         "## Timings (s)",
         "",

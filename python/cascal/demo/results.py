@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from cascal.errors import InvalidParameterError
 GENERATORS = ("weak", "strong")
 
 
@@ -41,13 +42,13 @@ class DemoConfig:
         from cascal.simulate import SUBJECTS
 
         if not 1 <= self.n_subjects <= len(SUBJECTS):
-            raise ValueError(f"n_subjects: must be in 1..{len(SUBJECTS)}, got {self.n_subjects}")
+            raise InvalidParameterError(f"n_subjects: must be in 1..{len(SUBJECTS)}, got {self.n_subjects}")
         for name in ("n_train", "n_test", "knn_k", "concurrency"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+                raise InvalidParameterError(f"{name}: must be >= 1, got {getattr(self, name)}")
         known = {"weak", "medium", "strong"}
         if not self.generators or set(self.generators) - known:
-            raise ValueError(f"generators: expected a non-empty subset of {sorted(known)}, got {list(self.generators)}")
+            raise InvalidParameterError(f"generators: expected a non-empty subset of {sorted(known)}, got {list(self.generators)}")
 
 
 @dataclass

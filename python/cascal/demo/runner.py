@@ -11,9 +11,11 @@ same OpenAI client a real deployment uses):
    (:func:`cascal.pipeline.embed.embed_dataset`), **filter** it (:func:`cascal.pipeline.filter.filter_dataset`),
    **train** CASCAL (:func:`cascal.pipeline.train.train_router`) and the baselines on the raw and on
    the filtered data;
-4. **route** and **evaluate** on the test set: top-1 accuracy (the first routed model's answer) and
-   top-3 accuracy (the vote of the three routed models, DESIGN §3D);
-5. write ``report.md``, ``results.json`` and the plots into the output folder.
+4. **route** and **evaluate** on the test set with :mod:`cascal.evaluation.metrics`: top-1 accuracy
+   (the first routed model's answer) and top-3 accuracy (the plurality vote of the three routed
+   models, ties to the more confident, then the higher-ranked model);
+5. write ``report.md``, ``results.json`` and the plots (:mod:`cascal.evaluation.plots`) into the
+   output folder.
 
 Routers compared: CASCAL (query-only: never reads the generator's key), kNN correctness (query-answer:
 scores the pool against the generator's key), the best single model by consensus (label-free), and
@@ -26,13 +28,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from cascal.data import ResponseMatrix
+from cascal.errors import DataError, InvalidParameterError
 from cascal.demo.results import GENERATORS, DemoConfig, DemoResult, RouterScore
 
 PathLike = Union[str, Path]
@@ -43,11 +45,6 @@ GENERATION_CACHE = "generation_cache.sqlite"
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _top1_accuracy(ranked: np.ndarray, test: ResponseMatrix) -> float:
-    first = test.answers[np.arange(test.n_questions), ranked[:, 0]]
-    return float(np.mean(first == test.gold))
-
-
 def evaluate_router(router: Any, train_embeddings: np.ndarray, train: ResponseMatrix, test: ResponseMatrix) -> tuple[float, float]:
     """Fit ``router`` on the training data and return its (top-1, top-3) accuracy on ``test``."""
     router.fit(train_embeddings, train)
@@ -56,29 +53,33 @@ def evaluate_router(router: Any, train_embeddings: np.ndarray, train: ResponseMa
 
 def _embeddings(data: ResponseMatrix, name: str) -> np.ndarray:
     if data.embeddings is None:
-        raise ValueError(f"{name}: the dataset has no embeddings")
+        raise DataError(f"{name}: the dataset has no embeddings")
     return data.embeddings
 
 
 def evaluate_fitted(router: Any, test: ResponseMatrix) -> tuple[float, float]:
-    """(top-1, top-3 vote) accuracy of a fitted router on ``test`` (its embeddings and true key)."""
-    embeddings = _embeddings(test, "test")
-    routing = router.route(embeddings, top_k=3)
-    top3 = router.answer(embeddings, test, top_k=3)
-    return _top1_accuracy(routing.ranked, test), float(np.mean(top3 == test.gold))
+    """(top-1, top-3 vote) accuracy of a fitted router on ``test`` (its embeddings and true key),
+    scored as the evaluation harness scores routers (:func:`cascal.evaluation.metrics.ensemble_accuracy`)."""
+    from cascal.evaluation.metrics import ensemble_accuracy
+
+    gold = np.asarray(test.gold)
+    routing = router.route(_embeddings(test, "test"), top_k=3)
+    confidence = router.tie_break_confidence(test)
+    top1 = ensemble_accuracy(routing.ranked[:, :1], test.answers, gold, confidence)
+    top3 = ensemble_accuracy(routing.ranked, test.answers, gold, confidence)
+    return top1, top3
 
 
 def reference_scores(test: ResponseMatrix) -> list[RouterScore]:
     """Best single model and oracle, computed on the test set's true answers."""
-    from cascal.router.base import ensemble_vote
+    from cascal.evaluation.metrics import ensemble_accuracy, model_accuracy, oracle_accuracy
 
     gold = np.asarray(test.gold)
-    correct = test.answers == gold[:, None]
-    accuracy = correct.mean(axis=0)
+    accuracy = model_accuracy(test.answers, gold)
     order = np.argsort(-accuracy, kind="stable")
     ranked = np.broadcast_to(order[:3], (test.n_questions, 3))
-    top3 = float(np.mean(ensemble_vote(np.ascontiguousarray(ranked), test.answers) == gold))
-    oracle = float(correct.any(axis=1).mean())
+    top3 = ensemble_accuracy(ranked, test.answers, gold)
+    oracle = oracle_accuracy(test.answers, gold)
     return [
         RouterScore("best single (true answers)", "reference", "-", "-", float(accuracy[order[0]]), top3),
         RouterScore("oracle (any model right)", "reference", "-", "-", oracle, oracle),
@@ -129,7 +130,7 @@ def _fresh_folder(folder: Path) -> Path:
 
     if folder.exists():
         if not (folder / "questions.jsonl").exists():
-            raise ValueError(f"out_dir: {folder} exists and is not a dataset folder of an earlier demo run; choose another --out")
+            raise InvalidParameterError(f"out_dir: {folder} exists and is not a dataset folder of an earlier demo run; choose another --out")
         shutil.rmtree(folder)
     return folder
 

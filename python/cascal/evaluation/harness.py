@@ -1,4 +1,4 @@
-"""Runs routers × key sources × seeds on one dataset and collects every number (DESIGN §5).
+"""Runs routers × key sources × seeds on one dataset and collects every number.
 
 :func:`run_evaluation` is the function behind ``cascal evaluate``. Per pool and seed it splits the
 data 60/40 stratified by category; label-free routers are fitted once on the training answers with
@@ -18,10 +18,16 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from cascal.router.base import BaseRouter, ensemble_vote
-from cascal.baselines import oracle_correct
 from cascal.data import NO_ANSWER, ResponseMatrix
-from cascal.evaluation.metrics import answer_correct, kendall_tau, mean_std, model_accuracy, per_category_accuracy
+from cascal.errors import InvalidParameterError
+from cascal.evaluation.metrics import (
+    ensemble_correct,
+    kendall_tau,
+    mean_std,
+    model_accuracy,
+    oracle_accuracy,
+    per_category_accuracy,
+)
 from cascal.evaluation.protocol import (
     KeySource,
     ProtocolError,
@@ -32,7 +38,8 @@ from cascal.evaluation.protocol import (
     training_key,
 )
 from cascal.evaluation.results import NO_KEY, FittedExample
-from cascal.evaluation.routers import ORACLE, RouterSpec, select_routers
+from cascal.evaluation.routers import RouterSpec, select_routers
+from cascal.router.base import BaseRouter
 
 #: Ensemble size of the top-k vote metric.
 VOTE_K = 3
@@ -75,9 +82,9 @@ def run_evaluation(
     from cascal import __version__
 
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ValueError(f"seeds: must be a positive integer, got {seeds!r}")
+        raise InvalidParameterError(f"seeds: must be a positive integer, got {seeds!r}")
     if not pools:
-        raise ValueError("pools: give at least one pool")
+        raise InvalidParameterError("pools: give at least one pool")
     specs, with_oracle = select_routers(None if routers is None else list(routers))
     dataset, data_path = _load(data)
     unlabelled = int((gold_of(dataset) < 0).sum())
@@ -162,7 +169,7 @@ def evaluate_pool(
         for seed in range(n_seeds):
             split = make_split(data, pool, seed)
             test = split.test
-            oracle.append(float(oracle_correct(test).mean()))
+            oracle.append(oracle_accuracy(test.answers, gold_of(test)))
             model_acc.append(model_accuracy(test.answers, gold_of(test)))
             model_cat.append(_model_accuracy_by_category(test))
             train_keys = {k.name: training_key(data, split, k) for k in keys}
@@ -220,11 +227,9 @@ def evaluate_router(router: BaseRouter, train: ResponseMatrix, split: Split) -> 
     vote_k = min(VOTE_K, test.n_models)
     routing = router.route(embeddings_of(test), top_k=vote_k)
     confidence = router.tie_break_confidence(test)
-    top1 = ensemble_vote(routing.ranked[:, :1], test.answers, confidence)
-    top3 = ensemble_vote(routing.ranked[:, :vote_k], test.answers, confidence)
+    correct1 = ensemble_correct(routing.ranked[:, :1], test.answers, gold, confidence)
+    correct3 = ensemble_correct(routing.ranked[:, :vote_k], test.answers, gold, confidence)
     route_seconds = time.perf_counter() - start
-    correct1 = answer_correct(top1, gold)
-    correct3 = answer_correct(top3, gold)
     global_scores = np.nanmean(np.where(np.isfinite(routing.scores), routing.scores, np.nan), axis=0)
     return {
         "top1": float(correct1.mean()),

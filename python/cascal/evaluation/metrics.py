@@ -1,13 +1,16 @@
-"""Scores of one routing run: accuracy, per-category accuracy, Kendall τ of model rankings, and
-mean ± std summaries over seeds."""
+"""Scores of one routing run: accuracy, routed-ensemble and oracle accuracy, per-category accuracy,
+Kendall τ of model rankings, and mean ± std summaries over seeds."""
 
 from __future__ import annotations
 
 import math
-import numpy.typing as npt
+from typing import Optional
 
 import numpy as np
+import numpy.typing as npt
 from scipy.stats import kendalltau
+
+from cascal.router.base import ensemble_vote
 
 
 def answer_correct(answers: np.ndarray, gold: np.ndarray) -> np.ndarray:
@@ -28,6 +31,46 @@ def accuracy(answers: np.ndarray, gold: np.ndarray) -> float:
     if correct.size == 0:
         raise ValueError("answers: cannot compute an accuracy over zero questions")
     return float(correct.mean())
+
+
+def ensemble_correct(
+    ranked: np.ndarray, answers: np.ndarray, gold: np.ndarray, confidence: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """``(n,)`` bool: the plurality vote of the models routed to each question is the gold option.
+
+    Args:
+        ranked: ``(n, k)`` model indices chosen for each question, best first; ``k = 1`` scores the
+            first choice's own answer (top-1), ``k = 3`` the top-3 vote.
+        answers: ``(n, M)`` answer codes of every model (:class:`cascal.ResponseMatrix` ``answers``).
+        gold: ``(n,)`` gold options, all known (see :func:`answer_correct`).
+        confidence: ``(n, M)`` tie-break confidence of an all-different vote, or ``None`` for the
+            routing order (:func:`cascal.router.base.ensemble_vote`).
+    """
+    return answer_correct(ensemble_vote(np.asarray(ranked), np.asarray(answers), confidence), gold)
+
+
+def ensemble_accuracy(
+    ranked: np.ndarray, answers: np.ndarray, gold: np.ndarray, confidence: Optional[np.ndarray] = None
+) -> float:
+    """Share of questions whose routed ensemble votes the gold option (see :func:`ensemble_correct`)."""
+    correct = ensemble_correct(ranked, answers, gold, confidence)
+    if correct.size == 0:
+        raise ValueError("answers: cannot compute an accuracy over zero questions")
+    return float(correct.mean())
+
+
+def oracle_accuracy(answers: np.ndarray, gold: np.ndarray) -> float:
+    """Share of questions that at least one model answered right: the oracle router's accuracy, the
+    ceiling of any routing of this pool. ``answers`` is ``(n, M)``; ``gold`` must be all known."""
+    answers = np.asarray(answers)
+    gold = np.asarray(gold)
+    if answers.ndim != 2 or answers.shape[0] != gold.shape[0] or gold.ndim != 1:
+        raise ValueError(f"answers: expected shape ({gold.shape[0]}, M), got {answers.shape}")
+    if (gold < 0).any():
+        raise ValueError(f"gold: {int((gold < 0).sum())} question(s) have no gold answer (-1); score only labelled questions")
+    if gold.size == 0:
+        raise ValueError("answers: cannot compute an accuracy over zero questions")
+    return float((answers == gold[:, None]).any(axis=1).mean())
 
 
 def per_category_accuracy(correct: np.ndarray, categories: np.ndarray) -> dict[str, float]:

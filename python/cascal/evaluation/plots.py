@@ -1,9 +1,12 @@
-"""PNG figures of an evaluation: accuracy bars, a niche map and a niche dendrogram."""
+"""PNG figures of an evaluation: accuracy bars, a who-wins-where map and a niche dendrogram.
+
+The bar and heat-map functions take plain rows and arrays (:func:`plot_accuracy_bars`,
+:func:`plot_who_wins`), so the demo draws its figures with them too."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import matplotlib
 
@@ -22,34 +25,64 @@ def _short(model: str) -> str:
     return model[: -len("_5shots")] if model.endswith("_5shots") else model
 
 
+def _key_label(key: str) -> str:
+    """Legend text of an evaluation key source."""
+    return "label-free (no key)" if key == NO_KEY else f"key: {key}"
+
+
 def plot_accuracy(pool: Mapping[str, Any], title: str, path: Path) -> Path:
-    """Grouped bars: one group per router, one bar per key source (label-free routers have one),
-    error bars = std over seeds; top-1 and top-3 vote accuracy side by side; oracle dashed."""
-    summary = pool["summary"]
-    routers = list(dict.fromkeys(row["router"] for row in summary))
-    keys = list(dict.fromkeys(row["key"] for row in summary))
+    """Grouped bars of one evaluated pool (:func:`plot_accuracy_bars` of its ``summary`` rows, error
+    bars = std over seeds, the oracle dashed)."""
+    oracle = pool["oracle"]["mean"] if "oracle" in pool else None
+    return plot_accuracy_bars(pool["summary"], title, path, oracle=oracle)
+
+
+def plot_accuracy_bars(
+    rows: Sequence[Mapping[str, Any]],
+    title: str,
+    path: Path,
+    *,
+    oracle: Optional[float] = None,
+    key_label: Callable[[str], str] = _key_label,
+    ylabel: str = "accuracy on the test split (%)",
+) -> Path:
+    """Grouped bars: one group per router, one bar per key (the data a router was trained with) in a
+    colour per key; top-1 and top-3 vote accuracy side by side.
+
+    Args:
+        rows: one dict per (router, key) with ``router``, ``key``, and ``top1`` / ``top3`` as
+            ``{"mean": accuracy in [0, 1], "std": spread or None}`` (a std draws an error bar); the
+            rows of an evaluation summary have this shape.
+        title: the figure title.
+        path: the PNG file to write.
+        oracle: an accuracy in [0, 1] drawn as a dashed "oracle" line (and the y-axis top), or ``None``.
+        key_label: legend text of a key.
+        ylabel: the y-axis label.
+    """
+    routers = list(dict.fromkeys(row["router"] for row in rows))
+    keys = list(dict.fromkeys(row["key"] for row in rows))
     colors = {k: _KEY_COLORS.get(k, _FALLBACK_COLORS[i % len(_FALLBACK_COLORS)]) for i, k in enumerate(keys)}
     fig, axes = plt.subplots(1, 2, figsize=(min(18.0, max(9.0, 1.1 * len(routers) * 2)), 5.2), sharey=True)
     lows = []
     for ax, metric, label in zip(axes, ("top1", "top3"), ("top-1 accuracy", "top-3 vote accuracy")):
         for r, router in enumerate(routers):
-            rows = [row for row in summary if row["router"] == router]
-            width = 0.8 / len(rows)
-            for j, row in enumerate(rows):
+            group = [row for row in rows if row["router"] == router]
+            width = 0.8 / len(group)
+            for j, row in enumerate(group):
                 mean = 100 * row[metric]["mean"]
-                std = 100 * (row[metric]["std"] or 0.0)
+                std = 100 * (row[metric].get("std") or 0.0)
                 lows.append(mean - std)
                 x = r - 0.4 + width * (j + 0.5)
-                ax.bar(x, mean, width, yerr=std, color=colors[row["key"]], capsize=2,
-                       label="label-free (no key)" if row["key"] == NO_KEY else f"key: {row['key']}")
-        if "oracle" in pool:
-            ax.axhline(100 * pool["oracle"]["mean"], color="black", linestyle="--", linewidth=1, label="oracle")
+                ax.bar(x, mean, width, yerr=std if std else None, color=colors[row["key"]], capsize=2,
+                       label=key_label(row["key"]))
+        if oracle is not None:
+            ax.axhline(100 * oracle, color="black", linestyle="--", linewidth=1, label="oracle")
         ax.set_xticks(range(len(routers)))
         ax.set_xticklabels(routers, rotation=35, ha="right")
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("accuracy on the test split (%)")
-    top = 100 * pool["oracle"]["mean"] + 3 if "oracle" in pool else 100
+    axes[0].set_ylabel(ylabel)
+    top = 100 * oracle + 3 if oracle is not None else 100
     axes[0].set_ylim(max(0.0, min(lows) - 5), min(100.0, top))
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
@@ -63,15 +96,47 @@ def plot_accuracy(pool: Mapping[str, Any], title: str, path: Path) -> Path:
 
 
 def plot_niche_map(pool: Mapping[str, Any], title: str, path: Path, router: Optional[str] = "cascal") -> Path:
-    """Subject × model heat maps of who wins where: left, every model's test accuracy per subject
-    (the best model of each subject boxed); right, the share of each subject's queries the router
-    sends to each model first (when that router was run)."""
+    """Subject × model heat maps of one evaluated pool (:func:`plot_who_wins`): every model's test
+    accuracy per subject, and the share of each subject's queries ``router`` sends to each model
+    first (when that router was run)."""
     models = pool["models"]
     by_cat = pool["model_accuracy_by_category"]
     categories = sorted(next(iter(by_cat.values())))
     accuracy = np.array([[by_cat[m][c] for m in models] for c in categories])
     share_row = next((row for row in pool["summary"] if row["router"] == router), None)
-    panels = 2 if share_row is not None else 1
+    share, share_title = None, None
+    if share_row is not None:
+        share = np.array([share_row["first_choice_share"][c] for c in categories])
+        key = "" if share_row["key"] == NO_KEY else f", key {share_row['key']}"
+        share_title = f"{router}{key}: % of queries routed first"
+    return plot_who_wins(categories, models, accuracy, title, path, first_choice_share=share, share_title=share_title)
+
+
+def plot_who_wins(
+    categories: Sequence[str],
+    models: Sequence[str],
+    accuracy: np.ndarray,
+    title: str,
+    path: Path,
+    *,
+    first_choice_share: Optional[np.ndarray] = None,
+    share_title: Optional[str] = None,
+) -> Path:
+    """Category × model heat maps of who wins where: left, every model's accuracy per category (the
+    best model of each category boxed in red); right, when given, the share of each category's
+    queries a router sends to each model first.
+
+    Args:
+        categories: row labels (subjects, or finer groups such as niches).
+        models: column labels.
+        accuracy: ``(len(categories), len(models))`` accuracies in [0, 1] (NaN = no data).
+        title: the figure title.
+        path: the PNG file to write.
+        first_choice_share: ``(len(categories), len(models))`` shares in [0, 1], or ``None``.
+        share_title: title of the share panel.
+    """
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    panels = 2 if first_choice_share is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.5 + 3.2 * panels, 0.42 * len(categories) + 2.6), squeeze=False)
     ax = axes[0, 0]
     image = ax.imshow(100 * accuracy, cmap="viridis", aspect="auto")
@@ -82,14 +147,13 @@ def plot_niche_map(pool: Mapping[str, Any], title: str, path: Path, router: Opti
     _label_axes(ax, categories, models)
     ax.set_title("test accuracy (%) — red box: best model")
     fig.colorbar(image, ax=ax, fraction=0.04)
-    if share_row is not None:
-        share = np.array([share_row["first_choice_share"][c] for c in categories])
+    if first_choice_share is not None:
+        share = np.asarray(first_choice_share, dtype=np.float64)
         ax = axes[0, 1]
         image = ax.imshow(100 * share, cmap="magma", aspect="auto", vmin=0, vmax=100)
         _annotate(ax, 100 * share)
         _label_axes(ax, categories, models, show_rows=False)
-        key = "" if share_row["key"] == NO_KEY else f", key {share_row['key']}"
-        ax.set_title(f"{router}{key}: % of queries routed first")
+        ax.set_title(share_title or "% of queries routed first")
         fig.colorbar(image, ax=ax, fraction=0.04)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""The evaluation protocol of DESIGN §5: model pools, stratified splits and simulated answer keys."""
+"""The evaluation protocol: model pools, stratified splits and simulated answer keys."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from cascal.data import ResponseMatrix
+from cascal.errors import InvalidParameterError, ProtocolError
 
 #: Pool presets for the MMLU-Pro answer folder (names without the ``_5shots`` column suffix).
 POOL_PRESETS: dict[str, tuple[str, ...]] = {
@@ -41,10 +42,6 @@ GENERATOR_PRESETS: dict[str, str] = {
 REAL_KEY = "real"
 
 TRAIN_FRACTION = 0.6
-
-
-class ProtocolError(ValueError):
-    """A pool, key or split request that the data cannot satisfy; the message says what is available."""
 
 
 def resolve_model(name: str, available: Sequence[str]) -> str:
@@ -124,7 +121,7 @@ def resolve_keys(
 def stratified_split(subjects: np.ndarray, seed: int, train_fraction: float = TRAIN_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and test row indices: a ``train_fraction`` / rest split stratified by subject."""
     if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train_fraction: must lie strictly between 0 and 1, got {train_fraction}")
+        raise InvalidParameterError(f"train_fraction: must lie strictly between 0 and 1, got {train_fraction}")
     rows = np.arange(len(subjects))
     train, test = train_test_split(rows, test_size=1.0 - train_fraction, stratify=subjects, random_state=seed)
     return np.sort(train), np.sort(test)
@@ -136,7 +133,7 @@ def simulated_key(train: ResponseMatrix, generator_answers: np.ndarray, seed: in
     with ``numpy.random.default_rng(seed)``. Returns ``(n,)`` int8."""
     generator_answers = np.asarray(generator_answers)
     if generator_answers.shape != (train.n_questions,):
-        raise ValueError(
+        raise InvalidParameterError(
             f"generator_answers: expected shape ({train.n_questions},), got {generator_answers.shape}"
         )
     rng = np.random.default_rng(seed)

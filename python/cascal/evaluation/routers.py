@@ -13,6 +13,7 @@ from typing import Callable
 
 from cascal.router.base import BaseRouter
 from cascal.baselines import BestSingleConsensus, BestSingleGold, ClusterRank, KNNCorrectness, RandomRouter, SmoothieTrain
+from cascal.errors import InvalidParameterError
 
 RouterFactory = Callable[[int], BaseRouter]
 
@@ -61,13 +62,13 @@ def available_routers() -> dict[str, RouterSpec]:
 
 def select_routers(names: list[str] | None) -> tuple[dict[str, RouterSpec], bool]:
     """The requested routers (all when ``names`` is None) and whether the oracle row is wanted.
-    Unknown names raise ``ValueError`` listing the known ones."""
+    Unknown names raise :class:`~cascal.errors.InvalidParameterError` listing the known ones."""
     known = available_routers()
     if names is None:
         return known, True
     unknown = [n for n in names if n not in known and n != ORACLE]
     if unknown:
-        raise ValueError(f"routers: unknown router(s) {unknown}; known: {', '.join([*known, ORACLE])}")
+        raise InvalidParameterError(f"routers: unknown router(s) {unknown}; known: {', '.join([*known, ORACLE])}")
     if len(set(names)) != len(names):
-        raise ValueError(f"routers: router(s) listed twice in {names}")
+        raise InvalidParameterError(f"routers: router(s) listed twice in {names}")
     return {n: known[n] for n in names if n != ORACLE}, ORACLE in names

@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from cascal.errors import InvalidParameterError
 from cascal.generation.parser import ParsedQuestion
 
 SHINGLE_SIZE = 5
@@ -49,7 +50,7 @@ def normalise_text(question: ParsedQuestion) -> str:
 def shingles(text: str, size: int = SHINGLE_SIZE) -> set[str]:
     """The set of character ``size``-grams of ``text`` (the whole text if it is shorter)."""
     if size < 1:
-        raise ValueError(f"size: shingle size must be at least 1, got {size}")
+        raise InvalidParameterError(f"size: shingle size must be at least 1, got {size}")
     if len(text) <= size:
         return {text}
     return {text[i : i + size] for i in range(len(text) - size + 1)}
@@ -84,7 +85,7 @@ def shingle_keys(text: str, size: int = SHINGLE_SIZE) -> np.ndarray:
     from cascal.embedding import splitmix64
 
     if size < 1:
-        raise ValueError(f"size: shingle size must be at least 1, got {size}")
+        raise InvalidParameterError(f"size: shingle size must be at least 1, got {size}")
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
     if points.size < size:
         points = np.concatenate([np.full(size - points.size, _SENTINEL, dtype=np.uint64), points])
@@ -107,9 +108,9 @@ class Deduplicator:
 
     def __init__(self, threshold: float = DEFAULT_NEAR_THRESHOLD, shingle_size: int = SHINGLE_SIZE) -> None:
         if not (0.0 < float(threshold) <= 1.0):
-            raise ValueError(f"threshold: the near-duplicate Jaccard threshold must lie in (0, 1], got {threshold}")
+            raise InvalidParameterError(f"threshold: the near-duplicate Jaccard threshold must lie in (0, 1], got {threshold}")
         if int(shingle_size) < 1:
-            raise ValueError(f"shingle_size: must be at least 1, got {shingle_size}")
+            raise InvalidParameterError(f"shingle_size: must be at least 1, got {shingle_size}")
         self.threshold = float(threshold)
         self.shingle_size = int(shingle_size)
         self.report = DedupeReport()

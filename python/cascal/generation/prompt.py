@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from cascal.data import LETTERS, MAX_OPTIONS
+from cascal.errors import InvalidParameterError
 from cascal.generation.parser import MIN_OPTIONS
 
 #: Stems of already accepted questions quoted in a prompt, at most.
@@ -66,15 +67,15 @@ def build_messages(
         ``[{"role": "system", ...}, {"role": "user", ...}]``.
     """
     if not isinstance(subject, str) or not subject.strip():
-        raise ValueError(f"subject: must be a non-empty string, got {subject!r}")
+        raise InvalidParameterError(f"subject: must be a non-empty string, got {subject!r}")
     if not isinstance(description, str) or not description.strip():
-        raise ValueError(f"description: subject {subject!r} needs a non-empty description")
+        raise InvalidParameterError(f"description: subject {subject!r} needs a non-empty description")
     if isinstance(n_questions, bool) or not isinstance(n_questions, int) or n_questions < 1:
-        raise ValueError(f"n_questions: must be an integer >= 1, got {n_questions!r}")
+        raise InvalidParameterError(f"n_questions: must be an integer >= 1, got {n_questions!r}")
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
-        raise ValueError(f"attempt: must be an integer >= 0, got {attempt!r}")
+        raise InvalidParameterError(f"attempt: must be an integer >= 0, got {attempt!r}")
     if isinstance(n_options, bool) or not isinstance(n_options, int) or not MIN_OPTIONS <= n_options <= MAX_OPTIONS:
-        raise ValueError(f"n_options: must be an integer in [{MIN_OPTIONS}, {MAX_OPTIONS}], got {n_options!r}")
+        raise InvalidParameterError(f"n_options: must be an integer in [{MIN_OPTIONS}, {MAX_OPTIONS}], got {n_options!r}")
 
     letters = ", ".join(LETTERS[:n_options])
     parts = [

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
+from cascal.errors import DataError, InvalidParameterError
 PathLike = Union[str, "os.PathLike[str]"]
 
 _SCHEMA = """
@@ -90,7 +91,7 @@ class ResponseCache:
     def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
         if self.path.is_dir():
-            raise ValueError(f"cache path {self.path}: is a directory, expected a file")
+            raise InvalidParameterError(f"cache path {self.path}: is a directory, expected a file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
@@ -103,7 +104,7 @@ class ResponseCache:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise ValueError(f"cache path {self.path}: not a usable SQLite cache ({exc})") from exc
+            raise DataError(f"cache path {self.path}: not a usable SQLite cache ({exc})") from exc
 
     # ------------------------------------------------------------------ access
     def get(self, key: str) -> Optional[CachedResponse]:

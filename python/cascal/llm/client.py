@@ -26,28 +26,32 @@ from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
 
 import openai
 
+from cascal.errors import CascalError, EndpointError
 from cascal.llm.cache import ResponseCache, cache_key
 from cascal.llm.config import ModelConfig, RetryPolicy
 
 Messages = Sequence[Mapping[str, Any]]
 
 
-class EndpointError(RuntimeError):
-    """The endpoint cannot serve this model: unreachable, rate-limited past the retries, or it rejected
-    the request. The message names the endpoint and the model."""
+def _endpoint_error(model: ModelConfig, problem: str) -> EndpointError:
+    """An :class:`EndpointError` whose message names the endpoint, the model and the problem."""
+    return EndpointError(
+        f"endpoint {model.base_url} (model {model.name!r}, id {model.model!r}): {problem}",
+        model_name=model.name,
+        base_url=model.base_url,
+    )
 
-    def __init__(self, model: ModelConfig, problem: str) -> None:
-        super().__init__(f"endpoint {model.base_url} (model {model.name!r}, id {model.model!r}): {problem}")
-        self.model_name = model.name
-        self.base_url = model.base_url
 
-
-class Stopped(RuntimeError):
+class Stopped(CascalError, RuntimeError):
     """The client was stopped (:meth:`ChatClient.stop`) before this prompt's request was sent."""
 
 
-class RequestFailed(RuntimeError):
-    """A prompt got no usable reply after every retry (server errors, malformed or empty replies)."""
+class RequestFailed(CascalError, RuntimeError):
+    """A prompt got no usable reply after every retry (server errors, malformed or empty replies).
+
+    Unlike :class:`~cascal.errors.EndpointError` it concerns one prompt, not the endpoint: the
+    pipeline stages record such a prompt as unanswered and go on.
+    """
 
 
 @dataclass(frozen=True)
@@ -194,9 +198,9 @@ class ChatClient:
         assert last is not None
         attempts = self.retry.max_attempts
         if last.kind == "connect":
-            raise EndpointError(self.model, f"unreachable after {attempts} attempt(s) ({last})")
+            raise _endpoint_error(self.model, f"unreachable after {attempts} attempt(s) ({last})")
         if last.kind == "rate_limit":
-            raise EndpointError(self.model, f"still rate-limited (HTTP 429) after {attempts} attempt(s)")
+            raise _endpoint_error(self.model, f"still rate-limited (HTTP 429) after {attempts} attempt(s)")
         raise RequestFailed(f"model {self.model.name!r} at {self.model.base_url}: no usable reply after {attempts} attempt(s); last: {last}")
 
     async def _fetch_once(self, messages: Messages) -> Completion:
@@ -217,7 +221,7 @@ class ChatClient:
             status = exc.status_code
             if status >= 500 or status in (408, 409):
                 raise _Transient("http_error", f"HTTP {status}") from exc
-            raise EndpointError(self.model, f"request rejected with HTTP {status}: {_server_message(exc)}") from exc
+            raise _endpoint_error(self.model, f"request rejected with HTTP {status}: {_server_message(exc)}") from exc
         except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
             raise _Transient("malformed", f"response is not valid JSON ({exc})") from exc
 

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 else:
     ModelMetaclass = type(BaseModel)
 
+from cascal.errors import ConfigError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Key sent when a model has no ``api_key_env``: local servers (vLLM, llama.cpp, Ollama) ignore it.

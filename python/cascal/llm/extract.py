@@ -19,6 +19,7 @@ import re
 from typing import Optional
 
 from cascal.data import LETTERS, MAX_OPTIONS, NO_ANSWER
+from cascal.errors import InvalidParameterError
 
 # LaTeX / markdown wrappers that may surround the letter: removed before matching.
 _WRAPPER = re.compile(
@@ -82,7 +83,7 @@ def extract_answer(text: str, n_options: int) -> int:
         ValueError: ``n_options`` outside 2..20.
     """
     if isinstance(n_options, bool) or not isinstance(n_options, int) or not 2 <= n_options <= MAX_OPTIONS:
-        raise ValueError(f"n_options: expected an integer in 2..{MAX_OPTIONS}, got {n_options!r}")
+        raise InvalidParameterError(f"n_options: expected an integer in 2..{MAX_OPTIONS}, got {n_options!r}")
     letter = find_letter(text)
     if letter is None:
         return NO_ANSWER

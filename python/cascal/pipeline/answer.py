@@ -1,4 +1,4 @@
-"""Answer every question of a dataset folder with every model of a pool (DESIGN §6, "Answering").
+"""Answer every question of a dataset folder with every model of a pool.
 
 Each model gets the question and its lettered options and is asked to reason, then finish with
 ``The answer is (X)``. The letter is extracted (:mod:`cascal.llm.extract`); a reply without a usable
@@ -24,6 +24,7 @@ from typing import Any, Callable, Coroutine, Optional, Sequence, TypeVar, Union
 import numpy as np
 
 from cascal.data import LETTERS, NO_ANSWER, NOT_ASKED, ResponseMatrix
+from cascal.errors import DataError, InvalidParameterError
 from cascal.io import load_dataset, save_dataset
 from cascal.llm.cache import ResponseCache
 from cascal.llm.client import ChatClient, EndpointError, RequestFailed
@@ -50,9 +51,9 @@ def build_messages(question: str, options: Sequence[str]) -> list[dict[str, str]
         ValueError: an empty question, or fewer than 2 / more than 20 options.
     """
     if not isinstance(question, str) or not question.strip():
-        raise ValueError("question: must be a non-empty string")
+        raise InvalidParameterError("question: must be a non-empty string")
     if not 2 <= len(options) <= len(LETTERS):
-        raise ValueError(f"options: expected 2..{len(LETTERS)} options, got {len(options)}")
+        raise InvalidParameterError(f"options: expected 2..{len(LETTERS)} options, got {len(options)}")
     lines = "\n".join(f"({LETTERS[i]}) {str(opt).strip()}" for i, opt in enumerate(options))
     return [{"role": "user", "content": PROMPT_TEMPLATE.format(question=question.strip(), options=lines)}]
 
@@ -113,27 +114,36 @@ def answer_dataset(
         :class:`ModelStats` as dicts.
 
     Raises:
-        cascal.llm.client.EndpointError: an endpoint was unreachable, kept rate-limiting or rejected
-            the requests; nothing is written, every reply received so far is in the cache.
-        cascal.llm.config.ConfigError: unknown model names, a missing API key variable.
-        cascal.data.DataError: a malformed dataset folder.
+        cascal.errors.EndpointError: an endpoint was unreachable, kept rate-limiting or rejected
+            the requests; nothing is written, every reply received so far is in the cache (the
+            message says so and names the cache), so calling again resumes.
+        cascal.errors.ConfigError: unknown model names, a missing API key variable.
+        cascal.errors.InvalidParameterError: ``concurrency`` below 1.
+        cascal.errors.DataError: a malformed dataset folder or an unusable cache file.
     """
     folder = Path(dataset_dir)
     if models is not None:
         pool = pool.select(list(models))
     if concurrency is not None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
+            raise InvalidParameterError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
         pool = pool.with_concurrency(concurrency)
     if retry is not None:
         pool = pool.with_retry(retry)
     dataset = load_dataset(folder, embeddings=None)
     if dataset.questions is None or dataset.options is None:  # pragma: no cover - load_dataset always fills them
-        raise ValueError(f"{folder}: questions and options are required")
+        raise DataError(f"{folder}: questions and options are required")
     prompts = [build_messages(q, o) for q, o in zip(dataset.questions, dataset.options)]
     cache = ResponseCache(cache_path if cache_path is not None else folder / DEFAULT_CACHE_NAME)
     try:
         answers, stats = _run_coroutine(lambda: _answer_all(pool, prompts, dataset.n_options, cache, progress))
+    except EndpointError as exc:
+        raise EndpointError(
+            f"{exc}; nothing was written, every reply received so far is cached in {cache.path}: "
+            "run the command again to resume",
+            model_name=exc.model_name,
+            base_url=exc.base_url,
+        ) from exc
     finally:
         cache.close()
     result = _merge(dataset, pool.names, answers)

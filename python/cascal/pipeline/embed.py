@@ -39,7 +39,7 @@ def embed_dataset(
     """Embed the question texts of a dataset folder and save ``embeddings_<name>.npy`` there.
 
     Args:
-        dataset_dir: the dataset folder (DESIGN §2).
+        dataset_dir: the dataset folder (see :mod:`cascal.io`).
         model, backend: as for :func:`get_embedder`; ``model`` may also be a ready :class:`Embedder`
             (``backend`` is then ignored).
         batch_size: texts per :meth:`Embedder.encode` call.
@@ -63,8 +63,11 @@ def embed_dataset(
         except (OSError, json.JSONDecodeError):
             meta = {}
         if meta.get("texts_sha256") == digest and meta.get("embedder") == embedder.name:
-            cached = np.load(target, allow_pickle=False)
-            if cached.shape[0] == len(texts):
+            try:
+                cached = np.load(target, allow_pickle=False)
+            except (OSError, ValueError, EOFError):  # a damaged cache file is recomputed
+                cached = None
+            if cached is not None and cached.ndim == 2 and cached.shape[0] == len(texts):
                 return cached.astype(np.float32, copy=False)
     vectors = embed_texts(embedder, texts, batch_size=batch_size, progress=progress)
     tmp = target.with_name("." + target.name + ".tmp")  # not matched by the embeddings*.npy glob

@@ -1,10 +1,10 @@
-"""Generator-quality statistics and filters for generated data (DESIGN §6).
+"""Generator-quality statistics and filters for generated data.
 
 Two qualities of a generator are measurable once the pool has answered its questions:
 
 * **self-answer**: the generator's key agrees with the pool's consensus plurality. Per question,
   the plurality options are those chosen by the largest number of pool models (every tied option
-  counts, as in DESIGN §3A); ``self_answer[q]`` is True when the key is one of them. A question
+  counts); ``self_answer[q]`` is True when the key is one of them. A question
   that no model answered, or without a key, is not self-answered.
 * **spread**: the pool does not agree unanimously *and* has a unique plurality option. Models
   without an extractable answer (-1) or not asked (-2) are ignored; a question with fewer than two
@@ -28,11 +28,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 
-from cascal.data import MAX_OPTIONS, DataError, ResponseMatrix
+from cascal.data import MAX_OPTIONS, ResponseMatrix
+from cascal.errors import DataError, InvalidParameterError
 
 PathLike = Union[str, Path]
 REPORT_FILE = "filter_report.json"
@@ -193,7 +194,7 @@ def filter_responses(
         ValueError: ``min_self_answer`` outside [0, 1], or a response matrix without pool models.
     """
     if isinstance(min_self_answer, bool) or not isinstance(min_self_answer, (int, float)) or not 0.0 <= min_self_answer <= 1.0:
-        raise ValueError(f"min_self_answer: expected a share in [0, 1], got {min_self_answer!r}")
+        raise InvalidParameterError(f"min_self_answer: expected a share in [0, 1], got {min_self_answer!r}")
     if responses.n_models == 0:
         raise DataError("responses: no pool model has answered these questions yet (run `cascal answer` first)")
     flags = quality_flags(responses)
@@ -264,7 +265,7 @@ def filter_dataset(
 
     source, target = Path(dataset_dir), Path(out_dir)
     if target.exists() and source.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"out_dir: must differ from the input dataset folder {source}")
+        raise InvalidParameterError(f"out_dir: must differ from the input dataset folder {source}")
     responses = load_dataset(source, embeddings=None)
     report = filter_responses(
         responses,

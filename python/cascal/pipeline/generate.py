@@ -13,7 +13,7 @@ Subjects run concurrently (the client bounds requests in flight by the generator
 subject as questions arrive (:class:`~cascal.generation.dedupe.Deduplicator`), then once more
 across subjects in subject order (first subject wins; such cross-subject drops are not replaced).
 
-The result is a dataset folder (DESIGN §2) written by :func:`cascal.io.save_dataset`: questions.jsonl
+The result is a dataset folder (see :mod:`cascal.io`) written by :func:`cascal.io.save_dataset`: questions.jsonl
 with the generator's key as ``answer`` (and a ``generator`` field), a predictions.csv with only
 the ``question_id`` column (no pool model has answered yet), and ``generation_report.json`` with the
 per-subject counts (attempts, parse skips by reason, duplicates, failed requests, shortfall).
@@ -32,6 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cascal.data import MAX_OPTIONS, ResponseMatrix
+from cascal.errors import ConfigError, GenerationError, InvalidParameterError
 from cascal.generation.dedupe import DEFAULT_NEAR_THRESHOLD, DedupeReport, Deduplicator
 from cascal.generation.parser import ParsedQuestion, ParseReport, parse_questions
 from cascal.generation.prompt import build_messages
@@ -43,12 +44,8 @@ DEFAULT_BATCH_SIZE = 10
 REPORT_FILE = "generation_report.json"
 CACHE_FILE = "generation_cache.sqlite"
 
-__all__ = ["GenerationError", "SubjectReport", "GenerationReport", "generate_dataset", "agenerate_dataset", "default_max_attempts",
-           "format_report_table"]
-
-
-class GenerationError(RuntimeError):
-    """Generation produced no usable question at all (the report says why)."""
+__all__ = ["GenerationError", "SubjectReport", "GenerationReport", "generate_dataset", "agenerate_dataset", "resolve_generator",
+           "default_max_attempts", "format_report_table"]
 
 
 def default_max_attempts(n_questions: int, batch_size: int) -> int:
@@ -147,7 +144,7 @@ def format_report_table(report: dict) -> str:
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+        raise InvalidParameterError(f"{name}: must be an integer >= 1, got {value!r}")
     return value
 
 
@@ -226,9 +223,9 @@ async def agenerate_dataset(
     if max_attempts is not None:
         _positive_int(max_attempts, "max_attempts")
     if isinstance(n_options, bool) or not isinstance(n_options, int) or not 2 <= n_options <= MAX_OPTIONS:
-        raise ValueError(f"n_options: must be an integer in [2, {MAX_OPTIONS}], got {n_options!r}")
+        raise InvalidParameterError(f"n_options: must be an integer in [2, {MAX_OPTIONS}], got {n_options!r}")
     if not 0.0 < float(near_threshold) <= 1.0:
-        raise ValueError(f"near_threshold: must lie in (0, 1], got {near_threshold!r}")
+        raise InvalidParameterError(f"near_threshold: must lie in (0, 1], got {near_threshold!r}")
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -341,9 +338,10 @@ def generate_dataset(
         ``out_dir`` as a :class:`~pathlib.Path`; ``generation_report.json`` there has the counts.
 
     Raises:
-        ValueError / TypeError: invalid arguments.
-        cascal.llm.client.EndpointError: the generator endpoint is unreachable or rejects requests.
-        GenerationError: no valid question at all was produced.
+        cascal.errors.InvalidParameterError: an argument out of range (``TypeError`` for ``tasks`` or
+            ``generator`` of the wrong type).
+        cascal.errors.EndpointError: the generator endpoint is unreachable or rejects requests.
+        cascal.errors.GenerationError: no valid question at all was produced.
     """
     return asyncio.run(
         agenerate_dataset(
@@ -360,3 +358,37 @@ def generate_dataset(
             progress=progress,
         )
     )
+
+
+def resolve_generator(
+    tasks_path: PathLike, *, generator: Optional[str] = None, pool_path: Optional[PathLike] = None
+) -> tuple[TasksConfig, ModelConfig, Optional[RetryPolicy]]:
+    """Read the tasks file and pick the generator: ``(tasks, generator model, retry policy or None)``.
+
+    With ``pool_path`` the generator is the pool entry named ``generator``, used with that pool
+    file's retry policy; without it, the tasks file's own ``generator`` entry (``generator``, when
+    given, must be its name) with the default policy (``None``).
+
+    Raises:
+        cascal.errors.ConfigError: an invalid tasks or pool file, no generator named, or a name that
+            is neither a model of the pool nor the tasks file's generator.
+    """
+    from cascal.llm.config import load_pool, load_tasks
+
+    tasks = load_tasks(tasks_path)
+    if pool_path is not None:
+        pool = load_pool(pool_path)
+        if generator is None:
+            raise ConfigError(f"generator: name the generator among {pool.names} of {pool_path}")
+        return tasks, pool.get(generator), pool.retry
+    if tasks.generator is None:
+        raise ConfigError(
+            f"{tasks_path}: generator: not set; add it there or name a model of a pool file "
+            "(--generator NAME --pool pool.yaml)"
+        )
+    if generator is not None and generator != tasks.generator.name:
+        raise ConfigError(
+            f"generator: {generator!r} is not the generator of {tasks_path} ({tasks.generator.name!r}); "
+            "name a pool file to pick one of its models"
+        )
+    return tasks, tasks.generator, None

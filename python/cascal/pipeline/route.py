@@ -16,6 +16,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from cascal.errors import InvalidParameterError
 __all__ = ["RankedModel", "PoolAnswer", "load_router", "rank_question", "ask_models", "vote"]
 
 
@@ -37,7 +38,11 @@ class PoolAnswer:
 
 
 def load_router(path: Union[str, Path]) -> Any:
-    """The :class:`cascal.CascalRouter` saved at ``path``."""
+    """The :class:`cascal.CascalRouter` saved at ``path``.
+
+    Raises:
+        cascal.errors.RouterFileError: the file is missing, corrupt or not a router file.
+    """
     from cascal.router import CascalRouter
 
     return CascalRouter.load(path)
@@ -52,14 +57,16 @@ def rank_question(router: Any, question: str, *, embedder: Any = None) -> list[R
         embedder: the embedder to use; default ``load_embedder(router.embedding_model)``.
 
     Raises:
-        ValueError: an empty question, or a router without a recorded embedder and none given.
+        cascal.errors.InvalidParameterError: an empty question, or a router without a recorded
+            embedder and none given.
+        cascal.errors.EmbeddingError: the recorded embedder cannot be loaded.
     """
     if not isinstance(question, str) or not question.strip():
-        raise ValueError("question: must be a non-empty string")
+        raise InvalidParameterError("question: must be a non-empty string")
     if embedder is None:
         name = getattr(router, "embedding_model", None)
         if not name:
-            raise ValueError("router: it records no embedding model; pass the embedder explicitly")
+            raise InvalidParameterError("router: it records no embedding model; pass the embedder explicitly")
         from cascal.embedding import load_embedder
 
         embedder = load_embedder(name)
@@ -71,13 +78,21 @@ def rank_question(router: Any, question: str, *, embedder: Any = None) -> list[R
 def ask_models(pool: Any, names: Sequence[str], question: str, options: Sequence[str]) -> list[PoolAnswer]:
     """Ask the named models of ``pool`` the question (answering prompt of :mod:`cascal.pipeline.answer`).
 
-    A model whose endpoint fails after the retries gets ``choice = -1`` and the error as its text;
-    an unreachable endpoint raises :class:`cascal.llm.client.EndpointError`.
+    A model whose endpoint fails after the retries gets ``choice = -1`` and the error as its text.
+
+    Raises:
+        cascal.errors.ConfigError: the pool has no entry for some of ``names``.
+        cascal.errors.InvalidParameterError: an empty question, or fewer than 2 / more than 20 options.
+        cascal.errors.EndpointError: an endpoint is unreachable or rejects the request.
     """
-    from cascal.pipeline.answer import build_messages
+    from cascal.errors import ConfigError
     from cascal.llm.client import ChatClient, RequestFailed
     from cascal.llm.extract import extract_answer
+    from cascal.pipeline.answer import build_messages
 
+    missing = [n for n in names if n not in pool.names]
+    if missing:
+        raise ConfigError(f"{pool.source or 'pool'}: no entry for routed model(s) {missing}; the pool has {pool.names}")
     messages = build_messages(question, list(options))
 
     async def ask(name: str) -> PoolAnswer:

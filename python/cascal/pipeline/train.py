@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Union
 
+from cascal.errors import CascalError, DataError, InvalidParameterError
+
 __all__ = ["train_router", "describe"]
 
 
@@ -33,12 +35,14 @@ def train_router(
         the fitted router (also saved).
 
     Raises:
-        cascal.DataError: the folder has no pool answers or no embeddings.
+        cascal.errors.InvalidParameterError: a router parameter is out of range (checked before the
+            dataset is read).
+        cascal.errors.DataError: the folder has no pool answers or no embeddings.
     """
-    from cascal.data import DataError
     from cascal.io import load_dataset
     from cascal.router import CascalRouter
 
+    _check_router_params(CascalRouter(**router_params))
     dataset = load_dataset(dataset_dir, embeddings=embeddings)
     if dataset.n_models == 0:
         raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
@@ -50,6 +54,20 @@ def train_router(
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
     return router
+
+
+def _check_router_params(router: Any) -> None:
+    """``router.validate_params()``, its refusal raised as :class:`InvalidParameterError`.
+
+    ``validate_params`` documents a ``ValueError`` naming the parameter for any out-of-range value,
+    so a plain ``ValueError`` from it is exactly that (routers whose checks predate
+    :mod:`cascal.errors` raise the builtin)."""
+    try:
+        router.validate_params()
+    except CascalError:
+        raise
+    except ValueError as exc:
+        raise InvalidParameterError(str(exc)) from exc
 
 
 def describe(router: Any) -> str:

@@ -17,10 +17,7 @@ from sklearn.base import BaseEstimator
 
 from cascal import validation
 from cascal.data import ResponseMatrix
-
-
-class NotFittedError(RuntimeError):
-    """A router was used before :meth:`BaseRouter.fit`."""
+from cascal.errors import NotFittedError
 
 
 @dataclass(frozen=True)

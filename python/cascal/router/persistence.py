@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from cascal.errors import RouterFileError
+
 if TYPE_CHECKING:  # pragma: no cover
     from cascal.router.cascal_router import CascalRouter
 
@@ -52,10 +54,6 @@ ARRAYS = {
     "stats_mu": (None, np.float64, ("M",)),
     "stats_sigma": (None, np.float64, ("M",)),
 }
-
-
-class RouterFileError(ValueError):
-    """A saved router file is unreadable, corrupt, incomplete or from a newer format version."""
 
 
 def save_router(router: "CascalRouter", path: Union[str, "PathLike[str]"]) -> None:

@@ -29,6 +29,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
+from cascal.errors import InvalidParameterError
+
 PROMPT_HASH_CHARS = 16
 
 
@@ -80,7 +82,7 @@ class ChatReply:
         if not isinstance(self.text, str):
             raise TypeError(f"ChatReply.text: expected str, got {type(self.text).__name__}")
         if self.tokens is not None and self.token_logprobs is not None and len(self.tokens) != len(self.token_logprobs):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"ChatReply.tokens: {len(self.tokens)} tokens but {len(self.token_logprobs)} token_logprobs"
             )
 
@@ -103,9 +105,9 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(f"Fault.kind: {self.kind!r} is not one of {FAULT_KINDS}")
+            raise InvalidParameterError(f"Fault.kind: {self.kind!r} is not one of {FAULT_KINDS}")
         if not self.seconds >= 0:
-            raise ValueError(f"Fault.seconds: must be >= 0, got {self.seconds!r}")
+            raise InvalidParameterError(f"Fault.seconds: must be >= 0, got {self.seconds!r}")
 
     @classmethod
     def http_500(cls) -> "Fault":
@@ -180,7 +182,9 @@ class ChatServer:
         models: Optional[Sequence[str]] = None,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
-            raise ValueError(f"host: the test server binds loopback only (127.0.0.1), got {host!r}")
+            raise InvalidParameterError(f"host: the test server binds loopback only (127.0.0.1), got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidParameterError(f"port: must be an integer in 0..65535, got {port!r}")
         if not callable(responder):
             raise TypeError("responder: expected a callable ChatRequest -> ChatReply")
         if faults is not None and not callable(faults) and not isinstance(faults, Sequence):

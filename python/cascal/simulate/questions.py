@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from cascal.data import LETTERS
+from cascal.errors import InvalidParameterError
 from cascal.simulate.catalogue import SUBJECTS, Subject
 from cascal.simulate.hashing import stable_int, stable_rng
 from cascal.simulate.world import SimWorld
@@ -56,7 +57,7 @@ class SimQuestion:
 def write_question(world: SimWorld, subject: Subject, n_options: int, *parts: object) -> SimQuestion:
     """One question on ``subject`` with ``n_options`` options, determined by ``parts`` and the world seed."""
     if not 2 <= n_options <= 20:
-        raise ValueError(f"n_options: a question needs 2..20 options, got {n_options}")
+        raise InvalidParameterError(f"n_options: a question needs 2..20 options, got {n_options}")
     rng = stable_rng("question", world.seed, *parts)
     niche_index = int(rng.integers(len(subject.niches)))
     niche = subject.niches[niche_index]

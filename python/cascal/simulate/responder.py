@@ -17,17 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from cascal.data import LETTERS
+from cascal.errors import InvalidParameterError, UnknownModelError
 from cascal.simulate.catalogue import SUBJECTS, match_subject, recognise_niche
 from cascal.simulate.hashing import stable_int, stable_rng
 from cascal.simulate.questions import count_options, find_case, format_blocks, requested_counts, subject_text, write_question
 from cascal.simulate.world import GENERATOR_PREFIX, MODEL_PREFIX, SimWorld
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
-class UnknownModelError(ValueError, LookupError):
-    """A request named a model the simulator does not serve (a ``LookupError`` too, so a server can
-    answer it with "404 model not found")."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,7 @@ class SimulatedResponder:
         """The simulated reply of ``model`` to ``messages``; :class:`UnknownModelError` for a model
         that is neither a simulated generator nor a simulated pool model."""
         if not messages:
-            raise ValueError("messages: a chat request needs at least one message")
+            raise InvalidParameterError("messages: a chat request needs at least one message")
         params = dict(params or {})
         if model in self.world.generator_names:
             return self._generate(model, messages, params)

@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from cascal.errors import InvalidParameterError, UnknownModelError
 from cascal.simulate.catalogue import SUBJECTS
 from cascal.simulate.hashing import stable_int, stable_rng, stable_unit
 
@@ -39,11 +40,11 @@ class GeneratorProfile:
 
     def __post_init__(self) -> None:
         if not self.name.startswith(GENERATOR_PREFIX):
-            raise ValueError(f"name: a simulated generator's name starts with {GENERATOR_PREFIX!r}, got {self.name!r}")
+            raise InvalidParameterError(f"name: a simulated generator's name starts with {GENERATOR_PREFIX!r}, got {self.name!r}")
         for field_name in ("key_accuracy", "distractor_affinity"):
             value = getattr(self, field_name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{field_name}: must be a probability in [0, 1], got {value}")
+                raise InvalidParameterError(f"{field_name}: must be a probability in [0, 1], got {value}")
 
 
 DEFAULT_GENERATORS: tuple[GeneratorProfile, ...] = (
@@ -93,16 +94,16 @@ class SimWorld:
 
     def __post_init__(self) -> None:
         if self.n_models < 3:
-            raise ValueError(f"n_models: the simulated pool needs at least 3 models, got {self.n_models}")
+            raise InvalidParameterError(f"n_models: the simulated pool needs at least 3 models, got {self.n_models}")
         for name in ("specialist_skill", "runner_up_skill", "family_affinity", "other_affinity", "unparsable_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}: must be a probability in [0, 1], got {value}")
+                raise InvalidParameterError(f"{name}: must be a probability in [0, 1], got {value}")
         lo, hi = self.weak_skill_range
         if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"weak_skill_range: expected 0 <= low <= high <= 1, got {self.weak_skill_range}")
+            raise InvalidParameterError(f"weak_skill_range: expected 0 <= low <= high <= 1, got {self.weak_skill_range}")
         if not 0 <= self.n_family < self.n_models:
-            raise ValueError(f"n_family: must be in [0, n_models), got {self.n_family}")
+            raise InvalidParameterError(f"n_family: must be in [0, n_models), got {self.n_family}")
         self.skills = self._draw_skills()
 
     # ------------------------------------------------------------------ the pool
@@ -135,10 +136,10 @@ class SimWorld:
         return skills
 
     def model_index(self, model: str) -> int:
-        """Column of a pool model; ``ValueError`` for a name outside the pool."""
+        """Column of a pool model; :class:`~cascal.errors.UnknownModelError` for a name outside the pool."""
         names = self.model_names
         if model not in names:
-            raise ValueError(f"model: {model!r} is not a simulated pool model; known: {names}")
+            raise UnknownModelError(f"model: {model!r} is not a simulated pool model; known: {names}")
         return names.index(model)
 
     def skill(self, model: str, niche: Optional[tuple[int, int]]) -> float:
@@ -190,11 +191,11 @@ class SimWorld:
         return float(min(base + (0.0 if correct else -0.4) + noise, -1e-3))
 
     def generator(self, name: str) -> GeneratorProfile:
-        """The profile of generator ``name``; ``ValueError`` for an unknown one."""
+        """The profile of generator ``name``; :class:`~cascal.errors.UnknownModelError` for an unknown one."""
         for g in self.generators:
             if g.name == name:
                 return g
-        raise ValueError(f"generator: {name!r} is not a simulated generator; known: {self.generator_names}")
+        raise UnknownModelError(f"generator: {name!r} is not a simulated generator; known: {self.generator_names}")
 
     def generator_key(self, generator: str, case: str, n_options: int) -> int:
         """The answer key ``generator`` writes for question ``case``."""
@@ -207,5 +208,5 @@ class SimWorld:
 def _check_options(n_options: int) -> int:
     """``n_options`` as a Python int, checked to lie in 2..20."""
     if isinstance(n_options, bool) or not isinstance(n_options, (int, np.integer)) or not 2 <= n_options <= 20:
-        raise ValueError(f"n_options: a question needs an integer 2..20 options, got {n_options!r}")
+        raise InvalidParameterError(f"n_options: a question needs an integer 2..20 options, got {n_options!r}")
     return int(n_options)

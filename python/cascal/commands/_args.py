@@ -1,0 +1,52 @@
+"""``argparse`` value types shared by several sub-commands.
+
+Not a sub-command: :func:`cascal.cli.build_parser` skips modules whose name starts with ``_``. A
+value these types refuse makes ``argparse`` print the usage and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Union
+
+__all__ = ["comma_list", "number_or_auto", "positive_int", "share"]
+
+
+def comma_list(text: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated list (at least one)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list with at least one name")
+    return items
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def share(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
+    return value
+
+
+def number_or_auto(text: str) -> Union[float, str]:
+    """``"auto"`` or a float (the calibrated routing constants of ``cascal train``)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
