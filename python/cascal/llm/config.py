@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 else:
     ModelMetaclass = type(BaseModel)
 
-from cascal.errors import ConfigError
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Union
 
-from cascal.errors import CascalError, DataError, InvalidParameterError
+from cascal.errors import DataError
 
 __all__ = ["train_router", "describe"]
 
@@ -42,7 +42,7 @@ def train_router(
     from cascal.io import load_dataset
     from cascal.router import CascalRouter
 
-    _check_router_params(CascalRouter(**router_params))
+    CascalRouter(**router_params).validate_params()
     dataset = load_dataset(dataset_dir, embeddings=embeddings)
     if dataset.n_models == 0:
         raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
@@ -54,20 +54,6 @@ def train_router(
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
     return router
-
-
-def _check_router_params(router: Any) -> None:
-    """``router.validate_params()``, its refusal raised as :class:`InvalidParameterError`.
-
-    ``validate_params`` documents a ``ValueError`` naming the parameter for any out-of-range value,
-    so a plain ``ValueError`` from it is exactly that (routers whose checks predate
-    :mod:`cascal.errors` raise the builtin)."""
-    try:
-        router.validate_params()
-    except CascalError:
-        raise
-    except ValueError as exc:
-        raise InvalidParameterError(str(exc)) from exc
 
 
 def describe(router: Any) -> str:
