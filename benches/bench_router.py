@@ -102,7 +102,7 @@ def million_queries(split):
 @pytest.mark.parametrize("subject_temp", ["auto", 0.0])
 def test_route_million_rust(benchmark, split, million_queries, subject_temp):
     """``CascalRouter.route`` end to end (input checks, kernel, Routing) on 1M real queries; the
-    default routes with calibrated soft subjects, ``0.0`` with DESIGN's hard assignment."""
+    default routes with calibrated soft subjects, ``0.0`` with hard subject assignment."""
     train, _ = split
     benchmark.group = "route 1M real queries"
     router = CascalRouter(random_state=0, subject_temp=subject_temp).fit(train.embeddings, train)

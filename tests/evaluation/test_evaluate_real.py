@@ -1,4 +1,4 @@
-"""``cascal evaluate`` end to end on the real MMLU-Pro answers, one seed (DESIGN §5).
+"""``cascal evaluate`` end to end on the real MMLU-Pro answers, one seed (docs/algorithm.md#evaluation-protocol).
 
 One run of the harness (pools large and small, keys real and weak, seed 0) feeds every test here.
 The bounds are the data facts and acceptance targets of the evaluation task, measured over 5 seeds

@@ -1,4 +1,4 @@
-"""Consensus voting kernel (DESIGN §3A): parity with the numpy and plain-Python references,
+"""Consensus voting kernel (docs/algorithm.md#consensus-scores): parity with the numpy and plain-Python references,
 properties, adversarial inputs, validation, and the real MMLU-Pro answers."""
 
 from __future__ import annotations

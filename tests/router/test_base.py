@@ -1,4 +1,4 @@
-"""The interface every router shares: input checks, ranking, and the top-k ensemble vote (DESIGN §3D)."""
+"""The interface every router shares: input checks, ranking, and the top-k ensemble vote (docs/algorithm.md#ensemble-answer)."""
 
 from __future__ import annotations
 

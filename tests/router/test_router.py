@@ -377,7 +377,7 @@ LARGE_POOL = ["gpt-4o-2024-05-13", "gemini-1.5-pro-002", "gemini-1.5-flash-002",
 
 
 def test_end_to_end_on_real_answers(data_dir):
-    """Seed 0, large pool, the DESIGN §5 protocol (gold hidden from fit).
+    """Seed 0, large pool, the evaluation protocol of docs/algorithm.md#evaluation-protocol (gold hidden from fit).
 
     Measured with the defaults: top-1 71.4, top-3 73.7, subject accuracy 71.0. The floors are those
     numbers minus about half a point. Always sending every query to the best model by global

@@ -1,4 +1,4 @@
-"""Baseline routers for the evaluation (DESIGN §4), all :class:`cascal.router.base.BaseRouter` subclasses.
+"""Baseline routers for the evaluation (docs/algorithm.md#baselines), all :class:`cascal.router.base.BaseRouter` subclasses.
 
 Label-free (never read ``responses.gold``): :class:`RandomRouter`, :class:`BestSingleConsensus`,
 :class:`SmoothieTrain`. Query-answer (``uses_answer_key = True``; score the pool against the key they

@@ -1,6 +1,6 @@
 """CASCAL-GT: the CASCAL router trained on the answer key's correctness instead of consensus.
 
-The query-answer counterpart of CASCAL (DESIGN §4): niches, niche scores and routing are CASCAL's,
+The query-answer counterpart of CASCAL (docs/algorithm.md#baselines): niches, niche scores and routing are CASCAL's,
 but the per-question model scores are ``1`` (right by the key) / ``0`` (wrong), a model's
 proficiency set is the questions it got right by the key (all weighted 1), and the global ranking
 is the key accuracy.

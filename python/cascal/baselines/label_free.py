@@ -1,7 +1,7 @@
 """Label-free baselines: they see the pool's answers and the query embeddings, never the answer key.
 
 * :class:`RandomRouter` — a random ranking per query.
-* :class:`BestSingleConsensus` — one fixed ranking, by each model's mean consensus score (DESIGN §3A).
+* :class:`BestSingleConsensus` — one fixed ranking, by each model's mean consensus score (docs/algorithm.md#consensus-scores).
 * :class:`SmoothieTrain` — Smoothie-style weak supervision, smoothed over nearest training queries.
 """
 
@@ -50,7 +50,7 @@ class BestSingleConsensus(BaseRouter):
     """Sends every query to the models with the highest mean consensus score on the training set.
 
     The consensus score of a model on a question is the posterior probability of its answer under the
-    confidence-weighted vote of the whole pool (DESIGN §3A, default parameters); the mean over the
+    confidence-weighted vote of the whole pool (docs/algorithm.md#consensus-scores, default parameters); the mean over the
     training questions it was asked is a label-free estimate of its accuracy.
 
     Attributes:

@@ -1,4 +1,4 @@
-"""The evaluation harness of DESIGN §5 (``cascal evaluate``).
+"""The evaluation harness behind ``cascal evaluate`` (protocol: docs/algorithm.md#evaluation-protocol).
 
 * :mod:`~cascal.evaluation.protocol` — pools, stratified splits, simulated generator keys;
 * :mod:`~cascal.evaluation.metrics` — accuracy, per-category accuracy, Kendall τ, mean ± std;

@@ -1,4 +1,4 @@
-"""Public, validated entry points of the Rust kernels (DESIGN §7).
+"""Public, validated entry points of the Rust kernels (docs/architecture.md#kernels-and-references).
 
 Each submodule wraps one kernel family of :mod:`cascal._core`: it checks shapes and dtypes, makes
 C-contiguous input without copying what already is, and raises ``ValueError`` naming the argument.

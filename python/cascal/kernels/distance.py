@@ -1,4 +1,4 @@
-"""Pairwise distances between row vectors (Rust kernels, DESIGN §7).
+"""Pairwise distances between row vectors (Rust kernels, docs/architecture.md#kernels-and-references).
 
 Metrics (scipy's names): ``"cosine"``, ``"euclidean"``, ``"sqeuclidean"``.
 

@@ -1,4 +1,4 @@
-"""Niche kernels: weighted cluster means and nearest-centroid search (Rust, DESIGN §3B-C, §7).
+"""Niche kernels: weighted cluster means and nearest-centroid search (Rust; docs/algorithm.md#skill-niches, docs/algorithm.md#routing).
 
 Input conventions are those of :mod:`cascal.kernels.distance`: float32/float64 C-contiguous arrays
 are used without copying, integer/bool arrays become float64, other dtypes raise ``ValueError``.
@@ -60,7 +60,7 @@ def cluster_means(
     n_clusters: int,
     weights: Optional[npt.ArrayLike] = None,
 ) -> np.ndarray:
-    """NaN-aware weighted mean of ``values`` per cluster (niche scores, DESIGN §3B.5).
+    """NaN-aware weighted mean of ``values`` per cluster (niche scores, docs/algorithm.md#assigning-questions-and-niche-scores).
 
     Entry ``(c, j)`` is ``sum(w_i * values[i, j]) / sum(w_i)`` over the rows ``i`` with
     ``labels[i] == c`` whose ``values[i, j]`` is not NaN. It is NaN when that weight sum is 0: no row

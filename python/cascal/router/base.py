@@ -102,7 +102,7 @@ class BaseRouter(BaseEstimator):
 
     def answer(self, embeddings: np.ndarray, responses: ResponseMatrix, top_k: int = 3) -> np.ndarray:
         """Answers of the routed ensemble: the plurality of the ``top_k`` chosen models' answers
-        (DESIGN §3D). Returns ``(n,)`` int8 option indices, -1 where no chosen model answered."""
+        (docs/algorithm.md#ensemble-answer). Returns ``(n,)`` int8 option indices, -1 where no chosen model answered."""
         self._check_fitted()
         if list(responses.model_names) != list(self.model_names_):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Clustering one model's proficiency set into skill groups (DESIGN §3B.2).
+"""Clustering one model's proficiency set into skill groups (docs/algorithm.md#clustering-a-proficiency-set).
 
 Points are L2-normalised question embeddings (cosine geometry), each with a positive weight (the
 question's consensus agreement ratio). Two methods share one choice of the number of groups ``k``:

@@ -1,4 +1,4 @@
-"""Per-subject skill niches of a model pool (DESIGN §3B).
+"""Per-subject skill niches of a model pool (docs/algorithm.md#skill-niches).
 
 For one subject, given the unit question embeddings ``X`` and the consensus results of its training
 questions:

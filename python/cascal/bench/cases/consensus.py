@@ -1,4 +1,4 @@
-"""Benchmark cases of the consensus kernel (DESIGN §3A) against its numpy and Python references."""
+"""Benchmark cases of the consensus kernel (docs/algorithm.md#consensus-scores) against its numpy and Python references."""
 
 from __future__ import annotations
 
