@@ -216,6 +216,46 @@ MORE_REPLIES: list[tuple[str, str, Optional[str]]] = [
 ]
 
 
+#: Reasoning that names letters without committing to one, or commits after naming others: where a
+#: careless reader takes the wrong letter.
+TRAPS: list[tuple[str, str, Optional[str]]] = [
+    ("trap", "Option A says X. This is wrong. Option B says Y. Let me reconsider whether", None),
+    ("trap", "It is A priori clear that the rate rises.", None),
+    ("trap", "So C = 5 and D = 7.", None),
+    ("trap", "This is a trick question. I think it's D, but B is also possible.", "D"),
+    ("trap", "(A) is incorrect. (B) is incorrect. (C) is correct. (D) is incorrect.", "C"),
+    ("trap", "Let r = 2. Then A = πr^2 = 4π.", None),
+    ("trap", "The area is A = 12 m^2, so the answer is 12 m^2, which is option (C).", "C"),
+    ("trap", "Let x be the number. So B = 2x.", None),
+    ("trap", "In summary, A, B and C are all wrong, so D.", "D"),
+    ("trap", "In summary, A, B and C are all wrong.", None),
+    ("trap", "I think A is wrong and B is right.", "B"),
+    ("trap", "I think that A and B are both wrong, so the remaining option C is right.", "C"),
+    ("trap", "So C is right, since I think A and B are both wrong.", "C"),
+    ("trap", "Question: What?\nOptions:\n(A) x\n(B) y\nAnswer: Let's think step by step.", None),
+    ("trap", "A) 1\nB) 2\nC) 3\nD) 4\nComputing: 2+1 = 3, so C", "C"),
+    ("trap", "Both A and B are wrong. Therefore, C.", "C"),
+    ("trap", "Thus A and B are incorrect", None),
+    ("trap", "The answer depends on whether we consider A or B as the baseline.", None),
+    ("trap", "We know that (A) and (B) are false; (C) is true.", "C"),
+    ("trap", "Let me check each: A is wrong, B is wrong, so it must be C.", "C"),
+    ("trap", "Finally, we have the value of P = 3.", None),
+    ("trap", "The correct answer is likely between C and D.", None),
+    ("trap", "So the correct one is C, not D.", "C"),
+    ("trap", "It's definitely not B.", None),
+    ("trap", "Therefore, option A is incorrect, and option B is the correct one.", "B"),
+    ("trap", "I'm not sure, but I'd guess C.", "C"),
+    ("trap", "If the answer is A, then the rate must fall.", None),
+    ("trap", "Suppose the answer is (B); then demand rises, a contradiction. So the answer is (D).", "D"),
+    ("trap", "When the answer is C, the test passes. The answer is (D).", "D"),
+    ("trap", "Is the answer A? No.", None),
+    ("trap", "The question is whether A is true.", None),
+    ("trap", "Either A or B is correct.", None),
+    ("trap", "Solution: A = 5 cm^2, which matches (B).", None),
+    ("trap", "My guess: D", "D"),
+    ("trap", "Therefore A.", "A"),
+]
+
 # ----------------------------------------------------------------------------- the earlier format tests
 @pytest.mark.parametrize(
     "text, expected",
@@ -315,7 +355,7 @@ def test_last_answer_statement_wins_and_range_is_checked(prefix, first, last, n_
 
 
 # ----------------------------------------------------------------------------- the realistic table
-ALL_REPLIES = REPLIES + MORE_REPLIES
+ALL_REPLIES = REPLIES + MORE_REPLIES + TRAPS
 
 
 def test_the_table_covers_every_family_with_enough_replies():
@@ -323,7 +363,7 @@ def test_the_table_covers_every_family_with_enough_replies():
     assert len(ALL_REPLIES) >= 60
     assert families >= {
         "canonical", "verdict", "statement", "opener", "option", "boxed", "choose", "language", "wrapping",
-        "trailing", "mixed", "pronoun", "refuse",
+        "trailing", "mixed", "pronoun", "refuse", "trap",
     }
     assert sum(expected is None for _, _, expected in ALL_REPLIES) >= 15  # refusals are tested, not just reads
 

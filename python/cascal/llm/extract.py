@@ -115,7 +115,7 @@ _QUOTE = r"[\"'“‘«„]?"
 _LETTER = (
     r"(?:\([ ]?(?P<p>[A-Za-z])[ ]?\)"
     r"|\[[ ]?(?P<b>[A-Za-z])[ ]?\]"
-    r"|(?<![A-Za-z0-9])(?P<u>[A-Z])(?!['’][A-Za-z])(?![A-Za-z0-9])"
+    r"|(?<![A-Za-z0-9])(?P<u>[A-Z])(?!['’][A-Za-z])(?![A-Za-z0-9])(?! ?[=+*/^<>≤≥×·])"
     r"|(?<![A-Za-z0-9])(?P<l>[a-z])(?=[.)]?(?:\n|\Z)|[.)] ))"
 )
 _NUMBER = (
@@ -137,6 +137,11 @@ _JOIN = (
     r"[ ]?,?[ ]?\(?(?:/|&|(?i:or|and|oder|und|ou|et|o|y|e|или|и)(?![A-Za-z])|或者|或|还是|和|与|及|、)[ ]?"
     r"(?i:(?:maybe|possibly|perhaps|probably|option|choice)[ ])?" + _QUOTE
 )
+# "... are (both) wrong": options listed to dismiss them
+_DISMISSED = re.compile(
+    r"[ ]?,?[ ]?(?i:are|were|seem|look)(?i: both| all| clearly| obviously)? (?i:wrong|incorrect|false|invalid|ruled out"
+    r"|eliminated|not)(?![A-Za-z])"
+)
 # "not A but B"
 _BUT = r"[ ]?,?[ ]?(?i:but|rather|instead|sino|mais|sondern|而是|是)[ ]?(?i:(?:rather|option|choice)[ ])?" + _QUOTE
 
@@ -157,6 +162,7 @@ class _Slot:
         self.bare = re.compile(_QUOTE + option)  # an option right here, no separator
         self.join = re.compile(_JOIN + option)
         self.but = re.compile(_BUT + option)
+        self.listed = re.compile(r",[ ]?" + _QUOTE + option)
 
 
 _SLOTS = {False: _Slot(_LETTER), True: _Slot(_NUMBER)}
@@ -221,13 +227,14 @@ def _read_option(text: str, pos: int, numbered: bool, *, weak: bool, separated: 
 
 
 def _finish(text: str, match: "re.Match[str]", numbered: bool, weak: bool) -> Read:
-    """The index of a slot match, or ``_REFUSE`` when another option is joined to it (``B or C``)."""
+    """The index of a slot match, or ``_REFUSE`` when another option is joined to it (``B or C``);
+    ``None`` when the options joined are dismissed (``A and B are both wrong``)."""
     index = _index(match, numbered)
     if index is None:
         return None
     other = _SLOTS[numbered].join.match(text, match.end())
     if other and not _is_word(text, other, True):
-        return _REFUSE
+        return None if _DISMISSED.match(text, other.end()) else _REFUSE
     return index
 
 
@@ -275,15 +282,27 @@ _STATEMENT = re.compile(
 )
 
 
+# a statement made under a condition is no commitment: "If the answer is A, then ...", "Suppose ..."
+_CONDITION = re.compile(
+    r"(?<![A-Za-z])(?i:if|suppose|supposing|assume|assuming|whether|unless|when|what if)"
+    r"(?i: the| my| our| your| that| this)?(?i: correct| final| right)? ?$"
+)
+
+
 def _statements(text: str, numbered: bool) -> Read:
-    reads = [(m.start(), _read_option(text, m.end(), numbered, weak=False)) for m in _STATEMENT.finditer(text)]
+    reads = [
+        (m.start(), _read_option(text, m.end(), numbered, weak=False))
+        for m in _STATEMENT.finditer(text)
+        if not _CONDITION.search(text, max(0, m.start() - 30), m.start())
+    ]
     return _last_decisive(reads)
 
 
 # --------------------------------------------------------------------------- rule 2: labels
 _LABEL = re.compile(
     r"(?i:\b(?:answer|respuesta|réponse|antwort|resposta|risposta|antwoord|ответ|answer choice"
-    r"|correct option|correct choice|final choice|choice)(?: \(final\))?[ ]?[:\-–—=](?![:\-–—=]))"
+    r"|correct option|correct choice|final choice|choice|my guess|my choice|final|correct)(?: \(final\))?[ ]?"
+    r"[:\-–—=](?![:\-–—=]))"
     r"|(?:答案|答え|正解|정답|解答)[ ]?:"
 )
 
@@ -324,7 +343,7 @@ def _boxes(raw: str, numbered: bool) -> Read:
 _VERDICT = re.compile(
     r"\bI (?i:think|believe|guess|suppose|suspect|reckon|feel)(?i: that)?"
     r"(?i: it(?:'s| is| would be| should be| must be| has to be))?"
-    r"|\bI(?i:'d| would) (?i:say|answer|go for)"
+    r"|\bI(?i:'d| would) (?i:say|answer|go for|guess|pick|lean towards|lean toward)"
     r"|\bI(?i:'m| am) (?i:going with|going for|picking|choosing|selecting|leaning towards|leaning toward)"
     r"|(?i:\b(?:it|this)(?:'s| is| must be| should be| would be| has to be| seems to be| appears to be))"
     r"|(?i:\b(?:so|thus|therefore|hence|consequently|overall|finally|in conclusion|in summary)(?:,)?"
@@ -357,12 +376,17 @@ _VERDICT_END = re.compile(
     r"|(?:seems|appears|looks) (?:to be )?(?:the )?(?:correct|right|best)|fits|matches|it is|here|then)(?![A-Za-z]))"
 )
 _OPTION_END = re.compile(r"[\"'”»]?[ ]?(?:[.!](?: |\n|\Z)|\n|\Z)")
-# words just before a verdict that turn it around ("we can eliminate option A", "rather than B")
+# words just before a verdict cue that make it no commitment: "if it's B", "not so B"
 _VERDICT_VETO = re.compile(
+    r"(?<![A-Za-z])(?i:not|n't|if|whether|unless|suppose|assume|assuming|when|what if)(?i: that)?[ ,]{0,2}$"
+)
+# words just before a named option that turn it around: "we can eliminate option A", "rather than
+# B", "the wrong option is C", "A or B is correct"
+_OPTION_VETO = re.compile(
     r"(?<![A-Za-z])(?i:not|n't|eliminate|eliminates|eliminated|rule out|ruled out|rules out|exclude|excluded|except"
     r"|than|instead of|unlike|besides|without|wrong|incorrect|false|discard|discarded|reject|rejected|against"
     r"|compare|compared|consider|considering|check|checking|look at|evaluate|evaluating|analy[sz]e|analy[sz]ing"
-    r"|examine|examining|for|if|whether|about|between|and|or)[ ,:]{0,3}(?:the |this |that )?(?:option |choice )?$"
+    r"|examine|examining|for|if|whether|about|between|either|or)[ ,:]{0,3}(?:the |this |that )?(?:option |choice )?$"
 )
 
 
@@ -382,32 +406,39 @@ class _Lines:
         return self.line_of(pos) in self.cannot
 
 
-def _vetoed(lines: _Lines, pos: int) -> bool:
-    """Whether a verdict starting at ``pos`` is turned around by the words before it, or sits on a
-    line saying the model cannot tell."""
-    return bool(_VERDICT_VETO.search(lines.text, max(0, pos - 40), pos)) or lines.cannot_tell(pos)
+def _vetoed(lines: _Lines, pos: int, veto: "re.Pattern[str]") -> bool:
+    """Whether a verdict starting at ``pos`` is turned around by the words before it (``veto``), or
+    sits on a line saying the model cannot tell."""
+    return bool(veto.search(lines.text, max(0, pos - 40), pos)) or lines.cannot_tell(pos)
 
 
 def _verdicts(text: str, numbered: bool) -> Read:
     lines = _Lines(text)
     reads: list[tuple[int, Read]] = []
     slot = _SLOTS[numbered].option
-    for cue, end in ((_VERDICT, _VERDICT_END), (_OPTION_CUE, _OPTION_END)):
+    for cue, end, veto in ((_VERDICT, _VERDICT_END, _VERDICT_VETO), (_OPTION_CUE, _OPTION_END, _OPTION_VETO)):
         for m in cue.finditer(text):
-            if _vetoed(lines, m.start()):
+            if _vetoed(lines, m.start(), veto):
                 continue
             read = _read_option(text, m.end(), numbered, weak=True)
             if read is not None and read != _REFUSE:
                 option = slot.match(text, m.end())
-                if option is None or not end.match(text, option.end()):
+                if option is None or not end.match(text, option.end()) or _listing(text, option.end(), numbered):
                     read = None
                 elif cue is _OPTION_CUE and _opens_listed_line(text, m.start(), option.end()):
                     read = None
             reads.append((m.start(), read))
     for m in _LETTER_FIRST[numbered].finditer(text):
-        if _VERDICT_AFTER.match(text, m.end()) and not _is_word(text, m, True) and not _vetoed(lines, m.start()):
-            reads.append((m.start(), _index(m, numbered)))
+        if _VERDICT_AFTER.match(text, m.end()) and not _is_word(text, m, True):
+            if not _vetoed(lines, m.start(), _OPTION_VETO):
+                reads.append((m.start(), _index(m, numbered)))
     return _last_decisive(reads)
+
+
+def _listing(text: str, pos: int, numbered: bool) -> bool:
+    """Whether another option follows the one ending at ``pos`` after a comma (``A, B and C ...``)."""
+    other = _SLOTS[numbered].listed.match(text, pos)
+    return other is not None and not _is_word(text, other, True)
 
 
 def _opens_listed_line(text: str, start: int, end: int) -> bool:
