@@ -424,6 +424,10 @@ def test_a_hedge_at_the_deciding_rule_refuses_but_a_negation_names_nothing():
     assert find_letter("$\\boxed{C}$\nThe answer is not A.") == "C"
     # "not A but B" names B
     assert find_letter("The answer is not (A) but (B).") == "B"
+    # two options listed where one is asked for: refused; a sentence about the second is not a list
+    assert find_letter("$\\boxed{B, C}$") is None
+    assert find_letter("The answer is (B), (C).") is None
+    assert find_letter("The answer is B, C is a distractor.") == "B"
 
 
 @pytest.mark.parametrize(

@@ -36,11 +36,13 @@ So ``... $\\boxed{B}$ ... So the answer is (C).`` is C (rule 1 beats rule 3), an
 What is refused
 ---------------
 - a hedge at the deciding match: ``the answer is B or C``, ``either B or C``, ``\\boxed{B, C}``;
-- negations are no answer: ``The answer is not A`` names nothing (``not A but B`` names B);
+- negations and conditions are no answer: ``The answer is not A`` and ``If the answer is A, ...``
+  name nothing (``not A but B`` names B), nor do dismissed lists (``A, B and C are all wrong``);
 - verdicts and layout (rules 4-5) on a line that says the model cannot tell (``I cannot determine
   ...``, ``I don't know``, ``not enough information``);
 - a lone letter stated with no commitment (``E or F, I'm not sure``);
 - the English pronoun is never option I: ``I think the answer is B`` is B, ``I believe so.`` nothing;
+  a capital used as a variable is no option either (``A = 5``, ``It is A priori clear``);
 - the template's own placeholder ``(X)`` (a model echoing the instruction) is skipped.
 
 A committed option beyond the question's options (``(K)`` for a 4-option question) makes the reply
@@ -142,6 +144,8 @@ _DISMISSED = re.compile(
     r"[ ]?,?[ ]?(?i:are|were|seem|look)(?i: both| all| clearly| obviously)? (?i:wrong|incorrect|false|invalid|ruled out"
     r"|eliminated|not)(?![A-Za-z])"
 )
+# a sentence about the option after a comma ("B, C is a distractor"), not a second answer
+_GOES_ON = re.compile(r" (?i:is|was|are|were|seems|looks|would|could|might|can|may|has|does)(?![A-Za-z])")
 # "not A but B"
 _BUT = r"[ ]?,?[ ]?(?i:but|rather|instead|sino|mais|sondern|而是|是)[ ]?(?i:(?:rather|option|choice)[ ])?" + _QUOTE
 
@@ -227,14 +231,19 @@ def _read_option(text: str, pos: int, numbered: bool, *, weak: bool, separated: 
 
 
 def _finish(text: str, match: "re.Match[str]", numbered: bool, weak: bool) -> Read:
-    """The index of a slot match, or ``_REFUSE`` when another option is joined to it (``B or C``);
-    ``None`` when the options joined are dismissed (``A and B are both wrong``)."""
+    """The index of a slot match, or ``_REFUSE`` when another option is joined to it (``B or C``;
+    in the strong rules also ``B, C``); ``None`` when the options joined are dismissed (``A and B
+    are both wrong``)."""
     index = _index(match, numbered)
     if index is None:
         return None
     other = _SLOTS[numbered].join.match(text, match.end())
     if other and not _is_word(text, other, True):
         return None if _DISMISSED.match(text, other.end()) else _REFUSE
+    if not weak:
+        listed = _SLOTS[numbered].listed.match(text, match.end())
+        if listed and not _is_word(text, listed, True) and not _GOES_ON.match(text, listed.end()):
+            return _REFUSE
     return index
 
 
