@@ -69,6 +69,7 @@ import unicodedata
 from typing import Optional
 
 from cascal.data import LETTERS, MAX_OPTIONS, NO_ANSWER
+from cascal.errors import InvalidParameterError
 
 #: Bumped whenever some reply is read differently (1 was the first extractor, before this rule set).
 EXTRACTOR_VERSION = 2
@@ -554,11 +555,11 @@ def extract_answer(text: str, n_options: int, numbered: bool = False) -> int:
         numbered: the prompt numbered the options (1, 2, 3 ...) instead of lettering them.
 
     Raises:
-        ValueError: ``n_options`` outside 2..20.
+        cascal.errors.InvalidParameterError: ``n_options`` outside 2..20 (a ``ValueError``).
         TypeError: ``text`` is not a string.
     """
     if isinstance(n_options, bool) or not isinstance(n_options, int) or not 2 <= n_options <= MAX_OPTIONS:
-        raise ValueError(f"n_options: expected an integer in 2..{MAX_OPTIONS}, got {n_options!r}")
+        raise InvalidParameterError(f"n_options: expected an integer in 2..{MAX_OPTIONS}, got {n_options!r}")
     index = find_choice(text, numbered)
     if index is None or index >= n_options:
         return NO_ANSWER
