@@ -408,3 +408,118 @@ def test_replaying_real_mmlu_pro_answers_reproduces_them(tmp_path, data_dir):
     np.testing.assert_array_equal(result.answers, expected)
     np.testing.assert_array_equal(load_dataset(tmp_path / "ds", embeddings=None).answers, expected)
     assert set(np.unique(result.n_options)) > {10}
+
+
+# ----------------------------------------------------------------------------- extraction: version, event loop
+def test_rerun_after_an_extractor_change_rereads_the_cache_without_new_requests(tmp_path, monkeypatch):
+    import cascal.pipeline.answer as answer_stage
+    from cascal.llm.extract import EXTRACTOR_VERSION, extract_answer
+
+    n = 6
+    gold, n_opts = make_dataset(tmp_path / "ds", n=n)
+
+    def verdicts(req: ChatRequest) -> ChatReply:
+        q = int(re.search(r"Question number (\d+):", req.messages[-1]["content"]).group(1))
+        return ChatReply(f"Weighing the options, I think ({LETTERS[gold[q]]}).")
+
+    def earlier_extractor(text: str, n_options: int) -> int:
+        """An earlier extractor that could not read verdicts such as "I think (B)"."""
+        return NO_ANSWER if "I think" in text else extract_answer(text, n_options)
+
+    with ChatServer(verdicts) as server:
+        pool = pool_for(server, names=("good",))  # one re-ask of an unparsable reply (FAST)
+        with monkeypatch.context() as patch:
+            patch.setattr(answer_stage, "extract_answer", earlier_extractor)
+            patch.setattr(answer_stage, "EXTRACTOR_VERSION", EXTRACTOR_VERSION - 1)
+            first = answer_dataset(tmp_path / "ds", pool, progress=False)
+        sent = len(server.request_log)
+        second = answer_dataset(tmp_path / "ds", pool, progress=False)
+        assert len(server.request_log) == sent  # the rerun sent nothing
+    assert sent == 2 * n  # the earlier extractor read nothing and re-asked every question once
+    np.testing.assert_array_equal(first.answers[:, 0], NO_ANSWER)
+    assert first.extra["extractor_version"] == EXTRACTOR_VERSION - 1
+    np.testing.assert_array_equal(second.answers[:, 0], gold)
+    assert second.extra["extractor_version"] == EXTRACTOR_VERSION
+    assert second.extra["answering"]["good"] == {"cached": n, "requests_sent": 0, "answered": n, "unparsable": 0, "failed": 0}
+    np.testing.assert_array_equal(load_dataset(tmp_path / "ds", embeddings=None).answers[:, 0], gold)
+
+
+def test_answering_extracts_off_the_event_loop(tmp_path, monkeypatch):
+    import cascal.pipeline.answer as answer_stage
+
+    gold, n_opts = make_dataset(tmp_path / "ds", n=4)
+    real = answer_stage.extract_answer
+    in_loop_thread: list[bool] = []
+
+    def spy(text: str, n_options: int) -> int:
+        try:
+            asyncio.get_running_loop()
+            in_loop_thread.append(True)
+        except RuntimeError:
+            in_loop_thread.append(False)
+        return real(text, n_options)
+
+    monkeypatch.setattr(answer_stage, "extract_answer", spy)
+    with ChatServer(World(gold, n_opts)) as server:
+        result = answer_dataset(tmp_path / "ds", pool_for(server, names=("good", "plain")), progress=False)
+    np.testing.assert_array_equal(result.answers, np.stack([gold, gold], axis=1))
+    assert len(in_loop_thread) == 8 and not any(in_loop_thread)
+
+
+def test_a_slow_extraction_does_not_hold_up_the_other_replies(tmp_path, monkeypatch):
+    """While one reply is slow to read, the loop goes on receiving and reading the others: a "plain"
+    reply is read while a "good" reply is being read (impossible if extraction blocked the loop)."""
+    import cascal.pipeline.answer as answer_stage
+
+    gold, n_opts = make_dataset(tmp_path / "ds", n=4)
+    real = answer_stage.extract_answer
+    slow: list[tuple[float, float]] = []
+    fast: list[float] = []
+
+    def timed(text: str, n_options: int) -> int:
+        start = time.monotonic()
+        if text.startswith("Reasoning about"):  # the "good" model's replies
+            time.sleep(0.3)
+            slow.append((start, time.monotonic()))
+        else:
+            fast.append(start)
+        return real(text, n_options)
+
+    class Staggered(World):
+        def __call__(self, req: ChatRequest) -> ChatReply:
+            if req.model == "id-plain":
+                time.sleep(0.1)  # "plain" replies arrive while "good" replies are being read
+            return super().__call__(req)
+
+    monkeypatch.setattr(answer_stage, "extract_answer", timed)
+    with ChatServer(Staggered(gold, n_opts)) as server:
+        result = answer_dataset(tmp_path / "ds", pool_for(server, names=("good", "plain")), progress=False)
+    np.testing.assert_array_equal(result.answers, np.stack([gold, gold], axis=1))
+    assert len(slow) == 4 and len(fast) == 4
+    assert any(start < t < end for t in fast for start, end in slow)
+
+
+def test_route_ask_models_extracts_off_the_event_loop(monkeypatch):
+    import cascal.llm.extract as extract_module
+    from cascal.pipeline.route import ask_models
+
+    real = extract_module.extract_answer
+    in_loop_thread: list[bool] = []
+
+    def spy(text: str, n_options: int) -> int:
+        try:
+            asyncio.get_running_loop()
+            in_loop_thread.append(True)
+        except RuntimeError:
+            in_loop_thread.append(False)
+        return real(text, n_options)
+
+    def replies(req: ChatRequest) -> ChatReply:
+        return ChatReply("I think (C)." if req.model == "id-good" else "Answer: B")
+
+    monkeypatch.setattr(extract_module, "extract_answer", spy)
+    with ChatServer(replies) as server:
+        pool = pool_for(server, names=("good", "plain"))
+        answers = ask_models(pool, ["good", "plain"], "Which?", ["w", "x", "y", "z"])
+    assert [(a.name, a.choice) for a in answers] == [("good", 2), ("plain", 1)]
+    assert in_loop_thread == [False, False]

@@ -9,6 +9,9 @@ unparsable reply, so each re-ask is cached on its own and a resumed run replays 
 The endpoint URL is deliberately *not* part of the key: a local server restarted on another port (or
 a model moved to another host) keeps its cached replies. Two members that share a model id at
 different endpoints never collide because member names are unique within a pool.
+
+Only the raw reply is stored, never the option extracted from it: callers extract it again on every
+use, so a better extractor re-reads the cached replies without paying for them again.
 """
 
 from __future__ import annotations

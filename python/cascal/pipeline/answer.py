@@ -9,6 +9,11 @@ the completion tokens (summed over re-asks) are recorded too.
 Every reply goes through the on-disk cache before it is used, so an interrupted run resumes where it
 stopped without paying twice. Results are written into the folder: predictions.csv, logprobs.csv and
 cost.csv gain (or replace) one column per pool model; other models' columns are kept.
+
+The cache holds raw replies only; every run extracts the letters again, with the current extractor,
+in a worker thread (one slow extraction never stalls the requests of the event loop). A run after an
+extractor change (:data:`cascal.llm.extract.EXTRACTOR_VERSION`) therefore re-reads every cached reply
+without a new request, and ``extra["extractor_version"]`` of the result says which extractor read them.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from cascal.io import load_dataset, save_dataset
 from cascal.llm.cache import ResponseCache
 from cascal.llm.client import ChatClient, EndpointError, RequestFailed
 from cascal.llm.config import PoolConfig, RetryPolicy
-from cascal.llm.extract import extract_answer
+from cascal.llm.extract import EXTRACTOR_VERSION, extract_answer
 
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
@@ -111,7 +116,8 @@ def answer_dataset(
 
     Returns:
         The dataset with the pool models' columns; ``extra["answering"]`` holds per-model
-        :class:`ModelStats` as dicts.
+        :class:`ModelStats` as dicts, ``extra["extractor_version"]`` the extractor version that read
+        the replies.
 
     Raises:
         cascal.errors.EndpointError: an endpoint was unreachable, kept rate-limiting or rejected
@@ -148,6 +154,7 @@ def answer_dataset(
         cache.close()
     result = _merge(dataset, pool.names, answers)
     result.extra["answering"] = {name: s.as_dict() for name, s in stats.items()}
+    result.extra["extractor_version"] = EXTRACTOR_VERSION
     save_dataset(result, folder)
     return result
 
@@ -193,7 +200,8 @@ async def _answer_all(
             if reply.completion_tokens is not None:
                 tokens += reply.completion_tokens
                 any_tokens = True
-            out.option = extract_answer(reply.text, int(n_options[q]))
+            # off the event loop: the other requests go on while a reply is read
+            out.option = await asyncio.to_thread(extract_answer, reply.text, int(n_options[q]))
             out.logprob = reply.mean_logprob
             if out.option != NO_ANSWER:
                 st.answered += 1

@@ -101,7 +101,9 @@ def ask_models(pool: Any, names: Sequence[str], question: str, options: Sequence
                 completion = await client.complete(messages)
             except RequestFailed as exc:
                 return PoolAnswer(name, -1, f"(no usable reply: {exc})")
-        return PoolAnswer(name, extract_answer(completion.text, len(options)), completion.text)
+        # off the event loop, so that reading one reply never holds up the other models' requests
+        choice = await asyncio.to_thread(extract_answer, completion.text, len(options))
+        return PoolAnswer(name, choice, completion.text)
 
     async def ask_all() -> list[PoolAnswer]:
         return list(await asyncio.gather(*(ask(n) for n in names)))
