@@ -21,6 +21,11 @@ NO_ANSWER = -1
 NOT_ASKED = -2
 MAX_OPTIONS = 20
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
+#: Entries of :attr:`ResponseMatrix.extra` that hold one item per question (lists in row order):
+#: :meth:`ResponseMatrix.subset` keeps them aligned with the rows. ``question_fields`` are the fields
+#: of questions.jsonl beyond the core ones, ``question_records`` the records as read
+#: (:mod:`cascal.io`).
+PER_QUESTION_EXTRA = ("question_fields", "question_records")
 
 
 @dataclass
@@ -40,6 +45,8 @@ class ResponseMatrix:
         options: optional per-question option texts.
         embeddings: optional ``(n_q, d)`` float32 question embeddings.
         embedding_model: name of the model that produced ``embeddings``, if known.
+        extra: free-form metadata; the entries named in :data:`PER_QUESTION_EXTRA` are lists with one
+            item per question.
     """
 
     answers: np.ndarray
@@ -157,8 +164,17 @@ class ResponseMatrix:
             questions=pick_list(self.questions),
             options=pick_list(self.options),
             embeddings=pick(self.embeddings),
-            extra=dict(self.extra),
+            extra=self._subset_extra(idx),
         )
+
+    def _subset_extra(self, idx: np.ndarray) -> dict:
+        """``extra`` with its per-question lists (:data:`PER_QUESTION_EXTRA`) cut to the rows ``idx``."""
+        out = dict(self.extra)
+        for key in PER_QUESTION_EXTRA:
+            value = out.get(key)
+            if isinstance(value, list) and len(value) == self.n_questions:
+                out[key] = [value[i] for i in idx]
+        return out
 
     def select_models(self, names: Sequence[str]) -> "ResponseMatrix":
         """The columns of the named models, in the given order."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -228,21 +228,28 @@ def filter_responses(
 def _copy_embeddings(source: Path, target: Path, keep: np.ndarray, kept_texts: list[str]) -> None:
     """Row-subset every embeddings file of ``source`` into ``target`` (and refresh embed's cache record)."""
     from cascal.embedding import texts_digest  # the same digest `cascal embed` checks
-    from cascal.io import embedding_files
+    from cascal.io import embedding_files, load_embeddings_file
 
     for name, file in embedding_files(source).items():
-        emb = np.load(file, allow_pickle=False)
-        if emb.ndim != 2 or emb.shape[0] != keep.shape[0]:
-            raise DataError(f"{file}: expected {keep.shape[0]} rows (one per question), got shape {emb.shape}")
+        emb = load_embeddings_file(file, keep.shape[0])  # checked as load_dataset checks it
         out = target / file.name
         with open(target / f".{file.name}.tmp", "wb") as fh:
             np.save(fh, emb[keep])
         (target / f".{file.name}.tmp").replace(out)
         meta = file.with_suffix(".json")
-        if name and meta.exists():
-            record = json.loads(meta.read_text(encoding="utf-8"))
+        record = _embed_record(meta) if name else None
+        if record is not None:  # an unreadable record is not copied: `cascal embed` then recomputes
             record.update(n=int(keep.sum()), texts_sha256=texts_digest(kept_texts))
             out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _embed_record(file: Path) -> Optional[dict]:
+    """The JSON object `cascal embed` wrote next to an embeddings file, or None (absent or unreadable)."""
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # missing, not UTF-8, not JSON
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def filter_dataset(
