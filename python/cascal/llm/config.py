@@ -4,8 +4,10 @@ Both files are strict: a missing required field, a value of the wrong type (noth
 ``"8"`` is not an integer, ``true`` is not a number) or an unknown field raises
 :class:`~cascal.errors.ConfigError` whose message names the file and the field, e.g.
 ``pool.yaml: models[2].base_url: required``. Typos never pass silently. An empty section
-(``retry:`` alone) is an empty mapping. The schemas are frozen pydantic models; building one
-directly (``ModelConfig(name=..., ...)``) checks the same rules.
+(``retry:`` alone) is an empty mapping. The files are UTF-8 YAML without anchors and aliases
+(``&name`` / ``*name`` are refused with the line: ``defaults:`` shares fields between models). The
+schemas are frozen pydantic models; building one directly (``ModelConfig(name=..., ...)``) checks the
+same rules.
 
 ``pool.yaml``::
 
