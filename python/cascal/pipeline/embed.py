@@ -52,7 +52,8 @@ def embed_dataset(
         :class:`Embedder` as ``model`` to know its name (the file is ``embeddings_<name>.npy``).
     """
     folder = Path(dataset_dir)
-    dataset = load_dataset(folder, embeddings=None)
+    # only the question texts are used: a prediction letter beyond its options does not stop embedding
+    dataset = load_dataset(folder, embeddings=None, out_of_range="unparsable")
     texts = list(dataset.questions or [])
     embedder = model if isinstance(model, Embedder) else get_embedder(model, backend)
     target = embeddings_path(folder, embedder.name)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 
@@ -259,11 +259,14 @@ def filter_dataset(
     require_self_answer: bool = True,
     require_spread: bool = False,
     min_self_answer: float = 0.0,
+    out_of_range: Literal["error", "unparsable"] = "error",
 ) -> FilterReport:
     """Filter an answered generated dataset folder into ``out_dir`` and save the report there.
 
     Writes the kept questions as a dataset folder (questions, predictions, logprobs, cost and every
-    embeddings file, row-subset) plus ``filter_report.json``. Arguments as in :func:`filter_responses`.
+    embeddings file, row-subset) plus ``filter_report.json``. Arguments as in :func:`filter_responses`;
+    ``out_of_range`` is :func:`cascal.io.load_dataset`'s (with ``"unparsable"`` a letter beyond its
+    question's options is written to the output folder as ``?``).
 
     Raises:
         ValueError: ``out_dir`` is the input folder, or any error of :func:`filter_responses`.
@@ -273,7 +276,7 @@ def filter_dataset(
     source, target = Path(dataset_dir), Path(out_dir)
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise InvalidParameterError(f"out_dir: must differ from the input dataset folder {source}")
-    responses = load_dataset(source, embeddings=None)
+    responses = load_dataset(source, embeddings=None, out_of_range=out_of_range)
     report = filter_responses(
         responses,
         require_self_answer=require_self_answer,

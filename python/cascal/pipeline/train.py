@@ -9,7 +9,7 @@ the same way.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from cascal.errors import DataError
 
@@ -21,6 +21,7 @@ def train_router(
     out_path: Union[str, Path],
     *,
     embeddings: str = "auto",
+    out_of_range: Literal["error", "unparsable"] = "error",
     **router_params: Any,
 ) -> Any:
     """Fit :class:`cascal.CascalRouter` on ``dataset_dir`` and save it to ``out_path``.
@@ -29,6 +30,9 @@ def train_router(
         dataset_dir: a dataset folder with ``predictions.csv`` and an ``embeddings_<name>.npy``.
         out_path: the router file to write.
         embeddings: which embeddings file: ``"auto"`` (the folder's only one) or an embedder name.
+        out_of_range: what a prediction letter beyond its question's options means: ``"error"``
+            refuses the dataset, ``"unparsable"`` counts it as unparsable (see
+            :func:`cascal.io.load_dataset`).
         router_params: constructor arguments of :class:`cascal.CascalRouter`.
 
     Returns:
@@ -43,7 +47,7 @@ def train_router(
     from cascal.router import CascalRouter
 
     CascalRouter(**router_params).validate_params()
-    dataset = load_dataset(dataset_dir, embeddings=embeddings)
+    dataset = load_dataset(dataset_dir, embeddings=embeddings, out_of_range=out_of_range)
     if dataset.n_models == 0:
         raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
     if dataset.embeddings is None:
