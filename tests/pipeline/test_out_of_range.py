@@ -99,3 +99,15 @@ def test_the_flag_accepts_only_the_two_choices(command, tmp_path, capsys):
     assert info.value.code == 2
     assert "invalid choice: 'ignore'" in capsys.readouterr().err
     assert build_parser().parse_args([command, str(tmp_path), "--out", "x"]).out_of_range == "error"
+
+
+def test_evaluate_counts_by_default_and_refuses_on_request(tmp_path, capsys):
+    folder = answered_folder(tmp_path / "d")
+    common = ["evaluate", "--data", str(folder), "--pool", "m0,m1,m2,m3", "--keys", "real", "--seeds", "1",
+              "--routers", "random", "--no-plots", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "e1")]) == 0
+    assert "note: 1 answer(s)" in capsys.readouterr().err
+    results = json.loads((tmp_path / "e1" / "results.json").read_text())
+    assert results["out_of_range_answers"] == {"m3": 1}
+    assert main([*common, "--out", str(tmp_path / "e2"), "--out-of-range", "error"]) == 2
+    assert "column 'm3': answer 'E' is beyond the question's 4 options" in capsys.readouterr().err
