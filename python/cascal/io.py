@@ -154,7 +154,9 @@ def _read_text(file: Path) -> str:
 
 def _lines(text: str) -> list[str]:
     """``text`` split at ``\\n``, ``\\r\\n`` and ``\\r`` (as files are read in text mode)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
 
 
 @dataclass
@@ -172,59 +174,59 @@ class _Question:
 def _read_questions(qfile: Path) -> list[_Question]:
     questions: list[_Question] = []
     seen: dict[str, int] = {}
+    lineno = 0
+
+    def refuse(problem: str) -> DataError:
+        return DataError(f"{qfile}:{lineno}: {problem}")
+
     for lineno, line in enumerate(_lines(_read_text(qfile)), start=1):
-        if not line.strip():
+        if not line or line.isspace():
             continue
-        where = f"{qfile}:{lineno}"
-        rec = _json_object(line, where)
+        rec = _json_object(line, refuse)
         for key in ("question_id", "category", "question", "options"):
             if key not in rec:
-                raise DataError(f"{where}: missing field '{key}'")
+                raise refuse(f"missing field '{key}'")
         qid = rec["question_id"]
         if not isinstance(qid, (int, str)) or isinstance(qid, bool):
-            raise DataError(f"{where}: question_id must be an integer or a string, got {short_repr(qid)}")
+            raise refuse(f"question_id must be an integer or a string, got {short_repr(qid)}")
         key = str(qid)
         if key in seen:
-            raise DataError(f"{where}: duplicate question_id {short_repr(qid)} (first on line {seen[key]})")
+            raise refuse(f"duplicate question_id {short_repr(qid)} (first on line {seen[key]})")
         seen[key] = lineno
         opts = rec["options"]
         if not isinstance(opts, list) or not 2 <= len(opts) <= MAX_OPTIONS:
             count = len(opts) if isinstance(opts, list) else type(opts).__name__
-            raise DataError(f"{where}: field 'options' must be a list of 2..{MAX_OPTIONS} strings, got {count}")
-        question = _Question(
-            record=rec,
-            key=_text(key, where, "question_id"),
-            category=_text(str(rec["category"]), where, "category"),
-            question=_text(str(rec["question"]), where, "question"),
-            options=[_text(str(o), where, "options") for o in opts],
-            gold=NO_ANSWER,
-        )
+            raise refuse(f"field 'options' must be a list of 2..{MAX_OPTIONS} strings, got {count}")
         gold = _answer_index(rec.get("answer"), len(opts))
         if gold is None:
-            raise DataError(
-                f"{where}: field 'answer' is {short_repr(rec.get('answer'))}, not a letter among the question's "
-                f"{len(opts)} options"
+            raise refuse(
+                f"field 'answer' is {short_repr(rec.get('answer'))}, not a letter among the question's {len(opts)} options"
             )
-        question.gold = gold
+        question = _Question(rec, key, str(rec["category"]), str(rec["question"]), [str(o) for o in opts], gold)
+        if "\\u" in line:  # only a \u escape can put an unpaired surrogate into decoded UTF-8 text
+            for name, text in (("question_id", key), ("category", question.category), ("question", question.question),
+                               *(("options", o) for o in question.options)):
+                if _has_surrogate(text):
+                    raise refuse(f"field '{name}' holds an unpaired surrogate, not text")
         questions.append(question)
     return questions
 
 
-def _json_object(line: str, where: str) -> dict:
-    """One line of questions.jsonl parsed: a JSON object nested at most :data:`MAX_JSON_DEPTH` deep."""
-    too_deep = f"{where}: JSON nested more than {MAX_JSON_DEPTH} levels deep"
+def _json_object(line: str, refuse: Callable[[str], DataError]) -> dict:
+    """One line of questions.jsonl parsed: a JSON object nested at most :data:`MAX_JSON_DEPTH` deep;
+    ``refuse(problem)`` makes the error to raise."""
     try:
         rec = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        raise refuse(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
-        raise DataError(too_deep) from None
+        raise refuse(f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
     except ValueError as exc:  # an integer with more digits than Python converts
-        raise DataError(f"{where}: invalid JSON ({str(exc).split(';')[0]})") from None
+        raise refuse(f"invalid JSON ({str(exc).split(';')[0]})") from None
     if not isinstance(rec, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-    if _nesting_exceeds(rec, MAX_JSON_DEPTH):
-        raise DataError(too_deep)
+        raise refuse(f"expected a JSON object, got {type(rec).__name__}")
+    if line.count("[") + line.count("{") > MAX_JSON_DEPTH and _nesting_exceeds(rec, MAX_JSON_DEPTH):
+        raise refuse(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
     return rec
 
 
@@ -240,17 +242,16 @@ def _nesting_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def _text(value: str, where: str, name: str) -> str:
-    """``value`` if it can be written as UTF-8 (JSON ``\\ud800`` escapes decode to unpaired
-    surrogates, which no UTF-8 file, CSV cell or embedder takes)."""
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise DataError(
-                f"{where}: field '{name}' holds an unpaired surrogate U+{ord(value[exc.start]):04X}, not text"
-            ) from None
-    return value
+def _has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds an unpaired surrogate (from a JSON ``\\ud800`` escape), which no UTF-8
+    file, CSV cell or embedder takes."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _answer_index(letter: Any, n_options: int) -> Optional[int]:
@@ -536,7 +537,9 @@ def _json_ids(responses: ResponseMatrix) -> list[Union[int, str]]:
             qid = qid.item()
         if isinstance(qid, bool) or not isinstance(qid, (int, str)):
             raise DataError(f"question_ids: entry {i} is {short_repr(qid)}; ids must be integers or strings")
-        key = _text(str(qid), f"question_ids: entry {i}", "question_id")
+        key = str(qid)
+        if _has_surrogate(key):
+            raise DataError(f"question_ids: entry {i} holds an unpaired surrogate, not text")
         if key in seen:
             raise DataError(
                 f"question_ids: entries {seen[key]} and {i} are both {short_repr(key)} (ids must differ as text)"
