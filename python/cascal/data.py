@@ -196,6 +196,16 @@ class ResponseMatrix:
         """A copy whose answer key is ``gold`` (e.g. a simulated generator's key)."""
         return replace(self, gold=np.asarray(gold), extra=dict(self.extra))
 
+    def models_without_answers(self) -> list[str]:
+        """Names of the models with no usable answer: every entry of their column is unparsable (-1)
+        or not asked (-2), as with a ``predictions.csv`` column of only ``?`` and empty cells.
+
+        Such a model agrees with nobody, so consensus scores it 0 on every question and a router
+        trained on it ranks it last (with every model in this list, routing is uniform).
+        """
+        usable = (self.answers >= 0).any(axis=0)
+        return [name for name, ok in zip(self.model_names, usable.tolist()) if not ok]
+
     def correctness(self) -> np.ndarray:
         """``(n_q, n_m)`` float array: 1 where the answer equals ``gold``, 0 where it differs or is
         unparsable, NaN where the model was not asked or the key is unknown."""

@@ -9,6 +9,8 @@ the same way.
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from typing import Any, Optional
 
 from cascal.commands._args import add_out_of_range, number_or_auto
@@ -48,9 +50,16 @@ def _router_params(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from cascal.pipeline.train import describe, train_router
 
-    router = train_router(
-        args.dataset, args.out, embeddings=args.embeddings, out_of_range=args.out_of_range, **_router_params(args)
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # e.g. models without a usable answer
+        try:
+            router = train_router(
+                args.dataset, args.out, embeddings=args.embeddings, out_of_range=args.out_of_range,
+                **_router_params(args),
+            )
+        finally:
+            for warning in caught:
+                print(f"cascal train: warning: {warning.message}", file=sys.stderr)
     print(describe(router))
     print(f"saved router to {args.out}")
     return 0

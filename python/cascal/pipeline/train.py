@@ -8,6 +8,7 @@ the same way.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -42,6 +43,10 @@ def train_router(
         cascal.errors.InvalidParameterError: a router parameter is out of range (checked before the
             dataset is read).
         cascal.errors.DataError: the folder has no pool answers or no embeddings.
+
+    Warns:
+        UserWarning: some models (or all) have no usable answer (only ``?`` and empty cells, see
+            :meth:`cascal.ResponseMatrix.models_without_answers`); the router is still trained.
     """
     from cascal.io import load_dataset
     from cascal.router import CascalRouter
@@ -52,12 +57,28 @@ def train_router(
         raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
     if dataset.embeddings is None:
         raise DataError(f"{dataset_dir}: no embeddings_<name>.npy; run `cascal embed` on it first")
+    _warn_about_silent_models(dataset_dir, dataset.models_without_answers(), dataset.n_models)
     router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
     router.fit(dataset.embeddings, dataset)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
     return router
+
+
+def _warn_about_silent_models(dataset_dir: Union[str, Path], silent: list[str], n_models: int) -> None:
+    """Warn when models have no usable answer: they score 0 everywhere, which says nothing about them."""
+    if not silent:
+        return
+    where = f"{Path(dataset_dir) / 'predictions.csv'}"
+    if len(silent) == n_models:
+        message = (f"{where}: no model has a usable answer (every cell is '?' or empty): every consensus score "
+                   "is 0 and the router routes uniformly")
+    else:
+        shown = ", ".join(silent[:10]) + (f" and {len(silent) - 10} more" if len(silent) > 10 else "")
+        message = (f"{where}: {len(silent)} of {n_models} models have no usable answer (every cell is '?' or "
+                   f"empty): {shown}; they score 0 on every question, so the router ranks them last")
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def describe(router: Any) -> str:
