@@ -78,3 +78,13 @@ def test_cli_train_prints_the_warning(tmp_path, capsys):
     assert lines[0].startswith("cascal train: warning: ") and "1 of 4 models have no usable answer" in lines[0]
     assert lines[0].endswith("m2; they score 0 on every question, so the router ranks them last")
     assert "saved router to" in captured.out
+
+
+def test_training_on_zero_questions_is_a_data_error(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "questions.jsonl").write_text("")
+    (folder / "predictions.csv").write_text("question_id,m1,m2\n")
+    np.save(folder / "embeddings_x.npy", np.zeros((0, 4), dtype=np.float32))
+    assert main(["train", str(folder), "--out", str(tmp_path / "r.cascal")]) == 2  # before: a ValueError traceback
+    assert capsys.readouterr().err.startswith(f"error: {folder}: questions.jsonl holds no question to train on")

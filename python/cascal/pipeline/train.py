@@ -42,7 +42,7 @@ def train_router(
     Raises:
         cascal.errors.InvalidParameterError: a router parameter is out of range (checked before the
             dataset is read).
-        cascal.errors.DataError: the folder has no pool answers or no embeddings.
+        cascal.errors.DataError: the folder has no questions, no pool answers or no embeddings.
 
     Warns:
         UserWarning: some models (or all) have no usable answer (only ``?`` and empty cells, see
@@ -53,6 +53,8 @@ def train_router(
 
     CascalRouter(**router_params).validate_params()
     dataset = load_dataset(dataset_dir, embeddings=embeddings, out_of_range=out_of_range)
+    if dataset.n_questions == 0:
+        raise DataError(f"{dataset_dir}: questions.jsonl holds no question to train on")
     if dataset.n_models == 0:
         raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
     if dataset.embeddings is None:
