@@ -334,8 +334,8 @@ def _read_predictions(file: Path, row_of: dict, n_options: np.ndarray, out_of_ra
                 if out_of_range == "error":
                     raise DataError(
                         f"{file}:{lineno}: column {short_repr(models[col])}: answer {cell!r} is beyond the question's "
-                        f"{n_options[row]} options (--out-of-range unparsable, or out_of_range='unparsable' in "
-                        "Python, counts it as unparsable)"
+                        f"{n_options[row]} options (--out-of-range unparsable on cascal train, filter and "
+                        "evaluate, or load_dataset(out_of_range='unparsable'), counts it as unparsable)"
                     )
                 out_counts[models[col]] += 1
                 answers[row, col] = NO_ANSWER
