@@ -21,6 +21,11 @@ NO_ANSWER = -1
 NOT_ASKED = -2
 MAX_OPTIONS = 20
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
+#: Entries of :attr:`ResponseMatrix.extra` that hold one item per question (lists in row order):
+#: :meth:`ResponseMatrix.subset` keeps them aligned with the rows. ``question_fields`` are the fields
+#: of questions.jsonl beyond the core ones, ``question_records`` the records as read
+#: (:mod:`cascal.io`).
+PER_QUESTION_EXTRA = ("question_fields", "question_records")
 
 
 @dataclass
@@ -40,6 +45,8 @@ class ResponseMatrix:
         options: optional per-question option texts.
         embeddings: optional ``(n_q, d)`` float32 question embeddings.
         embedding_model: name of the model that produced ``embeddings``, if known.
+        extra: free-form metadata; the entries named in :data:`PER_QUESTION_EXTRA` are lists with one
+            item per question.
     """
 
     answers: np.ndarray
@@ -157,8 +164,17 @@ class ResponseMatrix:
             questions=pick_list(self.questions),
             options=pick_list(self.options),
             embeddings=pick(self.embeddings),
-            extra=dict(self.extra),
+            extra=self._subset_extra(idx),
         )
+
+    def _subset_extra(self, idx: np.ndarray) -> dict:
+        """``extra`` with its per-question lists (:data:`PER_QUESTION_EXTRA`) cut to the rows ``idx``."""
+        out = dict(self.extra)
+        for key in PER_QUESTION_EXTRA:
+            value = out.get(key)
+            if isinstance(value, list) and len(value) == self.n_questions:
+                out[key] = [value[i] for i in idx]
+        return out
 
     def select_models(self, names: Sequence[str]) -> "ResponseMatrix":
         """The columns of the named models, in the given order."""
@@ -179,6 +195,16 @@ class ResponseMatrix:
     def with_gold(self, gold: np.ndarray) -> "ResponseMatrix":
         """A copy whose answer key is ``gold`` (e.g. a simulated generator's key)."""
         return replace(self, gold=np.asarray(gold), extra=dict(self.extra))
+
+    def models_without_answers(self) -> list[str]:
+        """Names of the models with no usable answer: every entry of their column is unparsable (-1)
+        or not asked (-2), as with a ``predictions.csv`` column of only ``?`` and empty cells.
+
+        Such a model agrees with nobody, so consensus scores it 0 on every question and a router
+        trained on it ranks it last (with every model in this list, routing is uniform).
+        """
+        usable = (self.answers >= 0).any(axis=0)
+        return [name for name, ok in zip(self.model_names, usable.tolist()) if not ok]
 
     def correctness(self) -> np.ndarray:
         """``(n_q, n_m)`` float array: 1 where the answer equals ``gold``, 0 where it differs or is

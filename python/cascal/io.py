@@ -11,32 +11,61 @@ A dataset folder holds:
 - optional ``embeddings_<model>.npy`` (or ``embeddings.npy``), row-aligned with questions.jsonl.
 
 Every malformed input raises :class:`~cascal.data.DataError` naming the file, the line and the column.
+Text files are UTF-8, with or without a byte-order mark.
+
+Question ids and every field of ``questions.jsonl`` keep the JSON values they were read with: the
+loaded ``question_ids`` hold the ids as written (``7`` stays an integer, ``"007"`` a string) and each
+record is kept in ``extra["question_records"]``, so loading a folder and saving it again writes the
+same records (a field the matrix changed is written from the matrix). :func:`save_answers` writes
+only the answer files of a folder and never touches its questions.
 """
 
 from __future__ import annotations
 
-import contextlib
+import codecs
 import csv
 import json
 import math
 import os
+from collections import Counter
+from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
-from typing import IO, Any, Iterator, Literal, Optional, Union
+from typing import IO, Any, Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
 from cascal.data import LETTERS, MAX_OPTIONS, NO_ANSWER, NOT_ASKED, DataError, ResponseMatrix
+from cascal.validation import short_repr
 
 PathLike = Union[str, "os.PathLike[str]"]
 OutOfRange = Literal["error", "unparsable"]
+#: The values of ``load_dataset``'s ``out_of_range`` (and of the commands' ``--out-of-range``).
+OUT_OF_RANGE_CHOICES = ("error", "unparsable")
 
 QUESTIONS_FILE = "questions.jsonl"
 PREDICTIONS_FILE = "predictions.csv"
 LOGPROBS_FILE = "logprobs.csv"
 COST_FILE = "cost.csv"
 _CORE_FIELDS = ("question_id", "category", "question", "options", "answer")
+#: ``ResponseMatrix.extra`` key of the fields of questions.jsonl beyond the core ones (one dict per question).
+QUESTION_FIELDS = "question_fields"
+#: ``ResponseMatrix.extra`` key of the records as read from questions.jsonl (one dict per question).
+QUESTION_RECORDS = "question_records"
+#: Deepest nesting of JSON arrays and objects accepted on a line of questions.jsonl.
+MAX_JSON_DEPTH = 100
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-__all__ = ["load_dataset", "save_dataset", "embedding_files", "embeddings_path"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "OUT_OF_RANGE_CHOICES",
+    "embedding_files",
+    "embeddings_path",
+    "load_dataset",
+    "load_embeddings_file",
+    "save_answers",
+    "save_dataset",
+]
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -48,6 +77,9 @@ def load_dataset(
 ) -> ResponseMatrix:
     """Load a dataset folder into a :class:`ResponseMatrix` (rows in questions.jsonl order).
 
+    ``question_ids`` is an object array of the ids as written in questions.jsonl (integers and
+    strings); the CSV files match them by their text (``7`` and ``"7"`` are the same id).
+
     Args:
         path: the folder.
         embeddings: ``"auto"`` picks up the folder's only ``embeddings_*.npy`` (an error if there are
@@ -55,104 +87,183 @@ def load_dataset(
         out_of_range: what a prediction letter beyond its question's options means: ``"error"``
             (default) raises; ``"unparsable"`` records it as -1 and counts such cells per model in
             ``extra["out_of_range"]`` (real harness outputs contain a few, e.g. "J" on a 9-option question).
+
+    Raises:
+        cascal.errors.DataError: a missing or malformed file; the message starts with the file and,
+            where there is one, the line.
     """
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a dataset folder (no such directory)")
-    if out_of_range not in ("error", "unparsable"):
-        raise DataError(f"out_of_range: expected 'error' or 'unparsable', got {out_of_range!r}")
+    if out_of_range not in OUT_OF_RANGE_CHOICES:
+        raise DataError(f"out_of_range: expected 'error' or 'unparsable', got {short_repr(out_of_range)}")
+    if embeddings is not None and not isinstance(embeddings, str):
+        raise DataError(f"embeddings: expected 'auto', a model name or None, got {short_repr(embeddings)}")
     qfile = folder / QUESTIONS_FILE
     if not qfile.exists():
         raise DataError(f"{qfile}: missing (every dataset folder needs {QUESTIONS_FILE})")
-    records = _read_questions(qfile)
-    ids = [r["question_id"] for r in records]
-    row_of = {qid: i for i, qid in enumerate(ids)}
-    n_options = np.array([len(r["options"]) for r in records], dtype=np.int8)
-    gold = np.array([_gold_index(r, qfile, i + 1) for i, r in enumerate(records)], dtype=np.int8)
+    questions = _read_questions(qfile)
+    row_of = {q.key: i for i, q in enumerate(questions)}
+    n_options = np.array([len(q.options) for q in questions], dtype=np.int8)
 
     pfile = folder / PREDICTIONS_FILE
     if pfile.exists():
         models, answers, out_counts = _read_predictions(pfile, row_of, n_options, out_of_range)
     else:
-        models, answers, out_counts = [], np.full((len(records), 0), NOT_ASKED, dtype=np.int8), {}
+        models, answers, out_counts = [], np.full((len(questions), 0), NOT_ASKED, dtype=np.int8), {}
 
     logprobs = _read_numeric(folder / LOGPROBS_FILE, row_of, models) if (folder / LOGPROBS_FILE).exists() else None
     cost = _read_numeric(folder / COST_FILE, row_of, models) if (folder / COST_FILE).exists() else None
 
-    emb, emb_name = _read_embeddings(folder, embeddings, len(records))
-    extra_fields = [{k: v for k, v in r.items() if k not in _CORE_FIELDS} for r in records]
+    emb, emb_name = _read_embeddings(folder, embeddings, len(questions))
+    ids = np.empty(len(questions), dtype=object)
+    ids[:] = [q.record["question_id"] for q in questions]
     return ResponseMatrix(
         answers=answers,
         n_options=n_options,
-        subjects=np.array([str(r["category"]) for r in records]),
+        subjects=np.array([q.category for q in questions], dtype=str),
         model_names=models,
-        gold=gold,
+        gold=np.array([q.gold for q in questions], dtype=np.int8),
         logprobs=logprobs,
         cost=cost,
-        question_ids=np.array(ids),
-        questions=[str(r["question"]) for r in records],
-        options=[list(map(str, r["options"])) for r in records],
+        question_ids=ids,
+        questions=[q.question for q in questions],
+        options=[q.options for q in questions],
         embeddings=emb,
         embedding_model=emb_name,
-        extra={"question_fields": extra_fields, "out_of_range": out_counts, "path": str(folder)},
+        extra={
+            QUESTION_FIELDS: [{k: v for k, v in q.record.items() if k not in _CORE_FIELDS} for q in questions],
+            QUESTION_RECORDS: [q.record for q in questions],
+            "out_of_range": out_counts,
+            "path": str(folder),
+        },
     )
 
 
-@contextlib.contextmanager
-def _text_file(file: Path, **open_args: Any) -> Iterator[IO[str]]:
-    """``file`` opened as UTF-8 text; bytes that are not UTF-8 raise :class:`DataError` naming it."""
-    with open(file, encoding="utf-8", **open_args) as fh:
-        try:
-            yield fh
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+def _read_text(file: Path) -> str:
+    """The content of ``file`` as UTF-8 text (a leading byte-order mark is dropped); other bytes
+    raise :class:`DataError` naming the file and the line."""
+    data = file.read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = len(_lines(data[start : start + exc.start].decode("utf-8")))
+        raise DataError(f"{file}:{line}: not UTF-8 text ({exc.reason} at byte {start + exc.start})") from None
 
 
-def _read_questions(qfile: Path) -> list[dict]:
-    records: list[dict] = []
-    seen: dict = {}
-    with _text_file(qfile) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{qfile}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{qfile}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            for key in ("question_id", "category", "question", "options"):
-                if key not in rec:
-                    raise DataError(f"{qfile}:{lineno}: missing field '{key}'")
-            qid = rec["question_id"]
-            if not isinstance(qid, (int, str)) or isinstance(qid, bool):
-                raise DataError(f"{qfile}:{lineno}: question_id must be an integer or a string, got {qid!r}")
-            if str(qid) in seen:
-                raise DataError(f"{qfile}:{lineno}: duplicate question_id {qid!r} (first on line {seen[str(qid)]})")
-            seen[str(qid)] = lineno
-            opts = rec["options"]
-            if not isinstance(opts, list) or not 2 <= len(opts) <= MAX_OPTIONS:
-                count = len(opts) if isinstance(opts, list) else type(opts).__name__
-                raise DataError(f"{qfile}:{lineno}: field 'options' must be a list of 2..{MAX_OPTIONS} strings, got {count}")
-            rec["question_id"] = str(qid)
-            records.append(rec)
-    return records
+def _lines(text: str) -> list[str]:
+    """``text`` split at ``\\n``, ``\\r\\n`` and ``\\r`` (as files are read in text mode)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
 
 
-def _gold_index(rec: dict, qfile: Path, lineno: int) -> int:
-    letter = rec.get("answer")
+@dataclass
+class _Question:
+    """One line of questions.jsonl: the record as read and the forms the matrix keeps."""
+
+    record: dict
+    key: str
+    category: str
+    question: str
+    options: list[str]
+    gold: int
+
+
+def _read_questions(qfile: Path) -> list[_Question]:
+    questions: list[_Question] = []
+    seen: dict[str, int] = {}
+    lineno = 0
+
+    def refuse(problem: str) -> DataError:
+        return DataError(f"{qfile}:{lineno}: {problem}")
+
+    for lineno, line in enumerate(_lines(_read_text(qfile)), start=1):
+        if not line or line.isspace():
+            continue
+        rec = _json_object(line, refuse)
+        for key in ("question_id", "category", "question", "options"):
+            if key not in rec:
+                raise refuse(f"missing field '{key}'")
+        qid = rec["question_id"]
+        if not isinstance(qid, (int, str)) or isinstance(qid, bool):
+            raise refuse(f"question_id must be an integer or a string, got {short_repr(qid)}")
+        key = str(qid)
+        if key in seen:
+            raise refuse(f"duplicate question_id {short_repr(qid)} (first on line {seen[key]})")
+        seen[key] = lineno
+        opts = rec["options"]
+        if not isinstance(opts, list) or not 2 <= len(opts) <= MAX_OPTIONS:
+            count = len(opts) if isinstance(opts, list) else type(opts).__name__
+            raise refuse(f"field 'options' must be a list of 2..{MAX_OPTIONS} strings, got {count}")
+        gold = _answer_index(rec.get("answer"), len(opts))
+        if gold is None:
+            raise refuse(
+                f"field 'answer' is {short_repr(rec.get('answer'))}, not a letter among the question's {len(opts)} options"
+            )
+        question = _Question(rec, key, str(rec["category"]), str(rec["question"]), [str(o) for o in opts], gold)
+        if "\\u" in line:  # only a \u escape can put an unpaired surrogate into decoded UTF-8 text
+            for name, text in (("question_id", key), ("category", question.category), ("question", question.question),
+                               *(("options", o) for o in question.options)):
+                if _has_surrogate(text):
+                    raise refuse(f"field '{name}' holds an unpaired surrogate, not text")
+        questions.append(question)
+    return questions
+
+
+def _json_object(line: str, refuse: Callable[[str], DataError]) -> dict:
+    """One line of questions.jsonl parsed: a JSON object nested at most :data:`MAX_JSON_DEPTH` deep;
+    ``refuse(problem)`` makes the error to raise."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise refuse(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise refuse(f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise refuse(f"invalid JSON ({str(exc).split(';')[0]})") from None
+    if not isinstance(rec, dict):
+        raise refuse(f"expected a JSON object, got {type(rec).__name__}")
+    if line.count("[") + line.count("{") > MAX_JSON_DEPTH and _nesting_exceeds(rec, MAX_JSON_DEPTH):
+        raise refuse(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    return rec
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest deeper than ``limit`` levels (without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds an unpaired surrogate (from a JSON ``\\ud800`` escape), which no UTF-8
+    file, CSV cell or embedder takes."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _answer_index(letter: Any, n_options: int) -> Optional[int]:
+    """The option index of an ``answer`` value: -1 for missing, ``null`` or ``""``, ``None`` when
+    it is not a letter among ``n_options`` options."""
     if letter is None or letter == "":
         return NO_ANSWER
     idx = _letter_index(letter)
-    if idx is None or idx >= len(rec["options"]):
-        raise DataError(
-            f"{qfile}:{lineno}: field 'answer' is {letter!r}, not a letter among the question's "
-            f"{len(rec['options'])} options"
-        )
-    return idx
+    return idx if idx is not None and idx < n_options else None
 
 
-def _letter_index(cell: str) -> Optional[int]:
+def _letter_index(cell: Any) -> Optional[int]:
     if isinstance(cell, str) and len(cell) == 1 and cell in LETTERS:
         return LETTERS.index(cell)
     return None
@@ -161,18 +272,20 @@ def _letter_index(cell: str) -> Optional[int]:
 def _csv_rows(file: Path, row_of: dict) -> tuple[list[str], list[tuple[int, int, list[str]]]]:
     """Header (model columns) and (line, row index, cells) of a question_id-keyed CSV, checked for
     raggedness, unknown/duplicate/missing ids."""
-    with _text_file(file, newline="") as fh:
-        reader = csv.reader(fh)
+    reader = csv.reader(StringIO(_read_text(file), newline=""))
+    try:
         try:
             header = next(reader)
         except StopIteration:
             raise DataError(f"{file}: empty file (expected a header starting with question_id)") from None
         if not header or header[0] != "question_id":
-            raise DataError(f"{file}:1: first column must be 'question_id', got {header[:1]}")
+            raise DataError(f"{file}:1: first column must be 'question_id', got {short_repr(header[:1])}")
         models = header[1:]
-        dup = {m for m in models if models.count(m) > 1}
+        dup = sorted(m for m, count in Counter(models).items() if count > 1)
         if dup:
-            raise DataError(f"{file}:1: duplicate model column(s) {sorted(dup)}")
+            raise DataError(f"{file}:1: duplicate model column(s) {short_repr(dup)}")
+        if "" in models:
+            raise DataError(f"{file}:1: model column {models.index('') + 2} has no name")
         rows = []
         seen: dict[int, int] = {}
         for cells in reader:
@@ -183,15 +296,19 @@ def _csv_rows(file: Path, row_of: dict) -> tuple[list[str], list[tuple[int, int,
                 raise DataError(f"{file}:{lineno}: {len(cells)} cells, the header has {len(header)}")
             qid = cells[0]
             if qid not in row_of:
-                raise DataError(f"{file}:{lineno}: question_id {qid!r} is not in {QUESTIONS_FILE}")
+                raise DataError(f"{file}:{lineno}: question_id {short_repr(qid)} is not in {QUESTIONS_FILE}")
             row = row_of[qid]
             if row in seen:
-                raise DataError(f"{file}:{lineno}: duplicate question_id {qid!r} (first on line {seen[row]})")
+                raise DataError(f"{file}:{lineno}: duplicate question_id {short_repr(qid)} (first on line {seen[row]})")
             seen[row] = lineno
             rows.append((lineno, row, cells[1:]))
+    except csv.Error as exc:  # a cell over the csv module's field size limit, a stray quote with strict parsing
+        raise DataError(f"{file}:{max(reader.line_num, 1)}: unreadable CSV ({exc})") from None
     if len(seen) != len(row_of):
         missing = [q for q, r in row_of.items() if r not in seen][:5]
-        raise DataError(f"{file}: {len(row_of) - len(seen)} question(s) of {QUESTIONS_FILE} have no row, e.g. {missing}")
+        raise DataError(
+            f"{file}: {len(row_of) - len(seen)} question(s) of {QUESTIONS_FILE} have no row, e.g. {short_repr(missing)}"
+        )
     return models, rows
 
 
@@ -209,12 +326,16 @@ def _read_predictions(file: Path, row_of: dict, n_options: np.ndarray, out_of_ra
                 continue
             idx = _letter_index(cell)
             if idx is None:
-                raise DataError(f"{file}:{lineno}: column '{models[col]}': unknown answer {cell!r} (expected A-T, '?' or empty)")
+                raise DataError(
+                    f"{file}:{lineno}: column {short_repr(models[col])}: unknown answer {short_repr(cell)} "
+                    "(expected A-T, '?' or empty)"
+                )
             if idx >= n_options[row]:
                 if out_of_range == "error":
                     raise DataError(
-                        f"{file}:{lineno}: column '{models[col]}': answer {cell!r} is beyond the question's "
-                        f"{n_options[row]} options (load with out_of_range='unparsable' to count it as unparsable)"
+                        f"{file}:{lineno}: column {short_repr(models[col])}: answer {cell!r} is beyond the question's "
+                        f"{n_options[row]} options (--out-of-range unparsable on cascal train, filter and "
+                        "evaluate, or load_dataset(out_of_range='unparsable'), counts it as unparsable)"
                     )
                 out_counts[models[col]] += 1
                 answers[row, col] = NO_ANSWER
@@ -226,19 +347,24 @@ def _read_predictions(file: Path, row_of: dict, n_options: np.ndarray, out_of_ra
 def _read_numeric(file: Path, row_of: dict, models: list[str]) -> np.ndarray:
     cols, rows = _csv_rows(file, row_of)
     if cols != models:
-        raise DataError(f"{file}:1: model columns {cols} differ from {PREDICTIONS_FILE}'s {models}")
+        raise DataError(
+            f"{file}:1: model columns {short_repr(cols)} differ from {PREDICTIONS_FILE}'s {short_repr(models)}"
+        )
     out = np.full((len(row_of), len(models)), np.nan, dtype=np.float32)
     for lineno, row, cells in rows:
         for col, cell in enumerate(cells):
             cell = cell.strip()
             if cell == "":
                 continue
+            where = f"{file}:{lineno}: column {short_repr(models[col])}"
             try:
                 value = float(cell)
             except ValueError:
-                raise DataError(f"{file}:{lineno}: column '{models[col]}': not a number: {cell!r}") from None
+                raise DataError(f"{where}: not a number: {short_repr(cell)}") from None
             if math.isinf(value):
-                raise DataError(f"{file}:{lineno}: column '{models[col]}': infinite value {cell!r}")
+                raise DataError(f"{where}: infinite value {short_repr(cell)}")
+            if abs(value) > _FLOAT32_MAX:
+                raise DataError(f"{where}: {short_repr(cell)} is beyond the float32 range")
             out[row, col] = value
     return out
 
@@ -260,6 +386,58 @@ def embeddings_path(folder: PathLike, model: str) -> Path:
     return Path(folder) / f"embeddings_{model.replace('/', '__')}.npy"
 
 
+def _open_npy(file: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, memory-mapped read-only (a header promising more data than the
+    file holds is refused, not allocated). Pickled (object) arrays are refused, never unpickled."""
+    try:
+        arr = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # not an .npy file, truncated, or an object array
+        if _holds_objects(file):
+            raise DataError(f"{file}: holds Python objects (pickled data), not numbers; refused unread") from None
+        raise DataError(f"{file}: not a readable .npy array ({str(exc)[:200]})") from None
+    if not isinstance(arr, np.ndarray):  # np.load opens a zip archive as an .npz mapping
+        close = getattr(arr, "close", None)
+        if close is not None:
+            close()
+        raise DataError(f"{file}: not a .npy array (an .npz archive?)")
+    return arr
+
+
+def _holds_objects(file: Path) -> bool:
+    """Whether the header of the ``.npy`` file ``file`` declares Python objects (read without the data)."""
+    try:
+        with open(file, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            fmt = np.lib.format
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            return bool(read_header(fh)[2].hasobject)
+    except Exception:  # any unreadable header simply does not declare objects
+        return False
+
+
+def load_embeddings_file(file: PathLike, n_rows: int) -> np.ndarray:
+    """The embeddings in ``file`` as float32 rows, checked: a plain numeric ``.npy`` array (strings and
+    pickled objects are refused), 2-D with ``n_rows`` rows, every value finite in float32.
+
+    Raises:
+        cascal.errors.DataError: naming the file and the problem.
+    """
+    file = Path(file)
+    arr = _open_npy(file)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{file}: dtype {arr.dtype} is not numeric (expected float embeddings)")
+    if arr.ndim != 2 or arr.shape[0] != n_rows:
+        raise DataError(f"{file}: expected {n_rows} rows (one per question) of a 2-D array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DataError(f"{file}: contains NaN or infinite values")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        emb = np.array(arr, dtype=np.float32)  # a copy: the mapping is released
+    del arr
+    if not np.isfinite(emb).all():
+        raise DataError(f"{file}: contains values beyond the float32 range")
+    return emb
+
+
 def _read_embeddings(folder: Path, which: Optional[str], n_rows: int) -> tuple[Optional[np.ndarray], Optional[str]]:
     if which is None:
         return None, None
@@ -273,17 +451,9 @@ def _read_embeddings(folder: Path, which: Optional[str], n_rows: int) -> tuple[O
     else:
         key = which.replace("/", "__")
         if key not in files:
-            raise DataError(f"{folder}: no embeddings for model {which!r} (found {sorted(files) or 'none'})")
+            raise DataError(f"{folder}: no embeddings for model {short_repr(which)} (found {sorted(files) or 'none'})")
         name, file = which, files[key]
-    try:
-        emb = np.load(file, allow_pickle=False)
-    except (ValueError, EOFError) as exc:  # not an .npy file, truncated, or an object array
-        raise DataError(f"{file}: not a readable .npy array ({exc})") from None
-    if emb.ndim != 2 or emb.shape[0] != n_rows:
-        raise DataError(f"{file}: expected {n_rows} rows (one per question) of a 2-D array, got shape {emb.shape}")
-    if not np.isfinite(emb).all():
-        raise DataError(f"{file}: contains NaN or infinite values")
-    return emb.astype(np.float32, copy=False), (name or None)
+    return load_embeddings_file(file, n_rows), (name or None)
 
 
 # ---------------------------------------------------------------------------------------- saving
@@ -295,79 +465,212 @@ def save_dataset(responses: ResponseMatrix, path: PathLike) -> Path:
 
     Needs question texts and options (``responses.questions`` / ``.options``). Writes
     questions.jsonl and predictions.csv, plus logprobs.csv, cost.csv and the embeddings file when
-    present. Returns the folder.
+    present. Question ids are written as they are (integers as JSON integers, strings as strings);
+    a question loaded from a folder is written as it was read, except the fields the matrix changed.
+    Returns the folder.
+
+    Raises:
+        cascal.errors.DataError: no question texts or options; an id that is neither an integer
+            nor a string, or two ids with the same text; option lists that disagree with
+            ``n_options``; an embeddings file in the folder that cannot be read.
     """
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     if responses.questions is None or responses.options is None:
         raise DataError("responses: question texts and options are needed to save a dataset folder")
-    questions, options = responses.questions, responses.options
-    gold = responses.gold if responses.gold is not None else np.full(responses.n_questions, -1)
-    question_ids = responses.question_ids if responses.question_ids is not None else np.arange(responses.n_questions)
-    fields = responses.extra.get("question_fields") or [{} for _ in range(responses.n_questions)]
-    ids = [_json_id(q) for q in question_ids]
-
-    def write_questions(fh) -> None:
-        for i in range(responses.n_questions):
-            rec = {
-                "question_id": ids[i],
-                "category": str(responses.subjects[i]),
-                "question": questions[i],
-                "options": list(options[i]),
-                "answer": LETTERS[gold[i]] if gold[i] >= 0 else None,
-            }
-            rec.update({k: v for k, v in fields[i].items() if k not in rec})
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-
-    _atomic_write(folder / QUESTIONS_FILE, write_questions)
-
-    def cell(code: int) -> str:
-        return "" if code == NOT_ASKED else "?" if code == NO_ANSWER else LETTERS[code]
-
-    _atomic_write(folder / PREDICTIONS_FILE, lambda fh: _write_table(fh, ids, responses.model_names, responses.answers, cell))
-    for name, arr in ((LOGPROBS_FILE, responses.logprobs), (COST_FILE, responses.cost)):
-        if arr is not None:
-            _atomic_write(folder / name, lambda fh, a=arr: _write_table(fh, ids, responses.model_names, a, _num_cell))
-        elif (folder / name).exists():
-            (folder / name).unlink()  # stale: it described another set of answers
-    _drop_misaligned_embeddings(folder, responses.n_questions)
+    if "" in responses.model_names:
+        raise DataError("model_names: a model needs a non-empty name to become a column of predictions.csv")
+    ids = _json_ids(responses)
+    lines = _question_lines(responses, ids)
+    target = None
     if responses.embeddings is not None:
-        target = embeddings_path(folder, responses.embedding_model) if responses.embedding_model else folder / "embeddings.npy"
-        tmp = target.with_name(target.name + ".tmp.npy")
-        np.save(tmp, np.asarray(responses.embeddings, dtype=np.float32))
+        name = responses.embedding_model
+        target = embeddings_path(folder, name) if name else folder / "embeddings.npy"
+    stale = _misaligned_embeddings(folder, responses.n_questions, skip=target) if folder.is_dir() else []
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / QUESTIONS_FILE, lambda fh: fh.writelines(lines))
+    _write_answer_files(folder, [str(q) for q in ids], responses)
+    for file in stale:  # a folder reused for another question set
+        file.unlink()
+    if target is not None:
+        tmp = target.with_name(f".{target.name}.tmp")  # not matched by the embeddings*.npy glob
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(responses.embeddings, dtype=np.float32))
         os.replace(tmp, target)
     return folder
 
 
-def _drop_misaligned_embeddings(folder: Path, n_rows: int) -> None:
-    """Remove embedding files whose row count no longer matches the questions (a folder reused for
-    another question set); files that still align are kept as caches."""
-    for file in embedding_files(folder).values():
-        shape = np.load(file, mmap_mode="r", allow_pickle=False).shape
-        if len(shape) != 2 or shape[0] != n_rows:
-            file.unlink()
+def save_answers(responses: ResponseMatrix, path: PathLike) -> Path:
+    """Write the answer files of ``responses`` into the existing dataset folder ``path``:
+    predictions.csv, and logprobs.csv / cost.csv (each removed when ``responses`` lacks it).
+
+    questions.jsonl and the embeddings files are left untouched; the questions of ``responses`` must
+    be the folder's (same ids and option counts, same order), as after :func:`load_dataset`.
+
+    Raises:
+        cascal.errors.DataError: the folder has no questions.jsonl, or its questions differ.
+    """
+    folder = Path(path)
+    qfile = folder / QUESTIONS_FILE
+    if not qfile.exists():
+        raise DataError(f"{qfile}: missing (save_answers adds answers to an existing dataset folder)")
+    keys = [str(q) for q in _json_ids(responses)]
+    on_disk = _read_questions(qfile)
+    mine = list(zip(keys, responses.n_options.tolist()))
+    theirs = [(q.key, len(q.options)) for q in on_disk]
+    if mine != theirs:
+        i = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+        raise DataError(
+            f"{qfile}: its questions differ from those of the answers to save (row {i}: "
+            f"{short_repr(theirs[i] if i < len(theirs) else None)} in the file, "
+            f"{short_repr(mine[i] if i < len(mine) else None)} to save; (id, number of options))"
+        )
+    _write_answer_files(folder, keys, responses)
+    return folder
 
 
-def _json_id(qid):
-    value = qid.item() if hasattr(qid, "item") else qid
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
+def _json_ids(responses: ResponseMatrix) -> list[Union[int, str]]:
+    """The question ids as JSON values, checked: integers or strings, unique as text, valid UTF-8."""
+    ids: list[Union[int, str]] = []
+    seen: dict[str, int] = {}
+    for i, qid in enumerate(np.asarray(responses.question_ids).tolist()):
+        if isinstance(qid, np.generic):  # numpy scalars inside an object array
+            qid = qid.item()
+        if isinstance(qid, bool) or not isinstance(qid, (int, str)):
+            raise DataError(f"question_ids: entry {i} is {short_repr(qid)}; ids must be integers or strings")
+        key = str(qid)
+        if _has_surrogate(key):
+            raise DataError(f"question_ids: entry {i} holds an unpaired surrogate, not text")
+        if key in seen:
+            raise DataError(
+                f"question_ids: entries {seen[key]} and {i} are both {short_repr(key)} (ids must differ as text)"
+            )
+        seen[key] = i
+        ids.append(qid)
+    return ids
+
+
+def _per_question(responses: ResponseMatrix, key: str) -> Optional[list]:
+    value = responses.extra.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != responses.n_questions:
+        raise DataError(f"extra[{key!r}]: expected a list with one entry per question ({responses.n_questions})")
     return value
+
+
+def _question_lines(responses: ResponseMatrix, ids: list[Union[int, str]]) -> list[str]:
+    """The lines of questions.jsonl for ``responses``."""
+    assert responses.questions is not None and responses.options is not None
+    records = _per_question(responses, QUESTION_RECORDS)
+    fields = _per_question(responses, QUESTION_FIELDS)
+    lines = []
+    for i in range(responses.n_questions):
+        options = list(responses.options[i])
+        if len(options) != responses.n_options[i]:
+            raise DataError(
+                f"options: question {i} has {len(options)} option texts, n_options says {responses.n_options[i]}"
+            )
+        gold = int(responses.gold[i]) if responses.gold is not None else NO_ANSWER
+        core: dict[str, Any] = {
+            "question_id": ids[i],
+            "category": str(responses.subjects[i]),
+            "question": responses.questions[i],
+            "options": options,
+            "answer": LETTERS[gold] if gold >= 0 else None,
+        }
+        rec = _merge_record(core, records[i] if records is not None else None, fields[i] if fields is not None else {})
+        lines.append(_json_line(rec, i))
+    return lines
+
+
+def _merge_record(core: dict, read: Optional[dict], fields: dict) -> dict:
+    """The record to write: ``core`` (the matrix's values) and the other ``fields``; where ``read``
+    (the record as loaded) still says the same, its values and key order are kept."""
+    if read is None:
+        return {**core, **{k: v for k, v in fields.items() if k not in core}}
+    if "category" in read and str(read["category"]).rstrip("\x00") == core["category"]:  # numpy str drops trailing NULs
+        core["category"] = read["category"]
+    if "question" in read and str(read["question"]) == core["question"]:
+        core["question"] = read["question"]
+    read_options = read.get("options")
+    if isinstance(read_options, list) and [str(o) for o in read_options] == [str(o) for o in core["options"]]:
+        core["options"] = read_options
+    gold = NO_ANSWER if core["answer"] is None else LETTERS.index(core["answer"])
+    if _answer_index(read.get("answer"), len(core["options"])) == gold:
+        if "answer" in read:
+            core["answer"] = read["answer"]
+        else:
+            del core["answer"]
+    order = [k for k in read if k in core or k in fields]
+    order += [k for k in (*core, *fields) if k not in read]
+    return {k: core[k] if k in core else fields[k] for k in dict.fromkeys(order)}
+
+
+def _json_line(rec: dict, i: int) -> str:
+    try:
+        text = json.dumps(rec, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise DataError(f"question {i}: cannot be written as JSON ({str(exc)[:200]})") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # an unpaired surrogate in an extra field: keep it as a \u escape
+            text = json.dumps(rec)
+    return text + "\n"
+
+
+def _write_answer_files(folder: Path, keys: list[str], responses: ResponseMatrix) -> None:
+    """predictions.csv, and logprobs.csv / cost.csv or their removal."""
+    def cell(code: int) -> str:
+        return "" if code == NOT_ASKED else "?" if code == NO_ANSWER else LETTERS[code]
+
+    models = responses.model_names
+    _atomic_write(folder / PREDICTIONS_FILE, lambda fh: _write_table(fh, keys, models, responses.answers, cell))
+    for name, arr in ((LOGPROBS_FILE, responses.logprobs), (COST_FILE, responses.cost)):
+        if arr is not None:
+            _atomic_write(folder / name, lambda fh, a=arr: _write_table(fh, keys, models, a, _num_cell))
+        elif (folder / name).exists():
+            (folder / name).unlink()  # stale: it described another set of answers
+
+
+def _misaligned_embeddings(folder: Path, n_rows: int, skip: Optional[Path]) -> list[Path]:
+    """Embedding files whose row count does not match ``n_rows`` (``skip`` is about to be replaced)."""
+    stale = []
+    for file in embedding_files(folder).values():
+        if skip is not None and file == skip:
+            continue
+        shape = _open_npy(file).shape
+        if len(shape) != 2 or shape[0] != n_rows:
+            stale.append(file)
+    return stale
 
 
 def _num_cell(value: float) -> str:
     return "" if np.isnan(value) else repr(float(value))
 
 
-def _write_table(fh, ids, models, arr, fmt) -> None:
-    writer = csv.writer(fh, lineterminator="\n")
-    writer.writerow(["question_id", *models])
-    for i, qid in enumerate(ids):
-        writer.writerow([qid, *(fmt(v) for v in arr[i])])
+def _quote(cell: str) -> str:
+    """A CSV cell for any text: quoted when it holds a comma, a quote or a line break (``\\r``
+    included, which the csv module's writer leaves bare), or is empty."""
+    if cell == "" or any(c in cell for c in ',"\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
-def _atomic_write(target: Path, write) -> None:
+def _write_table(
+    fh: IO[str], keys: Sequence[str], models: Sequence[str], arr: np.ndarray, fmt: Callable[[Any], str]
+) -> None:
+    fh.write(",".join(_quote(c) for c in ["question_id", *models]) + "\n")
+    for i, key in enumerate(keys):
+        fh.write(",".join([_quote(key), *(fmt(v) for v in arr[i])]) + "\n")
+
+
+def _atomic_write(target: Path, write: Callable[[IO[str]], None]) -> None:
     tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        write(fh)
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,51 @@ def test_retry_after_is_capped():
     assert policy.retry_after(0.5) == 0.5
     assert policy.retry_after(100.0) == 2.0
     assert policy.retry_after(-3.0) == 0.0
+
+
+# ----------------------------------------------------------------------------- YAML anchors and aliases
+def billion_laughs(levels: int = 9) -> str:
+    """A YAML value of 9**levels strings in a few hundred bytes, built from nested aliases."""
+    parts = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    parts += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+@pytest.mark.parametrize(
+    "name, text, line",
+    [
+        ("pool.yaml", "models:\n  - name: m\n    model: x\n    base_url: http://h/v1\n    temperature: {bomb}\n", 5),
+        ("pool.yaml", "retry:\n  max_attempts: {bomb}\nmodels: []\n", 2),
+        ("tasks.yaml", "subjects:\n  law: {bomb}\n", 2),
+        ("tasks.yaml", "subjects:\n  {bomb}: x\n", 2),
+    ],
+)
+def test_alias_bombs_fail_fast_with_file_and_line(tmp_path, name, text, line):
+    path = write(tmp_path, name, text.replace("{bomb}", billion_laughs()))
+    assert path.stat().st_size < 600
+    load = load_pool if name == "pool.yaml" else load_tasks
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert time.perf_counter() - start < 1.0
+    message = str(info.value)
+    assert message.startswith(f"{name}:{line}: YAML anchors and aliases are not supported, found anchor &l0")
+    assert len(message) < 200
+
+
+def test_any_anchor_or_alias_is_refused_with_its_line(tmp_path):
+    shared = "models:\n  - &m {name: a, model: x, base_url: 'http://h/v1'}\n  - *m\n"
+    with pytest.raises(ConfigError, match=r"^pool.yaml:2: YAML anchors and aliases are not supported, found anchor &m"):
+        load_pool(write(tmp_path, "pool.yaml", shared))
+    merged = "models:\n  - name: a\n    model: x\n    base_url: http://h/v1\n  - <<: *d\n    name: b\n"
+    with pytest.raises(ConfigError, match=r"^pool.yaml:5: .* found alias \*d; write the value out"):
+        load_pool(write(tmp_path, "pool.yaml", merged))
+
+
+def test_config_files_must_be_utf8(tmp_path):
+    path = tmp_path / "pool.yaml"
+    path.write_bytes(b"models:\n  - name: \xff\n")
+    with pytest.raises(ConfigError, match=r"^pool.yaml:2: not UTF-8 text \(invalid start byte at byte 18\)"):
+        load_pool(path)  # before: UnicodeDecodeError
+    path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump({"models": [good_model(0)]}).encode())
+    assert load_pool(path).names == ["m0"]  # a byte-order mark is fine

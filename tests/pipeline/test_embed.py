@@ -296,3 +296,21 @@ def test_cli_embed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "5 x 16 embeddings (hashing-16)" in capsys.readouterr().out
     assert cli_main(["embed", str(tmp_path / "missing"), "--model", "hashing-16"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda npy, meta: np.save(npy, np.array([["0.5"] * 8] * 5)),  # before: string rows were cast to floats
+        lambda npy, meta: meta.write_bytes(b"\xff\xfe"),  # before: UnicodeDecodeError
+        lambda npy, meta: meta.write_text("[1, 2]"),  # before: AttributeError
+    ],
+)
+def test_embed_dataset_recomputes_an_unusable_cache(tmp_path: Path, spoil) -> None:
+    folder = small_dataset(tmp_path / "ds", TEXTS)
+    x = embed_dataset(folder, "hashing-8")
+    spoil(folder / "embeddings_hashing-8.npy", folder / "embeddings_hashing-8.json")
+    again = embed_dataset(folder, "hashing-8")
+    assert again.dtype == np.float32
+    np.testing.assert_array_equal(again, x)
+    np.testing.assert_array_equal(load_dataset(folder).embeddings, x)

@@ -177,3 +177,15 @@ def test_cli_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli_main(["filter", str(source), "--out", str(tmp_path / "g"), "--min-self-answer", "2"])
     assert cli_main(["filter", str(tmp_path / "nope"), "--out", str(tmp_path / "g")]) == 2
+
+
+def test_filter_refuses_an_unusable_embeddings_file_and_skips_an_unreadable_record(tmp_path: Path) -> None:
+    source = save_dataset(hand_matrix(), tmp_path / "answered")
+    embed_dataset(source, "hashing-8")
+    (source / "embeddings_hashing-8.json").write_bytes(b"\xff not json")  # before: UnicodeDecodeError
+    filter_dataset(source, tmp_path / "f1")
+    assert (tmp_path / "f1" / "embeddings_hashing-8.npy").exists()
+    assert not (tmp_path / "f1" / "embeddings_hashing-8.json").exists()  # `cascal embed` recomputes there
+    np.save(source / "embeddings_hashing-8.npy", np.array([["x"]] * 7))  # before: copied as it was
+    with pytest.raises(DataError, match=r"embeddings_hashing-8.npy: dtype <U1 is not numeric"):
+        filter_dataset(source, tmp_path / "f2")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
 
 from cascal.data import NO_ANSWER, NOT_ASKED, DataError, ResponseMatrix
-from cascal.io import load_dataset, save_dataset
+from cascal.io import load_dataset, save_answers, save_dataset
 
 
 def write_folder(folder: Path, questions: list[dict], predictions: str, **files: str) -> Path:
@@ -62,7 +64,7 @@ def test_round_trip_keeps_everything(tmp_path, rng):
     np.testing.assert_array_equal(back.embeddings, rm.embeddings)
     assert back.embedding_model == "org__model"
     assert back.questions == rm.questions and back.options == rm.options
-    assert back.question_ids.tolist() == [str(i) for i in range(100, 100 + n)]
+    assert back.question_ids.tolist() == list(range(100, 100 + n))  # integer ids stay integers
 
 
 def test_zero_model_dataset_round_trips(tmp_path):
@@ -185,3 +187,263 @@ def test_saving_over_an_answered_folder_removes_stale_files(tmp_path):
     assert not (folder / "embeddings_e.npy").exists()
     back = load_dataset(folder)
     assert back.n_questions == 3 and back.n_models == 0 and back.embedding_model == "keep"
+
+
+# ----------------------------------------------------------------------------- records kept as written
+ODD_RECORDS = [
+    # ids whose text an int() rewrite would change or merge: "007" and 7, "-0" and 0
+    {"question_id": "007", "category": "math", "question": "q1", "options": ["a", "b"], "answer": "A", "src": "s1"},
+    {"question_id": 7, "category": "math", "question": "q2", "options": [1, 2.5, None], "answer": None},
+    {"category": "law", "question_id": "-0", "question": "q3", "options": [True, "true"], "src": "s3"},
+    {"question_id": 0, "category": 3, "question": 4, "options": ["x", "y"], "answer": "", "nested": {"k": [1, {"d": 2}]}},
+    {"question_id": " id, with \"quotes\"\r\nand a line break ", "category": "law", "question": "q5",
+     "options": ["é", "\u2028", "😀"], "answer": "C"},
+]
+
+
+def write_records(folder: Path, records: list[dict], predictions: Optional[str] = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "questions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    if predictions is not None:
+        (folder / "predictions.csv").write_text(predictions, encoding="utf-8")
+    return folder
+
+
+def read_records(folder: Path) -> list[dict]:
+    text = (folder / "questions.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+def test_ids_options_and_fields_survive_load_save_load(tmp_path):
+    src = write_records(tmp_path / "src", ODD_RECORDS)
+    rm = load_dataset(src)
+    assert rm.question_ids.tolist() == [r["question_id"] for r in ODD_RECORDS]
+    assert rm.options[1] == ["1", "2.5", "None"]  # the matrix holds their string forms
+    save_dataset(rm, tmp_path / "out")
+    written = read_records(tmp_path / "out")
+    assert written == ODD_RECORDS
+    assert [list(r) for r in written] == [list(r) for r in ODD_RECORDS]  # key order kept too
+    assert (tmp_path / "out" / "questions.jsonl").read_bytes() == (src / "questions.jsonl").read_bytes()
+    back = load_dataset(tmp_path / "out")  # before: "007" and 7 both became 7, a duplicate id
+    assert back.question_ids.tolist() == rm.question_ids.tolist()
+    assert [type(q) for q in back.question_ids] == [str, int, str, int, str]
+
+
+def test_predictions_of_odd_ids_round_trip(tmp_path):
+    rows = ['"007",A', "7,?", "-0,", "0,B", '" id, with ""quotes""\r\nand a line break ",C']
+    src = write_records(tmp_path / "src", ODD_RECORDS, "question_id,m\n" + "\n".join(rows) + "\n")
+    rm = load_dataset(src)
+    assert rm.answers[:, 0].tolist() == [0, NO_ANSWER, NOT_ASKED, 1, 2]
+    back = load_dataset(save_dataset(rm, tmp_path / "out"))
+    np.testing.assert_array_equal(back.answers, rm.answers)
+    assert back.question_ids.tolist() == rm.question_ids.tolist()
+
+
+def test_fields_the_matrix_changed_are_written_from_it(tmp_path):
+    rm = load_dataset(write_records(tmp_path / "src", ODD_RECORDS))
+    rm.gold = np.array([1, 0, -1, -1, 0], dtype=np.int8)
+    rm.questions = ["new q1", *rm.questions[1:]]
+    rm.options = [rm.options[0], ["p", "q", "r"], *rm.options[2:]]
+    rm.extra["question_fields"][0]["src"] = "edited"
+    del rm.extra["question_fields"][2]["src"]
+    written = read_records(save_dataset(rm, tmp_path / "out"))
+    assert written[0] == {**ODD_RECORDS[0], "question": "new q1", "answer": "B", "src": "edited"}
+    assert written[1] == {**ODD_RECORDS[1], "options": ["p", "q", "r"], "answer": "A"}
+    assert written[2] == {k: v for k, v in ODD_RECORDS[2].items() if k != "src"}  # no answer field: still none
+    assert written[3] == ODD_RECORDS[3] and written[4]["answer"] == "A"
+
+
+def test_subset_keeps_each_questions_own_fields(tmp_path):
+    rm = load_dataset(write_records(tmp_path / "src", ODD_RECORDS))
+    sub = rm.subset([2, 0])
+    written = read_records(save_dataset(sub, tmp_path / "out"))
+    assert written == [ODD_RECORDS[2], ODD_RECORDS[0]]  # before: the fields of rows 0 and 1 were written
+    assert sub.extra["question_fields"] == [{"src": "s3"}, {"src": "s1"}]
+    assert len(rm.extra["question_fields"]) == 5
+
+
+def test_real_mmlu_pro_questions_are_written_back_byte_for_byte(tmp_path, data_dir):
+    rm = load_dataset(data_dir, out_of_range="unparsable", embeddings=None)
+    save_dataset(rm, tmp_path / "out")
+    assert (tmp_path / "out" / "questions.jsonl").read_bytes() == (data_dir / "questions.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (["7", 7], "question_ids: entries 0 and 1 are both '7'"),
+        ([1.0, 2.0], "question_ids: entry 0 is 1.0; ids must be integers or strings"),
+        ([True, 2], "question_ids: entry 0 is True"),
+    ],
+)
+def test_saving_refuses_ids_that_would_not_load(tmp_path, ids, message):
+    qids = np.empty(2, dtype=object)
+    qids[:] = ids
+    rm = ResponseMatrix(answers=np.zeros((2, 1), dtype=np.int8), n_options=np.array([2, 2]), subjects=np.array(["s", "s"]),
+                        model_names=["m"], question_ids=qids, questions=["a", "b"], options=[["x", "y"], ["x", "y"]])
+    with pytest.raises(DataError, match=re.escape(message)):
+        save_dataset(rm, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_string_ids_of_digits_stay_strings(tmp_path):
+    rm = ResponseMatrix(answers=np.zeros((2, 1), dtype=np.int8), n_options=np.array([2, 2]), subjects=np.array(["s", "s"]),
+                        model_names=["m"], question_ids=np.array(["007", "-0"]), questions=["a", "b"],
+                        options=[["x", "y"], ["x", "y"]])
+    written = read_records(save_dataset(rm, tmp_path / "out"))
+    assert [r["question_id"] for r in written] == ["007", "-0"]  # before: 7 and 0
+
+
+def test_save_answers_writes_answer_files_only(tmp_path):
+    src = write_records(tmp_path / "src", ODD_RECORDS)
+    before = (src / "questions.jsonl").read_bytes()
+    rm = load_dataset(src)
+    answered = ResponseMatrix(answers=np.array([[0], [1], [-1], [-2], [2]]), n_options=rm.n_options, subjects=rm.subjects,
+                              model_names=["m"], question_ids=rm.question_ids, logprobs=np.full((5, 1), -0.5))
+    save_answers(answered, src)
+    assert (src / "questions.jsonl").read_bytes() == before
+    back = load_dataset(src)
+    np.testing.assert_array_equal(back.answers, answered.answers)
+    np.testing.assert_array_equal(back.logprobs, answered.logprobs)
+    other = ResponseMatrix(answers=np.zeros((5, 1), dtype=np.int8), n_options=rm.n_options, subjects=rm.subjects,
+                           model_names=["m"], question_ids=np.arange(5))
+    with pytest.raises(DataError, match=r"questions.jsonl: its questions differ .* \(row 0: \('007', 2\) in the file, \('0', 2\)"):
+        save_answers(other, src)
+
+
+def test_answer_stage_leaves_the_questions_file_untouched(tmp_path):
+    from cascal.llm.config import ModelConfig, PoolConfig, RetryPolicy
+    from cascal.pipeline.answer import answer_dataset
+    from cascal.simulate.chat_server import ChatReply, ChatServer
+
+    src = write_records(tmp_path / "src", ODD_RECORDS)
+    text = "\ufeff" + (src / "questions.jsonl").read_text(encoding="utf-8").replace("\n", "\r\n")
+    (src / "questions.jsonl").write_text(text, encoding="utf-8", newline="")  # a BOM, CRLF: kept as they are
+    before = (src / "questions.jsonl").read_bytes()
+    with ChatServer(lambda req: ChatReply("The answer is (B).")) as server:
+        pool = PoolConfig((ModelConfig(name="m", base_url=server.base_url, model="id-m", timeout=2.0),),
+                          retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02, jitter=0.0))
+        result = answer_dataset(src, pool, progress=False)
+    assert (src / "questions.jsonl").read_bytes() == before
+    assert result.answers[:, 0].tolist() == [1] * 5
+    assert load_dataset(src).question_ids.tolist() == [r["question_id"] for r in ODD_RECORDS]
+
+
+# ----------------------------------------------------------------------------- bad files are DataErrors
+class _Trap:
+    """Unpickling this object would create the file ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_object_and_string_embeddings_are_refused_never_unpickled(tmp_path):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
+    trap = tmp_path / "unpickled"
+    np.save(folder / "embeddings_e.npy", np.array([[_Trap(str(trap))], [None]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"embeddings_e.npy: holds Python objects \(pickled data\), not numbers"):
+        load_dataset(folder)
+    assert not trap.exists()
+    np.save(folder / "embeddings_e.npy", np.array([["0.5", "1"], ["2", "3"]]))  # before: a TypeError from isfinite
+    with pytest.raises(DataError, match=r"embeddings_e.npy: dtype <U3 is not numeric"):
+        load_dataset(folder)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda f: np.savez(f, a=np.ones((2, 3))), r"not a \.npy array \(an \.npz archive\?\)"),
+        (lambda f: f.write(b""), "not a readable .npy array"),
+        (lambda f: f.write(b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 10000000000), }"
+                           .ljust(128, b" ")[:127] + b"\n"), "not a readable .npy array"),
+        (lambda f: np.save(f, np.array([[1e300, 0.0], [0.0, 0.0]])), "values beyond the float32 range"),
+        (lambda f: np.save(f, np.array([[np.nan, 0.0], [0.0, 0.0]])), "contains NaN or infinite values"),
+        (lambda f: np.save(f, np.zeros((2, 2), dtype=complex)), "dtype complex128 is not numeric"),
+    ],
+)
+def test_unusable_embedding_files_name_the_file(tmp_path, make, message):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
+    with open(folder / "embeddings_e.npy", "wb") as fh:
+        make(fh)
+    with pytest.raises(DataError, match=r"embeddings_e\.npy: .*" + message):
+        load_dataset(folder)
+
+
+def test_a_huge_csv_cell_is_a_data_error_with_its_line(tmp_path):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2," + "x" * 200_000 + "\n")
+    with pytest.raises(DataError, match=r"predictions.csv:3: unreadable CSV \(field larger than field limit"):
+        load_dataset(folder)  # before: _csv.Error
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("[" * 100_000, "questions.jsonl:3: JSON nested more than 100 levels deep"),  # before: RecursionError
+        ('{"question_id": 3, "category": ' + "[" * 150 + "]" * 150 + ', "question": "q", "options": ["a", "b"]}',
+         "questions.jsonl:3: JSON nested more than 100 levels deep"),
+        ('{"question_id": ' + "9" * 5000 + "}", r"questions.jsonl:3: invalid JSON \(Exceeds the limit"),
+        ('{"question_id": "\\ud800", "category": "c", "question": "q", "options": ["a", "b"]}',
+         "questions.jsonl:3: field 'question_id' holds an unpaired surrogate"),
+        ('{"question_id": 3, "category": "c", "question": "q", "options": ["a", "\\udfff"]}',
+         "questions.jsonl:3: field 'options' holds an unpaired surrogate"),
+    ],
+)
+def test_pathological_question_lines_are_data_errors(tmp_path, line, message):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
+    with open(folder / "questions.jsonl", "a") as fh:
+        fh.write(line + "\n")
+    with pytest.raises(DataError, match=message):
+        load_dataset(folder)
+
+
+@pytest.mark.parametrize("name, line", [("questions.jsonl", 2), ("predictions.csv", 3), ("logprobs.csv", 2)])
+def test_invalid_utf8_names_the_file_and_line(tmp_path, name, line):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m1\n1,0\n2,0\n"})
+    data = (folder / name).read_bytes().split(b"\n")
+    data[line - 1] = data[line - 1][:3] + b"\xff\xfe" + data[line - 1][3:]
+    (folder / name).write_bytes(b"\n".join(data))
+    with pytest.raises(DataError, match=rf"{name}:{line}: not UTF-8 text \(invalid start byte at byte \d+\)"):
+        load_dataset(folder)  # before: no line (JSONL), or a UnicodeDecodeError
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\r\n1,A\r\n2,B\r\n", **{"cost.csv": "question_id,m1\n1,3\n2,4\n"})
+    for name in ("questions.jsonl", "predictions.csv", "cost.csv"):
+        (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
+    rm = load_dataset(folder)  # before: "invalid JSON (Unexpected UTF-8 BOM)" and "first column must be 'question_id'"
+    assert rm.question_ids.tolist() == [1, 2] and rm.answers[:, 0].tolist() == [0, 1]
+    assert rm.cost[:, 0].tolist() == [3.0, 4.0]
+
+
+def test_other_unchecked_cells(tmp_path):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m1\n1,1e39\n2,\n"})
+    with pytest.raises(DataError, match=r"logprobs.csv:2: column 'm1': '1e39' is beyond the float32 range"):
+        load_dataset(folder)  # before: stored as inf
+    (folder / "logprobs.csv").unlink()
+    (folder / "predictions.csv").write_text("question_id,m1,\n1,A,\n2,A,\n")
+    with pytest.raises(DataError, match=r"predictions.csv:1: model column 3 has no name"):
+        load_dataset(folder)
+
+
+def test_saving_over_an_unreadable_embeddings_file_is_refused_before_writing(tmp_path):
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
+    rm = load_dataset(folder)
+    (folder / "embeddings_x.npy").write_bytes(b"junk")
+    before = (folder / "questions.jsonl").read_bytes()
+    rm.questions = ["changed", "too"]
+    with pytest.raises(DataError, match="embeddings_x.npy: not a readable .npy array"):
+        save_dataset(rm, folder)
+    assert (folder / "questions.jsonl").read_bytes() == before
+
+
+def test_cli_reports_a_bad_file_as_one_error_line(tmp_path, capsys):
+    from cascal.cli import main
+
+    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
+    np.save(folder / "embeddings_e.npy", np.array([["a"], ["b"]]))
+    assert main(["train", str(folder), "--out", str(tmp_path / "r.cascal")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "embeddings_e.npy: dtype <U1 is not numeric" in err and err.count("\n") == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Union
 
-__all__ = ["comma_list", "number_or_auto", "positive_int", "share"]
+__all__ = ["add_out_of_range", "comma_list", "number_or_auto", "positive_int", "share"]
 
 
 def comma_list(text: str) -> list[str]:
@@ -40,6 +40,18 @@ def share(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
     return value
+
+
+def add_out_of_range(parser: argparse.ArgumentParser, default: str = "error") -> None:
+    """The ``--out-of-range`` option of a command that loads a dataset's answers: what a prediction
+    letter beyond its question's options means (``load_dataset``'s ``out_of_range``)."""
+    from cascal.io import OUT_OF_RANGE_CHOICES
+
+    parser.add_argument(
+        "--out-of-range", choices=OUT_OF_RANGE_CHOICES, default=default, dest="out_of_range",
+        help="a prediction letter beyond its question's options (J on a 9-option question): "
+             f"error refuses the dataset, unparsable counts it as '?' (default {default})",
+    )
 
 
 def number_or_auto(text: str) -> Union[float, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cascal.commands._args import comma_list, positive_int
+from cascal.commands._args import add_out_of_range, comma_list, positive_int
 
 NAME = "evaluate"
 HELP = "evaluate CASCAL and the baselines on real answers: accuracy, Kendall tau, per-category tables and plots"
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder for results.json, report.md and PNG plots (default ./evaluation)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_out_of_range(parser, default="unparsable")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         progress=not args.quiet,
         plots=not args.no_plots,
+        out_of_range=args.out_of_range,
     )
     for name, pool in results["pools"].items():
         print(f"\npool {name}\n{accuracy_table(pool)}")

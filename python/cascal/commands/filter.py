@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from cascal.commands._args import share
+from cascal.commands._args import add_out_of_range, share
 
 NAME = "filter"
 HELP = "measure self-answer and spread of an answered generated dataset and write the questions that pass"
@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep only questions on which the pool disagrees with a unique plurality")
     parser.add_argument("--keep-disagreeing", action="store_true",
                         help="do not require the key to be a plurality answer of the pool")
+    add_out_of_range(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         require_self_answer=not args.keep_disagreeing,
         require_spread=args.require_spread,
         min_self_answer=args.min_self_answer,
+        out_of_range=args.out_of_range,
     )
     print(report.table())
     if report.dropped_subjects:

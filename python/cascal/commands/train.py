@@ -9,9 +9,11 @@ the same way.
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from typing import Any, Optional
 
-from cascal.commands._args import number_or_auto
+from cascal.commands._args import add_out_of_range, number_or_auto
 
 NAME = "train"
 HELP = "fit a CASCAL router on a dataset folder (answers + embeddings) and save it to one file"
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="niche distance beyond which the global ranking blends in; "
                              "default auto (0.99 quantile of the training questions' distances)")
     parser.add_argument("--random-state", type=int, default=0, help="seed of the clustering (default 0)")
+    add_out_of_range(parser)
 
 
 def _router_params(args: argparse.Namespace) -> dict:
@@ -47,7 +50,16 @@ def _router_params(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from cascal.pipeline.train import describe, train_router
 
-    router = train_router(args.dataset, args.out, embeddings=args.embeddings, **_router_params(args))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # e.g. models without a usable answer
+        try:
+            router = train_router(
+                args.dataset, args.out, embeddings=args.embeddings, out_of_range=args.out_of_range,
+                **_router_params(args),
+            )
+        finally:
+            for warning in caught:
+                print(f"cascal train: warning: {warning.message}", file=sys.stderr)
     print(describe(router))
     print(f"saved router to {args.out}")
     return 0

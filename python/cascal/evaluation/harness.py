@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -58,6 +58,7 @@ def run_evaluation(
     out_dir: Optional[PathLike] = None,
     progress: bool = True,
     plots: bool = True,
+    out_of_range: Literal["error", "unparsable"] = "unparsable",
 ) -> dict[str, Any]:
     """Evaluate routers on a dataset with real answers and return the results dict.
 
@@ -73,6 +74,9 @@ def run_evaluation(
         out_dir: when given, write ``results.json``, ``report.md`` and the PNG plots there.
         progress: show tqdm progress bars.
         plots: write the PNG plots (only with ``out_dir``).
+        out_of_range: how a folder's prediction letters beyond their options are read
+            (:func:`cascal.io.load_dataset`): ``"unparsable"`` (default, counted and reported) or
+            ``"error"`` (refused).
 
     Returns:
         ``{"config", "cascal_version", "data_path", "created", "pools": {pool: {...}}}``; each pool
@@ -86,7 +90,7 @@ def run_evaluation(
     if not pools:
         raise InvalidParameterError("pools: give at least one pool")
     specs, with_oracle = select_routers(None if routers is None else list(routers))
-    dataset, data_path = _load(data)
+    dataset, data_path = _load(data, out_of_range)
     unlabelled = int((gold_of(dataset) < 0).sum())
     if unlabelled:
         raise ProtocolError(f"data: {unlabelled} question(s) have no gold answer; the evaluation needs real gold")
@@ -124,7 +128,9 @@ def run_evaluation(
     return results
 
 
-def _load(data: Union[PathLike, ResponseMatrix]) -> tuple[ResponseMatrix, Optional[str]]:
+def _load(
+    data: Union[PathLike, ResponseMatrix], out_of_range: Literal["error", "unparsable"]
+) -> tuple[ResponseMatrix, Optional[str]]:
     if isinstance(data, ResponseMatrix):
         return data, None
     from cascal.io import load_dataset
@@ -132,7 +138,7 @@ def _load(data: Union[PathLike, ResponseMatrix]) -> tuple[ResponseMatrix, Option
     path = Path(data)
     # real harness outputs contain a few letters beyond a question's options: they are counted as
     # unparsable, and the counts go into results.json ("out_of_range_answers") and onto stderr
-    dataset = load_dataset(path, out_of_range="unparsable")
+    dataset = load_dataset(path, out_of_range=out_of_range)
     counts = dataset.extra.get("out_of_range", {})
     if counts:
         print(

@@ -61,13 +61,15 @@ SKIP_REASONS = (
 )
 
 _FIELDS = ("question", "option", "answer")
-_TAG = re.compile(r"<(/?)(question|option|answer)(?:\s+[^<>\n]*)?>", re.IGNORECASE)
+# The patterns below never let two quantifiers compete for the same run of whitespace, so a long
+# run without a match costs linear time, not polynomial backtracking.
+_TAG = re.compile(r"<(/?)(question|option|answer)(?:\s+(?:[^<>\s][^<>\n]*)?)?>", re.IGNORECASE)
 _OPTION_LABEL = re.compile(r"^\s*(?:\(\s*([A-Za-z])\s*\)|\[\s*([A-Za-z])\s*\]|([A-Za-z])\s*[).:])\s*")
 _ANSWER_PATTERNS = (
     # the whole field is one letter, possibly decorated: C  (C)  [C]  C)  C.  **C**
-    re.compile(r"^[\s*_`\"']*[(\[]?\s*([A-Za-z])\s*[)\].:]?[\s*_`\"']*$"),
+    re.compile(r"^[\s*_`\"']*(?:[(\[]\s*)?([A-Za-z])(?:\s*[)\].:])?[\s*_`\"']*$"),
     # "Answer: C", "The answer is (C)", "correct option: [C] ..."
-    re.compile(r"\b(?i:answer|option|choice)\b(?:\s+(?i:is))?\s*[:=\-]?\s*[(\[]?\s*([A-Z])\b(?![A-Za-z'])"),
+    re.compile(r"\b(?i:answer|option|choice)\b(?:\s+(?i:is))?\s*(?:[:=\-]\s*)?(?:[(\[]\s*)?([A-Z])\b(?![A-Za-z'])"),
     # a leading label followed by text: "C) Paris", "(C) Paris", "C. Paris"
     re.compile(r"^\s*(?:\(\s*([A-Z])\s*\)|\[\s*([A-Z])\s*\]|([A-Z])\s*[).:])\s*\S"),
 )
@@ -155,18 +157,18 @@ def _clean_field(text: str) -> str:
 def _split_fields(text: str) -> list[tuple[str, str]]:
     """The reply as a sequence of ``(field name, content)`` in order of appearance."""
     fields: list[tuple[str, str]] = []
-    tags = list(_TAG.finditer(text))
-    for i, tag in enumerate(tags):
-        closing, name = tag.group(1), tag.group(2).lower()
+    tags = [(m.start(), m.end(), bool(m.group(1)), m.group(2).lower()) for m in _TAG.finditer(text)]
+    for i, (_, content_start, closing, name) in enumerate(tags):
         if closing:
             continue
         end = len(text)
-        for later in tags[i + 1 :]:
-            later_closing, later_name = later.group(1), later.group(2).lower()
+        # scan forward by index (no list copies): each tag is passed over by at most one field
+        for j in range(i + 1, len(tags)):
+            later_start, _, later_closing, later_name = tags[j]
             if not later_closing or later_name == name:
-                end = later.start()
+                end = later_start
                 break
-        fields.append((name, _clean_field(text[tag.end() : end])))
+        fields.append((name, _clean_field(text[content_start:end])))
     return fields
 
 

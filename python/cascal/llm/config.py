@@ -4,8 +4,10 @@ Both files are strict: a missing required field, a value of the wrong type (noth
 ``"8"`` is not an integer, ``true`` is not a number) or an unknown field raises
 :class:`~cascal.errors.ConfigError` whose message names the file and the field, e.g.
 ``pool.yaml: models[2].base_url: required``. Typos never pass silently. An empty section
-(``retry:`` alone) is an empty mapping. The schemas are frozen pydantic models; building one
-directly (``ModelConfig(name=..., ...)``) checks the same rules.
+(``retry:`` alone) is an empty mapping. The files are UTF-8 YAML without anchors and aliases
+(``&name`` / ``*name`` are refused with the line: ``defaults:`` shares fields between models). The
+schemas are frozen pydantic models; building one directly (``ModelConfig(name=..., ...)``) checks the
+same rules.
 
 ``pool.yaml``::
 
@@ -370,14 +372,55 @@ def _validate(schema: type[_S], data: Any, source: str) -> _S:
         raise ConfigError(_describe(exc, source)) from None
 
 
+class _AliasFound(yaml.YAMLError):
+    """An anchor (``&name``) or alias (``*name``) where :class:`_PlainLoader` refuses one."""
+
+    def __init__(self, kind: str, mark: Any) -> None:
+        super().__init__(kind)
+        self.kind, self.mark = kind, mark
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without anchors and aliases.
+
+    Aliases let a few hundred bytes name billions of values (the "billion laughs"), which validation
+    and error messages would then walk; config files never need them (``pool.yaml`` shares fields
+    through ``defaults:``), so the first anchor or alias stops parsing.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasFound(f"alias *{event.anchor[:40]}", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _AliasFound(f"anchor &{anchor[:40]}", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path: PathLike) -> Any:
+    """The YAML document of ``path`` (UTF-8; anchors and aliases refused); errors name the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: file not found")
+    data = p.read_bytes()
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{p.name}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    loader = _PlainLoader(text)
+    try:
+        return loader.get_single_data()
+    except _AliasFound as exc:
+        raise ConfigError(
+            f"{p.name}:{exc.mark.line + 1}: YAML anchors and aliases are not supported, found {exc.kind}; "
+            "write the value out (pool.yaml shares fields through 'defaults:')"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p.name}: not valid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
 
 
 def _describe(exc: ValidationError, source: Optional[str] = None) -> str:

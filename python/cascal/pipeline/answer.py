@@ -30,7 +30,7 @@ import numpy as np
 
 from cascal.data import LETTERS, NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
-from cascal.io import load_dataset, save_dataset
+from cascal.io import load_dataset, save_answers
 from cascal.llm.cache import ResponseCache
 from cascal.llm.client import ChatClient, EndpointError, RequestFailed
 from cascal.llm.config import PoolConfig, RetryPolicy
@@ -155,7 +155,7 @@ def answer_dataset(
     result = _merge(dataset, pool.names, answers)
     result.extra["answering"] = {name: s.as_dict() for name, s in stats.items()}
     result.extra["extractor_version"] = EXTRACTOR_VERSION
-    save_dataset(result, folder)
+    save_answers(result, folder)  # questions.jsonl stays as written
     return result
 
 

@@ -15,7 +15,8 @@ from typing import Union
 import numpy as np
 
 from cascal.embedding import DEFAULT_MODEL, Embedder, embed_texts, get_embedder, texts_digest
-from cascal.io import embeddings_path, load_dataset
+from cascal.errors import DataError
+from cascal.io import embeddings_path, load_dataset, load_embeddings_file
 
 PathLike = Union[str, Path]
 
@@ -51,7 +52,8 @@ def embed_dataset(
         :class:`Embedder` as ``model`` to know its name (the file is ``embeddings_<name>.npy``).
     """
     folder = Path(dataset_dir)
-    dataset = load_dataset(folder, embeddings=None)
+    # only the question texts are used: a prediction letter beyond its options does not stop embedding
+    dataset = load_dataset(folder, embeddings=None, out_of_range="unparsable")
     texts = list(dataset.questions or [])
     embedder = model if isinstance(model, Embedder) else get_embedder(model, backend)
     target = embeddings_path(folder, embedder.name)
@@ -60,15 +62,13 @@ def embed_dataset(
     if not force and target.exists() and meta_file.exists():
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON: recompute
             meta = {}
-        if meta.get("texts_sha256") == digest and meta.get("embedder") == embedder.name:
+        if isinstance(meta, dict) and meta.get("texts_sha256") == digest and meta.get("embedder") == embedder.name:
             try:
-                cached = np.load(target, allow_pickle=False)
-            except (OSError, ValueError, EOFError):  # a damaged cache file is recomputed
-                cached = None
-            if cached is not None and cached.ndim == 2 and cached.shape[0] == len(texts):
-                return cached.astype(np.float32, copy=False)
+                return load_embeddings_file(target, len(texts))
+            except (OSError, DataError):  # a damaged or misaligned cache file is recomputed
+                pass
     vectors = embed_texts(embedder, texts, batch_size=batch_size, progress=progress)
     tmp = target.with_name("." + target.name + ".tmp")  # not matched by the embeddings*.npy glob
     with open(tmp, "wb") as fh:

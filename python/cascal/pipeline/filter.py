@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Literal, Optional, Union
 
 import numpy as np
 
@@ -228,21 +228,28 @@ def filter_responses(
 def _copy_embeddings(source: Path, target: Path, keep: np.ndarray, kept_texts: list[str]) -> None:
     """Row-subset every embeddings file of ``source`` into ``target`` (and refresh embed's cache record)."""
     from cascal.embedding import texts_digest  # the same digest `cascal embed` checks
-    from cascal.io import embedding_files
+    from cascal.io import embedding_files, load_embeddings_file
 
     for name, file in embedding_files(source).items():
-        emb = np.load(file, allow_pickle=False)
-        if emb.ndim != 2 or emb.shape[0] != keep.shape[0]:
-            raise DataError(f"{file}: expected {keep.shape[0]} rows (one per question), got shape {emb.shape}")
+        emb = load_embeddings_file(file, keep.shape[0])  # checked as load_dataset checks it
         out = target / file.name
         with open(target / f".{file.name}.tmp", "wb") as fh:
             np.save(fh, emb[keep])
         (target / f".{file.name}.tmp").replace(out)
         meta = file.with_suffix(".json")
-        if name and meta.exists():
-            record = json.loads(meta.read_text(encoding="utf-8"))
+        record = _embed_record(meta) if name else None
+        if record is not None:  # an unreadable record is not copied: `cascal embed` then recomputes
             record.update(n=int(keep.sum()), texts_sha256=texts_digest(kept_texts))
             out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _embed_record(file: Path) -> Optional[dict]:
+    """The JSON object `cascal embed` wrote next to an embeddings file, or None (absent or unreadable)."""
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # missing, not UTF-8, not JSON
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def filter_dataset(
@@ -252,11 +259,14 @@ def filter_dataset(
     require_self_answer: bool = True,
     require_spread: bool = False,
     min_self_answer: float = 0.0,
+    out_of_range: Literal["error", "unparsable"] = "error",
 ) -> FilterReport:
     """Filter an answered generated dataset folder into ``out_dir`` and save the report there.
 
     Writes the kept questions as a dataset folder (questions, predictions, logprobs, cost and every
-    embeddings file, row-subset) plus ``filter_report.json``. Arguments as in :func:`filter_responses`.
+    embeddings file, row-subset) plus ``filter_report.json``. Arguments as in :func:`filter_responses`;
+    ``out_of_range`` is :func:`cascal.io.load_dataset`'s (with ``"unparsable"`` a letter beyond its
+    question's options is written to the output folder as ``?``).
 
     Raises:
         ValueError: ``out_dir`` is the input folder, or any error of :func:`filter_responses`.
@@ -266,7 +276,7 @@ def filter_dataset(
     source, target = Path(dataset_dir), Path(out_dir)
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise InvalidParameterError(f"out_dir: must differ from the input dataset folder {source}")
-    responses = load_dataset(source, embeddings=None)
+    responses = load_dataset(source, embeddings=None, out_of_range=out_of_range)
     report = filter_responses(
         responses,
         require_self_answer=require_self_answer,

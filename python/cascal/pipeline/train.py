@@ -8,8 +8,9 @@ the same way.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from cascal.errors import DataError
 
@@ -21,6 +22,7 @@ def train_router(
     out_path: Union[str, Path],
     *,
     embeddings: str = "auto",
+    out_of_range: Literal["error", "unparsable"] = "error",
     **router_params: Any,
 ) -> Any:
     """Fit :class:`cascal.CascalRouter` on ``dataset_dir`` and save it to ``out_path``.
@@ -29,6 +31,9 @@ def train_router(
         dataset_dir: a dataset folder with ``predictions.csv`` and an ``embeddings_<name>.npy``.
         out_path: the router file to write.
         embeddings: which embeddings file: ``"auto"`` (the folder's only one) or an embedder name.
+        out_of_range: what a prediction letter beyond its question's options means: ``"error"``
+            refuses the dataset, ``"unparsable"`` counts it as unparsable (see
+            :func:`cascal.io.load_dataset`).
         router_params: constructor arguments of :class:`cascal.CascalRouter`.
 
     Returns:
@@ -37,23 +42,45 @@ def train_router(
     Raises:
         cascal.errors.InvalidParameterError: a router parameter is out of range (checked before the
             dataset is read).
-        cascal.errors.DataError: the folder has no pool answers or no embeddings.
+        cascal.errors.DataError: the folder has no questions, no pool answers or no embeddings.
+
+    Warns:
+        UserWarning: some models (or all) have no usable answer (only ``?`` and empty cells, see
+            :meth:`cascal.ResponseMatrix.models_without_answers`); the router is still trained.
     """
     from cascal.io import load_dataset
     from cascal.router import CascalRouter
 
     CascalRouter(**router_params).validate_params()
-    dataset = load_dataset(dataset_dir, embeddings=embeddings)
+    dataset = load_dataset(dataset_dir, embeddings=embeddings, out_of_range=out_of_range)
+    if dataset.n_questions == 0:
+        raise DataError(f"{dataset_dir}: questions.jsonl holds no question to train on")
     if dataset.n_models == 0:
         raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
     if dataset.embeddings is None:
         raise DataError(f"{dataset_dir}: no embeddings_<name>.npy; run `cascal embed` on it first")
+    _warn_about_silent_models(dataset_dir, dataset.models_without_answers(), dataset.n_models)
     router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
     router.fit(dataset.embeddings, dataset)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
     return router
+
+
+def _warn_about_silent_models(dataset_dir: Union[str, Path], silent: list[str], n_models: int) -> None:
+    """Warn when models have no usable answer: they score 0 everywhere, which says nothing about them."""
+    if not silent:
+        return
+    where = f"{Path(dataset_dir) / 'predictions.csv'}"
+    if len(silent) == n_models:
+        message = (f"{where}: no model has a usable answer (every cell is '?' or empty): every consensus score "
+                   "is 0 and the router routes uniformly")
+    else:
+        shown = ", ".join(silent[:10]) + (f" and {len(silent) - 10} more" if len(silent) > 10 else "")
+        message = (f"{where}: {len(silent)} of {n_models} models have no usable answer (every cell is '?' or "
+                   f"empty): {shown}; they score 0 on every question, so the router ranks them last")
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def describe(router: Any) -> str:
