@@ -23,9 +23,9 @@
 
 use rayon::prelude::*;
 
-pub use crate::distance::Real;
 use crate::error::{KResult, KernelError};
 use crate::gemm_util::dot_block;
+use crate::real::Real;
 
 /// Query rows handled by one rayon task.
 const ROW_BLOCK: usize = 512;
@@ -376,8 +376,8 @@ fn route_soft<T: Real>(
         dists.extend(cdots[i * c_count..(i + 1) * c_count].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
         let row_coef = &mut coef[i * c_count..(i + 1) * c_count];
         let mut d_min_best = f64::INFINITY;
-        for s in 0..s_count {
-            let w = subject_weight[s] / total;
+        for (s, &weight) in subject_weight.iter().enumerate() {
+            let w = weight / total;
             if w == 0.0 {
                 continue;
             }

@@ -4,7 +4,8 @@
 //! `cascal.kernels.distance` convert anything else), releases the GIL for the work, and returns
 //! a new array of the input's dtype.
 
-use cascal_core::distance::{self as core, Metric, Real};
+use cascal_core::distance::{self as core, Metric};
+use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
@@ -94,6 +95,7 @@ fn cdist_t<'py, T: Real + Element>(
 /// Condensed distances of the rows of `X` in scipy's order (`i < j`, row-major).
 #[pyfunction]
 #[pyo3(signature = (X, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn pdist<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyResult<Bound<'py, PyAny>> {
     let metric = Metric::parse(metric).map_err(to_py)?;
@@ -107,6 +109,7 @@ fn pdist<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyResult<B
 /// Full symmetric distance matrix of the rows of `X` (zero diagonal).
 #[pyfunction]
 #[pyo3(signature = (X, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn pdist_square<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyResult<Bound<'py, PyAny>> {
     let metric = Metric::parse(metric).map_err(to_py)?;
@@ -120,6 +123,7 @@ fn pdist_square<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyR
 /// Distances between every row of `X` and every row of `Y` (same dtype).
 #[pyfunction]
 #[pyo3(signature = (X, Y, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn cdist<'py>(py: Python<'py>, X: Bound<'py, PyAny>, Y: Bound<'py, PyAny>, metric: &str) -> PyResult<Bound<'py, PyAny>> {
     let metric = Metric::parse(metric).map_err(to_py)?;

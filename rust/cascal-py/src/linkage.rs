@@ -4,7 +4,8 @@
 //! convert anything else); the GIL is released for the work; linkage matrices are float64
 //! (n−1)×4 and flat labels int32, as in scipy.
 
-use cascal_core::linkage::{self as core, Method, Metric, Real};
+use cascal_core::linkage::{self as core, Method, Metric};
+use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;

@@ -1,7 +1,8 @@
 //! Python bindings of the niche kernels (`cascal_core::niche`).
 
-use cascal_core::distance::{Metric, Real};
+use cascal_core::distance::Metric;
 use cascal_core::niche as core;
+use cascal_core::Real;
 use numpy::{Element, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -72,6 +73,7 @@ fn nearest_t<'py, T: Real + Element>(
 /// The `k` nearest rows of `C` to every row of `X`: `(indices int64 (n, k), distances (n, k))`.
 #[pyfunction]
 #[pyo3(signature = (X, C, k, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn nearest_centroids<'py>(
     py: Python<'py>,

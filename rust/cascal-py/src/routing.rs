@@ -1,6 +1,7 @@
 //! Python bindings of the batched routing kernel (`cascal_core::routing`).
 
-use cascal_core::routing::{self as core, Real, RouteOutput, RouteParams, RoutingModel};
+use cascal_core::routing::{self as core, RouteOutput, RouteParams, RoutingModel};
+use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
