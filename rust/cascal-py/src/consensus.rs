@@ -6,7 +6,8 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::to_py;
+use crate::array::c_slice;
+use crate::errors::{arg_error, to_py};
 
 /// A read-only C-contiguous logprob matrix in either float width.
 enum Logprobs<'py> {
@@ -22,7 +23,7 @@ impl<'py> Logprobs<'py> {
         if let Ok(a) = obj.extract::<PyReadonlyArray2<'py, f64>>() {
             return Ok(Self::F64(a));
         }
-        Err(PyValueError::new_err("logprobs: expected a 2-D float32 or float64 array"))
+        Err(arg_error("logprobs", "expected a 2-D float32 or float64 array"))
     }
 
     fn shape(&self) -> (usize, usize) {
@@ -32,13 +33,6 @@ impl<'py> Logprobs<'py> {
         };
         (s[0], s[1])
     }
-}
-
-fn contiguous<'a, T: numpy::Element>(
-    arr: &'a numpy::PyReadonlyArray<'_, T, impl numpy::ndarray::Dimension>,
-    name: &str,
-) -> PyResult<&'a [T]> {
-    arr.as_slice().map_err(|_| PyValueError::new_err(format!("{name}: expected a C-contiguous array")))
 }
 
 type ConsensusTuple<'py> = (
@@ -71,28 +65,25 @@ fn consensus_scores<'py>(
     let lp = logprobs.as_ref().map(Logprobs::extract).transpose()?;
     if let Some(lp) = &lp {
         if lp.shape() != (n_q, n_m) {
-            return Err(PyValueError::new_err(format!(
-                "logprobs: expected shape ({n_q}, {n_m}) like answers, got {:?}",
-                lp.shape()
-            )));
+            return Err(arg_error("logprobs", format!("expected shape ({n_q}, {n_m}) like answers, got {:?}", lp.shape())));
         }
     }
     let params = ConsensusParams { z_scale, tau, clamp_lo, clamp_hi };
-    let ans = contiguous(&answers, "answers")?;
-    let opts = contiguous(&n_options, "n_options")?;
+    let ans = c_slice(&answers, "answers")?;
+    let opts = c_slice(&n_options, "n_options")?;
     let stats = match (&mu, &sigma) {
-        (Some(m), Some(s)) => Some((contiguous(m, "stats")?, contiguous(s, "stats")?)),
+        (Some(m), Some(s)) => Some((c_slice(m, "stats")?, c_slice(s, "stats")?)),
         (None, None) => None,
-        _ => return Err(PyValueError::new_err("stats: give both mu and sigma, or neither")),
+        _ => return Err(arg_error("stats", "give both mu and sigma, or neither")),
     };
     let out: ConsensusOutput = match &lp {
         None => py.detach(|| core::consensus_scores::<f64>(ans, opts, None, n_q, n_m, &params, stats)),
         Some(Logprobs::F32(a)) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
         }
         Some(Logprobs::F64(a)) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
         }
     }
@@ -120,11 +111,11 @@ fn consensus_stats<'py>(
     let (n_q, n_m) = lp.shape();
     let (mu, sigma) = match &lp {
         Logprobs::F32(a) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::robust_stats(s, n_q, n_m))
         }
         Logprobs::F64(a) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::robust_stats(s, n_q, n_m))
         }
     }

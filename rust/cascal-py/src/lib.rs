@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod array;
 mod consensus;
 mod distance;
 mod errors;
