@@ -8,6 +8,8 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
+from cascal.kernels.routing import RouteParams, RoutingTables
+
 __version__: str
 __all__ = [
     "__version__",
@@ -111,18 +113,8 @@ def consensus_stats(
 
 def route_batch(
     x: npt.NDArray[np.floating],
-    subject_reps: npt.NDArray[np.floating],
-    centroids: npt.NDArray[np.floating],
-    centroid_subject: npt.NDArray[np.int64],
-    centroid_scores: npt.NDArray[np.float64],
-    global_scores: npt.NDArray[np.float64],
-    k_nearest: int = 3,
-    distance_temp: float = 0.1,
-    score_temp: float = 0.1,
-    fallback_distance: float = 0.5,
-    fallback_width: float = 0.2,
-    top_k: int = 3,
-    subject_temp: float = 0.0,
+    tables: RoutingTables,
+    params: RouteParams,
 ) -> tuple[
     npt.NDArray[np.float64],
     npt.NDArray[np.int64],
@@ -130,6 +122,7 @@ def route_batch(
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
 ]:
-    """(probs, ranked, subject, nearest_distance, alpha); x, subject_reps, centroids share a dtype."""
+    """(probs, ranked, subject, nearest_distance, alpha); ``tables.subject_reps`` and
+    ``tables.centroids`` have x's dtype (any objects with the attributes of the two classes work)."""
 
 # ---- end routing ----

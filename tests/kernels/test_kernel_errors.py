@@ -38,6 +38,10 @@ CASES = {
     "cluster_means: float32 weights": (
         lambda: _core.cluster_means(np.zeros(4, dtype=np.int64), X, 1, np.ones(4, dtype=np.float32)), "weights"),
     "nearest_centroids: other width": (lambda: _core.nearest_centroids(X, np.ones((2, 3)), 1, "cosine"), "C"),
+    # through the public wrapper
+    "route_batch: zero query": (
+        lambda: kernels.route_batch(np.zeros((1, 2)), kernels.RoutingTables(X[:1], X[:1], [0], [[0.5]], [0.5]),
+                                    kernels.RouteParams(top_k=1)), "X"),
 }
 
 
