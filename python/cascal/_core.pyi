@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
+from cascal.kernels.consensus import ConsensusParams
 from cascal.kernels.routing import RouteParams, RoutingTables
 
 __version__: str
@@ -85,13 +86,10 @@ def fcluster_maxclust(z: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int3
 def consensus_scores(
     answers: npt.NDArray[np.int8],
     n_options: npt.NDArray[np.int8],
-    logprobs: Optional[npt.NDArray[np.floating]] = None,
-    z_scale: float = 1.0,
-    tau: float = 1.0,
-    clamp_lo: float = 0.01,
-    clamp_hi: float = 0.99,
-    mu: Optional[npt.NDArray[np.float64]] = None,
-    sigma: Optional[npt.NDArray[np.float64]] = None,
+    logprobs: Optional[npt.NDArray[np.floating]],
+    params: ConsensusParams,
+    mu: Optional[npt.NDArray[np.float64]],
+    sigma: Optional[npt.NDArray[np.float64]],
 ) -> tuple[
     npt.NDArray[np.float32],
     npt.NDArray[np.bool_],
@@ -100,7 +98,8 @@ def consensus_scores(
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
 ]:
-    """(scores, plurality, agreement, majority, mu, sigma); C-contiguous input only."""
+    """(scores, plurality, agreement, majority, mu, sigma); C-contiguous input only; mu and sigma
+    both given or both None."""
 
 def consensus_stats(
     logprobs: npt.NDArray[np.floating],

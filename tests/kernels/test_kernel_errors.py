@@ -4,6 +4,8 @@ core's own checks and for the bindings' checks of dtype, layout and shape alike.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ X = np.array([[0.0, 1.0], [1.0, 0.5], [2.0, 2.0], [3.0, 0.0]])
 Z = kernels.linkage(X, method="average", metric="euclidean")
 ANSWERS = np.array([[0, 1, 0], [1, 1, 2]], dtype=np.int8)
 N_OPTIONS = np.array([4, 4], dtype=np.int8)
+PARAMS = kernels.ConsensusParams()
 
 CASES = {
     # the core's checks
@@ -21,7 +24,9 @@ CASES = {
     "pdist: unknown metric": (lambda: _core.pdist(X, "manhattan"), "metric"),
     "linkage: unknown method": (lambda: _core.linkage_vectors(X, "median-ish", "euclidean"), "method"),
     "fcluster: NaN threshold": (lambda: _core.fcluster_distance(Z, float("nan")), "t"),
-    "consensus: tau": (lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, None, 1.0, 0.0), "tau"),
+    "consensus: tau": (
+        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, None, SimpleNamespace(z_scale=1.0, tau=0.0, clamp=(0, 1)),
+                                       None, None), "tau"),
     "cluster_means: labels": (lambda: _core.cluster_means(np.array([0, 1], dtype=np.int64), X, 2), "labels"),
     "nearest_centroids: k": (lambda: _core.nearest_centroids(X, X[:2], 3, "cosine"), "k"),
     # the bindings' checks
@@ -31,9 +36,10 @@ CASES = {
     "cdist: other dtype": (lambda: _core.cdist(X, X.astype(np.float32), "cosine"), "Y"),
     "linkage: 2-D condensed": (lambda: _core.linkage_condensed(np.ones((2, 2)), "single"), "data"),
     "fcluster: 3 columns": (lambda: _core.fcluster_maxclust(np.ones((3, 3)), 2), "Z"),
-    "consensus: logprobs shape": (lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, np.zeros((2, 2))), "logprobs"),
+    "consensus: logprobs shape": (
+        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, np.zeros((2, 2)), PARAMS, None, None), "logprobs"),
     "consensus: mu without sigma": (
-        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, None, mu=np.zeros(3)), "stats"),
+        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, None, PARAMS, np.zeros(3), None), "stats"),
     "consensus_stats: integers": (lambda: _core.consensus_stats(np.zeros((2, 2), dtype=np.int64)), "logprobs"),
     "cluster_means: float32 weights": (
         lambda: _core.cluster_means(np.zeros(4, dtype=np.int64), X, 1, np.ones(4, dtype=np.float32)), "weights"),

@@ -11,7 +11,7 @@ from sklearn.base import clone
 
 import cascal
 from cascal import reference
-from cascal.kernels import RouteParams, RoutingTables
+from cascal.kernels import ConsensusParams, RouteParams, RoutingTables
 from cascal.router.base import NotFittedError, ensemble_vote
 from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.router.niches import Niche
@@ -98,7 +98,7 @@ def test_niches_separate_the_specialists(world, max_cluster_points):
 def test_global_scores_are_mean_consensus_scores(world):
     X, responses, _, _ = world
     router = CascalRouter(random_state=0).fit(X, responses)
-    ref = reference.consensus_scores(responses.answers, responses.n_options, tau=router.tau)
+    ref = reference.consensus_scores(responses.answers, responses.n_options, params=ConsensusParams(tau=router.tau))
     assert np.allclose(router.global_scores_, np.nanmean(np.asarray(ref.scores, dtype=np.float64), axis=0), atol=1e-6)
     # globally the followers (right 60% of the time) beat the specialists (right on half the questions);
     # only the niches reveal where each specialist is the better choice

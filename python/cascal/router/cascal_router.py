@@ -219,10 +219,9 @@ class CascalRouter(BaseRouter):
         """Per-question model scores ``(n_q, M)`` (NaN = not asked), plurality membership and
         agreement ratios from the pool's consensus (DESIGN §3A, Rust kernel); sets ``stats_``.
         A subclass may score differently (e.g. with an answer key) and reuse everything else."""
-        consensus = kernels.consensus_scores(
-            responses.answers, responses.n_options, responses.logprobs,
-            z_scale=float(self.z_scale), tau=float(self.tau), clamp=(float(self.clamp[0]), float(self.clamp[1])),
-        )
+        low, high = self.clamp
+        params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
+        consensus = kernels.consensus_scores(responses.answers, responses.n_options, responses.logprobs, params)
         self.stats_ = ConsensusStats(mu=np.asarray(consensus.mu, dtype=np.float64),
                                      sigma=np.asarray(consensus.sigma, dtype=np.float64))
         return (

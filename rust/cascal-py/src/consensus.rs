@@ -7,6 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::array::c_slice;
+use crate::attr::attr;
 use crate::errors::{arg_error, to_py};
 
 /// A read-only C-contiguous logprob matrix in either float width.
@@ -44,23 +45,33 @@ type ConsensusTuple<'py> = (
     Bound<'py, PyArray1<f64>>,
 );
 
-/// Confidence-weighted consensus (DESIGN §3A). Returns
-/// `(scores, plurality, agreement, majority, mu, sigma)`; see `cascal.kernels.consensus_scores`.
+/// Read a `cascal.kernels.ConsensusParams` (or any object with its attributes) into the core's
+/// parameters; the defaults and the Python-side checks live in that class.
+fn read_params(params: &Bound<'_, PyAny>) -> PyResult<ConsensusParams> {
+    let (clamp_lo, clamp_hi): (f64, f64) = attr(params, "clamp", "a pair (lo, hi) of numbers")?;
+    Ok(ConsensusParams {
+        z_scale: attr(params, "z_scale", "a number")?,
+        tau: attr(params, "tau", "a number")?,
+        clamp_lo,
+        clamp_hi,
+    })
+}
+
+/// Confidence-weighted consensus. Returns `(scores, plurality, agreement, majority, mu, sigma)`;
+/// see `cascal.kernels.consensus_scores`. `mu` and `sigma` are both given (training statistics to
+/// reuse) or both `None`.
 #[pyfunction]
-#[pyo3(signature = (answers, n_options, logprobs=None, z_scale=1.0, tau=1.0, clamp_lo=0.01, clamp_hi=0.99, mu=None, sigma=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (answers, n_options, logprobs, params, mu, sigma))]
 fn consensus_scores<'py>(
     py: Python<'py>,
     answers: PyReadonlyArray2<'py, i8>,
     n_options: PyReadonlyArray1<'py, i8>,
     logprobs: Option<Bound<'py, PyAny>>,
-    z_scale: f64,
-    tau: f64,
-    clamp_lo: f64,
-    clamp_hi: f64,
+    params: Bound<'py, PyAny>,
     mu: Option<PyReadonlyArray1<'py, f64>>,
     sigma: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<ConsensusTuple<'py>> {
+    let params = read_params(&params)?;
     let (n_q, n_m) = (answers.shape()[0], answers.shape()[1]);
     let lp = logprobs.as_ref().map(Logprobs::extract).transpose()?;
     if let Some(lp) = &lp {
@@ -68,7 +79,6 @@ fn consensus_scores<'py>(
             return Err(arg_error("logprobs", format!("expected shape ({n_q}, {n_m}) like answers, got {:?}", lp.shape())));
         }
     }
-    let params = ConsensusParams { z_scale, tau, clamp_lo, clamp_hi };
     let ans = c_slice(&answers, "answers")?;
     let opts = c_slice(&n_options, "n_options")?;
     let stats = match (&mu, &sigma) {

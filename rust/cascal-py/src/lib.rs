@@ -6,6 +6,7 @@
 use pyo3::prelude::*;
 
 mod array;
+mod attr;
 mod consensus;
 mod distance;
 mod errors;

@@ -10,11 +10,11 @@ use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
-use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::array::c_slice;
+use crate::attr::attr;
 use crate::errors::{arg_error, to_py};
 
 type RouteTuple<'py> = (
@@ -36,21 +36,16 @@ fn array_field<'py, T: Element, D: numpy::ndarray::Dimension>(
         .map_err(|_| arg_error(name, format!("expected {expected}")))
 }
 
-/// Attribute `name` of `obj` (a `RouteParams`) as `V`.
-fn param_field<'py, V: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, name: &'static str, expected: &str) -> PyResult<V> {
-    obj.getattr(PyString::intern(obj.py(), name))?.extract::<V>().map_err(|_| arg_error(name, format!("expected {expected}")))
-}
-
 /// Read a `RouteParams` object into the core's parameters.
 fn read_params(params: &Bound<'_, PyAny>) -> PyResult<RouteParams> {
     Ok(RouteParams {
-        k_nearest: param_field(params, "k_nearest", "an integer >= 1")?,
-        distance_temp: param_field(params, "distance_temp", "a number")?,
-        score_temp: param_field(params, "score_temp", "a number")?,
-        fallback_distance: param_field(params, "fallback_distance", "a number")?,
-        fallback_width: param_field(params, "fallback_width", "a number")?,
-        top_k: param_field(params, "top_k", "an integer >= 1")?,
-        subject_temp: param_field(params, "subject_temp", "a number")?,
+        k_nearest: attr(params, "k_nearest", "an integer >= 1")?,
+        distance_temp: attr(params, "distance_temp", "a number")?,
+        score_temp: attr(params, "score_temp", "a number")?,
+        fallback_distance: attr(params, "fallback_distance", "a number")?,
+        fallback_width: attr(params, "fallback_width", "a number")?,
+        top_k: attr(params, "top_k", "an integer >= 1")?,
+        subject_temp: attr(params, "subject_temp", "a number")?,
     })
 }
 
