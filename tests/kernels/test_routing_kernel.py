@@ -486,3 +486,18 @@ def test_python_and_rust_defaults_agree():
     rust = {k: float(v) for k, v in re.findall(r"(\w+):\s*([-0-9.e]+)", body.group(1))}
     python = {f.name: float(getattr(RouteParams(), f.name)) for f in dataclasses.fields(RouteParams)}
     assert rust == python
+
+
+def test_tables_survive_pickle_and_copy_checked_and_read_only():
+    import copy
+    import pickle
+
+    args = _valid()
+    X = args.pop("X")
+    tables = RoutingTables(**args, centroid_sizes=[4, 5])
+    for clone in (pickle.loads(pickle.dumps(tables)), copy.deepcopy(tables), copy.copy(tables)):
+        assert isinstance(clone, RoutingTables)
+        for field in ("subject_reps", "centroids", "centroid_subject", "centroid_scores", "global_scores", "centroid_sizes"):
+            value = getattr(clone, field)
+            assert np.array_equal(value, getattr(tables, field)) and not value.flags.writeable, field
+        assert_same(kernel_route_batch(X, clone, RouteParams(top_k=2)), kernel_route_batch(X, tables, RouteParams(top_k=2)))

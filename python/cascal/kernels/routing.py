@@ -28,7 +28,7 @@ numpy reference :func:`cascal.reference.route_batch` takes the same two objects.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
 from typing import Optional
 
@@ -149,6 +149,10 @@ class RoutingTables:
             converted["centroid_sizes"] = _vector(self.centroid_sizes, "centroid_sizes", n_centroids, np.int64)
         for name, arr in converted.items():
             object.__setattr__(self, name, _frozen(arr, getattr(self, name)))
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        # pickle and copy through the constructor, so a copy is checked and read-only too
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
 
     @property
     def n_models(self) -> int:
