@@ -148,3 +148,25 @@ def test_persistence_imports_neither_the_router_nor_the_package_root():
     private = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")
                and not n.attr.startswith("__")]
     assert private == [], private
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_files_written_before_the_record_route_as_they_did(version):
+    """router_v1/v2.cascal were saved by cascal before the RouterRecord refactor (the v1 file is
+    the v2 one rewritten as format 1), and the .npz holds how that cascal routed 50 queries with
+    them: loading them today gives the same routes."""
+    expected = np.load(DATA / "routes_written_by_format_1_and_2.npz")
+    router = CascalRouter.load(DATA / f"router_v{version}.cascal")
+    got = router.route_details(expected["queries"])
+    tag = f"v{version}"
+    np.testing.assert_array_equal(got.subject, expected[f"{tag}_subject"])
+    np.testing.assert_array_equal(got.ranked, expected[f"{tag}_ranked"])
+    np.testing.assert_allclose(got.probs, expected[f"{tag}_probs"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.alpha, expected[f"{tag}_alpha"], rtol=0, atol=1e-12)
+    if version == 1:
+        assert router.subject_temp_ == 0.0 and router.fallback_distance_ == 0.5
+    else:
+        assert router.subject_temp_ > 0
