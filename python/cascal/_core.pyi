@@ -8,6 +8,9 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
+from cascal.kernels.consensus import ConsensusParams
+from cascal.kernels.routing import RouteParams, RoutingTables
+
 __version__: str
 __all__ = [
     "__version__",
@@ -83,13 +86,10 @@ def fcluster_maxclust(z: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int3
 def consensus_scores(
     answers: npt.NDArray[np.int8],
     n_options: npt.NDArray[np.int8],
-    logprobs: Optional[npt.NDArray[np.floating]] = None,
-    z_scale: float = 1.0,
-    tau: float = 1.0,
-    clamp_lo: float = 0.01,
-    clamp_hi: float = 0.99,
-    mu: Optional[npt.NDArray[np.float64]] = None,
-    sigma: Optional[npt.NDArray[np.float64]] = None,
+    logprobs: Optional[npt.NDArray[np.floating]],
+    params: ConsensusParams,
+    mu: Optional[npt.NDArray[np.float64]],
+    sigma: Optional[npt.NDArray[np.float64]],
 ) -> tuple[
     npt.NDArray[np.float32],
     npt.NDArray[np.bool_],
@@ -98,7 +98,8 @@ def consensus_scores(
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
 ]:
-    """(scores, plurality, agreement, majority, mu, sigma); C-contiguous input only."""
+    """(scores, plurality, agreement, majority, mu, sigma); C-contiguous input only; mu and sigma
+    both given or both None."""
 
 def consensus_stats(
     logprobs: npt.NDArray[np.floating],
@@ -111,18 +112,8 @@ def consensus_stats(
 
 def route_batch(
     x: npt.NDArray[np.floating],
-    subject_reps: npt.NDArray[np.floating],
-    centroids: npt.NDArray[np.floating],
-    centroid_subject: npt.NDArray[np.int64],
-    centroid_scores: npt.NDArray[np.float64],
-    global_scores: npt.NDArray[np.float64],
-    k_nearest: int = 3,
-    distance_temp: float = 0.1,
-    score_temp: float = 0.1,
-    fallback_distance: float = 0.5,
-    fallback_width: float = 0.2,
-    top_k: int = 3,
-    subject_temp: float = 0.0,
+    tables: RoutingTables,
+    params: RouteParams,
 ) -> tuple[
     npt.NDArray[np.float64],
     npt.NDArray[np.int64],
@@ -130,6 +121,7 @@ def route_batch(
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
 ]:
-    """(probs, ranked, subject, nearest_distance, alpha); x, subject_reps, centroids share a dtype."""
+    """(probs, ranked, subject, nearest_distance, alpha); ``tables.subject_reps`` and
+    ``tables.centroids`` have x's dtype (any objects with the attributes of the two classes work)."""
 
 # ---- end routing ----

@@ -1,5 +1,5 @@
-"""Consensus voting kernel (docs/algorithm.md#consensus-scores): parity with the numpy and plain-Python references,
-properties, adversarial inputs, validation, and the real MMLU-Pro answers."""
+"""Consensus voting kernel (docs/algorithm.md#consensus-scores): parity with the numpy and plain-Python references, properties,
+adversarial inputs, the ConsensusParams boundary, validation, and the real MMLU-Pro answers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascal import reference
-from cascal.kernels import ConsensusResult, consensus_scores, consensus_stats
+from cascal.errors import InvalidParameterError
+from cascal.kernels import ConsensusParams, ConsensusResult, consensus_scores, consensus_stats
 
 FIELDS = ("scores", "plurality", "agreement", "majority", "mu", "sigma")
 
@@ -46,9 +47,9 @@ def test_parity_random_with_logprobs(seed, dtype):
     rng = np.random.default_rng(seed)
     answers, n_options, logprobs = random_matrix(rng, 3000, 1 + seed * 4)
     logprobs = logprobs.astype(dtype)
-    kwargs = dict(z_scale=[1.0, 0.5, 3.0, 0.0][seed], tau=[1.0, 0.3, 2.0, 0.05][seed], clamp=(0.05, 0.9))
-    got = consensus_scores(answers, n_options, logprobs, **kwargs)
-    assert_same(got, reference.consensus_scores(answers, n_options, logprobs, **kwargs))
+    params = ConsensusParams(z_scale=[1.0, 0.5, 3.0, 0.0][seed], tau=[1.0, 0.3, 2.0, 0.05][seed], clamp=(0.05, 0.9))
+    got = consensus_scores(answers, n_options, logprobs, params)
+    assert_same(got, reference.consensus_scores(answers, n_options, logprobs, params))
     assert got.scores.dtype == np.float32 and got.plurality.dtype == bool
     assert got.agreement.dtype == np.float64 and got.majority.dtype == np.int8
 
@@ -78,8 +79,8 @@ def test_vectorised_reference_equals_python_loop(rng):
     answers, n_options, logprobs = random_matrix(rng, 400, 9)
     for lp in (None, logprobs):
         assert_same(
-            reference.consensus_scores(answers, n_options, lp, tau=0.7),
-            reference.consensus_scores_loop(answers, n_options, lp, tau=0.7),
+            reference.consensus_scores(answers, n_options, lp, ConsensusParams(tau=0.7)),
+            reference.consensus_scores_loop(answers, n_options, lp, ConsensusParams(tau=0.7)),
         )
 
 
@@ -133,8 +134,9 @@ taus = st.sampled_from([1e-6, 0.1, 1.0, 50.0, 1e6])
 @given(response_matrices(), taus, st.booleans())
 def test_property_scores_are_posteriors(data, tau, use_logprobs):
     answers, n_options, logprobs = data
-    res = consensus_scores(answers, n_options, logprobs if use_logprobs else None, tau=tau)
-    assert_same(res, reference.consensus_scores(answers, n_options, logprobs if use_logprobs else None, tau=tau))
+    params = ConsensusParams(tau=tau)
+    res = consensus_scores(answers, n_options, logprobs if use_logprobs else None, params)
+    assert_same(res, reference.consensus_scores(answers, n_options, logprobs if use_logprobs else None, params))
     s = res.scores
     np.testing.assert_array_equal(np.isnan(s), answers == -2)
     assert np.all((s[~np.isnan(s)] >= 0) & (s[~np.isnan(s)] <= 1))
@@ -229,7 +231,7 @@ def test_all_unparsable_and_all_not_asked():
 
 
 def test_all_agree():
-    res = consensus_scores(np.full((2, 6), 1), np.array([2, 10]), tau=1.0)
+    res = consensus_scores(np.full((2, 6), 1), np.array([2, 10]), params=ConsensusParams(tau=1.0))
     assert np.all(res.agreement == 1) and res.plurality.all() and res.majority.tolist() == [1, 1]
     # 6 votes of weight 0.5 -> logit 3 against 0 for the other options
     assert res.scores[0, 0] == pytest.approx(np.exp(3) / (np.exp(3) + 1), rel=1e-6)
@@ -248,11 +250,12 @@ def test_ties_count_as_plurality():
 def test_extreme_logprobs_and_temperatures_stay_finite(tau):
     answers = np.array([[0, 1, 1, 2], [3, 3, 3, 3], [0, 1, -1, -2]])
     lp = np.array([[1e30, -1e30, 0.0, 5.0], [-1e30, -1e30, 1e30, np.nan], [1e30, 1e30, 1e30, 1e30]])
-    res = consensus_scores(answers, np.array([4, 4, 4]), lp, tau=tau, z_scale=1e10)
+    params = ConsensusParams(tau=tau, z_scale=1e10)
+    res = consensus_scores(answers, np.array([4, 4, 4]), lp, params)
     finite = ~np.isnan(res.scores)
     np.testing.assert_array_equal(finite, answers != -2)
     assert np.all((res.scores[finite] >= 0) & (res.scores[finite] <= 1))
-    assert_same(res, reference.consensus_scores(answers, np.array([4, 4, 4]), lp, tau=tau, z_scale=1e10))
+    assert_same(res, reference.consensus_scores(answers, np.array([4, 4, 4]), lp, params))
     if tau == 1e-6:
         # the heaviest option takes everything
         assert res.scores[0, 1] == pytest.approx(1.0) and res.scores[0, 0] == pytest.approx(0.0, abs=1e-12)
@@ -265,7 +268,7 @@ def test_weights_follow_logprobs():
     res = consensus_scores(answers, np.full(9, 2), lp)
     assert res.scores[0, 1] > res.scores[0, 0]
     assert res.scores[-1, 0] > res.scores[-1, 1]
-    flat = consensus_scores(answers, np.full(9, 2), lp, clamp=(0.5, 0.5))
+    flat = consensus_scores(answers, np.full(9, 2), lp, ConsensusParams(clamp=(0.5, 0.5)))
     np.testing.assert_allclose(flat.scores, 0.5)
 
 
@@ -284,12 +287,15 @@ def test_weights_follow_logprobs():
         ([[0, 1]], [4], [[0.0]], {}, r"logprobs: expected shape \(1, 2\)"),
         ([[0, 1]], [4], [[0.0, np.inf]], {}, r"logprobs: row 0, column 1 is inf"),
         ([[0, 1]], [4], [[-np.inf, 0.0]], {}, r"logprobs: row 0, column 0 is -inf"),
-        ([[0, 1]], [4], None, {"tau": 0.0}, r"tau"),
-        ([[0, 1]], [4], None, {"tau": np.nan}, r"tau"),
-        ([[0, 1]], [4], None, {"z_scale": np.inf}, r"z_scale"),
-        ([[0, 1]], [4], None, {"clamp": (0.6, 0.4)}, r"clamp"),
-        ([[0, 1]], [4], None, {"clamp": (-0.1, 0.4)}, r"clamp"),
-        ([[0, 1]], [4], None, {"clamp": 0.5}, r"clamp"),
+        ([[0, 1]], [4], None, {"tau": 0.0}, r"tau: must be a finite number > 0"),
+        ([[0, 1]], [4], None, {"tau": np.nan}, r"tau: "),
+        ([[0, 1]], [4], None, {"z_scale": np.inf}, r"z_scale: "),
+        ([[0, 1]], [4], None, {"z_scale": "1"}, r"z_scale: "),
+        ([[0, 1]], [4], None, {"clamp": (0.6, 0.4)}, r"clamp: must satisfy 0 <= lo <= hi <= 1"),
+        ([[0, 1]], [4], None, {"clamp": (-0.1, 0.4)}, r"clamp: "),
+        ([[0, 1]], [4], None, {"clamp": (0.1, np.nan)}, r"clamp: "),
+        ([[0, 1]], [4], None, {"clamp": 0.5}, r"clamp: expected a pair"),
+        ([[0, 1]], [4], None, {"clamp": (0.1, 0.2, 0.3)}, r"clamp: expected a pair"),
         ([[0, 1]], [4], None, {"stats": ([0.0], [1.0])}, r"stats: mu must have shape \(2,\)"),
         ([[0, 1]], [4], None, {"stats": ([0.0, 0.0], [1.0, 0.0])}, r"stats: sigma\[1\]"),
         ([[0, 1]], [4], None, {"stats": ([0.0, np.nan], [1.0, 1.0])}, r"stats: mu\[1\]"),
@@ -297,8 +303,60 @@ def test_weights_follow_logprobs():
     ],
 )
 def test_validation(answers, n_options, logprobs, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        consensus_scores(np.array(answers), np.array(n_options), None if logprobs is None else np.array(logprobs), **kwargs)
+    stats = kwargs.pop("stats", None)
+    with pytest.raises(ValueError, match="^" + match) as info:
+        params = ConsensusParams(**kwargs)
+        consensus_scores(np.array(answers), np.array(n_options), None if logprobs is None else np.array(logprobs), params,
+                         stats=stats)
+    # a parameter out of range is refused when the parameters are made, naming the field
+    assert isinstance(info.value, InvalidParameterError) == bool(kwargs)
+
+
+def test_params_defaults_conversion_and_type():
+    p = ConsensusParams()
+    assert (p.z_scale, p.tau, p.clamp) == (1.0, 1.0, (0.01, 0.99))
+    q = ConsensusParams(z_scale=np.int64(2), tau=np.float32(0.5), clamp=[0, 1])
+    assert type(q.z_scale) is float and q.tau == 0.5 and q.clamp == (0.0, 1.0) and type(q.clamp) is tuple
+    with pytest.raises(AttributeError):
+        q.tau = 2.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="params"):
+        consensus_scores(np.zeros((1, 2), dtype=np.int8), np.array([4]), None, {"tau": 1.0})
+    # the kernel's defaults are ConsensusParams' defaults, and they agree with the references'
+    answers, n_options, logprobs = random_matrix(np.random.default_rng(3), 300, 5)
+    assert_same(consensus_scores(answers, n_options, logprobs), consensus_scores(answers, n_options, logprobs, p))
+    assert_same(consensus_scores(answers, n_options, logprobs), reference.consensus_scores_loop(answers, n_options, logprobs))
+
+
+def test_extension_reads_the_parameter_attributes():
+    from types import SimpleNamespace
+
+    from cascal import _core
+    from cascal.errors import KernelError
+
+    answers, n_options = np.array([[0, 1, 1]], dtype=np.int8), np.array([4], dtype=np.int8)
+    raw = _core.consensus_scores(answers, n_options, None, SimpleNamespace(z_scale=1.0, tau=0.5, clamp=(0.2, 0.8)), None, None)
+    expected = consensus_scores(answers, n_options, None, ConsensusParams(tau=0.5, clamp=(0.2, 0.8)))
+    np.testing.assert_array_equal(raw[0], expected.scores)
+    for bad, arg in (({"clamp": 0.5}, "clamp"), ({"tau": "warm"}, "tau"), ({"tau": 0.0}, "tau")):
+        params = SimpleNamespace(**{"z_scale": 1.0, "tau": 0.5, "clamp": (0.2, 0.8), **bad})
+        with pytest.raises(KernelError) as info:
+            _core.consensus_scores(answers, n_options, None, params, None, None)
+        assert info.value.arg == arg
+
+
+def test_python_and_rust_defaults_agree():
+    """The defaults are written once per language: ConsensusParams and the core's default."""
+    import re
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "rust" / "cascal-core" / "src" / "consensus.rs"
+    if not source.exists():
+        pytest.skip("the Rust sources are not next to the tests")
+    body = re.search(r"impl Default for ConsensusParams \{.*?Self \{(.*?)\}", source.read_text(), re.S)
+    assert body, "ConsensusParams::default not found"
+    rust = {k: float(v) for k, v in re.findall(r"(\w+):\s*([-0-9.e]+)", body.group(1))}
+    p = ConsensusParams()
+    assert rust == {"z_scale": p.z_scale, "tau": p.tau, "clamp_lo": p.clamp[0], "clamp_hi": p.clamp[1]}
 
 
 def test_noncontiguous_input_is_handled(rng):

@@ -1,6 +1,6 @@
-"""Batched routing kernel (DESIGN §3C): parity with the numpy reference, hand-computed cases
-(ties, k_nearest above the centroid count, both sides of the fallback threshold, NaN scores),
-properties, validation, and real MMLU-Pro embeddings."""
+"""Batched routing kernel: parity with the numpy reference, hand-computed cases (ties, k_nearest
+above the centroid count, both sides of the fallback threshold, NaN scores), properties, the
+RoutingTables / RouteParams boundary, validation, and real MMLU-Pro embeddings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cascal import reference
-from cascal.kernels import RouteResult, route_batch
+from cascal.errors import CascalError, InvalidParameterError, KernelError
+from cascal.kernels import RouteParams, RouteResult, RoutingTables
+from cascal.kernels import route_batch as kernel_route_batch
+
+
+def route_batch(X, subject_reps, centroids, centroid_subject, centroid_scores, global_scores, **params) -> RouteResult:
+    """The kernel on tables and parameters made from plain arrays and keywords."""
+    tables = RoutingTables(subject_reps, centroids, centroid_subject, centroid_scores, global_scores)
+    return kernel_route_batch(X, tables, RouteParams(**params))
+
+
+def reference_route(X, subject_reps, centroids, centroid_subject, centroid_scores, global_scores, **params) -> RouteResult:
+    """The numpy reference on the same objects as :func:`route_batch`."""
+    tables = RoutingTables(subject_reps, centroids, centroid_subject, centroid_scores, global_scores)
+    return reference.route_batch(X, tables, RouteParams(**params))
 
 
 def random_model(rng: np.random.Generator, d: int, n_subjects: int, n_centroids: int, n_models: int, nan_share=0.15):
@@ -53,7 +67,7 @@ def test_parity_random_float64(seed):
                   score_temp=[0.1, 0.5, 0.02, 1.0][seed], fallback_distance=[0.5, 0.6, 0.3, 0.55][seed],
                   fallback_width=[0.2, 0.1, 0.5, 0.3][seed], top_k=[3, 12, 1, 8][seed])
     got = route_batch(X, reps, cents, csub, scores, glob, **kwargs)
-    assert_same(got, reference.route_batch(X, reps, cents, csub, scores, glob, **kwargs))
+    assert_same(got, reference_route(X, reps, cents, csub, scores, glob, **kwargs))
     assert got.probs.dtype == np.float64 and got.ranked.dtype == np.int64 and got.subject.dtype == np.int64
     # the random models put queries on both sides of the fallback threshold
     assert (got.alpha == 0).any() and ((got.alpha > 0) & (got.alpha < 1)).any()
@@ -68,7 +82,7 @@ def test_parity_soft_subjects_float64(seed, subject_temp):
     X = queries(rng, cents, 1500)
     kwargs = dict(k_nearest=[3, 1, 5, 4][seed], top_k=[3, 12, 1, 8][seed], subject_temp=subject_temp)
     got = route_batch(X, reps, cents, csub, scores, glob, **kwargs)
-    assert_same(got, reference.route_batch(X, reps, cents, csub, scores, glob, **kwargs))
+    assert_same(got, reference_route(X, reps, cents, csub, scores, glob, **kwargs))
     hard = route_batch(X, reps, cents, csub, scores, glob, **{**kwargs, "subject_temp": 0.0})
     # the soft weights leave the chosen subject, its nearest distance and the fallback unchanged ...
     np.testing.assert_array_equal(got.subject, hard.subject)
@@ -101,7 +115,7 @@ def test_parity_float32(rng):
     reps, cents, csub, scores, glob = random_model(rng, 384, 14, 70, 12)
     X = queries(rng, cents, 3000).astype(np.float32)
     got = route_batch(X, reps.astype(np.float32), cents.astype(np.float32), csub, scores, glob)
-    ref = reference.route_batch(X, reps.astype(np.float32), cents.astype(np.float32), csub, scores, glob)
+    ref = reference_route(X, reps.astype(np.float32), cents.astype(np.float32), csub, scores, glob)
     np.testing.assert_array_equal(got.subject, ref.subject)
     np.testing.assert_allclose(got.nearest_distance, ref.nearest_distance, atol=1e-6)
     np.testing.assert_allclose(got.probs, ref.probs, atol=1e-4)
@@ -117,7 +131,7 @@ def test_parity_float32(rng):
 def test_parity_spans_many_blocks_and_empty_batch(rng):
     reps, cents, csub, scores, glob = random_model(rng, 8, 4, 12, 5)
     X = queries(rng, cents, 5000)
-    assert_same(route_batch(X, reps, cents, csub, scores, glob), reference.route_batch(X, reps, cents, csub, scores, glob))
+    assert_same(route_batch(X, reps, cents, csub, scores, glob), reference_route(X, reps, cents, csub, scores, glob))
     empty = route_batch(np.zeros((0, 8)), reps, cents, csub, scores, glob)
     assert empty.probs.shape == (0, 5) and empty.ranked.shape == (0, 3) and empty.subject.shape == (0,)
 
@@ -184,7 +198,7 @@ def test_ties_prefer_lower_indices():
     # equal probabilities rank by model index: models 1 and 2 tie first
     assert res.ranked[0].tolist() == [1, 2, 0, 3]
     assert res.ranked[1].tolist() == [0, 1, 2, 3]
-    assert_same(res, reference.route_batch(X, reps, cents, csub, scores, glob, k_nearest=1, top_k=4))
+    assert_same(res, reference_route(X, reps, cents, csub, scores, glob, k_nearest=1, top_k=4))
 
 
 def test_nan_scores_get_zero_probability_and_all_nan_rows_use_global():
@@ -221,7 +235,7 @@ def test_property_distribution_ranking_and_scale_invariance(seed, n, d, n_subjec
     top_k = int(rng.integers(1, n_models + 1))
     kw = dict(k_nearest=k_nearest, top_k=top_k, subject_temp=subject_temp)
     res = route_batch(X, reps, cents, csub, scores, glob, **kw)
-    assert_same(res, reference.route_batch(X, reps, cents, csub, scores, glob, **kw), atol=1e-9)
+    assert_same(res, reference_route(X, reps, cents, csub, scores, glob, **kw), atol=1e-9)
     np.testing.assert_allclose(res.probs.sum(axis=1), 1.0, atol=1e-12)
     assert np.all(res.probs >= 0)
     assert np.all((res.alpha >= 0) & (res.alpha <= 1))
@@ -249,44 +263,54 @@ def _valid():
 
 
 @pytest.mark.parametrize(
-    "change, match",
+    "change, match, error",
     [
-        ({"X": np.array([_unit(10), [0.0, 0.0]])}, r"X: row 1 is all zeros"),
-        ({"X": np.array([[np.nan, 1.0]])}, r"X: row 0 contains NaN"),
-        ({"X": np.array([[np.inf, 1.0]])}, r"X: row 0 contains NaN or infinite"),
-        ({"X": np.array([1.0, 0.0])}, r"X: expected a 2-D"),
-        ({"X": np.array([["a", "b"]])}, r"X: expected numbers"),
-        ({"subject_reps": np.array([[0.0, 0.0], _unit(90)])}, r"subject_reps: row 0 is all zeros"),
-        ({"subject_reps": np.array([[1.0, 0.0, 0.0]])}, r"subject_reps: expected 2 columns"),
-        ({"centroids": np.array([_unit(0), [np.nan, 0.0]])}, r"centroids: row 1 contains NaN"),
-        ({"centroid_subject": np.array([0, 2])}, r"centroid_subject: centroid 1 has subject 2"),
-        ({"centroid_subject": np.array([0, -1])}, r"centroid_subject: centroid 1 has subject -1"),
-        ({"centroid_subject": np.array([0, 0])}, r"centroid_subject: subject 1 has no centroid"),
-        ({"centroid_subject": np.array([0])}, r"centroid_subject: expected shape \(2,\)"),
-        ({"centroid_subject": np.array([0.0, 1.0])}, r"centroid_subject: expected integer"),
-        ({"centroid_scores": np.array([[0.2, 0.8]])}, r"centroid_scores: expected shape \(2, 2\)"),
-        ({"centroid_scores": np.array([[0.2, np.inf], [0.6, 0.4]])}, r"centroid_scores: row 0, column 1 is infinite"),
-        ({"global_scores": np.array([0.5, 0.5, 0.1])}, r"global_scores: expected shape \(2,\)"),
-        ({"global_scores": np.array([np.nan, np.nan])}, r"global_scores: every entry is NaN"),
-        ({"global_scores": np.array([0.1, -np.inf])}, r"global_scores: entry 1 is infinite"),
-        ({"k_nearest": 0}, r"k_nearest"),
-        ({"k_nearest": 1.5}, r"k_nearest"),
-        ({"top_k": 3}, r"top_k: must lie in 1..=2"),
-        ({"top_k": 0}, r"top_k"),
-        ({"distance_temp": 0.0}, r"distance_temp"),
-        ({"score_temp": -1.0}, r"score_temp"),
-        ({"fallback_width": np.nan}, r"fallback_width"),
-        ({"fallback_distance": np.inf}, r"fallback_distance"),
-        ({"subject_temp": -0.1}, r"subject_temp: must be a finite number >= 0"),
-        ({"subject_temp": np.nan}, r"subject_temp"),
+        ({"X": np.array([_unit(10), [0.0, 0.0]])}, r"X: row 1 is all zeros", KernelError),
+        ({"X": np.array([[np.nan, 1.0]])}, r"X: row 0 contains NaN", KernelError),
+        ({"X": np.array([[np.inf, 1.0]])}, r"X: row 0 contains NaN or infinite", KernelError),
+        ({"X": np.array([1.0, 0.0])}, r"X: expected a 2-D", KernelError),
+        ({"X": np.array([["a", "b"]])}, r"X: expected numbers", KernelError),
+        ({"X": np.array([[1.0, 0.0, 0.0]])}, r"X: expected 2 columns like the tables", KernelError),
+        ({"subject_reps": np.array([[0.0, 0.0], _unit(90)])}, r"subject_reps: row 0 is all zeros", KernelError),
+        ({"subject_reps": np.array([1.0, 0.0])}, r"subject_reps: expected a 2-D", KernelError),
+        ({"centroids": np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])}, r"centroids: expected 2 columns like subject_reps", KernelError),
+        ({"centroids": np.array([_unit(0), [np.nan, 0.0]])}, r"centroids: row 1 contains NaN", KernelError),
+        ({"centroid_subject": np.array([0, 2])}, r"centroid_subject: centroid 1 has subject 2", KernelError),
+        ({"centroid_subject": np.array([0, -1])}, r"centroid_subject: centroid 1 has subject -1", KernelError),
+        ({"centroid_subject": np.array([0, 0])}, r"centroid_subject: subject 1 has no centroid", KernelError),
+        ({"centroid_subject": np.array([0])}, r"centroid_subject: expected shape \(2,\)", KernelError),
+        ({"centroid_subject": np.array([0.0, 1.0])}, r"centroid_subject: expected integer", KernelError),
+        ({"centroid_scores": np.array([[0.2, 0.8]])}, r"centroid_scores: expected shape \(2, 2\)", KernelError),
+        ({"centroid_scores": np.array([[0.2, np.inf], [0.6, 0.4]])}, r"centroid_scores: row 0, column 1 is infinite", KernelError),
+        ({"global_scores": np.array([0.5, 0.5, 0.1])}, r"global_scores: expected shape \(2,\)", KernelError),
+        ({"global_scores": np.array([np.nan, np.nan])}, r"global_scores: every entry is NaN", KernelError),
+        ({"global_scores": np.array([0.1, -np.inf])}, r"global_scores: entry 1 is infinite", KernelError),
+        ({"k_nearest": 0}, r"k_nearest: ", InvalidParameterError),
+        ({"k_nearest": 1.5}, r"k_nearest: ", InvalidParameterError),
+        ({"k_nearest": True}, r"k_nearest: ", InvalidParameterError),
+        ({"top_k": 3}, r"top_k: must lie in 1..=2", KernelError),
+        ({"top_k": 0}, r"top_k: ", InvalidParameterError),
+        ({"distance_temp": 0.0}, r"distance_temp: must be a finite number > 0", InvalidParameterError),
+        ({"score_temp": -1.0}, r"score_temp: ", InvalidParameterError),
+        ({"score_temp": "0.1"}, r"score_temp: ", InvalidParameterError),
+        ({"fallback_width": np.nan}, r"fallback_width: ", InvalidParameterError),
+        ({"fallback_distance": np.inf}, r"fallback_distance: must be a finite number", InvalidParameterError),
+        ({"subject_temp": -0.1}, r"subject_temp: must be a finite number >= 0", InvalidParameterError),
+        ({"subject_temp": np.nan}, r"subject_temp: ", InvalidParameterError),
     ],
 )
-def test_validation(change, match):
+def test_validation(change, match, error):
     args = _valid()
     kwargs = {"top_k": 2, **{k: v for k, v in change.items() if k not in args}}
     args.update({k: v for k, v in change.items() if k in args})
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match="^" + match) as info:
         route_batch(**args, **kwargs)
+    # every error is a CascalError and a ValueError whose message starts with the argument's name;
+    # a KernelError also carries that name in .arg
+    name = match.split(":")[0]
+    assert isinstance(info.value, CascalError) and isinstance(info.value, ValueError)
+    if error is KernelError:
+        assert info.value.arg == name
 
 
 def test_valid_baseline_routes():
@@ -300,7 +324,7 @@ def test_input_dtypes(rng):
     expected = route_batch(X, reps, cents, csub, scores, glob)
     # integer queries become float64, non-contiguous queries are copied, int32 subjects accepted
     Xi = np.round(X * 100).astype(np.int64)
-    assert_same(route_batch(Xi, reps, cents, csub, scores, glob), reference.route_batch(Xi, reps, cents, csub, scores, glob))
+    assert_same(route_batch(Xi, reps, cents, csub, scores, glob), reference_route(Xi, reps, cents, csub, scores, glob))
     wide = np.repeat(X, 2, axis=1)[:, ::2]
     assert_same(route_batch(wide, reps, cents, csub.astype(np.int32), scores, glob), expected)
 
@@ -328,12 +352,152 @@ def test_real_embeddings_parity_and_subject_recovery(data_dir):
     glob = rng.random(6)
     X = emb[~train]
     got = route_batch(X, reps.astype(np.float32), cents, csub, scores, glob)
-    ref = reference.route_batch(X, reps.astype(np.float32), cents, csub, scores, glob)
+    ref = reference_route(X, reps.astype(np.float32), cents, csub, scores, glob)
     np.testing.assert_array_equal(got.subject, ref.subject)
     np.testing.assert_allclose(got.probs, ref.probs, atol=1e-4)
     np.testing.assert_allclose(got.nearest_distance, ref.nearest_distance, atol=1e-6)
     soft = route_batch(X, reps.astype(np.float32), cents, csub, scores, glob, subject_temp=0.05)
-    soft_ref = reference.route_batch(X, reps.astype(np.float32), cents, csub, scores, glob, subject_temp=0.05)
+    soft_ref = reference_route(X, reps.astype(np.float32), cents, csub, scores, glob, subject_temp=0.05)
     np.testing.assert_allclose(soft.probs, soft_ref.probs, atol=1e-4)
     # nearest subject representative recovers the MMLU-Pro category far above chance (1/14)
     assert np.mean(got.subject == subject_of[~train]) > 0.4
+
+
+# ---------------------------------------------------------------- the RoutingTables / RouteParams boundary
+def test_tables_convert_once_into_read_only_copies():
+    reps = np.array([_unit(0), _unit(90)], dtype=np.float32)
+    tables = RoutingTables(reps, [[1, 0], [0, 1]], np.array([0, 1], dtype=np.int32), [[2, 8], [6, 4]], [0.5, 0.5],
+                           centroid_sizes=np.array([3, 4], dtype=np.int32))
+    assert tables.subject_reps.dtype == np.float32  # float32/float64 kept, other numbers become float64
+    assert tables.centroids.dtype == np.float64 and tables.centroid_scores.dtype == np.float64
+    assert tables.centroid_subject.dtype == np.int64 and tables.centroid_sizes.dtype == np.int64
+    assert tables.n_models == 2 and tables.dim == 2
+    arrays = [tables.subject_reps, tables.centroids, tables.centroid_subject, tables.centroid_scores,
+              tables.global_scores, tables.centroid_sizes]
+    assert all(a.flags.c_contiguous and not a.flags.writeable for a in arrays)
+    # the caller's arrays are not aliased: changing them later does not change the tables
+    reps[0] = [5.0, 5.0]
+    assert tables.subject_reps[0].tolist() == [1.0, 0.0]
+    assert reps.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        tables.centroids[0, 0] = 2.0
+    with pytest.raises(AttributeError):
+        tables.centroids = np.eye(2)  # type: ignore[misc]
+    with pytest.raises(KernelError, match=r"^centroid_sizes: expected shape \(2,\)") as info:
+        RoutingTables(reps, reps, [0, 1], [[2, 8], [6, 4]], [0.5, 0.5], centroid_sizes=[1])
+    assert info.value.arg == "centroid_sizes"
+
+
+def test_tables_are_used_in_the_query_dtype(rng):
+    reps, cents, csub, scores, glob = random_model(rng, 12, 3, 8, 4)
+    t32 = RoutingTables(reps.astype(np.float32), cents.astype(np.float32), csub, scores, glob)
+    t64 = t32.astype(np.float64)
+    assert t64.subject_reps.dtype == np.float64 and t64.centroids.dtype == np.float64
+    assert np.array_equal(t64.centroids, t32.centroids) and t64.centroid_scores is not None
+    assert t32.astype(np.float32) is t32 and t64.astype("float64") is t64
+    X = queries(rng, cents, 300)
+    # float64 queries route against the float64 copy of float32 tables, float32 queries against the tables
+    for got, expected in ((kernel_route_batch(X, t32), kernel_route_batch(X, t64)),
+                          (kernel_route_batch(X.astype(np.float32), t64), kernel_route_batch(X.astype(np.float32), t32))):
+        for field in ("probs", "ranked", "subject", "nearest_distance", "alpha"):
+            assert np.array_equal(getattr(got, field), getattr(expected, field)), field
+
+
+def test_route_params_defaults_and_conversion():
+    p = RouteParams()
+    assert (p.k_nearest, p.distance_temp, p.score_temp, p.fallback_distance, p.fallback_width, p.top_k,
+            p.subject_temp) == (3, 0.1, 0.1, 0.5, 0.2, 3, 0.0)
+    q = RouteParams(k_nearest=np.int64(2), distance_temp=np.float32(0.5), top_k=np.uint8(1), subject_temp=1,
+                    fallback_distance=-1)
+    assert type(q.k_nearest) is int and type(q.top_k) is int and q.top_k == 1
+    assert type(q.distance_temp) is float and q.distance_temp == 0.5
+    assert type(q.subject_temp) is float and q.fallback_distance == -1.0
+    with pytest.raises(AttributeError):
+        q.top_k = 2  # type: ignore[misc]
+    # the kernel's default parameters are RouteParams' defaults
+    args = _valid()
+    X = args.pop("X")
+    tables = RoutingTables(**args, centroid_sizes=None)
+    with pytest.raises(KernelError, match=r"^top_k: must lie in 1..=2 \(the number of models\), got 3"):
+        kernel_route_batch(X, tables)
+
+
+def test_kernel_and_reference_take_the_boundary_objects_only():
+    args = _valid()
+    X = args.pop("X")
+    tables = RoutingTables(**args)
+    for route in (kernel_route_batch, reference.route_batch):
+        with pytest.raises(TypeError, match="tables"):
+            route(X, tuple(args.values()), RouteParams(top_k=2))
+    with pytest.raises(TypeError, match="params"):
+        kernel_route_batch(X, tables, {"top_k": 2})
+    assert_same(kernel_route_batch(X, tables, RouteParams(top_k=2)), reference.route_batch(X, tables, RouteParams(top_k=2)))
+
+
+def test_extension_reads_the_attributes_of_any_object(rng):
+    """The extension reads the tables' and parameters' attributes itself, and checks what it reads:
+    wrong dtypes, layouts and shapes raise KernelError naming the attribute."""
+    from types import SimpleNamespace
+
+    from cascal import _core
+
+    reps, cents, csub, scores, glob = random_model(rng, 8, 3, 7, 4)
+    X = queries(rng, cents, 40)
+    fields = dict(subject_reps=reps, centroids=cents, centroid_subject=csub.astype(np.int64), centroid_scores=scores,
+                  global_scores=glob)
+    params = dict(k_nearest=2, distance_temp=0.2, score_temp=0.3, fallback_distance=0.4, fallback_width=0.5, top_k=4,
+                  subject_temp=0.05)
+    got = RouteResult(*_core.route_batch(X, SimpleNamespace(**fields), SimpleNamespace(**params)))
+    assert_same(got, kernel_route_batch(X, RoutingTables(**fields), RouteParams(**params)), atol=0)
+
+    def error(tables=None, route_params=None, x=X):
+        with pytest.raises(KernelError) as info:
+            _core.route_batch(x, SimpleNamespace(**{**fields, **(tables or {})}),
+                              SimpleNamespace(**{**params, **(route_params or {})}))
+        assert isinstance(info.value, ValueError) and isinstance(info.value, CascalError)
+        assert str(info.value).startswith(f"{info.value.arg}: ")
+        return info.value
+
+    assert error(tables={"subject_reps": reps.astype(np.float32)}).arg == "subject_reps"  # not X's dtype
+    assert error(tables={"centroids": cents[:, :5]}).arg == "centroids"
+    assert error(tables={"centroid_scores": np.asfortranarray(scores)}).arg == "centroid_scores"  # not C-contiguous
+    assert error(tables={"centroid_scores": scores.T.copy()}).arg == "centroid_scores"
+    assert error(tables={"centroid_subject": csub.astype(np.int32)}).arg == "centroid_subject"
+    assert error(route_params={"k_nearest": -1}).arg == "k_nearest"
+    assert "must be >= 1" in str(error(route_params={"k_nearest": 0}))  # the core's own check
+    assert error(route_params={"score_temp": "hot"}).arg == "score_temp"
+    assert error(x=X.astype(np.int64)).arg == "X"
+    with pytest.raises(AttributeError, match="top_k"):
+        _core.route_batch(X, SimpleNamespace(**fields), SimpleNamespace(**{k: v for k, v in params.items() if k != "top_k"}))
+
+
+def test_python_and_rust_defaults_agree():
+    """The defaults are written twice, once per language (the Rust core is a crate of its own):
+    RouteParams' and the core's RouteParams::default must say the same."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "rust" / "cascal-core" / "src" / "routing.rs"
+    if not source.exists():
+        pytest.skip("the Rust sources are not next to the tests")
+    body = re.search(r"impl Default for RouteParams \{.*?Self \{(.*?)\}", source.read_text(), re.S)
+    assert body, "RouteParams::default not found"
+    rust = {k: float(v) for k, v in re.findall(r"(\w+):\s*([-0-9.e]+)", body.group(1))}
+    python = {f.name: float(getattr(RouteParams(), f.name)) for f in dataclasses.fields(RouteParams)}
+    assert rust == python
+
+
+def test_tables_survive_pickle_and_copy_checked_and_read_only():
+    import copy
+    import pickle
+
+    args = _valid()
+    X = args.pop("X")
+    tables = RoutingTables(**args, centroid_sizes=[4, 5])
+    for clone in (pickle.loads(pickle.dumps(tables)), copy.deepcopy(tables), copy.copy(tables)):
+        assert isinstance(clone, RoutingTables)
+        for field in ("subject_reps", "centroids", "centroid_subject", "centroid_scores", "global_scores", "centroid_sizes"):
+            value = getattr(clone, field)
+            assert np.array_equal(value, getattr(tables, field)) and not value.flags.writeable, field
+        assert_same(kernel_route_batch(X, clone, RouteParams(top_k=2)), kernel_route_batch(X, tables, RouteParams(top_k=2)))

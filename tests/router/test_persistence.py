@@ -11,6 +11,7 @@ import pytest
 
 from cascal.router.base import NotFittedError
 from cascal import reference
+from cascal.kernels import RouteParams, RoutingTables
 from cascal.router.persistence import FORMAT_VERSION, MANIFEST, MANIFEST_KEYS, MANIFEST_KEYS_V2, RouterFileError
 from cascal.router import CascalRouter
 from test_router import make_world
@@ -97,10 +98,9 @@ def test_version_1_file_keeps_routing_as_it_was_written(fitted, saved, tmp_path,
     loaded = CascalRouter.load(old)
     assert loaded.subject_temp_ == 0.0 and loaded.fallback_distance_ == 0.5
     queries = rng.normal(size=(40, X.shape[1]))
-    expected = reference.route_batch(
-        queries, router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
-        router.global_scores_, fallback_distance=0.5, subject_temp=0.0,
-    )
+    tables = RoutingTables(router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
+                           router.global_scores_)
+    expected = reference.route_batch(queries, tables, RouteParams(fallback_distance=0.5, subject_temp=0.0))
     np.testing.assert_allclose(loaded.route_scores(queries), expected.probs, atol=1e-5)
     # a version-1 file with "auto" in it cannot have been written by version 1
     manifest["params"]["fallback_distance"] = "auto"

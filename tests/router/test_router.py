@@ -11,6 +11,7 @@ from sklearn.base import clone
 
 import cascal
 from cascal import reference
+from cascal.kernels import ConsensusParams, RouteParams, RoutingTables
 from cascal.router.base import NotFittedError, ensemble_vote
 from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.router.niches import Niche
@@ -97,7 +98,7 @@ def test_niches_separate_the_specialists(world, max_cluster_points):
 def test_global_scores_are_mean_consensus_scores(world):
     X, responses, _, _ = world
     router = CascalRouter(random_state=0).fit(X, responses)
-    ref = reference.consensus_scores(responses.answers, responses.n_options, tau=router.tau)
+    ref = reference.consensus_scores(responses.answers, responses.n_options, params=ConsensusParams(tau=router.tau))
     assert np.allclose(router.global_scores_, np.nanmean(np.asarray(ref.scores, dtype=np.float64), axis=0), atol=1e-6)
     # globally the followers (right 60% of the time) beat the specialists (right on half the questions);
     # only the niches reveal where each specialist is the better choice
@@ -109,13 +110,14 @@ def test_route_scores_match_the_numpy_routing_reference(world, rng):
     router = CascalRouter(random_state=0).fit(X, responses)
     queries = rng.normal(size=(50, 16))
     got = router.route_scores(queries)
-    ref = reference.route_batch(
-        queries / np.linalg.norm(queries, axis=1, keepdims=True), router.subject_reps_, router.centroids_,
-        router.centroid_subject_, router.centroid_scores_, router.global_scores_,
+    tables = RoutingTables(router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
+                           router.global_scores_)
+    params = RouteParams(
         k_nearest=router.k_nearest, distance_temp=router.distance_temp, score_temp=router.score_temp,
         fallback_distance=router.fallback_distance_, fallback_width=router.fallback_width, top_k=3,
         subject_temp=router.subject_temp_,
     )
+    ref = reference.route_batch(queries / np.linalg.norm(queries, axis=1, keepdims=True), tables, params)
     assert np.allclose(got, ref.probs, atol=1e-5)
 
 
@@ -150,10 +152,9 @@ def test_single_subject_needs_no_temperature():
 def test_auto_fallback_is_the_training_distance_quantile(world, rng):
     X, responses, _, _ = world
     router = CascalRouter(random_state=0, fallback_quantile=0.9).fit(X, responses)
-    train = reference.route_batch(
-        X, router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
-        router.global_scores_,
-    )
+    tables = RoutingTables(router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
+                           router.global_scores_)
+    train = reference.route_batch(X, tables)
     assert router.fallback_distance_ == pytest.approx(np.quantile(train.nearest_distance, 0.9), abs=1e-6)
     # about 10% of the training questions, and every far-away query, lean on the global ranking
     assert np.mean(router.route_details(X).alpha > 0) == pytest.approx(0.1, abs=0.01)

@@ -1,4 +1,4 @@
-"""Confidence-weighted consensus voting over a response matrix (DESIGN §3A), in Rust.
+"""Confidence-weighted consensus voting over a response matrix, in Rust.
 
 :func:`consensus_scores` scores every model on every question by how much the (logprob-weighted)
 pool agrees with its answer, without any answer key. Exact rules:
@@ -20,18 +20,25 @@ count / number of models that gave a valid option (answers -1 and -2 are not in 
 so a two-way tie of 2 + 2 models has agreement 0.5; a question nobody answered has agreement 0 and
 no plurality model. ``majority[q]`` is the lowest-index plurality class (-1 if nobody answered);
 the full plurality class set is ``{answers[q, m] : plurality[q, m]}``.
+
+The constants ``z_scale``, ``tau`` and ``clamp`` are one :class:`ConsensusParams` (defaults and
+ranges defined there, nowhere else); the numpy references in :mod:`cascal.reference` take the same
+object.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Real
 from typing import Optional
 
 import numpy as np
 
 from cascal import _core
+from cascal.errors import InvalidParameterError
 
-__all__ = ["ConsensusResult", "consensus_scores", "consensus_stats"]
+__all__ = ["ConsensusParams", "ConsensusResult", "consensus_scores", "consensus_stats"]
 
 _MAX_OPTIONS = 20
 
@@ -60,6 +67,48 @@ class ConsensusResult:
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         """``(mu, sigma)``, ready to pass as ``stats=`` when scoring new data."""
         return self.mu, self.sigma
+
+
+def _finite(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise InvalidParameterError(f"{name}: must be a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ConsensusParams:
+    """The constants of :func:`consensus_scores` (rules in the module docs); the defaults are here
+    only.
+
+    Attributes:
+        z_scale: slope of the sigmoid mapping z-scored logprobs to vote weights (finite).
+        tau: softmax temperature of the posterior over options (finite, > 0).
+        clamp: ``(lo, hi)`` bounds of the vote weight, ``0 <= lo <= hi <= 1``.
+
+    Making one checks and converts every field (Python ``float``, ``clamp`` a tuple).
+
+    Raises:
+        InvalidParameterError: naming the field that is out of range (a ``ValueError``).
+    """
+
+    z_scale: float = 1.0
+    tau: float = 1.0
+    clamp: tuple[float, float] = (0.01, 0.99)
+
+    def __post_init__(self) -> None:
+        z_scale = _finite(self.z_scale, "z_scale")
+        tau = _finite(self.tau, "tau")
+        if tau <= 0:
+            raise InvalidParameterError(f"tau: must be a finite number > 0, got {self.tau!r}")
+        pair = tuple(self.clamp) if isinstance(self.clamp, (tuple, list)) else ()
+        if len(pair) != 2:
+            raise InvalidParameterError(f"clamp: expected a pair (lo, hi) of numbers, got {self.clamp!r}")
+        lo, hi = (_finite(v, "clamp") for v in pair)
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise InvalidParameterError(f"clamp: must satisfy 0 <= lo <= hi <= 1, got {self.clamp!r}")
+        object.__setattr__(self, "z_scale", z_scale)
+        object.__setattr__(self, "tau", tau)
+        object.__setattr__(self, "clamp", (lo, hi))
 
 
 def _answers_int8(answers: object) -> np.ndarray:
@@ -120,10 +169,8 @@ def consensus_scores(
     answers: np.ndarray,
     n_options: np.ndarray,
     logprobs: Optional[np.ndarray] = None,
+    params: ConsensusParams = ConsensusParams(),
     *,
-    z_scale: float = 1.0,
-    tau: float = 1.0,
-    clamp: tuple[float, float] = (0.01, 0.99),
     stats: Optional[tuple[np.ndarray, np.ndarray]] = None,
 ) -> ConsensusResult:
     """Confidence-weighted consensus scores of every model on every question (module docs).
@@ -133,9 +180,7 @@ def consensus_scores(
         n_options: ``(n_q,)`` options per question, 2..20; every answer must be below it.
         logprobs: optional ``(n_q, n_m)`` float32/float64 mean token logprobs, NaN = unknown
             (infinite values are rejected). Without it every vote weighs 0.5.
-        z_scale: slope of the sigmoid mapping z-scored logprobs to vote weights (finite).
-        tau: softmax temperature of the posterior over options (> 0).
-        clamp: ``(lo, hi)`` bounds of the vote weight, ``0 <= lo <= hi <= 1``.
+        params: ``z_scale``, ``tau`` and ``clamp`` (default: :class:`ConsensusParams` defaults).
         stats: ``(mu, sigma)`` per-model logprob statistics to reuse (e.g. ``result.stats`` of the
             training set); computed from ``logprobs`` when omitted.
 
@@ -144,21 +189,18 @@ def consensus_scores(
 
     Raises:
         ValueError: naming the argument (and row/column) of any invalid input.
+        TypeError: ``params`` is not a :class:`ConsensusParams`.
     """
     ans = _answers_int8(answers)
     n_q, n_m = ans.shape
     opts = _n_options_int8(n_options, n_q)
     lp = None if logprobs is None else _logprobs_float(logprobs, (n_q, n_m))
-    try:
-        lo, hi = (float(v) for v in clamp)
-    except (TypeError, ValueError):
-        raise ValueError(f"clamp: expected a pair (lo, hi) of numbers, got {clamp!r}") from None
+    if not isinstance(params, ConsensusParams):
+        raise TypeError(f"params: expected ConsensusParams, got {type(params).__name__}")
     mu = sigma = None
     if stats is not None:
         mu, sigma = _stats_arrays(stats, n_m)
-    scores, plurality, agreement, majority, mu_out, sigma_out = _core.consensus_scores(
-        ans, opts, lp, float(z_scale), float(tau), lo, hi, mu, sigma
-    )
+    scores, plurality, agreement, majority, mu_out, sigma_out = _core.consensus_scores(ans, opts, lp, params, mu, sigma)
     return ConsensusResult(scores, plurality, agreement, majority, mu_out, sigma_out)
 
 

@@ -1,4 +1,4 @@
-"""Batched CASCAL routing of query embeddings (DESIGN §3C), in Rust.
+"""Batched CASCAL routing of query embeddings, in Rust.
 
 For every query ``x`` (cosine distance ``1 - cos``; the kernel normalises every row itself):
 
@@ -7,7 +7,7 @@ For every query ``x`` (cosine distance ``1 - cos``; the kernel normalises every 
    centroid index) get weights ``softmax(-dist / distance_temp)``; each contributes its model
    distribution ``softmax(centroid_scores[c] / score_temp)`` where NaN scores get probability 0 and
    an all-NaN row is replaced by the global distribution ``G``; ``P_t = sum_c w_c * sharpened_c``.
-   With ``subject_temp = 0`` (hard assignment, DESIGN §3C) ``P = P_s``. With ``subject_temp > 0``
+   With ``subject_temp = 0`` (hard assignment, the default) ``P = P_s``. With ``subject_temp > 0``
    (soft assignment) ``P = sum_t pi_t * P_t`` over every subject, ``pi = softmax(-subject_dist /
    subject_temp)``, so a query between two subjects hedges between their niches;
 3. if the distance ``d`` to the nearest centroid of ``s`` exceeds ``fallback_distance``:
@@ -19,17 +19,25 @@ The kernel releases the GIL and runs over blocks of queries in parallel: one GEM
 the subject representatives, then (hard) one GEMM per subject against only that subject's centroids
 or (soft) one GEMM against all centroids.
 float32 input is computed in float32 (distances agree with float64 to ~1e-6), float64 in float64.
+
+The trained model is one :class:`RoutingTables` (shapes and dtypes checked once, when it is made)
+and the constants one :class:`RouteParams` (defaults and ranges defined there, nowhere else); the
+numpy reference :func:`cascal.reference.route_batch` takes the same two objects.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields, replace
+from numbers import Integral, Real
+from typing import Optional
 
 import numpy as np
 
 from cascal import _core
+from cascal.errors import InvalidParameterError, KernelError
 
-__all__ = ["RouteResult", "route_batch"]
+__all__ = ["RouteParams", "RouteResult", "RoutingTables", "route_batch"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,14 @@ class RouteResult:
     alpha: np.ndarray
 
 
-def _matrix(value: object, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+def _matrix(value: object, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """``value`` as a C-contiguous 2-D array of ``dtype`` (default: its own float32/float64 dtype,
+    float64 for other numbers); no copy when it already is one."""
     arr = np.asarray(value)
     if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
+        raise KernelError(f"{name}: expected a 2-D array, got shape {arr.shape}", arg=name)
     if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
+        raise KernelError(f"{name}: expected numbers, got dtype {arr.dtype}", arg=name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     return np.ascontiguousarray(arr, dtype=dtype)
@@ -65,77 +75,187 @@ def _matrix(value: object, name: str, dtype: np.dtype | None = None) -> np.ndarr
 def _vector(value: object, name: str, length: int, dtype: type) -> np.ndarray:
     arr = np.asarray(value)
     if arr.shape != (length,):
-        raise ValueError(f"{name}: expected shape ({length},), got {arr.shape}")
+        raise KernelError(f"{name}: expected shape ({length},), got {arr.shape}", arg=name)
     if dtype is np.int64 and arr.dtype.kind not in "iu":
-        raise ValueError(f"{name}: expected integer subject indices, got dtype {arr.dtype}")
+        raise KernelError(f"{name}: expected integers, got dtype {arr.dtype}", arg=name)
     if dtype is np.float64 and arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
+        raise KernelError(f"{name}: expected numbers, got dtype {arr.dtype}", arg=name)
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+def _frozen(arr: np.ndarray, source: object) -> np.ndarray:
+    """A read-only array with the values of ``arr`` that shares no memory with ``source``."""
+    if np.may_share_memory(arr, np.asarray(source)):
+        arr = arr.copy()
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingTables:
+    """The trained model :func:`route_batch` routes with, for ``S`` subjects, ``C`` centroids
+    (niches) and ``M`` models in ``d`` dimensions.
+
+    Making one checks every shape and dtype and converts the arrays once: the fields hold
+    C-contiguous, read-only copies, so a routing call passes them to the kernel as they are. The
+    values (finite, non-zero rows, subject indices, every subject owning a centroid) are checked
+    by the kernel, which raises :class:`cascal.errors.KernelError` naming the field.
+
+    Attributes:
+        subject_reps: ``(S, d)`` subject representatives, float32 or float64 (other numbers
+            become float64); any length, the kernel normalises the rows.
+        centroids: ``(C, d)`` niche centroids, float32 or float64 (other numbers become float64).
+        centroid_subject: ``(C,)`` int64 subject index of each centroid.
+        centroid_scores: ``(C, M)`` float64 niche score of each model (NaN = no data).
+        global_scores: ``(M,)`` float64 global score of each model (NaN = no data).
+        centroid_sizes: optional ``(C,)`` int64 number of training questions of each niche (not
+            used for routing; kept so the tables describe the niches completely).
+
+    Raises:
+        KernelError: naming the field whose shape or dtype is wrong (a ``ValueError``).
+    """
+
+    subject_reps: np.ndarray
+    centroids: np.ndarray
+    centroid_subject: np.ndarray
+    centroid_scores: np.ndarray
+    global_scores: np.ndarray
+    centroid_sizes: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        reps = _matrix(self.subject_reps, "subject_reps")
+        cents = _matrix(self.centroids, "centroids")
+        d = reps.shape[1]
+        if cents.shape[1] != d:
+            raise KernelError(
+                f"centroids: expected {d} columns like subject_reps, got shape {cents.shape}", arg="centroids"
+            )
+        n_centroids = cents.shape[0]
+        scores = _matrix(self.centroid_scores, "centroid_scores", np.dtype(np.float64))
+        if scores.shape[0] != n_centroids:
+            raise KernelError(
+                f"centroid_scores: expected shape ({n_centroids}, {scores.shape[1]}) (centroids x models), "
+                f"got {scores.shape}",
+                arg="centroid_scores",
+            )
+        converted = {
+            "subject_reps": reps,
+            "centroids": cents,
+            "centroid_subject": _vector(self.centroid_subject, "centroid_subject", n_centroids, np.int64),
+            "centroid_scores": scores,
+            "global_scores": _vector(self.global_scores, "global_scores", scores.shape[1], np.float64),
+        }
+        if self.centroid_sizes is not None:
+            converted["centroid_sizes"] = _vector(self.centroid_sizes, "centroid_sizes", n_centroids, np.int64)
+        for name, arr in converted.items():
+            object.__setattr__(self, name, _frozen(arr, getattr(self, name)))
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        # pickle and copy through the constructor, so a copy is checked and read-only too
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
+
+    @property
+    def n_models(self) -> int:
+        """``M``, the number of models the tables score."""
+        return int(self.global_scores.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """``d``, the embedding dimension."""
+        return int(self.centroids.shape[1])
+
+    def astype(self, dtype: np.dtype) -> "RoutingTables":
+        """These tables with ``subject_reps`` and ``centroids`` in ``dtype`` (``self`` when both
+        already are): the kernel computes in the dtype of the queries."""
+        dtype = np.dtype(dtype)
+        if self.subject_reps.dtype == dtype and self.centroids.dtype == dtype:
+            return self
+        return replace(self, subject_reps=self.subject_reps.astype(dtype), centroids=self.centroids.astype(dtype))
+
+
+def _int_at_least_1(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise InvalidParameterError(f"{name}: expected an integer >= 1, got {value!r}")
     return int(value)
 
 
-def route_batch(
-    X: np.ndarray,
-    subject_reps: np.ndarray,
-    centroids: np.ndarray,
-    centroid_subject: np.ndarray,
-    centroid_scores: np.ndarray,
-    global_scores: np.ndarray,
-    *,
-    k_nearest: int = 3,
-    distance_temp: float = 0.1,
-    score_temp: float = 0.1,
-    fallback_distance: float = 0.5,
-    fallback_width: float = 0.2,
-    top_k: int = 3,
-    subject_temp: float = 0.0,
-) -> RouteResult:
-    """Route ``n`` query embeddings to a pool of ``M`` models (rules in the module docs).
+def _number(value: object, name: str, *, low: Optional[float] = None, low_open: bool = False) -> float:
+    """``value`` as a finite float, ``> low`` (``low_open``) or ``>= low``."""
+    bound = "" if low is None else f" {'>' if low_open else '>='} {low:g}"
+    problem = InvalidParameterError(f"{name}: must be a finite number{bound}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise problem
+    v = float(value)
+    if not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low)):
+        raise problem
+    return v
 
-    Args:
-        X: ``(n, d)`` query embeddings, float32 or float64 (other numbers become float64).
-        subject_reps: ``(S, d)`` subject representatives (converted to ``X``'s dtype).
-        centroids: ``(C, d)`` niche centroids (converted to ``X``'s dtype).
-        centroid_subject: ``(C,)`` subject index of each centroid; every subject needs >= 1 centroid.
-        centroid_scores: ``(C, M)`` niche score of each model (NaN = no data; +-inf rejected).
-        global_scores: ``(M,)`` global score of each model (NaN = no data; not all NaN).
+
+@dataclass(frozen=True)
+class RouteParams:
+    """The constants of :func:`route_batch` (rules in the module docs); the defaults are here only.
+
+    Attributes:
         k_nearest: centroids blended per query (>= 1; fewer if the subject has fewer).
         distance_temp: temperature of the softmax over negative centroid distances (> 0).
         score_temp: temperature sharpening the model scores (> 0).
-        fallback_distance: nearest-centroid distance above which the global ranking is blended in.
+        fallback_distance: nearest-centroid cosine distance above which the global ranking is
+            blended in (finite).
         fallback_width: distance over which the blend weight grows from 0 to 1 (> 0).
-        top_k: models listed in ``ranked`` (1..M).
-        subject_temp: temperature of the soft subject assignment (>= 0; 0 = hard, nearest subject only).
+        top_k: models listed in ``ranked`` (>= 1, and at most the number of models: checked
+            against the tables by the kernel).
+        subject_temp: temperature of the soft subject assignment (>= 0; 0 = hard, nearest subject
+            only).
+
+    Making one checks and converts every field (Python ``int`` / ``float``).
 
     Raises:
-        ValueError: naming the argument of any invalid input (zero or non-finite embedding rows,
-            shape mismatches, subjects without centroids, bad parameters).
+        InvalidParameterError: naming the field that is out of range (a ``ValueError``).
     """
+
+    k_nearest: int = 3
+    distance_temp: float = 0.1
+    score_temp: float = 0.1
+    fallback_distance: float = 0.5
+    fallback_width: float = 0.2
+    top_k: int = 3
+    subject_temp: float = 0.0
+
+    def __post_init__(self) -> None:
+        checked = {
+            "k_nearest": _int_at_least_1(self.k_nearest, "k_nearest"),
+            "distance_temp": _number(self.distance_temp, "distance_temp", low=0.0, low_open=True),
+            "score_temp": _number(self.score_temp, "score_temp", low=0.0, low_open=True),
+            "fallback_distance": _number(self.fallback_distance, "fallback_distance"),
+            "fallback_width": _number(self.fallback_width, "fallback_width", low=0.0, low_open=True),
+            "top_k": _int_at_least_1(self.top_k, "top_k"),
+            "subject_temp": _number(self.subject_temp, "subject_temp", low=0.0),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+
+def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = RouteParams()) -> RouteResult:
+    """Route ``n`` query embeddings to the ``M`` models of ``tables`` (rules in the module docs).
+
+    Args:
+        X: ``(n, d)`` query embeddings, float32 or float64 (other numbers become float64); the
+            tables are used in the same dtype.
+        tables: the trained model.
+        params: the routing constants (default: :class:`RouteParams` defaults).
+
+    Raises:
+        KernelError: (a ``ValueError``) naming the argument of any invalid input: ``X`` (zero or
+            non-finite rows, wrong width), a field of ``tables`` (non-finite values, subjects
+            without centroids, ...) or ``top_k`` above the number of models.
+        TypeError: ``tables`` or ``params`` is not a :class:`RoutingTables` / :class:`RouteParams`.
+    """
+    if not isinstance(tables, RoutingTables):
+        raise TypeError(f"tables: expected RoutingTables, got {type(tables).__name__}")
+    if not isinstance(params, RouteParams):
+        raise TypeError(f"params: expected RouteParams, got {type(params).__name__}")
     x = _matrix(X, "X")
-    reps = _matrix(subject_reps, "subject_reps", x.dtype)
-    cents = _matrix(centroids, "centroids", x.dtype)
-    cscores = _matrix(centroid_scores, "centroid_scores", np.dtype(np.float64))
-    n_centroids, n_models = cscores.shape
-    csubj = _vector(centroid_subject, "centroid_subject", cents.shape[0], np.int64)
-    gscores = _vector(global_scores, "global_scores", n_models, np.float64)
-    probs, ranked, subject, nearest, alpha = _core.route_batch(
-        x,
-        reps,
-        cents,
-        csubj,
-        cscores,
-        gscores,
-        _positive_int(k_nearest, "k_nearest"),
-        float(distance_temp),
-        float(score_temp),
-        float(fallback_distance),
-        float(fallback_width),
-        _positive_int(top_k, "top_k"),
-        float(subject_temp),
-    )
+    if x.shape[1] != tables.dim:
+        raise KernelError(f"X: expected {tables.dim} columns like the tables, got shape {x.shape}", arg="X")
+    probs, ranked, subject, nearest, alpha = _core.route_batch(x, tables.astype(x.dtype), params)
     return RouteResult(probs, ranked, subject, nearest, alpha)

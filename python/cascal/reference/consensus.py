@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from cascal.kernels.consensus import ConsensusResult
+from cascal.kernels.consensus import ConsensusParams, ConsensusResult
 
 __all__ = ["consensus_scores", "consensus_scores_loop", "consensus_stats"]
 
@@ -69,13 +69,12 @@ def consensus_scores(
     answers: np.ndarray,
     n_options: np.ndarray,
     logprobs: Optional[np.ndarray] = None,
+    params: ConsensusParams = ConsensusParams(),
     *,
-    z_scale: float = 1.0,
-    tau: float = 1.0,
-    clamp: tuple[float, float] = (0.01, 0.99),
     stats: Optional[tuple[np.ndarray, np.ndarray]] = None,
 ) -> ConsensusResult:
     """Vectorised numpy version of :func:`cascal.kernels.consensus_scores` (no input validation)."""
+    z_scale, tau, clamp = params.z_scale, params.tau, params.clamp
     a = np.asarray(answers).astype(np.int64)
     n_q, n_m = a.shape
     k = np.asarray(n_options).astype(np.int64)
@@ -117,13 +116,12 @@ def consensus_scores_loop(
     answers: np.ndarray,
     n_options: np.ndarray,
     logprobs: Optional[np.ndarray] = None,
+    params: ConsensusParams = ConsensusParams(),
     *,
-    z_scale: float = 1.0,
-    tau: float = 1.0,
-    clamp: tuple[float, float] = (0.01, 0.99),
     stats: Optional[tuple[np.ndarray, np.ndarray]] = None,
 ) -> ConsensusResult:
     """Plain-Python loop over questions and models (slow; the rules written out one by one)."""
+    z_scale, tau, clamp = params.z_scale, params.tau, params.clamp
     a = np.asarray(answers).tolist()
     n_q = len(a)
     n_m = np.asarray(answers).shape[1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascal.kernels.routing import RouteResult
+from cascal.kernels.routing import RouteParams, RouteResult, RoutingTables
 
 __all__ = ["route_batch"]
 
@@ -27,26 +27,19 @@ def _sharpen(scores: np.ndarray, temp: float) -> np.ndarray:
         return e / e.sum(axis=1, keepdims=True)
 
 
-def route_batch(
-    X: np.ndarray,
-    subject_reps: np.ndarray,
-    centroids: np.ndarray,
-    centroid_subject: np.ndarray,
-    centroid_scores: np.ndarray,
-    global_scores: np.ndarray,
-    *,
-    k_nearest: int = 3,
-    distance_temp: float = 0.1,
-    score_temp: float = 0.1,
-    fallback_distance: float = 0.5,
-    fallback_width: float = 0.2,
-    top_k: int = 3,
-    subject_temp: float = 0.0,
-) -> RouteResult:
-    """numpy version of :func:`cascal.kernels.route_batch` (no input validation)."""
+def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = RouteParams()) -> RouteResult:
+    """numpy version of :func:`cascal.kernels.route_batch`: same arguments, same result; the tables
+    and parameters are validated when they are made, the values are not checked here."""
+    if not isinstance(tables, RoutingTables) or not isinstance(params, RouteParams):
+        raise TypeError(f"tables, params: expected RoutingTables and RouteParams, got {type(tables).__name__} "
+                        f"and {type(params).__name__}")
+    subject_reps, centroids, centroid_subject = tables.subject_reps, tables.centroids, tables.centroid_subject
+    centroid_scores, global_scores = tables.centroid_scores, tables.global_scores
+    k_nearest, distance_temp, score_temp = params.k_nearest, params.distance_temp, params.score_temp
+    fallback_distance, fallback_width = params.fallback_distance, params.fallback_width
+    top_k, subject_temp = params.top_k, params.subject_temp
     x = _unit_rows(X)
     n = x.shape[0]
-    centroid_subject = np.asarray(centroid_subject)
 
     # 1. subject = nearest representative (argmin keeps the first of tied minima); with
     #    subject_temp > 0 every subject gets the weight softmax(-dist / subject_temp)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Integral, Real
-from os import PathLike
+from os import PathLike, fspath
 from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 
 from cascal import kernels
+from cascal.errors import InvalidParameterError, KernelError, RouterFileError
+from cascal.kernels.routing import RouteParams, RoutingTables
 from cascal.router.base import BaseRouter, Routing, check_fit_inputs, embedding_matrix
 from cascal.data import ResponseMatrix
 from cascal.router.clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
 from cascal.router.niches import Niche, NicheConfig, discover_subject_niches
 from cascal.validation import Interval, Options, Pair
+from cascal.router.persistence import RouterRecord, load_record, save_record
 
 SUBJECT_REPRESENTATIVES = ("questions", "centroids")
 #: Value of ``fallback_distance`` / ``subject_temp`` that asks ``fit`` to calibrate it on the training data.
@@ -197,10 +200,9 @@ class CascalRouter(BaseRouter):
         """Per-question model scores ``(n_q, M)`` (NaN = not asked), plurality membership and
         agreement ratios from the pool's consensus (DESIGN §3A, Rust kernel); sets ``stats_``.
         A subclass may score differently (e.g. with an answer key) and reuse everything else."""
-        consensus = kernels.consensus_scores(
-            responses.answers, responses.n_options, responses.logprobs,
-            z_scale=float(self.z_scale), tau=float(self.tau), clamp=(float(self.clamp[0]), float(self.clamp[1])),
-        )
+        low, high = self.clamp
+        params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
+        consensus = kernels.consensus_scores(responses.answers, responses.n_options, responses.logprobs, params)
         self.stats_ = ConsensusStats(mu=np.asarray(consensus.mu, dtype=np.float64),
                                      sigma=np.asarray(consensus.sigma, dtype=np.float64))
         return (
@@ -236,9 +238,7 @@ class CascalRouter(BaseRouter):
         self.model_names_ = list(responses.model_names)
         self.embedding_model_ = self.embedding_model if self.embedding_model is not None else responses.embedding_model
         self.niches_ = niches
-        self.global_scores_ = _nan_mean_or_zero(scores)
-        self.subject_reps_ = np.asarray(reps, dtype=np.float32)
-        self._set_tables_from_niches()
+        self.tables_ = self._tables_from_niches(np.asarray(reps, dtype=np.float32), _nan_mean_or_zero(scores))
         self._calibrate_routing(X, subjects)
         return self
 
@@ -247,12 +247,14 @@ class CascalRouter(BaseRouter):
         values calibrated on the unit training embeddings ``X`` and their subjects."""
         if self.subject_temp == AUTO:
             labels = np.searchsorted(self.subject_names_, subjects)
-            self.subject_temp_ = fit_subject_temperature(X, self.subject_reps_, labels)
+            self.subject_temp_ = fit_subject_temperature(X, self.tables_.subject_reps, labels)
         else:
             self.subject_temp_ = float(self.subject_temp)
         if self.fallback_distance == AUTO:
-            # the nearest-niche distance does not depend on the fallback threshold being calibrated
-            nearest = self._route_kernel(X, fallback_distance=2.0).nearest_distance
+            # the nearest-niche distance depends on the tables and the subject assignment only, not
+            # on the fallback threshold being calibrated (nor on the other constants)
+            probe = RouteParams(top_k=1, subject_temp=self.subject_temp_)
+            nearest = kernels.route_batch(X, self.tables_, probe).nearest_distance
             self.fallback_distance_ = float(np.quantile(nearest, float(self.fallback_quantile)))
         else:
             self.fallback_distance_ = float(self.fallback_distance)
@@ -276,16 +278,54 @@ class CascalRouter(BaseRouter):
             pool = np.asarray([n.centroid for n in subject_niches], dtype=np.float64)
         return normalize_rows(pool.mean(axis=0, keepdims=True))[0]
 
-    def _set_tables_from_niches(self) -> None:
-        """Flatten ``niches_`` into the arrays ``route_batch`` reads."""
+    def _tables_from_niches(self, subject_reps: np.ndarray, global_scores: np.ndarray) -> RoutingTables:
+        """The routing tables: ``niches_`` flattened in subject order, with the subject
+        representatives and global scores."""
         flat = [(s, n) for s, name in enumerate(self.subject_names_) for n in self.niches_[name]]
-        d = self.subject_reps_.shape[1]
-        self.centroids_ = np.asarray([n.centroid for _, n in flat], dtype=np.float32).reshape(-1, d)
-        self.centroid_subject_ = np.asarray([s for s, _ in flat], dtype=np.int64)
-        self.centroid_scores_ = np.asarray([n.scores for _, n in flat], dtype=np.float64).reshape(
-            -1, len(self.model_names_)
+        d = subject_reps.shape[1]
+        return RoutingTables(
+            subject_reps=subject_reps,
+            centroids=np.asarray([n.centroid for _, n in flat], dtype=np.float32).reshape(-1, d),
+            centroid_subject=np.asarray([s for s, _ in flat], dtype=np.int64),
+            centroid_scores=np.asarray([n.scores for _, n in flat], dtype=np.float64).reshape(-1, len(self.model_names_)),
+            global_scores=global_scores,
+            centroid_sizes=np.asarray([n.size for _, n in flat], dtype=np.int64),
         )
-        self.centroid_sizes_ = np.asarray([n.size for _, n in flat], dtype=np.int64)
+
+    # ------------------------------------------------------------------ fitted tables
+    # Read-only views of ``tables_`` (the :class:`cascal.kernels.RoutingTables` routing uses).
+    @property
+    def subject_reps_(self) -> np.ndarray:
+        """``(S, d)`` float32 unit subject representatives (``tables_.subject_reps``)."""
+        return self.tables_.subject_reps
+
+    @property
+    def centroids_(self) -> np.ndarray:
+        """``(C, d)`` float32 niche centroids (``tables_.centroids``)."""
+        return self.tables_.centroids
+
+    @property
+    def centroid_subject_(self) -> np.ndarray:
+        """``(C,)`` int64 subject of each centroid, an index into ``subject_names_``."""
+        return self.tables_.centroid_subject
+
+    @property
+    def centroid_scores_(self) -> np.ndarray:
+        """``(C, M)`` float64 mean consensus score of each model in each niche."""
+        return self.tables_.centroid_scores
+
+    @property
+    def centroid_sizes_(self) -> np.ndarray:
+        """``(C,)`` int64 number of training questions of each niche."""
+        sizes = self.tables_.centroid_sizes
+        if sizes is None:  # never for a fitted or loaded router: both tables carry the sizes
+            raise AttributeError("centroid_sizes_: the routing tables carry no niche sizes")
+        return sizes
+
+    @property
+    def global_scores_(self) -> np.ndarray:
+        """``(M,)`` float64 mean consensus score of each model over all training questions."""
+        return self.tables_.global_scores
 
     # ------------------------------------------------------------------ routing
     def route_details(self, embeddings: np.ndarray, top_k: Optional[int] = None) -> kernels.RouteResult:
@@ -295,26 +335,34 @@ class CascalRouter(BaseRouter):
 
         float32 and float64 embeddings go to the kernel without a copy (it normalises the rows
         itself); other numbers are converted to float64. NaN, infinite and all-zero rows raise
-        ``ValueError`` naming the row.
+        :class:`cascal.errors.KernelError` (a ``ValueError``) with ``arg == "embeddings"``,
+        naming the row.
         """
         self._check_fitted()
-        X = embedding_matrix(embeddings, self.centroids_.shape[1])
-        k = self._default_top_k() if top_k is None else top_k
+        X = embedding_matrix(embeddings, self.tables_.dim)
+        params = self.route_params(top_k)
         try:
-            return self._route_kernel(X, top_k=k)
-        except ValueError as exc:  # the kernel names its query argument X
-            message = str(exc)
-            raise ValueError("embeddings:" + message[2:] if message.startswith("X:") else message) from None
+            return kernels.route_batch(X, self.tables_, params)
+        except KernelError as exc:
+            if exc.arg != "X":
+                raise
+            # the kernel calls the queries X; this method calls them embeddings
+            problem = str(exc).removeprefix(f"{exc.arg}: ")
+            raise KernelError(f"embeddings: {problem}", arg="embeddings") from None
 
-    def _route_kernel(self, X: np.ndarray, fallback_distance: Optional[float] = None,
-                      top_k: Optional[int] = None) -> kernels.RouteResult:
-        """``route_batch`` on the rows of ``X`` with the fitted tables and routing constants."""
-        return kernels.route_batch(
-            X, self.subject_reps_, self.centroids_, self.centroid_subject_,
-            self.centroid_scores_, self.global_scores_,
-            k_nearest=int(self.k_nearest), distance_temp=float(self.distance_temp),
+    def route_params(self, top_k: Optional[int] = None) -> RouteParams:
+        """The kernel constants routing uses: the ``k_nearest``, ``distance_temp``, ``score_temp``
+        and ``fallback_width`` parameters, the fitted ``fallback_distance_`` and ``subject_temp_``,
+        and ``top_k`` (default: the ``top_k`` parameter, capped at the pool size).
+
+        The parameters are read at every call, so changing one takes effect at the next route.
+        """
+        self._check_fitted()
+        return RouteParams(
+            k_nearest=int(self.k_nearest),
+            distance_temp=float(self.distance_temp),
             score_temp=float(self.score_temp),
-            fallback_distance=float(self.fallback_distance_ if fallback_distance is None else fallback_distance),
+            fallback_distance=float(self.fallback_distance_),
             fallback_width=float(self.fallback_width),
             top_k=self._default_top_k() if top_k is None else top_k,
             subject_temp=float(self.subject_temp_),
@@ -360,18 +408,84 @@ class CascalRouter(BaseRouter):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Union[str, "PathLike[str]"]) -> None:
-        """Write the fitted router to one file (zip of ``.npy`` arrays + JSON manifest; no pickle)."""
-        from cascal.router.persistence import save_router
+        """Write the fitted router to one file (zip of ``.npy`` arrays + JSON manifest; no pickle;
+        layout in :mod:`cascal.router.persistence`).
 
-        save_router(self, path)
+        Raises:
+            NotFittedError: the router is not fitted.
+            ValueError: a parameter cannot be stored as JSON (e.g. a non-integer ``random_state``).
+        """
+        save_record(self.to_record(), path)
 
     @classmethod
     def load(cls, path: Union[str, "PathLike[str]"]) -> "CascalRouter":
-        """Read a router written by :meth:`save`; raises :class:`cascal.router.persistence.RouterFileError`
-        on a corrupt, truncated, incomplete or newer-format file."""
-        from cascal.router.persistence import load_router
+        """Read a router written by :meth:`save`; it routes exactly as the saved one did.
 
-        return load_router(path)
+        Raises:
+            RouterFileError: (a ``ValueError``) the file is missing, corrupt, truncated,
+                incomplete, from a newer format version, or holds parameters this class refuses;
+                the message starts with the file's path.
+        """
+        record = load_record(path)
+        try:
+            return cls.from_record(record)
+        except ValueError as exc:
+            raise RouterFileError(f"{fspath(path)}: {exc}") from None
+
+    def to_record(self) -> RouterRecord:
+        """Everything :meth:`from_record` needs to rebuild this fitted router, as plain values."""
+        self._check_fitted()
+        params = self.get_params(deep=False)
+        params["clamp"] = [float(c) for c in params["clamp"]]
+        return RouterRecord(
+            params=params,
+            constants={"fallback_distance": float(self.fallback_distance_), "subject_temp": float(self.subject_temp_)},
+            tables=self.tables_,
+            model_names=list(self.model_names_),
+            subject_names=list(self.subject_names_),
+            embedding_model=self.embedding_model_,
+            stats_mu=self.stats_.mu,
+            stats_sigma=self.stats_.sigma,
+        )
+
+    @classmethod
+    def from_record(cls, record: RouterRecord) -> "CascalRouter":
+        """The fitted router ``record`` describes (see :meth:`to_record`); it routes with the
+        record's tables and constants, and its niches are rebuilt from the tables.
+
+        Raises:
+            InvalidParameterError: (a ``ValueError``) the parameters are not exactly this class's,
+                or one is out of range; the message names them. (The record checked that its
+                tables, names, statistics and constants fit together when it was made.)
+        """
+        known = set(cls().get_params(deep=False))
+        unknown, missing = sorted(set(record.params) - known), sorted(known - set(record.params))
+        if unknown or missing:
+            raise InvalidParameterError(f"params unknown {unknown}, missing {missing}")
+        params: dict[str, Any] = dict(record.params)
+        if isinstance(params["clamp"], list):
+            params["clamp"] = tuple(params["clamp"])
+        router = cls(**params)
+        try:
+            router.validate_params()
+        except ValueError as exc:
+            raise InvalidParameterError(f"invalid saved parameter: {exc}") from None
+        tables = record.tables
+        router.fallback_distance_ = float(record.constants["fallback_distance"])
+        router.subject_temp_ = float(record.constants["subject_temp"])
+        router.model_names_ = list(record.model_names)
+        router.embedding_model_ = record.embedding_model
+        router.subject_names_ = list(record.subject_names)
+        router.tables_ = tables
+        router.stats_ = ConsensusStats(mu=record.stats_mu, sigma=record.stats_sigma)
+        router.niches_ = {s: [] for s in router.subject_names_}
+        for c, s in enumerate(tables.centroid_subject):
+            subject = router.subject_names_[int(s)]
+            router.niches_[subject].append(
+                Niche(subject=subject, centroid=tables.centroids[c], size=int(router.centroid_sizes_[c]),
+                      scores=tables.centroid_scores[c])
+            )
+        return router
 
 
 # ---------------------------------------------------------------------- helpers

@@ -36,12 +36,17 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 /// Rows handled by one rayon task.
 const ROW_BLOCK: usize = 2048;
 
-/// Tunable constants of the vote (DESIGN §3A defaults: `z_scale = 1`, `tau = 1`, clamp `(0.01, 0.99)`).
+/// Tunable constants of the vote; defaults in [`ConsensusParams::default`] (`z_scale = 1`,
+/// `tau = 1`, clamp `(0.01, 0.99)`), the same as those of the Python `cascal.kernels.ConsensusParams`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConsensusParams {
+    /// Slope of the sigmoid mapping z-scored logprobs to vote weights (finite).
     pub z_scale: f64,
+    /// Softmax temperature of the posterior over options (finite, > 0).
     pub tau: f64,
+    /// Lower bound of a vote weight (`0 <= clamp_lo <= clamp_hi`).
     pub clamp_lo: f64,
+    /// Upper bound of a vote weight (`clamp_hi <= 1`).
     pub clamp_hi: f64,
 }
 

@@ -25,79 +25,11 @@
 //!
 //! Inputs must be finite and have at least one column; `n = 0` gives an empty result.
 
-use std::fmt::Debug;
-
 use rayon::prelude::*;
 
 use crate::error::{KResult, KernelError};
 use crate::gemm_util::dot_block;
-
-/// Floating-point element type of the kernels (`f32` or `f64`).
-pub trait Real:
-    Copy
-    + Send
-    + Sync
-    + PartialOrd
-    + Debug
-    + Default
-    + 'static
-    + Into<f64>
-    + std::ops::Add<Output = Self>
-    + std::ops::Mul<Output = Self>
-{
-    /// 0 in this type.
-    const ZERO: Self;
-    /// 1 in this type.
-    const ONE: Self;
-    /// Name used in messages ("float32" / "float64").
-    const NAME: &'static str;
-    /// Euclidean pairs with `d² < RECOMPUTE_RATIO · (‖a‖² + ‖b‖²)` are recomputed directly.
-    const RECOMPUTE_RATIO: f64;
-    /// Round an f64 to this type.
-    fn from_f64(v: f64) -> Self;
-    /// Widen to f64 (exact).
-    fn to_f64(self) -> f64;
-    /// Neither NaN nor infinite.
-    fn is_finite(self) -> bool;
-}
-
-impl Real for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NAME: &'static str = "float64";
-    const RECOMPUTE_RATIO: f64 = 1e-3;
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn is_finite(self) -> bool {
-        f64::is_finite(self)
-    }
-}
-
-impl Real for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NAME: &'static str = "float32";
-    const RECOMPUTE_RATIO: f64 = 0.5;
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    #[inline(always)]
-    fn is_finite(self) -> bool {
-        f32::is_finite(self)
-    }
-}
+use crate::real::Real;
 
 /// Distance metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,6 +225,7 @@ impl<T: Real> Geometry<T> {
     /// from their dot products `dots`, into `out` (same length as `dots`). Cosine without zero
     /// vectors takes a branch-free loop the compiler vectorises.
     #[inline]
+    // reason: a per-row hot helper taking one row pair's borrowed parts; a struct would only rename them
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn finish_row(
         &self,

@@ -4,7 +4,7 @@
 //! order of magnitude more FLOP/s than hand-written loops. Parallelism lives one level up (rayon
 //! over row blocks), so every call here is single-threaded.
 
-use crate::distance::Real;
+use crate::real::Real;
 use gemm::Parallelism;
 
 /// `out[i * rb + j] = Σ_k a[i * d + k] · b[j * d + k]` for `i < ra`, `j < rb`.

@@ -5,7 +5,9 @@
 //! - [`linkage`]: hierarchical agglomerative clustering (MST, NN-chain) and flat cuts,
 //! - [`consensus`]: confidence-weighted consensus voting over a response matrix,
 //! - [`niche`]: NaN-aware weighted cluster means and nearest-centroid search,
-//! - [`routing`]: batched CASCAL routing of query embeddings.
+//! - [`routing`]: batched CASCAL routing of query embeddings,
+//! - [`real`]: the element type [`Real`] (`f32` / `f64`) every kernel is generic over,
+//! - [`gemm_util`]: the single-threaded GEMM block the distance and routing kernels share.
 //!
 //! Every public kernel validates its input and returns [`error::KernelError`] naming the argument.
 
@@ -15,6 +17,8 @@ pub mod error;
 pub mod gemm_util;
 pub mod linkage;
 pub mod niche;
+pub mod real;
 pub mod routing;
 
 pub use error::{KResult, KernelError};
+pub use real::Real;

@@ -8,7 +8,8 @@
 
 use rayon::prelude::*;
 
-use crate::distance::{check_matrix, Geometry, Metric, OutPtr, PairSide, Prepared, Real, Sweep};
+use crate::distance::{check_matrix, Geometry, Metric, OutPtr, PairSide, Prepared, Sweep};
+use crate::real::Real;
 use crate::error::{KResult, KernelError};
 
 /// Weighted means of `values` (`n × m`, row-major, NaN = missing) grouped by `labels`.

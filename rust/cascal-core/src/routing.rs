@@ -1,4 +1,4 @@
-//! Batched CASCAL routing of query embeddings (DESIGN §3C).
+//! Batched CASCAL routing of query embeddings.
 //!
 //! For every query `x` (cosine geometry; every input row is normalised by the kernel):
 //! 1. its subject `s` is the subject representative at the smallest cosine distance `1 − cos`
@@ -7,7 +7,7 @@
 //!    centroid index) get weights `softmax(−dist / distance_temp)`; each centroid contributes its
 //!    sharpened model distribution `softmax(score / score_temp)` (NaN scores get probability 0; a
 //!    centroid without any finite score contributes the global distribution `G`),
-//!    `P_t = Σ w·sharp`. With `subject_temp = 0` (hard assignment, DESIGN §3C) `P = P_s`; with
+//!    `P_t = Σ w·sharp`. With `subject_temp = 0` (hard assignment, the default) `P = P_s`; with
 //!    `subject_temp > 0` every subject `t` is weighted by `π_t = softmax_t(−dist_t / subject_temp)`
 //!    over the subject-representative distances and `P = Σ_t π_t·P_t`;
 //! 3. when the distance `d` from the query to the nearest centroid of `s` exceeds `fallback_distance`,
@@ -23,21 +23,28 @@
 
 use rayon::prelude::*;
 
-pub use crate::distance::Real;
 use crate::error::{KResult, KernelError};
 use crate::gemm_util::dot_block;
+use crate::real::Real;
 
 /// Query rows handled by one rayon task.
 const ROW_BLOCK: usize = 512;
 
-/// Routing constants (DESIGN §3C defaults in [`RouteParams::default`]).
+/// Routing constants (module docs); defaults in [`RouteParams::default`], the same as those of
+/// the Python `cascal.kernels.RouteParams`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RouteParams {
+    /// Centroids blended per query (>= 1; fewer if the subject has fewer).
     pub k_nearest: usize,
+    /// Temperature of the softmax over negative centroid distances (> 0).
     pub distance_temp: f64,
+    /// Temperature sharpening the model scores (> 0).
     pub score_temp: f64,
+    /// Nearest-centroid distance above which the global distribution is blended in (finite).
     pub fallback_distance: f64,
+    /// Distance over which the blend weight grows from 0 to 1 (> 0).
     pub fallback_width: f64,
+    /// Models listed in `ranked` (1..=number of models).
     pub top_k: usize,
     /// Temperature of the soft subject assignment; 0 = hard (nearest subject only).
     pub subject_temp: f64,
@@ -376,8 +383,8 @@ fn route_soft<T: Real>(
         dists.extend(cdots[i * c_count..(i + 1) * c_count].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
         let row_coef = &mut coef[i * c_count..(i + 1) * c_count];
         let mut d_min_best = f64::INFINITY;
-        for s in 0..s_count {
-            let w = subject_weight[s] / total;
+        for (s, &weight) in subject_weight.iter().enumerate() {
+            let w = weight / total;
             if w == 0.0 {
                 continue;
             }

@@ -6,7 +6,9 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::to_py;
+use crate::array::c_slice;
+use crate::attr::attr;
+use crate::errors::{arg_error, to_py};
 
 /// A read-only C-contiguous logprob matrix in either float width.
 enum Logprobs<'py> {
@@ -22,7 +24,7 @@ impl<'py> Logprobs<'py> {
         if let Ok(a) = obj.extract::<PyReadonlyArray2<'py, f64>>() {
             return Ok(Self::F64(a));
         }
-        Err(PyValueError::new_err("logprobs: expected a 2-D float32 or float64 array"))
+        Err(arg_error("logprobs", "expected a 2-D float32 or float64 array"))
     }
 
     fn shape(&self) -> (usize, usize) {
@@ -34,13 +36,6 @@ impl<'py> Logprobs<'py> {
     }
 }
 
-fn contiguous<'a, T: numpy::Element>(
-    arr: &'a numpy::PyReadonlyArray<'_, T, impl numpy::ndarray::Dimension>,
-    name: &str,
-) -> PyResult<&'a [T]> {
-    arr.as_slice().map_err(|_| PyValueError::new_err(format!("{name}: expected a C-contiguous array")))
-}
-
 type ConsensusTuple<'py> = (
     Bound<'py, PyArray2<f32>>,
     Bound<'py, PyArray2<bool>>,
@@ -50,49 +45,55 @@ type ConsensusTuple<'py> = (
     Bound<'py, PyArray1<f64>>,
 );
 
-/// Confidence-weighted consensus (DESIGN §3A). Returns
-/// `(scores, plurality, agreement, majority, mu, sigma)`; see `cascal.kernels.consensus_scores`.
+/// Read a `cascal.kernels.ConsensusParams` (or any object with its attributes) into the core's
+/// parameters; the defaults and the Python-side checks live in that class.
+fn read_params(params: &Bound<'_, PyAny>) -> PyResult<ConsensusParams> {
+    let (clamp_lo, clamp_hi): (f64, f64) = attr(params, "clamp", "a pair (lo, hi) of numbers")?;
+    Ok(ConsensusParams {
+        z_scale: attr(params, "z_scale", "a number")?,
+        tau: attr(params, "tau", "a number")?,
+        clamp_lo,
+        clamp_hi,
+    })
+}
+
+/// Confidence-weighted consensus. Returns `(scores, plurality, agreement, majority, mu, sigma)`;
+/// see `cascal.kernels.consensus_scores`. `mu` and `sigma` are both given (training statistics to
+/// reuse) or both `None`.
 #[pyfunction]
-#[pyo3(signature = (answers, n_options, logprobs=None, z_scale=1.0, tau=1.0, clamp_lo=0.01, clamp_hi=0.99, mu=None, sigma=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (answers, n_options, logprobs, params, mu, sigma))]
 fn consensus_scores<'py>(
     py: Python<'py>,
     answers: PyReadonlyArray2<'py, i8>,
     n_options: PyReadonlyArray1<'py, i8>,
     logprobs: Option<Bound<'py, PyAny>>,
-    z_scale: f64,
-    tau: f64,
-    clamp_lo: f64,
-    clamp_hi: f64,
+    params: Bound<'py, PyAny>,
     mu: Option<PyReadonlyArray1<'py, f64>>,
     sigma: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<ConsensusTuple<'py>> {
+    let params = read_params(&params)?;
     let (n_q, n_m) = (answers.shape()[0], answers.shape()[1]);
     let lp = logprobs.as_ref().map(Logprobs::extract).transpose()?;
     if let Some(lp) = &lp {
         if lp.shape() != (n_q, n_m) {
-            return Err(PyValueError::new_err(format!(
-                "logprobs: expected shape ({n_q}, {n_m}) like answers, got {:?}",
-                lp.shape()
-            )));
+            return Err(arg_error("logprobs", format!("expected shape ({n_q}, {n_m}) like answers, got {:?}", lp.shape())));
         }
     }
-    let params = ConsensusParams { z_scale, tau, clamp_lo, clamp_hi };
-    let ans = contiguous(&answers, "answers")?;
-    let opts = contiguous(&n_options, "n_options")?;
+    let ans = c_slice(&answers, "answers")?;
+    let opts = c_slice(&n_options, "n_options")?;
     let stats = match (&mu, &sigma) {
-        (Some(m), Some(s)) => Some((contiguous(m, "stats")?, contiguous(s, "stats")?)),
+        (Some(m), Some(s)) => Some((c_slice(m, "stats")?, c_slice(s, "stats")?)),
         (None, None) => None,
-        _ => return Err(PyValueError::new_err("stats: give both mu and sigma, or neither")),
+        _ => return Err(arg_error("stats", "give both mu and sigma, or neither")),
     };
     let out: ConsensusOutput = match &lp {
         None => py.detach(|| core::consensus_scores::<f64>(ans, opts, None, n_q, n_m, &params, stats)),
         Some(Logprobs::F32(a)) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
         }
         Some(Logprobs::F64(a)) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
         }
     }
@@ -120,11 +121,11 @@ fn consensus_stats<'py>(
     let (n_q, n_m) = lp.shape();
     let (mu, sigma) = match &lp {
         Logprobs::F32(a) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::robust_stats(s, n_q, n_m))
         }
         Logprobs::F64(a) => {
-            let s = contiguous(a, "logprobs")?;
+            let s = c_slice(a, "logprobs")?;
             py.detach(|| core::robust_stats(s, n_q, n_m))
         }
     }

@@ -4,13 +4,15 @@
 //! `cascal.kernels.distance` convert anything else), releases the GIL for the work, and returns
 //! a new array of the input's dtype.
 
-use cascal_core::distance::{self as core, Metric, Real};
+use cascal_core::distance::{self as core, Metric};
+use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::to_py;
+use crate::array::c_slice;
+use crate::errors::{arg_error, to_py};
 
 /// A read-only C-contiguous 2-D array of `T` borrowed from Python, with its shape.
 pub(crate) struct Rows<'py, T: Real + Element> {
@@ -30,15 +32,13 @@ impl<'py, T: Real + Element> Rows<'py, T> {
     /// Borrow `obj` as a 2-D `T` array or fail naming `arg`.
     pub(crate) fn borrow(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Self> {
         Self::try_borrow(obj).ok_or_else(|| {
-            PyValueError::new_err(format!("{arg}: expected a 2-D {} array (the dtype of the first array)", T::NAME))
+            arg_error(arg, format!("expected a 2-D {} array (the dtype of the first array)", T::NAME))
         })
     }
 
     /// The values, row-major; fails (naming `arg`) unless the array is C-contiguous.
     pub(crate) fn slice(&self, arg: &str) -> PyResult<&[T]> {
-        self.array
-            .as_slice()
-            .map_err(|_| PyValueError::new_err(format!("{arg}: expected a C-contiguous array")))
+        c_slice(&self.array, arg)
     }
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn is_f64(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<bool> {
     } else if obj.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
         Ok(false)
     } else {
-        Err(PyValueError::new_err(format!("{arg}: expected a 2-D float32 or float64 array")))
+        Err(arg_error(arg, "expected a 2-D float32 or float64 array"))
     }
 }
 
@@ -83,7 +83,7 @@ fn cdist_t<'py, T: Real + Element>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let (a, b) = (Rows::<T>::borrow(x, "X")?, Rows::<T>::borrow(y, "Y")?);
     if a.d != b.d {
-        return Err(PyValueError::new_err(format!("Y: has {} columns but X has {}", b.d, a.d)));
+        return Err(arg_error("Y", format!("has {} columns but X has {}", b.d, a.d)));
     }
     let (nx, ny, d) = (a.n, b.n, a.d);
     let (xs, ys) = (a.slice("X")?, b.slice("Y")?);
@@ -94,6 +94,7 @@ fn cdist_t<'py, T: Real + Element>(
 /// Condensed distances of the rows of `X` in scipy's order (`i < j`, row-major).
 #[pyfunction]
 #[pyo3(signature = (X, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn pdist<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyResult<Bound<'py, PyAny>> {
     let metric = Metric::parse(metric).map_err(to_py)?;
@@ -107,6 +108,7 @@ fn pdist<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyResult<B
 /// Full symmetric distance matrix of the rows of `X` (zero diagonal).
 #[pyfunction]
 #[pyo3(signature = (X, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn pdist_square<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyResult<Bound<'py, PyAny>> {
     let metric = Metric::parse(metric).map_err(to_py)?;
@@ -120,6 +122,7 @@ fn pdist_square<'py>(py: Python<'py>, X: Bound<'py, PyAny>, metric: &str) -> PyR
 /// Distances between every row of `X` and every row of `Y` (same dtype).
 #[pyfunction]
 #[pyo3(signature = (X, Y, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn cdist<'py>(py: Python<'py>, X: Bound<'py, PyAny>, Y: Bound<'py, PyAny>, metric: &str) -> PyResult<Bound<'py, PyAny>> {
     let metric = Metric::parse(metric).map_err(to_py)?;

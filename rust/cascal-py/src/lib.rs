@@ -5,6 +5,8 @@
 
 use pyo3::prelude::*;
 
+mod array;
+mod attr;
 mod consensus;
 mod distance;
 mod errors;

@@ -4,13 +4,15 @@
 //! convert anything else); the GIL is released for the work; linkage matrices are float64
 //! (n−1)×4 and flat labels int32, as in scipy.
 
-use cascal_core::linkage::{self as core, Method, Metric, Real};
+use cascal_core::linkage::{self as core, Method, Metric};
+use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::to_py;
+use crate::array::c_slice;
+use crate::errors::{arg_error, to_py};
 
 /// Row-major (n−1)×4 linkage values into a 2-D numpy array without copying.
 fn to_matrix<'py>(py: Python<'py>, z: Vec<f64>) -> PyResult<Bound<'py, PyAny>> {
@@ -19,12 +21,8 @@ fn to_matrix<'py>(py: Python<'py>, z: Vec<f64>) -> PyResult<Bound<'py, PyAny>> {
     Ok(arr.into_pyarray(py).into_any())
 }
 
-fn contiguous<'a, T: Element>(slice: Result<&'a [T], numpy::AsSliceError>, arg: &str) -> PyResult<&'a [T]> {
-    slice.map_err(|_| PyValueError::new_err(format!("{arg}: expected a C-contiguous array")))
-}
-
 fn condensed_t<'py, T: Real + Element>(py: Python<'py>, array: PyReadonlyArray1<'py, T>, method: Method) -> PyResult<Bound<'py, PyAny>> {
-    let dist = contiguous(array.as_slice(), "data")?;
+    let dist = c_slice(&array, "data")?;
     let z = py.detach(|| core::linkage_condensed(dist, method)).map_err(to_py)?;
     to_matrix(py, z)
 }
@@ -36,7 +34,7 @@ fn vectors_t<'py, T: Real + Element>(
     metric: Metric,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (n, d) = (array.shape()[0], array.shape()[1]);
-    let data = contiguous(array.as_slice(), "data")?;
+    let data = c_slice(&array, "data")?;
     let z = py.detach(|| core::linkage_vectors(data, n, d, method, metric)).map_err(to_py)?;
     to_matrix(py, z)
 }
@@ -50,7 +48,7 @@ fn linkage_condensed<'py>(py: Python<'py>, dist: &Bound<'py, PyAny>, method: &st
     } else if let Ok(a) = dist.extract::<PyReadonlyArray1<'py, f32>>() {
         condensed_t(py, a, method)
     } else {
-        Err(PyValueError::new_err("data: expected a 1-D float32 or float64 array"))
+        Err(arg_error("data", "expected a 1-D float32 or float64 array"))
     }
 }
 
@@ -64,7 +62,7 @@ fn linkage_vectors<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, method: &str,
     } else if let Ok(a) = data.extract::<PyReadonlyArray2<'py, f32>>() {
         vectors_t(py, a, method, metric)
     } else {
-        Err(PyValueError::new_err("data: expected a 2-D float32 or float64 array"))
+        Err(arg_error("data", "expected a 2-D float32 or float64 array"))
     }
 }
 
@@ -72,9 +70,9 @@ fn linkage_vectors<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, method: &str,
 #[pyfunction]
 fn fcluster_distance<'py>(py: Python<'py>, z: PyReadonlyArray2<'py, f64>, t: f64) -> PyResult<Bound<'py, PyAny>> {
     if z.shape()[1] != 4 {
-        return Err(PyValueError::new_err(format!("Z: expected 4 columns, got {}", z.shape()[1])));
+        return Err(arg_error("Z", format!("expected 4 columns, got {}", z.shape()[1])));
     }
-    let values = contiguous(z.as_slice(), "Z")?;
+    let values = c_slice(&z, "Z")?;
     let labels = py.detach(|| core::fcluster_distance(values, t)).map_err(to_py)?;
     Ok(labels.into_pyarray(py).into_any())
 }
@@ -83,9 +81,9 @@ fn fcluster_distance<'py>(py: Python<'py>, z: PyReadonlyArray2<'py, f64>, t: f64
 #[pyfunction]
 fn fcluster_maxclust<'py>(py: Python<'py>, z: PyReadonlyArray2<'py, f64>, k: usize) -> PyResult<Bound<'py, PyAny>> {
     if z.shape()[1] != 4 {
-        return Err(PyValueError::new_err(format!("Z: expected 4 columns, got {}", z.shape()[1])));
+        return Err(arg_error("Z", format!("expected 4 columns, got {}", z.shape()[1])));
     }
-    let values = contiguous(z.as_slice(), "Z")?;
+    let values = c_slice(&z, "Z")?;
     let labels = py.detach(|| core::fcluster_maxclust(values, k)).map_err(to_py)?;
     Ok(labels.into_pyarray(py).into_any())
 }

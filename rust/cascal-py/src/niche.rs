@@ -1,13 +1,14 @@
 //! Python bindings of the niche kernels (`cascal_core::niche`).
 
-use cascal_core::distance::{Metric, Real};
+use cascal_core::distance::Metric;
 use cascal_core::niche as core;
+use cascal_core::Real;
 use numpy::{Element, PyReadonlyArray1};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::array::c_slice;
 use crate::distance::{is_f64, to_2d, Rows};
-use crate::errors::to_py;
+use crate::errors::{arg_error, to_py};
 
 fn cluster_means_t<'py, T: Real + Element>(
     py: Python<'py>,
@@ -22,11 +23,11 @@ fn cluster_means_t<'py, T: Real + Element>(
     let w = weights
         .map(|w| {
             w.extract::<PyReadonlyArray1<'py, f64>>()
-                .map_err(|_| PyValueError::new_err("weights: expected a 1-D float64 array"))
+                .map_err(|_| arg_error("weights", "expected a 1-D float64 array"))
         })
         .transpose()?;
     let ws = match &w {
-        Some(a) => Some(a.as_slice().map_err(|_| PyValueError::new_err("weights: expected a C-contiguous array"))?),
+        Some(a) => Some(c_slice(a, "weights")?),
         None => None,
     };
     let out = py.detach(|| core::cluster_means(labels, vs, n, m, n_clusters, ws)).map_err(to_py)?;
@@ -44,7 +45,7 @@ fn cluster_means<'py>(
     n_clusters: usize,
     weights: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let ls = labels.as_slice().map_err(|_| PyValueError::new_err("labels: expected a C-contiguous array"))?;
+    let ls = c_slice(&labels, "labels")?;
     if is_f64(&values, "values")? {
         cluster_means_t::<f64>(py, ls, &values, n_clusters, weights.as_ref())
     } else {
@@ -61,7 +62,7 @@ fn nearest_t<'py, T: Real + Element>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let (a, b) = (Rows::<T>::borrow(x, "X")?, Rows::<T>::borrow(c, "C")?);
     if a.d != b.d {
-        return Err(PyValueError::new_err(format!("C: has {} columns but X has {}", b.d, a.d)));
+        return Err(arg_error("C", format!("has {} columns but X has {}", b.d, a.d)));
     }
     let (n, nc, d) = (a.n, b.n, a.d);
     let (xs, cs) = (a.slice("X")?, b.slice("C")?);
@@ -72,6 +73,7 @@ fn nearest_t<'py, T: Real + Element>(
 /// The `k` nearest rows of `C` to every row of `X`: `(indices int64 (n, k), distances (n, k))`.
 #[pyfunction]
 #[pyo3(signature = (X, C, k, metric))]
+// reason: `X`, `Y` and `C` are the names Python callers pass these arguments by
 #[allow(non_snake_case)]
 fn nearest_centroids<'py>(
     py: Python<'py>,

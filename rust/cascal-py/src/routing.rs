@@ -1,12 +1,21 @@
 //! Python bindings of the batched routing kernel (`cascal_core::routing`).
+//!
+//! `route_batch(x, tables, params)` takes a `cascal.kernels.RoutingTables` and a
+//! `cascal.kernels.RouteParams` (or any objects with the same attributes); this file reads their
+//! attributes, in one place each, into the core's `RoutingModel` and `RouteParams`. The defaults
+//! and the Python-side checks live in those classes; the core validates the values again.
 
-use cascal_core::routing::{self as core, Real, RouteOutput, RouteParams, RoutingModel};
+use cascal_core::routing::{self as core, RouteOutput, RouteParams, RoutingModel};
+use cascal_core::Real;
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
-use crate::errors::to_py;
+use crate::array::c_slice;
+use crate::attr::attr;
+use crate::errors::{arg_error, to_py};
 
 type RouteTuple<'py> = (
     Bound<'py, PyArray2<f64>>,
@@ -16,60 +25,91 @@ type RouteTuple<'py> = (
     Bound<'py, PyArray1<f64>>,
 );
 
-fn slice<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
-    arr: &'a numpy::PyReadonlyArray<'_, T, D>,
-    name: &str,
-) -> PyResult<&'a [T]> {
-    arr.as_slice().map_err(|_| PyValueError::new_err(format!("{name}: expected a C-contiguous array")))
+/// Attribute `name` of `obj` (a `RoutingTables`) as a read-only array of element `T`, dimension `D`.
+fn array_field<'py, T: Element, D: numpy::ndarray::Dimension>(
+    obj: &Bound<'py, PyAny>,
+    name: &'static str,
+    expected: &str,
+) -> PyResult<PyReadonlyArray<'py, T, D>> {
+    obj.getattr(PyString::intern(obj.py(), name))?
+        .extract::<PyReadonlyArray<'py, T, D>>()
+        .map_err(|_| arg_error(name, format!("expected {expected}")))
 }
 
-/// Shape check of a 2-D embedding matrix against the query dimension.
-fn check_dim(shape: &[usize], d: usize, name: &str) -> PyResult<()> {
-    if shape[1] != d {
-        return Err(PyValueError::new_err(format!(
-            "{name}: expected {d} columns like X, got shape {shape:?}"
-        )));
+/// Read a `RouteParams` object into the core's parameters.
+fn read_params(params: &Bound<'_, PyAny>) -> PyResult<RouteParams> {
+    Ok(RouteParams {
+        k_nearest: attr(params, "k_nearest", "an integer >= 1")?,
+        distance_temp: attr(params, "distance_temp", "a number")?,
+        score_temp: attr(params, "score_temp", "a number")?,
+        fallback_distance: attr(params, "fallback_distance", "a number")?,
+        fallback_width: attr(params, "fallback_width", "a number")?,
+        top_k: attr(params, "top_k", "an integer >= 1")?,
+        subject_temp: attr(params, "subject_temp", "a number")?,
+    })
+}
+
+/// The arrays of a `RoutingTables` object, borrowed read-only; the matrices in the query dtype `T`.
+struct Tables<'py, T: Element> {
+    subject_reps: PyReadonlyArray2<'py, T>,
+    centroids: PyReadonlyArray2<'py, T>,
+    centroid_subject: PyReadonlyArray1<'py, i64>,
+    centroid_scores: PyReadonlyArray2<'py, f64>,
+    global_scores: PyReadonlyArray1<'py, f64>,
+}
+
+impl<'py, T: Real + Element> Tables<'py, T> {
+    /// Borrow the arrays of `tables` and check their shapes against each other and the query
+    /// dimension `d` (the core only sees flat slices).
+    fn read(tables: &Bound<'py, PyAny>, d: usize) -> PyResult<Self> {
+        let same_dtype = format!("a 2-D {} array (the dtype of X)", T::NAME);
+        let out = Self {
+            subject_reps: array_field(tables, "subject_reps", &same_dtype)?,
+            centroids: array_field(tables, "centroids", &same_dtype)?,
+            centroid_subject: array_field(tables, "centroid_subject", "a 1-D int64 array")?,
+            centroid_scores: array_field(tables, "centroid_scores", "a 2-D float64 array")?,
+            global_scores: array_field(tables, "global_scores", "a 1-D float64 array")?,
+        };
+        for (name, shape) in [("subject_reps", out.subject_reps.shape()), ("centroids", out.centroids.shape())] {
+            if shape[1] != d {
+                return Err(arg_error(name, format!("expected {d} columns like X, got shape {shape:?}")));
+            }
+        }
+        let (n_centroids, n_models) = (out.centroids.shape()[0], out.global_scores.len());
+        if out.centroid_scores.shape() != [n_centroids, n_models] {
+            return Err(arg_error(
+                "centroid_scores",
+                format!(
+                    "expected shape ({n_centroids}, {n_models}) (centroids x models), got {:?}",
+                    out.centroid_scores.shape()
+                ),
+            ));
+        }
+        Ok(out)
     }
-    Ok(())
+
+    fn model(&self) -> PyResult<RoutingModel<'_, T>> {
+        Ok(RoutingModel {
+            subject_reps: c_slice(&self.subject_reps, "subject_reps")?,
+            centroids: c_slice(&self.centroids, "centroids")?,
+            centroid_subject: c_slice(&self.centroid_subject, "centroid_subject")?,
+            centroid_scores: c_slice(&self.centroid_scores, "centroid_scores")?,
+            global_scores: c_slice(&self.global_scores, "global_scores")?,
+        })
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn route_typed<'py, T: Real + numpy::Element>(
+fn route_typed<'py, T: Real + Element>(
     py: Python<'py>,
-    x: &Bound<'py, PyAny>,
-    subject_reps: &Bound<'py, PyAny>,
-    centroids: &Bound<'py, PyAny>,
-    centroid_subject: &[i64],
-    centroid_scores: &PyReadonlyArray2<'py, f64>,
-    global_scores: &[f64],
+    x: PyReadonlyArray2<'py, T>,
+    tables: &Bound<'py, PyAny>,
     params: &RouteParams,
 ) -> PyResult<RouteTuple<'py>> {
-    let x: PyReadonlyArray2<'py, T> = x.extract()?;
-    let reps: PyReadonlyArray2<'py, T> = subject_reps
-        .extract()
-        .map_err(|_| PyValueError::new_err("subject_reps: expected a 2-D array of the same dtype as X"))?;
-    let cents: PyReadonlyArray2<'py, T> = centroids
-        .extract()
-        .map_err(|_| PyValueError::new_err("centroids: expected a 2-D array of the same dtype as X"))?;
     let (n, d) = (x.shape()[0], x.shape()[1]);
-    check_dim(reps.shape(), d, "subject_reps")?;
-    check_dim(cents.shape(), d, "centroids")?;
-    let n_models = global_scores.len();
-    if centroid_scores.shape()[1] != n_models || centroid_scores.shape()[0] != cents.shape()[0] {
-        return Err(PyValueError::new_err(format!(
-            "centroid_scores: expected shape ({}, {n_models}) (centroids x models), got {:?}",
-            cents.shape()[0],
-            centroid_scores.shape()
-        )));
-    }
-    let model = RoutingModel {
-        subject_reps: slice(&reps, "subject_reps")?,
-        centroids: slice(&cents, "centroids")?,
-        centroid_subject,
-        centroid_scores: slice(centroid_scores, "centroid_scores")?,
-        global_scores,
-    };
-    let xs = slice(&x, "X")?;
+    let tables = Tables::<T>::read(tables, d)?;
+    let model = tables.model()?;
+    let n_models = model.global_scores.len();
+    let xs = c_slice(&x, "X")?;
     let out: RouteOutput = py.detach(|| core::route_batch(xs, n, d, &model, params)).map_err(to_py)?;
     let shape_err = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
     Ok((
@@ -81,36 +121,22 @@ fn route_typed<'py, T: Real + numpy::Element>(
     ))
 }
 
-/// Batched CASCAL routing (DESIGN §3C). Returns `(probs, ranked, subject, nearest_distance, alpha)`;
-/// see `cascal.kernels.route_batch`. `X`, `subject_reps` and `centroids` share one float dtype.
+/// Batched CASCAL routing. Returns `(probs, ranked, subject, nearest_distance, alpha)`; see
+/// `cascal.kernels.route_batch`. `tables.subject_reps` and `tables.centroids` have `x`'s dtype.
 #[pyfunction]
-#[pyo3(signature = (x, subject_reps, centroids, centroid_subject, centroid_scores, global_scores, k_nearest=3, distance_temp=0.1, score_temp=0.1, fallback_distance=0.5, fallback_width=0.2, top_k=3, subject_temp=0.0))]
-#[allow(clippy::too_many_arguments)]
 fn route_batch<'py>(
     py: Python<'py>,
     x: Bound<'py, PyAny>,
-    subject_reps: Bound<'py, PyAny>,
-    centroids: Bound<'py, PyAny>,
-    centroid_subject: PyReadonlyArray1<'py, i64>,
-    centroid_scores: PyReadonlyArray2<'py, f64>,
-    global_scores: PyReadonlyArray1<'py, f64>,
-    k_nearest: usize,
-    distance_temp: f64,
-    score_temp: f64,
-    fallback_distance: f64,
-    fallback_width: f64,
-    top_k: usize,
-    subject_temp: f64,
+    tables: Bound<'py, PyAny>,
+    params: Bound<'py, PyAny>,
 ) -> PyResult<RouteTuple<'py>> {
-    let params = RouteParams { k_nearest, distance_temp, score_temp, fallback_distance, fallback_width, top_k, subject_temp };
-    let cs = slice(&centroid_subject, "centroid_subject")?;
-    let g = slice(&global_scores, "global_scores")?;
-    if x.extract::<PyReadonlyArray2<'py, f32>>().is_ok() {
-        route_typed::<f32>(py, &x, &subject_reps, &centroids, cs, &centroid_scores, g, &params)
-    } else if x.extract::<PyReadonlyArray2<'py, f64>>().is_ok() {
-        route_typed::<f64>(py, &x, &subject_reps, &centroids, cs, &centroid_scores, g, &params)
+    let params = read_params(&params)?;
+    if let Ok(x32) = x.extract::<PyReadonlyArray2<'py, f32>>() {
+        route_typed::<f32>(py, x32, &tables, &params)
+    } else if let Ok(x64) = x.extract::<PyReadonlyArray2<'py, f64>>() {
+        route_typed::<f64>(py, x64, &tables, &params)
     } else {
-        Err(PyValueError::new_err("X: expected a 2-D float32 or float64 array"))
+        Err(arg_error("X", "expected a 2-D float32 or float64 array"))
     }
 }
 

@@ -1,4 +1,4 @@
-"""Benchmark case of the batched routing kernel (DESIGN §3C) against its numpy reference."""
+"""Benchmark case of the batched routing kernel against its numpy reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from cascal import reference
 from cascal.bench.registry import Case, register
-from cascal.kernels import route_batch
+from cascal.kernels import RouteParams, RoutingTables, route_batch
 
 FULL_QUERIES = 1_000_000
 QUICK_QUERIES = 50_000
@@ -22,11 +22,7 @@ REFERENCE_SLICE = 50_000  # the reference holds O(rows x centroids) float64: rou
 @dataclass
 class RoutingInput:
     X: np.ndarray
-    subject_reps: np.ndarray
-    centroids: np.ndarray
-    centroid_subject: np.ndarray
-    centroid_scores: np.ndarray
-    global_scores: np.ndarray
+    tables: RoutingTables
 
 
 def make_input(n_queries: int, seed: int = 0) -> RoutingInput:
@@ -41,7 +37,7 @@ def make_input(n_queries: int, seed: int = 0) -> RoutingInput:
         pick = rng.integers(0, N_CENTROIDS, stop - start)
         X[start:stop] = centroids[pick] + 1.5 * rng.standard_normal((stop - start, DIM), dtype=np.float32)
     scores = rng.random((N_CENTROIDS, N_MODELS))
-    return RoutingInput(X, reps, centroids, centroid_subject, scores, rng.random(N_MODELS))
+    return RoutingInput(X, RoutingTables(reps, centroids, centroid_subject, scores, rng.random(N_MODELS)))
 
 
 #: subject_temp of the soft-assignment case (about what CascalRouter calibrates on MMLU-Pro/MiniLM)
@@ -49,16 +45,13 @@ SOFT_SUBJECT_TEMP = 0.05
 
 
 def _kernel(s: RoutingInput, subject_temp: float = 0.0):
-    return route_batch(s.X, s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores, s.global_scores,
-                       subject_temp=subject_temp)
+    return route_batch(s.X, s.tables, RouteParams(subject_temp=subject_temp))
 
 
 def _numpy(s: RoutingInput, subject_temp: float = 0.0):
+    params = RouteParams(subject_temp=subject_temp)
     return [
-        reference.route_batch(
-            s.X[i : i + REFERENCE_SLICE], s.subject_reps, s.centroids, s.centroid_subject, s.centroid_scores,
-            s.global_scores, subject_temp=subject_temp,
-        )
+        reference.route_batch(s.X[i : i + REFERENCE_SLICE], s.tables, params)
         for i in range(0, len(s.X), REFERENCE_SLICE)
     ]
 

@@ -10,6 +10,8 @@
 //! Tie-breaking follows scipy: the previous chain element is preferred, otherwise the lowest
 //! index with the strictly smallest distance wins, and a merge keeps the larger index alive.
 
+use std::cmp::Ordering;
+
 use super::dendrogram::Merge;
 use super::method::Method;
 
@@ -24,6 +26,7 @@ pub trait Dissimilarities {
 
     /// Merge `x < y` into `y`: for every `i ≠ y` of `active` (sorted, `x` already removed), set
     /// d(i, y) to `method.update(d(i, x), d(i, y), d_xy, size_x, size_y, size[i])`.
+    // reason: the arguments are the Lance–Williams update's own inputs; a struct would only rename them
     #[allow(clippy::too_many_arguments)]
     fn merge(&mut self, active: &[usize], size: &[usize], method: Method, x: usize, y: usize, d_xy: f64, size_x: usize, size_y: usize);
 }
@@ -45,10 +48,10 @@ pub fn nn_chain<D: Dissimilarities>(dist: &mut D, n: usize, method: Method) -> V
             let (y, d) = dist.nearest(&active, x);
             if chain.len() > 1 {
                 // The previous chain element wins unless something is strictly nearer: then the
-                // two are mutual nearest neighbours.
+                // two are mutual nearest neighbours (a NaN distance is never strictly nearer).
                 let previous = chain[chain.len() - 2];
                 let d_previous = dist.get(x, previous);
-                if !(d < d_previous) {
+                if d.partial_cmp(&d_previous) != Some(Ordering::Less) {
                     break (x, previous, d_previous);
                 }
             }

@@ -1,8 +1,8 @@
-//! The floating-point element types the linkage kernels store distances in: the same trait as
-//! the distance kernels (`f32` or `f64`). All arithmetic of the kernels happens in `f64`; values
+//! The floating-point element types the linkage kernels store distances in: the crate's [`Real`]
+//! (`f32` or `f64`), as in every other kernel. All arithmetic of the kernels happens in `f64`; values
 //! are only rounded to the storage type when written.
 
-pub use crate::distance::Real;
+pub use crate::real::Real;
 
 /// +∞ in the storage type.
 #[inline(always)]

@@ -1,8 +1,9 @@
 //! Observation vectors: validation, and an f64 copy for distances computed on the fly (single
 //! linkage through Prim needs each distance once and no matrix at all).
 
-use crate::distance::{Metric, Real};
+use crate::distance::Metric;
 use crate::error::{KResult, KernelError};
+use crate::real::Real;
 
 /// Check that `data` holds `n × d` finite values with d ≥ 1 and, under cosine, no zero row (its
 /// cosine distance is undefined; scipy produces NaN there).
