@@ -292,3 +292,16 @@ def test_retry_after_is_capped():
     assert policy.retry_after(0.5) == 0.5
     assert policy.retry_after(100.0) == 2.0
     assert policy.retry_after(-3.0) == 0.0
+
+
+# ----------------------------------------------------------------------------- request deadline
+def test_request_deadline_has_a_default_is_checked_and_can_be_a_default(tmp_path):
+    assert ModelConfig(**good_model()).request_deadline == 600.0
+    for bad in (0, -1, math.inf, math.nan, True, "60"):
+        with pytest.raises(ConfigError, match="request_deadline: must be a positive number of seconds"):
+            ModelConfig(**good_model(request_deadline=bad))
+    data = {"defaults": {"request_deadline": 90}, "models": [good_model(0), good_model(1, request_deadline=2.5)]}
+    pool = load_pool(write(tmp_path, "pool.yaml", data))
+    assert [m.request_deadline for m in pool.models] == [90, 2.5]
+    with pytest.raises(ConfigError, match=r"bad.yaml: models\[0\].request_deadline: must be a positive number"):
+        load_pool(write(tmp_path, "bad.yaml", {"models": [good_model(0, request_deadline=0)]}))
