@@ -14,8 +14,8 @@ Serves ``POST /v1/chat/completions`` (plain JSON, or server-sent events when ``s
 ``GET /v1/models``. ``faults`` chooses, per request, a :class:`Fault` to inject instead of (or while)
 answering: HTTP 500, HTTP 429 with ``Retry-After``, a timeout, a truncated body, malformed JSON, empty
 choices, a slow stream, a body trickled byte by byte, a giant body, JSON nested too deep to parse,
-replies of the wrong shape, absurd ``usage`` numbers, or a connection reset in the middle of the body
-(see :data:`FAULT_KINDS`). It is either a callable ``faults(request) -> Fault | None`` (the request
+replies of the wrong shape, absurd ``usage`` numbers, a connection reset in the middle of the body, or
+any body given byte for byte (see :data:`FAULT_KINDS`). It is either a callable ``faults(request) -> Fault | None`` (the request
 carries ``attempt``, how many times the same model and prompt were received before) or a sequence of
 ``Fault | None`` consumed one per request in arrival order (then no more faults).
 """
@@ -105,6 +105,7 @@ FAULT_KINDS = (
     "wrong_shape",
     "bad_usage",
     "reset",
+    "raw_body",
 )
 
 
@@ -119,12 +120,14 @@ class Fault:
         size: ``giant_body``: bytes of padding in the reply text; ``deep_json``: nesting depth.
         usage: ``bad_usage``: the ``usage`` fields to send instead of the true counts, as
             ``(name, value)`` pairs (any JSON value: ``-1e23``, ``"12"``, ``float("nan")``, ...).
+        body: ``raw_body``: the exact bytes to send as an HTTP 200 body.
     """
 
     kind: str
     seconds: float = 0.0
     size: int = 0
     usage: tuple[tuple[str, Any], ...] = ()
+    body: bytes = b""
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -197,6 +200,14 @@ class Fault:
         """A clean reply whose ``usage`` reports ``usage`` instead of the true counts, e.g.
         ``Fault.bad_usage(completion_tokens=-1e23)``."""
         return cls("bad_usage", usage=tuple(sorted(usage.items())))
+
+    @classmethod
+    def raw_body(cls, body: bytes) -> "Fault":
+        """HTTP 200 with exactly ``body`` (JSON content type, or server-sent events when the request
+        asked for a stream): any reply a test can think of, well-formed or not."""
+        if not isinstance(body, bytes):
+            raise TypeError(f"Fault.raw_body: expected bytes, got {type(body).__name__}")
+        return cls("raw_body", body=body)
 
     @classmethod
     def reset(cls) -> "Fault":
@@ -414,6 +425,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
         if kind == "malformed_json":
             self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "The ans', "application/json")
+            return
+        if kind == "raw_body":
+            assert fault is not None
+            content_type = "text/event-stream" if request.params.get("stream") else "application/json"
+            self._send_raw(200, fault.body, content_type)
             return
         try:
             reply = owner.responder(request)
