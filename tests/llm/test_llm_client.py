@@ -335,6 +335,17 @@ def test_a_trickling_server_is_cut_off_by_the_request_deadline(stream):
     assert 0.8 <= elapsed < 4.0
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_pause_in_the_body_longer_than_timeout_is_a_timeout(stream):
+    """The body is read outside the openai client: a silence mid-body still trips ``timeout``."""
+    with ChatServer(responder, faults=lambda req: Fault.trickle(1.0)) as server:
+        start = time.monotonic()
+        with pytest.raises(RequestFailed, match="paused for more than 0.2 s"):
+            complete(model(server, stream=stream, timeout=0.2), retry=RetryPolicy(max_attempts=2, base_delay=0.01), bound=8.0)
+        assert len(server.request_log) == 2
+    assert time.monotonic() - start < 3.0
+
+
 def test_a_server_that_always_trickles_fails_the_prompt_after_every_attempt():
     with ChatServer(responder, faults=lambda req: Fault.trickle(0.05)) as server:
         start = time.monotonic()

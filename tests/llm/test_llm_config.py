@@ -296,7 +296,7 @@ def test_retry_after_is_capped():
 
 # ----------------------------------------------------------------------------- request deadline
 def test_request_deadline_has_a_default_is_checked_and_can_be_a_default(tmp_path):
-    assert ModelConfig(**good_model()).request_deadline == 600.0
+    assert ModelConfig(**good_model()).request_deadline == 1800.0
     for bad in (0, -1, math.inf, math.nan, True, "60"):
         with pytest.raises(ConfigError, match="request_deadline: must be a positive number of seconds"):
             ModelConfig(**good_model(request_deadline=bad))
