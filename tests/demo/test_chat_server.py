@@ -257,7 +257,8 @@ def test_trickle_sends_one_byte_at_a_time(stream):
     with ChatServer(fixed, faults=[Fault.trickle(0.05)]) as server:
         payload = json.dumps({"model": "m", "messages": MESSAGES, **(STREAM if stream else {})}).encode()
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(payload)}\r\n\r\n"
+            sock.sendall(head.encode() + payload)
             start = time.monotonic()
             received = b""
             while b"\r\n\r\n" not in received:
@@ -294,8 +295,12 @@ def test_deep_json_is_too_deep_for_the_json_module(stream):
 
 
 def test_bad_usage_and_wrong_shape_replace_the_fields():
-    plan = [Fault.bad_usage(completion_tokens=-(10**23), prompt_tokens="12"), Fault.bad_usage(completion_tokens=float("nan")),
-            Fault.wrong_shape(), Fault.wrong_shape()]
+    plan = [
+        Fault.bad_usage(completion_tokens=-(10**23), prompt_tokens="12"),
+        Fault.bad_usage(completion_tokens=float("nan")),
+        Fault.wrong_shape(),
+        Fault.wrong_shape(),
+    ]
     with ChatServer(fixed, faults=plan) as server:
         first, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES})
         second, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES, **STREAM})
@@ -313,3 +318,13 @@ def test_fault_arguments_are_checked():
         Fault("giant_body", size=-1)
     with pytest.raises(ValueError, match="Fault.seconds"):
         Fault.trickle(-1.0)
+    with pytest.raises(ValueError, match="status"):
+        Fault.raw_body(b"{}", status=99)
+    with pytest.raises(TypeError, match="bytes"):
+        Fault.raw_body("{}")  # type: ignore[arg-type]
+
+
+def test_raw_body_is_sent_verbatim_with_its_status():
+    with ChatServer(fixed, faults=[Fault.raw_body(b'{"odd": [1, 2', status=503)]) as server:
+        data, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES})
+    assert data.startswith(b"HTTP/1.1 503") and data.endswith(b'\r\n\r\n{"odd": [1, 2')

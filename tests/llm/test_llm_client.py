@@ -472,6 +472,20 @@ def test_a_giant_body_is_not_read_into_memory(stream):
     assert peak < 3 * MAX_BODY_BYTES, f"peak {peak / 2**20:.0f} MiB"
 
 
+def test_a_giant_error_body_is_not_read_either():
+    """Error bodies are read by the openai client itself; the cap holds for them too."""
+    giant = Fault.raw_body(b'{"error": {"message": "' + b"x" * (3 * MAX_BODY_BYTES) + b'"}}', status=500)
+    with ChatServer(responder, faults=[giant]) as server:
+        tracemalloc.start()
+        try:
+            reply = complete(model(server), bound=10.0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [r.fault for r in server.requests] == ["raw_body", None]
+    assert reply.text == "The answer is (B)." and peak < MAX_BODY_BYTES
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_body_cap_is_configurable(stream):
     with ChatServer(responder, faults=[Fault.giant_body(5000)]) as server:

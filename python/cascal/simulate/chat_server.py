@@ -120,7 +120,8 @@ class Fault:
         size: ``giant_body``: bytes of padding in the reply text; ``deep_json``: nesting depth.
         usage: ``bad_usage``: the ``usage`` fields to send instead of the true counts, as
             ``(name, value)`` pairs (any JSON value: ``-1e23``, ``"12"``, ``float("nan")``, ...).
-        body: ``raw_body``: the exact bytes to send as an HTTP 200 body.
+        body: ``raw_body``: the exact bytes to send as the body.
+        status: ``raw_body``: the HTTP status to send them with.
     """
 
     kind: str
@@ -128,6 +129,7 @@ class Fault:
     size: int = 0
     usage: tuple[tuple[str, Any], ...] = ()
     body: bytes = b""
+    status: int = 200
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -202,12 +204,14 @@ class Fault:
         return cls("bad_usage", usage=tuple(sorted(usage.items())))
 
     @classmethod
-    def raw_body(cls, body: bytes) -> "Fault":
-        """HTTP 200 with exactly ``body`` (JSON content type, or server-sent events when the request
-        asked for a stream): any reply a test can think of, well-formed or not."""
+    def raw_body(cls, body: bytes, status: int = 200) -> "Fault":
+        """HTTP ``status`` with exactly ``body`` (JSON content type, or server-sent events when the
+        request asked for a stream): any reply a test can think of, well-formed or not."""
         if not isinstance(body, bytes):
             raise TypeError(f"Fault.raw_body: expected bytes, got {type(body).__name__}")
-        return cls("raw_body", body=body)
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise InvalidParameterError(f"Fault.raw_body: status must be an HTTP status 100..599, got {status!r}")
+        return cls("raw_body", body=body, status=status)
 
     @classmethod
     def reset(cls) -> "Fault":
@@ -429,7 +433,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if kind == "raw_body":
             assert fault is not None
             content_type = "text/event-stream" if request.params.get("stream") else "application/json"
-            self._send_raw(200, fault.body, content_type)
+            self._send_raw(fault.status, fault.body, content_type)
             return
         try:
             reply = owner.responder(request)
