@@ -373,7 +373,7 @@ def _parse_json(data: bytes, what: str) -> Any:
 async def _sse_data(pieces: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
     """The ``data`` of each server-sent event read from ``pieces`` (multi-line data joined with
     newlines; comments and other fields skipped), reading at most ``limit`` bytes in all."""
-    buffer = b""
+    buffer = bytearray()
     data: list[bytes] = []
     seen = 0
     async for piece in pieces:
@@ -381,7 +381,10 @@ async def _sse_data(pieces: AsyncIterator[bytes], limit: int) -> AsyncIterator[b
         if seen > limit:
             raise _BodyTooLarge(limit)
         buffer += piece
-        *lines, buffer = buffer.split(b"\n")
+        if b"\n" not in piece:  # a long line grows in place: linear time, however it is cut up
+            continue
+        *lines, rest = bytes(buffer).split(b"\n")
+        buffer = bytearray(rest)
         for line in lines:
             line = line.rstrip(b"\r")
             if not line:
@@ -392,7 +395,7 @@ async def _sse_data(pieces: AsyncIterator[bytes], limit: int) -> AsyncIterator[b
             name, _, value = line.partition(b":")
             if name == b"data":
                 data.append(value[1:] if value.startswith(b" ") else value)
-    last = buffer.rstrip(b"\r")
+    last = bytes(buffer).rstrip(b"\r")
     if last.startswith(b"data:"):
         value = last[5:]
         data.append(value[1:] if value.startswith(b" ") else value)

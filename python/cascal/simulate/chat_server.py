@@ -454,7 +454,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             payload["choices"] = [reply.text]
         elif kind == "giant_body":
             assert fault is not None
-            payload["choices"][0]["message"]["content"] += " " + "x" * fault.size
+            payload["choices"][0]["message"]["content"] += " " + _PADDING_MARK
+            prefix, suffix = json.dumps(payload).encode("utf-8").split(_PADDING_MARK.encode())
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(prefix) + fault.size + len(suffix)))
+            self.end_headers()
+            self._write_padded(prefix, fault.size, suffix)
+            return
         elif kind == "bad_usage":
             assert fault is not None
             payload["usage"].update(dict(fault.usage))
@@ -486,7 +493,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         delay = fault.seconds if (fault and kind == "slow_stream") else 0.0
         chunks = list(_stream_chunks(request, reply, want_logprobs, empty=(kind == "empty_choices")))
         if fault is not None and kind == "giant_body":
-            padding = {"index": 0, "delta": {"content": "x" * fault.size}, "logprobs": None, "finish_reason": None}
+            padding = {"index": 0, "delta": {"content": _PADDING_MARK}, "logprobs": None, "finish_reason": None}
             chunks.insert(2, _with_choice(chunks[1], padding))
         if kind == "wrong_shape":
             chunks[1] = {**chunks[1], "choices": [reply.text]}
@@ -508,11 +515,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if self._trickle(event, fault.seconds):
                     return
                 continue
+            if fault is not None and kind == "giant_body" and _PADDING_MARK.encode() in event:
+                prefix, suffix = event.split(_PADDING_MARK.encode())
+                self._write_padded(prefix, fault.size, suffix)
+                continue
             self.wfile.write(event)
             self.wfile.flush()
             if delay and self.server.owner._stopping.wait(delay):
                 return
         self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _write_padded(self, prefix: bytes, size: int, suffix: bytes) -> None:
+        """Write ``prefix``, ``size`` bytes of ``x`` and ``suffix`` without holding the padding in
+        memory (a giant body costs the server nothing, so a test measures the client alone)."""
+        block = b"x" * 65536
+        self.wfile.write(prefix)
+        for start in range(0, size, len(block)):
+            self.wfile.write(block[: min(len(block), size - start)])
+        self.wfile.write(suffix)
         self.wfile.flush()
 
     def _trickle(self, data: bytes, byte_delay: float) -> bool:
@@ -643,6 +664,10 @@ def _completion_body(request: ChatRequest, reply: ChatReply, want_logprobs: bool
         ],
         "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion, "total_tokens": n_prompt + n_completion},
     }
+
+
+#: Stands for the padding of a giant body in the JSON text until it is written out.
+_PADDING_MARK = "@@cascal-giant-body-padding@@"
 
 
 def _with_choice(chunk: dict, choice: dict) -> dict:
