@@ -428,6 +428,17 @@ def test_impossible_logprobs_are_left_out_of_the_mean_with_a_warning(stream):
     assert got.mean_logprob == pytest.approx(-2.0)
 
 
+def test_integer_logprobs_too_large_for_a_float_are_dropped():
+    """JSON integers have no size limit; one with 400 digits cannot even become a float."""
+    big = "9" * 400
+    body = ('{"choices": [{"message": {"content": "The answer is (A)."}, "logprobs": {"content": '
+            f'[{{"logprob": -{big}}}, {{"logprob": {big}}}, {{"logprob": -2}}]}}}}], "usage": {{"completion_tokens": {big}}}}}')
+    with ChatServer(responder, faults=[Fault.raw_body(body.encode())]) as server:
+        with pytest.warns(ReplyWarning):
+            got = complete(model(server))
+    assert got.text == "The answer is (A)." and got.mean_logprob == -2.0 and got.completion_tokens is None
+
+
 def test_huge_finite_logprobs_do_not_overflow_the_mean():
     reply = ChatReply("a b", token_logprobs=[-1e308, -1e308])
     with ChatServer(lambda req: reply) as server:
@@ -527,7 +538,8 @@ def test_multi_line_sse_data_and_comments_are_read():
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
         st.sampled_from(["choices", "message", "delta", "content", "logprobs", "logprob", "usage", "finish_reason",
                          "completion_tokens", "prompt_tokens", "error", "x"]),

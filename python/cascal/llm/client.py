@@ -417,7 +417,7 @@ class _StreamReader:
     def add(self, chunk: Any) -> None:
         if not isinstance(chunk, dict):
             raise _Transient("malformed", f"stream event is a JSON {type(chunk).__name__}, not an object")
-        if "error" in chunk:
+        if chunk.get("error"):  # as the openai client reads it: a present, non-empty error
             raise _Transient("stream_error", f"the server reported an error mid-stream: {_short(chunk['error'])}")
         if chunk.get("usage") is not None:
             self.usage = chunk["usage"]
@@ -492,10 +492,11 @@ def _mean_logprob(values: list[Any], model: ModelConfig) -> float:
     for v in values:
         if v is None or (isinstance(v, float) and v == -math.inf):
             continue
-        if _is_finite_number(v) and v <= _LOGPROB_SLACK:
-            usable.append(min(float(v), 0.0))
-        else:
+        logprob = _as_logprob(v)
+        if logprob is None:
             bad.append(v)
+        else:
+            usable.append(logprob)
     if bad:
         _warn(model, f"dropped {len(bad)} values that are not token log-probabilities (first: {_short(bad[0])})")
     if not usable:
@@ -536,9 +537,17 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _is_finite_number(value: Any) -> bool:
-    """A real, finite number (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _as_logprob(value: Any) -> Optional[float]:
+    """``value`` as a finite log-probability (at most 0, tiny positive rounding read as 0), or ``None``
+    (a bool, a string, NaN, an infinity, a positive number, an integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not -(10**300) <= value <= 0:  # float() of a huge int overflows
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number > _LOGPROB_SLACK:
+        return None
+    return min(number, 0.0)
 
 
 def _cause_of_type(exc: BaseException, kind: type) -> Optional[BaseException]:
