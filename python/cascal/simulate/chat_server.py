@@ -15,9 +15,10 @@ Serves ``POST /v1/chat/completions`` (plain JSON, or server-sent events when ``s
 answering: HTTP 500, HTTP 429 with ``Retry-After``, a timeout, a truncated body, malformed JSON, empty
 choices, a slow stream, a body trickled byte by byte, a giant body, JSON nested too deep to parse,
 replies of the wrong shape, absurd ``usage`` numbers, a connection reset in the middle of the body, or
-any body given byte for byte (see :data:`FAULT_KINDS`). It is either a callable ``faults(request) -> Fault | None`` (the request
-carries ``attempt``, how many times the same model and prompt were received before) or a sequence of
-``Fault | None`` consumed one per request in arrival order (then no more faults).
+any body given byte for byte (see :data:`FAULT_KINDS`). It is either a callable
+``faults(request) -> Fault | None`` (the request carries ``attempt``, how many times the same model
+and prompt were received before) or a sequence of ``Fault | None`` consumed one per request in
+arrival order (then no more faults).
 """
 
 from __future__ import annotations
