@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -202,3 +204,127 @@ def test_unknown_model_is_a_404_not_a_500():
             client.chat.completions.create(model="m-2", messages=MESSAGES)
         assert client.chat.completions.create(model="m-1", messages=MESSAGES).choices[0].message.content
         client.close()
+
+
+# ----------------------------------------------------------------------------- hostile replies
+def raw_exchange(port: int, body: dict, timeout: float = 5.0) -> tuple[bytes, str]:
+    """Send one request on a fresh connection and read until the server closes it: (bytes, "eof" or "reset")."""
+    payload = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            return data, "reset"
+    return data, "eof"
+
+
+def fixed(req: ChatRequest) -> ChatReply:
+    return ChatReply("The answer is (B).", token_logprobs=[-0.5, -0.5, -0.5, -0.5])
+
+
+STREAM = {"stream": True, "stream_options": {"include_usage": True}}
+
+
+def sse_events(data: bytes) -> list:
+    """The JSON payloads of a server-sent-event body (``[DONE]`` left out)."""
+    body = data.partition(b"\r\n\r\n")[2].decode()
+    return [json.loads(line[6:]) for line in body.split("\n") if line.startswith("data: ") and line != "data: [DONE]"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reset_fault_aborts_the_connection_mid_body(stream):
+    with ChatServer(fixed, faults=[Fault.reset()]) as server:
+        data, how = raw_exchange(server.port, {"model": "m", "messages": MESSAGES, **(STREAM if stream else {})})
+        assert [r.fault for r in server.requests] == ["reset"]
+    assert how == "reset" and data.startswith(b"HTTP/1.1 200")
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not stream:
+        announced = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
+        assert 0 < len(body) < announced
+    else:
+        assert b"[DONE]" not in body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_trickle_sends_one_byte_at_a_time(stream):
+    with ChatServer(fixed, faults=[Fault.trickle(0.05)]) as server:
+        payload = json.dumps({"model": "m", "messages": MESSAGES, **(STREAM if stream else {})}).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(payload)}\r\n\r\n"
+            sock.sendall(head.encode() + payload)
+            start = time.monotonic()
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            reads = []
+            while time.monotonic() - start < 0.5:
+                reads.append(sock.recv(65536))
+        # headers at once, then single bytes about 0.05 s apart: 0.5 s carries a handful, not the body
+        body = received.partition(b"\r\n\r\n")[2] + b"".join(reads)
+        assert 3 <= len(body) <= 15, body
+        assert all(len(r) <= 2 for r in reads)
+
+
+def test_giant_body_is_well_formed_and_as_large_as_asked():
+    with ChatServer(fixed, faults=[Fault.giant_body(3_000_000), Fault.giant_body(3_000_000)]) as server:
+        plain, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES})
+        streamed, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES, **STREAM})
+    content = json.loads(plain.partition(b"\r\n\r\n")[2])["choices"][0]["message"]["content"]
+    assert content.startswith("The answer is (B). xxx") and len(content) > 3_000_000
+    pieces = [c["choices"][0]["delta"].get("content", "") for c in sse_events(streamed) if c["choices"]]
+    assert max(map(len, pieces)) == 3_000_000 and "".join(pieces).startswith("Thexxx")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_deep_json_is_too_deep_for_the_json_module(stream):
+    with ChatServer(fixed, faults=[Fault.deep_json(100_000)]) as server:
+        data, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES, **(STREAM if stream else {})})
+    body = data.partition(b"\r\n\r\n")[2]
+    if stream:
+        body = [line for line in body.split(b"\n") if b"metadata" in line][0][6:]
+    assert body.count(b"[") >= 100_000
+    with pytest.raises(RecursionError):
+        json.loads(body)
+
+
+def test_bad_usage_and_wrong_shape_replace_the_fields():
+    plan = [
+        Fault.bad_usage(completion_tokens=-(10**23), prompt_tokens="12"),
+        Fault.bad_usage(completion_tokens=float("nan")),
+        Fault.wrong_shape(),
+        Fault.wrong_shape(),
+    ]
+    with ChatServer(fixed, faults=plan) as server:
+        first, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES})
+        second, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES, **STREAM})
+        shape, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES})
+        shape_stream, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES, **STREAM})
+    usage = json.loads(first.partition(b"\r\n\r\n")[2])["usage"]
+    assert usage["completion_tokens"] == -(10**23) and usage["prompt_tokens"] == "12"
+    assert math.isnan(sse_events(second)[-1]["usage"]["completion_tokens"])
+    assert json.loads(shape.partition(b"\r\n\r\n")[2])["choices"] == ["The answer is (B)."]
+    assert ["The answer is (B)."] in [c["choices"] for c in sse_events(shape_stream)]
+
+
+def test_fault_arguments_are_checked():
+    with pytest.raises(ValueError, match="Fault.size"):
+        Fault("giant_body", size=-1)
+    with pytest.raises(ValueError, match="Fault.seconds"):
+        Fault.trickle(-1.0)
+    with pytest.raises(ValueError, match="status"):
+        Fault.raw_body(b"{}", status=99)
+    with pytest.raises(TypeError, match="bytes"):
+        Fault.raw_body("{}")  # type: ignore[arg-type]
+
+
+def test_raw_body_is_sent_verbatim_with_its_status():
+    with ChatServer(fixed, faults=[Fault.raw_body(b'{"odd": [1, 2', status=503)]) as server:
+        data, _ = raw_exchange(server.port, {"model": "m", "messages": MESSAGES})
+    assert data.startswith(b"HTTP/1.1 503") and data.endswith(b'\r\n\r\n{"odd": [1, 2')

@@ -341,3 +341,14 @@ def test_config_files_must_be_utf8(tmp_path):
         load_pool(path)  # before: UnicodeDecodeError
     path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump({"models": [good_model(0)]}).encode())
     assert load_pool(path).names == ["m0"]  # a byte-order mark is fine
+# ----------------------------------------------------------------------------- request deadline
+def test_request_deadline_has_a_default_is_checked_and_can_be_a_default(tmp_path):
+    assert ModelConfig(**good_model()).request_deadline == 1800.0
+    for bad in (0, -1, math.inf, math.nan, True, "60"):
+        with pytest.raises(ConfigError, match="request_deadline: must be a positive number of seconds"):
+            ModelConfig(**good_model(request_deadline=bad))
+    data = {"defaults": {"request_deadline": 90}, "models": [good_model(0), good_model(1, request_deadline=2.5)]}
+    pool = load_pool(write(tmp_path, "pool.yaml", data))
+    assert [m.request_deadline for m in pool.models] == [90, 2.5]
+    with pytest.raises(ConfigError, match=r"bad.yaml: models\[0\].request_deadline: must be a positive number"):
+        load_pool(write(tmp_path, "bad.yaml", {"models": [good_model(0, request_deadline=0)]}))

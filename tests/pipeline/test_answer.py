@@ -8,6 +8,7 @@ import math
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,8 +19,9 @@ import pytest
 import yaml
 
 from cascal.cli import main
-from cascal.data import LETTERS, NO_ANSWER
+from cascal.data import LETTERS, NO_ANSWER, NOT_ASKED
 from cascal.io import load_dataset, save_dataset
+from cascal.kernels.consensus import consensus_scores
 from cascal.pipeline.answer import answer_dataset, build_messages
 from cascal.llm.cache import ResponseCache
 from cascal.llm.client import EndpointError
@@ -141,7 +143,7 @@ def test_answer_dataset_writes_letters_logprobs_and_tokens(tmp_path):
         np.testing.assert_array_equal(rm.cost[:, 1], 2)
         np.testing.assert_array_equal(rm.cost[:, 2], 2)
         np.testing.assert_array_equal(rm.cost[:, 3], [len(f"Answer: {LETTERS[x]}".split(" ")) for x in gold])
-    assert result.extra["answering"]["mute"] == {"cached": 0, "requests_sent": 2 * n, "answered": 0, "unparsable": n, "failed": 0}
+    assert result.extra["answering"]["mute"] == {"cached": 0, "requests_sent": 2 * n, "answered": 0, "unparsable": n, "missing": 0}
     assert result.extra["answering"]["good"]["answered"] == n
     per_model = {m: sum(1 for mm, _ in log if mm == m) for m in ("id-good", "id-shifted", "id-mute", "id-plain")}
     assert per_model == {"id-good": n, "id-shifted": n, "id-mute": 2 * n, "id-plain": n}
@@ -205,53 +207,147 @@ def test_works_when_called_from_a_running_event_loop(tmp_path):
 
 
 # ----------------------------------------------------------------------------- a misbehaving server
+FAULTS_BY_KIND = {
+    "http_500": Fault.http_500(),
+    "rate_limit": Fault.rate_limit(0.05),
+    "timeout": Fault.timeout(3.0),
+    "truncated": Fault.truncated(),
+    "malformed_json": Fault.malformed_json(),
+    "empty_choices": Fault.empty_choices(),
+    "slow_stream": Fault.slow_stream(0.01),
+    "trickle": Fault.trickle(0.05),
+    "giant_body": Fault.giant_body(20 * 2**20),
+    "deep_json": Fault.deep_json(200_000),
+    "wrong_shape": Fault.wrong_shape(),
+    "bad_usage": Fault.bad_usage(completion_tokens=-(10**23), prompt_tokens="many"),
+    "reset": Fault.reset(),
+    "raw_body": Fault.raw_body(b'{"choices": {"message": "not a list"}}'),
+}
+#: kinds after which the same request is accepted (no retry)
+ACCEPTED_KINDS = {"slow_stream", "bad_usage"}
+
+
 def test_run_completes_through_every_fault_kind(tmp_path):
-    gold, n_opts = make_dataset(tmp_path / "ds", n=14)
+    """Every fault kind of the test server, plain and streamed, on the first request of a prompt: the
+    run completes, each failed attempt is retried once, a reply with absurd usage numbers is kept
+    (its cost unknown), and a prompt whose requests always fail is missing, not '?'."""
+    assert set(FAULTS_BY_KIND) == set(FAULT_KINDS)
+    kinds = list(FAULT_KINDS)
+    n = 2 * len(kinds)
+    gold, n_opts = make_dataset(tmp_path / "ds", n=n)
     world = World(gold, n_opts)
-    kinds = [k for k in FAULT_KINDS]
     doomed = 5  # this question's "good" requests always fail
 
     def faults(req: ChatRequest):
         q = world.question(req)
         if req.model == "id-good" and q == doomed:
             return Fault.http_500()
-        if req.attempt == 0 and q % 2 == 0:  # half the prompts fail on their first request
-            kind = kinds[(q // 2) % len(kinds)]
-            return {
-                "http_500": Fault.http_500(),
-                "rate_limit": Fault.rate_limit(0.05),
-                "timeout": Fault.timeout(3.0),
-                "truncated": Fault.truncated(),
-                "malformed_json": Fault.malformed_json(),
-                "empty_choices": Fault.empty_choices(),
-                "slow_stream": Fault.slow_stream(0.01),
-            }[kind]
+        if req.attempt == 0 and q % 2 == 0:  # half the prompts meet a fault on their first request
+            return FAULTS_BY_KIND[kinds[q // 2]]
         return None
 
     with ChatServer(world, faults=faults) as server:
         pool = pool_for(server, names=("good", "plain"))
-        # generous against a loaded machine, still well short of the 3 s stall
-        pool = PoolConfig(tuple(ModelConfig(**{**m.__dict__, "timeout": 1.5}) for m in pool.models), retry=FAST)
+        # generous against a loaded machine, still well short of the 3 s stall; the deadline ends a
+        # trickle (one byte each 0.05 s) that the idle timeout never would
+        pool = PoolConfig(tuple(ModelConfig(**{**m.__dict__, "timeout": 1.5, "request_deadline": 2.0}) for m in pool.models), retry=FAST)
+        start = time.monotonic()
         result = answer_dataset(tmp_path / "ds", pool, progress=False)
+        elapsed = time.monotonic() - start
         log = server.requests
     expected = np.array(gold)
     expected_good = expected.copy()
-    expected_good[doomed] = NO_ANSWER  # persistent failure recorded as unparsable, no crash
+    expected_good[doomed] = NOT_ASKED  # a persistent failure is missing: no vote, asked again next run
     np.testing.assert_array_equal(result.answers[:, 0], expected_good)
     np.testing.assert_array_equal(result.answers[:, 1], expected)
     assert math.isnan(result.logprobs[doomed, 0]) and math.isnan(result.cost[doomed, 0])
-    assert result.extra["answering"]["good"]["failed"] == 1
+    assert result.extra["answering"]["good"]["missing"] == 1 and result.extra["answering"]["plain"]["missing"] == 0
+    bad_usage_q = 2 * kinds.index("bad_usage")
+    assert np.isnan(result.cost[bad_usage_q]).all()  # the absurd count was dropped, the reply kept
     # retried requests, counted from the server's log
     per_prompt = counts([(r.model, r.prompt_hash) for r in log])
     for model in ("id-good", "id-plain"):
-        for q in range(len(gold)):
+        for q in range(n):
             key = (model, prompt_hash(build_messages(*_question(tmp_path / "ds", q))))
-            faulted_first = q % 2 == 0 and kinds[(q // 2) % len(kinds)] != "slow_stream"
+            faulted_first = q % 2 == 0 and kinds[q // 2] not in ACCEPTED_KINDS
             if model == "id-good" and q == doomed:
                 assert per_prompt[key] == FAST.max_attempts
             else:
                 assert per_prompt[key] == (2 if faulted_first else 1), (model, q)
     assert {r.fault for r in log} >= set(FAULT_KINDS)
+    assert elapsed < 30
+
+
+def test_an_outage_is_missing_not_a_wrong_answer_and_a_rerun_asks_only_those(tmp_path):
+    """While the server answers HTTP 500 to some prompts, those cells are left empty (not '?'), the
+    consensus gives them no score (it would give '?' a 0), the stats count them per model; the rerun
+    asks exactly those prompts and nothing else."""
+    n = 10
+    gold, n_opts = make_dataset(tmp_path / "ds", n=n)
+    world = World(gold, n_opts)
+    down = {"id-good": {1, 4, 7}, "id-plain": {4}}
+    outage = {"on": True}
+
+    def faults(req: ChatRequest):
+        return Fault.http_500() if outage["on"] and world.question(req) in down[req.model] else None
+
+    with ChatServer(world, faults=faults) as server:
+        pool = pool_for(server, names=("good", "plain"))
+        first = answer_dataset(tmp_path / "ds", pool, progress=False)
+        on_disk = load_dataset(tmp_path / "ds", embeddings=None)
+        sent_first = len(server.request_log)
+        outage["on"] = False
+        second = answer_dataset(tmp_path / "ds", pool, progress=False)
+        rerun_log = server.request_log[sent_first:]
+    g = np.array(gold)
+    for col, model in enumerate(("id-good", "id-plain")):
+        rows = sorted(down[model])
+        expected = g.copy()
+        expected[rows] = NOT_ASKED
+        np.testing.assert_array_equal(first.answers[:, col], expected)
+        assert np.isnan(first.logprobs[rows, col]).all() and np.isnan(first.cost[rows, col]).all()
+    assert first.extra["answering"]["good"]["missing"] == 3 and first.extra["answering"]["plain"]["missing"] == 1
+    assert first.extra["answering"]["good"]["answered"] == 7
+    np.testing.assert_array_equal(on_disk.answers, first.answers)  # written as empty cells
+    scores = consensus_scores(first.answers, first.n_options, first.logprobs).scores
+    assert np.isnan(scores[sorted(down["id-good"]), 0]).all()  # no vote, no score: not a 0
+    assert np.isfinite(scores[[0, 2, 3], 0]).all()
+    # the rerun sent exactly the failed prompts, each once, and filled them in
+    failed = {(m, prompt_hash(build_messages(*_question(tmp_path / "ds", q)))) for m, qs in down.items() for q in qs}
+    assert sorted(rerun_log) == sorted(failed)
+    np.testing.assert_array_equal(second.answers, np.stack([g, g], axis=1))
+    assert all(s["missing"] == 0 for s in second.extra["answering"].values())
+    assert second.extra["answering"]["good"]["cached"] == 7 and second.extra["answering"]["good"]["requests_sent"] == 3
+
+
+def test_a_failed_reask_leaves_the_answer_missing(tmp_path):
+    """An unparsable first reply whose re-ask then fails is not recorded as '?': the question is
+    missing and the next run asks the re-ask again (the first reply comes from the cache)."""
+    gold, n_opts = make_dataset(tmp_path / "ds", n=3)
+    outage = {"on": True}
+
+    def faults(req: ChatRequest):
+        return Fault.http_500() if outage["on"] and req.attempt >= 1 else None  # every re-ask fails
+
+    def first_unparsable(req: ChatRequest) -> ChatReply:
+        q = int(re.search(r"Question number (\d+):", req.messages[-1]["content"]).group(1))
+        if req.attempt == 0:
+            return ChatReply("I am not sure.", token_logprobs=[-1.0])
+        return ChatReply(f"The answer is ({LETTERS[gold[q]]}).", token_logprobs=[-0.5])
+
+    with ChatServer(first_unparsable, faults=faults) as server:
+        pool = pool_for(server, names=("good",))
+        first = answer_dataset(tmp_path / "ds", pool, progress=False)
+        outage["on"] = False
+        sent = len(server.request_log)
+        second = answer_dataset(tmp_path / "ds", pool, progress=False)
+        reasked = server.request_log[sent:]
+    np.testing.assert_array_equal(first.answers[:, 0], NOT_ASKED)
+    assert first.extra["answering"]["good"] == {"cached": 0, "requests_sent": 3 * (1 + FAST.max_attempts), "answered": 0,
+                                                "unparsable": 0, "missing": 3}
+    assert len(reasked) == 3  # only the three re-asks, the first replies came from the cache
+    np.testing.assert_array_equal(second.answers[:, 0], gold)
+    assert second.extra["answering"]["good"]["cached"] == 3
 
 
 def _question(folder: Path, q: int) -> tuple[str, list[str]]:
@@ -374,6 +470,106 @@ def test_kill_and_resume_pays_for_nothing_twice(tmp_path, capsys):
     np.testing.assert_array_equal(result.answers, np.stack([gold, gold], axis=1))
 
 
+def test_cli_reports_missing_answers_per_model(tmp_path, capsys):
+    gold, n_opts = make_dataset(tmp_path / "ds", n=6)
+    world = World(gold, n_opts)
+
+    def faults(req: ChatRequest):
+        return Fault.http_500() if req.model == "id-plain" and world.question(req) in (2, 3) else None
+
+    with ChatServer(world, faults=faults) as server:
+        pool = write_pool(tmp_path / "pool.yaml", server)
+        status, stdout, stderr = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(pool), "--no-progress")
+    assert status == 0, stderr
+    assert re.search(r"^model\s+answered\s+unparsable\s+missing\s+cached\s+requests$", stdout, re.M), stdout
+    assert re.search(r"^good\s+6\s+0\s+0\s+0\s+6$", stdout, re.M), stdout
+    assert re.search(r"^plain\s+4\s+0\s+2\s+0\s+10$", stdout, re.M), stdout  # 2 prompts x 3 attempts failed
+    assert "missing: 2 answers (plain 2)" in stdout and "run the command again to ask only those" in stdout
+    cells = [line.split(",") for line in (tmp_path / "ds" / "predictions.csv").read_text().splitlines()[1:]]
+    assert [c[2] for c in cells[2:4]] == ["", ""]  # empty cells (not asked), not "?"
+
+
+def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
+    """End to end: ``cascal answer`` in a subprocess against a server that faults in every way
+    (first requests of many prompts fail, a few prompts are down for good), killed with SIGKILL in
+    the middle of the run, then run again. Nothing is paid twice except the requests in flight at
+    the kill, nothing paid for is lost, the cache passes SQLite's integrity check, and the prompts
+    that are down are reported missing and left empty."""
+    n = 30
+    gold, n_opts = make_dataset(tmp_path / "ds", n=n)
+    world = World(gold, n_opts, delay=0.05)
+    cache_path = tmp_path / "cache.sqlite"
+    first_faults = [Fault.http_500(), Fault.reset(), Fault.deep_json(200_000), Fault.wrong_shape(), Fault.trickle(0.05),
+                    Fault.bad_usage(completion_tokens=-(10**23)), Fault.truncated(), Fault.malformed_json()]
+    down = {("id-good", 4), ("id-plain", 4), ("id-plain", 17)}  # every request fails, in both runs
+
+    def faults(req: ChatRequest):
+        q = world.question(req)
+        if (req.model, q) in down:
+            return Fault.http_500()
+        if req.attempt == 0 and q % 3 == 0:
+            return first_faults[(q // 3) % len(first_faults)]
+        return None
+
+    def paid(r) -> bool:
+        """A request answered with a usable reply (what a paid endpoint charges for and cascal keeps)."""
+        return r.fault in (None, "bad_usage")
+
+    with ChatServer(world, faults=faults) as server:
+        data = {
+            "retry": {"max_attempts": 3, "base_delay": 0.01, "max_delay": 0.02},
+            "defaults": {"base_url": server.base_url, "max_concurrency": 2, "timeout": 5, "request_deadline": 0.5},
+            "models": [{"name": "good", "model": "id-good"}, {"name": "plain", "model": "id-plain", "stream": True}],
+        }
+        pool = tmp_path / "pool.yaml"
+        pool.write_text(yaml.safe_dump(data))
+        args = [sys.executable, "-m", "cascal", "answer", str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress"]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while len(server.request_log) < 20 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        first = server.requests
+        with sqlite3.connect(cache_path) as raw:
+            assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        with ResponseCache(cache_path) as cache:
+            cached_after_kill = {(req["model"], prompt_hash(req["messages"])) for _, req in cache.requests()}
+        assert 0 < len(cached_after_kill) < 2 * n - len(down), "kill did not land mid-run"
+        assert not (tmp_path / "ds" / "predictions.csv").exists()
+
+        status, stdout, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress")
+        assert status == 0, err
+        second = server.requests[len(first):]
+
+    pair = lambda r: (r.model, r.prompt_hash)  # noqa: E731
+    all_pairs = {(f"id-{m}", prompt_hash(build_messages(*_question(tmp_path / "ds", q)))) for m in ("good", "plain") for q in range(n)}
+    down_pairs = {(m, prompt_hash(build_messages(*_question(tmp_path / "ds", q)))) for m, q in down}
+    # the rerun asked nothing that the killed run had paid for and cached
+    assert not {pair(r) for r in second} & cached_after_kill
+    # paid twice: only prompts in flight at the kill (asked, not cached), at most 2 models x 2 in flight
+    paid_count = counts([pair(r) for r in first + second if paid(r)])
+    twice = {k for k, c in paid_count.items() if c > 1}
+    assert all(paid_count[k] == 2 for k in twice) and len(twice) <= 4
+    assert twice <= {pair(r) for r in first} - cached_after_kill
+    assert not any(paid(r) for r in first + second if pair(r) in down_pairs)
+    # nothing lost: every usable reply is in the cache once, and the cache is sound
+    with sqlite3.connect(cache_path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with ResponseCache(cache_path) as cache:
+        stored = [(req["model"], prompt_hash(req["messages"])) for _, req in cache.requests()]
+    assert len(stored) == len(set(stored)) and set(stored) == all_pairs - down_pairs
+    # the answers: gold everywhere but the prompts that are down, which are missing (empty), not '?'
+    result = load_dataset(tmp_path / "ds", embeddings=None)
+    expected = np.stack([gold, gold], axis=1)
+    for m, q in down:
+        expected[q, ["id-good", "id-plain"].index(m)] = NOT_ASKED
+    np.testing.assert_array_equal(result.answers, expected)
+    assert re.search(r"^good\s+29\s+0\s+1\s+", stdout, re.M) and re.search(r"^plain\s+28\s+0\s+2\s+", stdout, re.M), stdout
+    assert "missing: 3 answers (good 1, plain 2)" in stdout
+
+
 # ----------------------------------------------------------------------------- real questions
 def test_replaying_real_mmlu_pro_answers_reproduces_them(tmp_path, data_dir):
     """Real questions (LaTeX, long options, 3..10 options) go through prompt, server, extraction and the
@@ -440,7 +636,7 @@ def test_rerun_after_an_extractor_change_rereads_the_cache_without_new_requests(
     assert first.extra["extractor_version"] == EXTRACTOR_VERSION - 1
     np.testing.assert_array_equal(second.answers[:, 0], gold)
     assert second.extra["extractor_version"] == EXTRACTOR_VERSION
-    assert second.extra["answering"]["good"] == {"cached": n, "requests_sent": 0, "answered": n, "unparsable": 0, "failed": 0}
+    assert second.extra["answering"]["good"] == {"cached": n, "requests_sent": 0, "answered": n, "unparsable": 0, "missing": 0}
     np.testing.assert_array_equal(load_dataset(tmp_path / "ds", embeddings=None).answers[:, 0], gold)
 
 

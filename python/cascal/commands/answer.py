@@ -37,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
     )
     stats = result.extra.get("answering", {})
     print(f"{args.dataset}: {result.n_questions} questions")
-    print(f"{'model':<32} {'answered':>9} {'unparsable':>10} {'failed':>7} {'cached':>7} {'requests':>9}")
+    print(f"{'model':<32} {'answered':>9} {'unparsable':>10} {'missing':>7} {'cached':>7} {'requests':>9}")
     for name, s in stats.items():
-        print(f"{name:<32} {s['answered']:>9} {s['unparsable']:>10} {s['failed']:>7} {s['cached']:>7} {s['requests_sent']:>9}")
+        print(f"{name:<32} {s['answered']:>9} {s['unparsable']:>10} {s['missing']:>7} {s['cached']:>7} {s['requests_sent']:>9}")
+    missing = {name: s["missing"] for name, s in stats.items() if s["missing"]}
+    if missing:
+        per_model = ", ".join(f"{name} {n}" for name, n in missing.items())
+        print(
+            f"missing: {sum(missing.values())} answers ({per_model}) got no usable reply after every retry; "
+            "they are left empty (not asked, no vote): run the command again to ask only those"
+        )
     return 0

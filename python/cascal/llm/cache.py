@@ -12,6 +12,11 @@ different endpoints never collide because member names are unique within a pool.
 
 Only the raw reply is stored, never the option extracted from it: callers extract it again on every
 use, so a better extractor re-reads the cached replies without paying for them again.
+
+Token counts are stored only when they are counts (:func:`token_count`): a server's absurd ``usage``
+number (negative, fractional, beyond :data:`MAX_TOKEN_COUNT`, NaN, a string) is stored as ``NULL``
+with a :class:`ReplyWarning`, so that it can neither stop the reply from being cached (SQLite refuses
+integers beyond 64 bits) nor reach the cost columns; the same holds for rows read back.
 """
 
 from __future__ import annotations
@@ -23,12 +28,44 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from cascal.errors import DataError, InvalidParameterError
+
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: The largest token count believed: no model reads or writes a billion tokens in one request.
+MAX_TOKEN_COUNT = 10**9
+
+
+class ReplyWarning(UserWarning):
+    """A reply carried a value cascal cannot use (a usage number that is not a token count, an
+    impossible log-probability); the value was dropped and the rest of the reply kept."""
+
+
+def token_count(value: Any) -> Optional[int]:
+    """``value`` as a token count, or ``None`` when it is not one: an integer (or a float with an
+    integral value) in ``0..MAX_TOKEN_COUNT``; booleans, strings, NaN, fractions and anything
+    negative or larger are not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_TOKEN_COUNT else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and 0 <= value <= MAX_TOKEN_COUNT:
+        return int(value)
+    return None
+
+
+def _stored_count(value: Any, what: str, where: str) -> Optional[int]:
+    """:func:`token_count` of ``value``, warning when a value that was there is dropped."""
+    count = token_count(value)
+    if value is not None and count is None:
+        message = f"{where}: {what} {value!r:.60} is not a token count; stored as unknown"
+        warnings.warn(message, ReplyWarning, stacklevel=3)
+    return count
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -120,7 +157,10 @@ class ResponseCache:
         if row is None:
             return None
         text, lp, pt, ct, created = row
-        return CachedResponse(text, math.nan if lp is None else float(lp), pt, ct, float(created))
+        where = f"cache {self.path}, key {key[:12]}"
+        lp = float(lp) if isinstance(lp, (int, float)) and math.isfinite(lp) else math.nan
+        pt, ct = _stored_count(pt, "prompt_tokens", where), _stored_count(ct, "completion_tokens", where)
+        return CachedResponse(text, lp, pt, ct, float(created))
 
     def put(
         self,
@@ -134,8 +174,15 @@ class ResponseCache:
         prompt_tokens: Optional[int],
         completion_tokens: Optional[int],
     ) -> CachedResponse:
-        """Store a response and commit; returns what is stored (an earlier row for ``key`` is kept)."""
-        lp = None if mean_logprob is None or math.isnan(mean_logprob) else float(mean_logprob)
+        """Store a response and commit; returns what is stored (an earlier row for ``key`` is kept).
+
+        A token count that is not one (:func:`token_count`) is stored as ``NULL`` with a
+        :class:`ReplyWarning`, and a non-finite ``mean_logprob`` as ``NULL`` (read back as NaN): the
+        reply itself is always stored."""
+        lp = float(mean_logprob) if isinstance(mean_logprob, (int, float)) and math.isfinite(mean_logprob) else None
+        where = f"cache {self.path}, model {model!r}"
+        prompt_tokens = _stored_count(prompt_tokens, "prompt_tokens", where)
+        completion_tokens = _stored_count(completion_tokens, "completion_tokens", where)
         created = time.time()
         blob = json.dumps(dict(request), sort_keys=True, ensure_ascii=False)
         with self._lock:
@@ -187,4 +234,4 @@ class ResponseCache:
         return self._conn
 
 
-__all__ = ["CachedResponse", "ResponseCache", "cache_key"]
+__all__ = ["MAX_TOKEN_COUNT", "CachedResponse", "ReplyWarning", "ResponseCache", "cache_key", "token_count"]

@@ -167,7 +167,13 @@ class ModelConfig(_Schema):
         model: model id sent in the request (``model`` field of the chat completion).
         api_key_env: environment variable holding the API key; ``None`` sends ``"EMPTY"``.
         max_concurrency: requests in flight at once for this model.
-        timeout: seconds before a request is abandoned (and retried).
+        timeout: seconds of silence before a request is abandoned (and retried): it bounds the wait
+            for the connection and for each next piece of the reply, not the whole request.
+        request_deadline: seconds one request may take in all, from sending it to the last byte of
+            the reply (streamed or not); past it the attempt fails and is retried like a timeout. It
+            stops a server that keeps the connection alive by trickling bytes, which ``timeout``
+            never does. The default, 30 minutes, lets a slow local server write 8192 tokens at under
+            5 tokens a second; raise it for slower servers or longer replies.
         stream: request streamed responses (server-sent events).
         temperature, top_p, max_tokens, seed: sampling parameters (``None`` = server default).
         logprobs: ask for token log-probabilities (the mean is the confidence signal).
@@ -179,6 +185,7 @@ class ModelConfig(_Schema):
     api_key_env: Optional[_EnvName] = None
     max_concurrency: _Count = 8
     timeout: Annotated[float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")] = 120.0
+    request_deadline: Annotated[float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")] = 1800.0
     stream: _Flag = False
     temperature: Optional[Annotated[float, _rule(Interval(Real, 0, 2, closed="both"))]] = 0.0
     top_p: Optional[Annotated[float, _rule(Interval(Real, 0, 1, closed="right"))]] = None

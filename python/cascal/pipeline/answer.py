@@ -6,6 +6,12 @@ letter is asked again (``RetryPolicy.reask_unparsable`` times, each re-ask cache
 recorded as unparsable (``?``). The mean token log-probability (NaN when the server sends none) and
 the completion tokens (summed over re-asks) are recorded too.
 
+A request that still fails after its retries (server errors, deadlines, unreadable replies) is no
+answer at all: the cell is left *missing* (``NOT_ASKED``, an empty cell of predictions.csv), never
+``?``, so an outage casts no vote and does not lower the model's consensus scores. Failed requests
+are never cached; :class:`ModelStats` counts the missing cells per model, and a rerun asks exactly
+those again (every reply received is served from the cache).
+
 Every reply goes through the on-disk cache before it is used, so an interrupted run resumes where it
 stopped without paying twice. Results are written into the folder: predictions.csv, logprobs.csv and
 cost.csv gain (or replace) one column per pool model; other models' columns are kept.
@@ -72,14 +78,16 @@ class ModelStats:
         requests_sent: HTTP requests sent, retries included.
         answered: questions with an extracted letter.
         unparsable: questions whose every reply (first ask and re-asks) named no usable letter.
-        failed: questions with no usable reply after every retry (server errors, malformed replies).
+        missing: questions left without an answer because a request (the first ask or a re-ask)
+            got no usable reply after every retry (server errors, deadlines, unreadable replies);
+            recorded as not asked, and asked again by the next run.
     """
 
     cached: int = 0
     requests_sent: int = 0
     answered: int = 0
     unparsable: int = 0
-    failed: int = 0
+    missing: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -116,8 +124,8 @@ def answer_dataset(
 
     Returns:
         The dataset with the pool models' columns; ``extra["answering"]`` holds per-model
-        :class:`ModelStats` as dicts, ``extra["extractor_version"]`` the extractor version that read
-        the replies.
+        :class:`ModelStats` as dicts (``missing``: questions whose requests failed after every retry,
+        left not asked), ``extra["extractor_version"]`` the extractor version that read the replies.
 
     Raises:
         cascal.errors.EndpointError: an endpoint was unreachable, kept rate-limiting or rejected
@@ -193,9 +201,11 @@ async def _answer_all(
             try:
                 reply = await client.complete(prompts[q], variant=variant)
             except RequestFailed as exc:
-                out.option, out.reasons = NO_ANSWER, out.reasons + [str(exc)]
-                st.failed += 1
-                break
+                # no reply is no answer: missing (asked again next run), not a vote for "?"
+                out.option, out.logprob, out.tokens = NOT_ASKED, math.nan, math.nan
+                out.reasons.append(str(exc))
+                st.missing += 1
+                return
             st.cached += reply.cached
             if reply.completion_tokens is not None:
                 tokens += reply.completion_tokens

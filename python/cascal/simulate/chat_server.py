@@ -13,9 +13,12 @@ Plug in any Python ``responder`` that maps a :class:`ChatRequest` to a :class:`C
 Serves ``POST /v1/chat/completions`` (plain JSON, or server-sent events when ``stream`` is true) and
 ``GET /v1/models``. ``faults`` chooses, per request, a :class:`Fault` to inject instead of (or while)
 answering: HTTP 500, HTTP 429 with ``Retry-After``, a timeout, a truncated body, malformed JSON, empty
-choices or a slow stream. It is either a callable ``faults(request) -> Fault | None`` (the request
-carries ``attempt``, how many times the same model and prompt were received before) or a sequence of
-``Fault | None`` consumed one per request in arrival order (then no more faults).
+choices, a slow stream, a body trickled byte by byte, a giant body, JSON nested too deep to parse,
+replies of the wrong shape, absurd ``usage`` numbers, a connection reset in the middle of the body, or
+any body given byte for byte (see :data:`FAULT_KINDS`). It is either a callable
+``faults(request) -> Fault | None`` (the request carries ``attempt``, how many times the same model
+and prompt were received before) or a sequence of ``Fault | None`` consumed one per request in
+arrival order (then no more faults).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -87,7 +92,22 @@ class ChatReply:
             )
 
 
-FAULT_KINDS = ("http_500", "rate_limit", "timeout", "truncated", "malformed_json", "empty_choices", "slow_stream")
+FAULT_KINDS = (
+    "http_500",
+    "rate_limit",
+    "timeout",
+    "truncated",
+    "malformed_json",
+    "empty_choices",
+    "slow_stream",
+    "trickle",
+    "giant_body",
+    "deep_json",
+    "wrong_shape",
+    "bad_usage",
+    "reset",
+    "raw_body",
+)
 
 
 @dataclass(frozen=True)
@@ -97,17 +117,28 @@ class Fault:
     Attributes:
         kind: one of :data:`FAULT_KINDS`.
         seconds: ``rate_limit``: the ``Retry-After`` value; ``timeout``: how long to stall before
-            answering; ``slow_stream``: pause between chunks.
+            answering; ``slow_stream``: pause between chunks; ``trickle``: pause between bytes.
+        size: ``giant_body``: bytes of padding in the reply text; ``deep_json``: nesting depth.
+        usage: ``bad_usage``: the ``usage`` fields to send instead of the true counts, as
+            ``(name, value)`` pairs (any JSON value: ``-1e23``, ``"12"``, ``float("nan")``, ...).
+        body: ``raw_body``: the exact bytes to send as the body.
+        status: ``raw_body``: the HTTP status to send them with.
     """
 
     kind: str
     seconds: float = 0.0
+    size: int = 0
+    usage: tuple[tuple[str, Any], ...] = ()
+    body: bytes = b""
+    status: int = 200
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise InvalidParameterError(f"Fault.kind: {self.kind!r} is not one of {FAULT_KINDS}")
         if not self.seconds >= 0:
             raise InvalidParameterError(f"Fault.seconds: must be >= 0, got {self.seconds!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise InvalidParameterError(f"Fault.size: must be an integer >= 0, got {self.size!r}")
 
     @classmethod
     def http_500(cls) -> "Fault":
@@ -143,6 +174,50 @@ class Fault:
     def slow_stream(cls, chunk_delay: float = 0.05) -> "Fault":
         """Send the reply in small pieces with ``chunk_delay`` seconds between them."""
         return cls("slow_stream", chunk_delay)
+
+    @classmethod
+    def trickle(cls, byte_delay: float = 1.0) -> "Fault":
+        """Send the reply one byte at a time, ``byte_delay`` seconds apart (never idle long enough
+        for a client's idle timeout, so only a total deadline ends it)."""
+        return cls("trickle", byte_delay)
+
+    @classmethod
+    def giant_body(cls, size: int = 50 * 2**20) -> "Fault":
+        """A well-formed reply whose text carries ``size`` bytes of padding (a streamed reply sends
+        the padding as one chunk)."""
+        return cls("giant_body", size=size)
+
+    @classmethod
+    def deep_json(cls, depth: int = 200_000) -> "Fault":
+        """A reply that is otherwise complete but carries an extra field of ``depth`` nested arrays
+        (more than any JSON parser's recursion limit)."""
+        return cls("deep_json", size=depth)
+
+    @classmethod
+    def wrong_shape(cls) -> "Fault":
+        """Valid JSON of the wrong shape: ``choices[0]`` is a string, not an object."""
+        return cls("wrong_shape")
+
+    @classmethod
+    def bad_usage(cls, **usage: Any) -> "Fault":
+        """A clean reply whose ``usage`` reports ``usage`` instead of the true counts, e.g.
+        ``Fault.bad_usage(completion_tokens=-1e23)``."""
+        return cls("bad_usage", usage=tuple(sorted(usage.items())))
+
+    @classmethod
+    def raw_body(cls, body: bytes, status: int = 200) -> "Fault":
+        """HTTP ``status`` with exactly ``body`` (JSON content type, or server-sent events when the
+        request asked for a stream): any reply a test can think of, well-formed or not."""
+        if not isinstance(body, bytes):
+            raise TypeError(f"Fault.raw_body: expected bytes, got {type(body).__name__}")
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise InvalidParameterError(f"Fault.raw_body: status must be an HTTP status 100..599, got {status!r}")
+        return cls("raw_body", body=body, status=status)
+
+    @classmethod
+    def reset(cls) -> "Fault":
+        """Send the headers and half the body, then reset the connection (TCP RST, not a clean close)."""
+        return cls("reset")
 
 
 @dataclass(frozen=True)
@@ -356,6 +431,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if kind == "malformed_json":
             self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "The ans', "application/json")
             return
+        if kind == "raw_body":
+            assert fault is not None
+            content_type = "text/event-stream" if request.params.get("stream") else "application/json"
+            self._send_raw(fault.status, fault.body, content_type)
+            return
         try:
             reply = owner.responder(request)
         except LookupError as exc:  # an unknown model: 404 like a real server, so clients fail fast
@@ -371,12 +451,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         payload = _completion_body(request, reply, want_logprobs)
         if kind == "empty_choices":
             payload["choices"] = []
+        elif kind == "wrong_shape":
+            payload["choices"] = [reply.text]
+        elif kind == "giant_body":
+            assert fault is not None
+            payload["choices"][0]["message"]["content"] += " " + _PADDING_MARK
+            prefix, suffix = json.dumps(payload).encode("utf-8").split(_PADDING_MARK.encode())
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(prefix) + fault.size + len(suffix)))
+            self.end_headers()
+            self._write_padded(prefix, fault.size, suffix)
+            return
+        elif kind == "bad_usage":
+            assert fault is not None
+            payload["usage"].update(dict(fault.usage))
         data = json.dumps(payload).encode("utf-8")
+        if kind == "deep_json":
+            assert fault is not None
+            data = data[:-1] + b', "metadata": ' + b"[" * fault.size + b"]" * fault.size + b"}"
         if kind == "truncated":
             self._send_raw(200, data, "application/json", cut=len(data) // 2)
+        elif kind == "reset":
+            self._send_raw(200, data, "application/json", cut=len(data) // 2, reset=True)
         elif kind == "slow_stream":
             assert fault is not None
             self._send_raw(200, data, "application/json", piece_delay=fault.seconds)
+        elif kind == "trickle":
+            assert fault is not None
+            self._send_raw(200, data, "application/json", byte_delay=fault.seconds)
         else:
             self._send_raw(200, data, "application/json")
 
@@ -390,20 +493,68 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         delay = fault.seconds if (fault and kind == "slow_stream") else 0.0
         chunks = list(_stream_chunks(request, reply, want_logprobs, empty=(kind == "empty_choices")))
+        if fault is not None and kind == "giant_body":
+            padding = {"index": 0, "delta": {"content": _PADDING_MARK}, "logprobs": None, "finish_reason": None}
+            chunks.insert(2, _with_choice(chunks[1], padding))
+        if kind == "wrong_shape":
+            chunks[1] = {**chunks[1], "choices": [reply.text]}
+        if fault is not None and kind == "bad_usage" and "usage" in chunks[-1]:
+            chunks[-1] = {**chunks[-1], "usage": {**chunks[-1]["usage"], **dict(fault.usage)}}
         for i, chunk in enumerate(chunks):
             event = b"data: " + json.dumps(chunk).encode("utf-8") + b"\n\n"
-            if kind == "truncated" and i == len(chunks) // 2:
+            if kind in ("truncated", "reset") and i == len(chunks) // 2:
                 self.wfile.write(event[: len(event) // 2])
                 self.wfile.flush()
+                if kind == "reset":
+                    self._reset()
                 return
             if kind == "malformed_json" and i == 1:
                 event = b"data: {not json\n\n"
+            if fault is not None and kind == "deep_json" and i == 1:
+                event = event[:-3] + b', "metadata": ' + b"[" * fault.size + b"]" * fault.size + b"}\n\n"
+            if fault is not None and kind == "trickle":
+                if self._trickle(event, fault.seconds):
+                    return
+                continue
+            if fault is not None and kind == "giant_body" and _PADDING_MARK.encode() in event:
+                prefix, suffix = event.split(_PADDING_MARK.encode())
+                self._write_padded(prefix, fault.size, suffix)
+                continue
             self.wfile.write(event)
             self.wfile.flush()
             if delay and self.server.owner._stopping.wait(delay):
                 return
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+    def _write_padded(self, prefix: bytes, size: int, suffix: bytes) -> None:
+        """Write ``prefix``, ``size`` bytes of ``x`` and ``suffix`` without holding the padding in
+        memory (a giant body costs the server nothing, so a test measures the client alone)."""
+        block = b"x" * 65536
+        self.wfile.write(prefix)
+        for start in range(0, size, len(block)):
+            self.wfile.write(block[: min(len(block), size - start)])
+        self.wfile.write(suffix)
+        self.wfile.flush()
+
+    def _trickle(self, data: bytes, byte_delay: float) -> bool:
+        """Write ``data`` one byte at a time, ``byte_delay`` apart; True when the server is stopping."""
+        for i in range(len(data)):
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+            if self.server.owner._stopping.wait(byte_delay):
+                return True
+        return False
+
+    def _reset(self) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0) instead of an orderly close."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()  # the socket's descriptor closes only when no file object still uses it
+            self.connection.close()
+        except OSError:
+            pass
 
     def _send_json(self, status: int, payload: Any, headers: Optional[Mapping[str, str]] = None) -> None:
         self._send_raw(status, json.dumps(payload).encode("utf-8"), "application/json", headers=headers)
@@ -416,7 +567,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         *,
         headers: Optional[Mapping[str, str]] = None,
         cut: Optional[int] = None,
+        reset: bool = False,
         piece_delay: float = 0.0,
+        byte_delay: float = 0.0,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -430,6 +583,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if cut is not None:
             self.wfile.write(data[:cut])
             self.wfile.flush()
+            if reset:
+                self._reset()
+            return
+        if byte_delay > 0:
+            self._trickle(data, byte_delay)
             return
         if piece_delay > 0:
             step = max(1, len(data) // 8)
@@ -507,6 +665,15 @@ def _completion_body(request: ChatRequest, reply: ChatReply, want_logprobs: bool
         ],
         "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion, "total_tokens": n_prompt + n_completion},
     }
+
+
+#: Stands for the padding of a giant body in the JSON text until it is written out.
+_PADDING_MARK = "@@cascal-giant-body-padding@@"
+
+
+def _with_choice(chunk: dict, choice: dict) -> dict:
+    """A copy of stream ``chunk`` carrying ``choice`` as its only choice."""
+    return {**chunk, "choices": [choice]}
 
 
 def _stream_chunks(request: ChatRequest, reply: ChatReply, want_logprobs: bool, empty: bool) -> Iterator[dict]:
