@@ -1,4 +1,4 @@
-"""The CASCAL router: consensus scores, per-subject skill niches, niche-weighted routing (DESIGN §3)."""
+"""The CASCAL router: consensus scores, per-subject skill niches, niche-weighted routing (docs/algorithm.md)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class ConsensusStats:
-    """Per-model robust logprob location ``mu`` and scale ``sigma`` (DESIGN §3A.1), ``(M,)`` each;
+    """Per-model robust logprob location ``mu`` and scale ``sigma`` (docs/algorithm.md#logprob-statistics), ``(M,)`` each;
     reused to z-score logprobs when breaking vote ties."""
 
     mu: np.ndarray
@@ -198,7 +198,7 @@ class CascalRouter(BaseRouter):
 
     def _score_questions(self, responses: ResponseMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-question model scores ``(n_q, M)`` (NaN = not asked), plurality membership and
-        agreement ratios from the pool's consensus (DESIGN §3A, Rust kernel); sets ``stats_``.
+        agreement ratios from the pool's consensus (docs/algorithm.md#consensus-scores, Rust kernel); sets ``stats_``.
         A subclass may score differently (e.g. with an answer key) and reuse everything else."""
         low, high = self.clamp
         params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
@@ -216,7 +216,7 @@ class CascalRouter(BaseRouter):
         agreement: np.ndarray,
     ) -> "CascalRouter":
         """Niches, subject representatives, global ranking and routing tables from unit embeddings
-        ``X`` and per-question scores (DESIGN §3B)."""
+        ``X`` and per-question scores (docs/algorithm.md#skill-niches)."""
         config = self._niche_config()
         subjects = np.asarray(responses.subjects)
         self.subject_names_ = sorted(set(subjects.tolist()))
@@ -369,7 +369,7 @@ class CascalRouter(BaseRouter):
         )
 
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        """``(n, M)`` routing distribution over the pool for every query (DESIGN §3C)."""
+        """``(n, M)`` routing distribution over the pool for every query (docs/algorithm.md#routing)."""
         return np.asarray(self.route_details(embeddings).probs, dtype=np.float64)
 
     def route(self, embeddings: np.ndarray, top_k: Optional[int] = None) -> Routing:
@@ -381,7 +381,7 @@ class CascalRouter(BaseRouter):
         return Routing(ranked=result.ranked, scores=result.probs, model_names=list(self.model_names_))
 
     def answer(self, embeddings: np.ndarray, responses: ResponseMatrix, top_k: Optional[int] = None) -> np.ndarray:
-        """Plurality answer of the ``top_k`` routed models (DESIGN §3D; default: the ``top_k``
+        """Plurality answer of the ``top_k`` routed models (docs/algorithm.md#ensemble-answer; default: the ``top_k``
         parameter, capped at the pool size); all-different votes go to the highest z-scored logprob,
         then the best rank."""
         return super().answer(embeddings, responses, top_k=self._default_top_k() if top_k is None else top_k)

@@ -1,4 +1,4 @@
-//! Confidence-weighted consensus voting over a response matrix (DESIGN §3A).
+//! Confidence-weighted consensus voting over a response matrix (docs/algorithm.md#consensus-scores).
 //!
 //! Input is a row-major `n_q × n_m` matrix of answer codes (`0..n_options[q]` = option, `-1` = no
 //! letter extracted, `-2` = not asked) and optionally a matching matrix of mean token logprobs.

@@ -1,10 +1,11 @@
 //! Niche kernels: NaN-aware weighted cluster means and nearest-centroid search.
 //!
 //! - [`cluster_means`]: per cluster and column, the weighted mean of the non-NaN values of the
-//!   rows in that cluster (DESIGN §3B.5, niche scores).
+//!   rows in that cluster (niche scores: docs/algorithm.md#assigning-questions-and-niche-scores).
 //! - [`nearest_centroids`]: the `k` nearest centroids of every query row, ascending, ties broken
-//!   by the lower centroid index (DESIGN §3B.4 and §3C.2). Queries are processed in blocks, so the
-//!   extra memory is bounded by the block size, never `n × n_centroids`.
+//!   by the lower centroid index (docs/algorithm.md#assigning-questions-and-niche-scores and
+//!   #niche-mixture). Queries are processed in blocks, so the extra memory is bounded by the block
+//!   size, never `n × n_centroids`.
 
 use rayon::prelude::*;
 
