@@ -31,9 +31,9 @@ FIT_BUDGET_S = 0.3
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    """The MMLU-Pro answers: ``$CASCAL_DATA`` or ``../shared/data/mmlu_pro_outputs`` (as in tests/conftest.py)."""
-    path = Path(os.environ.get("CASCAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "mmlu_pro_outputs"))
-    if not (path / "predictions.csv").exists():
+    """The real MMLU-Pro answers named by ``$CASCAL_DATA`` (as in tests/conftest.py)."""
+    path = Path(os.environ.get("CASCAL_DATA", ""))
+    if not os.environ.get("CASCAL_DATA") or not (path / "predictions.csv").exists():
         pytest.skip(f"real data not found at {path} (set CASCAL_DATA)")
     return path
 

@@ -15,18 +15,17 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "mmlu_pro_outputs"
 
 
 def real_data_dir() -> Path:
-    """The MMLU-Pro answer folder: ``$CASCAL_DATA`` or ``../shared/data/mmlu_pro_outputs``.
+    """The folder of real MMLU-Pro answers named by ``$CASCAL_DATA`` (the dataset folder format of
+    docs/data-format.md; ``.ci/run`` sets it).
 
-    Outside CI the real-data tests are skipped when the folder is absent; under CI (``CI=true``)
-    its absence is an error, so a missing data copy can never pass as green.
+    Outside CI the real-data tests are skipped when it is unset or absent; under CI (``CI=true``)
+    that is an error, so a missing data copy can never pass as green.
     """
-    path = Path(os.environ.get("CASCAL_DATA", DEFAULT_DATA))
-    if not (path / "predictions.csv").exists():
+    path = Path(os.environ.get("CASCAL_DATA", ""))
+    if not os.environ.get("CASCAL_DATA") or not (path / "predictions.csv").exists():
         if os.environ.get("CI"):
             pytest.fail(f"real data not found at {path} (set CASCAL_DATA)")
         pytest.skip(f"real data not found at {path} (set CASCAL_DATA)")
