@@ -154,6 +154,7 @@ class GatewayThread:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((gateway.settings.host, gateway.settings.port))
+        self._port = int(self._sock.getsockname()[1])
         self.server = GatewayServer(_uvicorn_config(gateway, log_level=log_level), gateway)
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
@@ -161,7 +162,7 @@ class GatewayThread:
     @property
     def port(self) -> int:
         """The bound port."""
-        return int(self._sock.getsockname()[1])
+        return self._port
 
     @property
     def url(self) -> str:
