@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import re
 import warnings
 from abc import ABC, abstractmethod
@@ -304,7 +303,8 @@ class OpenAIEmbeddingsEmbedder(Embedder):
         try:
             vectors = np.asarray([r.embedding for r in rows], dtype=np.float64)
         except (TypeError, ValueError):
-            raise EmbeddingError(f"embedder {self.name}: the embeddings are not equal-length lists of numbers") from None
+            problem = "the embeddings are not equal-length lists of numbers"
+            raise EmbeddingError(f"embedder {self.name}: {problem}") from None
         if vectors.ndim != 2 or vectors.shape[1] == 0 or not np.isfinite(vectors).all():
             raise EmbeddingError(f"embedder {self.name}: returned empty, ragged, NaN or infinite embeddings")
         if (np.linalg.norm(vectors, axis=1) == 0).any():
@@ -367,7 +367,8 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
 
 def load_embedder(name: str, *, batch_size: int = 64) -> Embedder:
     """The embedder whose :attr:`Embedder.name` is ``name`` (route time): ``hashing-<d>``,
-    ``openai:<model>@<base_url>`` or a sentence-transformers model. Never falls back: a missing package raises :class:`EmbeddingError`,
+    ``openai:<model>@<base_url>`` or a sentence-transformers model. Never falls back: a missing
+    package raises :class:`EmbeddingError`,
     because other embeddings would not match the router's training embeddings."""
     if not isinstance(name, str) or not name.strip():
         raise EmbeddingError(f"name: expected an embedder name, got {name!r}")

@@ -26,13 +26,17 @@ N_SUBJECTS = 2
 PER_SUBJECT = 60
 
 
-def simulated_questions(world: SimWorld, n_subjects: int = N_SUBJECTS, per_subject: int = PER_SUBJECT) -> tuple[list, list]:
+def simulated_questions(
+    world: SimWorld, n_subjects: int = N_SUBJECTS, per_subject: int = PER_SUBJECT
+) -> tuple[list, list]:
     """Questions a simulated generator writes, with their subjects (in process, no HTTP)."""
     responder = SimulatedResponder(world)
     questions, subjects = [], []
     for subject in SUBJECTS[:n_subjects]:
         for batch in range(per_subject // 20):
-            reply = responder.reply("sim-generator-strong", generation_messages(subject.key, subject.description, 20, attempt=batch))
+            reply = responder.reply(
+                "sim-generator-strong", generation_messages(subject.key, subject.description, 20, attempt=batch)
+            )
             parsed = parse_questions(reply.text)[0]
             questions += parsed
             subjects += [subject.key] * len(parsed)
@@ -54,10 +58,14 @@ def train_router(world: SimWorld, path: Path, embedder: str = "hashing-256", emb
             answers[i, j] = extract_answer(out.text, len(q.options))
             logprobs[i, j] = np.mean(out.token_logprobs)
     data = ResponseMatrix(
-        answers=answers, n_options=np.array([len(q.options) for q in questions]), subjects=np.array(subjects),
-        model_names=world.model_names, logprobs=logprobs,
+        answers=answers,
+        n_options=np.array([len(q.options) for q in questions]),
+        subjects=np.array(subjects),
+        model_names=world.model_names,
+        logprobs=logprobs,
         question_ids=np.array([f"q{i}" for i in range(len(questions))]),
-        questions=[q.question for q in questions], options=[list(q.options) for q in questions],
+        questions=[q.question for q in questions],
+        options=[list(q.options) for q in questions],
     )
     encoder = embed or load_embedder(embedder).encode
     X = np.asarray(encoder([q.question for q in questions]), dtype=np.float32)

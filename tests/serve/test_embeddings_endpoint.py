@@ -40,8 +40,14 @@ def embeddings_app(calls: list) -> Starlette:
         calls.append((body["model"], len(texts), request.headers.get("authorization")))
         vectors = embedder.encode(texts) * 3.0  # not unit norm: the client normalises
         data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
-        return JSONResponse({"object": "list", "model": body["model"], "data": data[::-1],
-                             "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        return JSONResponse(
+            {
+                "object": "list",
+                "model": body["model"],
+                "data": data[::-1],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        )
 
     return Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])])
 
@@ -81,9 +87,15 @@ def test_endpoint_embedder_reproduces_the_served_vectors(endpoint, monkeypatch):
 
 def test_cascal_embed_uses_the_endpoint(endpoint, tmp_path):
     url, _ = endpoint
-    data = ResponseMatrix(answers=np.zeros((3, 2), dtype=np.int8), n_options=np.array([4, 4, 4]),
-                          subjects=np.array(["a", "a", "b"]), model_names=["m1", "m2"], questions=list(TEXTS),
-                          options=[["w", "x", "y", "z"]] * 3, question_ids=np.array(["q0", "q1", "q2"]))
+    data = ResponseMatrix(
+        answers=np.zeros((3, 2), dtype=np.int8),
+        n_options=np.array([4, 4, 4]),
+        subjects=np.array(["a", "a", "b"]),
+        model_names=["m1", "m2"],
+        questions=list(TEXTS),
+        options=[["w", "x", "y", "z"]] * 3,
+        question_ids=np.array(["q0", "q1", "q2"]),
+    )
     save_dataset(data, tmp_path / "ds")
     name = f"openai:hash-64@{url}"
     assert cli_main(["embed", str(tmp_path / "ds"), "--model", name, "--no-progress"]) == 0

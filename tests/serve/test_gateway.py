@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import numpy as np
 import openai
 import pytest
 from conftest import pool_file
@@ -80,11 +79,17 @@ def test_streamed_completion_passes_events_through(start_gateway, sim_pool, simu
     gw = start_gateway(sim_pool)
     q = questions[1]
     top = in_process_ranking(router_file, messages_of(q)[-1]["content"])[0]
-    chunks = list(client(gw).chat.completions.create(model="cascal", messages=messages_of(q), stream=True,
-                                                      stream_options={"include_usage": True}))
+    chunks = list(
+        client(gw).chat.completions.create(
+            model="cascal", messages=messages_of(q), stream=True, stream_options={"include_usage": True}
+        )
+    )
     direct = openai.OpenAI(base_url=simulator.base_url, api_key="EMPTY", max_retries=0)
-    same = list(direct.chat.completions.create(model=top, messages=messages_of(q), stream=True,
-                                               stream_options={"include_usage": True}))
+    same = list(
+        direct.chat.completions.create(
+            model=top, messages=messages_of(q), stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert {c.model for c in chunks} == {top}
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "".join(c.choices[0].delta.content or "" for c in same if c.choices) and text
@@ -121,7 +126,8 @@ def test_route_endpoint_matches_router_and_cli(start_gateway, sim_pool, question
         for i, answer in enumerate(answers):
             assert answer["models"] == expected.top_models(i)
             assert [r["score"] for r in answer["ranking"]] == pytest.approx(
-                [expected.scores[i, j] for j in expected.ranked[i]], abs=1e-12)
+                [expected.scores[i, j] for j in expected.ranked[i]], abs=1e-12
+            )
             assert answer["fallback"] == (answer["alpha"] > 0) and answer["subject"] in router.subject_names_
             assert sum(answer["subject_weights"].values()) == pytest.approx(1.0)
         many = http.post("/v1/route", json={"input": texts[:3]}).json()
@@ -137,8 +143,9 @@ def test_route_endpoint_matches_router_and_cli(start_gateway, sim_pool, question
 
 
 # ------------------------------------------------------------------------------------------ failover
-def test_failover_and_circuit_breaker_when_the_top_model_is_dead(start_gateway, world, simulator, questions,
-                                                                   router_file, tmp_path, monkeypatch):
+def test_failover_and_circuit_breaker_when_the_top_model_is_dead(
+    start_gateway, world, simulator, questions, router_file, tmp_path, monkeypatch
+):
     q = questions[2]
     ranking = in_process_ranking(router_file, messages_of(q)[-1]["content"])
     dead, second = ranking[0], ranking[1]
@@ -183,7 +190,11 @@ def test_decision_log_holds_the_text_only_when_asked(start_gateway, sim_pool, qu
     gw.stop()
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert record["text"] == messages_of(questions[0])[-1]["content"]
-    assert record["model"] == record["ranking"][0] and record["completion_tokens"] > 0 and len(record["query_sha256"]) == 16
+    assert (
+        record["model"] == record["ranking"][0]
+        and record["completion_tokens"] > 0
+        and len(record["query_sha256"]) == 16
+    )
 
 
 # ------------------------------------------------------------------------------------------ refusals
@@ -204,7 +215,12 @@ def test_auth_and_every_bad_request_answer_openai_errors(start_gateway, sim_pool
             (http.post("/v1/chat/completions", content=b"{not json", headers=auth), 400),
             (http.post("/v1/chat/completions", json={"model": "cascal"}, headers=auth), 400),
             (http.post("/v1/chat/completions", json=[1, 2], headers=auth), 400),
-            (http.post("/v1/chat/completions", json={"model": "cascal", "messages": [{"role": "user"}]}, headers=auth), 400),
+            (
+                http.post(
+                    "/v1/chat/completions", json={"model": "cascal", "messages": [{"role": "user"}]}, headers=auth
+                ),
+                400,
+            ),
             (http.post("/v1/route", json={"input": ""}, headers=auth), 400),
             (http.post("/v1/route", json={"model": "cascal", "messages": msgs, "pad": "x" * 5000}, headers=auth), 413),
             (http.get("/v1/nowhere", headers=auth), 404),

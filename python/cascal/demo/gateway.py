@@ -15,7 +15,9 @@ from typing import Union
 __all__ = ["serve_demo"]
 
 
-def serve_demo(out_dir: Union[str, Path], *, seed: int = 0, generator: str = "weak", n_questions: int = 4) -> list[dict]:
+def serve_demo(
+    out_dir: Union[str, Path], *, seed: int = 0, generator: str = "weak", n_questions: int = 4
+) -> list[dict]:
     """Route ``n_questions`` test questions of a finished demo through the gateway.
 
     Args:
@@ -43,24 +45,34 @@ def serve_demo(out_dir: Union[str, Path], *, seed: int = 0, generator: str = "we
     world = SimWorld(seed=seed)
     records = []
     with serve_simulator(world) as simulator:
-        gateway = build_gateway(out / f"router_{generator}_raw.cascal", simulator_pool(simulator.base_url, world),
-                                GatewaySettings(port=0))
+        gateway = build_gateway(
+            out / f"router_{generator}_raw.cascal", simulator_pool(simulator.base_url, world), GatewaySettings(port=0)
+        )
         with GatewayThread(gateway) as thread:
             print(f"[demo] gateway on {thread.base_url} in front of the SIMULATED pool (model 'cascal')", flush=True)
             client = openai.OpenAI(base_url=thread.base_url, api_key="EMPTY", max_retries=0)
             picks = np.linspace(0, test.n_questions - 1, n_questions).astype(int)
             for i in picks:
                 question, options = (test.questions or [])[i], (test.options or [])[i]
-                raw = client.chat.completions.with_raw_response.create(model="cascal", messages=build_messages(question, options))
+                raw = client.chat.completions.with_raw_response.create(
+                    model="cascal", messages=build_messages(question, options)
+                )
                 reply = raw.parse()
                 text = reply.choices[0].message.content or ""
                 choice = extract_answer(text, len(options))
-                record = {"question": question, "route": json.loads(raw.headers["x-cascal-route"]), "model": reply.model,
-                          "answer": LETTERS[choice] if choice >= 0 else None,
-                          "key": LETTERS[int(test.gold[i])] if test.gold is not None and test.gold[i] >= 0 else None}
+                record = {
+                    "question": question,
+                    "route": json.loads(raw.headers["x-cascal-route"]),
+                    "model": reply.model,
+                    "answer": LETTERS[choice] if choice >= 0 else None,
+                    "key": LETTERS[int(test.gold[i])] if test.gold is not None and test.gold[i] >= 0 else None,
+                }
                 records.append(record)
-                print(f"[demo]   {reply.model:<14} answered {record['answer'] or '?'} (key {record['key'] or '?'}) "
-                      f"route {record['route']}: {question[:70]}", flush=True)
+                print(
+                    f"[demo]   {reply.model:<14} answered {record['answer'] or '?'} (key {record['key'] or '?'}) "
+                    f"route {record['route']}: {question[:70]}",
+                    flush=True,
+                )
             question, options = (test.questions or [])[picks[0]], (test.options or [])[picks[0]]
             voted = client.chat.completions.create(model="cascal-vote-3", messages=build_messages(question, options))
             vote = (voted.model_extra or {}).get("cascal", {}).get("vote", {})

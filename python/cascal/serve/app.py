@@ -53,8 +53,14 @@ class Gateway:
         draining: set when shutdown begins; ``/health`` then answers 503.
     """
 
-    def __init__(self, settings: GatewaySettings, engine: RouteEngine, upstreams: UpstreamPool,
-                 metrics: GatewayMetrics, decision_log: Optional[DecisionLog] = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        engine: RouteEngine,
+        upstreams: UpstreamPool,
+        metrics: GatewayMetrics,
+        decision_log: Optional[DecisionLog] = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.upstreams = upstreams
@@ -90,13 +96,30 @@ class Gateway:
         for d in decisions:
             self.metrics.decisions.labels(model=d.ranking[0]).inc()
 
-    def log(self, endpoint: str, text: str, ranking: Any, model: Optional[str], failovers: int, status: int,
-            started: float, usage: Any = None, extra: Optional[dict] = None) -> None:
+    def log(
+        self,
+        endpoint: str,
+        text: str,
+        ranking: Any,
+        model: Optional[str],
+        failovers: int,
+        status: int,
+        started: float,
+        usage: Any = None,
+        extra: Optional[dict] = None,
+    ) -> None:
         if self.decision_log is not None:
-            self.decision_log.write(endpoint=endpoint, text=text, ranking=list(ranking), model=model,
-                                    failovers=failovers, status=status,
-                                    latency_ms=(time.perf_counter() - started) * 1000.0,
-                                    usage=usage if isinstance(usage, dict) else None, extra=extra)
+            self.decision_log.write(
+                endpoint=endpoint,
+                text=text,
+                ranking=list(ranking),
+                model=model,
+                failovers=failovers,
+                status=status,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                usage=usage if isinstance(usage, dict) else None,
+                extra=extra,
+            )
 
 
 def _error_response(error: APIError) -> JSONResponse:
@@ -115,8 +138,12 @@ def create_app(gateway: Gateway) -> Starlette:
             metrics.in_flight.inc()
             try:
                 if not gateway.authorized(request):
-                    raise APIError(401, "missing or incorrect API key (send Authorization: Bearer <key>)",
-                                   code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+                    raise APIError(
+                        401,
+                        "missing or incorrect API key (send Authorization: Bearer <key>)",
+                        code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
                 response = await handler(request)
             except APIError as error:
                 response = _error_response(error)
@@ -154,14 +181,28 @@ def create_app(gateway: Gateway) -> Starlette:
                 ranking = list(decision.ranking)
                 tries = settings.max_failover
             else:
-                raise APIError(404, f"model {model!r} not found: ask for {ROUTED_MODEL!r}, 'cascal-vote-K' or a pool "
-                               f"model ({', '.join(pool.names)})", code="model_not_found", param="model")
+                raise APIError(
+                    404,
+                    f"model {model!r} not found: ask for {ROUTED_MODEL!r}, 'cascal-vote-K' or a pool "
+                    f"model ({', '.join(pool.names)})",
+                    code="model_not_found",
+                    param="model",
+                )
         headers = {"x-cascal-route": json.dumps(ranking[: settings.top_k], separators=(",", ":"))}
         if k is not None:
             forwarded = await ask_and_vote(pool, ranking, body, k)
             headers["x-cascal-model"] = forwarded.model
-            gateway.log("vote", text, ranking, forwarded.model, 0, 200, started, forwarded.body.get("usage"),
-                        {"vote": forwarded.body["cascal"]["vote"]})
+            gateway.log(
+                "vote",
+                text,
+                ranking,
+                forwarded.model,
+                0,
+                200,
+                started,
+                forwarded.body.get("usage"),
+                {"vote": forwarded.body["cascal"]["vote"]},
+            )
             return JSONResponse(forwarded.body, headers=headers)
         if stream:
             return await _stream(text, ranking, body, tries, headers, started)
@@ -171,7 +212,9 @@ def create_app(gateway: Gateway) -> Starlette:
             gateway.log("chat", text, ranking, None, max(0, tries - 1), error.status, started)
             raise
         headers.update(_answer_headers(forwarded))
-        gateway.log("chat", text, ranking, forwarded.model, forwarded.failovers, 200, started, forwarded.body.get("usage"))
+        gateway.log(
+            "chat", text, ranking, forwarded.model, forwarded.failovers, 200, started, forwarded.body.get("usage")
+        )
         return JSONResponse(forwarded.body, headers=headers)
 
     async def _stream(text: str, ranking: list[str], body: dict, tries: int, headers: dict, started: float) -> Response:
@@ -180,8 +223,13 @@ def create_app(gateway: Gateway) -> Starlette:
         except APIError as error:
             gateway.log("chat", text, ranking, None, max(0, tries - 1), error.status, started)
             raise
-        headers.update({"x-cascal-model": opened.model, "x-cascal-failovers": str(len(opened.attempts) - 1),
-                        "cache-control": "no-cache"})
+        headers.update(
+            {
+                "x-cascal-model": opened.model,
+                "x-cascal-failovers": str(len(opened.attempts) - 1),
+                "cache-control": "no-cache",
+            }
+        )
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -190,8 +238,17 @@ def create_app(gateway: Gateway) -> Starlette:
             finally:
                 if opened.error is not None:
                     metrics.upstream_errors.labels(model=opened.model, kind=opened.error).inc()
-                gateway.log("chat", text, ranking, opened.model, len(opened.attempts) - 1, 200, started, opened.usage,
-                            {"stream": True, **({"stream_error": opened.error} if opened.error else {})})
+                gateway.log(
+                    "chat",
+                    text,
+                    ranking,
+                    opened.model,
+                    len(opened.attempts) - 1,
+                    200,
+                    started,
+                    opened.usage,
+                    {"stream": True, **({"stream_error": opened.error} if opened.error else {})},
+                )
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
@@ -255,7 +312,9 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/health", endpoint("health", health), methods=["GET"]),
         Route("/metrics", endpoint("metrics", prometheus), methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found, HTTPException: not_found})
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found, HTTPException: not_found}
+    )
 
 
 def _answer_headers(forwarded: Forwarded) -> dict:

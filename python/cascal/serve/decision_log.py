@@ -55,8 +55,9 @@ class DecisionLog:
         }
         if self.log_text:
             record["text"] = text
-        record.update(ranking=list(ranking), model=model, failovers=failovers, status=status,
-                      latency_ms=round(latency_ms, 3))
+        record.update(
+            ranking=list(ranking), model=model, failovers=failovers, status=status, latency_ms=round(latency_ms, 3)
+        )
         for key in ("prompt_tokens", "completion_tokens"):
             value = (usage or {}).get(key)
             if isinstance(value, int):

@@ -41,10 +41,11 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h
     return status
 
 
-async def _load(port: int, path: str, bodies: Sequence[bytes], clients: int, seconds: float) -> tuple[list[float], float]:
+async def _load(
+    port: int, path: str, bodies: Sequence[bytes], clients: int, seconds: float
+) -> tuple[list[float], float]:
     """``clients`` keep-alive connections posting ``bodies`` in turn for ``seconds``; latencies and elapsed time."""
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Content-Length: ").encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ").encode()
     latencies: list[float] = []
     connected = 0
     all_connected = asyncio.Event()
@@ -112,25 +113,44 @@ def _train(folder: Path, world: object) -> tuple[Path, list]:
     questions, subjects = [], []
     for subject in SUBJECTS[:3]:
         for batch in range(4):
-            reply = responder.reply("sim-generator-strong", generation_messages(subject.key, subject.description, 20, attempt=batch))
+            reply = responder.reply(
+                "sim-generator-strong", generation_messages(subject.key, subject.description, 20, attempt=batch)
+            )
             parsed = parse_questions(reply.text)[0]
             questions += parsed
             subjects += [subject.key] * len(parsed)
     names = list(world.model_names)  # type: ignore[attr-defined]
-    answers = np.array([[extract_answer(responder.reply(m, build_messages(q.question, q.options)).text, len(q.options))
-                         for m in names] for q in questions], dtype=np.int8)
-    data = ResponseMatrix(answers=answers, n_options=np.array([len(q.options) for q in questions]),
-                          subjects=np.array(subjects), model_names=names,
-                          question_ids=np.array([f"q{i}" for i in range(len(questions))]),
-                          questions=[q.question for q in questions], options=[list(q.options) for q in questions])
+    answers = np.array(
+        [
+            [
+                extract_answer(responder.reply(m, build_messages(q.question, q.options)).text, len(q.options))
+                for m in names
+            ]
+            for q in questions
+        ],
+        dtype=np.int8,
+    )
+    data = ResponseMatrix(
+        answers=answers,
+        n_options=np.array([len(q.options) for q in questions]),
+        subjects=np.array(subjects),
+        model_names=names,
+        question_ids=np.array([f"q{i}" for i in range(len(questions))]),
+        questions=[q.question for q in questions],
+        options=[list(q.options) for q in questions],
+    )
     X = load_embedder("hashing-256").encode([q.question for q in questions])
     path = folder / "router.cascal"
     CascalRouter(embedding_model="hashing-256", random_state=0).fit(X, data).save(path)
     return path, questions
 
 
-def run_load_benchmark(concurrency: Sequence[int] = (1, 16, 64), seconds: float = 3.0, chat_requests: int = 300,
-                       workdir: Optional[str] = None) -> dict:
+def run_load_benchmark(
+    concurrency: Sequence[int] = (1, 16, 64),
+    seconds: float = 3.0,
+    chat_requests: int = 300,
+    workdir: Optional[str] = None,
+) -> dict:
     """Measure the gateway (see the module docstring); returns the numbers as a dict."""
     from cascal.pipeline.answer import build_messages
     from cascal.simulate import SimWorld, serve_simulator
@@ -143,8 +163,22 @@ def run_load_benchmark(concurrency: Sequence[int] = (1, 16, 64), seconds: float 
         (folder / "pool.yaml").write_text(pool_yaml(simulator.base_url, world), encoding="utf-8")
         port = _free_port()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        proc = subprocess.Popen([sys.executable, "-m", "cascal", "serve", str(router), "--pool", str(folder / "pool.yaml"),
-                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cascal",
+                "serve",
+                str(router),
+                "--pool",
+                str(folder / "pool.yaml"),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         try:
             _wait_ready(port, proc)
             route_bodies = [json.dumps({"input": q.question}).encode() for q in questions]
@@ -158,10 +192,14 @@ def run_load_benchmark(concurrency: Sequence[int] = (1, 16, 64), seconds: float 
                     "p99_ms": float(np.percentile(lat, 99) * 1e3),
                     "requests": len(lat),
                 }
-            chat = [json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode()
-                    for q in questions]
-            top = [json.dumps({"model": m, "messages": build_messages(q.question, q.options)}).encode()
-                   for q, m in zip(questions, _top_models(port, questions))]
+            chat = [
+                json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode()
+                for q in questions
+            ]
+            top = [
+                json.dumps({"model": m, "messages": build_messages(q.question, q.options)}).encode()
+                for q, m in zip(questions, _top_models(port, questions))
+            ]
             sim_port = simulator.port
             per = max(1, chat_requests // 3)
             via, direct = [], []
@@ -187,14 +225,18 @@ def _top_models(port: int, questions: list) -> list[str]:
     import urllib.request
 
     body = json.dumps({"input": [q.question for q in questions]}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/route", data=body, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/route", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return [d["models"][0] for d in json.loads(r.read())["data"]]
 
 
 def _sequential(port: int, path: str, bodies: Sequence[bytes], n: int) -> list[float]:
     async def run() -> list[float]:
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ").encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: "
+        ).encode()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         out = []
         try:
@@ -217,7 +259,10 @@ def format_results(results: dict) -> str:
     for clients, r in results["route"].items():
         lines.append(f"| {clients} | {r['decisions_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
     c = results["chat"]
-    lines += ["", f"/v1/chat/completions, 1 client, {c['requests']} requests: through the gateway p50 "
-              f"{c['gateway_p50_ms']:.2f} ms, straight to the upstream p50 {c['direct_p50_ms']:.2f} ms, "
-              f"added p50 {c['added_p50_ms']:.2f} ms"]
+    lines += [
+        "",
+        f"/v1/chat/completions, 1 client, {c['requests']} requests: through the gateway p50 "
+        f"{c['gateway_p50_ms']:.2f} ms, straight to the upstream p50 {c['direct_p50_ms']:.2f} ms, "
+        f"added p50 {c['added_p50_ms']:.2f} ms",
+    ]
     return "\n".join(lines)

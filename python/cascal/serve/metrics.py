@@ -20,21 +20,45 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("cascal_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r)
-        self.latency = Histogram("cascal_request_latency_seconds", "request latency by endpoint", ["endpoint"],
-                                 buckets=_LATENCY_BUCKETS, registry=r)
-        self.decisions = Counter("cascal_routing_decisions", "routing decisions by top-ranked model", ["model"], registry=r)
-        self.routing_latency = Histogram("cascal_routing_latency_seconds", "embed + route time of one batch",
-                                         buckets=_LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("cascal_routing_batch_size", "queries per router call",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
-        self.answered = Counter("cascal_upstream_answers", "replies forwarded by the model that answered", ["model"], registry=r)
-        self.upstream_errors = Counter("cascal_upstream_errors", "failed upstream requests by model and kind",
-                                       ["model", "kind"], registry=r)
-        self.upstream_latency = Histogram("cascal_upstream_latency_seconds", "upstream time to the reply (or first byte)",
-                                          ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "cascal_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "cascal_request_latency_seconds",
+            "request latency by endpoint",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "cascal_routing_decisions", "routing decisions by top-ranked model", ["model"], registry=r
+        )
+        self.routing_latency = Histogram(
+            "cascal_routing_latency_seconds", "embed + route time of one batch", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "cascal_routing_batch_size",
+            "queries per router call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.answered = Counter(
+            "cascal_upstream_answers", "replies forwarded by the model that answered", ["model"], registry=r
+        )
+        self.upstream_errors = Counter(
+            "cascal_upstream_errors", "failed upstream requests by model and kind", ["model", "kind"], registry=r
+        )
+        self.upstream_latency = Histogram(
+            "cascal_upstream_latency_seconds",
+            "upstream time to the reply (or first byte)",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.failovers = Counter("cascal_failovers", "requests moved to the next-ranked model", registry=r)
-        self.breaker_open = Gauge("cascal_circuit_open", "1 while a model's circuit breaker is open", ["model"], registry=r)
+        self.breaker_open = Gauge(
+            "cascal_circuit_open", "1 while a model's circuit breaker is open", ["model"], registry=r
+        )
         self.in_flight = Gauge("cascal_requests_in_flight", "requests being served", registry=r)
 
     def render(self) -> bytes:

@@ -69,7 +69,9 @@ def check_messages(body: Mapping[str, Any]) -> list[dict]:
     """The ``messages`` of a chat request; 400 when missing or malformed."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise APIError(400, "messages: required, a non-empty list of chat messages", param="messages", code="missing_messages")
+        raise APIError(
+            400, "messages: required, a non-empty list of chat messages", param="messages", code="missing_messages"
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
             raise APIError(400, f"messages[{i}]: each message needs a string role and a content", param="messages")
@@ -105,5 +107,9 @@ def route_inputs(body: Mapping[str, Any], whole_conversation: bool = False) -> t
         return [value], False
     if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
         return list(value), True
-    raise APIError(400, "give messages (a chat) or input (a non-empty string or list of strings)", param="input",
-                   code="missing_messages")
+    raise APIError(
+        400,
+        "give messages (a chat) or input (a non-empty string or list of strings)",
+        param="input",
+        code="missing_messages",
+    )

@@ -95,16 +95,21 @@ def build_gateway(
     if reserved:
         raise ConfigError(f"{pool.source or 'pool'}: model name(s) {reserved} are reserved by the gateway")
     if settings.top_k > len(router.model_names_):
-        raise InvalidParameterError(f"top_k: must be at most the pool size {len(router.model_names_)}, got {settings.top_k}")
+        raise InvalidParameterError(
+            f"top_k: must be at most the pool size {len(router.model_names_)}, got {settings.top_k}"
+        )
     metrics = GatewayMetrics()
 
     def on_batch(size: int, seconds: float) -> None:
         metrics.batch_size.observe(size)
         metrics.routing_latency.observe(seconds)
 
-    engine = RouteEngine(router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch)
-    upstreams = UpstreamPool(pool, metrics, breaker_failures=settings.breaker_failures,
-                             breaker_cooldown=settings.breaker_cooldown)
+    engine = RouteEngine(
+        router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
+    )
+    upstreams = UpstreamPool(
+        pool, metrics, breaker_failures=settings.breaker_failures, breaker_cooldown=settings.breaker_cooldown
+    )
     log = DecisionLog(settings.log_decisions, log_text=settings.log_text) if settings.log_decisions else None
     return Gateway(settings, engine, upstreams, metrics, log)
 

@@ -182,7 +182,9 @@ class OpenStream:
         error: the failure that ended the stream early, or ``None``.
     """
 
-    def __init__(self, model: str, stack: contextlib.AsyncExitStack, head: list[str], lines: AsyncIterator[str]) -> None:
+    def __init__(
+        self, model: str, stack: contextlib.AsyncExitStack, head: list[str], lines: AsyncIterator[str]
+    ) -> None:
         self.model = model
         self.usage: Optional[dict] = None
         self.error: Optional[str] = None
@@ -203,7 +205,9 @@ class OpenStream:
                     chunk["model"] = self.model
                     if isinstance(chunk.get("usage"), dict):
                         self.usage = chunk["usage"]
-                    return ("data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+                    return ("data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+                        "utf-8"
+                    )
         return (line + "\n").encode("utf-8")
 
     async def events(self) -> AsyncIterator[bytes]:
@@ -241,8 +245,9 @@ class UpstreamPool:
         breaker_failures, breaker_cooldown: the circuit breaker of every model.
     """
 
-    def __init__(self, pool: PoolConfig, metrics: GatewayMetrics, *, breaker_failures: int = 3,
-                 breaker_cooldown: float = 30.0) -> None:
+    def __init__(
+        self, pool: PoolConfig, metrics: GatewayMetrics, *, breaker_failures: int = 3, breaker_cooldown: float = 30.0
+    ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.upstreams = {m.name: Upstream(m, CircuitBreaker(breaker_failures, breaker_cooldown)) for m in pool.models}

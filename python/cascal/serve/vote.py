@@ -70,8 +70,9 @@ async def ask_and_vote(pool: UpstreamPool, ranking: Sequence[str], body: dict, k
     winner = vote([PoolAnswer(n, c, t or "") for n, c, t in zip(names, choices, texts)])
     answered = [(n, r, c) for n, r, c in zip(names, replies, choices) if r is not None]
     if not answered:
-        raise APIError(502, f"no pool model could answer (asked {', '.join(names)})", "upstream_error",
-                       code="upstream_unavailable")
+        raise APIError(
+            502, f"no pool model could answer (asked {', '.join(names)})", "upstream_error", code="upstream_unavailable"
+        )
     name, reply, _ = next(((n, r, c) for n, r, c in answered if c == winner and winner >= 0), answered[0])
     assert reply is not None
     votes = [{"model": n, "answer": LETTERS[c] if c >= 0 else None} for n, c in zip(names, choices)]
