@@ -20,7 +20,14 @@ Backends:
   machine and numpy version). It captures shared vocabulary only, not meaning: a fallback for when
   torch is unavailable, not a substitute for a sentence encoder.
 
-With ``backend="auto"`` a name of the form ``hashing-<d>`` selects the hashing embedder; any other
+* ``openai`` (no extra dependency: the ``openai`` client): an OpenAI-compatible ``/v1/embeddings``
+  endpoint, named ``openai:<model>@<base_url>`` (e.g. ``openai:text-embedding-3-small@http://127.0.0.1:8001/v1``),
+  so the name alone says which model at which endpoint. The API key is read from the environment
+  variable ``CASCAL_EMBEDDINGS_API_KEY`` (``"EMPTY"`` when unset). Texts go in batches of
+  ``batch_size``; rows come back in input order (by the reply's ``index``) and are L2-normalised.
+
+With ``backend="auto"`` a name of the form ``hashing-<d>`` selects the hashing embedder, a name
+starting with ``openai:`` the endpoint embedder; any other
 name selects sentence-transformers and, if that package is missing, falls back to ``hashing-256``
 with a warning (the returned embedder's name says which one was used).
 
@@ -31,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import re
 import warnings
 from abc import ABC, abstractmethod
@@ -46,9 +52,12 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_HASHING_DIM = 256
 HASHING_FEATURES = 2**20
 HASHING_SEED = 0x5EED_CA5CA1
-BACKENDS = ("auto", "sentence-transformers", "hashing")
+BACKENDS = ("auto", "sentence-transformers", "hashing", "openai")
 _PROJECTION_BLOCK = 16384  # hashed features projected at once
 _HASHING_NAME = re.compile(r"^hashing-([0-9]+)$")
+_OPENAI_NAME = re.compile(r"^openai:(?P<model>[^@\s]+)@(?P<url>https?://\S+)$")
+#: environment variable holding the API key of the ``openai:`` embedding endpoint
+EMBEDDINGS_API_KEY_ENV = "CASCAL_EMBEDDINGS_API_KEY"
 
 PathLike = Union[str, Path]
 
@@ -56,9 +65,12 @@ __all__ = [
     "Embedder",
     "HashingEmbedder",
     "SentenceTransformerEmbedder",
+    "OpenAIEmbeddingsEmbedder",
     "EmbeddingError",
+    "EMBEDDINGS_API_KEY_ENV",
     "get_embedder",
     "load_embedder",
+    "parse_openai_name",
     "embed_texts",
     "texts_digest",
     "DEFAULT_MODEL",
@@ -229,6 +241,83 @@ class SentenceTransformerEmbedder(Embedder):
         return _l2_normalise(vectors)
 
 
+# ------------------------------------------------------------------------------ OpenAI-compatible endpoint
+class OpenAIEmbeddingsEmbedder(Embedder):
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint, named ``openai:<model>@<base_url>``.
+
+    Args:
+        model: the model id sent in the request.
+        base_url: the endpoint root, e.g. ``http://127.0.0.1:8001/v1`` (``http`` or ``https``).
+        batch_size: texts per request.
+        timeout: seconds per request.
+        api_key: the key to send; default the variable ``CASCAL_EMBEDDINGS_API_KEY``, else ``"EMPTY"``.
+            It is never part of the name, a message or a log.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        batch_size: int = 256,
+        timeout: float = 60.0,
+        api_key: Optional[str] = None,
+    ) -> None:
+        if not isinstance(model, str) or not model.strip() or "@" in model or any(c.isspace() for c in model):
+            raise EmbeddingError(f"model: expected a model id without '@' or spaces, got {model!r}")
+        if not isinstance(base_url, str) or not re.match(r"^https?://\S+$", base_url):
+            raise EmbeddingError(f"base_url: expected an http(s) URL, got {base_url!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise EmbeddingError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+        import os
+
+        import openai
+
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.name = f"openai:{self.model}@{self.base_url}"
+        self.batch_size = batch_size
+        key = api_key if api_key is not None else os.environ.get(EMBEDDINGS_API_KEY_ENV) or "EMPTY"
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=2)
+        self._dim: Optional[int] = None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        parts = [self._request(texts[s : s + self.batch_size]) for s in range(0, len(texts), self.batch_size)]
+        vectors = np.vstack(parts)
+        self._dim = int(vectors.shape[1])
+        return _l2_normalise(vectors)
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        import openai
+
+        try:
+            reply = self._client.embeddings.create(model=self.model, input=texts, encoding_format="float")
+        except openai.OpenAIError as exc:
+            raise EmbeddingError(f"embedder {self.name}: request failed: {type(exc).__name__}: {exc}") from None
+        rows = sorted(reply.data, key=lambda item: item.index)
+        if len(rows) != len(texts) or [r.index for r in rows] != list(range(len(texts))):
+            raise EmbeddingError(f"embedder {self.name}: expected {len(texts)} embeddings, got {len(rows)}")
+        try:
+            vectors = np.asarray([r.embedding for r in rows], dtype=np.float64)
+        except (TypeError, ValueError):
+            problem = "the embeddings are not equal-length lists of numbers"
+            raise EmbeddingError(f"embedder {self.name}: {problem}") from None
+        if vectors.ndim != 2 or vectors.shape[1] == 0 or not np.isfinite(vectors).all():
+            raise EmbeddingError(f"embedder {self.name}: returned empty, ragged, NaN or infinite embeddings")
+        if (np.linalg.norm(vectors, axis=1) == 0).any():
+            raise EmbeddingError(f"embedder {self.name}: returned an all-zero embedding")
+        return vectors
+
+
+def parse_openai_name(name: str) -> Optional[tuple[str, str]]:
+    """``(model, base_url)`` of an ``openai:<model>@<base_url>`` embedder name, else ``None``."""
+    match = _OPENAI_NAME.match(name) if isinstance(name, str) else None
+    return (match.group("model"), match.group("url").rstrip("/")) if match else None
+
+
 # ------------------------------------------------------------------------------ choosing one
 def _hashing_dim(name: str) -> Optional[int]:
     match = _HASHING_NAME.match(name)
@@ -239,8 +328,9 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
     """The embedder to *create* embeddings with (``cascal embed``).
 
     Args:
-        model: a sentence-transformers model name or path, or ``hashing-<d>``.
-        backend: ``"auto"``, ``"sentence-transformers"`` or ``"hashing"``. ``"hashing"`` with a
+        model: a sentence-transformers model name or path, ``hashing-<d>``, or ``openai:<model>@<base_url>``.
+        backend: ``"auto"``, ``"sentence-transformers"``, ``"hashing"`` or ``"openai"`` (which needs
+            an ``openai:`` name). ``"hashing"`` with a
             non-hashing ``model`` gives ``hashing-256``. ``"auto"`` falls back to ``hashing-256``
             with a warning when sentence-transformers is not installed.
         batch_size: batch size of the sentence-transformers backend.
@@ -249,6 +339,11 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
         raise EmbeddingError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if not isinstance(model, str) or not model.strip():
         raise EmbeddingError(f"model: expected a model name or path, got {model!r}")
+    endpoint = parse_openai_name(model)
+    if backend == "openai" or (backend == "auto" and model.startswith("openai:")):
+        if endpoint is None:
+            raise EmbeddingError(f"model: the openai backend needs a name openai:<model>@<base_url>, got {model!r}")
+        return OpenAIEmbeddingsEmbedder(*endpoint, batch_size=batch_size)
     dim = _hashing_dim(model)
     if backend == "hashing":
         return HashingEmbedder(dim or DEFAULT_HASHING_DIM)
@@ -271,14 +366,20 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
 
 
 def load_embedder(name: str, *, batch_size: int = 64) -> Embedder:
-    """The embedder whose :attr:`Embedder.name` is ``name`` (route time): ``hashing-<d>`` or a
-    sentence-transformers model. Never falls back: a missing package raises :class:`EmbeddingError`,
+    """The embedder whose :attr:`Embedder.name` is ``name`` (route time): ``hashing-<d>``,
+    ``openai:<model>@<base_url>`` or a sentence-transformers model. Never falls back: a missing
+    package raises :class:`EmbeddingError`,
     because other embeddings would not match the router's training embeddings."""
     if not isinstance(name, str) or not name.strip():
         raise EmbeddingError(f"name: expected an embedder name, got {name!r}")
     dim = _hashing_dim(name)
     if dim is not None:
         return HashingEmbedder(dim)
+    if name.startswith("openai:"):
+        endpoint = parse_openai_name(name)
+        if endpoint is None:
+            raise EmbeddingError(f"name: expected openai:<model>@<base_url>, got {name!r}")
+        return OpenAIEmbeddingsEmbedder(*endpoint, batch_size=batch_size)
     return SentenceTransformerEmbedder(name, batch_size=batch_size)
 
 

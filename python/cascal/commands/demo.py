@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated generator strengths to compare, from weak, medium, strong (default weak,strong)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no stage lines or progress bars")
+    parser.add_argument("--serve", action="store_true",
+                        help="then serve the router with the `cascal serve` gateway and send a few requests through it "
+                             "(needs cascal[serve])")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,4 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         print(result["table"])
         print(f"report: {result['report']}")
+    if args.serve:
+        from cascal.demo.gateway import serve_demo
+
+        serve_demo(args.out, seed=args.seed, generator=args.generators[0])
     return 0

@@ -10,7 +10,7 @@ import warnings
 from cascal.commands._args import positive_int
 
 NAME = "embed"
-HELP = "embed the questions of a dataset folder (sentence-transformers, or the hashing fallback)"
+HELP = "embed the questions of a dataset folder (sentence-transformers, an OpenAI-compatible endpoint, or the hashing fallback)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"sentence-transformers model name or path, or hashing-<d> (default {DEFAULT_MODEL})")
+                        help=f"sentence-transformers model name or path, hashing-<d>, or openai:MODEL@BASE_URL for an "
+                             f"OpenAI-compatible /v1/embeddings endpoint (key from $CASCAL_EMBEDDINGS_API_KEY; default {DEFAULT_MODEL})")
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="auto: sentence-transformers if installed, else the hashing fallback with a warning")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="texts per encode call (default 256)")

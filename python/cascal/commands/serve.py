@@ -1,0 +1,117 @@
+"""``cascal serve ROUTER --pool POOL.yaml``: an OpenAI-compatible routing gateway (``docs/serve.md``).
+
+Needs the optional extra ``pip install 'cascal[serve]'`` (Starlette, uvicorn, prometheus_client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from cascal.commands._args import positive_int
+
+NAME = "serve"
+HELP = "serve an OpenAI-compatible gateway that routes each chat request to the best pool model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("router", metavar="ROUTER", help="router file written by `cascal train`")
+    parser.add_argument(
+        "--pool", required=True, metavar="POOL.yaml", help="pool.yaml naming every routed model's endpoint"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    parser.add_argument(
+        "--embedder",
+        default=None,
+        metavar="SPEC",
+        help="embedder name (hashing-<d>, a sentence-transformers model, openai:MODEL@BASE_URL); "
+        "default the router's own; a different one is refused",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding the key every request must send as 'Authorization: Bearer <key>'",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=3,
+        help="models listed in the x-cascal-route header and asked by a bare cascal-vote (default 3)",
+    )
+    parser.add_argument(
+        "--log-decisions", default=None, metavar="PATH", help="append one JSON line per routed request to PATH"
+    )
+    parser.add_argument(
+        "--log-text", action="store_true", help="write the query text into the decision log (default: its hash only)"
+    )
+    parser.add_argument(
+        "--whole-conversation",
+        action="store_true",
+        help="embed the text of every message instead of the last user message",
+    )
+    parser.add_argument(
+        "--max-failover",
+        type=positive_int,
+        default=3,
+        help="pool models tried per routed request, down the ranking (default 3)",
+    )
+    parser.add_argument(
+        "--breaker-failures",
+        type=positive_int,
+        default=3,
+        help="consecutive failures that open a model's circuit breaker (default 3)",
+    )
+    parser.add_argument(
+        "--breaker-cooldown",
+        type=float,
+        default=30.0,
+        help="seconds an open circuit breaker skips its model (default 30)",
+    )
+    parser.add_argument(
+        "--max-body",
+        type=positive_int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="largest request body accepted (default 1048576)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from cascal.errors import ConfigError
+
+    try:
+        from cascal.serve.server import build_gateway, run_gateway
+        from cascal.serve.settings import GatewaySettings
+    except ImportError as exc:
+        raise ConfigError(
+            f"cascal serve needs the optional extra: pip install 'cascal[serve]' ({exc.name} is missing)"
+        ) from None
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env, "")
+        if not api_key:
+            raise ConfigError(f"--api-key-env: environment variable {args.api_key_env} is not set")
+    settings = GatewaySettings(
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        top_k=args.top_k,
+        whole_conversation=args.whole_conversation,
+        max_failover=args.max_failover,
+        breaker_failures=args.breaker_failures,
+        breaker_cooldown=args.breaker_cooldown,
+        max_body_bytes=args.max_body,
+        log_decisions=args.log_decisions,
+        log_text=args.log_text,
+    )
+    gateway = build_gateway(args.router, args.pool, settings, embedder=args.embedder)
+    names = ", ".join(gateway.upstreams.names)
+    print(f"cascal serve: {args.router} ({gateway.engine.embedder.name}) over {names}")
+    print(
+        f"cascal serve: listening on http://{args.host}:{args.port}/v1 (model 'cascal'); Ctrl-C stops gracefully",
+        flush=True,
+    )
+    run_gateway(gateway)
+    return 0

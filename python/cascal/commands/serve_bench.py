@@ -1,0 +1,35 @@
+"""``cascal serve-bench``: load benchmark of the ``cascal serve`` gateway on 127.0.0.1 (``docs/serve.md``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cascal.commands._args import positive_int
+
+NAME = "serve-bench"
+HELP = "measure the gateway on 127.0.0.1: /v1/route decisions/s and p50/p99 at 1/16/64 clients, added chat latency"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per concurrency level (default 3)")
+    parser.add_argument("--clients", default="1,16,64", help="comma-separated concurrency levels (default 1,16,64)")
+    parser.add_argument(
+        "--chat-requests",
+        type=positive_int,
+        default=300,
+        help="sequential chat requests each way for the added latency (default 300)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from cascal.errors import ConfigError
+
+    try:
+        from cascal.serve.loadtest import format_results, run_load_benchmark
+    except ImportError as exc:
+        raise ConfigError(
+            f"cascal serve-bench needs the optional extra: pip install 'cascal[serve]' ({exc.name} is missing)"
+        ) from None
+    clients = [int(c) for c in args.clients.split(",") if c.strip()]
+    print(format_results(run_load_benchmark(clients, seconds=args.seconds, chat_requests=args.chat_requests)))
+    return 0

@@ -1,0 +1,268 @@
+"""A load benchmark of the gateway on 127.0.0.1 (``cascal serve-bench``, ``benches/bench_serve.py``).
+
+It trains a small router on the simulated pool, starts the simulator in this process and the
+gateway as a separate ``cascal serve`` process (so that the load generator and the server do not
+share an interpreter), then measures with a minimal keep-alive HTTP/1.1 client written on asyncio
+streams (cheaper than a full client library, so the client machine's cost stays small):
+
+1. ``/v1/route`` at 1, 16 and 64 concurrent clients: routing decisions per second and p50/p99 latency;
+2. ``/v1/chat/completions`` with ``model="cascal"``, one client: the median latency through the
+   gateway minus the median latency of the same requests sent straight to the simulator (the
+   gateway's added latency: parsing, embedding, routing and forwarding through the ``openai`` client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+__all__ = ["run_load_benchmark", "format_results"]
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes) -> int:
+    writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+    header = await reader.readuntil(b"\r\n\r\n")
+    status = int(header[9:12])
+    length = 0
+    for line in header.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def _load(
+    port: int, path: str, bodies: Sequence[bytes], clients: int, seconds: float
+) -> tuple[list[float], float]:
+    """``clients`` keep-alive connections posting ``bodies`` in turn for ``seconds``; latencies and elapsed time."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ").encode()
+    latencies: list[float] = []
+    connected = 0
+    all_connected = asyncio.Event()
+    stop_at = [0.0]
+
+    async def one(offset: int) -> None:
+        nonlocal connected
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        try:
+            await _request(reader, writer, head, bodies[i % len(bodies)])  # connection set up, not timed
+            connected += 1
+            if connected == clients:
+                stop_at[0] = time.perf_counter() + seconds
+                all_connected.set()
+            await all_connected.wait()
+            while time.perf_counter() < stop_at[0]:
+                t0 = time.perf_counter()
+                status = await _request(reader, writer, head, bodies[i % len(bodies)])
+                if status != 200:
+                    raise RuntimeError(f"{path}: HTTP {status}")
+                latencies.append(time.perf_counter() - t0)
+                i += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one(k * 7) for k in range(clients)))
+    return latencies, seconds + max(0.0, time.perf_counter() - stop_at[0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"cascal serve exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("cascal serve did not become ready")
+
+
+def _train(folder: Path, world: object) -> tuple[Path, list]:
+    """A CASCAL router fitted on the simulated pool's answers to generated questions, and the questions."""
+    from cascal.data import ResponseMatrix
+    from cascal.embedding import load_embedder
+    from cascal.generation.parser import parse_questions
+    from cascal.generation.prompt import build_messages as generation_messages
+    from cascal.llm.extract import extract_answer
+    from cascal.pipeline.answer import build_messages
+    from cascal.router import CascalRouter
+    from cascal.simulate import SUBJECTS, SimulatedResponder
+
+    responder = SimulatedResponder(world)  # type: ignore[arg-type]
+    questions, subjects = [], []
+    for subject in SUBJECTS[:3]:
+        for batch in range(4):
+            reply = responder.reply(
+                "sim-generator-strong", generation_messages(subject.key, subject.description, 20, attempt=batch)
+            )
+            parsed = parse_questions(reply.text)[0]
+            questions += parsed
+            subjects += [subject.key] * len(parsed)
+    names = list(world.model_names)  # type: ignore[attr-defined]
+    answers = np.array(
+        [
+            [
+                extract_answer(responder.reply(m, build_messages(q.question, q.options)).text, len(q.options))
+                for m in names
+            ]
+            for q in questions
+        ],
+        dtype=np.int8,
+    )
+    data = ResponseMatrix(
+        answers=answers,
+        n_options=np.array([len(q.options) for q in questions]),
+        subjects=np.array(subjects),
+        model_names=names,
+        question_ids=np.array([f"q{i}" for i in range(len(questions))]),
+        questions=[q.question for q in questions],
+        options=[list(q.options) for q in questions],
+    )
+    X = load_embedder("hashing-256").encode([q.question for q in questions])
+    path = folder / "router.cascal"
+    CascalRouter(embedding_model="hashing-256", random_state=0).fit(X, data).save(path)
+    return path, questions
+
+
+def run_load_benchmark(
+    concurrency: Sequence[int] = (1, 16, 64),
+    seconds: float = 3.0,
+    chat_requests: int = 300,
+    workdir: Optional[str] = None,
+) -> dict:
+    """Measure the gateway (see the module docstring); returns the numbers as a dict."""
+    from cascal.pipeline.answer import build_messages
+    from cascal.simulate import SimWorld, serve_simulator
+    from cascal.simulate.server import pool_yaml
+
+    world = SimWorld(seed=3)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp, serve_simulator(world) as simulator:
+        folder = Path(tmp)
+        router, questions = _train(folder, world)
+        (folder / "pool.yaml").write_text(pool_yaml(simulator.base_url, world), encoding="utf-8")
+        port = _free_port()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cascal",
+                "serve",
+                str(router),
+                "--pool",
+                str(folder / "pool.yaml"),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            _wait_ready(port, proc)
+            route_bodies = [json.dumps({"input": q.question}).encode() for q in questions]
+            results: dict = {"route": {}, "cpu_count": os.cpu_count()}
+            asyncio.run(_load(port, "/v1/route", route_bodies, 8, 1.0))  # warm-up
+            for clients in concurrency:
+                lat, elapsed = asyncio.run(_load(port, "/v1/route", route_bodies, clients, seconds))
+                results["route"][clients] = {
+                    "decisions_per_s": len(lat) / elapsed,
+                    "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                    "p99_ms": float(np.percentile(lat, 99) * 1e3),
+                    "requests": len(lat),
+                }
+            chat = [
+                json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode()
+                for q in questions
+            ]
+            top = [
+                json.dumps({"model": m, "messages": build_messages(q.question, q.options)}).encode()
+                for q, m in zip(questions, _top_models(port, questions))
+            ]
+            sim_port = simulator.port
+            per = max(1, chat_requests // 3)
+            via, direct = [], []
+            for _ in range(3):  # interleaved rounds, so drift hits both sides alike
+                direct += _sequential(sim_port, "/v1/chat/completions", top, per)
+                via += _sequential(port, "/v1/chat/completions", chat, per)
+            results["chat"] = {
+                "gateway_p50_ms": float(np.median(via) * 1e3),
+                "direct_p50_ms": float(np.median(direct) * 1e3),
+                "added_p50_ms": float((np.median(via) - np.median(direct)) * 1e3),
+                "requests": len(via),
+            }
+            return results
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _top_models(port: int, questions: list) -> list[str]:
+    import urllib.request
+
+    body = json.dumps({"input": [q.question for q in questions]}).encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/route", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return [d["models"][0] for d in json.loads(r.read())["data"]]
+
+
+def _sequential(port: int, path: str, bodies: Sequence[bytes], n: int) -> list[float]:
+    async def run() -> list[float]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: "
+        ).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        out = []
+        try:
+            for i in range(n):
+                t0 = time.perf_counter()
+                status = await _request(reader, writer, head, bodies[i % len(bodies)])
+                if status != 200:
+                    raise RuntimeError(f"{path} on port {port}: HTTP {status}")
+                out.append(time.perf_counter() - t0)
+        finally:
+            writer.close()
+        return out
+
+    return asyncio.run(run())
+
+
+def format_results(results: dict) -> str:
+    """A Markdown table of :func:`run_load_benchmark`'s numbers."""
+    lines = ["| /v1/route clients | decisions/s | p50 ms | p99 ms |", "|---:|---:|---:|---:|"]
+    for clients, r in results["route"].items():
+        lines.append(f"| {clients} | {r['decisions_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    c = results["chat"]
+    lines += [
+        "",
+        f"/v1/chat/completions, 1 client, {c['requests']} requests: through the gateway p50 "
+        f"{c['gateway_p50_ms']:.2f} ms, straight to the upstream p50 {c['direct_p50_ms']:.2f} ms, "
+        f"added p50 {c['added_p50_ms']:.2f} ms",
+    ]
+    return "\n".join(lines)

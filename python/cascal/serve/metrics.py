@@ -1,0 +1,66 @@
+"""Prometheus metrics of the gateway, in a private registry (so several gateways in one process, as
+in the tests, never share or clash), rendered in the text exposition format for ``GET /metrics``.
+
+No label ever carries a key, a URL or a query text: labels are endpoint names, status codes, pool
+model names and error kinds.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["GatewayMetrics", "CONTENT_TYPE_LATEST"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    """The gateway's counters, gauges and histograms (names start with ``cascal_``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "cascal_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "cascal_request_latency_seconds",
+            "request latency by endpoint",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "cascal_routing_decisions", "routing decisions by top-ranked model", ["model"], registry=r
+        )
+        self.routing_latency = Histogram(
+            "cascal_routing_latency_seconds", "embed + route time of one batch", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "cascal_routing_batch_size",
+            "queries per router call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.answered = Counter(
+            "cascal_upstream_answers", "replies forwarded by the model that answered", ["model"], registry=r
+        )
+        self.upstream_errors = Counter(
+            "cascal_upstream_errors", "failed upstream requests by model and kind", ["model", "kind"], registry=r
+        )
+        self.upstream_latency = Histogram(
+            "cascal_upstream_latency_seconds",
+            "upstream time to the reply (or first byte)",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.failovers = Counter("cascal_failovers", "requests moved to the next-ranked model", registry=r)
+        self.breaker_open = Gauge(
+            "cascal_circuit_open", "1 while a model's circuit breaker is open", ["model"], registry=r
+        )
+        self.in_flight = Gauge("cascal_requests_in_flight", "requests being served", registry=r)
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)

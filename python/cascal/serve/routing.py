@@ -1,0 +1,232 @@
+"""Embedding and routing for the gateway, with micro-batching of concurrent requests.
+
+:meth:`RouteEngine.decide` embeds texts with the router's embedder and ranks the whole pool with one
+``route_details`` call, the very call :meth:`cascal.CascalRouter.route` makes, so a decision's ranking
+is the router's (and ``cascal route``'s) for the same text.
+
+:meth:`RouteEngine.route` is what request handlers await: queries arriving together are collected
+into one batch (at most ``batch_max``), embedded and routed by a single router call in a worker
+thread (the event loop keeps serving meanwhile). A batch waits for more queries at most
+``batch_wait`` seconds, and only while other requests are known to be on their way
+(:meth:`RouteEngine.expect`): a lone request is routed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["Decision", "RouteEngine", "Ticket"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The routing of one query over the whole pool.
+
+    Attributes:
+        ranking: pool model names, best first.
+        scores: their routing scores (the router's distribution), aligned with ``ranking``.
+        subject: the nearest (most weighted) subject.
+        subject_weights: subject -> weight under soft assignment, ``None`` when the router assigns
+            hard (``subject_temp_ == 0``).
+        nearest_distance: cosine distance to the nearest niche centroid of that subject.
+        alpha: weight of the global ranking blended in (``0`` = none, ``1`` = the global ranking only).
+    """
+
+    ranking: tuple[str, ...]
+    scores: tuple[float, ...]
+    subject: Optional[str]
+    subject_weights: Optional[dict[str, float]]
+    nearest_distance: float
+    alpha: float
+
+    @property
+    def fell_back(self) -> bool:
+        """Whether the global ranking was blended in (the query lies beyond the fallback distance)."""
+        return self.alpha > 0.0
+
+    def to_json(self, top_k: Optional[int] = None) -> dict:
+        """The ``/v1/route`` form of the decision."""
+        out = {
+            "ranking": [{"model": m, "score": s} for m, s in zip(self.ranking, self.scores)],
+            "models": list(self.ranking),
+            "subject": self.subject,
+            "subject_weights": self.subject_weights,
+            "nearest_distance": self.nearest_distance,
+            "fallback": self.fell_back,
+            "alpha": self.alpha,
+        }
+        if top_k is not None:
+            out["top_k"] = list(self.ranking[:top_k])
+        return out
+
+
+class Ticket:
+    """A request announced by :meth:`RouteEngine.expect` and not yet queued for routing."""
+
+    __slots__ = ("queued",)
+
+    def __init__(self) -> None:
+        self.queued = False
+
+
+class _Pending:
+    __slots__ = ("text", "future")
+
+    def __init__(self, text: str, future: "asyncio.Future[Decision]") -> None:
+        self.text = text
+        self.future = future
+
+
+class RouteEngine:
+    """A fitted router and its embedder, routing batches of queries.
+
+    Args:
+        router: a fitted :class:`cascal.CascalRouter`.
+        embedder: the embedder of the router's training embeddings.
+        batch_max: most queries per router call.
+        batch_wait: longest wait in seconds for a batch to fill (see the module docstring).
+        on_batch: called with ``(batch size, seconds)`` after every router call (metrics).
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        embedder: Any,
+        *,
+        batch_max: int = 64,
+        batch_wait: float = 0.003,
+        on_batch: Optional[Callable[[int, float], None]] = None,
+    ) -> None:
+        self.router = router
+        self.embedder = embedder
+        self.batch_max = batch_max
+        self.batch_wait = batch_wait
+        self.on_batch = on_batch
+        self.model_names = list(router.model_names_)
+        self.subject_names = list(getattr(router, "subject_names_", []))
+        temp = float(getattr(router, "subject_temp_", 0.0) or 0.0)
+        self._subject_temp = temp
+        reps = getattr(router, "subject_reps_", None)
+        self._reps = np.asarray(reps, dtype=np.float64) if reps is not None and temp > 0 else None
+        self._queue: Optional[asyncio.Queue[_Pending]] = None
+        self._worker: Optional[asyncio.Task[None]] = None
+        self._announced = 0  # requests received whose queries are not queued yet
+
+    # ------------------------------------------------------------------ synchronous core
+    def decide(self, texts: Sequence[str]) -> list[Decision]:
+        """Embed ``texts`` and rank the whole pool for each with one router call."""
+        X = np.asarray(self.embedder.encode(list(texts)), dtype=np.float32)
+        result = self.router.route_details(X, top_k=len(self.model_names))
+        weights = self._subject_weights(X)
+        decisions = []
+        for i in range(len(texts)):
+            order = [int(j) for j in result.ranked[i]]
+            subject = int(result.subject[i])
+            decisions.append(
+                Decision(
+                    ranking=tuple(self.model_names[j] for j in order),
+                    scores=tuple(float(result.probs[i, j]) for j in order),
+                    subject=self.subject_names[subject] if 0 <= subject < len(self.subject_names) else None,
+                    subject_weights=None if weights is None else dict(zip(self.subject_names, weights[i].tolist())),
+                    nearest_distance=float(result.nearest_distance[i]),
+                    alpha=float(result.alpha[i]),
+                )
+            )
+        return decisions
+
+    def _subject_weights(self, X: np.ndarray) -> Optional[np.ndarray]:
+        """``softmax(-cosine distance to each subject representative / subject_temp_)`` per row."""
+        if self._reps is None:
+            return None
+        x = X.astype(np.float64)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+        logits = -(1.0 - x @ self._reps.T) / self._subject_temp
+        logits -= logits.max(axis=1, keepdims=True)
+        w = np.exp(logits)
+        return w / w.sum(axis=1, keepdims=True)
+
+    # ------------------------------------------------------------------ batching
+    async def start(self) -> None:
+        """Start the batching worker on the running event loop."""
+        if self._worker is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._run(), name="cascal-route-batcher")
+
+    async def stop(self) -> None:
+        """Stop the worker; queries still queued are refused."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        while self._queue is not None and not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("the gateway is shutting down"))
+
+    @contextlib.contextmanager
+    def expect(self) -> Iterator[Ticket]:
+        """Announce a request that is about to route (from its arrival until its queries are
+        queued: pass the ticket to :meth:`route`), so that a batch being collected waits for it."""
+        ticket = Ticket()
+        self._announced += 1
+        try:
+            yield ticket
+        finally:
+            if not ticket.queued:
+                ticket.queued = True
+                self._announced -= 1
+
+    async def route(self, text: str, ticket: Optional[Ticket] = None) -> Decision:
+        """The decision for one query, batched with the queries arriving at the same time."""
+        return (await self.route_many([text], ticket))[0]
+
+    async def route_many(self, texts: Sequence[str], ticket: Optional[Ticket] = None) -> list[Decision]:
+        """Decisions for several queries (they join the current batch)."""
+        if self._queue is None:
+            raise RuntimeError("RouteEngine.start() was not called")
+        if ticket is not None and not ticket.queued:
+            ticket.queued = True
+            self._announced -= 1
+        loop = asyncio.get_running_loop()
+        futures = []
+        for text in texts:
+            future: asyncio.Future[Decision] = loop.create_future()
+            self._queue.put_nowait(_Pending(text, future))
+            futures.append(future)
+        return list(await asyncio.gather(*futures))
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + self.batch_wait
+            while len(batch) < self.batch_max:
+                while len(batch) < self.batch_max and not queue.empty():
+                    batch.append(queue.get_nowait())
+                # wait only for requests already in the house (received, not yet queued)
+                if len(batch) >= self.batch_max or self._announced <= 0 or loop.time() >= deadline:
+                    break
+                await asyncio.sleep(0.0005)
+            texts = [p.text for p in batch]
+            start = time.perf_counter()
+            try:
+                decisions = await asyncio.to_thread(self.decide, texts)
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - start)
+            for p, decision in zip(batch, decisions):
+                if not p.future.done():
+                    p.future.set_result(decision)

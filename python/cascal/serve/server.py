@@ -1,0 +1,213 @@
+"""Building a gateway from files and running it under uvicorn.
+
+:func:`build_gateway` loads the router, checks the embedder against the one the router file records
+(a different embedder would put queries in another space than the training questions, so it is
+refused), loads the pool and checks that it serves every routed model. :func:`run_gateway` serves it
+until SIGINT/SIGTERM; shutdown stops accepting connections, lets the requests in flight finish (up to
+``graceful_timeout`` seconds; ``/health`` answers 503 meanwhile) and closes the upstream clients.
+:class:`GatewayThread` runs one in a background thread (tests, ``cascal demo --serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import uvicorn
+
+from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError
+from cascal.serve.app import Gateway, create_app
+from cascal.serve.decision_log import DecisionLog
+from cascal.serve.metrics import GatewayMetrics
+from cascal.serve.routing import RouteEngine
+from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
+from cascal.serve.upstream import UpstreamPool
+
+__all__ = ["build_gateway", "check_embedder", "run_gateway", "GatewayServer", "GatewayThread"]
+
+PathLike = Union[str, Path]
+
+
+def check_embedder(recorded: str, given: str) -> None:
+    """Refuse an embedder other than the router's: names must match, except that an ``openai:``
+    endpoint embedder may be reached at another URL as long as the model is the same.
+
+    Raises:
+        EmbeddingError: the embedders differ.
+    """
+    from cascal.embedding import parse_openai_name
+
+    if recorded == given:
+        return
+    a, b = parse_openai_name(recorded), parse_openai_name(given)
+    if a is not None and b is not None and a[0] == b[0]:
+        return
+    raise EmbeddingError(
+        f"--embedder {given!r} differs from the router's embedder {recorded!r}: queries must be embedded "
+        "like the training questions"
+    )
+
+
+def build_gateway(
+    router: Any,
+    pool: Any,
+    settings: GatewaySettings,
+    *,
+    embedder: Any = None,
+) -> Gateway:
+    """A :class:`Gateway` over a router (a path or a fitted router) and a pool (a path or a
+    :class:`~cascal.llm.config.PoolConfig`).
+
+    Args:
+        embedder: an embedder or an embedder name; default the one the router records.
+
+    Raises:
+        cascal.errors.RouterFileError: the router file cannot be read.
+        cascal.errors.EmbeddingError: the embedder differs from the router's, or cannot be loaded.
+        cascal.errors.ConfigError: the pool lacks a routed model, uses a reserved name, or an
+            ``api_key_env`` variable is not set.
+    """
+    from cascal.embedding import Embedder, load_embedder
+    from cascal.llm.config import load_pool
+    from cascal.pipeline.route import load_router
+
+    if isinstance(router, (str, Path)):
+        router = load_router(router)
+    recorded = getattr(router, "embedding_model", None)
+    if not recorded:
+        raise EmbeddingError("the router records no embedder; retrain it with `cascal train`")
+    if embedder is None:
+        embedder = load_embedder(recorded)
+    elif not isinstance(embedder, Embedder):
+        check_embedder(recorded, str(embedder))
+        embedder = load_embedder(str(embedder))
+    check_embedder(recorded, embedder.name)
+    if isinstance(pool, (str, Path)):
+        pool = load_pool(pool)
+    missing = [m for m in router.model_names_ if m not in pool.names]
+    if missing:
+        raise ConfigError(f"{pool.source or 'pool'}: no entry for routed model(s) {missing}; the pool has {pool.names}")
+    reserved = [n for n in pool.names if n == ROUTED_MODEL or n.startswith(VOTE_PREFIX)]
+    if reserved:
+        raise ConfigError(f"{pool.source or 'pool'}: model name(s) {reserved} are reserved by the gateway")
+    if settings.top_k > len(router.model_names_):
+        raise InvalidParameterError(
+            f"top_k: must be at most the pool size {len(router.model_names_)}, got {settings.top_k}"
+        )
+    metrics = GatewayMetrics()
+
+    def on_batch(size: int, seconds: float) -> None:
+        metrics.batch_size.observe(size)
+        metrics.routing_latency.observe(seconds)
+
+    engine = RouteEngine(
+        router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
+    )
+    upstreams = UpstreamPool(
+        pool, metrics, breaker_failures=settings.breaker_failures, breaker_cooldown=settings.breaker_cooldown
+    )
+    log = DecisionLog(settings.log_decisions, log_text=settings.log_text) if settings.log_decisions else None
+    return Gateway(settings, engine, upstreams, metrics, log)
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server that marks the gateway as draining as soon as shutdown begins."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    async def shutdown(self, sockets: Optional[list[socket.socket]] = None) -> None:
+        self.gateway.draining = True
+        await super().shutdown(sockets)
+
+
+def _uvicorn_config(gateway: Gateway, *, log_level: str = "warning") -> uvicorn.Config:
+    s = gateway.settings
+    return uvicorn.Config(
+        create_app(gateway),
+        host=s.host,
+        port=s.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(round(s.graceful_timeout))) if s.graceful_timeout else None,
+        server_header=False,
+        backlog=2048,
+    )
+
+
+def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
+    """Serve ``gateway`` in the calling thread until SIGINT or SIGTERM (graceful shutdown)."""
+    server = GatewayServer(_uvicorn_config(gateway, log_level=log_level), gateway)
+    server.run()
+
+
+class GatewayThread:
+    """A gateway served by uvicorn in a daemon thread; use as a context manager.
+
+    ``settings.port = 0`` binds a free port; :attr:`base_url` is what an ``openai`` client takes.
+    :meth:`stop` is a graceful shutdown (requests in flight finish first).
+    """
+
+    def __init__(self, gateway: Gateway, *, log_level: str = "warning") -> None:
+        self.gateway = gateway
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((gateway.settings.host, gateway.settings.port))
+        self._port = int(self._sock.getsockname()[1])
+        self.server = GatewayServer(_uvicorn_config(gateway, log_level=log_level), gateway)
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://<host>:<port>``."""
+        return f"http://{self.gateway.settings.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://<host>:<port>/v1``."""
+        return self.url + "/v1"
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._error = exc
+
+    def start(self, timeout: float = 20.0) -> "GatewayThread":
+        """Start serving and wait until the gateway is ready."""
+        self._thread = threading.Thread(target=self._serve, name="cascal-gateway", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not (self.server.started and self.gateway.ready):
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"the gateway did not start: {self._error!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not start in time")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful shutdown: stop accepting, finish the requests in flight, close (idempotent)."""
+        if self._thread is not None:
+            self.server.should_exit = True
+            self._thread.join(timeout)
+            self._thread = None
+        self._sock.close()
+
+    def __enter__(self) -> "GatewayThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,341 @@
+"""Forwarding chat requests to the pool's endpoints through the ``openai`` client, with failover.
+
+Each pool model gets one :class:`Upstream`: an ``openai.AsyncOpenAI`` client on its own base URL,
+key (``api_key_env`` of pool.yaml) and timeout, with no retries of its own, and a
+:class:`~cascal.serve.breaker.CircuitBreaker`. :class:`UpstreamPool` walks a ranking:
+
+- models whose breaker is open are skipped (the ranking is re-ranked among the healthy ones; when
+  none is healthy the full ranking is tried, best first);
+- a request that fails (connection refused, timeout, HTTP 5xx/429/401/403/404, malformed JSON, no
+  choices) moves on to the next model, for at most ``max_tries`` models;
+- a request the upstream refuses as malformed (HTTP 400, 413, 422) is returned to the caller as is:
+  another model would refuse it too;
+- a stream fails over only before its first event: once bytes went to the caller, an upstream
+  failure ends the stream.
+
+The reply is passed on unchanged except ``model``, which becomes the name of the pool model that
+answered (in every event of a stream too). Failure messages name pool models and error kinds, never
+keys or URLs; a refused request carries the upstream's own error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Optional, Sequence
+
+import openai
+
+from cascal.llm.config import ModelConfig, PoolConfig
+from cascal.serve.breaker import CircuitBreaker
+from cascal.serve.metrics import GatewayMetrics
+from cascal.serve.protocol import APIError
+
+__all__ = ["Attempt", "Forwarded", "OpenStream", "Upstream", "UpstreamFailure", "UpstreamPool"]
+
+#: upstream statuses that say the request itself is wrong: returned to the caller, no failover
+PASS_THROUGH_STATUS = frozenset({400, 413, 422})
+
+
+class UpstreamFailure(Exception):
+    """One failed upstream request: ``kind`` (``timeout``, ``connection``, ``http_<status>``,
+    ``malformed``, ``empty_choices``, ``empty_stream``) and the HTTP status when there was one."""
+
+    def __init__(self, kind: str, status: Optional[int] = None, body: Any = None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.status = status
+        self.body = body
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another model might succeed (everything but a refused request)."""
+        return self.status not in PASS_THROUGH_STATUS
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One upstream try: the model and what went wrong (``None`` when it answered)."""
+
+    model: str
+    error: Optional[str] = None
+
+
+@dataclass
+class Forwarded:
+    """A reply obtained from the pool: the JSON body (``model`` already rewritten), who answered and
+    the tries it took."""
+
+    body: dict
+    model: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def failovers(self) -> int:
+        """Models tried before the one that answered."""
+        return len(self.attempts) - 1
+
+
+def _split_body(body: dict) -> tuple[list, dict]:
+    """The messages and every other field of a chat request but ``model``, ``messages``, ``stream``."""
+    extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+    return body["messages"], extra
+
+
+def _failure(exc: Exception) -> UpstreamFailure:
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamFailure("timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamFailure("connection")
+    if isinstance(exc, openai.APIStatusError):
+        return UpstreamFailure(f"http_{exc.status_code}", exc.status_code, exc.body)
+    return UpstreamFailure(type(exc).__name__)
+
+
+class Upstream:
+    """One pool model behind its OpenAI-compatible endpoint.
+
+    Raises:
+        cascal.errors.ConfigError: the model's ``api_key_env`` variable is not set.
+    """
+
+    def __init__(self, config: ModelConfig, breaker: CircuitBreaker) -> None:
+        self.config = config
+        self.name = config.name
+        self.breaker = breaker
+        self.client = openai.AsyncOpenAI(
+            base_url=config.base_url, api_key=config.api_key(), timeout=config.timeout, max_retries=0
+        )
+
+    def __repr__(self) -> str:
+        return f"Upstream({self.name!r}, model={self.config.model!r})"
+
+    async def complete(self, body: dict) -> dict:
+        """The upstream's JSON reply to ``body`` (non-streamed) with ``model`` set to the pool name."""
+        messages, extra = _split_body(body)
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(
+                model=self.config.model, messages=messages, extra_body=extra
+            )
+            data = json.loads(raw.content)
+        except openai.OpenAIError as exc:
+            raise _failure(exc) from None
+        except ValueError:
+            raise UpstreamFailure("malformed") from None
+        if not isinstance(data, dict):
+            raise UpstreamFailure("malformed")
+        if not data.get("choices"):
+            raise UpstreamFailure("empty_choices")
+        data["model"] = self.name
+        return data
+
+    async def open_stream(self, body: dict) -> "OpenStream":
+        """Start a streamed completion and read up to its first event (failures so far raise
+        :class:`UpstreamFailure`; later ones end the stream)."""
+        messages, extra = _split_body(body)
+        stack = contextlib.AsyncExitStack()
+        try:
+            response = await stack.enter_async_context(
+                self.client.chat.completions.with_streaming_response.create(
+                    model=self.config.model, messages=messages, stream=True, extra_body=extra
+                )
+            )
+            lines = response.iter_lines().__aiter__()
+            head: list[str] = []
+            while True:
+                line = await lines.__anext__()
+                head.append(line)
+                if line.startswith("data:"):
+                    break
+            payload = line[5:].strip()
+            if payload != "[DONE]":
+                first = json.loads(payload)
+                if not isinstance(first, dict) or "error" in first:
+                    raise UpstreamFailure("malformed")
+        except StopAsyncIteration:
+            await stack.aclose()
+            raise UpstreamFailure("empty_stream") from None
+        except openai.OpenAIError as exc:
+            await stack.aclose()
+            raise _failure(exc) from None
+        except ValueError:
+            await stack.aclose()
+            raise UpstreamFailure("malformed") from None
+        except BaseException:
+            await stack.aclose()
+            raise
+        return OpenStream(self.name, stack, head, lines)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.close()
+
+
+class OpenStream:
+    """A streamed reply whose first event has arrived: iterate :meth:`events` for the SSE bytes.
+
+    Attributes:
+        model: the pool model answering.
+        usage: the ``usage`` object of the stream, once an event carried one.
+        error: the failure that ended the stream early, or ``None``.
+    """
+
+    def __init__(
+        self, model: str, stack: contextlib.AsyncExitStack, head: list[str], lines: AsyncIterator[str]
+    ) -> None:
+        self.model = model
+        self.usage: Optional[dict] = None
+        self.error: Optional[str] = None
+        self._stack = stack
+        self._head = head
+        self._lines = lines
+        self.attempts: list[Attempt] = []
+
+    def _rewrite(self, line: str) -> bytes:
+        if line.startswith("data:"):
+            payload = line[5:].strip()
+            if payload and payload != "[DONE]":
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    return (line + "\n").encode("utf-8")
+                if isinstance(chunk, dict):
+                    chunk["model"] = self.model
+                    if isinstance(chunk.get("usage"), dict):
+                        self.usage = chunk["usage"]
+                    return ("data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+                        "utf-8"
+                    )
+        return (line + "\n").encode("utf-8")
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The stream's lines as they arrive, ``model`` rewritten; closes the upstream at the end."""
+        try:
+            for line in self._head:
+                yield self._rewrite(line)
+            while True:
+                try:
+                    line = await self._lines.__anext__()
+                except StopAsyncIteration:
+                    break
+                except openai.OpenAIError as exc:
+                    self.error = _failure(exc).kind
+                    break
+                except Exception as exc:  # noqa: BLE001 - a broken connection ends the stream
+                    self.error = type(exc).__name__
+                    break
+                yield self._rewrite(line)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the upstream connection (idempotent)."""
+        with contextlib.suppress(Exception):
+            await self._stack.aclose()
+
+
+class UpstreamPool:
+    """Every pool model's :class:`Upstream`, and failover down a ranking.
+
+    Args:
+        pool: the pool (names, endpoints, keys, timeouts).
+        metrics: where upstream errors, failovers, answers and breaker states are counted.
+        breaker_failures, breaker_cooldown: the circuit breaker of every model.
+    """
+
+    def __init__(
+        self, pool: PoolConfig, metrics: GatewayMetrics, *, breaker_failures: int = 3, breaker_cooldown: float = 30.0
+    ) -> None:
+        self.pool = pool
+        self.metrics = metrics
+        self.upstreams = {m.name: Upstream(m, CircuitBreaker(breaker_failures, breaker_cooldown)) for m in pool.models}
+        for name in self.upstreams:
+            metrics.breaker_open.labels(model=name).set(0)
+
+    @property
+    def names(self) -> list[str]:
+        """Pool model names in pool order."""
+        return list(self.upstreams)
+
+    def candidates(self, ranking: Sequence[str]) -> list[str]:
+        """``ranking`` without the models whose breaker is open (all of it when every one is open)."""
+        healthy = [name for name in ranking if self.upstreams[name].breaker.allows()]
+        return healthy or list(ranking)
+
+    def _failed(self, name: str, failure: UpstreamFailure) -> None:
+        self.metrics.upstream_errors.labels(model=name, kind=failure.kind).inc()
+        if failure.retryable and self.upstreams[name].breaker.record_failure():
+            self.metrics.breaker_open.labels(model=name).set(1)
+
+    def _succeeded(self, name: str, started: float) -> None:
+        self.upstreams[name].breaker.record_success()
+        self.metrics.breaker_open.labels(model=name).set(0)
+        self.metrics.upstream_latency.labels(model=name).observe(time.perf_counter() - started)
+        self.metrics.answered.labels(model=name).inc()
+
+    async def complete(self, ranking: Sequence[str], body: dict, max_tries: int) -> Forwarded:
+        """The first reply down ``ranking`` (healthy models first, at most ``max_tries``).
+
+        Raises:
+            APIError: the upstream refused the request (its status), or no model answered (502).
+        """
+        attempts: list[Attempt] = []
+        for name in self.candidates(ranking)[:max_tries]:
+            if attempts:
+                self.metrics.failovers.inc()
+            started = time.perf_counter()
+            try:
+                data = await self.upstreams[name].complete(body)
+            except UpstreamFailure as failure:
+                self._failed(name, failure)
+                attempts.append(Attempt(name, failure.kind))
+                if not failure.retryable:
+                    raise self._refused(name, failure) from None
+                continue
+            self._succeeded(name, started)
+            attempts.append(Attempt(name))
+            return Forwarded(data, name, attempts)
+        raise self._exhausted(attempts)
+
+    async def stream(self, ranking: Sequence[str], body: dict, max_tries: int) -> OpenStream:
+        """An open stream from the first model down ``ranking`` whose first event arrives."""
+        attempts: list[Attempt] = []
+        for name in self.candidates(ranking)[:max_tries]:
+            if attempts:
+                self.metrics.failovers.inc()
+            started = time.perf_counter()
+            try:
+                opened = await self.upstreams[name].open_stream(body)
+            except UpstreamFailure as failure:
+                self._failed(name, failure)
+                attempts.append(Attempt(name, failure.kind))
+                if not failure.retryable:
+                    raise self._refused(name, failure) from None
+                continue
+            self._succeeded(name, started)
+            attempts.append(Attempt(name))
+            opened.attempts = attempts
+            return opened
+        raise self._exhausted(attempts)
+
+    @staticmethod
+    def _refused(name: str, failure: UpstreamFailure) -> APIError:
+        detail = ""
+        if isinstance(failure.body, dict):
+            inner = failure.body.get("error", failure.body)
+            if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+                detail = ": " + inner["message"][:500]
+        return APIError(failure.status or 400, f"model {name!r} refused the request{detail}", code="upstream_refused")
+
+    @staticmethod
+    def _exhausted(attempts: list[Attempt]) -> APIError:
+        tried = "; ".join(f"{a.model}: {a.error}" for a in attempts) or "no model available"
+        return APIError(502, f"no pool model could answer ({tried})", "upstream_error", code="upstream_unavailable")
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        for upstream in self.upstreams.values():
+            with contextlib.suppress(Exception):
+                await upstream.aclose()

@@ -1,0 +1,122 @@
+"""Shared fixtures of the gateway tests: a router trained on the simulated world, the simulator on
+127.0.0.1, pool files pointing at it, and a factory of gateways served by uvicorn in a thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+
+from cascal.data import ResponseMatrix  # noqa: E402
+from cascal.generation.parser import parse_questions  # noqa: E402
+from cascal.generation.prompt import build_messages as generation_messages  # noqa: E402
+from cascal.llm.extract import extract_answer  # noqa: E402
+from cascal.pipeline.answer import build_messages as answering_messages  # noqa: E402
+from cascal.serve.server import GatewayThread, build_gateway  # noqa: E402
+from cascal.serve.settings import GatewaySettings  # noqa: E402
+from cascal.simulate import SUBJECTS, SimulatedResponder, SimWorld, serve_simulator  # noqa: E402
+
+N_SUBJECTS = 2
+PER_SUBJECT = 60
+
+
+def simulated_questions(
+    world: SimWorld, n_subjects: int = N_SUBJECTS, per_subject: int = PER_SUBJECT
+) -> tuple[list, list]:
+    """Questions a simulated generator writes, with their subjects (in process, no HTTP)."""
+    responder = SimulatedResponder(world)
+    questions, subjects = [], []
+    for subject in SUBJECTS[:n_subjects]:
+        for batch in range(per_subject // 20):
+            reply = responder.reply(
+                "sim-generator-strong", generation_messages(subject.key, subject.description, 20, attempt=batch)
+            )
+            parsed = parse_questions(reply.text)[0]
+            questions += parsed
+            subjects += [subject.key] * len(parsed)
+    return questions, subjects
+
+
+def train_router(world: SimWorld, path: Path, embedder: str = "hashing-256", embed: Optional[Callable] = None) -> Path:
+    """Fit CASCAL on the simulated pool's answers to generated questions and save it to ``path``."""
+    from cascal.embedding import load_embedder
+    from cascal.router import CascalRouter
+
+    responder = SimulatedResponder(world)
+    questions, subjects = simulated_questions(world)
+    answers = np.empty((len(questions), world.n_models), dtype=np.int8)
+    logprobs = np.empty(answers.shape, dtype=np.float32)
+    for i, q in enumerate(questions):
+        for j, model in enumerate(world.model_names):
+            out = responder.reply(model, answering_messages(q.question, q.options))
+            answers[i, j] = extract_answer(out.text, len(q.options))
+            logprobs[i, j] = np.mean(out.token_logprobs)
+    data = ResponseMatrix(
+        answers=answers,
+        n_options=np.array([len(q.options) for q in questions]),
+        subjects=np.array(subjects),
+        model_names=world.model_names,
+        logprobs=logprobs,
+        question_ids=np.array([f"q{i}" for i in range(len(questions))]),
+        questions=[q.question for q in questions],
+        options=[list(q.options) for q in questions],
+    )
+    encoder = embed or load_embedder(embedder).encode
+    X = np.asarray(encoder([q.question for q in questions]), dtype=np.float32)
+    router = CascalRouter(embedding_model=embedder, random_state=0).fit(X, data)
+    router.save(path)
+    return path
+
+
+def pool_file(path: Path, entries: list[tuple[str, str]], timeout: float = 5.0) -> Path:
+    """A pool.yaml of ``(name, base_url)`` entries (model id = name)."""
+    lines = ["defaults:", f"  timeout: {timeout}", "models:"]
+    for name, url in entries:
+        lines += [f"  - name: {name}", f"    model: {name}", f"    base_url: {url}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def world() -> SimWorld:
+    return SimWorld(seed=11)
+
+
+@pytest.fixture(scope="session")
+def router_file(world, tmp_path_factory) -> Path:
+    return train_router(world, tmp_path_factory.mktemp("serve_router") / "router.cascal")
+
+
+@pytest.fixture(scope="session")
+def simulator(world) -> Iterator:
+    with serve_simulator(world) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def questions(world) -> list:
+    """Held-out style questions (another generation attempt) to send through the gateway."""
+    qs, _ = simulated_questions(SimWorld(seed=11), 2, 20)
+    return qs
+
+
+@pytest.fixture
+def start_gateway(router_file, tmp_path) -> Iterator[Callable[..., GatewayThread]]:
+    """``start_gateway(pool_path, **settings)`` -> a started :class:`GatewayThread` (stopped at teardown)."""
+    started: list[GatewayThread] = []
+
+    def start(pool: Path, router=None, embedder=None, **settings) -> GatewayThread:
+        gateway = build_gateway(router or router_file, pool, GatewaySettings(port=0, **settings), embedder=embedder)
+        thread = GatewayThread(gateway).start()
+        started.append(thread)
+        return thread
+
+    yield start
+    for thread in started:
+        thread.stop()
