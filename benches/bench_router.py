@@ -22,10 +22,23 @@ import cascal.reference
 from cascal.io import load_dataset
 from cascal.router import CascalRouter
 
-LARGE_POOL = ["gpt-4o-2024-05-13", "gemini-1.5-pro-002", "gemini-1.5-flash-002", "Meta-Llama-3_1-70B-Instruct",
-              "jamba-1.5-large", "Qwen1.5-110B"]
-KERNELS = ("consensus_scores", "linkage", "fcluster", "pairwise_distances", "cluster_means", "nearest_centroids",
-           "route_batch")
+LARGE_POOL = [
+    "gpt-4o-2024-05-13",
+    "gemini-1.5-pro-002",
+    "gemini-1.5-flash-002",
+    "Meta-Llama-3_1-70B-Instruct",
+    "jamba-1.5-large",
+    "Qwen1.5-110B",
+]
+KERNELS = (
+    "consensus_scores",
+    "linkage",
+    "fcluster",
+    "pairwise_distances",
+    "cluster_means",
+    "nearest_centroids",
+    "route_batch",
+)
 FIT_BUDGET_S = 0.3
 
 

@@ -16,7 +16,6 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
-
 def real_data_dir() -> Path:
     """The folder of real MMLU-Pro answers named by ``$CASCAL_DATA`` (the dataset folder format of
     docs/data-format.md; ``.ci/run`` sets it).

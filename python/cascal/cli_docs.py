@@ -79,7 +79,8 @@ def _usage_item(action: argparse.Action) -> str:
 def _documented(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """The parser's arguments minus ``-h/--help`` (every command has it) and suppressed ones."""
     return [
-        a for a in parser._actions
+        a
+        for a in parser._actions
         if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) and a.help != argparse.SUPPRESS
     ]
 

@@ -71,14 +71,18 @@ class ResponseMatrix:
             raise DataError(f"answers: expected integer option codes, got dtype {answers.dtype}")
         n_q, n_m = answers.shape
         if answers.size and (answers.min() < NOT_ASKED or answers.max() >= MAX_OPTIONS):
-            raise DataError(f"answers: codes must lie in [-2, {MAX_OPTIONS - 1}], found [{answers.min()}, {answers.max()}]")
+            raise DataError(
+                f"answers: codes must lie in [-2, {MAX_OPTIONS - 1}], found [{answers.min()}, {answers.max()}]"
+            )
         self.answers = answers.astype(np.int8, copy=False)
 
         n_options = np.asarray(self.n_options)
         if n_options.shape != (n_q,):
             raise DataError(f"n_options: expected shape ({n_q},), got {n_options.shape}")
         if n_q and (n_options.min() < 2 or n_options.max() > MAX_OPTIONS):
-            raise DataError(f"n_options: every question needs 2..{MAX_OPTIONS} options, found [{n_options.min()}, {n_options.max()}]")
+            raise DataError(
+                f"n_options: every question needs 2..{MAX_OPTIONS} options, found [{n_options.min()}, {n_options.max()}]"
+            )
         self.n_options = n_options.astype(np.int8, copy=False)
         if n_q and n_m:
             over = self.answers >= self.n_options[:, None]
@@ -203,7 +207,7 @@ class ResponseMatrix:
         Such a model agrees with nobody, so consensus scores it 0 on every question and a router
         trained on it ranks it last (with every model in this list, routing is uniform).
         """
-        usable = (self.answers >= 0).any(axis=0)
+        usable = np.count_nonzero(self.answers >= 0, axis=0) > 0
         return [name for name, ok in zip(self.model_names, usable.tolist()) if not ok]
 
     def correctness(self) -> np.ndarray:

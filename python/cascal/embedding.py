@@ -167,7 +167,9 @@ class HashingEmbedder(Embedder):
         projected = np.zeros((len(texts), self.dim), dtype=np.float64)
         used, local = np.unique(counts.indices, return_inverse=True)
         if used.size:
-            compact = counts.__class__((counts.data, local.ravel(), counts.indptr), shape=(len(texts), used.size)).tocsc()
+            compact = counts.__class__(
+                (counts.data, local.ravel(), counts.indptr), shape=(len(texts), used.size)
+            ).tocsc()
             for start in range(0, used.size, _PROJECTION_BLOCK):  # bounded memory for big batches
                 stop = min(start + _PROJECTION_BLOCK, used.size)
                 projected += compact[:, start:stop] @ rademacher_rows(used[start:stop], self.dim).astype(np.float64)
@@ -393,7 +395,9 @@ def texts_digest(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def embed_texts(embedder: Embedder, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+def embed_texts(
+    embedder: Embedder, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False
+) -> np.ndarray:
     """``embedder.encode`` over ``texts`` in batches of ``batch_size`` (with a tqdm bar if ``progress``)."""
     texts = _check_texts(texts)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import json
 import math
 import os
@@ -204,8 +205,12 @@ def _read_questions(qfile: Path) -> list[_Question]:
             )
         question = _Question(rec, key, str(rec["category"]), str(rec["question"]), [str(o) for o in opts], gold)
         if "\\u" in line:  # only a \u escape can put an unpaired surrogate into decoded UTF-8 text
-            for name, text in (("question_id", key), ("category", question.category), ("question", question.question),
-                               *(("options", o) for o in question.options)):
+            for name, text in (
+                ("question_id", key),
+                ("category", question.category),
+                ("question", question.question),
+                *(("options", o) for o in question.options),
+            ):
                 if _has_surrogate(text):
                     raise refuse(f"field '{name}' holds an unpaired surrogate, not text")
         questions.append(question)
@@ -377,7 +382,7 @@ def embedding_files(folder: PathLike) -> dict[str, Path]:
         if stem == "embeddings":
             found[""] = p
         elif stem.startswith("embeddings_"):
-            found[stem[len("embeddings_"):]] = p
+            found[stem[len("embeddings_") :]] = p
     return found
 
 
@@ -621,6 +626,7 @@ def _json_line(rec: dict, i: int) -> str:
 
 def _write_answer_files(folder: Path, keys: list[str], responses: ResponseMatrix) -> None:
     """predictions.csv, and logprobs.csv / cost.csv or their removal."""
+
     def cell(code: int) -> str:
         return "" if code == NOT_ASKED else "?" if code == NO_ANSWER else LETTERS[code]
 
@@ -628,7 +634,9 @@ def _write_answer_files(folder: Path, keys: list[str], responses: ResponseMatrix
     _atomic_write(folder / PREDICTIONS_FILE, lambda fh: _write_table(fh, keys, models, responses.answers, cell))
     for name, arr in ((LOGPROBS_FILE, responses.logprobs), (COST_FILE, responses.cost)):
         if arr is not None:
-            _atomic_write(folder / name, lambda fh, a=arr: _write_table(fh, keys, models, a, _num_cell))
+            _atomic_write(
+                folder / name, functools.partial(_write_table, keys=keys, models=models, arr=arr, fmt=_num_cell)
+            )
         elif (folder / name).exists():
             (folder / name).unlink()  # stale: it described another set of answers
 

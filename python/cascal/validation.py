@@ -116,7 +116,7 @@ class Interval(Constraint):
     def is_satisfied_by(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.type):
             return False
-        if not isinstance(value, Integral) and not math.isfinite(value):  # type: ignore[arg-type]
+        if not isinstance(value, Integral) and not math.isfinite(value):  # type: ignore[call-overload,arg-type,unused-ignore]
             return False  # integers are finite (and may be too large to convert to float)
         v: Any = value
         if self.left is not None and not (v >= self.left if self.closed in ("left", "both") else v > self.left):
@@ -164,8 +164,14 @@ class InstanceOf(Constraint):
     """An instance of a class; ``bool`` never counts as a number (``Integral``, ``Real``, ``int``,
     ``float``)."""
 
-    _NAMES = {str: "a string", Integral: "an integer", int: "an integer", Real: "a number", float: "a number",
-              bool: "a bool"}
+    _NAMES = {
+        str: "a string",
+        Integral: "an integer",
+        int: "an integer",
+        Real: "a number",
+        float: "a number",
+        bool: "a bool",
+    }
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -258,4 +264,3 @@ def validate_params(name_to_value: Mapping[str, object], constraints: Mapping[st
         allowed = [make_constraint(c) for c in (declared if isinstance(declared, list) else [declared])]
         if not any(c.is_satisfied_by(value) for c in allowed):
             raise InvalidParameterError(f"{name}: must be {describe(allowed)}, got {short_repr(value)}")
-

@@ -60,7 +60,9 @@ def test_params_reach_the_responder():
 
     with ChatServer(spy) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="EMPTY", max_retries=0)
-        client.chat.completions.create(model="x", messages=MESSAGES, temperature=0.7, max_tokens=12, seed=5, logprobs=True)
+        client.chat.completions.create(
+            model="x", messages=MESSAGES, temperature=0.7, max_tokens=12, seed=5, logprobs=True
+        )
         client.close()
     assert seen[0].params["temperature"] == 0.7 and seen[0].params["max_tokens"] == 12
     assert seen[0].params["seed"] == 5 and seen[0].params["logprobs"] is True
@@ -100,7 +102,11 @@ def test_models_endpoint_and_unknown_paths():
 
 @pytest.mark.parametrize(
     "body, problem",
-    [({"messages": MESSAGES}, "model"), ({"model": "m", "messages": []}, "messages"), ({"model": "m", "messages": [{"x": 1}]}, "messages[0]")],
+    [
+        ({"messages": MESSAGES}, "model"),
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "m", "messages": [{"x": 1}]}, "messages[0]"),
+    ],
 )
 def test_invalid_requests_get_400_and_are_not_logged(body, problem):
     with ChatServer(echo) as server:
@@ -183,7 +189,9 @@ def test_stop_releases_the_port_and_a_stalled_handler():
     port = server.port
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     body = json.dumps({"model": "m", "messages": MESSAGES}).encode()
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    )
     server.stop()  # must not wait 30 s for the stalled handler
     sock.close()
     with pytest.raises(OSError):

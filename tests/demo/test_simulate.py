@@ -42,7 +42,11 @@ def generate(responder: SimulatedResponder, generator: str, subject_index: int, 
 
 # ---------------------------------------------------------------------------- determinism
 def test_same_seed_same_replies_and_other_seed_differs():
-    a, b, c = SimulatedResponder(SimWorld(seed=3)), SimulatedResponder(SimWorld(seed=3)), SimulatedResponder(SimWorld(seed=4))
+    a, b, c = (
+        SimulatedResponder(SimWorld(seed=3)),
+        SimulatedResponder(SimWorld(seed=3)),
+        SimulatedResponder(SimWorld(seed=4)),
+    )
     msgs = generation_messages(0, 5)
     assert a.reply("sim-generator-weak", msgs).text == b.reply("sim-generator-weak", msgs).text
     assert a.reply("sim-generator-weak", msgs).text != c.reply("sim-generator-weak", msgs).text
@@ -70,7 +74,15 @@ def test_batches_of_one_subject_give_new_questions():
 
 
 # ---------------------------------------------------------------------------- calibration
-@pytest.mark.parametrize("generator, accuracy", [("sim-generator-strong", 0.90), ("sim-generator-medium", 0.70), ("sim-generator-weak", 0.45), ("sim-generator-oracle", 1.0)])
+@pytest.mark.parametrize(
+    "generator, accuracy",
+    [
+        ("sim-generator-strong", 0.90),
+        ("sim-generator-medium", 0.70),
+        ("sim-generator-weak", 0.45),
+        ("sim-generator-oracle", 1.0),
+    ],
+)
 def test_generator_key_accuracy_matches_its_strength(generator, accuracy):
     world = SimWorld(seed=7)
     responder = SimulatedResponder(world)
@@ -203,8 +215,8 @@ def test_free_text_questions_get_a_stable_answer():
 def test_served_replies_equal_the_responder_through_the_openai_client():
     import asyncio
 
-    from cascal.pipeline.answer import build_messages as answering_messages
     from cascal.llm.client import ChatClient
+    from cascal.pipeline.answer import build_messages as answering_messages
     from cascal.simulate import serve_simulator, simulator_pool
 
     world = SimWorld(seed=4)
@@ -235,8 +247,20 @@ def test_cascal_simulate_serves_standalone_and_writes_pool_files(tmp_path):
     from cascal.llm.config import load_pool
 
     pool_file, gen_file = tmp_path / "pool.yaml", tmp_path / "generators.yaml"
-    cmd = [sys.executable, "-m", "cascal", "simulate", "--port", "0", "--seed", "2",
-           "--write-pool", str(pool_file), "--write-generators", str(gen_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cascal",
+        "simulate",
+        "--port",
+        "0",
+        "--seed",
+        "2",
+        "--write-pool",
+        str(pool_file),
+        "--write-generators",
+        str(gen_file),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         first = proc.stdout.readline()

@@ -18,8 +18,17 @@ from cascal.evaluation.results import NO_KEY
 
 pytestmark = pytest.mark.slow
 
-ROUTERS = ["random", "best-consensus", "smoothie-train", "cascal", "knn", "cluster-rank", "cascal-gt",
-           "best-single-gold", "oracle"]
+ROUTERS = [
+    "random",
+    "best-consensus",
+    "smoothie-train",
+    "cascal",
+    "knn",
+    "cluster-rank",
+    "cascal-gt",
+    "best-single-gold",
+    "oracle",
+]
 QUERY_ANSWER_BASELINES = ["knn", "cluster-rank", "cascal-gt"]
 QUERY_ANSWER = QUERY_ANSWER_BASELINES + ["best-single-gold"]  # + the reference that trusts the key
 
@@ -27,8 +36,9 @@ QUERY_ANSWER = QUERY_ANSWER_BASELINES + ["best-single-gold"]  # + the reference 
 @pytest.fixture(scope="module")
 def evaluation(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluate_real")
-    results = run_evaluation(data_dir, pools=["large", "small"], keys=["real", "weak"], seeds=1,
-                             routers=ROUTERS, out_dir=out, progress=False)
+    results = run_evaluation(
+        data_dir, pools=["large", "small"], keys=["real", "weak"], seeds=1, routers=ROUTERS, out_dir=out, progress=False
+    )
     return results, out
 
 
@@ -61,8 +71,9 @@ def test_baselines_behave_on_pool_large(evaluation):
         assert real >= random_top1 + 0.08, router
         assert weak <= real - 0.04, router  # a weak generator's key misleads them
     assert 0.70 <= score(results, "large", "knn", "real") <= 0.74
-    gold_tau = next(r for r in results["pools"]["large"]["summary"]
-                    if r["router"] == "best-single-gold" and r["key"] == "real")["kendall_tau"]
+    gold_tau = next(
+        r for r in results["pools"]["large"]["summary"] if r["router"] == "best-single-gold" and r["key"] == "real"
+    )["kendall_tau"]
     assert gold_tau["mean"] >= 0.7
 
 
@@ -103,5 +114,9 @@ def test_cascal_targets(evaluation):
     # against the strongest (kNN; seed 0: +7.0 / +12.8), so this guards against regressions rather
     # than certifying the top-3 target.
     for router in QUERY_ANSWER_BASELINES:
-        assert score(results, "large", "cascal", NO_KEY, "top3") >= score(results, "large", router, "weak", "top3") + 0.05
-        assert score(results, "large", "cascal", NO_KEY, "top1") >= score(results, "large", router, "weak", "top1") + 0.10
+        assert (
+            score(results, "large", "cascal", NO_KEY, "top3") >= score(results, "large", router, "weak", "top3") + 0.05
+        )
+        assert (
+            score(results, "large", "cascal", NO_KEY, "top1") >= score(results, "large", router, "weak", "top1") + 0.10
+        )

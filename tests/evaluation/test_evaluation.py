@@ -15,7 +15,6 @@ from cascal.cli import main
 from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.evaluation import ProtocolError, run_evaluation
 from cascal.evaluation.harness import summarize_runs
-from cascal.evaluation.results import NO_KEY, to_jsonable
 from cascal.evaluation.metrics import (
     accuracy,
     ensemble_accuracy,
@@ -35,8 +34,15 @@ from cascal.evaluation.protocol import (
     simulated_key,
     stratified_split,
 )
+from cascal.evaluation.results import NO_KEY, to_jsonable
 
-COLUMNS = ["gpt-4o-2024-05-13_5shots", "Yi-34B_5shots", "Yi-34B-Chat_5shots", "Mistral-7B-Instruct-v0.2_5shots", "llama_CoT_study"]
+COLUMNS = [
+    "gpt-4o-2024-05-13_5shots",
+    "Yi-34B_5shots",
+    "Yi-34B-Chat_5shots",
+    "Mistral-7B-Instruct-v0.2_5shots",
+    "llama_CoT_study",
+]
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -63,12 +69,14 @@ def test_model_accuracy_leaves_out_not_asked_and_counts_unparsable_wrong():
 
 
 def test_ensemble_and_oracle_accuracy_by_hand():
-    answers = np.array([
-        [0, 1, 1],  # models 1 and 2 agree on B
-        [2, 0, 1],  # all different: the first choice wins (or the most confident)
-        [NO_ANSWER, 3, 3],
-        [1, 1, 2],
-    ])
+    answers = np.array(
+        [
+            [0, 1, 1],  # models 1 and 2 agree on B
+            [2, 0, 1],  # all different: the first choice wins (or the most confident)
+            [NO_ANSWER, 3, 3],
+            [1, 1, 2],
+        ]
+    )
     gold = np.array([1, 0, 3, 0])
     ranked = np.array([[0, 1, 2]] * 4)
     # top-1 is the first choice's own answer: A, C, (none), B
@@ -129,7 +137,11 @@ def test_resolve_keys():
     pool = ["gpt-4o-2024-05-13_5shots", "Yi-34B_5shots"]
     columns = COLUMNS + ["gemini-3.1-pro_5shots", "Meta-Llama-3-70B_5shots"]
     keys = resolve_keys(["real", "weak"], ["llama"], columns, pool)
-    assert keys == [KeySource("real"), KeySource("weak", "Mistral-7B-Instruct-v0.2_5shots"), KeySource("llama", "llama_CoT_study")]
+    assert keys == [
+        KeySource("real"),
+        KeySource("weak", "Mistral-7B-Instruct-v0.2_5shots"),
+        KeySource("llama", "llama_CoT_study"),
+    ]
     with pytest.raises(ProtocolError, match="member of the pool"):
         resolve_keys(["weak"], [], columns, pool + ["Mistral-7B-Instruct-v0.2_5shots"])
     with pytest.raises(ProtocolError, match="member of the pool"):
@@ -159,8 +171,12 @@ def test_stratified_split_changes_with_the_seed():
 
 
 def _responses(n: int, n_options: int = 4) -> ResponseMatrix:
-    return ResponseMatrix(answers=np.zeros((n, 1), dtype=int), n_options=np.full(n, n_options),
-                          subjects=np.full(n, "s"), model_names=["x"])
+    return ResponseMatrix(
+        answers=np.zeros((n, 1), dtype=int),
+        n_options=np.full(n, n_options),
+        subjects=np.full(n, "s"),
+        model_names=["x"],
+    )
 
 
 def test_simulated_key_fills_only_where_the_generator_did_not_answer():
@@ -178,8 +194,12 @@ def test_simulated_key_fills_only_where_the_generator_did_not_answer():
 
 
 def test_simulated_key_respects_each_question_s_options():
-    train = ResponseMatrix(answers=np.zeros((300, 1), dtype=int), n_options=np.tile([2, 10, 3], 100),
-                           subjects=np.full(300, "s"), model_names=["x"])
+    train = ResponseMatrix(
+        answers=np.zeros((300, 1), dtype=int),
+        n_options=np.tile([2, 10, 3], 100),
+        subjects=np.full(300, "s"),
+        model_names=["x"],
+    )
     key = simulated_key(train, np.full(300, NO_ANSWER), seed=0)
     assert (key < train.n_options).all() and (key >= 0).all()
     with pytest.raises(ValueError, match="generator_answers: expected shape"):
@@ -201,8 +221,14 @@ def synthetic_dataset(seed: int = 0, n: int = 240) -> ResponseMatrix:
         right = rng.random(n) < p
         answers[:, j] = np.where(right, gold, (gold + rng.integers(1, 5, size=n)) % 5)
     answers[rng.random((n, 4)) < 0.05] = NO_ANSWER
-    return ResponseMatrix(answers=answers, n_options=np.full(n, 5), subjects=subjects, model_names=list(skills),
-                          gold=gold, embeddings=emb.astype(np.float32))
+    return ResponseMatrix(
+        answers=answers,
+        n_options=np.full(n, 5),
+        subjects=subjects,
+        model_names=list(skills),
+        gold=gold,
+        embeddings=emb.astype(np.float32),
+    )
 
 
 BASELINES = ["random", "best-consensus", "smoothie-train", "knn", "best-single-gold", "oracle"]
@@ -210,15 +236,30 @@ BASELINES = ["random", "best-consensus", "smoothie-train", "knn", "best-single-g
 
 def test_harness_on_synthetic_data(tmp_path):
     data = synthetic_dataset()
-    results = run_evaluation(data, pools=["ace,mid,low"], keys=["real"], generator_keys=["gen"], seeds=2,
-                             routers=BASELINES, out_dir=tmp_path, progress=False)
+    results = run_evaluation(
+        data,
+        pools=["ace,mid,low"],
+        keys=["real"],
+        generator_keys=["gen"],
+        seeds=2,
+        routers=BASELINES,
+        out_dir=tmp_path,
+        progress=False,
+    )
     pool = results["pools"]["ace,mid,low"]
     assert pool["models"] == ["ace", "mid", "low"]
     runs = pool["runs"]
     # label-free routers once per seed, query-answer routers once per key and seed
     assert sorted((r["router"], r["key"]) for r in runs if r["seed"] == 0) == sorted(
-        [("random", NO_KEY), ("best-consensus", NO_KEY), ("smoothie-train", NO_KEY),
-         ("knn", "real"), ("knn", "gen"), ("best-single-gold", "real"), ("best-single-gold", "gen")]
+        [
+            ("random", NO_KEY),
+            ("best-consensus", NO_KEY),
+            ("smoothie-train", NO_KEY),
+            ("knn", "real"),
+            ("knn", "gen"),
+            ("best-single-gold", "real"),
+            ("best-single-gold", "gen"),
+        ]
     )
     assert {r["seed"] for r in runs} == {0, 1}
     # the oracle: some pool model right on the test question, recomputed here by hand for seed 0
@@ -261,14 +302,21 @@ def test_label_free_routers_are_not_given_the_key(monkeypatch):
         return original(self, embeddings, responses)
 
     monkeypatch.setattr(BestSingleConsensus, "fit", spy)
-    run_evaluation(synthetic_dataset(), pools=["ace,mid,low"], keys=["real"], seeds=1, routers=["best-consensus"],
-                   progress=False)
+    run_evaluation(
+        synthetic_dataset(), pools=["ace,mid,low"], keys=["real"], seeds=1, routers=["best-consensus"], progress=False
+    )
     assert len(seen) == 1 and (seen[0] == -1).all()
 
 
 def test_harness_is_deterministic():
-    kwargs = dict(pools=["ace,mid,low"], keys=["real"], generator_keys=["gen"], seeds=1,
-                  routers=["random", "knn", "cluster-rank", "smoothie-train"], progress=False)
+    kwargs = dict(
+        pools=["ace,mid,low"],
+        keys=["real"],
+        generator_keys=["gen"],
+        seeds=1,
+        routers=["random", "knn", "cluster-rank", "smoothie-train"],
+        progress=False,
+    )
     a = run_evaluation(synthetic_dataset(), **kwargs)["pools"]["ace,mid,low"]["summary"]
     b = run_evaluation(synthetic_dataset(), **kwargs)["pools"]["ace,mid,low"]["summary"]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "fit_seconds"} for r in rows]  # noqa: E731
@@ -283,25 +331,46 @@ def test_harness_argument_errors():
         run_evaluation(data, pools=["ace,mid"], routers=["knn", "magic"])
     with pytest.raises(ProtocolError, match="member of the pool"):
         run_evaluation(data, pools=["ace,mid,gen"], keys=[], generator_keys=["gen"], routers=["knn"], progress=False)
-    unlabelled = ResponseMatrix(answers=data.answers, n_options=data.n_options, subjects=data.subjects,
-                                model_names=data.model_names, embeddings=data.embeddings)
+    unlabelled = ResponseMatrix(
+        answers=data.answers,
+        n_options=data.n_options,
+        subjects=data.subjects,
+        model_names=data.model_names,
+        embeddings=data.embeddings,
+    )
     with pytest.raises(ProtocolError, match="no gold answer"):
         run_evaluation(unlabelled, pools=["ace,mid"], routers=["knn"])
-    no_embeddings = ResponseMatrix(answers=data.answers, n_options=data.n_options, subjects=data.subjects,
-                                   model_names=data.model_names, gold=data.gold)
+    no_embeddings = ResponseMatrix(
+        answers=data.answers,
+        n_options=data.n_options,
+        subjects=data.subjects,
+        model_names=data.model_names,
+        gold=data.gold,
+    )
     with pytest.raises(ProtocolError, match="no embeddings"):
         run_evaluation(no_embeddings, pools=["ace,mid"], keys=["real"], routers=["knn"], progress=False)
 
 
 def test_to_jsonable_turns_nan_into_null():
     assert to_jsonable({"a": np.float32(0.5), "b": [np.nan, np.int64(2)], "c": np.array([1.0, np.inf])}) == {
-        "a": 0.5, "b": [None, 2], "c": [1.0, None]}
+        "a": 0.5,
+        "b": [None, 2],
+        "c": [1.0, None],
+    }
 
 
 def test_summarize_runs_groups_by_router_and_key():
     def run(router, key, top1):
-        return {"router": router, "key": key, "top1": top1, "top3": top1, "kendall_tau": 0.5, "fit_seconds": 0.1,
-                "per_category": {"top1": {"x": top1}, "top3": {"x": top1}}, "first_choice_share": {"x": [1.0, 0.0]}}
+        return {
+            "router": router,
+            "key": key,
+            "top1": top1,
+            "top3": top1,
+            "kendall_tau": 0.5,
+            "fit_seconds": 0.1,
+            "per_category": {"top1": {"x": top1}, "top3": {"x": top1}},
+            "first_choice_share": {"x": [1.0, 0.0]},
+        }
 
     rows = summarize_runs([run("a", "real", 0.5), run("a", "weak", 0.1), run("a", "real", 0.7)])
     assert [(r["router"], r["key"], r["n_seeds"]) for r in rows] == [("a", "real", 2), ("a", "weak", 1)]
@@ -327,15 +396,17 @@ def test_cli_argument_errors(capsys, tmp_path):
 def test_niche_dendrogram_from_router_centroids(tmp_path):
     from types import SimpleNamespace
 
-    from cascal.evaluation.results import FittedExample
     from cascal.evaluation.plots import plot_niche_dendrogram
+    from cascal.evaluation.results import FittedExample
 
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=(7, 8))
     router = SimpleNamespace(  # the fitted attributes CASCAL exposes
-        model_names_=["ace", "mid", "low"], subject_names_=["alpha", "beta"],
+        model_names_=["ace", "mid", "low"],
+        subject_names_=["alpha", "beta"],
         centroids_=centroids / np.linalg.norm(centroids, axis=1, keepdims=True),
-        centroid_subject_=np.array([0, 0, 1, 1, 1, 1, 1]), centroid_scores_=rng.random((7, 3)),
+        centroid_subject_=np.array([0, 0, 1, 1, 1, 1, 1]),
+        centroid_scores_=rng.random((7, 3)),
         centroid_sizes_=np.arange(7) + 10,
     )
     data = synthetic_dataset()

@@ -122,7 +122,9 @@ def response_matrices(draw, max_q=25, max_m=8):
     for q in range(n_q):
         answers[q] = draw(st.lists(st.integers(-2, int(n_options[q]) - 1), min_size=n_m, max_size=n_m))
     finite = st.floats(-1e30, 1e30, allow_nan=False, allow_infinity=False)
-    values = draw(st.lists(st.one_of(st.just(np.nan), finite, st.floats(-5, 0)), min_size=n_q * n_m, max_size=n_q * n_m))
+    values = draw(
+        st.lists(st.one_of(st.just(np.nan), finite, st.floats(-5, 0)), min_size=n_q * n_m, max_size=n_q * n_m)
+    )
     logprobs = np.array(values, dtype=np.float64).reshape(n_q, n_m)
     return answers, n_options, logprobs
 
@@ -306,8 +308,13 @@ def test_validation(answers, n_options, logprobs, kwargs, match):
     stats = kwargs.pop("stats", None)
     with pytest.raises(ValueError, match="^" + match) as info:
         params = ConsensusParams(**kwargs)
-        consensus_scores(np.array(answers), np.array(n_options), None if logprobs is None else np.array(logprobs), params,
-                         stats=stats)
+        consensus_scores(
+            np.array(answers),
+            np.array(n_options),
+            None if logprobs is None else np.array(logprobs),
+            params,
+            stats=stats,
+        )
     # a parameter out of range is refused when the parameters are made, naming the field
     assert isinstance(info.value, InvalidParameterError) == bool(kwargs)
 
@@ -324,7 +331,9 @@ def test_params_defaults_conversion_and_type():
     # the kernel's defaults are ConsensusParams' defaults, and they agree with the references'
     answers, n_options, logprobs = random_matrix(np.random.default_rng(3), 300, 5)
     assert_same(consensus_scores(answers, n_options, logprobs), consensus_scores(answers, n_options, logprobs, p))
-    assert_same(consensus_scores(answers, n_options, logprobs), reference.consensus_scores_loop(answers, n_options, logprobs))
+    assert_same(
+        consensus_scores(answers, n_options, logprobs), reference.consensus_scores_loop(answers, n_options, logprobs)
+    )
 
 
 def test_extension_reads_the_parameter_attributes():
@@ -334,7 +343,9 @@ def test_extension_reads_the_parameter_attributes():
     from cascal.errors import KernelError
 
     answers, n_options = np.array([[0, 1, 1]], dtype=np.int8), np.array([4], dtype=np.int8)
-    raw = _core.consensus_scores(answers, n_options, None, SimpleNamespace(z_scale=1.0, tau=0.5, clamp=(0.2, 0.8)), None, None)
+    raw = _core.consensus_scores(
+        answers, n_options, None, SimpleNamespace(z_scale=1.0, tau=0.5, clamp=(0.2, 0.8)), None, None
+    )
     expected = consensus_scores(answers, n_options, None, ConsensusParams(tau=0.5, clamp=(0.2, 0.8)))
     np.testing.assert_array_equal(raw[0], expected.scores)
     for bad, arg in (({"clamp": 0.5}, "clamp"), ({"tau": "warm"}, "tau"), ({"tau": 0.0}, "tau")):

@@ -22,7 +22,10 @@ RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
 # the relative bound everywhere except in the subnormal range, where scipy itself underflows: floor
 # = the smallest normal number of the dtype.
 COSINE_ATOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
-EUCLIDEAN_ATOL = {np.dtype(np.float32): float(np.finfo(np.float32).tiny), np.dtype(np.float64): float(np.finfo(np.float64).tiny)}
+EUCLIDEAN_ATOL = {
+    np.dtype(np.float32): float(np.finfo(np.float32).tiny),
+    np.dtype(np.float64): float(np.finfo(np.float64).tiny),
+}
 
 
 def assert_distances_close(got: np.ndarray, want: np.ndarray, metric: str) -> None:
@@ -73,7 +76,9 @@ def test_pdist_matches_scipy_on_random_data(rng, shape, metric, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("shapes", [((1, 3), (1, 3)), ((7, 5), (300, 5)), ((1300, 8), (40, 8)), ((0, 4), (3, 4)), ((3, 4), (0, 4))])
+@pytest.mark.parametrize(
+    "shapes", [((1, 3), (1, 3)), ((7, 5), (300, 5)), ((1300, 8), (40, 8)), ((0, 4), (3, 4)), ((3, 4), (0, 4))]
+)
 def test_cdist_matches_scipy_on_random_data(rng, shapes, metric, dtype):
     X = rng.uniform(-3, 5, size=shapes[0]).astype(dtype)
     Y = rng.uniform(-3, 5, size=shapes[1]).astype(dtype)
@@ -107,7 +112,8 @@ def adversarial_sets(dtype) -> dict[str, np.ndarray]:
         "huge": rng.normal(size=(40, 24)) * huge,
         "tiny": rng.normal(size=(40, 24)) * tiny,
         # near-duplicates around a large common offset: |offset| / spread = 1e8 (f64) / 1e3 (f32)
-        "near_dup_offset": (base + 1e8 if f64 else base + 1e4) + rng.normal(size=(40, 24)) * (1.0 if f64 else 1e1) * 1e-4,
+        "near_dup_offset": (base + 1e8 if f64 else base + 1e4)
+        + rng.normal(size=(40, 24)) * (1.0 if f64 else 1e1) * 1e-4,
         "near_dup_small": base + rng.normal(size=(40, 24)) * (1e-9 if f64 else 1e-4),
         "mixed_scales": rng.normal(size=(40, 24)) * 10.0 ** rng.integers(-6, 6, size=(40, 1)),
     }
@@ -160,7 +166,9 @@ def test_non_contiguous_and_fortran_input_give_the_same_result(rng):
     expected = K.pdist(np.ascontiguousarray(sliced), "euclidean")
     np.testing.assert_array_equal(K.pdist(sliced, "euclidean"), expected)
     fortran = np.asfortranarray(base)
-    np.testing.assert_array_equal(K.pairwise_distances(fortran, fortran[:5], "cosine"), K.pairwise_distances(base, base[:5], "cosine"))
+    np.testing.assert_array_equal(
+        K.pairwise_distances(fortran, fortran[:5], "cosine"), K.pairwise_distances(base, base[:5], "cosine")
+    )
     reversed_rows = base[::-1]
     assert_distances_close(K.pdist(reversed_rows), sd.pdist(reversed_rows, "cosine"), "cosine")
 

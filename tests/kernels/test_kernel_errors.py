@@ -25,8 +25,11 @@ CASES = {
     "linkage: unknown method": (lambda: _core.linkage_vectors(X, "median-ish", "euclidean"), "method"),
     "fcluster: NaN threshold": (lambda: _core.fcluster_distance(Z, float("nan")), "t"),
     "consensus: tau": (
-        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, None, SimpleNamespace(z_scale=1.0, tau=0.0, clamp=(0, 1)),
-                                       None, None), "tau"),
+        lambda: _core.consensus_scores(
+            ANSWERS, N_OPTIONS, None, SimpleNamespace(z_scale=1.0, tau=0.0, clamp=(0, 1)), None, None
+        ),
+        "tau",
+    ),
     "cluster_means: labels": (lambda: _core.cluster_means(np.array([0, 1], dtype=np.int64), X, 2), "labels"),
     "nearest_centroids: k": (lambda: _core.nearest_centroids(X, X[:2], 3, "cosine"), "k"),
     # the bindings' checks
@@ -37,17 +40,26 @@ CASES = {
     "linkage: 2-D condensed": (lambda: _core.linkage_condensed(np.ones((2, 2)), "single"), "data"),
     "fcluster: 3 columns": (lambda: _core.fcluster_maxclust(np.ones((3, 3)), 2), "Z"),
     "consensus: logprobs shape": (
-        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, np.zeros((2, 2)), PARAMS, None, None), "logprobs"),
+        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, np.zeros((2, 2)), PARAMS, None, None),
+        "logprobs",
+    ),
     "consensus: mu without sigma": (
-        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, None, PARAMS, np.zeros(3), None), "stats"),
+        lambda: _core.consensus_scores(ANSWERS, N_OPTIONS, None, PARAMS, np.zeros(3), None),
+        "stats",
+    ),
     "consensus_stats: integers": (lambda: _core.consensus_stats(np.zeros((2, 2), dtype=np.int64)), "logprobs"),
     "cluster_means: float32 weights": (
-        lambda: _core.cluster_means(np.zeros(4, dtype=np.int64), X, 1, np.ones(4, dtype=np.float32)), "weights"),
+        lambda: _core.cluster_means(np.zeros(4, dtype=np.int64), X, 1, np.ones(4, dtype=np.float32)),
+        "weights",
+    ),
     "nearest_centroids: other width": (lambda: _core.nearest_centroids(X, np.ones((2, 3)), 1, "cosine"), "C"),
     # through the public wrapper
     "route_batch: zero query": (
-        lambda: kernels.route_batch(np.zeros((1, 2)), kernels.RoutingTables(X[:1], X[:1], [0], [[0.5]], [0.5]),
-                                    kernels.RouteParams(top_k=1)), "X"),
+        lambda: kernels.route_batch(
+            np.zeros((1, 2)), kernels.RoutingTables(X[:1], X[:1], [0], [[0.5]], [0.5]), kernels.RouteParams(top_k=1)
+        ),
+        "X",
+    ),
 }
 
 

@@ -21,7 +21,9 @@ from cascal.kernels import fcluster, linkage
 
 METHODS = ["single", "complete", "average", "weighted", "ward"]
 REDUCIBLE = ["complete", "average", "weighted", "ward"]
-METHOD_METRIC = [(m, metric) for m in METHODS for metric in ("cosine", "euclidean") if not (m == "ward" and metric == "cosine")]
+METHOD_METRIC = [
+    (m, metric) for m in METHODS for metric in ("cosine", "euclidean") if not (m == "ward" and metric == "cosine")
+]
 
 
 def gaussian(rng: np.random.Generator, n: int, d: int, dtype) -> np.ndarray:
@@ -104,7 +106,9 @@ def test_large_float32_average_heights(method):
 def test_reference_module_is_scipy():
     rng = np.random.default_rng(0)
     X = gaussian(rng, 30, 4, np.float64)
-    np.testing.assert_array_equal(reference.linkage(X, "average", "cosine"), hierarchy.linkage(pdist(X, "cosine"), "average"))
+    np.testing.assert_array_equal(
+        reference.linkage(X, "average", "cosine"), hierarchy.linkage(pdist(X, "cosine"), "average")
+    )
     assert kernels.linkage is linkage and kernels.fcluster is fcluster
 
 
@@ -238,7 +242,9 @@ def test_linkage_rejects_bad_input():
 
 def test_linkage_accepts_integer_bool_and_strided_input():
     grid = np.arange(24).reshape(6, 4)
-    np.testing.assert_allclose(linkage(grid, "complete", "euclidean"), hierarchy.linkage(grid.astype(float), "complete"))
+    np.testing.assert_allclose(
+        linkage(grid, "complete", "euclidean"), hierarchy.linkage(grid.astype(float), "complete")
+    )
     X = np.random.default_rng(1).standard_normal((20, 10))
     strided, fortran = X[:, ::2], np.asfortranarray(X)
     np.testing.assert_allclose(linkage(strided), hierarchy.linkage(pdist(strided, "cosine"), "average"), rtol=1e-12)

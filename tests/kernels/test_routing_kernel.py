@@ -21,7 +21,9 @@ def route_batch(X, subject_reps, centroids, centroid_subject, centroid_scores, g
     return kernel_route_batch(X, tables, RouteParams(**params))
 
 
-def reference_route(X, subject_reps, centroids, centroid_subject, centroid_scores, global_scores, **params) -> RouteResult:
+def reference_route(
+    X, subject_reps, centroids, centroid_subject, centroid_scores, global_scores, **params
+) -> RouteResult:
     """The numpy reference on the same objects as :func:`route_batch`."""
     tables = RoutingTables(subject_reps, centroids, centroid_subject, centroid_scores, global_scores)
     return reference.route_batch(X, tables, RouteParams(**params))
@@ -63,9 +65,14 @@ def test_parity_random_float64(seed):
     d, S, C, M = [(16, 3, 9, 4), (64, 14, 70, 12), (5, 2, 2, 6), (384, 6, 30, 8)][seed]
     reps, cents, csub, scores, glob = random_model(rng, d, S, C, M)
     X = queries(rng, cents, 2500)
-    kwargs = dict(k_nearest=[3, 1, 5, 4][seed], distance_temp=[0.1, 0.05, 1.0, 0.2][seed],
-                  score_temp=[0.1, 0.5, 0.02, 1.0][seed], fallback_distance=[0.5, 0.6, 0.3, 0.55][seed],
-                  fallback_width=[0.2, 0.1, 0.5, 0.3][seed], top_k=[3, 12, 1, 8][seed])
+    kwargs = dict(
+        k_nearest=[3, 1, 5, 4][seed],
+        distance_temp=[0.1, 0.05, 1.0, 0.2][seed],
+        score_temp=[0.1, 0.5, 0.02, 1.0][seed],
+        fallback_distance=[0.5, 0.6, 0.3, 0.55][seed],
+        fallback_width=[0.2, 0.1, 0.5, 0.3][seed],
+        top_k=[3, 12, 1, 8][seed],
+    )
     got = route_batch(X, reps, cents, csub, scores, glob, **kwargs)
     assert_same(got, reference_route(X, reps, cents, csub, scores, glob, **kwargs))
     assert got.probs.dtype == np.float64 and got.ranked.dtype == np.int64 and got.subject.dtype == np.int64
@@ -228,9 +235,13 @@ def test_nan_scores_get_zero_probability_and_all_nan_rows_use_global():
     scale=st.floats(1e-3, 1e3),
     subject_temp=st.sampled_from([0.0, 1e-3, 0.05, 1.0]),
 )
-def test_property_distribution_ranking_and_scale_invariance(seed, n, d, n_subjects, extra_centroids, n_models, k_nearest, scale, subject_temp):
+def test_property_distribution_ranking_and_scale_invariance(
+    seed, n, d, n_subjects, extra_centroids, n_models, k_nearest, scale, subject_temp
+):
     rng = np.random.default_rng(seed)
-    reps, cents, csub, scores, glob = random_model(rng, d, n_subjects, n_subjects + extra_centroids, n_models, nan_share=0.3)
+    reps, cents, csub, scores, glob = random_model(
+        rng, d, n_subjects, n_subjects + extra_centroids, n_models, nan_share=0.3
+    )
     X = queries(rng, cents, n)
     top_k = int(rng.integers(1, n_models + 1))
     kw = dict(k_nearest=k_nearest, top_k=top_k, subject_temp=subject_temp)
@@ -273,7 +284,11 @@ def _valid():
         ({"X": np.array([[1.0, 0.0, 0.0]])}, r"X: expected 2 columns like the tables", KernelError),
         ({"subject_reps": np.array([[0.0, 0.0], _unit(90)])}, r"subject_reps: row 0 is all zeros", KernelError),
         ({"subject_reps": np.array([1.0, 0.0])}, r"subject_reps: expected a 2-D", KernelError),
-        ({"centroids": np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])}, r"centroids: expected 2 columns like subject_reps", KernelError),
+        (
+            {"centroids": np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])},
+            r"centroids: expected 2 columns like subject_reps",
+            KernelError,
+        ),
         ({"centroids": np.array([_unit(0), [np.nan, 0.0]])}, r"centroids: row 1 contains NaN", KernelError),
         ({"centroid_subject": np.array([0, 2])}, r"centroid_subject: centroid 1 has subject 2", KernelError),
         ({"centroid_subject": np.array([0, -1])}, r"centroid_subject: centroid 1 has subject -1", KernelError),
@@ -281,7 +296,11 @@ def _valid():
         ({"centroid_subject": np.array([0])}, r"centroid_subject: expected shape \(2,\)", KernelError),
         ({"centroid_subject": np.array([0.0, 1.0])}, r"centroid_subject: expected integer", KernelError),
         ({"centroid_scores": np.array([[0.2, 0.8]])}, r"centroid_scores: expected shape \(2, 2\)", KernelError),
-        ({"centroid_scores": np.array([[0.2, np.inf], [0.6, 0.4]])}, r"centroid_scores: row 0, column 1 is infinite", KernelError),
+        (
+            {"centroid_scores": np.array([[0.2, np.inf], [0.6, 0.4]])},
+            r"centroid_scores: row 0, column 1 is infinite",
+            KernelError,
+        ),
         ({"global_scores": np.array([0.5, 0.5, 0.1])}, r"global_scores: expected shape \(2,\)", KernelError),
         ({"global_scores": np.array([np.nan, np.nan])}, r"global_scores: every entry is NaN", KernelError),
         ({"global_scores": np.array([0.1, -np.inf])}, r"global_scores: entry 1 is infinite", KernelError),
@@ -366,14 +385,26 @@ def test_real_embeddings_parity_and_subject_recovery(data_dir):
 # ---------------------------------------------------------------- the RoutingTables / RouteParams boundary
 def test_tables_convert_once_into_read_only_copies():
     reps = np.array([_unit(0), _unit(90)], dtype=np.float32)
-    tables = RoutingTables(reps, [[1, 0], [0, 1]], np.array([0, 1], dtype=np.int32), [[2, 8], [6, 4]], [0.5, 0.5],
-                           centroid_sizes=np.array([3, 4], dtype=np.int32))
+    tables = RoutingTables(
+        reps,
+        [[1, 0], [0, 1]],
+        np.array([0, 1], dtype=np.int32),
+        [[2, 8], [6, 4]],
+        [0.5, 0.5],
+        centroid_sizes=np.array([3, 4], dtype=np.int32),
+    )
     assert tables.subject_reps.dtype == np.float32  # float32/float64 kept, other numbers become float64
     assert tables.centroids.dtype == np.float64 and tables.centroid_scores.dtype == np.float64
     assert tables.centroid_subject.dtype == np.int64 and tables.centroid_sizes.dtype == np.int64
     assert tables.n_models == 2 and tables.dim == 2
-    arrays = [tables.subject_reps, tables.centroids, tables.centroid_subject, tables.centroid_scores,
-              tables.global_scores, tables.centroid_sizes]
+    arrays = [
+        tables.subject_reps,
+        tables.centroids,
+        tables.centroid_subject,
+        tables.centroid_scores,
+        tables.global_scores,
+        tables.centroid_sizes,
+    ]
     assert all(a.flags.c_contiguous and not a.flags.writeable for a in arrays)
     # the caller's arrays are not aliased: changing them later does not change the tables
     reps[0] = [5.0, 5.0]
@@ -397,18 +428,28 @@ def test_tables_are_used_in_the_query_dtype(rng):
     assert t32.astype(np.float32) is t32 and t64.astype("float64") is t64
     X = queries(rng, cents, 300)
     # float64 queries route against the float64 copy of float32 tables, float32 queries against the tables
-    for got, expected in ((kernel_route_batch(X, t32), kernel_route_batch(X, t64)),
-                          (kernel_route_batch(X.astype(np.float32), t64), kernel_route_batch(X.astype(np.float32), t32))):
+    for got, expected in (
+        (kernel_route_batch(X, t32), kernel_route_batch(X, t64)),
+        (kernel_route_batch(X.astype(np.float32), t64), kernel_route_batch(X.astype(np.float32), t32)),
+    ):
         for field in ("probs", "ranked", "subject", "nearest_distance", "alpha"):
             assert np.array_equal(getattr(got, field), getattr(expected, field)), field
 
 
 def test_route_params_defaults_and_conversion():
     p = RouteParams()
-    assert (p.k_nearest, p.distance_temp, p.score_temp, p.fallback_distance, p.fallback_width, p.top_k,
-            p.subject_temp) == (3, 0.1, 0.1, 0.5, 0.2, 3, 0.0)
-    q = RouteParams(k_nearest=np.int64(2), distance_temp=np.float32(0.5), top_k=np.uint8(1), subject_temp=1,
-                    fallback_distance=-1)
+    assert (
+        p.k_nearest,
+        p.distance_temp,
+        p.score_temp,
+        p.fallback_distance,
+        p.fallback_width,
+        p.top_k,
+        p.subject_temp,
+    ) == (3, 0.1, 0.1, 0.5, 0.2, 3, 0.0)
+    q = RouteParams(
+        k_nearest=np.int64(2), distance_temp=np.float32(0.5), top_k=np.uint8(1), subject_temp=1, fallback_distance=-1
+    )
     assert type(q.k_nearest) is int and type(q.top_k) is int and q.top_k == 1
     assert type(q.distance_temp) is float and q.distance_temp == 0.5
     assert type(q.subject_temp) is float and q.fallback_distance == -1.0
@@ -431,7 +472,9 @@ def test_kernel_and_reference_take_the_boundary_objects_only():
             route(X, tuple(args.values()), RouteParams(top_k=2))
     with pytest.raises(TypeError, match="params"):
         kernel_route_batch(X, tables, {"top_k": 2})
-    assert_same(kernel_route_batch(X, tables, RouteParams(top_k=2)), reference.route_batch(X, tables, RouteParams(top_k=2)))
+    assert_same(
+        kernel_route_batch(X, tables, RouteParams(top_k=2)), reference.route_batch(X, tables, RouteParams(top_k=2))
+    )
 
 
 def test_extension_reads_the_attributes_of_any_object(rng):
@@ -443,17 +486,32 @@ def test_extension_reads_the_attributes_of_any_object(rng):
 
     reps, cents, csub, scores, glob = random_model(rng, 8, 3, 7, 4)
     X = queries(rng, cents, 40)
-    fields = dict(subject_reps=reps, centroids=cents, centroid_subject=csub.astype(np.int64), centroid_scores=scores,
-                  global_scores=glob)
-    params = dict(k_nearest=2, distance_temp=0.2, score_temp=0.3, fallback_distance=0.4, fallback_width=0.5, top_k=4,
-                  subject_temp=0.05)
+    fields = dict(
+        subject_reps=reps,
+        centroids=cents,
+        centroid_subject=csub.astype(np.int64),
+        centroid_scores=scores,
+        global_scores=glob,
+    )
+    params = dict(
+        k_nearest=2,
+        distance_temp=0.2,
+        score_temp=0.3,
+        fallback_distance=0.4,
+        fallback_width=0.5,
+        top_k=4,
+        subject_temp=0.05,
+    )
     got = RouteResult(*_core.route_batch(X, SimpleNamespace(**fields), SimpleNamespace(**params)))
     assert_same(got, kernel_route_batch(X, RoutingTables(**fields), RouteParams(**params)), atol=0)
 
     def error(tables=None, route_params=None, x=X):
         with pytest.raises(KernelError) as info:
-            _core.route_batch(x, SimpleNamespace(**{**fields, **(tables or {})}),
-                              SimpleNamespace(**{**params, **(route_params or {})}))
+            _core.route_batch(
+                x,
+                SimpleNamespace(**{**fields, **(tables or {})}),
+                SimpleNamespace(**{**params, **(route_params or {})}),
+            )
         assert isinstance(info.value, ValueError) and isinstance(info.value, CascalError)
         assert str(info.value).startswith(f"{info.value.arg}: ")
         return info.value
@@ -468,7 +526,9 @@ def test_extension_reads_the_attributes_of_any_object(rng):
     assert error(route_params={"score_temp": "hot"}).arg == "score_temp"
     assert error(x=X.astype(np.int64)).arg == "X"
     with pytest.raises(AttributeError, match="top_k"):
-        _core.route_batch(X, SimpleNamespace(**fields), SimpleNamespace(**{k: v for k, v in params.items() if k != "top_k"}))
+        _core.route_batch(
+            X, SimpleNamespace(**fields), SimpleNamespace(**{k: v for k, v in params.items() if k != "top_k"})
+        )
 
 
 def test_python_and_rust_defaults_agree():
@@ -497,7 +557,16 @@ def test_tables_survive_pickle_and_copy_checked_and_read_only():
     tables = RoutingTables(**args, centroid_sizes=[4, 5])
     for clone in (pickle.loads(pickle.dumps(tables)), copy.deepcopy(tables), copy.copy(tables)):
         assert isinstance(clone, RoutingTables)
-        for field in ("subject_reps", "centroids", "centroid_subject", "centroid_scores", "global_scores", "centroid_sizes"):
+        for field in (
+            "subject_reps",
+            "centroids",
+            "centroid_subject",
+            "centroid_scores",
+            "global_scores",
+            "centroid_sizes",
+        ):
             value = getattr(clone, field)
             assert np.array_equal(value, getattr(tables, field)) and not value.flags.writeable, field
-        assert_same(kernel_route_batch(X, clone, RouteParams(top_k=2)), kernel_route_batch(X, tables, RouteParams(top_k=2)))
+        assert_same(
+            kernel_route_batch(X, clone, RouteParams(top_k=2)), kernel_route_batch(X, tables, RouteParams(top_k=2))
+        )

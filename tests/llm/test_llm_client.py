@@ -232,7 +232,11 @@ def test_cache_serves_repeats_without_requests(tmp_path):
         other_variant = complete(cfg, cache=cache, variant=1)
         assert len(server.request_log) == 2  # the variant is a separate cached request
         assert not first.cached and second.cached and not other_variant.cached
-        assert (second.text, second.mean_logprob, second.completion_tokens) == (first.text, first.mean_logprob, first.completion_tokens)
+        assert (second.text, second.mean_logprob, second.completion_tokens) == (
+            first.text,
+            first.mean_logprob,
+            first.completion_tokens,
+        )
         # a different sampling parameter is a different prompt
         complete(ModelConfig(**{**cfg.__dict__, "temperature": 0.5}), cache=cache)
         assert len(server.request_log) == 3
@@ -275,11 +279,31 @@ def test_cache_survives_a_server_restart_on_another_port(tmp_path):
 def test_cache_persists_and_first_write_wins(tmp_path):
     path = tmp_path / "c.sqlite"
     with ResponseCache(path) as cache:
-        cache.put("k", model="m", base_url="u", request={"x": 1}, text="first", mean_logprob=math.nan, prompt_tokens=3, completion_tokens=None)
-        cache.put("k", model="m", base_url="u", request={"x": 1}, text="second", mean_logprob=-1.0, prompt_tokens=3, completion_tokens=4)
+        cache.put(
+            "k",
+            model="m",
+            base_url="u",
+            request={"x": 1},
+            text="first",
+            mean_logprob=math.nan,
+            prompt_tokens=3,
+            completion_tokens=None,
+        )
+        cache.put(
+            "k",
+            model="m",
+            base_url="u",
+            request={"x": 1},
+            text="second",
+            mean_logprob=-1.0,
+            prompt_tokens=3,
+            completion_tokens=4,
+        )
     with ResponseCache(path) as again:
         hit = again.get("k")
-        assert hit is not None and hit.text == "first" and math.isnan(hit.mean_logprob) and hit.completion_tokens is None
+        assert (
+            hit is not None and hit.text == "first" and math.isnan(hit.mean_logprob) and hit.completion_tokens is None
+        )
         assert "k" in again and "nope" not in again and len(again) == 1
         assert list(again.requests()) == [("k", {"x": 1})]
     with pytest.raises(ValueError, match="is a directory"):
@@ -341,7 +365,9 @@ def test_a_pause_in_the_body_longer_than_timeout_is_a_timeout(stream):
     with ChatServer(responder, faults=lambda req: Fault.trickle(1.0)) as server:
         start = time.monotonic()
         with pytest.raises(RequestFailed, match="paused for more than 0.2 s"):
-            complete(model(server, stream=stream, timeout=0.2), retry=RetryPolicy(max_attempts=2, base_delay=0.01), bound=8.0)
+            complete(
+                model(server, stream=stream, timeout=0.2), retry=RetryPolicy(max_attempts=2, base_delay=0.01), bound=8.0
+            )
         assert len(server.request_log) == 2
     assert time.monotonic() - start < 3.0
 
@@ -356,7 +382,20 @@ def test_a_server_that_always_trickles_fails_the_prompt_after_every_attempt():
     assert elapsed < 4.0
 
 
-BAD_COUNTS = [-1e23, -(10**23), 10**30, MAX_TOKEN_COUNT + 1, -5, 3.5, float("nan"), float("inf"), "12", True, [4], {"n": 4}]
+BAD_COUNTS = [
+    -1e23,
+    -(10**23),
+    10**30,
+    MAX_TOKEN_COUNT + 1,
+    -5,
+    3.5,
+    float("nan"),
+    float("inf"),
+    "12",
+    True,
+    [4],
+    {"n": 4},
+]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -368,7 +407,9 @@ def test_usage_numbers_that_are_not_token_counts_are_dropped_and_the_reply_cache
         with pytest.warns(ReplyWarning) as caught:
             reply = complete(cfg, cache=cache)
         messages = [str(w.message) for w in caught]
-        assert any("usage.completion_tokens" in m for m in messages) and any("usage.prompt_tokens" in m for m in messages)
+        assert any("usage.completion_tokens" in m for m in messages) and any(
+            "usage.prompt_tokens" in m for m in messages
+        )
         assert reply.text == "The answer is (B)." and reply.completion_tokens is None and reply.prompt_tokens is None
         assert reply.mean_logprob == pytest.approx(sum(LOGPROBS) / len(LOGPROBS))
         assert len(cache) == 1
@@ -379,8 +420,16 @@ def test_usage_numbers_that_are_not_token_counts_are_dropped_and_the_reply_cache
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_usage_that_is_not_an_object_is_dropped(stream):
-    body = {"choices": [{"message": {"content": "The answer is (A)."}, "delta": {"content": "The answer is (A)."}, "finish_reason": "stop"}],
-            "usage": "lots"}
+    body = {
+        "choices": [
+            {
+                "message": {"content": "The answer is (A)."},
+                "delta": {"content": "The answer is (A)."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": "lots",
+    }
     data = (b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n") if stream else json.dumps(body).encode()
     with ChatServer(responder, faults=[Fault.raw_body(data)]) as server:
         with pytest.warns(ReplyWarning, match="dropped usage 'lots'"):
@@ -408,8 +457,16 @@ def test_the_cache_never_refuses_a_reply_over_its_counts(tmp_path):
     path = tmp_path / "c.sqlite"
     with ResponseCache(path) as cache:
         with pytest.warns(ReplyWarning, match="not a token count"):
-            stored = cache.put("k", model="m", base_url="u", request={}, text="t", mean_logprob=math.inf,
-                               prompt_tokens=-(10**23), completion_tokens=10**30)  # type: ignore[arg-type]
+            stored = cache.put(
+                "k",
+                model="m",
+                base_url="u",
+                request={},
+                text="t",
+                mean_logprob=math.inf,
+                prompt_tokens=-(10**23),
+                completion_tokens=10**30,
+            )  # type: ignore[arg-type]
         assert (stored.prompt_tokens, stored.completion_tokens) == (None, None) and math.isnan(stored.mean_logprob)
     with sqlite3.connect(path) as raw:
         raw.execute("INSERT INTO responses VALUES ('old', 'm', 'u', '{}', 't', -0.5, 'twelve', 3.5, 0)")
@@ -431,8 +488,10 @@ def test_impossible_logprobs_are_left_out_of_the_mean_with_a_warning(stream):
 def test_integer_logprobs_too_large_for_a_float_are_dropped():
     """JSON integers have no size limit; one with 400 digits cannot even become a float."""
     big = "9" * 400
-    body = ('{"choices": [{"message": {"content": "The answer is (A)."}, "logprobs": {"content": '
-            f'[{{"logprob": -{big}}}, {{"logprob": {big}}}, {{"logprob": -2}}]}}}}], "usage": {{"completion_tokens": {big}}}}}')
+    body = (
+        '{"choices": [{"message": {"content": "The answer is (A)."}, "logprobs": {"content": '
+        f'[{{"logprob": -{big}}}, {{"logprob": {big}}}, {{"logprob": -2}}]}}}}], "usage": {{"completion_tokens": {big}}}}}'
+    )
     with ChatServer(responder, faults=[Fault.raw_body(body.encode())]) as server:
         with pytest.warns(ReplyWarning):
             got = complete(model(server))
@@ -448,7 +507,9 @@ def test_huge_finite_logprobs_do_not_overflow_the_mean():
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(
-    "fault", [Fault.deep_json(200_000), Fault.wrong_shape(), Fault.reset(), Fault.giant_body(50 * 2**20)], ids=lambda f: f.kind
+    "fault",
+    [Fault.deep_json(200_000), Fault.wrong_shape(), Fault.reset(), Fault.giant_body(50 * 2**20)],
+    ids=lambda f: f.kind,
 )
 def test_unreadable_replies_are_failed_attempts_retried_like_a_500(fault, stream):
     with ChatServer(responder, faults=[fault]) as server:
@@ -512,7 +573,10 @@ def test_the_body_cap_is_configurable(stream):
 @pytest.mark.parametrize("stream", [False, True])
 def test_text_with_a_lone_surrogate_is_cached(tmp_path, stream):
     """JSON may escape a lone surrogate; such text cannot be encoded, so it is stored with U+FFFD."""
-    with ChatServer(lambda req: ChatReply("odd \ud800 text. The answer is (C).")) as server, ResponseCache(tmp_path / "c.sqlite") as cache:
+    with (
+        ChatServer(lambda req: ChatReply("odd \ud800 text. The answer is (C).")) as server,
+        ResponseCache(tmp_path / "c.sqlite") as cache,
+    ):
         reply = complete(model(server, stream=stream), cache=cache)
         again = complete(model(server, stream=stream), cache=cache)
     assert reply.text == "odd \ufffd text. The answer is (C)." and again.cached and again.text == reply.text
@@ -528,9 +592,16 @@ def test_a_stream_error_event_is_a_failed_attempt(stream):
 
 
 def test_multi_line_sse_data_and_comments_are_read():
-    chunk = {"choices": [{"delta": {"content": "The answer is (D)."}, "finish_reason": "stop"}], "usage": {"completion_tokens": 5}}
+    chunk = {
+        "choices": [{"delta": {"content": "The answer is (D)."}, "finish_reason": "stop"}],
+        "usage": {"completion_tokens": 5},
+    }
     text = json.dumps(chunk, indent=1)  # one JSON value over several data: lines
-    data = b": keep-alive comment\r\n" + b"".join(b"data: " + line.encode() + b"\r\n" for line in text.split("\n")) + b"\r\n"
+    data = (
+        b": keep-alive comment\r\n"
+        + b"".join(b"data: " + line.encode() + b"\r\n" for line in text.split("\n"))
+        + b"\r\n"
+    )
     with ChatServer(responder, faults=[Fault.raw_body(data + b"data: [DONE]\r\n\r\n")]) as server:
         reply = complete(model(server, stream=True))
         assert len(server.request_log) == 1
@@ -538,12 +609,35 @@ def test_multi_line_sse_data_and_comments_are_read():
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**400), max_value=10**400)
-    | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["choices", "message", "delta", "content", "logprobs", "logprob", "usage", "finish_reason",
-                         "completion_tokens", "prompt_tokens", "error", "x"]),
-        inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "choices",
+                    "message",
+                    "delta",
+                    "content",
+                    "logprobs",
+                    "logprob",
+                    "usage",
+                    "finish_reason",
+                    "completion_tokens",
+                    "prompt_tokens",
+                    "error",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 

@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -66,10 +67,16 @@ def test_example_tasks_load_with_counts_and_generator():
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"models": [good_model(0), good_model(1), {"name": "m2", "model": "x"}]}, "pool.yaml: models[2].base_url: required"),
+        (
+            {"models": [good_model(0), good_model(1), {"name": "m2", "model": "x"}]},
+            "pool.yaml: models[2].base_url: required",
+        ),
         ({"models": [good_model(0), {"model": "x", "base_url": "http://h/v1"}]}, "pool.yaml: models[1].name: required"),
         ({"models": [good_model(0, temprature=0.5)]}, "pool.yaml: models[0].temprature: unknown field"),
-        ({"models": [good_model(0, max_concurrency=0)]}, "pool.yaml: models[0].max_concurrency: must be an integer >= 1"),
+        (
+            {"models": [good_model(0, max_concurrency=0)]},
+            "pool.yaml: models[0].max_concurrency: must be an integer >= 1",
+        ),
         ({"models": [good_model(0, max_concurrency="8")]}, "pool.yaml: models[0].max_concurrency: must be an integer"),
         ({"models": [good_model(0, temperature=3)]}, "pool.yaml: models[0].temperature: must be a number in [0, 2]"),
         ({"models": [good_model(0, logprobs="yes")]}, "pool.yaml: models[0].logprobs: must be true or false"),
@@ -79,10 +86,16 @@ def test_example_tasks_load_with_counts_and_generator():
         ({"models": []}, "pool.yaml: models: must be a non-empty list"),
         ({"modles": [good_model(0)]}, "pool.yaml: modles: unknown field"),
         ({}, "pool.yaml: models: required"),
-        ({"models": [good_model(0)], "retry": {"max_attempts": 0}}, "pool.yaml: retry.max_attempts: must be an integer >= 1"),
+        (
+            {"models": [good_model(0)], "retry": {"max_attempts": 0}},
+            "pool.yaml: retry.max_attempts: must be an integer >= 1",
+        ),
         ({"models": [good_model(0)], "retry": {"jitter": 2}}, "pool.yaml: retry.jitter: must be a number in [0, 1]"),
         ({"models": [good_model(0)], "retry": {"retries": 2}}, "pool.yaml: retry.retries: unknown field"),
-        ({"models": [good_model(0)], "defaults": {"name": "x"}}, "pool.yaml: defaults.name: a name cannot be a default"),
+        (
+            {"models": [good_model(0)], "defaults": {"name": "x"}},
+            "pool.yaml: defaults.name: a name cannot be a default",
+        ),
         ({"models": [good_model(0)], "defaults": {"tempreature": 1}}, "pool.yaml: defaults.tempreature: unknown field"),
         ({"models": ["m0"]}, "pool.yaml: models[0]: expected a mapping"),
         ([1, 2], "pool.yaml: expected a mapping"),
@@ -106,7 +119,10 @@ def test_pool_file_errors(tmp_path):
 def test_defaults_apply_and_models_override(tmp_path):
     data = {
         "defaults": {"base_url": "http://127.0.0.1:9000/v1", "temperature": 0.3, "max_concurrency": 2},
-        "models": [{"name": "a", "model": "ma"}, {"name": "b", "model": "mb", "temperature": 0.0, "base_url": "https://x/v1"}],
+        "models": [
+            {"name": "a", "model": "ma"},
+            {"name": "b", "model": "mb", "temperature": 0.0, "base_url": "https://x/v1"},
+        ],
     }
     pool = load_pool(write(tmp_path, "p.yaml", data))
     a, b = pool.models
@@ -144,14 +160,26 @@ def test_pool_select_and_overrides():
     "data, message",
     [
         ({"subjects": {"law": {"questions": 3}}}, "tasks.yaml: subjects.law.description: required"),
-        ({"subjects": {"law": {"description": "x", "questions": 0}}}, "tasks.yaml: subjects.law.questions: must be an integer >= 1"),
+        (
+            {"subjects": {"law": {"description": "x", "questions": 0}}},
+            "tasks.yaml: subjects.law.questions: must be an integer >= 1",
+        ),
         ({"subjects": {"law": {"description": "x", "n": 3}}}, "tasks.yaml: subjects.law.n: unknown field"),
         ({"subjects": {"law": ""}}, "tasks.yaml: subjects.law: must be a non-empty description"),
-        ({"subjects": {"law": {"description": 5}}}, "tasks.yaml: subjects.law.description: must be a non-empty description"),
+        (
+            {"subjects": {"law": {"description": 5}}},
+            "tasks.yaml: subjects.law.description: must be a non-empty description",
+        ),
         ({"subjects": {}}, "tasks.yaml: subjects: at least one subject is required"),
         ({"questions_per_subject": 10}, "tasks.yaml: subjects: required"),
-        ({"subjects": {"law": "x"}, "questions_per_subject": -1}, "tasks.yaml: questions_per_subject: must be an integer >= 1"),
-        ({"subjects": {"law": "x"}, "generator": {"name": "g", "model": "m"}}, "tasks.yaml: generator.base_url: required"),
+        (
+            {"subjects": {"law": "x"}, "questions_per_subject": -1},
+            "tasks.yaml: questions_per_subject: must be an integer >= 1",
+        ),
+        (
+            {"subjects": {"law": "x"}, "generator": {"name": "g", "model": "m"}},
+            "tasks.yaml: generator.base_url: required",
+        ),
         ({"subjects": {"law": "x"}, "generatr": {}}, "tasks.yaml: generatr: unknown field"),
     ],
 )
@@ -163,7 +191,13 @@ def test_invalid_tasks_names_file_and_field(tmp_path, data, message):
 
 
 def test_tasks_default_count_and_lookup(tmp_path):
-    tasks = load_tasks(write(tmp_path, "t.yaml", {"questions_per_subject": 7, "subjects": {"a": "alpha", "b": {"description": "beta", "questions": 2}}}))
+    tasks = load_tasks(
+        write(
+            tmp_path,
+            "t.yaml",
+            {"questions_per_subject": 7, "subjects": {"a": "alpha", "b": {"description": "beta", "questions": 2}}},
+        )
+    )
     assert tasks.n_questions("a") == 7 and tasks.n_questions("b") == 2 and tasks.generator is None
     with pytest.raises(ConfigError, match="no subject named 'c'"):
         tasks.n_questions("c")
@@ -177,16 +211,36 @@ def test_config_error_is_the_shared_one():
 @pytest.mark.parametrize(
     "name, data, message",
     [
-        ("pool.yaml", {"models": [good_model(0), good_model(1, retry=2)]},
-         "pool.yaml: models[1].retry: unknown field (allowed: api_key_env, base_url, logprobs, max_concurrency, max_tokens,"),
-        ("tasks.yaml", {"subjects": {"law": "x"}, "generator": {**good_model(0), "top_p": 0}},
-         "tasks.yaml: generator.top_p: must be a number in (0, 1], got 0"),
-        ("tasks.yaml", {"subjects": {"a": "x", "civil law": {"description": "y", "questions": 2.5}}},
-         "tasks.yaml: subjects['civil law'].questions: must be an integer >= 1, got 2.5"),
-        ("tasks.yaml", {"subjects": {"law": {"description": "x"}, 7: "y"}}, "tasks.yaml: subjects[7]: must be a non-empty subject name, got 7"),
-        ("pool.yaml", {"models": [good_model(0)], "retry": {"base_delay": float("inf")}},
-         "pool.yaml: retry.base_delay: must be a finite number >= 0, got inf"),
-        ("pool.yaml", {"models": [good_model(0)], "defaults": {"temperature": 5}}, "pool.yaml: models[0].temperature: must be a number in [0, 2], got 5"),
+        (
+            "pool.yaml",
+            {"models": [good_model(0), good_model(1, retry=2)]},
+            "pool.yaml: models[1].retry: unknown field (allowed: api_key_env, base_url, logprobs, max_concurrency, max_tokens,",
+        ),
+        (
+            "tasks.yaml",
+            {"subjects": {"law": "x"}, "generator": {**good_model(0), "top_p": 0}},
+            "tasks.yaml: generator.top_p: must be a number in (0, 1], got 0",
+        ),
+        (
+            "tasks.yaml",
+            {"subjects": {"a": "x", "civil law": {"description": "y", "questions": 2.5}}},
+            "tasks.yaml: subjects['civil law'].questions: must be an integer >= 1, got 2.5",
+        ),
+        (
+            "tasks.yaml",
+            {"subjects": {"law": {"description": "x"}, 7: "y"}},
+            "tasks.yaml: subjects[7]: must be a non-empty subject name, got 7",
+        ),
+        (
+            "pool.yaml",
+            {"models": [good_model(0)], "retry": {"base_delay": float("inf")}},
+            "pool.yaml: retry.base_delay: must be a finite number >= 0, got inf",
+        ),
+        (
+            "pool.yaml",
+            {"models": [good_model(0)], "defaults": {"temperature": 5}},
+            "pool.yaml: models[0].temperature: must be a number in [0, 2], got 5",
+        ),
     ],
 )
 def test_nested_bad_fields_name_file_and_path(tmp_path, name, data, message):
@@ -222,7 +276,9 @@ def test_unknown_fields_are_refused_everywhere():
     ]:
         with pytest.raises(ConfigError, match=rf"^pool\.yaml: {re.escape(where)}: unknown field"):
             parse_pool(data)
-    with pytest.raises(ConfigError, match=r"^tasks\.yaml: subjects\.law\.count: unknown field \(allowed: description, questions\)"):
+    with pytest.raises(
+        ConfigError, match=r"^tasks\.yaml: subjects\.law\.count: unknown field \(allowed: description, questions\)"
+    ):
         parse_tasks({"subjects": {"law": {"description": "x", "count": 3}}})
 
 
@@ -262,9 +318,11 @@ def test_direct_construction_checks_the_same_rules_and_keeps_values():
     with pytest.raises(TypeError):
         RetryPolicy(3, max_attempts=3)
     m = ModelConfig(**good_model(temperature=0, timeout=30))
-    assert type(m.temperature) is int and m.sampling_params()["temperature"] == 0  # the cache key sees what the file says
-    with pytest.raises(Exception):
-        m.name = "other"  # frozen
+    assert (
+        type(m.temperature) is int and m.sampling_params()["temperature"] == 0
+    )  # the cache key sees what the file says
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        m.name = "other"
     pool = PoolConfig((m,), retry=RetryPolicy(max_attempts=2))
     with pytest.raises(ConfigError, match="max_concurrency"):
         pool.with_concurrency(0)
@@ -341,6 +399,8 @@ def test_config_files_must_be_utf8(tmp_path):
         load_pool(path)  # before: UnicodeDecodeError
     path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump({"models": [good_model(0)]}).encode())
     assert load_pool(path).names == ["m0"]  # a byte-order mark is fine
+
+
 # ----------------------------------------------------------------------------- request deadline
 def test_request_deadline_has_a_default_is_checked_and_can_be_a_default(tmp_path):
     assert ModelConfig(**good_model()).request_deadline == 1800.0

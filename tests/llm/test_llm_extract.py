@@ -119,8 +119,12 @@ REPLIES: list[tuple[str, str, Optional[str]]] = [
     ("mixed", f"{REASONING}\nAnswer: D\n\n$\\boxed{{D}}$", "D"),
     ("mixed", f"{REASONING}\nI think (A) at first, but the correct option is (F).", "F"),
     ("mixed", f"(A) is tempting.\n{REASONING}\nFinal answer: (H)", "H"),
-    ("mixed", "Option A: wrong.\nOption B: wrong.\nOption C: correct, investment falls.\nOption D: wrong.\n\n"
-              "The answer is (C).", "C"),
+    (
+        "mixed",
+        "Option A: wrong.\nOption B: wrong.\nOption C: correct, investment falls.\nOption D: wrong.\n\n"
+        "The answer is (C).",
+        "C",
+    ),
     # --- the English word "I"
     ("pronoun", "I think the answer is B.", "B"),
     ("pronoun", "I believe so.", None),
@@ -141,7 +145,7 @@ REPLIES: list[tuple[str, str, Optional[str]]] = [
     ("refuse", f"{REASONING}\nThe answer is unclear; it could be B or C.", None),
     ("refuse", "Sorry, I can't help with that.", None),
     ("refuse", f"{REASONING}\nWe can eliminate option A.", None),
-    ("refuse", f"{REASONING}\nI will finish with \"The answer is (X)\".", None),
+    ("refuse", f'{REASONING}\nI will finish with "The answer is (X)".', None),
     ("refuse", f"{REASONING}\nThe answer is a bit unclear to me.", None),
 ]
 
@@ -256,6 +260,7 @@ TRAPS: list[tuple[str, str, Optional[str]]] = [
     ("trap", "Therefore A.", "A"),
 ]
 
+
 # ----------------------------------------------------------------------------- the earlier format tests
 @pytest.mark.parametrize(
     "text, expected",
@@ -362,8 +367,20 @@ def test_the_table_covers_every_family_with_enough_replies():
     families = {family for family, _, _ in ALL_REPLIES}
     assert len(ALL_REPLIES) >= 60
     assert families >= {
-        "canonical", "verdict", "statement", "opener", "option", "boxed", "choose", "language", "wrapping",
-        "trailing", "mixed", "pronoun", "refuse", "trap",
+        "canonical",
+        "verdict",
+        "statement",
+        "opener",
+        "option",
+        "boxed",
+        "choose",
+        "language",
+        "wrapping",
+        "trailing",
+        "mixed",
+        "pronoun",
+        "refuse",
+        "trap",
     }
     assert sum(expected is None for _, _, expected in ALL_REPLIES) >= 15  # refusals are tested, not just reads
 
@@ -436,8 +453,8 @@ def test_a_hedge_at_the_deciding_rule_refuses_but_a_negation_names_nothing():
         ("The answer is (E)", 4, NO_ANSWER),
         ("$\\boxed{B}$ The answer is (E)", 4, NO_ANSWER),  # a committed out-of-range letter is not rescued
         ("The answer is (X).", 10, NO_ANSWER),  # the prompt's placeholder, echoed
-        ("I will end with \"The answer is (X)\".\nThe answer is (C).", 10, 2),
-        ("The answer is (C).\nI ended with \"The answer is (X)\" as asked.", 10, 2),  # placeholder skipped
+        ('I will end with "The answer is (X)".\nThe answer is (C).', 10, 2),
+        ('The answer is (C).\nI ended with "The answer is (X)" as asked.', 10, 2),  # placeholder skipped
     ],
 )
 def test_out_of_range_and_placeholder(text, n_options, expected):
@@ -534,9 +551,41 @@ def test_pathological_replies_take_well_under_a_fifth_of_a_second(name, numbered
 
 
 _PIECES = [
-    "answer is", "The answer is", "Answer:", "\\boxed{", "\\text{", "(", ")", "[", "]", " ", "\n", "\t", "$", "**",
-    "I ", "I'm", "A", "B", "(C)", "D)", "or", "not ", "option ", "so ", "I think ", "答案是", "：", "é", "ﷺ", "{", "}",
-    "\\", "9", ".", ",",
+    "answer is",
+    "The answer is",
+    "Answer:",
+    "\\boxed{",
+    "\\text{",
+    "(",
+    ")",
+    "[",
+    "]",
+    " ",
+    "\n",
+    "\t",
+    "$",
+    "**",
+    "I ",
+    "I'm",
+    "A",
+    "B",
+    "(C)",
+    "D)",
+    "or",
+    "not ",
+    "option ",
+    "so ",
+    "I think ",
+    "答案是",
+    "：",
+    "é",
+    "ﷺ",
+    "{",
+    "}",
+    "\\",
+    "9",
+    ".",
+    ",",
 ]
 
 

@@ -66,7 +66,18 @@ def test_cli_reference_documents_every_command_and_option():
     text = cli_docs.render()
     parser = build_parser()
     commands = cli_docs.subcommands(parser)
-    assert set(commands) >= {"answer", "bench", "demo", "embed", "evaluate", "filter", "generate", "route", "simulate", "train"}
+    assert set(commands) >= {
+        "answer",
+        "bench",
+        "demo",
+        "embed",
+        "evaluate",
+        "filter",
+        "generate",
+        "route",
+        "simulate",
+        "train",
+    }
     page_anchors = anchors(text)
     for name, sub in commands.items():
         assert f"cascal-{name}" in page_anchors
@@ -142,7 +153,14 @@ def test_readme_keeps_its_commands_and_does_not_cite_the_specification():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "DESIGN" not in readme
     assert "```bash\npip install . && cascal demo\n```" in readme
-    assert "<!-- test-command: cargo test --release -p cascal-core && python -m pytest -q -->" in readme
+    marker = re.search(r"^<!-- test-command: (.*) -->$", readme, re.M)
+    assert marker, "README.md lost the test-command marker that .ci/run executes"
+    command = marker.group(1)
+    for part in ("bash .ci/lint", "cargo test --release -p cascal-core", "python -m pytest -q"):
+        assert part in command
+    assert f"```bash\npip install '.[test]' && {command}\n```" in readme, (
+        "the shown test command differs from the marker"
+    )
     assert "docs/README.md" in readme
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import cascal
 import cascal.errors as errors
 from cascal.cli import main
 from cascal.data import ResponseMatrix

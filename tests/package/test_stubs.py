@@ -20,7 +20,9 @@ def test_stub_matches_extension(tmp_path):
         pytest.skip("mypy is not installed")
     out = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "cascal._core", "--mypy-config-file", os.devnull],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import venv
 import zipfile
 from pathlib import Path
@@ -32,8 +31,13 @@ def _maturin() -> list[str]:
 @pytest.mark.slow
 def test_abi3_wheel_installs_without_rust(tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([*_maturin(), "build", "--release", "--quiet", "--out", str(dist)], cwd=REPO, check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [*_maturin(), "build", "--release", "--quiet", "--out", str(dist)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wheels = list(dist.glob("cascal-*.whl"))
     assert len(wheels) == 1, wheels
     wheel = wheels[0]
@@ -51,7 +55,8 @@ def test_abi3_wheel_installs_without_rust(tmp_path):
     subprocess.run([py, "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True)
 
     no_rust_path = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep)
+        p
+        for p in os.environ.get("PATH", "").split(os.pathsep)
         if p and not (Path(p) / "cargo").exists() and not (Path(p) / "rustc").exists()
     )
     probe = (
@@ -63,7 +68,12 @@ def test_abi3_wheel_installs_without_rust(tmp_path):
         "assert d.dtype == np.float32 and np.allclose(d, [5 ** 0.5, 20 ** 0.5, 13 ** 0.5]), d\n"
         "print(cascal.__version__, _core.num_threads())\n"
     )
-    out = subprocess.run([py, "-c", probe], env={"PATH": no_rust_path, "HOME": str(tmp_path)}, cwd=tmp_path,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [py, "-c", probe],
+        env={"PATH": no_rust_path, "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "0.1.0"

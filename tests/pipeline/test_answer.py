@@ -22,10 +22,10 @@ from cascal.cli import main
 from cascal.data import LETTERS, NO_ANSWER, NOT_ASKED
 from cascal.io import load_dataset, save_dataset
 from cascal.kernels.consensus import consensus_scores
-from cascal.pipeline.answer import answer_dataset, build_messages
 from cascal.llm.cache import ResponseCache
 from cascal.llm.client import EndpointError
 from cascal.llm.config import ModelConfig, PoolConfig, RetryPolicy
+from cascal.pipeline.answer import answer_dataset, build_messages
 from cascal.simulate.chat_server import FAULT_KINDS, ChatReply, ChatRequest, ChatServer, Fault, prompt_hash
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02, jitter=0.0, reask_unparsable=1)
@@ -90,7 +90,15 @@ class World:
 
 def pool_for(server: ChatServer, names=("good", "shifted", "mute", "plain"), **kw) -> PoolConfig:
     models = tuple(
-        ModelConfig(name=n, base_url=server.base_url, model=f"id-{n}", timeout=2.0, stream=(n == "plain"), max_concurrency=4, **kw)
+        ModelConfig(
+            name=n,
+            base_url=server.base_url,
+            model=f"id-{n}",
+            timeout=2.0,
+            stream=(n == "plain"),
+            max_concurrency=4,
+            **kw,
+        )
         for n in names
     )
     return PoolConfig(models, retry=FAST)
@@ -110,7 +118,7 @@ def test_prompt_lists_lettered_options_and_asks_for_the_answer_format():
     text = msg["content"]
     assert "Question: What is 1+1?" in text
     assert "(A) 1\n(B) 2\n(C) 3" in text
-    assert 'The answer is (X)' in text
+    assert "The answer is (X)" in text
     with pytest.raises(ValueError, match="options"):
         build_messages("q", ["only one"])
     with pytest.raises(ValueError, match="question"):
@@ -143,12 +151,20 @@ def test_answer_dataset_writes_letters_logprobs_and_tokens(tmp_path):
         np.testing.assert_array_equal(rm.cost[:, 1], 2)
         np.testing.assert_array_equal(rm.cost[:, 2], 2)
         np.testing.assert_array_equal(rm.cost[:, 3], [len(f"Answer: {LETTERS[x]}".split(" ")) for x in gold])
-    assert result.extra["answering"]["mute"] == {"cached": 0, "requests_sent": 2 * n, "answered": 0, "unparsable": n, "missing": 0}
+    assert result.extra["answering"]["mute"] == {
+        "cached": 0,
+        "requests_sent": 2 * n,
+        "answered": 0,
+        "unparsable": n,
+        "missing": 0,
+    }
     assert result.extra["answering"]["good"]["answered"] == n
     per_model = {m: sum(1 for mm, _ in log if mm == m) for m in ("id-good", "id-shifted", "id-mute", "id-plain")}
     assert per_model == {"id-good": n, "id-shifted": n, "id-mute": 2 * n, "id-plain": n}
     # the question file is untouched in content
-    assert [q["question"] for q in map(json.loads, (tmp_path / "ds" / "questions.jsonl").read_text().splitlines())][0].startswith("Question number 0")
+    assert [q["question"] for q in map(json.loads, (tmp_path / "ds" / "questions.jsonl").read_text().splitlines())][
+        0
+    ].startswith("Question number 0")
 
 
 def test_second_run_is_served_from_the_cache(tmp_path):
@@ -170,9 +186,17 @@ def test_other_models_columns_are_kept_and_rerun_columns_replaced(tmp_path):
     old = np.array([[0, 0]] * 6, dtype=np.int8)
     old[2, 1] = NO_ANSWER
     prior = before.__class__(
-        answers=old, n_options=before.n_options, subjects=before.subjects, model_names=["legacy", "good"],
-        gold=before.gold, logprobs=np.full((6, 2), -9.0), cost=np.full((6, 2), 99.0), question_ids=before.question_ids,
-        questions=before.questions, options=before.options, extra=before.extra,
+        answers=old,
+        n_options=before.n_options,
+        subjects=before.subjects,
+        model_names=["legacy", "good"],
+        gold=before.gold,
+        logprobs=np.full((6, 2), -9.0),
+        cost=np.full((6, 2), 99.0),
+        question_ids=before.question_ids,
+        questions=before.questions,
+        options=before.options,
+        extra=before.extra,
     )
     save_dataset(prior, tmp_path / "ds")
     with ChatServer(World(gold, n_opts)) as server:
@@ -250,7 +274,10 @@ def test_run_completes_through_every_fault_kind(tmp_path):
         pool = pool_for(server, names=("good", "plain"))
         # generous against a loaded machine, still well short of the 3 s stall; the deadline ends a
         # trickle (one byte each 0.05 s) that the idle timeout never would
-        pool = PoolConfig(tuple(ModelConfig(**{**m.__dict__, "timeout": 1.5, "request_deadline": 2.0}) for m in pool.models), retry=FAST)
+        pool = PoolConfig(
+            tuple(ModelConfig(**{**m.__dict__, "timeout": 1.5, "request_deadline": 2.0}) for m in pool.models),
+            retry=FAST,
+        )
         start = time.monotonic()
         result = answer_dataset(tmp_path / "ds", pool, progress=False)
         elapsed = time.monotonic() - start
@@ -343,8 +370,13 @@ def test_a_failed_reask_leaves_the_answer_missing(tmp_path):
         second = answer_dataset(tmp_path / "ds", pool, progress=False)
         reasked = server.request_log[sent:]
     np.testing.assert_array_equal(first.answers[:, 0], NOT_ASKED)
-    assert first.extra["answering"]["good"] == {"cached": 0, "requests_sent": 3 * (1 + FAST.max_attempts), "answered": 0,
-                                                "unparsable": 0, "missing": 3}
+    assert first.extra["answering"]["good"] == {
+        "cached": 0,
+        "requests_sent": 3 * (1 + FAST.max_attempts),
+        "answered": 0,
+        "unparsable": 0,
+        "missing": 3,
+    }
     assert len(reasked) == 3  # only the three re-asks, the first replies came from the cache
     np.testing.assert_array_equal(second.answers[:, 0], gold)
     assert second.extra["answering"]["good"]["cached"] == 3
@@ -406,7 +438,9 @@ def test_cli_answers_and_reports(tmp_path, capsys):
     gold, n_opts = make_dataset(tmp_path / "ds", n=5)
     with ChatServer(World(gold, n_opts)) as server:
         pool = write_pool(tmp_path / "pool.yaml", server, names=("good", "mute", "plain"))
-        status, stdout, stderr = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(pool), "--models", "good,mute", "--no-progress")
+        status, stdout, stderr = run_cli(
+            capsys, str(tmp_path / "ds"), "--pool", str(pool), "--models", "good,mute", "--no-progress"
+        )
     assert status == 0, stderr
     assert re.search(r"^good\s+5\s+0\s+0\s+0\s+5$", stdout, re.M), stdout
     assert re.search(r"^mute\s+0\s+5\s+0\s+0\s+10$", stdout, re.M), stdout
@@ -422,7 +456,11 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert status == 2 and "pool.yaml: models[0].base_url: required" in err
     dead = tmp_path / "dead.yaml"
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    dead.write_text(yaml.safe_dump({"retry": {"max_attempts": 2, "base_delay": 0.01}, "models": [{"name": "a", "model": "m", "base_url": url}]}))
+    dead.write_text(
+        yaml.safe_dump(
+            {"retry": {"max_attempts": 2, "base_delay": 0.01}, "models": [{"name": "a", "model": "m", "base_url": url}]}
+        )
+    )
     status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(dead), "--no-progress")
     assert status == 1 and url in err and "run the command again to resume" in err
     status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(dead), "--models", "zz", "--no-progress")
@@ -437,7 +475,18 @@ def test_kill_and_resume_pays_for_nothing_twice(tmp_path, capsys):
     cache_path = tmp_path / "cache.sqlite"
     with ChatServer(World(gold, n_opts, delay=0.08)) as server:
         pool = write_pool(tmp_path / "pool.yaml", server, concurrency=2)
-        args = [sys.executable, "-m", "cascal", "answer", str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress"]
+        args = [
+            sys.executable,
+            "-m",
+            "cascal",
+            "answer",
+            str(tmp_path / "ds"),
+            "--pool",
+            str(pool),
+            "--cache",
+            str(cache_path),
+            "--no-progress",
+        ]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while len(server.request_log) < 16 and time.monotonic() < deadline and proc.poll() is None:
@@ -451,9 +500,11 @@ def test_kill_and_resume_pays_for_nothing_twice(tmp_path, capsys):
         assert 0 < len(cached_after_kill) < 2 * n, "kill did not land mid-run"
         assert not (tmp_path / "ds" / "predictions.csv").exists()
 
-        status, _, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress")
+        status, _, err = run_cli(
+            capsys, str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress"
+        )
         assert status == 0, err
-        second_log = server.request_log[len(first_log):]
+        second_log = server.request_log[len(first_log) :]
 
     # no request was sent again for a prompt whose reply was cached, and none twice in the second run
     assert not set(second_log) & cached_after_kill
@@ -462,7 +513,11 @@ def test_kill_and_resume_pays_for_nothing_twice(tmp_path, capsys):
     with ResponseCache(cache_path) as cache:
         pairs = [(req["model"], prompt_hash(req["messages"])) for _, req in cache.requests()]
     assert len(pairs) == len(set(pairs)) == 2 * n
-    all_pairs = {(f"id-{m}", prompt_hash(build_messages(*_question(tmp_path / "ds", q)))) for m in ("good", "plain") for q in range(n)}
+    all_pairs = {
+        (f"id-{m}", prompt_hash(build_messages(*_question(tmp_path / "ds", q))))
+        for m in ("good", "plain")
+        for q in range(n)
+    }
     assert set(pairs) == all_pairs
     # only requests in flight at the kill (at most 2 models x 2) were paid twice
     assert len(first_log) + len(second_log) - 2 * n <= 4
@@ -499,8 +554,16 @@ def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
     gold, n_opts = make_dataset(tmp_path / "ds", n=n)
     world = World(gold, n_opts, delay=0.05)
     cache_path = tmp_path / "cache.sqlite"
-    first_faults = [Fault.http_500(), Fault.reset(), Fault.deep_json(200_000), Fault.wrong_shape(), Fault.trickle(0.05),
-                    Fault.bad_usage(completion_tokens=-(10**23)), Fault.truncated(), Fault.malformed_json()]
+    first_faults = [
+        Fault.http_500(),
+        Fault.reset(),
+        Fault.deep_json(200_000),
+        Fault.wrong_shape(),
+        Fault.trickle(0.05),
+        Fault.bad_usage(completion_tokens=-(10**23)),
+        Fault.truncated(),
+        Fault.malformed_json(),
+    ]
     down = {("id-good", 4), ("id-plain", 4), ("id-plain", 17)}  # every request fails, in both runs
 
     def faults(req: ChatRequest):
@@ -523,7 +586,18 @@ def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
         }
         pool = tmp_path / "pool.yaml"
         pool.write_text(yaml.safe_dump(data))
-        args = [sys.executable, "-m", "cascal", "answer", str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress"]
+        args = [
+            sys.executable,
+            "-m",
+            "cascal",
+            "answer",
+            str(tmp_path / "ds"),
+            "--pool",
+            str(pool),
+            "--cache",
+            str(cache_path),
+            "--no-progress",
+        ]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while len(server.request_log) < 20 and time.monotonic() < deadline and proc.poll() is None:
@@ -539,12 +613,18 @@ def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
         assert 0 < len(cached_after_kill) < 2 * n - len(down), "kill did not land mid-run"
         assert not (tmp_path / "ds" / "predictions.csv").exists()
 
-        status, stdout, err = run_cli(capsys, str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress")
+        status, stdout, err = run_cli(
+            capsys, str(tmp_path / "ds"), "--pool", str(pool), "--cache", str(cache_path), "--no-progress"
+        )
         assert status == 0, err
-        second = server.requests[len(first):]
+        second = server.requests[len(first) :]
 
     pair = lambda r: (r.model, r.prompt_hash)  # noqa: E731
-    all_pairs = {(f"id-{m}", prompt_hash(build_messages(*_question(tmp_path / "ds", q)))) for m in ("good", "plain") for q in range(n)}
+    all_pairs = {
+        (f"id-{m}", prompt_hash(build_messages(*_question(tmp_path / "ds", q))))
+        for m in ("good", "plain")
+        for q in range(n)
+    }
     down_pairs = {(m, prompt_hash(build_messages(*_question(tmp_path / "ds", q)))) for m, q in down}
     # the rerun asked nothing that the killed run had paid for and cached
     assert not {pair(r) for r in second} & cached_after_kill
@@ -566,7 +646,9 @@ def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
     for m, q in down:
         expected[q, ["id-good", "id-plain"].index(m)] = NOT_ASKED
     np.testing.assert_array_equal(result.answers, expected)
-    assert re.search(r"^good\s+29\s+0\s+1\s+", stdout, re.M) and re.search(r"^plain\s+28\s+0\s+2\s+", stdout, re.M), stdout
+    assert re.search(r"^good\s+29\s+0\s+1\s+", stdout, re.M) and re.search(r"^plain\s+28\s+0\s+2\s+", stdout, re.M), (
+        stdout
+    )
     assert "missing: 3 answers (good 1, plain 2)" in stdout
 
 
@@ -583,8 +665,14 @@ def test_replaying_real_mmlu_pro_answers_reproduces_them(tmp_path, data_dir):
     models = ["gpt-4o-2024-05-13_5shots", "Meta-Llama-3_1-8B-Instruct_5shots", "gemma-7b_5shots"]
     sub = real.subset(rows).select_models(models)
     bare = sub.__class__(
-        answers=np.zeros((len(rows), 0), dtype=np.int8), n_options=sub.n_options, subjects=sub.subjects, model_names=[],
-        gold=sub.gold, question_ids=sub.question_ids, questions=sub.questions, options=sub.options,
+        answers=np.zeros((len(rows), 0), dtype=np.int8),
+        n_options=sub.n_options,
+        subjects=sub.subjects,
+        model_names=[],
+        gold=sub.gold,
+        question_ids=sub.question_ids,
+        questions=sub.questions,
+        options=sub.options,
     )
     save_dataset(bare, tmp_path / "ds")
     recorded = {
@@ -636,7 +724,13 @@ def test_rerun_after_an_extractor_change_rereads_the_cache_without_new_requests(
     assert first.extra["extractor_version"] == EXTRACTOR_VERSION - 1
     np.testing.assert_array_equal(second.answers[:, 0], gold)
     assert second.extra["extractor_version"] == EXTRACTOR_VERSION
-    assert second.extra["answering"]["good"] == {"cached": n, "requests_sent": 0, "answered": n, "unparsable": 0, "missing": 0}
+    assert second.extra["answering"]["good"] == {
+        "cached": n,
+        "requests_sent": 0,
+        "answered": n,
+        "unparsable": 0,
+        "missing": 0,
+    }
     np.testing.assert_array_equal(load_dataset(tmp_path / "ds", embeddings=None).answers[:, 0], gold)
 
 

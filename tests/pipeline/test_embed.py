@@ -18,10 +18,10 @@ from cascal.embedding import (
     EmbeddingError,
     HashingEmbedder,
     SentenceTransformerEmbedder,
-    splitmix64,
     get_embedder,
     load_embedder,
     rademacher_rows,
+    splitmix64,
 )
 from cascal.io import load_dataset, save_dataset
 from cascal.pipeline.embed import embed_dataset

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cascal.cli import main as cli_main
 from cascal.data import DataError, ResponseMatrix
+from cascal.io import load_dataset, save_dataset
 from cascal.pipeline.embed import embed_dataset
 from cascal.pipeline.filter import (
     _consensus_kernel,
@@ -21,7 +22,6 @@ from cascal.pipeline.filter import (
     filter_responses,
     quality_flags,
 )
-from cascal.io import load_dataset, save_dataset
 
 # 4 models; comments give (self-answer, spread) worked out by hand
 ANSWERS = np.array(
@@ -43,9 +43,14 @@ SPREAD = [False, True, False, True, False, False, True]
 
 def hand_matrix(**extra) -> ResponseMatrix:
     return ResponseMatrix(
-        answers=ANSWERS, n_options=np.full(7, 4), subjects=SUBJECTS, model_names=["m1", "m2", "m3", "m4"],
-        gold=GOLD, questions=[f"Question {i} about {s}?" for i, s in enumerate(SUBJECTS)],
-        options=[["a", "b", "c", "d"]] * 7, **extra,
+        answers=ANSWERS,
+        n_options=np.full(7, 4),
+        subjects=SUBJECTS,
+        model_names=["m1", "m2", "m3", "m4"],
+        gold=GOLD,
+        questions=[f"Question {i} about {s}?" for i, s in enumerate(SUBJECTS)],
+        options=[["a", "b", "c", "d"]] * 7,
+        **extra,
     )
 
 
@@ -118,9 +123,7 @@ def brute_plurality(answers: np.ndarray) -> np.ndarray:
 )
 def test_plurality_mask_matches_brute_force(data: st.DataObject, n_q: int, n_m: int) -> None:
     n_options = np.array(data.draw(st.lists(st.integers(2, 20), min_size=n_q, max_size=n_q)))
-    answers = np.array(
-        [[data.draw(st.integers(-2, int(k) - 1)) for _ in range(n_m)] for k in n_options], dtype=np.int8
-    )
+    answers = np.array([[data.draw(st.integers(-2, int(k) - 1)) for _ in range(n_m)] for k in n_options], dtype=np.int8)
     got = _plurality_mask_numpy(answers, _option_counts(answers))
     assert np.array_equal(got, brute_plurality(answers))
 

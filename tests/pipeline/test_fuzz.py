@@ -31,15 +31,22 @@ BUDGET = 1.0  # seconds per pathological case
 
 # ----------------------------------------------------------------------------- strategies
 scalars = (
-    st.none() | st.booleans() | st.integers(-(10**20), 10**20)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
 )
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
 )
 odd_ids = st.sampled_from(["007", "7", "-0", "0", " 1", "1 ", "a,b", 'q"1', "x\r\ny", "", "\u2028", "\ud800", "é"])
 question_ids = st.integers(-5, 30) | st.text(max_size=6) | odd_ids | st.booleans() | st.floats(-2, 2) | st.none()
-answers = st.none() | st.just("") | st.sampled_from(LETTERS[:6]) | st.sampled_from(["a", "Z", "AB", " A"]) | st.integers(0, 3)
+answers = (
+    st.none() | st.just("") | st.sampled_from(LETTERS[:6]) | st.sampled_from(["a", "Z", "AB", " A"]) | st.integers(0, 3)
+)
 records = st.tuples(
     st.fixed_dictionaries(
         {
@@ -63,7 +70,9 @@ def mutated(draw, data: bytes) -> bytes:
     for _ in range(draw(st.integers(0, 3))):
         pos = draw(st.integers(0, len(out)))
         kind = draw(st.sampled_from(["insert", "delete", "replace"]))
-        chunk = draw(st.binary(min_size=1, max_size=4) | st.sampled_from([b",", b'"', b"\n", b"\r", b"{", b"]", b"\xef\xbb\xbf"]))
+        chunk = draw(
+            st.binary(min_size=1, max_size=4) | st.sampled_from([b",", b'"', b"\n", b"\r", b"{", b"]", b"\xef\xbb\xbf"])
+        )
         if kind == "insert":
             out[pos:pos] = chunk
         elif kind == "delete":
@@ -81,16 +90,21 @@ def dataset_files(draw) -> tuple[bytes, bytes]:
     sep = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     lines = [json.dumps(r, ensure_ascii=ascii_only) for r in recs]
     if draw(st.booleans()):
-        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(["", "   ", "{}", "[1]", "{\"question_id\": 1"])))
+        lines.insert(
+            draw(st.integers(0, len(lines))), draw(st.sampled_from(["", "   ", "{}", "[1]", '{"question_id": 1']))
+        )
     questions = (sep.join(lines) + sep).encode("utf-8", "surrogatepass")
-    models = draw(st.lists(st.text(alphabet=string.ascii_letters + " ,\"\r\n", max_size=4), max_size=3))
+    models = draw(st.lists(st.text(alphabet=string.ascii_letters + ' ,"\r\n', max_size=4), max_size=3))
     ids = [str(r.get("question_id")) for r in recs]
     ids = draw(st.permutations(ids))
     if ids and draw(st.booleans()):
         ids = ids[1:] + ids[:1] * draw(st.integers(0, 2))  # a missing or duplicated row
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator=draw(st.sampled_from(["\n", "\r\n"])),
-                        quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])))
+    writer = csv.writer(
+        buf,
+        lineterminator=draw(st.sampled_from(["\n", "\r\n"])),
+        quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])),
+    )
     writer.writerow(["question_id", *models])
     for qid in ids:
         writer.writerow([qid, *(draw(cells) for _ in models)])
@@ -177,20 +191,42 @@ def write_pathological(folder: Path, questions: bytes, predictions: bytes = b"qu
 GOOD_LINE = json.dumps(GOOD).encode() + b"\n"
 PATHOLOGICAL = {
     "1 MB of [[[": (GOOD_LINE + b"[" * 1_000_000 + b"\n", None, "JSON nested more than 100 levels deep"),
-    "1 MB of {\"a\":": (GOOD_LINE + b'{"a":' * 200_000 + b"\n", None, "JSON nested more than 100 levels deep"),
+    '1 MB of {"a":': (GOOD_LINE + b'{"a":' * 200_000 + b"\n", None, "JSON nested more than 100 levels deep"),
     "100k blank lines": (b"\n" * 100_000 + GOOD_LINE, None, None),
-    "100k CR line breaks, then junk": (GOOD_LINE + b"\r" * 100_000 + b"junk\n", None, "questions.jsonl:100002: invalid JSON"),
+    "100k CR line breaks, then junk": (
+        GOOD_LINE + b"\r" * 100_000 + b"junk\n",
+        None,
+        "questions.jsonl:100002: invalid JSON",
+    ),
     "100k-character option": (json.dumps({**GOOD, "options": ["x" * 100_000, "y"]}).encode() + b"\n", None, None),
-    "100k-character id": (json.dumps({**GOOD, "question_id": "i" * 100_000}).encode() + b"\n",
-                          b"question_id\n" + b"i" * 100_000 + b"\n", None),
-    "100k options": (json.dumps({**GOOD, "options": ["o"] * 100_000}).encode() + b"\n", None, "must be a list of 2..20"),
+    "100k-character id": (
+        json.dumps({**GOOD, "question_id": "i" * 100_000}).encode() + b"\n",
+        b"question_id\n" + b"i" * 100_000 + b"\n",
+        None,
+    ),
+    "100k options": (
+        json.dumps({**GOOD, "options": ["o"] * 100_000}).encode() + b"\n",
+        None,
+        "must be a list of 2..20",
+    ),
     "100k-digit integer id": (b'{"question_id": ' + b"9" * 100_000 + b"}\n", None, "invalid JSON"),
-    "100k-column header": (GOOD_LINE, b"question_id," + b",".join(b"m%d" % i for i in range(100_000)) + b"\n1" + b",A" * 100_000
-                           + b"\n", None),
+    "100k-column header": (
+        GOOD_LINE,
+        b"question_id," + b",".join(b"m%d" % i for i in range(100_000)) + b"\n1" + b",A" * 100_000 + b"\n",
+        None,
+    ),
     "100k duplicate model columns": (GOOD_LINE, b"question_id" + b",m" * 100_000 + b"\n", "duplicate model column"),
-    "100k CSV lines of unknown ids": (GOOD_LINE, b"question_id,m\n1,A\n" + b"2,A\n" * 100_000, "question_id '2' is not in"),
+    "100k CSV lines of unknown ids": (
+        GOOD_LINE,
+        b"question_id,m\n1,A\n" + b"2,A\n" * 100_000,
+        "question_id '2' is not in",
+    ),
     "200 KB CSV cell": (GOOD_LINE, b"question_id,m\n1," + b"A" * 200_000 + b"\n", "field larger than field limit"),
-    "200 KB quoted CSV cell": (GOOD_LINE, b'question_id,m\n1,"' + b"A" * 200_000 + b"\n", "field larger than field limit"),
+    "200 KB quoted CSV cell": (
+        GOOD_LINE,
+        b'question_id,m\n1,"' + b"A" * 200_000 + b"\n",
+        "field larger than field limit",
+    ),
     "unterminated quote over 100k lines": (GOOD_LINE, b'question_id,m\n1,"' + b"A\n" * 100_000, None),
 }
 
@@ -230,10 +266,43 @@ def assert_parse_contract(text: str) -> None:
 
 TOKENS = st.sampled_from(
     [
-        "<question>", "</question>", "<option>", "</option>", "<answer>", "</answer>", "<QUESTION id=1>",
-        "<option\n>", "< answer>", "<item>", "A) ", "(B) ", "[C] ", "D. ", "Answer: C", "The answer is (D)",
-        "**E**", "\n", "\r\n", "\r", " ", "\t", "x < y", "[1, 2]", "answer", "option", "choice", "is", ":",
-        "(", ")", "*", "`", "\"", "'", "b", "B",
+        "<question>",
+        "</question>",
+        "<option>",
+        "</option>",
+        "<answer>",
+        "</answer>",
+        "<QUESTION id=1>",
+        "<option\n>",
+        "< answer>",
+        "<item>",
+        "A) ",
+        "(B) ",
+        "[C] ",
+        "D. ",
+        "Answer: C",
+        "The answer is (D)",
+        "**E**",
+        "\n",
+        "\r\n",
+        "\r",
+        " ",
+        "\t",
+        "x < y",
+        "[1, 2]",
+        "answer",
+        "option",
+        "choice",
+        "is",
+        ":",
+        "(",
+        ")",
+        "*",
+        "`",
+        '"',
+        "'",
+        "b",
+        "B",
     ]
 )
 tag_soup = st.lists(TOKENS | st.text(max_size=4), max_size=80).map("".join)
@@ -254,7 +323,9 @@ BLOCK = "<question>q</question><option>a</option><option>b</option><answer>{}</a
 PARSER_CASES = {
     "1 MB of [[[": "[[[" * 350_000,
     "100k lines": "<question>q\n" + "line\n" * 100_000,
-    "100k-character option": "<question>q</question><option>" + "o" * 100_000 + "</option><option>b</option><answer>A</answer>",
+    "100k-character option": "<question>q</question><option>"
+    + "o" * 100_000
+    + "</option><option>b</option><answer>A</answer>",
     "30k blocks": "<question>q</question>" * 30_000,  # before: 5 s, the tag list was copied once per tag
     "100k closing tags in one field": "<question>q" + "</option>" * 100_000,
     # each of these took seconds to hours before: quantifiers competing for one run of whitespace

@@ -12,10 +12,10 @@ import pytest
 
 from cascal.cli import main as cli_main
 from cascal.generation import build_messages
-from cascal.pipeline.generate import GenerationError, generate_dataset
 from cascal.generation.prompt import MAX_AVOID
 from cascal.io import load_dataset
 from cascal.llm.config import ModelConfig, RetryPolicy, TasksConfig
+from cascal.pipeline.generate import GenerationError, generate_dataset
 from cascal.simulate.chat_server import ChatReply, ChatRequest, ChatServer, Fault
 
 VOCAB = (
@@ -83,11 +83,17 @@ def tasks_config(counts: dict[str, int]) -> TasksConfig:
 
 def test_end_to_end_counts_garbage_duplicates_and_writes_dataset(tmp_path: Path) -> None:
     shared = fresh_question("shared", 0, 0)
-    script = ScriptedGenerator(garbage_batches={("algebra", 1)}, repeat_first_in_batch2={"biology"}, shared_question=shared)
+    script = ScriptedGenerator(
+        garbage_batches={("algebra", 1)}, repeat_first_in_batch2={"biology"}, shared_question=shared
+    )
     with ChatServer(script) as server:
         out = generate_dataset(
-            tasks_config({"algebra": 7, "biology": 8}), generator_config(server), tmp_path / "ds",
-            batch_size=5, progress=False, retry=FAST_RETRY,
+            tasks_config({"algebra": 7, "biology": 8}),
+            generator_config(server),
+            tmp_path / "ds",
+            batch_size=5,
+            progress=False,
+            retry=FAST_RETRY,
         )
         n_requests = len(server.request_log)
 
@@ -137,8 +143,12 @@ def test_cross_subject_duplicate_dropped_in_subject_order(tmp_path: Path) -> Non
     shared = fresh_question("shared", 0, 0)
     with ChatServer(ScriptedGenerator(shared_question=shared)) as server:
         out = generate_dataset(
-            tasks_config({"a": 3, "b": 3}), generator_config(server), tmp_path / "ds",
-            batch_size=10, max_attempts=1, progress=False,
+            tasks_config({"a": 3, "b": 3}),
+            generator_config(server),
+            tmp_path / "ds",
+            batch_size=10,
+            max_attempts=1,
+            progress=False,
         )
     report = json.loads((out / "generation_report.json").read_text())
     assert [s["cross_subject_duplicates"] for s in report["subjects"]] == [0, 1]
@@ -158,8 +168,12 @@ def test_server_faults_are_retried_and_exhausted_requests_counted(tmp_path: Path
 
     with ChatServer(ScriptedGenerator(), faults=faults) as server:
         out = generate_dataset(
-            tasks_config({"flaky": 3, "broken": 3}), generator_config(server), tmp_path / "ds",
-            batch_size=3, progress=False, retry=FAST_RETRY,
+            tasks_config({"flaky": 3, "broken": 3}),
+            generator_config(server),
+            tmp_path / "ds",
+            batch_size=3,
+            progress=False,
+            retry=FAST_RETRY,
         )
     flaky, broken = json.loads((out / "generation_report.json").read_text())["subjects"]
     assert flaky["generated"] == 3 and flaky["attempts"] == 1 and flaky["failed_requests"] == 0
@@ -171,8 +185,12 @@ def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
     with ChatServer(script) as server:
         with pytest.raises(GenerationError, match="no valid question"):
             generate_dataset(
-                tasks_config({"void": 5}), generator_config(server), tmp_path / "ds",
-                batch_size=5, max_attempts=3, progress=False,
+                tasks_config({"void": 5}),
+                generator_config(server),
+                tmp_path / "ds",
+                batch_size=5,
+                max_attempts=3,
+                progress=False,
             )
         assert len(server.request_log) == 3
     report = json.loads((tmp_path / "ds" / "generation_report.json").read_text())
@@ -189,8 +207,12 @@ def test_prompts_differ_per_attempt_and_quote_accepted_stems() -> None:
     assert text.count("\n- stem ") == MAX_AVOID
     assert "A, B, C, D, E, F" in build_messages("x", "d", 1, n_options=6)[-1]["content"]
     for kwargs, arg in [
-        (dict(subject=""), "subject"), (dict(description=" "), "description"), (dict(n_questions=0), "n_questions"),
-        (dict(attempt=-1), "attempt"), (dict(n_options=21), "n_options"), (dict(n_options=1), "n_options"),
+        (dict(subject=""), "subject"),
+        (dict(description=" "), "description"),
+        (dict(n_questions=0), "n_questions"),
+        (dict(attempt=-1), "attempt"),
+        (dict(n_options=21), "n_options"),
+        (dict(n_options=1), "n_options"),
     ]:
         args = dict(subject="s", description="d", n_questions=1) | kwargs
         with pytest.raises(ValueError, match=arg):
@@ -201,9 +223,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
     gen = ModelConfig(name="gen", base_url="http://127.0.0.1:9/v1", model="m")
     tasks = tasks_config({"a": 1})
     for kwargs, arg in [
-        (dict(n_per_subject=0), "n_per_subject"), (dict(batch_size=0), "batch_size"),
-        (dict(max_attempts=0), "max_attempts"), (dict(near_threshold=0.0), "near_threshold"),
-        (dict(n_options=1), "n_options"), (dict(n_options=21), "n_options"),
+        (dict(n_per_subject=0), "n_per_subject"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(max_attempts=0), "max_attempts"),
+        (dict(near_threshold=0.0), "near_threshold"),
+        (dict(n_options=1), "n_options"),
+        (dict(n_options=21), "n_options"),
     ]:
         with pytest.raises(ValueError, match=arg):
             generate_dataset(tasks, gen, tmp_path / "x", progress=False, **kwargs)
@@ -218,11 +243,25 @@ def test_cli_generate_with_pool_generator(tmp_path: Path, capsys: pytest.Capture
             f"retry: {{max_attempts: 2, base_delay: 0.0}}\n"
             f"models:\n  - {{name: gen, base_url: '{server.base_url}', model: scripted, logprobs: false}}\n"
         )
-        (tmp_path / "tasks.yaml").write_text("questions_per_subject: 9\nsubjects:\n  physics: Mechanics.\n  art: Painting.\n")
-        code = cli_main([
-            "generate", "--tasks", str(tmp_path / "tasks.yaml"), "--generator", "gen", "--pool",
-            str(tmp_path / "pool.yaml"), "--out", str(tmp_path / "ds"), "--n", "3", "--no-progress",
-        ])
+        (tmp_path / "tasks.yaml").write_text(
+            "questions_per_subject: 9\nsubjects:\n  physics: Mechanics.\n  art: Painting.\n"
+        )
+        code = cli_main(
+            [
+                "generate",
+                "--tasks",
+                str(tmp_path / "tasks.yaml"),
+                "--generator",
+                "gen",
+                "--pool",
+                str(tmp_path / "pool.yaml"),
+                "--out",
+                str(tmp_path / "ds"),
+                "--n",
+                "3",
+                "--no-progress",
+            ]
+        )
     assert code == 0
     out = capsys.readouterr().out
     assert "wrote 6 questions" in out and "physics" in out

@@ -83,8 +83,17 @@ def test_missing_answer_and_answer_beyond_options() -> None:
 def test_answer_spellings() -> None:
     opts = ["red", "green", "blue", "black"]
     for raw, expected in [
-        ("C", 2), ("(C)", 2), ("[C]", 2), ("C)", 2), ("C.", 2), ("**C**", 2), ("c", 2),
-        ("C) blue", 2), ("Answer: C", 2), ("The answer is (C).", 2), ("The correct option is B", 1),
+        ("C", 2),
+        ("(C)", 2),
+        ("[C]", 2),
+        ("C)", 2),
+        ("C.", 2),
+        ("**C**", 2),
+        ("c", 2),
+        ("C) blue", 2),
+        ("Answer: C", 2),
+        ("The answer is (C).", 2),
+        ("The correct option is B", 1),
         ("blue", 2),
     ]:
         qs, rep = parse_questions(block("Which colour?", opts, raw))
@@ -141,7 +150,11 @@ def test_duplicate_blocks_are_both_returned_for_dedupe() -> None:
 
 def test_empty_stem_empty_option_duplicate_options() -> None:
     reply = "\n".join(
-        [block("   ", ["a", "b"], "A"), block("Empty option?", ["a", " "], "A"), block("Same options?", ["a", "a"], "A")]
+        [
+            block("   ", ["a", "b"], "A"),
+            block("Empty option?", ["a", " "], "A"),
+            block("Same options?", ["a", "a"], "A"),
+        ]
     )
     qs, rep = parse_questions(reply)
     assert qs == [] and rep.skipped == {"empty_question": 1, "empty_option": 1, "duplicate_options": 1}
@@ -166,8 +179,12 @@ def test_report_merge_adds_counts() -> None:
     _, b = parse_questions("garbage")
     a.merge(b)
     assert a.to_dict() == {
-        "replies": 2, "empty_replies": 1, "blocks": 2, "valid": 1,
-        "skipped": {"too_few_options": 1}, "stray_fields": 0,
+        "replies": 2,
+        "empty_replies": 1,
+        "blocks": 2,
+        "valid": 1,
+        "skipped": {"too_few_options": 1},
+        "stray_fields": 0,
     }
     assert set(a.skipped) <= set(SKIP_REASONS)
 

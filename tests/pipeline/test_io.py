@@ -48,12 +48,18 @@ def test_round_trip_keeps_everything(tmp_path, rng):
     logprobs = rng.normal(size=(n, m)).astype(np.float32)
     logprobs[0, 1] = np.nan
     rm = ResponseMatrix(
-        answers=answers, n_options=n_opt, subjects=np.array(["a", "b", "a", "c", "b", "a", "c"]),
-        model_names=["x", "y", "z"], gold=np.array([rng.integers(0, k) for k in n_opt]),
-        logprobs=logprobs, cost=np.abs(logprobs) * 10, question_ids=np.arange(100, 100 + n),
-        questions=[f"q{i} with, comma and \"quotes\"" for i in range(n)],
+        answers=answers,
+        n_options=n_opt,
+        subjects=np.array(["a", "b", "a", "c", "b", "a", "c"]),
+        model_names=["x", "y", "z"],
+        gold=np.array([rng.integers(0, k) for k in n_opt]),
+        logprobs=logprobs,
+        cost=np.abs(logprobs) * 10,
+        question_ids=np.arange(100, 100 + n),
+        questions=[f'q{i} with, comma and "quotes"' for i in range(n)],
         options=[[f"o{j}" for j in range(k)] for k in n_opt],
-        embeddings=rng.normal(size=(n, 4)).astype(np.float32), embedding_model="org/model",
+        embeddings=rng.normal(size=(n, 4)).astype(np.float32),
+        embedding_model="org/model",
     )
     back = load_dataset(save_dataset(rm, tmp_path / "rt"))
     np.testing.assert_array_equal(back.answers, rm.answers)
@@ -68,9 +74,15 @@ def test_round_trip_keeps_everything(tmp_path, rng):
 
 
 def test_zero_model_dataset_round_trips(tmp_path):
-    rm = ResponseMatrix(answers=np.zeros((2, 0), dtype=np.int8), n_options=np.array([2, 3]),
-                        subjects=np.array(["s", "t"]), model_names=[], gold=np.array([0, 2]),
-                        questions=["a", "b"], options=[["x", "y"], ["x", "y", "z"]])
+    rm = ResponseMatrix(
+        answers=np.zeros((2, 0), dtype=np.int8),
+        n_options=np.array([2, 3]),
+        subjects=np.array(["s", "t"]),
+        model_names=[],
+        gold=np.array([0, 2]),
+        questions=["a", "b"],
+        options=[["x", "y"], ["x", "y", "z"]],
+    )
     back = load_dataset(save_dataset(rm, tmp_path / "z"))
     assert back.n_models == 0 and back.gold.tolist() == [0, 2]
 
@@ -90,7 +102,9 @@ def test_zero_model_dataset_round_trips(tmp_path):
 )
 def test_malformed_predictions_name_file_line_and_column(tmp_path, predictions, message):
     folder = write_folder(tmp_path / "d", QUESTIONS, predictions)
-    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         load_dataset(folder)
 
 
@@ -105,11 +119,19 @@ def test_out_of_range_letters_can_be_counted_as_unparsable(tmp_path):
     "line, message",
     [
         ("{not json", "questions.jsonl:3: invalid JSON"),
-        (json.dumps({"question_id": 3, "category": "x", "question": "q"}), "questions.jsonl:3: missing field 'options'"),
+        (
+            json.dumps({"question_id": 3, "category": "x", "question": "q"}),
+            "questions.jsonl:3: missing field 'options'",
+        ),
         (json.dumps({"question_id": 3, "category": "x", "question": "q", "options": ["a"]}), "2..20 strings, got 1"),
-        (json.dumps({"question_id": 1, "category": "x", "question": "q", "options": ["a", "b"]}), "duplicate question_id 1"),
-        (json.dumps({"question_id": 3, "category": "x", "question": "q", "options": ["a", "b"], "answer": "C"}),
-         "field 'answer' is 'C'"),
+        (
+            json.dumps({"question_id": 1, "category": "x", "question": "q", "options": ["a", "b"]}),
+            "duplicate question_id 1",
+        ),
+        (
+            json.dumps({"question_id": 3, "category": "x", "question": "q", "options": ["a", "b"], "answer": "C"}),
+            "field 'answer' is 'C'",
+        ),
     ],
 )
 def test_malformed_questions_name_file_and_line(tmp_path, line, message):
@@ -121,7 +143,9 @@ def test_malformed_questions_name_file_and_line(tmp_path, line, message):
 
 
 def test_logprobs_must_match_prediction_columns_and_be_numbers(tmp_path):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m2\n1,0.1\n2,\n"})
+    folder = write_folder(
+        tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m2\n1,0.1\n2,\n"}
+    )
     with pytest.raises(DataError, match="logprobs.csv:1: model columns"):
         load_dataset(folder)
     (folder / "logprobs.csv").write_text("question_id,m1\n1,abc\n2,\n")
@@ -170,16 +194,26 @@ def test_real_mmlu_pro_folder(data_dir):
 def test_saving_over_an_answered_folder_removes_stale_files(tmp_path):
     n_opt = np.array([2, 3])
     answered = ResponseMatrix(
-        answers=np.array([[0, 1], [2, -1]]), n_options=n_opt, subjects=np.array(["s", "s"]),
-        model_names=["a", "b"], logprobs=np.zeros((2, 2)), cost=np.ones((2, 2)),
-        questions=["q1", "q2"], options=[["x", "y"], ["x", "y", "z"]],
-        embeddings=np.ones((2, 3), dtype=np.float32), embedding_model="e",
+        answers=np.array([[0, 1], [2, -1]]),
+        n_options=n_opt,
+        subjects=np.array(["s", "s"]),
+        model_names=["a", "b"],
+        logprobs=np.zeros((2, 2)),
+        cost=np.ones((2, 2)),
+        questions=["q1", "q2"],
+        options=[["x", "y"], ["x", "y", "z"]],
+        embeddings=np.ones((2, 3), dtype=np.float32),
+        embedding_model="e",
     )
     folder = save_dataset(answered, tmp_path / "d")
     aligned = np.ones((3, 3), dtype=np.float32)
     fresh = ResponseMatrix(
-        answers=np.zeros((3, 0), dtype=np.int8), n_options=np.array([2, 2, 2]), subjects=np.array(["s"] * 3),
-        model_names=[], questions=["a", "b", "c"], options=[["x", "y"]] * 3,
+        answers=np.zeros((3, 0), dtype=np.int8),
+        n_options=np.array([2, 2, 2]),
+        subjects=np.array(["s"] * 3),
+        model_names=[],
+        questions=["a", "b", "c"],
+        options=[["x", "y"]] * 3,
     )
     np.save(folder / "embeddings_keep.npy", aligned)  # already matches the new 3 questions: a cache, kept
     save_dataset(fresh, folder)
@@ -195,15 +229,29 @@ ODD_RECORDS = [
     {"question_id": "007", "category": "math", "question": "q1", "options": ["a", "b"], "answer": "A", "src": "s1"},
     {"question_id": 7, "category": "math", "question": "q2", "options": [1, 2.5, None], "answer": None},
     {"category": "law", "question_id": "-0", "question": "q3", "options": [True, "true"], "src": "s3"},
-    {"question_id": 0, "category": 3, "question": 4, "options": ["x", "y"], "answer": "", "nested": {"k": [1, {"d": 2}]}},
-    {"question_id": " id, with \"quotes\"\r\nand a line break ", "category": "law", "question": "q5",
-     "options": ["é", "\u2028", "😀"], "answer": "C"},
+    {
+        "question_id": 0,
+        "category": 3,
+        "question": 4,
+        "options": ["x", "y"],
+        "answer": "",
+        "nested": {"k": [1, {"d": 2}]},
+    },
+    {
+        "question_id": ' id, with "quotes"\r\nand a line break ',
+        "category": "law",
+        "question": "q5",
+        "options": ["é", "\u2028", "😀"],
+        "answer": "C",
+    },
 ]
 
 
 def write_records(folder: Path, records: list[dict], predictions: Optional[str] = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "questions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    (folder / "questions.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
     if predictions is not None:
         (folder / "predictions.csv").write_text(predictions, encoding="utf-8")
     return folder
@@ -279,17 +327,30 @@ def test_real_mmlu_pro_questions_are_written_back_byte_for_byte(tmp_path, data_d
 def test_saving_refuses_ids_that_would_not_load(tmp_path, ids, message):
     qids = np.empty(2, dtype=object)
     qids[:] = ids
-    rm = ResponseMatrix(answers=np.zeros((2, 1), dtype=np.int8), n_options=np.array([2, 2]), subjects=np.array(["s", "s"]),
-                        model_names=["m"], question_ids=qids, questions=["a", "b"], options=[["x", "y"], ["x", "y"]])
+    rm = ResponseMatrix(
+        answers=np.zeros((2, 1), dtype=np.int8),
+        n_options=np.array([2, 2]),
+        subjects=np.array(["s", "s"]),
+        model_names=["m"],
+        question_ids=qids,
+        questions=["a", "b"],
+        options=[["x", "y"], ["x", "y"]],
+    )
     with pytest.raises(DataError, match=re.escape(message)):
         save_dataset(rm, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_string_ids_of_digits_stay_strings(tmp_path):
-    rm = ResponseMatrix(answers=np.zeros((2, 1), dtype=np.int8), n_options=np.array([2, 2]), subjects=np.array(["s", "s"]),
-                        model_names=["m"], question_ids=np.array(["007", "-0"]), questions=["a", "b"],
-                        options=[["x", "y"], ["x", "y"]])
+    rm = ResponseMatrix(
+        answers=np.zeros((2, 1), dtype=np.int8),
+        n_options=np.array([2, 2]),
+        subjects=np.array(["s", "s"]),
+        model_names=["m"],
+        question_ids=np.array(["007", "-0"]),
+        questions=["a", "b"],
+        options=[["x", "y"], ["x", "y"]],
+    )
     written = read_records(save_dataset(rm, tmp_path / "out"))
     assert [r["question_id"] for r in written] == ["007", "-0"]  # before: 7 and 0
 
@@ -298,16 +359,29 @@ def test_save_answers_writes_answer_files_only(tmp_path):
     src = write_records(tmp_path / "src", ODD_RECORDS)
     before = (src / "questions.jsonl").read_bytes()
     rm = load_dataset(src)
-    answered = ResponseMatrix(answers=np.array([[0], [1], [-1], [-2], [2]]), n_options=rm.n_options, subjects=rm.subjects,
-                              model_names=["m"], question_ids=rm.question_ids, logprobs=np.full((5, 1), -0.5))
+    answered = ResponseMatrix(
+        answers=np.array([[0], [1], [-1], [-2], [2]]),
+        n_options=rm.n_options,
+        subjects=rm.subjects,
+        model_names=["m"],
+        question_ids=rm.question_ids,
+        logprobs=np.full((5, 1), -0.5),
+    )
     save_answers(answered, src)
     assert (src / "questions.jsonl").read_bytes() == before
     back = load_dataset(src)
     np.testing.assert_array_equal(back.answers, answered.answers)
     np.testing.assert_array_equal(back.logprobs, answered.logprobs)
-    other = ResponseMatrix(answers=np.zeros((5, 1), dtype=np.int8), n_options=rm.n_options, subjects=rm.subjects,
-                           model_names=["m"], question_ids=np.arange(5))
-    with pytest.raises(DataError, match=r"questions.jsonl: its questions differ .* \(row 0: \('007', 2\) in the file, \('0', 2\)"):
+    other = ResponseMatrix(
+        answers=np.zeros((5, 1), dtype=np.int8),
+        n_options=rm.n_options,
+        subjects=rm.subjects,
+        model_names=["m"],
+        question_ids=np.arange(5),
+    )
+    with pytest.raises(
+        DataError, match=r"questions.jsonl: its questions differ .* \(row 0: \('007', 2\) in the file, \('0', 2\)"
+    ):
         save_answers(other, src)
 
 
@@ -321,8 +395,10 @@ def test_answer_stage_leaves_the_questions_file_untouched(tmp_path):
     (src / "questions.jsonl").write_text(text, encoding="utf-8", newline="")  # a BOM, CRLF: kept as they are
     before = (src / "questions.jsonl").read_bytes()
     with ChatServer(lambda req: ChatReply("The answer is (B).")) as server:
-        pool = PoolConfig((ModelConfig(name="m", base_url=server.base_url, model="id-m", timeout=2.0),),
-                          retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02, jitter=0.0))
+        pool = PoolConfig(
+            (ModelConfig(name="m", base_url=server.base_url, model="id-m", timeout=2.0),),
+            retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02, jitter=0.0),
+        )
         result = answer_dataset(src, pool, progress=False)
     assert (src / "questions.jsonl").read_bytes() == before
     assert result.answers[:, 0].tolist() == [1] * 5
@@ -357,8 +433,15 @@ def test_object_and_string_embeddings_are_refused_never_unpickled(tmp_path):
     [
         (lambda f: np.savez(f, a=np.ones((2, 3))), r"not a \.npy array \(an \.npz archive\?\)"),
         (lambda f: f.write(b""), "not a readable .npy array"),
-        (lambda f: f.write(b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 10000000000), }"
-                           .ljust(128, b" ")[:127] + b"\n"), "not a readable .npy array"),
+        (
+            lambda f: f.write(
+                b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 10000000000), }".ljust(
+                    128, b" "
+                )[:127]
+                + b"\n"
+            ),
+            "not a readable .npy array",
+        ),
         (lambda f: np.save(f, np.array([[1e300, 0.0], [0.0, 0.0]])), "values beyond the float32 range"),
         (lambda f: np.save(f, np.array([[np.nan, 0.0], [0.0, 0.0]])), "contains NaN or infinite values"),
         (lambda f: np.save(f, np.zeros((2, 2), dtype=complex)), "dtype complex128 is not numeric"),
@@ -382,13 +465,19 @@ def test_a_huge_csv_cell_is_a_data_error_with_its_line(tmp_path):
     "line, message",
     [
         ("[" * 100_000, "questions.jsonl:3: JSON nested more than 100 levels deep"),  # before: RecursionError
-        ('{"question_id": 3, "category": ' + "[" * 150 + "]" * 150 + ', "question": "q", "options": ["a", "b"]}',
-         "questions.jsonl:3: JSON nested more than 100 levels deep"),
+        (
+            '{"question_id": 3, "category": ' + "[" * 150 + "]" * 150 + ', "question": "q", "options": ["a", "b"]}',
+            "questions.jsonl:3: JSON nested more than 100 levels deep",
+        ),
         ('{"question_id": ' + "9" * 5000 + "}", r"questions.jsonl:3: invalid JSON \(Exceeds the limit"),
-        ('{"question_id": "\\ud800", "category": "c", "question": "q", "options": ["a", "b"]}',
-         "questions.jsonl:3: field 'question_id' holds an unpaired surrogate"),
-        ('{"question_id": 3, "category": "c", "question": "q", "options": ["a", "\\udfff"]}',
-         "questions.jsonl:3: field 'options' holds an unpaired surrogate"),
+        (
+            '{"question_id": "\\ud800", "category": "c", "question": "q", "options": ["a", "b"]}',
+            "questions.jsonl:3: field 'question_id' holds an unpaired surrogate",
+        ),
+        (
+            '{"question_id": 3, "category": "c", "question": "q", "options": ["a", "\\udfff"]}',
+            "questions.jsonl:3: field 'options' holds an unpaired surrogate",
+        ),
     ],
 )
 def test_pathological_question_lines_are_data_errors(tmp_path, line, message):
@@ -401,7 +490,9 @@ def test_pathological_question_lines_are_data_errors(tmp_path, line, message):
 
 @pytest.mark.parametrize("name, line", [("questions.jsonl", 2), ("predictions.csv", 3), ("logprobs.csv", 2)])
 def test_invalid_utf8_names_the_file_and_line(tmp_path, name, line):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m1\n1,0\n2,0\n"})
+    folder = write_folder(
+        tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m1\n1,0\n2,0\n"}
+    )
     data = (folder / name).read_bytes().split(b"\n")
     data[line - 1] = data[line - 1][:3] + b"\xff\xfe" + data[line - 1][3:]
     (folder / name).write_bytes(b"\n".join(data))
@@ -410,7 +501,9 @@ def test_invalid_utf8_names_the_file_and_line(tmp_path, name, line):
 
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\r\n1,A\r\n2,B\r\n", **{"cost.csv": "question_id,m1\n1,3\n2,4\n"})
+    folder = write_folder(
+        tmp_path / "d", QUESTIONS, "question_id,m1\r\n1,A\r\n2,B\r\n", **{"cost.csv": "question_id,m1\n1,3\n2,4\n"}
+    )
     for name in ("questions.jsonl", "predictions.csv", "cost.csv"):
         (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
     rm = load_dataset(folder)  # before: "invalid JSON (Unexpected UTF-8 BOM)" and "first column must be 'question_id'"
@@ -419,7 +512,9 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
 
 
 def test_other_unchecked_cells(tmp_path):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m1\n1,1e39\n2,\n"})
+    folder = write_folder(
+        tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m1\n1,1e39\n2,\n"}
+    )
     with pytest.raises(DataError, match=r"logprobs.csv:2: column 'm1': '1e39' is beyond the float32 range"):
         load_dataset(folder)  # before: stored as inf
     (folder / "logprobs.csv").unlink()

@@ -20,8 +20,11 @@ N_Q = 60
 def matrix(answers: np.ndarray) -> ResponseMatrix:
     n_q, n_m = answers.shape
     return ResponseMatrix(
-        answers=answers, n_options=np.full(n_q, 4), subjects=np.array(["law", "math"] * (n_q // 2)),
-        model_names=[f"m{j}" for j in range(n_m)], questions=[f"Question {i} on topic {i % 7}" for i in range(n_q)],
+        answers=answers,
+        n_options=np.full(n_q, 4),
+        subjects=np.array(["law", "math"] * (n_q // 2)),
+        model_names=[f"m{j}" for j in range(n_m)],
+        questions=[f"Question {i} on topic {i % 7}" for i in range(n_q)],
         options=[["a", "b", "c", "d"]] * n_q,
     )
 
@@ -40,8 +43,12 @@ def folder_with(tmp_path: Path, silent: dict[int, int]) -> Path:
 
 def test_models_without_answers_lists_columns_of_only_unparsable_or_not_asked():
     answers = np.array([[0, -1, -2, -1, 1], [1, -1, -2, -2, -1]])
-    rm = ResponseMatrix(answers=answers, n_options=np.array([2, 2]), subjects=np.array(["s", "s"]),
-                        model_names=["ok", "all?", "blank", "mixed", "one"])
+    rm = ResponseMatrix(
+        answers=answers,
+        n_options=np.array([2, 2]),
+        subjects=np.array(["s", "s"]),
+        model_names=["ok", "all?", "blank", "mixed", "one"],
+    )
     assert rm.models_without_answers() == ["all?", "blank", "mixed"]
     assert rm.select_models(["ok", "one"]).models_without_answers() == []
     assert rm.subset([1]).models_without_answers() == ["all?", "blank", "mixed", "one"]
@@ -49,7 +56,9 @@ def test_models_without_answers_lists_columns_of_only_unparsable_or_not_asked():
 
 def test_training_warns_naming_the_models_without_answers(tmp_path):
     folder = folder_with(tmp_path, {1: NO_ANSWER, 3: NOT_ASKED})
-    with pytest.warns(UserWarning, match=r"predictions.csv: 2 of 4 models have no usable answer .*: m1, m3; they score 0"):
+    with pytest.warns(
+        UserWarning, match=r"predictions.csv: 2 of 4 models have no usable answer .*: m1, m3; they score 0"
+    ):
         router = train_router(folder, tmp_path / "r.cascal")
     assert (tmp_path / "r.cascal").exists()
     assert router.model_names_ == ["m0", "m1", "m2", "m3"]

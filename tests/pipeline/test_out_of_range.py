@@ -25,9 +25,12 @@ def answered_folder(folder: Path, *, out_of_range_cell: bool = True) -> Path:
     gold = rng.integers(0, 4, size=N_Q)
     answers = np.stack([np.where(rng.random(N_Q) < p, gold, (gold + 1) % 4) for p in (0.9, 0.7, 0.5, 0.3)], axis=1)
     rm = ResponseMatrix(
-        answers=answers, n_options=np.full(N_Q, 4), subjects=np.array(["law", "math"] * (N_Q // 2)),
-        model_names=MODELS, gold=gold, questions=[f"Question {i} on {'law' if i % 2 == 0 else 'math'} topic {i % 7}"
-                                                  for i in range(N_Q)],
+        answers=answers,
+        n_options=np.full(N_Q, 4),
+        subjects=np.array(["law", "math"] * (N_Q // 2)),
+        model_names=MODELS,
+        gold=gold,
+        questions=[f"Question {i} on {'law' if i % 2 == 0 else 'math'} topic {i % 7}" for i in range(N_Q)],
         options=[["a", "b", "c", "d"]] * N_Q,
     )
     save_dataset(rm, folder)
@@ -86,7 +89,12 @@ def test_filter_with_out_of_range_unparsable_writes_a_question_mark(tmp_path, ca
     folder = answered_folder(tmp_path / "d")
     assert main(["filter", str(folder), "--out", str(tmp_path / "f"), "--keep-disagreeing"]) == 2
     assert "--out-of-range unparsable" in capsys.readouterr().err
-    assert main(["filter", str(folder), "--out", str(tmp_path / "f"), "--keep-disagreeing", "--out-of-range", "unparsable"]) == 0
+    assert (
+        main(
+            ["filter", str(folder), "--out", str(tmp_path / "f"), "--keep-disagreeing", "--out-of-range", "unparsable"]
+        )
+        == 0
+    )
     out = load_dataset(tmp_path / "f")
     assert out.n_questions == N_Q and out.answers[0, 3] == NO_ANSWER
     assert json.loads((tmp_path / "f" / "filter_report.json").read_text())["overall"]["kept"] == N_Q
@@ -103,8 +111,21 @@ def test_the_flag_accepts_only_the_two_choices(command, tmp_path, capsys):
 
 def test_evaluate_counts_by_default_and_refuses_on_request(tmp_path, capsys):
     folder = answered_folder(tmp_path / "d")
-    common = ["evaluate", "--data", str(folder), "--pool", "m0,m1,m2,m3", "--keys", "real", "--seeds", "1",
-              "--routers", "random", "--no-plots", "--quiet"]
+    common = [
+        "evaluate",
+        "--data",
+        str(folder),
+        "--pool",
+        "m0,m1,m2,m3",
+        "--keys",
+        "real",
+        "--seeds",
+        "1",
+        "--routers",
+        "random",
+        "--no-plots",
+        "--quiet",
+    ]
     assert main([*common, "--out", str(tmp_path / "e1")]) == 0
     assert "note: 1 answer(s)" in capsys.readouterr().err
     results = json.loads((tmp_path / "e1" / "results.json").read_text())

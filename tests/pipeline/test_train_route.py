@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 
 from cascal.cli import main
-from cascal.pipeline.route import PoolAnswer, rank_question, vote
 from cascal.data import ResponseMatrix
-from cascal.embedding import HashingEmbedder
-from cascal.pipeline.embed import embed_dataset
 from cascal.generation.parser import parse_questions
 from cascal.generation.prompt import build_messages as generation_messages
 from cascal.io import save_dataset
-from cascal.pipeline.answer import build_messages as answering_messages
 from cascal.llm.extract import extract_answer
+from cascal.pipeline.answer import build_messages as answering_messages
+from cascal.pipeline.embed import embed_dataset
+from cascal.pipeline.route import PoolAnswer, rank_question, vote
 from cascal.simulate import SUBJECTS, SimulatedResponder, SimWorld, serve_simulator
 from cascal.simulate.catalogue import recognise_niche
 from cascal.simulate.server import pool_yaml
@@ -90,7 +89,9 @@ def test_route_sends_niche_questions_to_the_niche_specialist(trained):
     responder = SimulatedResponder(world)
     hits = total = 0
     for subject in SUBJECTS[:N_SUBJECTS]:
-        reply = responder.reply("sim-generator-oracle", generation_messages(subject.key, subject.description, 30, attempt=99))
+        reply = responder.reply(
+            "sim-generator-oracle", generation_messages(subject.key, subject.description, 30, attempt=99)
+        )
         for q in parse_questions(reply.text)[0]:
             niche = recognise_niche(q.question)
             specialist = max(world.model_names, key=lambda m: world.skill(m, niche))
@@ -153,8 +154,12 @@ def test_train_and_route_errors_are_clear(tmp_path, trained, capsys):
     _, _, _, router_file = trained
     empty = tmp_path / "empty"
     data = ResponseMatrix(
-        answers=np.zeros((2, 0), dtype=np.int8), n_options=np.array([4, 4]), subjects=np.array(["a", "a"]),
-        model_names=[], questions=["q one", "q two"], options=[list("abcd")] * 2,
+        answers=np.zeros((2, 0), dtype=np.int8),
+        n_options=np.array([4, 4]),
+        subjects=np.array(["a", "a"]),
+        model_names=[],
+        questions=["q one", "q two"],
+        options=[list("abcd")] * 2,
     )
     save_dataset(data, empty)
     assert main(["train", str(empty), "--out", str(tmp_path / "r.cascal")]) == 2
@@ -188,7 +193,9 @@ def test_train_takes_the_routing_constants(trained, tmp_path, capsys):
 
     root = trained[0]
     out = tmp_path / "hard.cascal"
-    assert main(["train", str(root / "data"), "--out", str(out), "--subject-temp", "0", "--fallback-distance", "0.6"]) == 0
+    assert (
+        main(["train", str(root / "data"), "--out", str(out), "--subject-temp", "0", "--fallback-distance", "0.6"]) == 0
+    )
     assert "hard (nearest subject only)" in capsys.readouterr().out
     router = CascalRouter.load(out)
     assert router.subject_temp_ == 0.0 and router.fallback_distance_ == 0.6

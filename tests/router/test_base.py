@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cascal.router.base import check_embeddings, check_fit_inputs, ensemble_vote, rank_models
 from cascal.data import ResponseMatrix
+from cascal.router.base import check_embeddings, check_fit_inputs, ensemble_vote, rank_models
 
 
 def test_rank_models_breaks_ties_by_lower_index_and_puts_nan_last():
@@ -58,8 +58,12 @@ def test_vote_returns_an_answer_of_a_chosen_model_with_maximal_support(k, seed):
 
 
 def _responses(n: int) -> ResponseMatrix:
-    return ResponseMatrix(answers=np.zeros((n, 2), dtype=np.int8), n_options=np.full(n, 4),
-                          subjects=np.array(["s"] * n), model_names=["a", "b"])
+    return ResponseMatrix(
+        answers=np.zeros((n, 2), dtype=np.int8),
+        n_options=np.full(n, 4),
+        subjects=np.array(["s"] * n),
+        model_names=["a", "b"],
+    )
 
 
 def test_fit_input_checks_name_the_argument():

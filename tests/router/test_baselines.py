@@ -23,8 +23,8 @@ from cascal.baselines import (
 )
 from cascal.baselines._compute import consensus_scores, cosine_neighbors
 from cascal.baselines.label_free import pairwise_squared_distances, triplet_noise_estimates
-from cascal.router.base import NotFittedError
 from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
+from cascal.router.base import NotFittedError
 
 LABEL_FREE = [lambda: RandomRouter(random_state=3), BestSingleConsensus, lambda: SmoothieTrain(n_neighbors=7)]
 QUERY_ANSWER = [lambda: KNNCorrectness(k=5), lambda: ClusterRank(n_clusters=4, random_state=0), BestSingleGold]
@@ -50,14 +50,21 @@ def two_niche_world(rng: np.random.Generator, n_per: int = 60):
     always wrong-ish (random). Gold is option 0 everywhere."""
     centers = np.zeros((2, 6))
     centers[0, 0] = centers[1, 1] = 1.0
-    emb = np.concatenate([centers[0] + 0.05 * rng.normal(size=(n_per, 6)), centers[1] + 0.05 * rng.normal(size=(n_per, 6))])
+    emb = np.concatenate(
+        [centers[0] + 0.05 * rng.normal(size=(n_per, 6)), centers[1] + 0.05 * rng.normal(size=(n_per, 6))]
+    )
     blob = np.repeat([0, 1], n_per)
     answers = np.zeros((2 * n_per, 3), dtype=int)
     answers[blob == 1, 0] = 1  # model 0 wrong on blob 1
     answers[blob == 0, 1] = 2  # model 1 wrong on blob 0
     answers[:, 2] = rng.integers(1, 4, size=2 * n_per)  # model 2 always wrong
-    responses = ResponseMatrix(answers=answers, n_options=np.full(2 * n_per, 4), subjects=np.full(2 * n_per, "s"),
-                               model_names=["a", "b", "c"], gold=np.zeros(2 * n_per, dtype=int))
+    responses = ResponseMatrix(
+        answers=answers,
+        n_options=np.full(2 * n_per, 4),
+        subjects=np.full(2 * n_per, "s"),
+        model_names=["a", "b", "c"],
+        gold=np.zeros(2 * n_per, dtype=int),
+    )
     return emb, responses, blob
 
 
@@ -104,8 +111,12 @@ def test_random_router_is_deterministic_per_seed(rng):
 def test_best_single_consensus_hand_example():
     # one 2-option question, answers A, A, B, no logprobs: every vote weighs sigmoid(0) = 0.5, so
     # votes are A: 1.0, B: 0.5 and p(A) = 1 / (1 + e^-0.5); question 2: answers B, B, unparsable.
-    responses = ResponseMatrix(answers=np.array([[0, 0, 1], [1, 1, NO_ANSWER]]), n_options=np.array([2, 2]),
-                               subjects=np.array(["s", "s"]), model_names=["x", "y", "z"])
+    responses = ResponseMatrix(
+        answers=np.array([[0, 0, 1], [1, 1, NO_ANSWER]]),
+        n_options=np.array([2, 2]),
+        subjects=np.array(["s", "s"]),
+        model_names=["x", "y", "z"],
+    )
     p_a = 1.0 / (1.0 + math.exp(-0.5))
     p_b2 = 1.0 / (1.0 + math.exp(-1.0))  # votes B: 1.0, A: 0
     scores = consensus_scores(responses)
@@ -120,13 +131,15 @@ def test_pairwise_squared_distances_hand_example():
     answers = np.array([[0, 0, 1, NO_ANSWER, NOT_ASKED]])
     d = pairwise_squared_distances(answers)[0]
     nan = np.nan
-    expected = np.array([
-        [0, 0, 2, 2, nan],
-        [0, 0, 2, 2, nan],
-        [2, 2, 0, 2, nan],
-        [2, 2, 2, 0, nan],  # an unparsable answer agrees with nobody (itself: 0 on the diagonal)
-        [nan, nan, nan, nan, nan],
-    ])
+    expected = np.array(
+        [
+            [0, 0, 2, 2, nan],
+            [0, 0, 2, 2, nan],
+            [2, 2, 0, 2, nan],
+            [2, 2, 2, 0, nan],  # an unparsable answer agrees with nobody (itself: 0 on the diagonal)
+            [nan, nan, nan, nan, nan],
+        ]
+    )
     np.testing.assert_array_equal(d, expected)
 
 
@@ -166,8 +179,12 @@ def test_smoothie_ranks_the_locally_reliable_model_first(rng):
     right[:, 0] = blob == 0
     right[:, 1] = blob == 1
     right[:, 2:] = rng.random((n, 3)) < 0.5
-    pool = ResponseMatrix(answers=np.where(right, 0, wrong), n_options=np.full(n, 10), subjects=np.full(n, "s"),
-                          model_names=["a", "b", "c", "d", "e"])
+    pool = ResponseMatrix(
+        answers=np.where(right, 0, wrong),
+        n_options=np.full(n, 10),
+        subjects=np.full(n, "s"),
+        model_names=["a", "b", "c", "d", "e"],
+    )
     first = SmoothieTrain(n_neighbors=15).fit(emb, pool).route(emb, top_k=1).ranked[:, 0]
     assert (first[blob == 0] == 0).mean() > 0.9
     assert (first[blob == 1] == 1).mean() > 0.9
@@ -211,7 +228,9 @@ def test_cluster_rank_tables_match_brute_force(rng):
             assert router.cluster_accuracy_[c, m] == pytest.approx(expected)
     # a query is scored by its nearest centre's accuracies
     scores = router.route_scores(emb[:10])
-    np.testing.assert_allclose(scores, router.cluster_accuracy_[labels[:10]] + 1e-6 * router.global_accuracy_, rtol=1e-12)
+    np.testing.assert_allclose(
+        scores, router.cluster_accuracy_[labels[:10]] + 1e-6 * router.global_accuracy_, rtol=1e-12
+    )
 
 
 def test_cluster_rank_routes_each_blob_to_its_specialist(rng):
@@ -223,17 +242,26 @@ def test_cluster_rank_routes_each_blob_to_its_specialist(rng):
 
 def test_best_single_gold_ranks_by_key_accuracy():
     # accuracies against the key: model 0 2/3, model 1 1, model 2 1/2 (its not-asked row is left out)
-    responses = ResponseMatrix(answers=np.array([[0, 1, 1], [0, 0, NOT_ASKED], [1, 1, 0]]), n_options=np.array([2, 2, 2]),
-                               subjects=np.array(["s"] * 3), model_names=["x", "y", "z"], gold=np.array([1, 0, 1]))
+    responses = ResponseMatrix(
+        answers=np.array([[0, 1, 1], [0, 0, NOT_ASKED], [1, 1, 0]]),
+        n_options=np.array([2, 2, 2]),
+        subjects=np.array(["s"] * 3),
+        model_names=["x", "y", "z"],
+        gold=np.array([1, 0, 1]),
+    )
     router = BestSingleGold().fit(np.eye(3), responses)
     np.testing.assert_allclose(router.global_scores_, [2 / 3, 1.0, 1 / 2])
     assert router.route(np.eye(3), top_k=3).ranked[0].tolist() == [1, 0, 2]
 
 
 def test_oracle_hand_example():
-    responses = ResponseMatrix(answers=np.array([[0, 1], [2, 2], [NO_ANSWER, 1], [NOT_ASKED, 0]]),
-                               n_options=np.full(4, 3), subjects=np.array(["s"] * 4), model_names=["x", "y"],
-                               gold=np.array([1, 0, 1, -1]))
+    responses = ResponseMatrix(
+        answers=np.array([[0, 1], [2, 2], [NO_ANSWER, 1], [NOT_ASKED, 0]]),
+        n_options=np.full(4, 3),
+        subjects=np.array(["s"] * 4),
+        model_names=["x", "y"],
+        gold=np.array([1, 0, 1, -1]),
+    )
     assert oracle_correct(responses).tolist() == [True, False, True, False]
 
 
@@ -288,11 +316,14 @@ def test_bad_input_is_refused(make, rng):
         router.route_scores(emb[:, :5])
 
 
-@pytest.mark.parametrize("router, message", [
-    (KNNCorrectness(k=0), "k: must be an integer >= 1"),
-    (ClusterRank(n_clusters=-1), "n_clusters: must be an integer >= 1"),
-    (SmoothieTrain(n_neighbors=2.5), "n_neighbors: must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "router, message",
+    [
+        (KNNCorrectness(k=0), "k: must be an integer >= 1"),
+        (ClusterRank(n_clusters=-1), "n_clusters: must be an integer >= 1"),
+        (SmoothieTrain(n_neighbors=2.5), "n_neighbors: must be an integer >= 1"),
+    ],
+)
 def test_bad_parameters_are_refused(router, message, rng):
     emb, responses = random_world(rng)
     with pytest.raises(ValueError, match=message):
@@ -310,8 +341,13 @@ def test_cascal_gt_learns_niches_from_the_key(rng):
     extra = np.where(rng.random((n, 2)) < 0.6, 0, 3)
     extra[blob == 1, 0] = 3
     extra[blob == 0, 1] = 3
-    pool = ResponseMatrix(answers=np.hstack([responses.answers, extra]), n_options=responses.n_options,
-                          subjects=responses.subjects, model_names=["a", "b", "c", "d", "e"], gold=responses.gold)
+    pool = ResponseMatrix(
+        answers=np.hstack([responses.answers, extra]),
+        n_options=responses.n_options,
+        subjects=responses.subjects,
+        model_names=["a", "b", "c", "d", "e"],
+        gold=responses.gold,
+    )
     router = CascalGT(random_state=0).fit(emb, pool)
     assert router.uses_answer_key
     np.testing.assert_allclose(router.global_scores_[:3], [0.5, 0.5, 0.0])  # key accuracy of each model

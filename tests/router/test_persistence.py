@@ -8,20 +8,21 @@ import zipfile
 
 import numpy as np
 import pytest
+from test_router import make_world
 
-from cascal.router.base import NotFittedError
 from cascal import reference
 from cascal.kernels import RouteParams, RoutingTables
-from cascal.router.persistence import FORMAT_VERSION, MANIFEST, MANIFEST_KEYS, MANIFEST_KEYS_V2, RouterFileError
 from cascal.router import CascalRouter
-from test_router import make_world
+from cascal.router.base import NotFittedError
+from cascal.router.persistence import FORMAT_VERSION, MANIFEST, MANIFEST_KEYS, MANIFEST_KEYS_V2, RouterFileError
 
 
 @pytest.fixture(scope="module")
 def fitted():
     X, responses, _, _ = make_world(seed=3, noise=0.2)
-    router = CascalRouter(clustering="kmeans", max_niches=4, clamp=(0.05, 0.95), random_state=5,
-                          embedding_model="toy-16d").fit(X, responses)
+    router = CascalRouter(
+        clustering="kmeans", max_niches=4, clamp=(0.05, 0.95), random_state=5, embedding_model="toy-16d"
+    ).fit(X, responses)
     return router, X
 
 
@@ -60,10 +61,19 @@ def test_round_trip_routes_identically(fitted, saved, rng):
     assert np.array_equal(loaded.route(queries).ranked, router.route(queries).ranked)
     assert loaded.get_params() == router.get_params()
     assert loaded.model_names_ == router.model_names_ and loaded.subject_names_ == router.subject_names_
-    for attr in ("global_scores_", "subject_reps_", "centroids_", "centroid_subject_", "centroid_scores_", "centroid_sizes_"):
+    for attr in (
+        "global_scores_",
+        "subject_reps_",
+        "centroids_",
+        "centroid_subject_",
+        "centroid_scores_",
+        "centroid_sizes_",
+    ):
         assert np.array_equal(getattr(loaded, attr), getattr(router, attr)), attr
     assert loaded.fallback_distance_ == router.fallback_distance_ and loaded.subject_temp_ == router.subject_temp_
-    assert np.array_equal(loaded.stats_.mu, router.stats_.mu) and np.array_equal(loaded.stats_.sigma, router.stats_.sigma)
+    assert np.array_equal(loaded.stats_.mu, router.stats_.mu) and np.array_equal(
+        loaded.stats_.sigma, router.stats_.sigma
+    )
     for subject in router.subject_names_:
         a, b = router.niches_[subject], loaded.niches_[subject]
         assert [n.size for n in a] == [n.size for n in b]
@@ -98,8 +108,13 @@ def test_version_1_file_keeps_routing_as_it_was_written(fitted, saved, tmp_path,
     loaded = CascalRouter.load(old)
     assert loaded.subject_temp_ == 0.0 and loaded.fallback_distance_ == 0.5
     queries = rng.normal(size=(40, X.shape[1]))
-    tables = RoutingTables(router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
-                           router.global_scores_)
+    tables = RoutingTables(
+        router.subject_reps_,
+        router.centroids_,
+        router.centroid_subject_,
+        router.centroid_scores_,
+        router.global_scores_,
+    )
     expected = reference.route_batch(queries, tables, RouteParams(fallback_distance=0.5, subject_temp=0.0))
     np.testing.assert_allclose(loaded.route_scores(queries), expected.probs, atol=1e-5)
     # a version-1 file with "auto" in it cannot have been written by version 1

@@ -11,12 +11,12 @@ from sklearn.base import clone
 
 import cascal
 from cascal import reference
-from cascal.kernels import ConsensusParams, RouteParams, RoutingTables
-from cascal.router.base import NotFittedError, ensemble_vote
 from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
-from cascal.router.niches import Niche
+from cascal.kernels import ConsensusParams, RouteParams, RoutingTables
 from cascal.router import CascalRouter
+from cascal.router.base import NotFittedError, ensemble_vote
 from cascal.router.cascal_router import fit_subject_temperature
+from cascal.router.niches import Niche
 
 N_OPTIONS = 10
 MODELS = ["A", "B", "F1", "F2", "F3"]
@@ -110,11 +110,20 @@ def test_route_scores_match_the_numpy_routing_reference(world, rng):
     router = CascalRouter(random_state=0).fit(X, responses)
     queries = rng.normal(size=(50, 16))
     got = router.route_scores(queries)
-    tables = RoutingTables(router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
-                           router.global_scores_)
+    tables = RoutingTables(
+        router.subject_reps_,
+        router.centroids_,
+        router.centroid_subject_,
+        router.centroid_scores_,
+        router.global_scores_,
+    )
     params = RouteParams(
-        k_nearest=router.k_nearest, distance_temp=router.distance_temp, score_temp=router.score_temp,
-        fallback_distance=router.fallback_distance_, fallback_width=router.fallback_width, top_k=3,
+        k_nearest=router.k_nearest,
+        distance_temp=router.distance_temp,
+        score_temp=router.score_temp,
+        fallback_distance=router.fallback_distance_,
+        fallback_width=router.fallback_width,
+        top_k=3,
         subject_temp=router.subject_temp_,
     )
     ref = reference.route_batch(queries / np.linalg.norm(queries, axis=1, keepdims=True), tables, params)
@@ -152,8 +161,13 @@ def test_single_subject_needs_no_temperature():
 def test_auto_fallback_is_the_training_distance_quantile(world, rng):
     X, responses, _, _ = world
     router = CascalRouter(random_state=0, fallback_quantile=0.9).fit(X, responses)
-    tables = RoutingTables(router.subject_reps_, router.centroids_, router.centroid_subject_, router.centroid_scores_,
-                           router.global_scores_)
+    tables = RoutingTables(
+        router.subject_reps_,
+        router.centroids_,
+        router.centroid_subject_,
+        router.centroid_scores_,
+        router.global_scores_,
+    )
     train = reference.route_batch(X, tables)
     assert router.fallback_distance_ == pytest.approx(np.quantile(train.nearest_distance, 0.9), abs=1e-6)
     # about 10% of the training questions, and every far-away query, lean on the global ranking
@@ -202,8 +216,12 @@ def test_tie_break_uses_training_logprob_statistics(world, rng):
     X, responses, _, _ = world
     logprobs = rng.normal(-1.0, 0.3, size=responses.answers.shape).astype(np.float32)
     with_lp = ResponseMatrix(
-        answers=responses.answers, n_options=responses.n_options, subjects=responses.subjects,
-        model_names=MODELS, gold=responses.gold, logprobs=logprobs,
+        answers=responses.answers,
+        n_options=responses.n_options,
+        subjects=responses.subjects,
+        model_names=MODELS,
+        gold=responses.gold,
+        logprobs=logprobs,
     )
     router = CascalRouter(random_state=0).fit(X, with_lp)
     z = router.tie_break_confidence(with_lp)
@@ -265,7 +283,9 @@ def test_subject_without_consensus_gets_one_niche():
     n = 30
     X = rng.normal(size=(n, 8))
     answers = np.tile(np.arange(5), (n, 1))  # five models, five different answers: agreement 0.2
-    responses = ResponseMatrix(answers=answers, n_options=np.full(n, 5), subjects=np.full(n, "s"), model_names=list("abcde"))
+    responses = ResponseMatrix(
+        answers=answers, n_options=np.full(n, 5), subjects=np.full(n, "s"), model_names=list("abcde")
+    )
     router = CascalRouter(random_state=0).fit(X, responses)
     assert len(router.niches_["s"]) == 1 and router.niches_["s"][0].size == n
     assert np.isfinite(router.route_scores(X)).all()
@@ -276,7 +296,9 @@ def test_model_without_any_answer(world, code):
     X, responses, _, _ = world
     answers = responses.answers.copy()
     answers[:, 2] = code
-    broken = ResponseMatrix(answers=answers, n_options=responses.n_options, subjects=responses.subjects, model_names=MODELS)
+    broken = ResponseMatrix(
+        answers=answers, n_options=responses.n_options, subjects=responses.subjects, model_names=MODELS
+    )
     router = CascalRouter(random_state=0).fit(X, broken)
     assert router.global_scores_[2] == 0.0
     assert np.all(router.centroid_scores_[:, 2] == 0.0)
@@ -292,14 +314,40 @@ def test_route_before_fit_raises():
 @pytest.mark.parametrize(
     "param, value",
     [
-        ("z_scale", 0.0), ("z_scale", float("nan")), ("clamp", (0.9, 0.1)), ("clamp", (0.1,)), ("clamp", (-0.1, 0.5)),
-        ("tau", 0), ("tau", -1.0), ("min_consensus", 1.5), ("max_niches", 0), ("max_niches", 2.5),
-        ("clustering", "dbscan"), ("linkage", "centroid"), ("min_niche_size", 0), ("max_cluster_points", 1), ("min_silhouette", 2.0),
-        ("merge_threshold", -0.1), ("prune_jaccard", 1.1), ("k_nearest", 0), ("distance_temp", 0.0),
-        ("score_temp", -0.1), ("fallback_distance", -1.0), ("fallback_width", 0.0), ("top_k", 0),
-        ("subject_representative", "median"), ("random_state", "seed"), ("random_state", 1.5),
-        ("embedding_model", 3), ("max_niches", True), ("fallback_distance", "far"), ("fallback_distance", float("inf")),
-        ("fallback_quantile", 1.5), ("fallback_quantile", -0.1), ("subject_temp", -0.01), ("subject_temp", "soft"),
+        ("z_scale", 0.0),
+        ("z_scale", float("nan")),
+        ("clamp", (0.9, 0.1)),
+        ("clamp", (0.1,)),
+        ("clamp", (-0.1, 0.5)),
+        ("tau", 0),
+        ("tau", -1.0),
+        ("min_consensus", 1.5),
+        ("max_niches", 0),
+        ("max_niches", 2.5),
+        ("clustering", "dbscan"),
+        ("linkage", "centroid"),
+        ("min_niche_size", 0),
+        ("max_cluster_points", 1),
+        ("min_silhouette", 2.0),
+        ("merge_threshold", -0.1),
+        ("prune_jaccard", 1.1),
+        ("k_nearest", 0),
+        ("distance_temp", 0.0),
+        ("score_temp", -0.1),
+        ("fallback_distance", -1.0),
+        ("fallback_width", 0.0),
+        ("top_k", 0),
+        ("subject_representative", "median"),
+        ("random_state", "seed"),
+        ("random_state", 1.5),
+        ("embedding_model", 3),
+        ("max_niches", True),
+        ("fallback_distance", "far"),
+        ("fallback_distance", float("inf")),
+        ("fallback_quantile", 1.5),
+        ("fallback_quantile", -0.1),
+        ("subject_temp", -0.01),
+        ("subject_temp", "soft"),
         ("subject_temp", float("nan")),
     ],
 )
@@ -360,7 +408,9 @@ def test_routing_is_a_distribution_over_the_pool(seed, n_models, n_subjects, n, 
     answers = (rng.random((n, n_models)) * n_options[:, None]).astype(np.int64)
     answers[rng.random((n, n_models)) < 0.1] = NO_ANSWER
     subjects = np.asarray([f"s{i}" for i in rng.integers(0, n_subjects, size=n)])
-    responses = ResponseMatrix(answers=answers, n_options=n_options, subjects=subjects, model_names=[f"m{i}" for i in range(n_models)])
+    responses = ResponseMatrix(
+        answers=answers, n_options=n_options, subjects=subjects, model_names=[f"m{i}" for i in range(n_models)]
+    )
     router = CascalRouter(clustering=clustering, min_niche_size=2, random_state=seed).fit(X, responses)
     queries = rng.normal(size=(9, 6))
     probs = router.route_scores(queries)
@@ -373,8 +423,14 @@ def test_routing_is_a_distribution_over_the_pool(seed, n_models, n_subjects, n, 
 
 
 # ---------------------------------------------------------------------- real data
-LARGE_POOL = ["gpt-4o-2024-05-13", "gemini-1.5-pro-002", "gemini-1.5-flash-002", "Meta-Llama-3_1-70B-Instruct",
-              "jamba-1.5-large", "Qwen1.5-110B"]
+LARGE_POOL = [
+    "gpt-4o-2024-05-13",
+    "gemini-1.5-pro-002",
+    "gemini-1.5-flash-002",
+    "Meta-Llama-3_1-70B-Instruct",
+    "jamba-1.5-large",
+    "Qwen1.5-110B",
+]
 
 
 def test_end_to_end_on_real_answers(data_dir):
@@ -397,7 +453,9 @@ def test_end_to_end_on_real_answers(data_dir):
     routing = router.route(test.embeddings, top_k=3)
     top1 = np.mean(test.answers[np.arange(test.n_questions), routing.ranked[:, 0]] == test.gold)
     top3 = np.mean(router.answer(test.embeddings, test, top_k=3) == test.gold)
-    subject_accuracy = np.mean(np.asarray(router.subject_names_)[router.route_details(test.embeddings).subject] == test.subjects)
+    subject_accuracy = np.mean(
+        np.asarray(router.subject_names_)[router.route_details(test.embeddings).subject] == test.subjects
+    )
     assert top1 >= TOP1_FLOOR, top1
     assert top3 >= TOP3_FLOOR, top3
     assert subject_accuracy >= 0.69, subject_accuracy
@@ -508,8 +566,9 @@ def test_merge_centroids_by_hand():
 
 def test_prune_folds_niches_with_the_same_top_models():
     X = np.eye(4)[[0, 0, 1, 1, 2]].astype(float)
-    scores = np.array([[0.9, 0.8, 0.7, 0.1], [0.9, 0.8, 0.7, 0.1], [0.8, 0.9, 0.7, 0.1], [0.8, 0.9, 0.7, 0.1],
-                       [0.1, 0.2, 0.3, 0.9]])
+    scores = np.array(
+        [[0.9, 0.8, 0.7, 0.1], [0.9, 0.8, 0.7, 0.1], [0.8, 0.9, 0.7, 0.1], [0.8, 0.9, 0.7, 0.1], [0.1, 0.2, 0.3, 0.9]]
+    )
     labels = np.array([0, 0, 1, 1, 2])
     centroids = np.eye(4)[:3]
     niche_scores = np.array([scores[0], scores[2], scores[4]])

@@ -9,18 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_router import make_world
 
 from cascal import kernels
 from cascal.errors import CascalError, InvalidParameterError, KernelError
 from cascal.kernels import RouteParams, RoutingTables
-from cascal.router import CascalRouter, NotFittedError
-from cascal.router import persistence
+from cascal.router import CascalRouter, NotFittedError, persistence
 from cascal.router.persistence import RouterRecord, load_record, save_record
-from test_router import make_world
 
 TABLE_ATTRIBUTES = {
-    "subject_reps_": "subject_reps", "centroids_": "centroids", "centroid_subject_": "centroid_subject",
-    "centroid_scores_": "centroid_scores", "centroid_sizes_": "centroid_sizes", "global_scores_": "global_scores",
+    "subject_reps_": "subject_reps",
+    "centroids_": "centroids",
+    "centroid_subject_": "centroid_subject",
+    "centroid_scores_": "centroid_scores",
+    "centroid_sizes_": "centroid_sizes",
+    "global_scores_": "global_scores",
 }
 
 
@@ -46,9 +49,15 @@ def test_fitted_tables_are_one_routing_tables(fitted):
 def test_route_params_come_from_the_parameters_and_the_fitted_constants(fitted, rng):
     router, X = fitted
     params = router.route_params()
-    assert params == RouteParams(k_nearest=router.k_nearest, distance_temp=router.distance_temp,
-                                 score_temp=router.score_temp, fallback_distance=router.fallback_distance_,
-                                 fallback_width=router.fallback_width, top_k=4, subject_temp=router.subject_temp_)
+    assert params == RouteParams(
+        k_nearest=router.k_nearest,
+        distance_temp=router.distance_temp,
+        score_temp=router.score_temp,
+        fallback_distance=router.fallback_distance_,
+        fallback_width=router.fallback_width,
+        top_k=4,
+        subject_temp=router.subject_temp_,
+    )
     assert router.route_params(top_k=2).top_k == 2
     queries = rng.normal(size=(60, 16))
     got = router.route_details(queries)
@@ -87,7 +96,8 @@ def test_record_round_trip_without_a_file(fitted, rng):
     assert np.array_equal(rebuilt.route_scores(queries), router.route_scores(queries))
     assert rebuilt.get_params() == router.get_params()
     assert [n.size for n in rebuilt.niches_[router.subject_names_[0]]] == [
-        n.size for n in router.niches_[router.subject_names_[0]]]
+        n.size for n in router.niches_[router.subject_names_[0]]
+    ]
     with pytest.raises(InvalidParameterError, match=r"unknown \['colour'\], missing \['tau'\]"):
         params = {k: v for k, v in record.params.items() if k != "tau"}
         CascalRouter.from_record(dataclasses.replace(record, params={**params, "colour": "red"}))
@@ -118,11 +128,24 @@ def test_record_checks_that_its_parts_fit(fitted):
 
 def test_persistence_stores_a_record_it_was_handed(tmp_path, rng):
     """persistence round-trips a record made by hand, with no router involved."""
-    tables = RoutingTables(rng.normal(size=(2, 3)), rng.normal(size=(3, 3)), [0, 1, 1], rng.random((3, 2)),
-                           rng.random(2), centroid_sizes=[5, 6, 7])
-    record = RouterRecord(params={"anything": [1, "two"]}, constants={"fallback_distance": 0.3, "subject_temp": 0.0},
-                          tables=tables, model_names=["m1", "m2"], subject_names=["s1", "s2"], embedding_model=None,
-                          stats_mu=np.zeros(2), stats_sigma=np.ones(2))
+    tables = RoutingTables(
+        rng.normal(size=(2, 3)),
+        rng.normal(size=(3, 3)),
+        [0, 1, 1],
+        rng.random((3, 2)),
+        rng.random(2),
+        centroid_sizes=[5, 6, 7],
+    )
+    record = RouterRecord(
+        params={"anything": [1, "two"]},
+        constants={"fallback_distance": 0.3, "subject_temp": 0.0},
+        tables=tables,
+        model_names=["m1", "m2"],
+        subject_names=["s1", "s2"],
+        embedding_model=None,
+        stats_mu=np.zeros(2),
+        stats_sigma=np.ones(2),
+    )
     save_record(record, tmp_path / "r.cascal")
     back = load_record(tmp_path / "r.cascal")
     assert back.params == record.params and back.constants == record.constants
@@ -145,8 +168,11 @@ def test_persistence_imports_neither_the_router_nor_the_package_root():
             imported.update(alias.name for alias in node.names)
     assert not any(m == "cascal" or (m or "").startswith("cascal.router") for m in imported), imported
     # and it reaches into no object's private attributes
-    private = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")
-               and not n.attr.startswith("__")]
+    private = [
+        n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+    ]
     assert private == [], private
 
 

@@ -11,13 +11,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cascal.baselines import BestSingleConsensus, BestSingleGold, ClusterRank, KNNCorrectness, RandomRouter, SmoothieTrain
+from cascal.baselines import (
+    BestSingleConsensus,
+    BestSingleGold,
+    ClusterRank,
+    KNNCorrectness,
+    RandomRouter,
+    SmoothieTrain,
+)
 from cascal.baselines.cascal_gt import CascalGT
 from cascal.errors import InvalidParameterError
 from cascal.router import CascalRouter
 from cascal.validation import MAX_REPR, Interval, Options, Pair, short_repr, validate_params
 
-ROUTERS = [CascalRouter, CascalGT, RandomRouter, BestSingleConsensus, SmoothieTrain, KNNCorrectness, ClusterRank, BestSingleGold]
+ROUTERS = [
+    CascalRouter,
+    CascalGT,
+    RandomRouter,
+    BestSingleConsensus,
+    SmoothieTrain,
+    KNNCorrectness,
+    ClusterRank,
+    BestSingleGold,
+]
 
 
 # ----------------------------------------------------------------------------- a direct predicate per declaration
@@ -54,8 +70,11 @@ def expected(spec: tuple, value: object) -> bool:
     if kind == "pair":
         element = ("interval", Real, 0, 1, "both")
         return (
-            type(value) in (tuple, list) and len(value) == 2
-            and expected(element, value[0]) and expected(element, value[1]) and value[0] < value[1]
+            type(value) in (tuple, list)
+            and len(value) == 2
+            and expected(element, value[0])
+            and expected(element, value[1])
+            and value[0] < value[1]
         )
     raise AssertionError(spec)
 
@@ -85,7 +104,13 @@ def intervals(draw: st.DrawFn) -> tuple:
     left, right = draw(bounds), draw(bounds)
     if left is not None and right is not None and left > right:
         left, right = right, left
-    return ("interval", draw(st.sampled_from([Integral, Real])), left, right, draw(st.sampled_from(["left", "right", "both", "neither"])))
+    return (
+        "interval",
+        draw(st.sampled_from([Integral, Real])),
+        left,
+        right,
+        draw(st.sampled_from(["left", "right", "both", "neither"])),
+    )
 
 
 atoms = st.one_of(st.sampled_from(["auto", "fast", "exact", ""]), st.integers(-3, 3), st.booleans(), st.floats(-3, 3))
@@ -93,13 +118,23 @@ specs = st.one_of(
     intervals(),
     st.tuples(st.just("options"), st.lists(atoms, min_size=1, max_size=4, unique_by=lambda a: (type(a), a))),
     st.tuples(st.just("literal"), st.sampled_from(["auto", "fast"])),
-    st.just(("none",)), st.just(("str",)), st.just(("callable",)), st.just(("pair",)),
+    st.just(("none",)),
+    st.just(("str",)),
+    st.just(("callable",)),
+    st.just(("pair",)),
 )
 values = st.one_of(
-    st.integers(-10, 10), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
-    st.sampled_from(["auto", "fast", "exact", "", "x" * 500, np.bool_(True), np.int64(2), np.float64(0.5), np.float64("nan"), len]),
+    st.integers(-10, 10),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(
+        ["auto", "fast", "exact", "", "x" * 500, np.bool_(True), np.int64(2), np.float64(0.5), np.float64("nan"), len]
+    ),
     st.text(max_size=5),
-    st.tuples(st.floats(-1, 2), st.floats(-1, 2)), st.lists(st.floats(-1, 2), max_size=3),
+    st.tuples(st.floats(-1, 2), st.floats(-1, 2)),
+    st.lists(st.floats(-1, 2), max_size=3),
 )
 
 
@@ -131,8 +166,11 @@ def test_validate_params_agrees_with_a_direct_predicate(spec_list, value):
         (Interval(Real, None, 2, closed="neither"), 2, "tau: must be a finite number < 2, got 2"),
         (Interval(Integral, None, None, closed="neither"), "3", "tau: must be an integer, got '3'"),
         (Options(["b", "a"]), "c", "tau: must be one of 'a', 'b', got 'c'"),
-        (Pair(Interval(Real, 0, 1, closed="both"), increasing=True), (0.9, 0.1),
-         "tau: must be a (low, high) pair with low < high, each a number in [0, 1], got (0.9, 0.1)"),
+        (
+            Pair(Interval(Real, 0, 1, closed="both"), increasing=True),
+            (0.9, 0.1),
+            "tau: must be a (low, high) pair with low < high, each a number in [0, 1], got (0.9, 0.1)",
+        ),
     ],
 )
 def test_messages_name_the_parameter_and_the_bound(constraint, value, message):
@@ -150,7 +188,12 @@ def test_alternatives_are_listed():
 
 
 def test_bool_is_never_a_number():
-    for constraint in (Interval(Integral, None, None, closed="neither"), Interval(Real, None, None, closed="neither"), Real, int):
+    for constraint in (
+        Interval(Integral, None, None, closed="neither"),
+        Interval(Real, None, None, closed="neither"),
+        Real,
+        int,
+    ):
         for flag in (True, False, np.bool_(True)):
             with pytest.raises(InvalidParameterError):
                 validate_params({"n": flag}, {"n": constraint})

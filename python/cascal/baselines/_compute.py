@@ -26,4 +26,6 @@ def cosine_neighbors(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarra
 def consensus_scores(responses: ResponseMatrix) -> np.ndarray:
     """consensus score (docs/algorithm.md#consensus-scores) of every model on every question with the default parameters
     (Rust kernel :func:`cascal.kernels.consensus_scores`): ``(n_q, n_m)`` float64, NaN where not asked."""
-    return np.asarray(consensus_kernel(responses.answers, responses.n_options, responses.logprobs).scores, dtype=np.float64)
+    return np.asarray(
+        consensus_kernel(responses.answers, responses.n_options, responses.logprobs).scores, dtype=np.float64
+    )

@@ -12,10 +12,10 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import consensus_scores, cosine_neighbors
 from cascal.baselines._inputs import column_means
 from cascal.data import NOT_ASKED, ResponseMatrix
+from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.validation import Interval
 
 #: Queries per block in SmoothieTrain.route_scores (bounds the (block, k, M, M) neighbour tensor).
@@ -29,7 +29,9 @@ class RandomRouter(BaseRouter):
         random_state: seed of the generator; two routers with the same seed route identically.
     """
 
-    _parameter_constraints: ClassVar[dict[str, Any]] = {"random_state": [Interval(Integral, 0, None, closed="left"), None]}
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "random_state": [Interval(Integral, 0, None, closed="left"), None]
+    }
 
     def __init__(self, random_state: Optional[int] = None) -> None:
         self.random_state = random_state

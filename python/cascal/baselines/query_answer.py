@@ -13,10 +13,10 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 from sklearn.cluster import KMeans
 
-from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._compute import cosine_neighbors
 from cascal.baselines._inputs import column_means, key_correctness, normalize_rows
 from cascal.data import ResponseMatrix
+from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.validation import Interval
 
 

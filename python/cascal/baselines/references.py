@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.baselines._inputs import column_means, key_correctness
 from cascal.data import ResponseMatrix
+from cascal.router.base import BaseRouter, check_fit_inputs
 
 
 class BestSingleGold(BaseRouter):

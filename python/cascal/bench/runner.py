@@ -114,12 +114,17 @@ def run_case(case: Case, quick: bool) -> dict:
     return row
 
 
-def run(quick: bool = False, match: Optional[str] = None, out: TextIO = sys.stdout, json_path: Optional[str] = None) -> list[dict]:
+def run(
+    quick: bool = False, match: Optional[str] = None, out: TextIO = sys.stdout, json_path: Optional[str] = None
+) -> list[dict]:
     """Run every registered case (those whose name contains ``match``) and print the table."""
     from cascal import _core
 
     cases: list[Case] = [c for c in all_cases() if match is None or match in c.name]
-    print(f"cascal bench ({'quick' if quick else 'full'}) on {platform.machine()}, python {platform.python_version()}", file=out)
+    print(
+        f"cascal bench ({'quick' if quick else 'full'}) on {platform.machine()}, python {platform.python_version()}",
+        file=out,
+    )
     print(f"numpy BLAS: {blas_info()}", file=out)
     print(f"cascal kernels: {_core.num_threads()} threads", file=out)
     print("times are medians over repeats; ratio = reference time / kernel time;", file=out)
@@ -139,9 +144,15 @@ def run(quick: bool = False, match: Optional[str] = None, out: TextIO = sys.stdo
             name = case.name if first else ""
             kern = _fmt(row["kernel_s"]) if first else ""
             shown = label if "scale" not in entry else f"{label} (x{entry['scale']:g} scaled)"
-            print(f"{name:<48} {kern:>10} {shown:<28} {_fmt(entry['ref_s']):>10} {entry['ratio']:>7.1f}x {tgt:>7}", file=out)
+            print(
+                f"{name:<48} {kern:>10} {shown:<28} {_fmt(entry['ref_s']):>10} {entry['ratio']:>7.1f}x {tgt:>7}",
+                file=out,
+            )
             if "ref_peak_mb" in entry:
-                print(f"{'':<48} {'peak MB':>10} kernel {row['kernel_peak_mb']:.0f} vs {label} {entry['ref_peak_mb']:.0f}", file=out)
+                print(
+                    f"{'':<48} {'peak MB':>10} kernel {row['kernel_peak_mb']:.0f} vs {label} {entry['ref_peak_mb']:.0f}",
+                    file=out,
+                )
             first = False
         out.flush()
     if json_path:

@@ -48,9 +48,12 @@ def add_out_of_range(parser: argparse.ArgumentParser, default: str = "error") ->
     from cascal.io import OUT_OF_RANGE_CHOICES
 
     parser.add_argument(
-        "--out-of-range", choices=OUT_OF_RANGE_CHOICES, default=default, dest="out_of_range",
+        "--out-of-range",
+        choices=OUT_OF_RANGE_CHOICES,
+        default=default,
+        dest="out_of_range",
         help="a prediction letter beyond its question's options (J on a 9-option question): "
-             f"error refuses the dataset, unparsable counts it as '?' (default {default})",
+        f"error refuses the dataset, unparsable counts it as '?' (default {default})",
     )
 
 

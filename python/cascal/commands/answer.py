@@ -11,12 +11,23 @@ HELP = "have every model of a pool answer every question of a dataset folder (ca
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset folder (questions.jsonl); predictions/logprobs/cost CSVs are written into it")
+    parser.add_argument(
+        "dataset", help="dataset folder (questions.jsonl); predictions/logprobs/cost CSVs are written into it"
+    )
     parser.add_argument("--pool", required=True, help="pool.yaml describing the models and their endpoints")
-    parser.add_argument("--cache", default=None, metavar="PATH", help="response cache (default: DATASET/answer_cache.sqlite)")
-    parser.add_argument("--models", type=comma_list, default=None, metavar="A,B",
-                        help="comma-separated subset of the pool's model names")
-    parser.add_argument("--concurrency", type=int, default=None, metavar="N", help="override every model's max_concurrency")
+    parser.add_argument(
+        "--cache", default=None, metavar="PATH", help="response cache (default: DATASET/answer_cache.sqlite)"
+    )
+    parser.add_argument(
+        "--models",
+        type=comma_list,
+        default=None,
+        metavar="A,B",
+        help="comma-separated subset of the pool's model names",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, metavar="N", help="override every model's max_concurrency"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -39,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.dataset}: {result.n_questions} questions")
     print(f"{'model':<32} {'answered':>9} {'unparsable':>10} {'missing':>7} {'cached':>7} {'requests':>9}")
     for name, s in stats.items():
-        print(f"{name:<32} {s['answered']:>9} {s['unparsable']:>10} {s['missing']:>7} {s['cached']:>7} {s['requests_sent']:>9}")
+        print(
+            f"{name:<32} {s['answered']:>9} {s['unparsable']:>10} {s['missing']:>7} {s['cached']:>7} {s['requests_sent']:>9}"
+        )
     missing = {name: s["missing"] for name, s in stats.items() if s["missing"]}
     if missing:
         per_model = ", ".join(f"{name} {n}" for name, n in missing.items())

@@ -11,7 +11,11 @@ HELP = "run generate -> answer -> embed -> filter -> train -> route -> evaluate 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="cascal-demo", help="output folder (datasets, routers, report.md, plots); default ./cascal-demo")
+    parser.add_argument(
+        "--out",
+        default="cascal-demo",
+        help="output folder (datasets, routers, report.md, plots); default ./cascal-demo",
+    )
     parser.add_argument("--quick", action="store_true", help="a smaller run (2 subjects, fewer questions)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
     parser.add_argument(
@@ -21,15 +25,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated generator strengths to compare, from weak, medium, strong (default weak,strong)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no stage lines or progress bars")
-    parser.add_argument("--serve", action="store_true",
-                        help="then serve the router with the `cascal serve` gateway and send a few requests through it "
-                             "(needs cascal[serve])")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="then serve the router with the `cascal serve` gateway and send a few requests through it "
+        "(needs cascal[serve])",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from cascal.demo.runner import run_demo
 
-    result = run_demo(args.out, quick=args.quick, seed=args.seed, generators=args.generators, progress=not args.no_progress)
+    result = run_demo(
+        args.out, quick=args.quick, seed=args.seed, generators=args.generators, progress=not args.no_progress
+    )
     if args.no_progress:
         print(result["table"])
         print(f"report: {result['report']}")

@@ -17,11 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cascal.embedding import BACKENDS, DEFAULT_MODEL
 
     parser.add_argument("dataset", metavar="DATASET", help="dataset folder")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"sentence-transformers model name or path, hashing-<d>, or openai:MODEL@BASE_URL for an "
-                             f"OpenAI-compatible /v1/embeddings endpoint (key from $CASCAL_EMBEDDINGS_API_KEY; default {DEFAULT_MODEL})")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="auto: sentence-transformers if installed, else the hashing fallback with a warning")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"sentence-transformers model name or path, hashing-<d>, or openai:MODEL@BASE_URL for an "
+        f"OpenAI-compatible /v1/embeddings endpoint (key from $CASCAL_EMBEDDINGS_API_KEY; default {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="auto: sentence-transformers if installed, else the hashing fallback with a warning",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=256, help="texts per encode call (default 256)")
     parser.add_argument("--force", action="store_true", help="recompute even if a matching cached file exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -37,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         embedder = get_embedder(args.model, args.backend)
     for warning in caught:
         print(f"cascal embed: warning: {warning.message}", file=sys.stderr)
-    vectors = embed_dataset(args.dataset, embedder, batch_size=args.batch_size, progress=not args.no_progress, force=args.force)
-    print(f"{vectors.shape[0]} x {vectors.shape[1]} embeddings ({embedder.name}) in {embeddings_path(args.dataset, embedder.name)}")
+    vectors = embed_dataset(
+        args.dataset, embedder, batch_size=args.batch_size, progress=not args.no_progress, force=args.force
+    )
+    print(
+        f"{vectors.shape[0]} x {vectors.shape[1]} embeddings ({embedder.name}) in {embeddings_path(args.dataset, embedder.name)}"
+    )
     return 0

@@ -13,21 +13,51 @@ HELP = "evaluate CASCAL and the baselines on real answers: accuracy, Kendall tau
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, metavar="DIR",
-                        help="dataset folder with real answers and embeddings (e.g. the MMLU-Pro outputs)")
-    parser.add_argument("--pool", action="append", default=None, metavar="POOL",
-                        help="large | small | all | name,name,... (repeat for several pools; default: large)")
-    parser.add_argument("--keys", type=comma_list, default=["real", "strong", "medium", "weak"], metavar="K,K",
-                        help="key sources for query-answer routers: real, strong, medium, weak "
-                        "(default: all four; a generator must be outside the pool, so --pool all needs --keys real)")
-    parser.add_argument("--generator-key", action="append", default=[], metavar="MODEL",
-                        help="extra simulated generator: a model outside the pool whose answers become the key")
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="dataset folder with real answers and embeddings (e.g. the MMLU-Pro outputs)",
+    )
+    parser.add_argument(
+        "--pool",
+        action="append",
+        default=None,
+        metavar="POOL",
+        help="large | small | all | name,name,... (repeat for several pools; default: large)",
+    )
+    parser.add_argument(
+        "--keys",
+        type=comma_list,
+        default=["real", "strong", "medium", "weak"],
+        metavar="K,K",
+        help="key sources for query-answer routers: real, strong, medium, weak "
+        "(default: all four; a generator must be outside the pool, so --pool all needs --keys real)",
+    )
+    parser.add_argument(
+        "--generator-key",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="extra simulated generator: a model outside the pool whose answers become the key",
+    )
     parser.add_argument("--seeds", type=positive_int, default=5, help="number of splits, seeds 0..N-1 (default 5)")
-    parser.add_argument("--routers", type=comma_list, default=None, metavar="R,R",
-                        help="routers to run (default: all): random, best-consensus, smoothie-train, cascal, knn, "
-                        "cluster-rank, cascal-gt, best-single-gold, oracle")
-    parser.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
-                        help="output folder for results.json, report.md and PNG plots (default ./evaluation)")
+    parser.add_argument(
+        "--routers",
+        type=comma_list,
+        default=None,
+        metavar="R,R",
+        help="routers to run (default: all): random, best-consensus, smoothie-train, cascal, knn, "
+        "cluster-rank, cascal-gt, best-single-gold, oracle",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("evaluation"),
+        metavar="DIR",
+        help="output folder for results.json, report.md and PNG plots (default ./evaluation)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_out_of_range(parser, default="unparsable")

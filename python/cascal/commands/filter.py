@@ -14,12 +14,21 @@ HELP = "measure self-answer and spread of an answered generated dataset and writ
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET", help="answered dataset folder (generator key as answer)")
     parser.add_argument("--out", required=True, metavar="DIR", help="filtered dataset folder to write")
-    parser.add_argument("--min-self-answer", type=share, default=0.0, metavar="SHARE",
-                        help="drop whole subjects whose self-answer share is below SHARE (default 0)")
-    parser.add_argument("--require-spread", action="store_true",
-                        help="keep only questions on which the pool disagrees with a unique plurality")
-    parser.add_argument("--keep-disagreeing", action="store_true",
-                        help="do not require the key to be a plurality answer of the pool")
+    parser.add_argument(
+        "--min-self-answer",
+        type=share,
+        default=0.0,
+        metavar="SHARE",
+        help="drop whole subjects whose self-answer share is below SHARE (default 0)",
+    )
+    parser.add_argument(
+        "--require-spread",
+        action="store_true",
+        help="keep only questions on which the pool disagrees with a unique plurality",
+    )
+    parser.add_argument(
+        "--keep-disagreeing", action="store_true", help="do not require the key to be a plurality answer of the pool"
+    )
     add_out_of_range(parser)
 
 

@@ -20,19 +20,33 @@ HELP = "generate multiple-choice questions per subject with a generator LLM and 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", required=True, metavar="TASKS_YAML", help="subjects and their descriptions")
-    parser.add_argument("--generator", default=None, metavar="NAME",
-                        help="name of the generator: a model of --pool, or the tasks file's generator")
+    parser.add_argument(
+        "--generator",
+        default=None,
+        metavar="NAME",
+        help="name of the generator: a model of --pool, or the tasks file's generator",
+    )
     parser.add_argument("--pool", default=None, metavar="POOL_YAML", help="pool file holding the generator entry")
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
-    parser.add_argument("--n", type=positive_int, default=None, metavar="N", help="questions per subject (overrides tasks.yaml)")
-    parser.add_argument("--batch-size", type=positive_int, default=10, help="questions asked for per request (default 10)")
-    parser.add_argument("--max-attempts", type=positive_int, default=None,
-                        help="requests per subject (default 2*ceil(N/batch)+2)")
+    parser.add_argument(
+        "--n", type=positive_int, default=None, metavar="N", help="questions per subject (overrides tasks.yaml)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=10, help="questions asked for per request (default 10)"
+    )
+    parser.add_argument(
+        "--max-attempts", type=positive_int, default=None, help="requests per subject (default 2*ceil(N/batch)+2)"
+    )
     parser.add_argument("--options", type=int, default=4, dest="n_options", help="options per question to ask for")
-    parser.add_argument("--near-threshold", type=float, default=0.8,
-                        help="character 5-gram Jaccard at or above which two questions are duplicates")
-    parser.add_argument("--cache", default=None, metavar="PATH",
-                        help="response cache (default <out>/generation_cache.sqlite)")
+    parser.add_argument(
+        "--near-threshold",
+        type=float,
+        default=0.8,
+        help="character 5-gram Jaccard at or above which two questions are duplicates",
+    )
+    parser.add_argument(
+        "--cache", default=None, metavar="PATH", help="response cache (default <out>/generation_cache.sqlite)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

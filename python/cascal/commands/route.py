@@ -20,7 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=3, help="models to show as the ensemble (default 3)")
     parser.add_argument("--answer", action="store_true", help="ask the top-k models (needs --pool and --option)")
     parser.add_argument("--pool", default=None, help="pool.yaml naming the routed models' endpoints (for --answer)")
-    parser.add_argument("--option", action="append", default=None, metavar="TEXT", help="an answer option, in order A, B, ... (repeat; for --answer)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="an answer option, in order A, B, ... (repeat; for --answer)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

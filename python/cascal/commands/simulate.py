@@ -17,9 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 = any free port; default 8000)")
     parser.add_argument("--seed", type=int, default=0, help="world seed: which model specialises where (default 0)")
     parser.add_argument("--models", type=int, default=6, help="simulated pool size (default 6)")
-    parser.add_argument("--write-pool", default=None, metavar="PATH", help="write a pool.yaml of the simulated pool models")
     parser.add_argument(
-        "--write-generators", default=None, metavar="PATH", help="write a pool-format yaml of the simulated generators (for `cascal generate --pool`)"
+        "--write-pool", default=None, metavar="PATH", help="write a pool.yaml of the simulated pool models"
+    )
+    parser.add_argument(
+        "--write-generators",
+        default=None,
+        metavar="PATH",
+        help="write a pool-format yaml of the simulated generators (for `cascal generate --pool`)",
     )
 
 
@@ -31,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     server = serve_simulator(world, port=args.port)
     try:
         text = pool_yaml(server.base_url, world)
-        for path, content in ((args.write_pool, text), (args.write_generators, pool_yaml(server.base_url, world, generators=True))):
+        for path, content in (
+            (args.write_pool, text),
+            (args.write_generators, pool_yaml(server.base_url, world, generators=True)),
+        ):
             if path:
                 with open(path, "w", encoding="utf-8") as fh:
                     fh.write(content)

@@ -22,17 +22,33 @@ HELP = "fit a CASCAL router on a dataset folder (answers + embeddings) and save 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset folder with predictions.csv and embeddings_<name>.npy")
     parser.add_argument("--out", required=True, help="router file to write (e.g. router.cascal)")
-    parser.add_argument("--embeddings", default="auto", help="embedder name of the embeddings file to use (default: the only one)")
-    parser.add_argument("--clustering", choices=("agglomerative", "kmeans"), default=None, help="niche clustering method")
+    parser.add_argument(
+        "--embeddings", default="auto", help="embedder name of the embeddings file to use (default: the only one)"
+    )
+    parser.add_argument(
+        "--clustering", choices=("agglomerative", "kmeans"), default=None, help="niche clustering method"
+    )
     parser.add_argument("--max-niches", type=int, default=None, help="largest number of niches per model and subject")
-    parser.add_argument("--min-consensus", type=float, default=None, help="agreement a question needs to count toward a niche")
+    parser.add_argument(
+        "--min-consensus", type=float, default=None, help="agreement a question needs to count toward a niche"
+    )
     parser.add_argument("--top-k", type=int, default=None, help="ensemble size stored as the router's default")
-    parser.add_argument("--subject-temp", type=number_or_auto, default=None, metavar="T|auto",
-                        help="soft subject assignment temperature; 0 = nearest subject only; "
-                             "default auto (calibrated on the training subjects)")
-    parser.add_argument("--fallback-distance", type=number_or_auto, default=None, metavar="D|auto",
-                        help="niche distance beyond which the global ranking blends in; "
-                             "default auto (0.99 quantile of the training questions' distances)")
+    parser.add_argument(
+        "--subject-temp",
+        type=number_or_auto,
+        default=None,
+        metavar="T|auto",
+        help="soft subject assignment temperature; 0 = nearest subject only; "
+        "default auto (calibrated on the training subjects)",
+    )
+    parser.add_argument(
+        "--fallback-distance",
+        type=number_or_auto,
+        default=None,
+        metavar="D|auto",
+        help="niche distance beyond which the global ranking blends in; "
+        "default auto (0.99 quantile of the training questions' distances)",
+    )
     parser.add_argument("--random-state", type=int, default=0, help="seed of the clustering (default 0)")
     add_out_of_range(parser)
 
@@ -54,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", UserWarning)  # e.g. models without a usable answer
         try:
             router = train_router(
-                args.dataset, args.out, embeddings=args.embeddings, out_of_range=args.out_of_range,
+                args.dataset,
+                args.out,
+                embeddings=args.embeddings,
+                out_of_range=args.out_of_range,
                 **_router_params(args),
             )
         finally:

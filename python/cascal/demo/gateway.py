@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Union
+from typing import Any, Union, cast
 
 __all__ = ["serve_demo"]
 
@@ -55,7 +55,7 @@ def serve_demo(
             for i in picks:
                 question, options = (test.questions or [])[i], (test.options or [])[i]
                 raw = client.chat.completions.with_raw_response.create(
-                    model="cascal", messages=build_messages(question, options)
+                    model="cascal", messages=cast(Any, build_messages(question, options))
                 )
                 reply = raw.parse()
                 text = reply.choices[0].message.content or ""
@@ -74,7 +74,9 @@ def serve_demo(
                     flush=True,
                 )
             question, options = (test.questions or [])[picks[0]], (test.options or [])[picks[0]]
-            voted = client.chat.completions.create(model="cascal-vote-3", messages=build_messages(question, options))
+            voted = client.chat.completions.create(
+                model="cascal-vote-3", messages=cast(Any, build_messages(question, options))
+            )
             vote = (voted.model_extra or {}).get("cascal", {}).get("vote", {})
             letters = ", ".join(f"{v['model']}={v['answer']}" for v in vote.get("votes", []))
             print(f"[demo]   cascal-vote-3: {vote.get('answer')} ({letters})", flush=True)

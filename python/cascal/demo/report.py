@@ -99,8 +99,12 @@ def plot_accuracy(result: "DemoResult", path: Path) -> Path:
     from cascal.evaluation.plots import plot_accuracy_bars
 
     def row(score: "RouterScore", key: str) -> dict[str, Any]:
-        return {"router": score.router, "key": key,
-                "top1": {"mean": score.top1, "std": None}, "top3": {"mean": score.top3, "std": None}}
+        return {
+            "router": score.router,
+            "key": key,
+            "top1": {"mean": score.top1, "std": None},
+            "top3": {"mean": score.top3, "std": None},
+        }
 
     rows = [row(result.score(r, g, "raw"), g) for r in PLOT_ROUTERS for g in result.config.generators]
     rows.append(row(result.score(REFERENCES[0]), "-"))
@@ -125,7 +129,9 @@ def plot_niche_map(router: Any, test: "ResponseMatrix", world: Any, path: Path) 
     from cascal.simulate.catalogue import recognise_niche
 
     niches = [recognise_niche(q) for q in (test.questions or [])]
-    labels = np.array([f"{SUBJECTS[n[0]].key}: {SUBJECTS[n[0]].niches[n[1]].name}" if n else "(no niche)" for n in niches])
+    labels = np.array(
+        [f"{SUBJECTS[n[0]].key}: {SUBJECTS[n[0]].niches[n[1]].name}" if n else "(no niche)" for n in niches]
+    )
     categories = sorted(set(labels.tolist()))
     first = router.route(np.asarray(test.embeddings, dtype=np.float32), top_k=1).ranked[:, 0]
     n_models = len(router.model_names_)
@@ -211,7 +217,9 @@ def write_report(result: "DemoResult", out: Path, router: Any, test: "ResponseMa
         "",
     ]
     for ex in result.examples:
-        lines.append(f"- *{ex['question']}* (niche: {ex['niche']}) -> {', '.join(ex['routed_top3'])}; true specialist: {ex['true_specialist']}")
+        lines.append(
+            f"- *{ex['question']}* (niche: {ex['niche']}) -> {', '.join(ex['routed_top3'])}; true specialist: {ex['true_specialist']}"
+        )
     lines += [
         "",
         "## Plots",

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from cascal.errors import InvalidParameterError
+
 GENERATORS = ("weak", "strong")
 
 
@@ -48,7 +49,9 @@ class DemoConfig:
                 raise InvalidParameterError(f"{name}: must be >= 1, got {getattr(self, name)}")
         known = {"weak", "medium", "strong"}
         if not self.generators or set(self.generators) - known:
-            raise InvalidParameterError(f"generators: expected a non-empty subset of {sorted(known)}, got {list(self.generators)}")
+            raise InvalidParameterError(
+                f"generators: expected a non-empty subset of {sorted(known)}, got {list(self.generators)}"
+            )
 
 
 @dataclass

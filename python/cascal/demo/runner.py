@@ -34,8 +34,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from cascal.data import ResponseMatrix
-from cascal.errors import DataError, InvalidParameterError
 from cascal.demo.results import GENERATORS, DemoConfig, DemoResult, RouterScore
+from cascal.errors import DataError, InvalidParameterError
 
 PathLike = Union[str, Path]
 
@@ -45,7 +45,9 @@ GENERATION_CACHE = "generation_cache.sqlite"
 
 
 # ---------------------------------------------------------------------------- evaluation
-def evaluate_router(router: Any, train_embeddings: np.ndarray, train: ResponseMatrix, test: ResponseMatrix) -> tuple[float, float]:
+def evaluate_router(
+    router: Any, train_embeddings: np.ndarray, train: ResponseMatrix, test: ResponseMatrix
+) -> tuple[float, float]:
     """Fit ``router`` on the training data and return its (top-1, top-3) accuracy on ``test``."""
     router.fit(train_embeddings, train)
     return evaluate_fitted(router, test)
@@ -130,16 +132,18 @@ def _fresh_folder(folder: Path) -> Path:
 
     if folder.exists():
         if not (folder / "questions.jsonl").exists():
-            raise InvalidParameterError(f"out_dir: {folder} exists and is not a dataset folder of an earlier demo run; choose another --out")
+            raise InvalidParameterError(
+                f"out_dir: {folder} exists and is not a dataset folder of an earlier demo run; choose another --out"
+            )
         shutil.rmtree(folder)
     return folder
 
 
 def _prepare(folder: Path, pool: Any, cache: Path, config: DemoConfig, progress: bool) -> ResponseMatrix:
     """Answer and embed a generated dataset folder; return it with its embeddings."""
-    from cascal.pipeline.embed import embed_dataset
     from cascal.io import load_dataset
     from cascal.pipeline.answer import answer_dataset
+    from cascal.pipeline.embed import embed_dataset
 
     answer_dataset(folder, pool, cache_path=cache, progress=progress, concurrency=config.concurrency)
     embed_dataset(folder, EMBEDDER, progress=False)
@@ -170,9 +174,9 @@ def run_demo(
         per-generator statistics, test-set facts, timings and example routes; plus ``"report"``
         (the report's path) and ``"table"`` (the printed table).
     """
+    from cascal.demo.report import format_table, write_report
     from cascal.pipeline.generate import generate_dataset
     from cascal.simulate import SimWorld, serve_simulator, simulator_pool
-    from cascal.demo.report import format_table, write_report
     from cascal.simulate.server import simulator_generator
 
     config = config or DemoConfig.for_mode(quick, seed, generators)
@@ -204,7 +208,9 @@ def run_demo(
         routers: dict[str, Any] = {}
         for strength in config.generators:
             done = _stage(f"{strength} generator: generate + answer + embed + filter", timings, progress)
-            sets, result.generation[strength] = _training_sets(strength, server.base_url, pool, world, out, config, progress)
+            sets, result.generation[strength] = _training_sets(
+                strength, server.base_url, pool, world, out, config, progress
+            )
             done()
             done = _stage(f"{strength} generator: train + route + evaluate", timings, progress)
             for data_name, (folder, data) in sets.items():
@@ -232,9 +238,9 @@ def _training_sets(
 
     Returns ``{"raw": (folder, data), "filtered": (folder, data)}`` and the generator's statistics
     (key accuracy against the simulator's truth, self-answer, spread, what the filter kept)."""
+    from cascal.io import load_dataset
     from cascal.pipeline.filter import filter_dataset
     from cascal.pipeline.generate import generate_dataset
-    from cascal.io import load_dataset
     from cascal.simulate.server import simulator_generator
 
     name = f"sim-generator-{strength}"
@@ -262,13 +268,21 @@ def _training_sets(
 
 
 def _score_training_set(
-    strength: str, data_name: str, folder: Path, data: ResponseMatrix, test: ResponseMatrix, out: Path, config: DemoConfig
+    strength: str,
+    data_name: str,
+    folder: Path,
+    data: ResponseMatrix,
+    test: ResponseMatrix,
+    out: Path,
+    config: DemoConfig,
 ) -> tuple[Any, list[RouterScore]]:
     """Train CASCAL (``cascal train``'s function, saved next to the data) and the baselines on one
     training set; score them all on ``test``. Returns the CASCAL router and the scores."""
     from cascal.pipeline.train import train_router
 
-    router = train_router(folder, out / f"router_{strength}_{data_name}.cascal", embeddings=EMBEDDER, random_state=config.seed)
+    router = train_router(
+        folder, out / f"router_{strength}_{data_name}.cascal", embeddings=EMBEDDER, random_state=config.seed
+    )
     top1, top3 = evaluate_fitted(router, test)
     scores = [RouterScore("CASCAL", "query-only", strength, data_name, top1, top3)]
     for label, kind, make in _baselines(config):
@@ -279,8 +293,8 @@ def _score_training_set(
 
 def _example_routes(router: Any, test: ResponseMatrix, world: Any, n: int = 3) -> list[dict]:
     """A few test questions with their niche, the routed top-3 and the niche's true specialist."""
-    from cascal.pipeline.route import rank_question
     from cascal.embedding import load_embedder
+    from cascal.pipeline.route import rank_question
     from cascal.simulate import SUBJECTS
     from cascal.simulate.catalogue import recognise_niche
 

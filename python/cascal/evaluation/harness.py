@@ -202,9 +202,7 @@ def evaluate_pool(
         "keys": [{"name": k.name, "generator": k.generator} for k in keys],
         "runs": runs,
         "summary": summarize_runs(runs),
-        "model_accuracy": {
-            m: _summary([float(a[i]) for a in model_acc]) for i, m in enumerate(pool)
-        },
+        "model_accuracy": {m: _summary([float(a[i]) for a in model_acc]) for i, m in enumerate(pool)},
         "model_accuracy_by_category": {
             m: {c: float(np.mean([mc[c][i] for mc in model_cat])) for c in categories} for i, m in enumerate(pool)
         },
@@ -302,8 +300,7 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             row[metric] = _summary([g[metric] for g in group])
         row["per_category"] = {
             which: {
-                c: float(np.mean([g["per_category"][which][c] for g in group]))
-                for c in group[0]["per_category"][which]
+                c: float(np.mean([g["per_category"][which][c] for g in group])) for c in group[0]["per_category"][which]
             }
             for which in ("top1", "top3")
         }

@@ -21,7 +21,9 @@ def answer_correct(answers: np.ndarray, gold: np.ndarray) -> np.ndarray:
     if answers.shape != gold.shape or answers.ndim != 1:
         raise ValueError(f"answers: expected shape {gold.shape} like gold, got {answers.shape}")
     if (gold < 0).any():
-        raise ValueError(f"gold: {int((gold < 0).sum())} question(s) have no gold answer (-1); score only labelled questions")
+        raise ValueError(
+            f"gold: {int((gold < 0).sum())} question(s) have no gold answer (-1); score only labelled questions"
+        )
     return answers == gold
 
 
@@ -67,7 +69,9 @@ def oracle_accuracy(answers: np.ndarray, gold: np.ndarray) -> float:
     if answers.ndim != 2 or answers.shape[0] != gold.shape[0] or gold.ndim != 1:
         raise ValueError(f"answers: expected shape ({gold.shape[0]}, M), got {answers.shape}")
     if (gold < 0).any():
-        raise ValueError(f"gold: {int((gold < 0).sum())} question(s) have no gold answer (-1); score only labelled questions")
+        raise ValueError(
+            f"gold: {int((gold < 0).sum())} question(s) have no gold answer (-1); score only labelled questions"
+        )
     if gold.size == 0:
         raise ValueError("answers: cannot compute an accuracy over zero questions")
     return float((answers == gold[:, None]).any(axis=1).mean())

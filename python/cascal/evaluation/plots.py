@@ -73,8 +73,15 @@ def plot_accuracy_bars(
                 std = 100 * (row[metric].get("std") or 0.0)
                 lows.append(mean - std)
                 x = r - 0.4 + width * (j + 0.5)
-                ax.bar(x, mean, width, yerr=std if std else None, color=colors[row["key"]], capsize=2,
-                       label=key_label(row["key"]))
+                ax.bar(
+                    x,
+                    mean,
+                    width,
+                    yerr=std if std else None,
+                    color=colors[row["key"]],
+                    capsize=2,
+                    label=key_label(row["key"]),
+                )
         if oracle is not None:
             ax.axhline(100 * oracle, color="black", linestyle="--", linewidth=1, label="oracle")
         ax.set_xticks(range(len(routers)))
@@ -86,8 +93,14 @@ def plot_accuracy_bars(
     axes[0].set_ylim(max(0.0, min(lows) - 5), min(100.0, top))
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    fig.legend(unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.95),
-               ncol=min(6, len(unique)), frameon=False)
+    fig.legend(
+        unique.values(),
+        unique.keys(),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.95),
+        ncol=min(6, len(unique)),
+        frameon=False,
+    )
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=120)
@@ -169,8 +182,7 @@ def _annotate(ax: Any, values: np.ndarray) -> None:
     middle = np.nanmean(values)
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
-            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
-                    color="white" if v < middle else "black")
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6, color="white" if v < middle else "black")
 
 
 def _label_axes(ax: Any, rows: Sequence[str], cols: Sequence[str], show_rows: bool = True) -> None:
@@ -198,8 +210,11 @@ def plot_niche_dendrogram(example: FittedExample, path: Path, subject: Optional[
     if len(rows) >= 2:
         points = np.asarray(centroids, dtype=np.float64)[rows]
         scores = np.asarray(router.centroid_scores_)[rows]
-        sizes = np.asarray(getattr(router, "centroid_sizes_", np.zeros(len(rows))))[rows] if hasattr(
-            router, "centroid_sizes_") else np.zeros(len(rows), dtype=int)
+        sizes = (
+            np.asarray(getattr(router, "centroid_sizes_", np.zeros(len(rows))))[rows]
+            if hasattr(router, "centroid_sizes_")
+            else np.zeros(len(rows), dtype=int)
+        )
         labels = [f"n={int(sizes[i])} · {_short(names[int(np.argmax(scores[i]))])}" for i in range(len(rows))]
         what = f"{example.router_name} niche centroids"
     else:
@@ -243,10 +258,20 @@ def write_plots(results: Mapping[str, Any], out_dir: Path, examples: Sequence[Fi
     for name, pool in results["pools"].items():
         files = []
         n_seeds = len(results["config"]["seeds"])
-        files.append(plot_accuracy(pool, f"pool {name} · mean ± std over {n_seeds} seed(s)", out_dir / f"{name}_accuracy.png").name)
+        files.append(
+            plot_accuracy(
+                pool, f"pool {name} · mean ± std over {n_seeds} seed(s)", out_dir / f"{name}_accuracy.png"
+            ).name
+        )
         has_cascal = any(row["router"] == "cascal" for row in pool["summary"])
-        files.append(plot_niche_map(pool, f"pool {name}: who wins where", out_dir / f"{name}_niche_map.png",
-                                    router="cascal" if has_cascal else None).name)
+        files.append(
+            plot_niche_map(
+                pool,
+                f"pool {name}: who wins where",
+                out_dir / f"{name}_niche_map.png",
+                router="cascal" if has_cascal else None,
+            ).name
+        )
         pool_examples = [e for e in examples if e.pool == name]
         example = _dendrogram_example(pool_examples)
         if example is not None:

@@ -102,7 +102,9 @@ def resolve_keys(
             keys.append(KeySource(name, resolve_model(GENERATOR_PRESETS[name], available)))
         else:
             known = ", ".join([REAL_KEY, *GENERATOR_PRESETS])
-            raise ProtocolError(f"keys: unknown key source {name!r}; choose from {known} (or use --generator-key MODEL)")
+            raise ProtocolError(
+                f"keys: unknown key source {name!r}; choose from {known} (or use --generator-key MODEL)"
+            )
     for model in generator_models:
         column = resolve_model(model, available)
         keys.append(KeySource(model, column))
@@ -118,7 +120,9 @@ def resolve_keys(
     return keys
 
 
-def stratified_split(subjects: np.ndarray, seed: int, train_fraction: float = TRAIN_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    subjects: np.ndarray, seed: int, train_fraction: float = TRAIN_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and test row indices: a ``train_fraction`` / rest split stratified by subject."""
     if not 0.0 < train_fraction < 1.0:
         raise InvalidParameterError(f"train_fraction: must lie strictly between 0 and 1, got {train_fraction}")

@@ -44,10 +44,7 @@ def _key_label(key: str) -> str:
 def accuracy_table(pool: Mapping[str, Any]) -> str:
     """Top-1 and top-3 vote accuracy (%, mean ± std over seeds) of every router × key source,
     then the oracle row."""
-    rows = [
-        [row["router"], _key_label(row["key"]), _pct(row["top1"]), _pct(row["top3"])]
-        for row in pool["summary"]
-    ]
+    rows = [[row["router"], _key_label(row["key"]), _pct(row["top1"]), _pct(row["top3"])] for row in pool["summary"]]
     if "oracle" in pool:
         rows.append(["oracle (any pool model right)", "test gold", _pct(pool["oracle"]), _pct(pool["oracle"])])
     return _table(["router", "key", "top-1 acc. (%)", "top-3 vote acc. (%)"], rows)

@@ -11,9 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from cascal.router.base import BaseRouter
-from cascal.baselines import BestSingleConsensus, BestSingleGold, ClusterRank, KNNCorrectness, RandomRouter, SmoothieTrain
+from cascal.baselines import (
+    BestSingleConsensus,
+    BestSingleGold,
+    ClusterRank,
+    KNNCorrectness,
+    RandomRouter,
+    SmoothieTrain,
+)
 from cascal.errors import InvalidParameterError
+from cascal.router.base import BaseRouter
 
 RouterFactory = Callable[[int], BaseRouter]
 
@@ -48,9 +55,13 @@ def available_routers() -> dict[str, RouterSpec]:
     specs = [
         RouterSpec("random", lambda seed: RandomRouter(random_state=seed), "uniformly random ranking"),
         RouterSpec("best-consensus", lambda seed: BestSingleConsensus(), "best single model by mean consensus"),
-        RouterSpec("smoothie-train", lambda seed: SmoothieTrain(), "Smoothie triplet estimate over 50 nearest training queries"),
+        RouterSpec(
+            "smoothie-train", lambda seed: SmoothieTrain(), "Smoothie triplet estimate over 50 nearest training queries"
+        ),
         RouterSpec("knn", lambda seed: KNNCorrectness(), "mean key-correctness of the 20 nearest training queries"),
-        RouterSpec("cluster-rank", lambda seed: ClusterRank(random_state=seed), "k-means (64) per-cluster key accuracy"),
+        RouterSpec(
+            "cluster-rank", lambda seed: ClusterRank(random_state=seed), "k-means (64) per-cluster key accuracy"
+        ),
         RouterSpec("best-single-gold", lambda seed: BestSingleGold(), "best single model by key accuracy"),
     ]
     cascal = _cascal_specs()

@@ -108,7 +108,9 @@ class Deduplicator:
 
     def __init__(self, threshold: float = DEFAULT_NEAR_THRESHOLD, shingle_size: int = SHINGLE_SIZE) -> None:
         if not (0.0 < float(threshold) <= 1.0):
-            raise InvalidParameterError(f"threshold: the near-duplicate Jaccard threshold must lie in (0, 1], got {threshold}")
+            raise InvalidParameterError(
+                f"threshold: the near-duplicate Jaccard threshold must lie in (0, 1], got {threshold}"
+            )
         if int(shingle_size) < 1:
             raise InvalidParameterError(f"shingle_size: must be at least 1, got {shingle_size}")
         self.threshold = float(threshold)

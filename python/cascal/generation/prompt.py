@@ -75,7 +75,9 @@ def build_messages(
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
         raise InvalidParameterError(f"attempt: must be an integer >= 0, got {attempt!r}")
     if isinstance(n_options, bool) or not isinstance(n_options, int) or not MIN_OPTIONS <= n_options <= MAX_OPTIONS:
-        raise InvalidParameterError(f"n_options: must be an integer in [{MIN_OPTIONS}, {MAX_OPTIONS}], got {n_options!r}")
+        raise InvalidParameterError(
+            f"n_options: must be an integer in [{MIN_OPTIONS}, {MAX_OPTIONS}], got {n_options!r}"
+        )
 
     letters = ", ".join(LETTERS[:n_options])
     parts = [

@@ -86,9 +86,7 @@ def as_matrix_pair(X: npt.ArrayLike, Y: npt.ArrayLike, names: tuple[str, str]) -
     return as_matrix(x_arr, names[0], dtype), as_matrix(y_arr, names[1], dtype)
 
 
-def pairwise_distances(
-    X: npt.ArrayLike, Y: Optional[npt.ArrayLike] = None, metric: str = "cosine"
-) -> np.ndarray:
+def pairwise_distances(X: npt.ArrayLike, Y: Optional[npt.ArrayLike] = None, metric: str = "cosine") -> np.ndarray:
     """Full distance matrix between the rows of ``X`` and the rows of ``Y`` (``X`` itself if None).
 
     Args:

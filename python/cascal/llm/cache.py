@@ -67,6 +67,7 @@ def _stored_count(value: Any, what: str, where: str) -> Optional[int]:
         warnings.warn(message, ReplyWarning, stacklevel=3)
     return count
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -150,10 +151,14 @@ class ResponseCache:
     def get(self, key: str) -> Optional[CachedResponse]:
         """The stored response for ``key``, or ``None``."""
         with self._lock:
-            row = self._connection().execute(
-                "SELECT text, mean_logprob, prompt_tokens, completion_tokens, created FROM responses WHERE key = ?",
-                (key,),
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT text, mean_logprob, prompt_tokens, completion_tokens, created FROM responses WHERE key = ?",
+                    (key,),
+                )
+                .fetchone()
+            )
         if row is None:
             return None
         text, lp, pt, ct, created = row

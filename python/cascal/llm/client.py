@@ -290,7 +290,9 @@ class ChatClient:
             raise _endpoint_error(self.model, f"unreachable after {attempts} attempt(s) ({last})")
         if last.kind == "rate_limit":
             raise _endpoint_error(self.model, f"still rate-limited (HTTP 429) after {attempts} attempt(s)")
-        raise RequestFailed(f"model {self.model.name!r} at {self.model.base_url}: no usable reply after {attempts} attempt(s); last: {last}")
+        raise RequestFailed(
+            f"model {self.model.name!r} at {self.model.base_url}: no usable reply after {attempts} attempt(s); last: {last}"
+        )
 
     async def _fetch_within_deadline(self, messages: Messages) -> Completion:
         """:meth:`_fetch_once` bounded by ``request_deadline`` seconds in all (a deadline hit is a
@@ -333,7 +335,9 @@ class ChatClient:
 
     async def _fetch_plain(self, messages: Messages, params: dict[str, Any]) -> Completion:
         async with self._openai.chat.completions.with_streaming_response.create(
-            model=self.model.model, messages=list(messages), **params  # type: ignore[arg-type]
+            model=self.model.model,
+            messages=list(messages),  # type: ignore[arg-type]
+            **params,
         ) as response:
             data = bytearray()
             async for piece in response.iter_bytes():

@@ -42,8 +42,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, Sequence, TypeVar, Union, cast
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator, ValidationError, ValidationInfo
-from pydantic import field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from cascal.errors import ConfigError
@@ -85,7 +93,9 @@ def _text(value: Any) -> bool:
 
 
 _Text = Annotated[str, _rule(_text, "be a non-empty string")]
-_Url = Annotated[str, _rule(lambda v: isinstance(v, str) and v.startswith(("http://", "https://")), "start with http:// or https://")]
+_Url = Annotated[
+    str, _rule(lambda v: isinstance(v, str) and v.startswith(("http://", "https://")), "start with http:// or https://")
+]
 _EnvName = Annotated[str, _rule(lambda v: isinstance(v, str) and bool(v), "be an environment variable name")]
 _Flag = Annotated[bool, _rule(lambda v: isinstance(v, bool), "be true or false")]
 _Count = Annotated[int, _rule(Interval(Integral, 1, None, closed="left"))]
@@ -184,8 +194,12 @@ class ModelConfig(_Schema):
     model: _Text
     api_key_env: Optional[_EnvName] = None
     max_concurrency: _Count = 8
-    timeout: Annotated[float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")] = 120.0
-    request_deadline: Annotated[float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")] = 1800.0
+    timeout: Annotated[float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")] = (
+        120.0
+    )
+    request_deadline: Annotated[
+        float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")
+    ] = 1800.0
     stream: _Flag = False
     temperature: Optional[Annotated[float, _rule(Interval(Real, 0, 2, closed="both"))]] = 0.0
     top_p: Optional[Annotated[float, _rule(Interval(Real, 0, 1, closed="right"))]] = None
@@ -208,7 +222,9 @@ class ModelConfig(_Schema):
 
     def sampling_params(self) -> dict[str, Any]:
         """The request parameters that shape the reply (sent to the server and part of the cache key)."""
-        params = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "seed") if getattr(self, k) is not None}
+        params = {
+            k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "seed") if getattr(self, k) is not None
+        }
         if self.logprobs:
             params["logprobs"] = True
         return params
@@ -434,11 +450,15 @@ def _describe(exc: ValidationError, source: Optional[str] = None) -> str:
     """One line ``<source>: <field path>: <problem>`` for the first problem, plus how many more."""
     errors = exc.errors(include_url=False)
     first, ctx = errors[0], errors[0].get("ctx") or {}
-    problem = {"cascal_config": ctx.get("message"), "missing": "required", "extra_forbidden": "unknown field"}.get(first["type"])
+    problem = {"cascal_config": ctx.get("message"), "missing": "required", "extra_forbidden": "unknown field"}.get(
+        first["type"]
+    )
     if problem is None and first["type"] in ("model_type", "model_attributes_type", "dict_type"):
         problem = f"expected a mapping, got {type(first['input']).__name__}"
     path = "".join(_step(part) for part in (*first["loc"], *ctx.get("path", ())) if part != "[key]")
-    line = ": ".join(p for p in (source, path.lstrip("."), problem or f"{first['msg']}, got {short_repr(first['input'])}") if p)
+    line = ": ".join(
+        p for p in (source, path.lstrip("."), problem or f"{first['msg']}, got {short_repr(first['input'])}") if p
+    )
     return f"{line} (and {len(errors) - 1} more)" if len(errors) > 1 else line
 
 

@@ -193,7 +193,11 @@ def filter_responses(
     Raises:
         ValueError: ``min_self_answer`` outside [0, 1], or a response matrix without pool models.
     """
-    if isinstance(min_self_answer, bool) or not isinstance(min_self_answer, (int, float)) or not 0.0 <= min_self_answer <= 1.0:
+    if (
+        isinstance(min_self_answer, bool)
+        or not isinstance(min_self_answer, (int, float))
+        or not 0.0 <= min_self_answer <= 1.0
+    ):
         raise InvalidParameterError(f"min_self_answer: expected a share in [0, 1], got {min_self_answer!r}")
     if responses.n_models == 0:
         raise DataError("responses: no pool model has answered these questions yet (run `cascal answer` first)")
@@ -213,7 +217,9 @@ def filter_responses(
         if self_share < min_self_answer:
             keep[rows] = False
             dropped.append(name)
-        subjects.append(SubjectQuality(name, int(rows.sum()), self_share, _share(flags.spread[rows]), int(keep[rows].sum())))
+        subjects.append(
+            SubjectQuality(name, int(rows.sum()), self_share, _share(flags.spread[rows]), int(keep[rows].sum()))
+        )
     overall = SubjectQuality(
         "overall", responses.n_questions, _share(flags.self_answer), _share(flags.spread), int(keep.sum())
     )

@@ -44,8 +44,16 @@ DEFAULT_BATCH_SIZE = 10
 REPORT_FILE = "generation_report.json"
 CACHE_FILE = "generation_cache.sqlite"
 
-__all__ = ["GenerationError", "SubjectReport", "GenerationReport", "generate_dataset", "agenerate_dataset", "resolve_generator",
-           "default_max_attempts", "format_report_table"]
+__all__ = [
+    "GenerationError",
+    "SubjectReport",
+    "GenerationReport",
+    "generate_dataset",
+    "agenerate_dataset",
+    "resolve_generator",
+    "default_max_attempts",
+    "format_report_table",
+]
 
 
 def default_max_attempts(n_questions: int, batch_size: int) -> int:
@@ -131,7 +139,9 @@ def format_report_table(report: dict) -> str:
     """The per-subject table of a report dict (:meth:`GenerationReport.to_dict` or the JSON file)."""
     subjects = report["subjects"]
     width = max([len("subject"), *(len(s["subject"]) for s in subjects)])
-    lines = [f"{'subject':<{width}}  {'wanted':>6}  {'kept':>6}  {'attempts':>8}  {'skipped':>7}  {'dupes':>5}  {'failed':>6}"]
+    lines = [
+        f"{'subject':<{width}}  {'wanted':>6}  {'kept':>6}  {'attempts':>8}  {'skipped':>7}  {'dupes':>5}  {'failed':>6}"
+    ]
     for s in subjects:
         skipped = sum(s["parse"]["skipped"].values())
         dupes = sum(s["duplicates"]["dropped"].values()) + s["cross_subject_duplicates"]

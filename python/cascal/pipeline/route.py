@@ -17,6 +17,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from cascal.errors import InvalidParameterError
+
 __all__ = ["RankedModel", "PoolAnswer", "load_router", "rank_question", "ask_models", "vote"]
 
 

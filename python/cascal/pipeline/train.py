@@ -74,12 +74,16 @@ def _warn_about_silent_models(dataset_dir: Union[str, Path], silent: list[str], 
         return
     where = f"{Path(dataset_dir) / 'predictions.csv'}"
     if len(silent) == n_models:
-        message = (f"{where}: no model has a usable answer (every cell is '?' or empty): every consensus score "
-                   "is 0 and the router routes uniformly")
+        message = (
+            f"{where}: no model has a usable answer (every cell is '?' or empty): every consensus score "
+            "is 0 and the router routes uniformly"
+        )
     else:
         shown = ", ".join(silent[:10]) + (f" and {len(silent) - 10} more" if len(silent) > 10 else "")
-        message = (f"{where}: {len(silent)} of {n_models} models have no usable answer (every cell is '?' or "
-                   f"empty): {shown}; they score 0 on every question, so the router ranks them last")
+        message = (
+            f"{where}: {len(silent)} of {n_models} models have no usable answer (every cell is '?' or "
+            f"empty): {shown}; they score 0 on every question, so the router ranks them last"
+        )
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
@@ -98,10 +102,13 @@ def describe(router: Any) -> str:
 
 def _routing_line(router: Any) -> str:
     """The routing constants in use, saying which ones were calibrated on the training data."""
+
     def how(param: object) -> str:
         return " (calibrated)" if param == "auto" else ""
 
     temp = router.subject_temp_
     subjects = "hard (nearest subject only)" if temp == 0 else f"soft, temperature {temp:.4f}{how(router.subject_temp)}"
-    return (f"routing: subjects {subjects}; fallback to the global ranking beyond cosine distance "
-            f"{router.fallback_distance_:.3f}{how(router.fallback_distance)}")
+    return (
+        f"routing: subjects {subjects}; fallback to the global ranking beyond cosine distance "
+        f"{router.fallback_distance_:.3f}{how(router.fallback_distance)}"
+    )

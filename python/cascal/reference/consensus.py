@@ -50,8 +50,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _weights(logprobs: Optional[np.ndarray], shape: tuple[int, int], mu: np.ndarray, sigma: np.ndarray,
-             z_scale: float, clamp: tuple[float, float]) -> np.ndarray:
+def _weights(
+    logprobs: Optional[np.ndarray],
+    shape: tuple[int, int],
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    z_scale: float,
+    clamp: tuple[float, float],
+) -> np.ndarray:
     if logprobs is None:
         z = np.zeros(shape)
     else:

@@ -31,8 +31,10 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
     """numpy version of :func:`cascal.kernels.route_batch`: same arguments, same result; the tables
     and parameters are validated when they are made, the values are not checked here."""
     if not isinstance(tables, RoutingTables) or not isinstance(params, RouteParams):
-        raise TypeError(f"tables, params: expected RoutingTables and RouteParams, got {type(tables).__name__} "
-                        f"and {type(params).__name__}")
+        raise TypeError(
+            f"tables, params: expected RoutingTables and RouteParams, got {type(tables).__name__} "
+            f"and {type(params).__name__}"
+        )
     subject_reps, centroids, centroid_subject = tables.subject_reps, tables.centroids, tables.centroid_subject
     centroid_scores, global_scores = tables.centroid_scores, tables.global_scores
     k_nearest, distance_temp, score_temp = params.k_nearest, params.distance_temp, params.score_temp

@@ -10,14 +10,14 @@ from typing import Any, ClassVar, Optional, Union
 import numpy as np
 
 from cascal import kernels
+from cascal.data import ResponseMatrix
 from cascal.errors import InvalidParameterError, KernelError, RouterFileError
 from cascal.kernels.routing import RouteParams, RoutingTables
 from cascal.router.base import BaseRouter, Routing, check_fit_inputs, embedding_matrix
-from cascal.data import ResponseMatrix
 from cascal.router.clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
 from cascal.router.niches import Niche, NicheConfig, discover_subject_niches
-from cascal.validation import Interval, Options, Pair
 from cascal.router.persistence import RouterRecord, load_record, save_record
+from cascal.validation import Interval, Options, Pair
 
 SUBJECT_REPRESENTATIVES = ("questions", "centroids")
 #: Value of ``fallback_distance`` / ``subject_temp`` that asks ``fit`` to calibrate it on the training data.
@@ -203,8 +203,9 @@ class CascalRouter(BaseRouter):
         low, high = self.clamp
         params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
         consensus = kernels.consensus_scores(responses.answers, responses.n_options, responses.logprobs, params)
-        self.stats_ = ConsensusStats(mu=np.asarray(consensus.mu, dtype=np.float64),
-                                     sigma=np.asarray(consensus.sigma, dtype=np.float64))
+        self.stats_ = ConsensusStats(
+            mu=np.asarray(consensus.mu, dtype=np.float64), sigma=np.asarray(consensus.sigma, dtype=np.float64)
+        )
         return (
             np.asarray(consensus.scores, dtype=np.float64),
             np.asarray(consensus.plurality, dtype=bool),
@@ -212,7 +213,11 @@ class CascalRouter(BaseRouter):
         )
 
     def _fit_niches(
-        self, X: np.ndarray, responses: ResponseMatrix, scores: np.ndarray, plurality: np.ndarray,
+        self,
+        X: np.ndarray,
+        responses: ResponseMatrix,
+        scores: np.ndarray,
+        plurality: np.ndarray,
         agreement: np.ndarray,
     ) -> "CascalRouter":
         """Niches, subject representatives, global ranking and routing tables from unit embeddings
@@ -226,14 +231,17 @@ class CascalRouter(BaseRouter):
         def one_subject(i: int) -> list[Niche]:
             rows = np.flatnonzero(subjects == self.subject_names_[i])
             return discover_subject_niches(
-                self.subject_names_[i], X[rows], scores[rows], plurality[rows], agreement[rows], config,
+                self.subject_names_[i],
+                X[rows],
+                scores[rows],
+                plurality[rows],
+                agreement[rows],
+                config,
                 np.random.default_rng(streams[i]),
             )
 
         niches = {name: one_subject(i) for i, name in enumerate(self.subject_names_)}
-        reps = [
-            self._subject_rep(X[subjects == name], niches[name]) for name in self.subject_names_
-        ]
+        reps = [self._subject_rep(X[subjects == name], niches[name]) for name in self.subject_names_]
 
         self.model_names_ = list(responses.model_names)
         self.embedding_model_ = self.embedding_model if self.embedding_model is not None else responses.embedding_model
@@ -265,8 +273,11 @@ class CascalRouter(BaseRouter):
             merge_threshold=float(self.merge_threshold),
             prune_jaccard=float(self.prune_jaccard),
             clustering=ClusteringConfig(
-                method=self.clustering, linkage=self.linkage, max_k=int(self.max_niches),
-                min_cluster_size=int(self.min_niche_size), min_silhouette=float(self.min_silhouette),
+                method=self.clustering,
+                linkage=self.linkage,
+                max_k=int(self.max_niches),
+                min_cluster_size=int(self.min_niche_size),
+                min_silhouette=float(self.min_silhouette),
                 max_points=int(self.max_cluster_points),
             ),
         )
@@ -287,7 +298,9 @@ class CascalRouter(BaseRouter):
             subject_reps=subject_reps,
             centroids=np.asarray([n.centroid for _, n in flat], dtype=np.float32).reshape(-1, d),
             centroid_subject=np.asarray([s for s, _ in flat], dtype=np.int64),
-            centroid_scores=np.asarray([n.scores for _, n in flat], dtype=np.float64).reshape(-1, len(self.model_names_)),
+            centroid_scores=np.asarray([n.scores for _, n in flat], dtype=np.float64).reshape(
+                -1, len(self.model_names_)
+            ),
             global_scores=global_scores,
             centroid_sizes=np.asarray([n.size for _, n in flat], dtype=np.int64),
         )
@@ -482,8 +495,12 @@ class CascalRouter(BaseRouter):
         for c, s in enumerate(tables.centroid_subject):
             subject = router.subject_names_[int(s)]
             router.niches_[subject].append(
-                Niche(subject=subject, centroid=tables.centroids[c], size=int(router.centroid_sizes_[c]),
-                      scores=tables.centroid_scores[c])
+                Niche(
+                    subject=subject,
+                    centroid=tables.centroids[c],
+                    size=int(router.centroid_sizes_[c]),
+                    scores=tables.centroid_scores[c],
+                )
             )
         return router
 

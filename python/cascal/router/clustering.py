@@ -95,8 +95,8 @@ def weighted_silhouettes(
     out = []
     for labels, off, k in zip(partitions, offsets, sizes):
         own = labels[anchors]
-        sums = all_sums[:, off:off + k]
-        group_weight = all_weights[off:off + k]
+        sums = all_sums[:, off : off + k]
+        group_weight = all_weights[off : off + k]
         own_weight = group_weight[own] - w_anchor
         a = np.divide(sums[rows, own], own_weight, out=np.zeros(rows.size), where=own_weight > 0)
         mean_to = sums / np.where(group_weight > 0, group_weight, np.inf)
@@ -196,7 +196,11 @@ def _anchors(n: int, sample: int) -> np.ndarray:
 
 
 def _candidate_partitions(
-    X: np.ndarray, weights: np.ndarray, distances: np.ndarray, max_k: int, config: ClusteringConfig,
+    X: np.ndarray,
+    weights: np.ndarray,
+    distances: np.ndarray,
+    max_k: int,
+    config: ClusteringConfig,
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
     """One partition for every ``k`` in ``2..max_k`` (labels ``0..k-1``)."""

@@ -158,8 +158,13 @@ def _top_sets(niche_scores: np.ndarray, top: int) -> list[frozenset[int]]:
 
 
 def prune_niches(
-    X: np.ndarray, scores: np.ndarray, labels: np.ndarray, centroids: np.ndarray, niche_scores: np.ndarray,
-    jaccard: float, top: int,
+    X: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    centroids: np.ndarray,
+    niche_scores: np.ndarray,
+    jaccard: float,
+    top: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fold niches with near-identical top-``top`` model sets, the smaller into the larger, until no
     such pair remains; a folded niche's centroid is the spherical mean of its questions and its

@@ -48,8 +48,14 @@ FORMAT_NAME = "cascal-router"
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 MANIFEST_KEYS = (
-    "format", "format_version", "cascal_version", "params", "model_names", "subject_names",
-    "embedding_model", "embedding_dim",
+    "format",
+    "format_version",
+    "cascal_version",
+    "params",
+    "model_names",
+    "subject_names",
+    "embedding_model",
+    "embedding_dim",
 )
 #: Manifest keys added in format version 2.
 MANIFEST_KEYS_V2 = ("routing",)
@@ -229,7 +235,9 @@ def _build_record(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
         arr = arrays[key]
         expected = tuple(sizes[s] for s in spec)
         if arr.dtype != dtype or arr.shape != expected:
-            raise RouterFileError(f"{name}: array {key} is {arr.dtype}{arr.shape}, expected {np.dtype(dtype)}{expected}")
+            raise RouterFileError(
+                f"{name}: array {key} is {arr.dtype}{arr.shape}, expected {np.dtype(dtype)}{expected}"
+            )
 
     params = manifest["params"]
     if not isinstance(params, dict):

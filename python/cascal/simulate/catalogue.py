@@ -41,9 +41,18 @@ SUBJECTS: tuple[Subject, ...] = (
         "Undergraduate biology questions on genetics, cell biology and ecology.",
         tuple("organism biology living species cells".split()),
         (
-            _niche("genetics", "allele chromosome mutation genotype phenotype heterozygous recombination meiosis dominant recessive locus pedigree"),
-            _niche("cell biology", "mitochondria ribosome membrane cytoskeleton organelle vesicle endocytosis lysosome nucleus golgi cytoplasm microtubule"),
-            _niche("ecology", "predator biome ecosystem trophic population biodiversity habitat succession symbiosis invasive keystone herbivore"),
+            _niche(
+                "genetics",
+                "allele chromosome mutation genotype phenotype heterozygous recombination meiosis dominant recessive locus pedigree",
+            ),
+            _niche(
+                "cell biology",
+                "mitochondria ribosome membrane cytoskeleton organelle vesicle endocytosis lysosome nucleus golgi cytoplasm microtubule",
+            ),
+            _niche(
+                "ecology",
+                "predator biome ecosystem trophic population biodiversity habitat succession symbiosis invasive keystone herbivore",
+            ),
         ),
     ),
     Subject(
@@ -51,9 +60,18 @@ SUBJECTS: tuple[Subject, ...] = (
         "College chemistry questions on organic reactions, thermodynamics and electrochemistry.",
         tuple("chemical compound reaction molecule laboratory".split()),
         (
-            _niche("organic chemistry", "alkene benzene nucleophile carbonyl ester stereocenter aromatic alkyl substitution elimination aldehyde chirality"),
-            _niche("thermodynamics", "enthalpy entropy equilibrium gibbs calorimetry kinetics activation catalyst exothermic endothermic spontaneity heat"),
-            _niche("electrochemistry", "titration electrode oxidation reduction galvanic electrolysis buffer acidity molarity indicator absorbance cathode"),
+            _niche(
+                "organic chemistry",
+                "alkene benzene nucleophile carbonyl ester stereocenter aromatic alkyl substitution elimination aldehyde chirality",
+            ),
+            _niche(
+                "thermodynamics",
+                "enthalpy entropy equilibrium gibbs calorimetry kinetics activation catalyst exothermic endothermic spontaneity heat",
+            ),
+            _niche(
+                "electrochemistry",
+                "titration electrode oxidation reduction galvanic electrolysis buffer acidity molarity indicator absorbance cathode",
+            ),
         ),
     ),
     Subject(
@@ -61,9 +79,18 @@ SUBJECTS: tuple[Subject, ...] = (
         "Bar-exam style law questions on contracts, criminal law and constitutional law.",
         tuple("court legal statute plaintiff defendant".split()),
         (
-            _niche("contracts", "offer acceptance consideration breach damages warranty promissory estoppel rescission parol counteroffer repudiation"),
-            _niche("criminal law", "mens rea homicide burglary larceny accomplice conspiracy manslaughter entrapment insanity felony intent"),
-            _niche("constitutional law", "amendment commerce clause process federalism speech establishment standing congress supremacy judicial review"),
+            _niche(
+                "contracts",
+                "offer acceptance consideration breach damages warranty promissory estoppel rescission parol counteroffer repudiation",
+            ),
+            _niche(
+                "criminal law",
+                "mens rea homicide burglary larceny accomplice conspiracy manslaughter entrapment insanity felony intent",
+            ),
+            _niche(
+                "constitutional law",
+                "amendment commerce clause process federalism speech establishment standing congress supremacy judicial review",
+            ),
         ),
     ),
     Subject(
@@ -71,9 +98,18 @@ SUBJECTS: tuple[Subject, ...] = (
         "Economics questions on microeconomics, macroeconomics and international trade.",
         tuple("market economy economic policy price".split()),
         (
-            _niche("microeconomics", "elasticity monopoly marginal utility oligopoly consumer surplus ceiling externality demand supply cartel"),
-            _niche("macroeconomics", "inflation unemployment gdp fiscal monetary recession aggregate multiplier deflation stagflation interest bank"),
-            _niche("international trade", "tariff comparative advantage exchange currency exports imports quota payments devaluation protectionism dumping"),
+            _niche(
+                "microeconomics",
+                "elasticity monopoly marginal utility oligopoly consumer surplus ceiling externality demand supply cartel",
+            ),
+            _niche(
+                "macroeconomics",
+                "inflation unemployment gdp fiscal monetary recession aggregate multiplier deflation stagflation interest bank",
+            ),
+            _niche(
+                "international trade",
+                "tariff comparative advantage exchange currency exports imports quota payments devaluation protectionism dumping",
+            ),
         ),
     ),
     Subject(
@@ -81,9 +117,17 @@ SUBJECTS: tuple[Subject, ...] = (
         "World history questions on the ancient world, the middle ages and the modern era.",
         tuple("historian period century society ruler".split()),
         (
-            _niche("ancient world", "pharaoh republic senate legion empire hellenistic papyrus consul gladiator pyramid athens sparta"),
-            _niche("middle ages", "feudal serf crusade monastery knight manor vassal plague guild cathedral pope charter"),
-            _niche("modern era", "industrialization revolution colonialism treaty nationalism armistice suffrage decolonization trench parliament propaganda cold"),
+            _niche(
+                "ancient world",
+                "pharaoh republic senate legion empire hellenistic papyrus consul gladiator pyramid athens sparta",
+            ),
+            _niche(
+                "middle ages", "feudal serf crusade monastery knight manor vassal plague guild cathedral pope charter"
+            ),
+            _niche(
+                "modern era",
+                "industrialization revolution colonialism treaty nationalism armistice suffrage decolonization trench parliament propaganda cold",
+            ),
         ),
     ),
     Subject(
@@ -91,9 +135,18 @@ SUBJECTS: tuple[Subject, ...] = (
         "Physics questions on mechanics, electromagnetism and quantum physics.",
         tuple("physical system energy force experiment".split()),
         (
-            _niche("mechanics", "velocity acceleration momentum torque friction projectile inertia pendulum collision newton kinematics angular"),
-            _niche("electromagnetism", "capacitor inductor resistor magnetic flux voltage current coulomb faraday circuit charge solenoid"),
-            _niche("quantum physics", "photon wavefunction electron uncertainty tunneling spin quantum photoelectric orbital planck eigenstate entanglement"),
+            _niche(
+                "mechanics",
+                "velocity acceleration momentum torque friction projectile inertia pendulum collision newton kinematics angular",
+            ),
+            _niche(
+                "electromagnetism",
+                "capacitor inductor resistor magnetic flux voltage current coulomb faraday circuit charge solenoid",
+            ),
+            _niche(
+                "quantum physics",
+                "photon wavefunction electron uncertainty tunneling spin quantum photoelectric orbital planck eigenstate entanglement",
+            ),
         ),
     ),
 )
@@ -102,7 +155,10 @@ SUBJECTS_BY_KEY: dict[str, Subject] = {s.key: s for s in SUBJECTS}
 
 #: (subject index, niche index) for every niche word of the catalogue.
 _WORD_TO_NICHE: dict[str, tuple[int, int]] = {
-    word: (si, ni) for si, subject in enumerate(SUBJECTS) for ni, niche in enumerate(subject.niches) for word in niche.words
+    word: (si, ni)
+    for si, subject in enumerate(SUBJECTS)
+    for ni, niche in enumerate(subject.niches)
+    for word in niche.words
 }
 
 _WORD = re.compile(r"[a-z]+")

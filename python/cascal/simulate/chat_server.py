@@ -31,7 +31,7 @@ import struct
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from cascal.errors import InvalidParameterError
@@ -387,7 +387,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ routes
     def do_GET(self) -> None:  # noqa: N802
         if self.path.rstrip("/") in ("/v1/models", "/models"):
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "cascal"} for m in self.server.owner._model_ids()]
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "cascal"} for m in self.server.owner._model_ids()
+            ]
             self._send_json(200, {"object": "list", "data": data})
         else:
             self._send_json(404, _error("not found", "invalid_request_error"))
@@ -422,14 +424,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if kind == "rate_limit":
             assert fault is not None
-            self._send_json(429, _error("injected rate limit", "rate_limit_error"), {"Retry-After": f"{fault.seconds:g}"})
+            self._send_json(
+                429, _error("injected rate limit", "rate_limit_error"), {"Retry-After": f"{fault.seconds:g}"}
+            )
             return
         if kind == "timeout":
             assert fault is not None
             if owner._stopping.wait(fault.seconds):
                 return
         if kind == "malformed_json":
-            self._send_raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "The ans', "application/json")
+            self._send_raw(
+                200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "The ans', "application/json"
+            )
             return
         if kind == "raw_body":
             assert fault is not None
@@ -646,7 +652,9 @@ def _completion_body(request: ChatRequest, reply: ChatReply, want_logprobs: bool
     tokens = _tokens_of(reply)
     logprobs = None
     if want_logprobs and reply.token_logprobs is not None:
-        toks = tokens if len(tokens) == len(reply.token_logprobs) else [f"<{i}>" for i in range(len(reply.token_logprobs))]
+        toks = (
+            tokens if len(tokens) == len(reply.token_logprobs) else [f"<{i}>" for i in range(len(reply.token_logprobs))]
+        )
         logprobs = {"content": _logprob_content(toks, reply.token_logprobs), "refusal": None}
     n_completion = len(reply.token_logprobs) if reply.token_logprobs is not None else len(tokens)
     n_prompt = _count_prompt_tokens(request.messages)
@@ -663,7 +671,11 @@ def _completion_body(request: ChatRequest, reply: ChatReply, want_logprobs: bool
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion, "total_tokens": n_prompt + n_completion},
+        "usage": {
+            "prompt_tokens": n_prompt,
+            "completion_tokens": n_completion,
+            "total_tokens": n_prompt + n_completion,
+        },
     }
 
 
@@ -690,18 +702,34 @@ def _stream_chunks(request: ChatRequest, reply: ChatReply, want_logprobs: bool, 
     if empty:
         yield {**base, "choices": []}
     else:
-        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}
+        yield {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+            ],
+        }
         for text, piece_lps in pieces:
             logprobs = None
             if want_logprobs and lps is not None:
                 names = [text] if len(piece_lps) == 1 else [f"<{i}>" for i in range(len(piece_lps))]
                 logprobs = {"content": _logprob_content(names, piece_lps), "refusal": None}
-            yield {**base, "choices": [{"index": 0, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": None}]}
+            yield {
+                **base,
+                "choices": [{"index": 0, "delta": {"content": text}, "logprobs": logprobs, "finish_reason": None}],
+            }
         yield {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
     if (request.params.get("stream_options") or {}).get("include_usage"):
         n_completion = len(lps) if lps is not None else len(tokens)
         n_prompt = _count_prompt_tokens(request.messages)
-        yield {**base, "choices": [], "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_completion, "total_tokens": n_prompt + n_completion}}
+        yield {
+            **base,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": n_prompt,
+                "completion_tokens": n_completion,
+                "total_tokens": n_prompt + n_completion,
+            },
+        }
 
 
 __all__ = [

@@ -96,7 +96,9 @@ def format_blocks(questions: Sequence[SimQuestion], keys: Sequence[int]) -> str:
 
 
 # ---------------------------------------------------------------------------- reading prompts
-_N_QUESTIONS = re.compile(r"\b(\d{1,4})\s+(?:new\s+|more\s+|distinct\s+|different\s+)?(?:multiple[- ]choice\s+)?questions?\b", re.I)
+_N_QUESTIONS = re.compile(
+    r"\b(\d{1,4})\s+(?:new\s+|more\s+|distinct\s+|different\s+)?(?:multiple[- ]choice\s+)?questions?\b", re.I
+)
 _N_OPTIONS = re.compile(r"\b(\d{1,2})\s+(?:answer\s+)?options\b", re.I)
 _OPTION_LINE = re.compile(r"^\s*(?:\(([A-T])\)|\[([A-T])\]|([A-T])[.):])\s+\S", re.M)
 

@@ -20,7 +20,14 @@ from cascal.data import LETTERS
 from cascal.errors import InvalidParameterError, UnknownModelError
 from cascal.simulate.catalogue import SUBJECTS, match_subject, recognise_niche
 from cascal.simulate.hashing import stable_int, stable_rng
-from cascal.simulate.questions import count_options, find_case, format_blocks, requested_counts, subject_text, write_question
+from cascal.simulate.questions import (
+    count_options,
+    find_case,
+    format_blocks,
+    requested_counts,
+    subject_text,
+    write_question,
+)
 from cascal.simulate.world import GENERATOR_PREFIX, MODEL_PREFIX, SimWorld
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -69,7 +76,9 @@ class SimulatedResponder:
         """Every model this responder serves: generators first, then the pool."""
         return self.world.generator_names + self.world.model_names
 
-    def reply(self, model: str, messages: Sequence[Mapping[str, Any]], params: Optional[Mapping[str, Any]] = None) -> SimReply:
+    def reply(
+        self, model: str, messages: Sequence[Mapping[str, Any]], params: Optional[Mapping[str, Any]] = None
+    ) -> SimReply:
         """The simulated reply of ``model`` to ``messages``; :class:`UnknownModelError` for a model
         that is neither a simulated generator nor a simulated pool model."""
         if not messages:

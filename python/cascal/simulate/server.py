@@ -8,7 +8,9 @@ from cascal.simulate.responder import SimulatedResponder
 from cascal.simulate.world import SimWorld
 
 
-def serve_simulator(world: Optional[SimWorld] = None, *, host: str = "127.0.0.1", port: int = 0, faults: Any = None) -> Any:
+def serve_simulator(
+    world: Optional[SimWorld] = None, *, host: str = "127.0.0.1", port: int = 0, faults: Any = None
+) -> Any:
     """A :class:`cascal.simulate.chat_server.ChatServer` (not yet started) serving ``world``'s generators and
     pool models; use it as a context manager, then read ``server.base_url``.
 
@@ -20,7 +22,9 @@ def serve_simulator(world: Optional[SimWorld] = None, *, host: str = "127.0.0.1"
     return ChatServer(responder, host=host, port=port, faults=faults, models=responder.model_names)
 
 
-def simulator_pool(base_url: str, world: Optional[SimWorld] = None, *, max_concurrency: int = 8, models: Optional[list[str]] = None) -> Any:
+def simulator_pool(
+    base_url: str, world: Optional[SimWorld] = None, *, max_concurrency: int = 8, models: Optional[list[str]] = None
+) -> Any:
     """A :class:`cascal.llm.config.PoolConfig` of the simulated pool models behind ``base_url``
     (all of them, or the named ``models``), asking for logprobs at temperature 0."""
     from cascal.llm.config import ModelConfig, PoolConfig
@@ -29,7 +33,9 @@ def simulator_pool(base_url: str, world: Optional[SimWorld] = None, *, max_concu
     names = models if models is not None else world.model_names
     return PoolConfig(
         models=tuple(
-            ModelConfig(name=name, base_url=base_url, model=name, max_concurrency=max_concurrency, max_tokens=256, logprobs=True)
+            ModelConfig(
+                name=name, base_url=base_url, model=name, max_concurrency=max_concurrency, max_tokens=256, logprobs=True
+            )
             for name in names
         )
     )

@@ -40,7 +40,9 @@ class GeneratorProfile:
 
     def __post_init__(self) -> None:
         if not self.name.startswith(GENERATOR_PREFIX):
-            raise InvalidParameterError(f"name: a simulated generator's name starts with {GENERATOR_PREFIX!r}, got {self.name!r}")
+            raise InvalidParameterError(
+                f"name: a simulated generator's name starts with {GENERATOR_PREFIX!r}, got {self.name!r}"
+            )
         for field_name in ("key_accuracy", "distractor_affinity"):
             value = getattr(self, field_name)
             if not 0.0 <= value <= 1.0:
@@ -101,7 +103,9 @@ class SimWorld:
                 raise InvalidParameterError(f"{name}: must be a probability in [0, 1], got {value}")
         lo, hi = self.weak_skill_range
         if not 0.0 <= lo <= hi <= 1.0:
-            raise InvalidParameterError(f"weak_skill_range: expected 0 <= low <= high <= 1, got {self.weak_skill_range}")
+            raise InvalidParameterError(
+                f"weak_skill_range: expected 0 <= low <= high <= 1, got {self.weak_skill_range}"
+            )
         if not 0 <= self.n_family < self.n_models:
             raise InvalidParameterError(f"n_family: must be in [0, n_models), got {self.n_family}")
         self.skills = self._draw_skills()
@@ -182,7 +186,9 @@ class SimWorld:
         choice = right if correct else self._wrong_choice(model, case, n_options, self.distractor_affinity(model))
         if stable_unit("unparsable", self.seed, model, case) < self.unparsable_rate:
             choice = -1
-        return ModelAnswer(choice=choice, correct=correct and choice >= 0, mean_logprob=self._mean_logprob(model, case, correct))
+        return ModelAnswer(
+            choice=choice, correct=correct and choice >= 0, mean_logprob=self._mean_logprob(model, case, correct)
+        )
 
     def _mean_logprob(self, model: str, case: str, correct: bool) -> float:
         m = self.model_index(model)

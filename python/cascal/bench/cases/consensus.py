@@ -29,7 +29,9 @@ def make_input(n_rows: int, seed: int = 0) -> ConsensusInput:
     float32 logprobs with 5% unknown."""
     rng = np.random.default_rng(seed)
     gold = rng.integers(0, N_CLASSES, n_rows)
-    answers = np.where(rng.random((n_rows, N_MODELS)) < 0.6, gold[:, None], rng.integers(0, N_CLASSES, (n_rows, N_MODELS)))
+    answers = np.where(
+        rng.random((n_rows, N_MODELS)) < 0.6, gold[:, None], rng.integers(0, N_CLASSES, (n_rows, N_MODELS))
+    )
     codes = rng.random((n_rows, N_MODELS))
     answers[codes < 0.02] = -1
     answers[codes > 0.99] = -2

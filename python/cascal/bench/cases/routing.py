@@ -64,7 +64,10 @@ def _soft_numpy(s: RoutingInput):
     return _numpy(s, SOFT_SUBJECT_TEMP)
 
 
-for label, kernel, ref in (("hard subjects", _kernel, _numpy), (f"soft subjects T={SOFT_SUBJECT_TEMP}", _soft_kernel, _soft_numpy)):
+for label, kernel, ref in (
+    ("hard subjects", _kernel, _numpy),
+    (f"soft subjects T={SOFT_SUBJECT_TEMP}", _soft_kernel, _soft_numpy),
+):
     register(
         Case(
             name=f"route_batch {label} {FULL_QUERIES:,} (quick {QUICK_QUERIES:,})q d={DIM} C={N_CENTROIDS}",
