@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, TypeVar
 
 import openai
 
@@ -37,6 +37,9 @@ __all__ = ["Attempt", "Forwarded", "OpenStream", "Upstream", "UpstreamFailure", 
 
 #: upstream statuses that say the request itself is wrong: returned to the caller, no failover
 PASS_THROUGH_STATUS = frozenset({400, 413, 422})
+
+
+T = TypeVar("T")
 
 
 class UpstreamFailure(Exception):
@@ -281,33 +284,28 @@ class UpstreamPool:
         Raises:
             APIError: the upstream refused the request (its status), or no model answered (502).
         """
-        attempts: list[Attempt] = []
-        for name in self.candidates(ranking)[:max_tries]:
-            if attempts:
-                self.metrics.failovers.inc()
-            started = time.perf_counter()
-            try:
-                data = await self.upstreams[name].complete(body)
-            except UpstreamFailure as failure:
-                self._failed(name, failure)
-                attempts.append(Attempt(name, failure.kind))
-                if not failure.retryable:
-                    raise self._refused(name, failure) from None
-                continue
-            self._succeeded(name, started)
-            attempts.append(Attempt(name))
-            return Forwarded(data, name, attempts)
-        raise self._exhausted(attempts)
+        name, data, attempts = await self._first_answer(ranking, max_tries, lambda upstream: upstream.complete(body))
+        return Forwarded(data, name, attempts)
 
     async def stream(self, ranking: Sequence[str], body: dict, max_tries: int) -> OpenStream:
         """An open stream from the first model down ``ranking`` whose first event arrives."""
+        _, opened, attempts = await self._first_answer(ranking, max_tries, lambda upstream: upstream.open_stream(body))
+        opened.attempts = attempts
+        return opened
+
+    async def _first_answer(
+        self, ranking: Sequence[str], max_tries: int, ask: Callable[[Upstream], Awaitable[T]]
+    ) -> tuple[str, T, list[Attempt]]:
+        """``ask`` the models down ``ranking`` (healthy ones first, at most ``max_tries``) until one
+        answers; returns that model, its answer and every try. Failures feed the circuit breakers
+        and the metrics; a failure that is not retryable stops the search."""
         attempts: list[Attempt] = []
         for name in self.candidates(ranking)[:max_tries]:
             if attempts:
                 self.metrics.failovers.inc()
             started = time.perf_counter()
             try:
-                opened = await self.upstreams[name].open_stream(body)
+                answer = await ask(self.upstreams[name])
             except UpstreamFailure as failure:
                 self._failed(name, failure)
                 attempts.append(Attempt(name, failure.kind))
@@ -316,8 +314,7 @@ class UpstreamPool:
                 continue
             self._succeeded(name, started)
             attempts.append(Attempt(name))
-            opened.attempts = attempts
-            return opened
+            return name, answer, attempts
         raise self._exhausted(attempts)
 
     @staticmethod
