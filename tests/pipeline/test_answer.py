@@ -251,6 +251,7 @@ FAULTS_BY_KIND = {
 ACCEPTED_KINDS = {"slow_stream", "bad_usage"}
 
 
+@pytest.mark.filterwarnings("ignore::cascal.llm.cache.ReplyWarning")  # the bad_usage fault warns by design
 def test_run_completes_through_every_fault_kind(tmp_path):
     """Every fault kind of the test server, plain and streamed, on the first request of a prompt: the
     run completes, each failed attempt is retried once, a reply with absurd usage numbers is kept
@@ -544,6 +545,7 @@ def test_cli_reports_missing_answers_per_model(tmp_path, capsys):
     assert [c[2] for c in cells[2:4]] == ["", ""]  # empty cells (not asked), not "?"
 
 
+@pytest.mark.filterwarnings("ignore::cascal.llm.cache.ReplyWarning")  # the bad_usage fault warns by design
 def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
     """End to end: ``cascal answer`` in a subprocess against a server that faults in every way
     (first requests of many prompts fail, a few prompts are down for good), killed with SIGKILL in
