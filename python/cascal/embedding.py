@@ -154,9 +154,7 @@ class HashingEmbedder(Embedder):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
             raise EmbeddingError(f"dim: the hashing embedder needs an integer dimension >= 2, got {dim!r}")
         if dim > MAX_HASHING_DIM:
-            raise EmbeddingError(
-                f"dim: the hashing embedder's dimension is at most {MAX_HASHING_DIM}, got {int(dim)}"
-            )
+            raise EmbeddingError(f"dim: the hashing embedder's dimension is at most {MAX_HASHING_DIM}, got {int(dim)}")
         from sklearn.feature_extraction.text import HashingVectorizer
 
         self.dim = int(dim)
@@ -348,9 +346,7 @@ def hashing_dim(name: str) -> Optional[int]:
         return None
     digits = match.group(1)
     if len(digits) > 12 or int(digits) > MAX_HASHING_DIM:
-        raise EmbeddingError(
-            f"{name!r}: the hashing embedder's dimension is at most {MAX_HASHING_DIM}, got {digits}"
-        )
+        raise EmbeddingError(f"{name!r}: the hashing embedder's dimension is at most {MAX_HASHING_DIM}, got {digits}")
     dim = int(digits)
     if dim < 2:
         raise EmbeddingError(f"{name!r}: the hashing embedder needs a dimension >= 2, got {dim}")

@@ -12,6 +12,7 @@ import time
 import tracemalloc
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -31,8 +32,9 @@ def _entries(src: Path) -> dict[str, bytes]:
         return {info.filename: zf.read(info.filename) for info in zf.infolist()}
 
 
-def _write(dst: Path, entries: dict[str, bytes], *, stream: dict[str, tuple[bytes, int]] = {}) -> Path:
+def _write(dst: Path, entries: dict[str, bytes], *, stream: Optional[dict[str, tuple[bytes, int]]] = None) -> Path:
     """A zip of ``entries``; ``stream`` entries are written as ``prefix`` followed by ``n`` zero bytes."""
+    stream = stream or {}
     with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for entry, data in entries.items():
             if entry in stream:
@@ -62,7 +64,9 @@ def test_fixture_files_still_load():
 def test_member_larger_than_the_manifest_implies_is_refused_before_inflating(tmp_path):
     # before: the member was inflated in full (a 53 MB file declaring 50 GB ran out of memory)
     entries = _entries(FIXTURE)
-    bomb = _write(tmp_path / "bomb.cascal", entries, stream={"arrays/stats_mu.npy": (entries["arrays/stats_mu.npy"], 64 * 2**20)})
+    bomb = _write(
+        tmp_path / "bomb.cascal", entries, stream={"arrays/stats_mu.npy": (entries["arrays/stats_mu.npy"], 64 * 2**20)}
+    )
     assert bomb.stat().st_size < 2 * 2**20
     tracemalloc.start()
     try:
@@ -84,7 +88,9 @@ def test_manifest_declaring_too_many_bytes_is_refused(tmp_path):
 def test_member_whose_declared_size_lies_is_read_bounded(tmp_path):
     # the zip declares the honest size of the small member but its data inflates much further
     entries = _entries(FIXTURE)
-    bomb = _write(tmp_path / "lie.cascal", entries, stream={"arrays/stats_mu.npy": (entries["arrays/stats_mu.npy"], 32 * 2**20)})
+    bomb = _write(
+        tmp_path / "lie.cascal", entries, stream={"arrays/stats_mu.npy": (entries["arrays/stats_mu.npy"], 32 * 2**20)}
+    )
     raw = bytearray(bomb.read_bytes())
     true_size = 32 * 2**20 + len(entries["arrays/stats_mu.npy"])
     small = len(entries["arrays/stats_mu.npy"])
@@ -115,7 +121,9 @@ def test_npy_header_disagreeing_with_the_manifest_names_the_array(tmp_path):
     entries = _entries(FIXTURE)
     entries["arrays/global_scores.npy"] = _npy_header("<f8", (10**12,))
     bad = _write(tmp_path / "shape.cascal", entries)
-    with pytest.raises(RouterFileError, match=r"array global_scores is float64\(1000000000000,\), expected float64\(\d+,\)"):
+    with pytest.raises(
+        RouterFileError, match=r"array global_scores is float64\(1000000000000,\), expected float64\(\d+,\)"
+    ):
         load_record(bad)
 
 
@@ -167,7 +175,9 @@ def test_router_file_naming_a_huge_hashing_embedder_is_refused(tmp_path):
     manifest["embedding_model"] = "hashing-100000000"
     entries[MANIFEST] = json.dumps(manifest).encode()
     bad = _write(tmp_path / "hashing.cascal", entries)
-    with pytest.raises(RouterFileError, match=rf"{bad}: embedding_model 'hashing-100000000'.* at most 65536, got 100000000"):
+    with pytest.raises(
+        RouterFileError, match=rf"{bad}: embedding_model 'hashing-100000000'.* at most 65536, got 100000000"
+    ):
         CascalRouter.load(bad)
 
 
