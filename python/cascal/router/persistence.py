@@ -295,7 +295,8 @@ def _manifest_sizes(name: str, manifest: dict[str, Any]) -> dict[str, int]:
     if embedding_model is not None and not isinstance(embedding_model, str):
         raise RouterFileError(f"{name}: embedding_model must be a string or null, got {embedding_model!r}")
     try:
-        hashing_dim(embedding_model) if embedding_model is not None else None
+        if embedding_model is not None:
+            hashing_dim(embedding_model)  # refuses a hashing-<d> above the cap
     except EmbeddingError as exc:
         raise RouterFileError(f"{name}: embedding_model {exc}") from None
     return {"M": len(models), "S": len(subjects), "d": dim}
