@@ -18,7 +18,12 @@ Backends:
   the first basis vector, so every row has unit norm). Nothing is fitted and nothing is
   drawn from a random-number stream, so the name alone reproduces the embedder exactly (on any
   machine and numpy version). It captures shared vocabulary only, not meaning: a fallback for when
-  torch is unavailable, not a substitute for a sentence encoder.
+  torch is unavailable, not a substitute for a sentence encoder. ``d`` is at most
+  :data:`MAX_HASHING_DIM` (65,536): the projection of a batch holds up to 16,384 × ``d`` float64
+  entries, so a larger ``d`` (``hashing-100000000`` would ask for gigabytes at the first route) is
+  refused with :class:`EmbeddingError` naming the value, by :class:`HashingEmbedder`,
+  :func:`get_embedder` and :func:`load_embedder` (and a router file naming such an embedder is
+  refused when it is loaded).
 
 * ``openai`` (no extra dependency: the ``openai`` client): an OpenAI-compatible ``/v1/embeddings``
   endpoint, named ``openai:<model>@<base_url>`` (e.g. ``openai:text-embedding-3-small@http://127.0.0.1:8001/v1``),
@@ -50,6 +55,8 @@ from cascal.errors import EmbeddingError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_HASHING_DIM = 256
+#: Largest output dimension of the hashing embedder (``hashing-<d>``).
+MAX_HASHING_DIM = 65_536
 HASHING_FEATURES = 2**20
 HASHING_SEED = 0x5EED_CA5CA1
 BACKENDS = ("auto", "sentence-transformers", "hashing", "openai")
@@ -74,6 +81,8 @@ __all__ = [
     "embed_texts",
     "texts_digest",
     "DEFAULT_MODEL",
+    "MAX_HASHING_DIM",
+    "hashing_dim",
 ]
 
 
@@ -135,12 +144,17 @@ class HashingEmbedder(Embedder):
     """Stateless word 1–2-gram hashing + sublinear tf + Rademacher projection (see the module docstring).
 
     Args:
-        dim: output dimension (>= 2).
+        dim: output dimension (2 to :data:`MAX_HASHING_DIM`).
+
+    Raises:
+        EmbeddingError: ``dim`` is not an integer in that range (the message names the value).
     """
 
     def __init__(self, dim: int = DEFAULT_HASHING_DIM) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
             raise EmbeddingError(f"dim: the hashing embedder needs an integer dimension >= 2, got {dim!r}")
+        if dim > MAX_HASHING_DIM:
+            raise EmbeddingError(f"dim: the hashing embedder's dimension is at most {MAX_HASHING_DIM}, got {int(dim)}")
         from sklearn.feature_extraction.text import HashingVectorizer
 
         self.dim = int(dim)
@@ -321,9 +335,22 @@ def parse_openai_name(name: str) -> Optional[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------ choosing one
-def _hashing_dim(name: str) -> Optional[int]:
-    match = _HASHING_NAME.match(name)
-    return int(match.group(1)) if match else None
+def hashing_dim(name: str) -> Optional[int]:
+    """The dimension ``d`` of a hashing embedder name ``hashing-<d>``, ``None`` for any other name.
+
+    Raises:
+        EmbeddingError: ``d`` is below 2 or above :data:`MAX_HASHING_DIM`; the message names the value.
+    """
+    match = _HASHING_NAME.match(name) if isinstance(name, str) else None
+    if match is None:
+        return None
+    digits = match.group(1)
+    if len(digits) > 12 or int(digits) > MAX_HASHING_DIM:
+        raise EmbeddingError(f"{name!r}: the hashing embedder's dimension is at most {MAX_HASHING_DIM}, got {digits}")
+    dim = int(digits)
+    if dim < 2:
+        raise EmbeddingError(f"{name!r}: the hashing embedder needs a dimension >= 2, got {dim}")
+    return dim
 
 
 def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_size: int = 64) -> Embedder:
@@ -346,7 +373,7 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
         if endpoint is None:
             raise EmbeddingError(f"model: the openai backend needs a name openai:<model>@<base_url>, got {model!r}")
         return OpenAIEmbeddingsEmbedder(*endpoint, batch_size=batch_size)
-    dim = _hashing_dim(model)
+    dim = hashing_dim(model)
     if backend == "hashing":
         return HashingEmbedder(dim or DEFAULT_HASHING_DIM)
     if dim is not None:
@@ -374,7 +401,7 @@ def load_embedder(name: str, *, batch_size: int = 64) -> Embedder:
     because other embeddings would not match the router's training embeddings."""
     if not isinstance(name, str) or not name.strip():
         raise EmbeddingError(f"name: expected an embedder name, got {name!r}")
-    dim = _hashing_dim(name)
+    dim = hashing_dim(name)
     if dim is not None:
         return HashingEmbedder(dim)
     if name.startswith("openai:"):

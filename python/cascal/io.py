@@ -18,6 +18,12 @@ loaded ``question_ids`` hold the ids as written (``7`` stays an integer, ``"007"
 record is kept in ``extra["question_records"]``, so loading a folder and saving it again writes the
 same records (a field the matrix changed is written from the matrix). :func:`save_answers` writes
 only the answer files of a folder and never touches its questions.
+
+Every file is written to a uniquely named temporary file in the folder (``.<name>.<random>.tmp``)
+and moved over the target with :func:`os.replace`, so a reader sees the old file or the new one,
+and two writers never share a temporary file. A run that rewrites the answer files from what it
+read earlier (``cascal answer``) holds the folder's lock, :func:`dataset_lock` (the file
+``.cascal.lock`` in the folder), for the whole run.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ import functools
 import json
 import math
 import os
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -48,6 +57,8 @@ QUESTIONS_FILE = "questions.jsonl"
 PREDICTIONS_FILE = "predictions.csv"
 LOGPROBS_FILE = "logprobs.csv"
 COST_FILE = "cost.csv"
+#: The lock file of a dataset folder (:func:`dataset_lock`).
+LOCK_FILE = ".cascal.lock"
 _CORE_FIELDS = ("question_id", "category", "question", "options", "answer")
 #: ``ResponseMatrix.extra`` key of the fields of questions.jsonl beyond the core ones (one dict per question).
 QUESTION_FIELDS = "question_fields"
@@ -58,8 +69,10 @@ MAX_JSON_DEPTH = 100
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 __all__ = [
+    "LOCK_FILE",
     "MAX_JSON_DEPTH",
     "OUT_OF_RANGE_CHOICES",
+    "dataset_lock",
     "embedding_files",
     "embeddings_path",
     "load_dataset",
@@ -497,10 +510,8 @@ def save_dataset(responses: ResponseMatrix, path: PathLike) -> Path:
     for file in stale:  # a folder reused for another question set
         file.unlink()
     if target is not None:
-        tmp = target.with_name(f".{target.name}.tmp")  # not matched by the embeddings*.npy glob
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(responses.embeddings, dtype=np.float32))
-        os.replace(tmp, target)
+        embeddings = np.asarray(responses.embeddings, dtype=np.float32)
+        _atomic_write_bytes(target, lambda fh: np.save(fh, embeddings))
     return folder
 
 
@@ -674,11 +685,87 @@ def _write_table(
 
 
 def _atomic_write(target: Path, write: Callable[[IO[str]], None]) -> None:
-    tmp = target.with_name(target.name + ".tmp")
+    """Write ``target`` as UTF-8 text through ``write``, atomically (see :func:`_atomic_replace`)."""
+    with _atomic_replace(target, "w", encoding="utf-8", newline="") as fh:
+        write(fh)
+
+
+def _atomic_write_bytes(target: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``target`` as bytes through ``write``, atomically (see :func:`_atomic_replace`)."""
+    with _atomic_replace(target, "wb") as fh:
+        write(fh)
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file: ``0o666`` less the process's umask."""
+    umask = os.umask(0o022)  # the umask can only be read by setting it: restore it at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def _atomic_replace(target: Path, mode: str, **kwargs: Any) -> Iterator[Any]:
+    """A uniquely named temporary file in ``target``'s folder (``.<name>.<random>.tmp``, matched by
+    no dataset file pattern) that replaces ``target`` when the block ends, or is removed if it fails."""
+    fh = tempfile.NamedTemporaryFile(
+        mode, dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False, **kwargs
+    )
+    tmp = Path(fh.name)
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
+        with fh:
+            os.chmod(tmp, _new_file_mode())  # as open() would create it, not tempfile's 0o600
+            yield fh
         os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def dataset_lock(folder: PathLike, *, wait: bool = False, purpose: str = "answered") -> Iterator[Path]:
+    """Hold the exclusive lock of the dataset folder ``folder`` (an ``flock`` on its
+    :data:`LOCK_FILE`, which records the holder's pid) while the ``with`` block runs.
+
+    The lock is released when the block ends or the process dies (the kernel drops it with the file
+    descriptor), so a killed run never leaves the folder locked; the lock file itself stays. On a
+    system without ``fcntl`` (Windows) nothing is locked.
+
+    Args:
+        folder: an existing dataset folder.
+        wait: wait for the other holder to finish instead of refusing at once.
+        purpose: what the holder does to the folder, for the message.
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        cascal.errors.DataError: ``wait`` is false and another process holds the lock; the message
+            names the folder and that process's pid.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield Path(folder) / LOCK_FILE
+        return
+    path = Path(folder) / LOCK_FILE
+    if not Path(folder).is_dir():
+        raise DataError(f"{folder}: no such dataset folder")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise DataError(
+                f"{folder}: folder is being {purpose} by another run (pid {holder}); wait for it to finish "
+                "(or pass --wait)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        os.close(fd)

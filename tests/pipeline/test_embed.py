@@ -314,3 +314,18 @@ def test_embed_dataset_recomputes_an_unusable_cache(tmp_path: Path, spoil) -> No
     assert again.dtype == np.float32
     np.testing.assert_array_equal(again, x)
     np.testing.assert_array_equal(load_dataset(folder).embeddings, x)
+
+
+@pytest.mark.parametrize("name", ["hashing-65537", "hashing-100000000", "hashing-99999999999999999999"])
+def test_hashing_dimension_is_capped(name):
+    # before: hashing-100000000 was accepted and the first encode asked for a 5.6 GiB projection
+    from cascal.embedding import MAX_HASHING_DIM, HashingEmbedder, get_embedder, load_embedder
+    from cascal.errors import EmbeddingError
+
+    value = name.split("-")[1]
+    for make in (load_embedder, get_embedder, lambda n: get_embedder(n, backend="hashing")):
+        with pytest.raises(EmbeddingError, match=rf"{name}'.* at most {MAX_HASHING_DIM}, got {value}"):
+            make(name)
+    with pytest.raises(EmbeddingError, match=rf"dim: .* at most {MAX_HASHING_DIM}, got {MAX_HASHING_DIM + 1}"):
+        HashingEmbedder(MAX_HASHING_DIM + 1)
+    assert load_embedder(f"hashing-{MAX_HASHING_DIM}").dim == MAX_HASHING_DIM

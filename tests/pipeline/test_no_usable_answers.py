@@ -97,3 +97,26 @@ def test_training_on_zero_questions_is_a_data_error(tmp_path, capsys):
     np.save(folder / "embeddings_x.npy", np.zeros((0, 4), dtype=np.float32))
     assert main(["train", str(folder), "--out", str(tmp_path / "r.cascal")]) == 2  # before: a ValueError traceback
     assert capsys.readouterr().err.startswith(f"error: {folder}: questions.jsonl holds no question to train on")
+
+
+def test_fit_warns_naming_the_models_without_answers():
+    # before: CascalRouter.fit trained on all-'?' / empty columns without a word (every score 0)
+    from cascal.embedding import HashingEmbedder
+    from cascal.router import CascalRouter
+
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, 4, size=N_Q)
+    answers = np.stack([np.where(rng.random(N_Q) < p, gold, (gold + 1) % 4) for p in (0.9, 0.7, 0.5, 0.3)], axis=1)
+    answers[:, 0] = NO_ANSWER
+    answers[:, 2] = NOT_ASKED
+    rm = matrix(answers)
+    X = HashingEmbedder(32).encode(rm.questions)
+    with pytest.warns(UserWarning, match=r"CascalRouter.fit: 2 of 4 models have no usable answer .*: m0, m2; they"):
+        CascalRouter().fit(X, rm)
+    rm_all = matrix(np.full((N_Q, 4), NO_ANSWER))
+    with pytest.warns(UserWarning, match="no model has a usable answer .* routes uniformly"):
+        CascalRouter().fit(X, rm_all)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CascalRouter().fit(X, matrix(np.where(answers < 0, 1, answers)))
+    assert not [w for w in caught if "usable answer" in str(w.message)]

@@ -299,7 +299,8 @@ def test_model_without_any_answer(world, code):
     broken = ResponseMatrix(
         answers=answers, n_options=responses.n_options, subjects=responses.subjects, model_names=MODELS
     )
-    router = CascalRouter(random_state=0).fit(X, broken)
+    with pytest.warns(UserWarning, match=r"CascalRouter.fit: 1 of 5 models have no usable answer .*: F1;"):
+        router = CascalRouter(random_state=0).fit(X, broken)
     assert router.global_scores_[2] == 0.0
     assert np.all(router.centroid_scores_[:, 2] == 0.0)
     assert not np.any(router.route(X, top_k=2).ranked == 2)

@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=None, metavar="N", help="override every model's max_concurrency"
     )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run is answering DATASET, wait for it to finish (default: stop at once)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         models=args.models,
         concurrency=args.concurrency,
+        wait=args.wait,
     )
     stats = result.extra.get("answering", {})
     print(f"{args.dataset}: {result.n_questions} questions")

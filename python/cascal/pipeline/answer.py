@@ -16,6 +16,14 @@ Every reply goes through the on-disk cache before it is used, so an interrupted 
 stopped without paying twice. Results are written into the folder: predictions.csv, logprobs.csv and
 cost.csv gain (or replace) one column per pool model; other models' columns are kept.
 
+A run holds the folder's lock (:func:`cascal.io.dataset_lock`, the file ``.cascal.lock``) from
+before it reads the folder and opens the cache until its files are written: a second run on the
+same folder stops at once with a :class:`~cascal.errors.DataError` naming the folder and the pid of
+the run holding it, or, with ``wait=True`` (``cascal answer --wait``), waits for it and then finds
+its replies in the cache. Before saving, the run reads the folder's answer files again and merges
+its models' columns into them, so a column another writer added meanwhile is kept; every file is
+replaced atomically under a unique temporary name.
+
 The cache holds raw replies only; every run extracts the letters again, with the current extractor,
 in a worker thread (one slow extraction never stalls the requests of the event loop). A run after an
 extractor change (:data:`cascal.llm.extract.EXTRACTOR_VERSION`) therefore re-reads every cached reply
@@ -36,7 +44,7 @@ import numpy as np
 
 from cascal.data import LETTERS, NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
-from cascal.io import load_dataset, save_answers
+from cascal.io import dataset_lock, load_dataset, save_answers
 from cascal.llm.cache import ResponseCache
 from cascal.llm.client import ChatClient, EndpointError, RequestFailed
 from cascal.llm.config import PoolConfig, RetryPolicy
@@ -110,6 +118,7 @@ def answer_dataset(
     models: Optional[Sequence[str]] = None,
     concurrency: Optional[int] = None,
     retry: Optional[RetryPolicy] = None,
+    wait: bool = False,
 ) -> ResponseMatrix:
     """Have every pool model answer every question of ``dataset_dir``; write and return the result.
 
@@ -121,6 +130,7 @@ def answer_dataset(
         models: only these pool models (names), in this order.
         concurrency: override every model's ``max_concurrency``.
         retry: override the pool's retry policy.
+        wait: when another run holds the folder's lock, wait for it instead of refusing.
 
     Returns:
         The dataset with the pool models' columns; ``extra["answering"]`` holds per-model
@@ -133,7 +143,9 @@ def answer_dataset(
             message says so and names the cache), so calling again resumes.
         cascal.errors.ConfigError: unknown model names, a missing API key variable.
         cascal.errors.InvalidParameterError: ``concurrency`` below 1.
-        cascal.errors.DataError: a malformed dataset folder or an unusable cache file.
+        cascal.errors.DataError: a malformed dataset folder or an unusable cache file; another run
+            is answering the folder (``wait`` false; the message names its pid); the folder's
+            questions changed during the run.
     """
     folder = Path(dataset_dir)
     if models is not None:
@@ -144,6 +156,14 @@ def answer_dataset(
         pool = pool.with_concurrency(concurrency)
     if retry is not None:
         pool = pool.with_retry(retry)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such dataset folder")
+    with dataset_lock(folder, wait=wait):
+        return _answer_locked(folder, pool, cache_path, progress)
+
+
+def _answer_locked(folder: Path, pool: PoolConfig, cache_path: Optional[PathLike], progress: bool) -> ResponseMatrix:
+    """:func:`answer_dataset` once the folder's lock is held."""
     dataset = load_dataset(folder, embeddings=None)
     if dataset.questions is None or dataset.options is None:  # pragma: no cover - load_dataset always fills them
         raise DataError(f"{folder}: questions and options are required")
@@ -160,7 +180,14 @@ def answer_dataset(
         ) from exc
     finally:
         cache.close()
-    result = _merge(dataset, pool.names, answers)
+    # merge into the answer files as they are now, not as they were read: no column is dropped
+    current = load_dataset(folder, embeddings=None)
+    if np.asarray(current.question_ids).tolist() != np.asarray(dataset.question_ids).tolist():
+        raise DataError(
+            f"{folder}: questions.jsonl changed while it was being answered; nothing was written, every "
+            f"reply is cached in {cache.path}: run the command again"
+        )
+    result = _merge(current, pool.names, answers)
     result.extra["answering"] = {name: s.as_dict() for name, s in stats.items()}
     result.extra["extractor_version"] = EXTRACTOR_VERSION
     save_answers(result, folder)  # questions.jsonl stays as written

@@ -8,6 +8,7 @@ the same way.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -50,6 +51,7 @@ def train_router(
     """
     from cascal.io import load_dataset
     from cascal.router import CascalRouter
+    from cascal.router.cascal_router import NO_USABLE_ANSWER_WARNING
 
     CascalRouter(**router_params).validate_params()
     dataset = load_dataset(dataset_dir, embeddings=embeddings, out_of_range=out_of_range)
@@ -61,7 +63,10 @@ def train_router(
         raise DataError(f"{dataset_dir}: no embeddings_<name>.npy; run `cascal embed` on it first")
     _warn_about_silent_models(dataset_dir, dataset.models_without_answers(), dataset.n_models)
     router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
-    router.fit(dataset.embeddings, dataset)
+    with warnings.catch_warnings():
+        # already warned above, naming the file
+        warnings.filterwarnings("ignore", message=re.escape(NO_USABLE_ANSWER_WARNING), category=UserWarning)
+        router.fit(dataset.embeddings, dataset)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)

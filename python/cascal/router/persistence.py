@@ -24,6 +24,15 @@ routing exactly as it did when it was written.
 Loading checks everything it reads: a file that is not a zip, is truncated, lacks an entry or a
 manifest key, holds arrays of the wrong shape or dtype, or was written in a newer format version
 raises :class:`RouterFileError` naming the file and the problem.
+
+Reading is bounded: the manifest is read first (at most :data:`MAX_MANIFEST_BYTES`) and fixes ``M``,
+``S`` and ``d``; each array entry's ``.npy`` header is parsed before any of its data, its declared
+dtype and shape are checked against the manifest (``C``, the number of centroids, comes from the
+``centroids`` header and must keep every array under :data:`MAX_ARRAY_BYTES`), the zip-declared
+uncompressed size of the entry must equal the header plus exactly that data, and the data is read
+from a stream with that many bytes requested, never more. Corrupt compressed data, a bad CRC, a
+truncated entry or a header that disagrees with the manifest raises :class:`RouterFileError`
+naming the file and the entry, before anything large is allocated.
 """
 
 from __future__ import annotations
@@ -31,15 +40,18 @@ from __future__ import annotations
 import io
 import json
 import math
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from os import PathLike, fspath
-from typing import Any, Optional, Union
+from typing import IO, Any, Optional, Union
 
 import numpy as np
 
 from cascal._core import __version__
-from cascal.errors import RouterFileError
+from cascal.embedding import hashing_dim
+from cascal.errors import EmbeddingError, RouterFileError
 from cascal.kernels.routing import RoutingTables
 
 __all__ = ["FORMAT_VERSION", "RouterFileError", "RouterRecord", "load_record", "save_record"]
@@ -75,6 +87,15 @@ TABLE_ARRAYS = {
 }
 #: The other arrays: the consensus statistics of :class:`RouterRecord`.
 STATS_ARRAYS = {"stats_mu": (np.float64, ("M",)), "stats_sigma": (np.float64, ("M",))}
+#: Largest ``manifest.json`` entry read (uncompressed bytes, as the zip declares them).
+MAX_MANIFEST_BYTES = 64 * 2**20
+#: Largest array entry read: no array of a router file may hold more data bytes than this.
+MAX_ARRAY_BYTES = 2**28
+#: Largest ``embedding_dim`` accepted.
+MAX_EMBEDDING_DIM = 65_536
+#: What reading a damaged zip entry can raise: decompression, CRC and truncation errors, an
+#: unsupported compression method or an encrypted entry.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, struct.error)
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,30 +188,80 @@ def load_record(path: Union[str, "PathLike[str]"]) -> RouterRecord:
     """Read the record of a router file written by :func:`save_record` (any format version up to
     :data:`FORMAT_VERSION`); a version-1 file gets the constants it routed with.
 
+    Every entry is checked before it is read (see the module docstring), so a damaged or hostile
+    file costs at most the memory its manifest justifies.
+
     Raises:
         RouterFileError: the file is missing, not a router file, corrupt, truncated, incomplete,
-            inconsistent, or written in a newer format version than this cascal reads.
+            inconsistent, or written in a newer format version than this cascal reads; the message
+            starts with the file's path and names the entry when one is at fault.
     """
     name = fspath(path)
     try:
         with zipfile.ZipFile(name, "r") as zf:
             manifest = _read_manifest(zf, name)
-            arrays = {key: _read_array(zf, name, key) for key in (*TABLE_ARRAYS, *STATS_ARRAYS)}
+            sizes = _manifest_sizes(name, manifest)
+            arrays = {
+                key: _read_array(zf, name, key, dtype, spec, sizes)
+                for key, (dtype, spec) in (*TABLE_ARRAYS.items(), *STATS_ARRAYS.items())
+            }
+    except RouterFileError:
+        raise
     except FileNotFoundError:
         raise RouterFileError(f"{name}: no such file") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (*_ZIP_ERRORS, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise RouterFileError(f"{name}: not a readable router file (corrupt or truncated zip: {exc})") from None
     return _build_record(name, manifest, arrays)
 
 
-def _read_manifest(zf: zipfile.ZipFile, name: str) -> dict[str, Any]:
+def _entry_info(zf: zipfile.ZipFile, name: str, entry: str, missing: str) -> zipfile.ZipInfo:
     try:
-        raw = zf.read(MANIFEST)
+        return zf.getinfo(entry)
     except KeyError:
-        raise RouterFileError(f"{name}: no {MANIFEST} entry; not a cascal router file") from None
+        raise RouterFileError(f"{name}: {missing}") from None
+
+
+def _read_entry(stream: IO[bytes], name: str, entry: str, n: int) -> bytes:
+    """Exactly ``n`` bytes of ``entry`` (a bounded read: at most ``n`` are ever requested)."""
+    try:
+        data = stream.read(n)
+    except _ZIP_ERRORS as exc:
+        raise RouterFileError(f"{name}: entry {entry} is corrupt ({type(exc).__name__}: {exc})") from None
+    if len(data) != n:
+        raise RouterFileError(f"{name}: entry {entry} is truncated ({len(data)} of {n} bytes)")
+    return data
+
+
+def _check_entry_end(stream: IO[bytes], name: str, entry: str) -> None:
+    """Read past the last byte of ``entry``, which makes zipfile check its CRC."""
+    extra = _read_entry_tail(stream, name, entry)
+    if extra:
+        raise RouterFileError(f"{name}: entry {entry} holds more data than its header declares")
+
+
+def _read_entry_tail(stream: IO[bytes], name: str, entry: str) -> bytes:
+    try:
+        return stream.read(1)
+    except _ZIP_ERRORS as exc:
+        raise RouterFileError(f"{name}: entry {entry} is corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def _read_manifest(zf: zipfile.ZipFile, name: str) -> dict[str, Any]:
+    info = _entry_info(zf, name, MANIFEST, f"no {MANIFEST} entry; not a cascal router file")
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise RouterFileError(
+            f"{name}: entry {MANIFEST} declares {info.file_size} bytes, more than the {MAX_MANIFEST_BYTES} read"
+        )
+    try:
+        stream = zf.open(info)
+    except _ZIP_ERRORS as exc:
+        raise RouterFileError(f"{name}: entry {MANIFEST} is corrupt ({type(exc).__name__}: {exc})") from None
+    with stream:
+        raw = _read_entry(stream, name, MANIFEST, info.file_size)
+        _check_entry_end(stream, name, MANIFEST)
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise RouterFileError(f"{name}: {MANIFEST} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise RouterFileError(f"{name}: {MANIFEST} must hold a JSON object")
@@ -212,33 +283,112 @@ def _read_manifest(zf: zipfile.ZipFile, name: str) -> dict[str, Any]:
     return manifest
 
 
-def _read_array(zf: zipfile.ZipFile, name: str, key: str) -> np.ndarray:
+def _manifest_sizes(name: str, manifest: dict[str, Any]) -> dict[str, int]:
+    """``M``, ``S`` and ``d`` as the manifest states them (checked, ``d`` capped), before any array
+    is read; also refuses an embedding model this cascal would refuse to build."""
+    models = _string_list(manifest["model_names"], "model_names", name)
+    subjects = _string_list(manifest["subject_names"], "subject_names", name)
+    dim = manifest["embedding_dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_EMBEDDING_DIM:
+        raise RouterFileError(f"{name}: embedding_dim must be an integer in 1..{MAX_EMBEDDING_DIM}, got {dim!r}")
+    embedding_model = manifest["embedding_model"]
+    if embedding_model is not None and not isinstance(embedding_model, str):
+        raise RouterFileError(f"{name}: embedding_model must be a string or null, got {embedding_model!r}")
+    try:
+        if embedding_model is not None:
+            hashing_dim(embedding_model)  # refuses a hashing-<d> above the cap
+    except EmbeddingError as exc:
+        raise RouterFileError(f"{name}: embedding_model {exc}") from None
+    return {"M": len(models), "S": len(subjects), "d": dim}
+
+
+def _read_array(
+    zf: zipfile.ZipFile, name: str, key: str, dtype: Any, spec: tuple[str, ...], sizes: dict[str, int]
+) -> np.ndarray:
+    """Array ``key``, after its ``.npy`` header and zip-declared size are checked against the
+    manifest's ``sizes`` (``C`` is fixed by the first array that has it and added to ``sizes``)."""
     entry = f"arrays/{key}.npy"
+    info = _entry_info(zf, name, entry, f"array entry {entry} is missing")
     try:
-        raw = zf.read(entry)
-    except KeyError:
-        raise RouterFileError(f"{name}: array entry {entry} is missing") from None
+        stream = zf.open(info)
+    except _ZIP_ERRORS as exc:
+        raise RouterFileError(f"{name}: entry {entry} is corrupt ({type(exc).__name__}: {exc})") from None
+    with stream:
+        shape, fortran, file_dtype, offset = _read_npy_header(stream, name, entry)
+        if file_dtype != np.dtype(dtype) or len(shape) != len(spec):
+            raise RouterFileError(
+                f"{name}: array {key} is {file_dtype}{shape}, expected {np.dtype(dtype)}{_expected(spec, sizes)}"
+            )
+        if "C" in spec and "C" not in sizes:
+            sizes["C"] = shape[spec.index("C")]
+        expected = tuple(sizes[s] for s in spec)
+        if shape != expected:
+            raise RouterFileError(f"{name}: array {key} is {file_dtype}{shape}, expected {np.dtype(dtype)}{expected}")
+        n_bytes = math.prod(shape) * file_dtype.itemsize
+        if n_bytes > MAX_ARRAY_BYTES:
+            raise RouterFileError(
+                f"{name}: array {key} ({entry}) declares shape {shape}: {n_bytes} bytes, more than the "
+                f"{MAX_ARRAY_BYTES} a router file may hold per array"
+            )
+        if info.file_size != offset + n_bytes:
+            raise RouterFileError(
+                f"{name}: entry {entry} declares {info.file_size} bytes, its .npy header implies {offset + n_bytes}"
+            )
+        data = bytearray(_read_entry(stream, name, entry, n_bytes))
+        _check_entry_end(stream, name, entry)
+    return np.frombuffer(data, dtype=file_dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _expected(spec: tuple[str, ...], sizes: dict[str, int]) -> tuple[Union[int, str], ...]:
+    return tuple(sizes.get(s, s) for s in spec)
+
+
+def _read_npy_header(stream: IO[bytes], name: str, entry: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, bytes before the data)`` of the ``.npy`` file ``stream`` is at
+    the start of; only format versions 1.0 and 2.0, no object dtype."""
+    from numpy.lib import format as npy_format
+
+    counted = _CountingReader(stream)
     try:
-        return np.load(io.BytesIO(raw), allow_pickle=False)
-    except ValueError as exc:
+        version = npy_format.read_magic(counted)
+        if version == (1, 0):
+            shape, fortran, file_dtype = npy_format.read_array_header_1_0(counted)
+        elif version == (2, 0):
+            shape, fortran, file_dtype = npy_format.read_array_header_2_0(counted)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except RouterFileError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise RouterFileError(f"{name}: entry {entry} is corrupt ({type(exc).__name__}: {exc})") from None
+    except (ValueError, SyntaxError, TypeError, OverflowError, MemoryError) as exc:
         raise RouterFileError(f"{name}: {entry} is not a plain .npy array ({exc})") from None
+    if file_dtype.hasobject:
+        raise RouterFileError(f"{name}: {entry} is not a plain .npy array (object arrays are refused)")
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise RouterFileError(f"{name}: {entry} is not a plain .npy array (bad shape {shape!r})")
+    return tuple(shape), bool(fortran), file_dtype, counted.count
+
+
+class _CountingReader:
+    """A read-only view of a stream that counts the bytes read (the ``.npy`` header length) and
+    refuses short reads as a truncated header."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.source = stream
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > 2**20:
+            raise ValueError(f".npy header asks to read {n} bytes")
+        data = self.source.read(n)
+        self.count += len(data)
+        return data
 
 
 def _build_record(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> RouterRecord:
     models = _string_list(manifest["model_names"], "model_names", name)
     subjects = _string_list(manifest["subject_names"], "subject_names", name)
-    dim = manifest["embedding_dim"]
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise RouterFileError(f"{name}: embedding_dim must be a positive integer, got {dim!r}")
-    sizes = {"M": len(models), "S": len(subjects), "C": int(arrays["centroids"].shape[0]), "d": dim}
-    for key, (dtype, spec) in (*TABLE_ARRAYS.items(), *STATS_ARRAYS.items()):
-        arr = arrays[key]
-        expected = tuple(sizes[s] for s in spec)
-        if arr.dtype != dtype or arr.shape != expected:
-            raise RouterFileError(
-                f"{name}: array {key} is {arr.dtype}{arr.shape}, expected {np.dtype(dtype)}{expected}"
-            )
-
     params = manifest["params"]
     if not isinstance(params, dict):
         raise RouterFileError(f"{name}: params must be a JSON object")
@@ -247,8 +397,6 @@ def _build_record(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
         for key, value in V1_PARAMS.items():
             params.setdefault(key, value)
     embedding_model = manifest["embedding_model"]
-    if embedding_model is not None and not isinstance(embedding_model, str):
-        raise RouterFileError(f"{name}: embedding_model must be a string or null, got {embedding_model!r}")
     try:
         return RouterRecord(
             params=params,
