@@ -15,7 +15,7 @@ use pyo3::types::PyString;
 
 use crate::array::c_slice;
 use crate::attr::attr;
-use crate::errors::{arg_error, in_kernel, to_py};
+use crate::errors::{arg_error, in_kernel};
 
 type RouteTuple<'py> = (
     Bound<'py, PyArray2<f64>>,
