@@ -191,6 +191,26 @@ mod tests {
     }
 
     #[test]
+    fn kernels_report_impossible_sizes_before_touching_data() {
+        use crate::linkage::{mst, nn_chain, storage, Method};
+        // cluster_means: n_clusters × m overflows usize, or needs 2^61 bytes
+        let err = crate::niche::cluster_means(&[0], &[0.0f64; 4], 1, 4, usize::MAX / 2, None).unwrap_err();
+        assert_eq!((err.arg, err.kind), ("n_clusters", ErrorKind::InvalidInput));
+        let err = crate::niche::cluster_means(&[0], &[0.0f64], 1, 1, 1 << 58, None).unwrap_err();
+        assert_eq!((err.arg, err.kind), ("n_clusters", ErrorKind::OutOfMemory { bytes: 1 << 61 }));
+        // linkage: square working matrix n² overflowing, beyond isize::MAX bytes, or over the cap
+        let tiny = [1.0f32];
+        assert_eq!(storage::Square::from_condensed(&tiny, 1 << 40).err().unwrap().kind, ErrorKind::InvalidInput);
+        assert_eq!(storage::Square::from_condensed(&tiny, 1 << 31).err().unwrap().kind, ErrorKind::InvalidInput);
+        assert!(storage::Square::from_condensed(&tiny, 1 << 28).err().unwrap().is_out_of_memory());
+        // linkage: O(n) bookkeeping of the condensed storage, NN-chain and Prim
+        assert!(storage::Condensed::<f64>::new(Vec::new(), 1 << 56).err().unwrap().is_out_of_memory());
+        let mut square = storage::Square::from_condensed(&tiny, 2).unwrap();
+        assert!(nn_chain::nn_chain(&mut square, 1 << 56, Method::Average).unwrap_err().is_out_of_memory());
+        assert!(mst::prim(1 << 56, |_, _| 0.0).unwrap_err().is_out_of_memory());
+    }
+
+    #[test]
     fn small_buffers_work() {
         assert_eq!(try_vec("X", "v", 3, 7i32).unwrap(), vec![7, 7, 7]);
         assert_eq!(try_zeroed::<f64>("X", "v", 4).unwrap(), vec![0.0; 4]);

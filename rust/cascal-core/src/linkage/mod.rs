@@ -42,18 +42,32 @@ const SQUARE_MAX_BYTES: usize = 6 << 30;
 ///
 /// Single linkage runs Prim directly on `dist`. The other methods copy it into a full square
 /// working matrix of the same type (n² values; scans read contiguous rows instead of scattered
-/// columns), or into a condensed copy when the square one would exceed 6 GiB.
+/// columns), or into a condensed copy when the square one would exceed 6 GiB or cannot be
+/// allocated. Errors: invalid `dist`, or working memory that cannot be allocated.
 pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64>> {
     let n = check_condensed(dist)?;
     let merges = match method {
         Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64())?,
-        _ if n.saturating_mul(n).saturating_mul(std::mem::size_of::<S>()) <= SQUARE_MAX_BYTES => {
-            nn_chain::nn_chain(&mut storage::Square::from_condensed(dist, n)?, n, method)?
-        }
         _ => {
-            let mut copy = try_with_capacity("data", "working copy of the condensed distances", dist.len())?;
-            copy.extend_from_slice(dist);
-            nn_chain::nn_chain(&mut storage::Condensed::new(copy, n)?, n, method)?
+            // The square matrix when it is small enough and can be allocated; otherwise (also
+            // when the allocation cap refuses it) the condensed copy, half the size.
+            let square = if n.saturating_mul(n).saturating_mul(std::mem::size_of::<S>()) <= SQUARE_MAX_BYTES {
+                match storage::Square::from_condensed(dist, n) {
+                    Ok(square) => Some(square),
+                    Err(e) if e.is_out_of_memory() => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            match square {
+                Some(mut square) => nn_chain::nn_chain(&mut square, n, method)?,
+                None => {
+                    let mut copy = try_with_capacity("data", "working copy of the condensed distances", dist.len())?;
+                    copy.extend_from_slice(dist);
+                    nn_chain::nn_chain(&mut storage::Condensed::new(copy, n)?, n, method)?
+                }
+            }
         }
     };
     dendrogram::to_linkage_matrix(merges, n)
