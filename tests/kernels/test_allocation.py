@@ -84,10 +84,23 @@ def test_linkage_of_three_million_vectors() -> None:
     assert_memory_error(kind, message, "linkage", "data:")
 
 
-def test_linkage_condensed_square_copy_over_the_cap() -> None:
-    # 1000 observations: the n² float64 working matrix (8 MB) exceeds a 1 MB cap
+def test_linkage_condensed_working_copy_over_the_cap() -> None:
+    # 1000 observations: neither the n² float64 working matrix (8 MB) nor the condensed copy (4 MB)
+    # fits under a 1 MB cap
     kind, message = run_case("K.linkage(np.ones(1000 * 999 // 2), method='complete')", cap=1_000_000)
-    assert_memory_error(kind, message, "linkage", "square working matrix")
+    assert_memory_error(kind, message, "linkage", "working copy of the condensed distances")
+
+
+def test_linkage_condensed_falls_back_to_the_condensed_copy() -> None:
+    """Under a cap that refuses the square working matrix but not the condensed copy, linkage works."""
+    env = {k: v for k, v in os.environ.items() if k != CAP_ENV}
+    env[CAP_ENV] = "6000000"  # square: 8 MB, condensed copy: 4 MB
+    script = (
+        "import numpy as np, cascal.kernels as K; print(K.linkage(np.ones(1000 * 999 // 2), method='complete').shape)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(999, 4)"
 
 
 def test_fcluster_over_the_cap() -> None:
