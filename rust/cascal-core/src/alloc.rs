@@ -6,9 +6,10 @@
 //! `Vec::with_capacity` end in:
 //!
 //! - the element count is computed with checked multiplication ([`checked_len`]); an overflow of
-//!   `usize`, or a byte size above `isize::MAX`, is invalid input ([`ErrorKind::InvalidInput`]);
+//!   `usize`, or a byte size above `isize::MAX`, is invalid input
+//!   ([`ErrorKind::InvalidInput`](crate::error::ErrorKind::InvalidInput));
 //! - a byte size above the allocation cap ([`max_alloc_bytes`]) is refused with
-//!   [`ErrorKind::OutOfMemory`] before anything is allocated;
+//!   [`ErrorKind::OutOfMemory`](crate::error::ErrorKind::OutOfMemory) before anything is allocated;
 //! - below the cap the allocation itself is fallible (`Vec::try_reserve_exact`, or
 //!   `alloc_zeroed` for zero-filled buffers), and an allocator failure is also `OutOfMemory`.
 //!
@@ -23,7 +24,7 @@
 use std::alloc::{alloc_zeroed, Layout};
 use std::sync::OnceLock;
 
-use crate::error::{ErrorKind, KResult, KernelError};
+use crate::error::{KResult, KernelError};
 
 /// Name of the environment variable that overrides the allocation cap (bytes).
 pub const CAP_ENV: &str = "CASCAL_MAX_OUTPUT_BYTES";
@@ -139,14 +140,10 @@ fn zero_value<T: Zeroable>() -> T {
     unsafe { std::mem::zeroed() }
 }
 
-/// Is `err` an allocation failure?
-pub fn is_oom(err: &KernelError) -> bool {
-    matches!(err.kind, ErrorKind::OutOfMemory { .. })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn overflow_is_invalid_input() {
@@ -170,7 +167,7 @@ mod tests {
     fn bytes_above_the_cap_are_out_of_memory() {
         let err = check_bytes_with_cap::<f32>("X", "output", 1000, 3999).unwrap_err();
         assert_eq!(err.kind, ErrorKind::OutOfMemory { bytes: 4000 });
-        assert!(err.is_out_of_memory() && is_oom(&err));
+        assert!(err.is_out_of_memory());
         assert!(err.message.contains("4000 bytes"), "{}", err.message);
         assert_eq!(check_bytes_with_cap::<f32>("X", "output", 1000, 4000).unwrap(), 4000);
     }
