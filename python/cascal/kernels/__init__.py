@@ -2,6 +2,9 @@
 
 Each submodule wraps one kernel family of :mod:`cascal._core`: it checks shapes and dtypes, makes
 C-contiguous input without copying what already is, and raises ``ValueError`` naming the argument.
+An output or working buffer too large to allocate raises ``MemoryError`` (naming the kernel, the
+argument and the bytes) before any work starts, instead of aborting the interpreter; the limit is the
+physical memory, or ``CASCAL_MAX_OUTPUT_BYTES`` when set.
 """
 
 from cascal.kernels.consensus import *  # noqa: F401,F403

@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 
 use crate::distance::OutPtr;
+use crate::alloc::{checked_len, try_vec, try_with_capacity, try_zeroed};
 use crate::error::{KResult, KernelError};
 
 /// Largest number of options a question may have.
@@ -147,7 +148,7 @@ fn gather_column<T: Copy + Into<f64>>(logprobs: &[T], n_m: usize, m: usize) -> V
 /// Per-model columns of the non-NaN logprobs. Row blocks are split in parallel: a first pass counts
 /// each block's non-NaN values per model, so every block then writes its values straight to their
 /// final place (row order kept, no second copy of the matrix).
-fn gather_columns<T: Copy + Into<f64> + Sync>(logprobs: &[T], n_q: usize, n_m: usize) -> Vec<Vec<f64>> {
+fn gather_columns<T: Copy + Into<f64> + Sync>(logprobs: &[T], n_q: usize, n_m: usize) -> KResult<Vec<Vec<f64>>> {
     let block = GATHER_ROWS * n_m;
     let counts: Vec<Vec<usize>> = logprobs
         .par_chunks(block)
@@ -173,7 +174,10 @@ fn gather_columns<T: Copy + Into<f64> + Sync>(logprobs: &[T], n_q: usize, n_m: u
             start
         })
         .collect();
-    let mut columns: Vec<Vec<f64>> = totals.iter().map(|&t| Vec::with_capacity(t)).collect();
+    let mut columns: Vec<Vec<f64>> = totals
+        .iter()
+        .map(|&t| try_with_capacity("logprobs", "per-model logprob columns", t))
+        .collect::<KResult<_>>()?;
     let outs: Vec<OutPtr<f64>> = columns.iter_mut().map(|c| OutPtr::new(c.as_mut_ptr())).collect();
     logprobs.par_chunks(block).zip(offsets.par_iter()).for_each(|(rows, start)| {
         let mut at = start.clone();
@@ -194,7 +198,7 @@ fn gather_columns<T: Copy + Into<f64> + Sync>(logprobs: &[T], n_q: usize, n_m: u
         unsafe { col.set_len(t) };
     }
     debug_assert_eq!(logprobs.len(), n_q * n_m);
-    columns
+    Ok(columns)
 }
 
 /// Per-model `(mu, sigma)` of a row-major `n_q × n_m` logprob matrix (see the module docs).
@@ -208,7 +212,7 @@ where
     if n_m == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    let columns = gather_columns(logprobs, n_q, n_m);
+    let columns = gather_columns(logprobs, n_q, n_m)?;
     let stats: Vec<(f64, f64)> = columns
         .into_par_iter()
         .enumerate()
@@ -410,10 +414,11 @@ where
         (None, None) => (vec![0.0; n_m], vec![1.0; n_m]),
     };
 
-    let mut scores = vec![0.0f32; n_q * n_m];
-    let mut plurality = vec![false; n_q * n_m];
-    let mut agreement = vec![0.0f64; n_q];
-    let mut majority = vec![-1i8; n_q];
+    let cells = checked_len("answers", "consensus scores", &[n_q, n_m])?;
+    let mut scores = try_zeroed::<f32>("answers", "consensus scores", cells)?;
+    let mut plurality = try_zeroed::<bool>("answers", "plurality flags", cells)?;
+    let mut agreement = try_zeroed::<f64>("answers", "agreement", n_q)?;
+    let mut majority = try_vec::<i8>("answers", "majority answers", n_q, -1)?;
     if n_q == 0 || n_m == 0 {
         return Ok(ConsensusOutput { scores, plurality, agreement, majority, mu, sigma });
     }

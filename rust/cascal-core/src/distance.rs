@@ -27,6 +27,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::{checked_len, try_vec, try_with_capacity, try_zeroed};
 use crate::error::{KResult, KernelError};
 use crate::gemm_util::dot_block;
 use crate::real::Real;
@@ -319,16 +320,17 @@ pub(crate) struct Prepared<T> {
 }
 
 impl<T: Real> Prepared<T> {
-    pub(crate) fn new(geom: &Geometry<T>, x: &[T], d: usize) -> Self {
+    /// Prepare every row of `x`; the copies are allocated fallibly (`arg` names the input).
+    pub(crate) fn new(geom: &Geometry<T>, x: &[T], d: usize, arg: &'static str) -> KResult<Self> {
         let n = x.len() / d;
-        let mut rows = vec![T::from_f64(0.0); n * d];
-        let mut sq = vec![0.0; n];
-        let mut zero = vec![false; n];
+        let mut rows = try_vec(arg, "prepared copy of the rows", n * d, T::from_f64(0.0))?;
+        let mut sq = try_zeroed(arg, "row norms", n)?;
+        let mut zero = try_zeroed(arg, "zero-row flags", n)?;
         const CHUNK: usize = 256;
         if n <= CHUNK {
             geom.prepare(x, d, &mut rows, &mut sq, &mut zero);
             let any_zero = zero.iter().any(|&z| z);
-            return Self { rows, sq, zero, any_zero };
+            return Ok(Self { rows, sq, zero, any_zero });
         }
         rows.par_chunks_mut(CHUNK * d)
             .zip(sq.par_chunks_mut(CHUNK))
@@ -336,7 +338,7 @@ impl<T: Real> Prepared<T> {
             .zip(x.par_chunks(CHUNK * d))
             .for_each(|(((dst, s), z), src)| geom.prepare(src, d, dst, s, z));
         let any_zero = zero.iter().any(|&z| z);
-        Self { rows, sq, zero, any_zero }
+        Ok(Self { rows, sq, zero, any_zero })
     }
 }
 
@@ -434,13 +436,13 @@ pub fn condensed_index(n: usize, i: usize, j: usize) -> usize {
 /// Upper-triangle sweep of one set: calls `emit_row(i, j0, values)` with the distances of row
 /// `i` to rows `j0, j0 + 1, …` so that every pair `i < j` is emitted exactly once, and
 /// `after_tile(r0, rows, c0, cols)` once a tile's pairs have all been emitted (same task).
-fn upper_pairs<T: Real, F, G>(x: &[T], d: usize, metric: Metric, emit_row: F, after_tile: G)
+fn upper_pairs<T: Real, F, G>(x: &[T], d: usize, metric: Metric, emit_row: F, after_tile: G) -> KResult<()>
 where
     F: Fn(usize, usize, &[f64]) + Sync,
     G: Fn(usize, usize, usize, usize) + Sync,
 {
     let geom = Geometry::fit(metric, x, &[x], d);
-    let prepared = Prepared::new(&geom, x, d);
+    let prepared = Prepared::new(&geom, x, d, "X")?;
     let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: true };
     sweep(&geom, x, &prepared, d, shape, |t| {
         let mut values = vec![0.0f64; t.cols];
@@ -459,14 +461,17 @@ where
         }
         after_tile(t.r0, t.rows, t.c0, t.cols);
     });
+    Ok(())
 }
 
 /// Condensed pairwise distances of the `n` rows of `x` (`n × d`, row-major), in scipy's order:
 /// `out[condensed_index(n, i, j)] = dist(x_i, x_j)` for `i < j`; length `n(n−1)/2`.
 pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Vec<T>> {
     check_matrix("X", x, n, d)?;
-    let len = n * n.saturating_sub(1) / 2;
-    let mut out: Vec<T> = Vec::with_capacity(len);
+    // n(n−1)/2 without overflowing in the product: halve the even factor first.
+    let m = n.saturating_sub(1);
+    let len = if n % 2 == 0 { checked_len("X", "condensed distance matrix", &[n / 2, m])? } else { checked_len("X", "condensed distance matrix", &[n, m / 2])? };
+    let mut out: Vec<T> = try_with_capacity("X", "condensed distance matrix", len)?;
     if len > 0 {
         let ptr = OutPtr::new(out.as_mut_ptr());
         // SAFETY: each pair (i < j) is emitted exactly once and maps to a distinct index < len.
@@ -476,7 +481,7 @@ pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Ve
                 unsafe { ptr.write(base + k, T::from_f64(v)) };
             }
         };
-        upper_pairs(x, d, metric, emit_row, |_, _, _, _| {});
+        upper_pairs(x, d, metric, emit_row, |_, _, _, _| {})?;
         // SAFETY: all `len` positions were written above.
         unsafe { out.set_len(len) };
     }
@@ -486,8 +491,8 @@ pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Ve
 /// Full symmetric `n × n` distance matrix of the rows of `x`: exactly symmetric, zero diagonal.
 pub fn pdist_square<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Vec<T>> {
     check_matrix("X", x, n, d)?;
-    let len = n * n;
-    let mut out: Vec<T> = Vec::with_capacity(len);
+    let len = checked_len("X", "square distance matrix", &[n, n])?;
+    let mut out: Vec<T> = try_with_capacity("X", "square distance matrix", len)?;
     if len > 0 {
         let ptr = OutPtr::new(out.as_mut_ptr());
         // SAFETY: (i, j) and (j, i) with i < j are written only by the task owning pair (i, j):
@@ -513,7 +518,7 @@ pub fn pdist_square<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KRe
                     }
                 }
             },
-        );
+        )?;
         // SAFETY: every position was written above.
         unsafe { out.set_len(len) };
     }
@@ -524,11 +529,11 @@ pub fn pdist_square<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KRe
 pub fn cdist<T: Real>(x: &[T], nx: usize, y: &[T], ny: usize, d: usize, metric: Metric) -> KResult<Vec<T>> {
     check_matrix("X", x, nx, d)?;
     check_matrix("Y", y, ny, d)?;
-    let len = nx * ny;
-    let mut out: Vec<T> = Vec::with_capacity(len);
+    let len = checked_len("Y", "distance matrix", &[nx, ny])?;
+    let mut out: Vec<T> = try_with_capacity("Y", "distance matrix", len)?;
     if len > 0 {
         let geom = Geometry::fit(metric, y, &[x, y], d);
-        let prepared = Prepared::new(&geom, y, d);
+        let prepared = Prepared::new(&geom, y, d, "Y")?;
         let ptr = OutPtr::new(out.as_mut_ptr());
         let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: false };
         sweep(&geom, x, &prepared, d, shape, |t| {

@@ -7,10 +7,13 @@
 //! - [`niche`]: NaN-aware weighted cluster means and nearest-centroid search,
 //! - [`routing`]: batched CASCAL routing of query embeddings,
 //! - [`real`]: the element type [`Real`] (`f32` / `f64`) every kernel is generic over,
+//! - [`alloc`]: fallible, size-checked allocation of data-sized buffers (out of memory is an
+//!   error, never an abort),
 //! - [`gemm_util`]: the single-threaded GEMM block the distance and routing kernels share.
 //!
 //! Every public kernel validates its input and returns [`error::KernelError`] naming the argument.
 
+pub mod alloc;
 pub mod consensus;
 pub mod distance;
 pub mod error;
@@ -20,5 +23,5 @@ pub mod niche;
 pub mod real;
 pub mod routing;
 
-pub use error::{KResult, KernelError};
+pub use error::{ErrorKind, KResult, KernelError};
 pub use real::Real;

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::distance::{check_matrix, Geometry, Metric, OutPtr, PairSide, Prepared, Sweep};
 use crate::real::Real;
+use crate::alloc::{check_bytes, checked_len, try_with_capacity};
 use crate::error::{KResult, KernelError};
 
 /// Weighted means of `values` (`n × m`, row-major, NaN = missing) grouped by `labels`.
@@ -61,10 +62,16 @@ pub fn cluster_means<T: Real>(
             ));
         }
     }
-    let cells = n_clusters * m;
+    let cells = checked_len("n_clusters", "cluster means", &[n_clusters, m])?;
     if cells == 0 {
         return Ok(Vec::new());
     }
+    let mut result: Vec<T> = try_with_capacity("n_clusters", "cluster means", cells)?;
+    // Each worker holds two accumulators of `cells` f64 (made by `vec!` below, as rayon's fold
+    // needs an infallible identity): check that they all fit before any of them is made.
+    let workers = rayon::current_num_threads().min(n.max(1)).saturating_add(1);
+    let accumulators = checked_len("n_clusters", "per-worker sums of the cluster means", &[cells, 2, workers])?;
+    check_bytes::<f64>("n_clusters", "per-worker sums of the cluster means", accumulators)?;
     let chunk = (n / (4 * rayon::current_num_threads()).max(1)).max(2048);
     let zero = || (vec![0.0f64; cells], vec![0.0f64; cells]);
     let (sums, wsums) = (0..n.div_ceil(chunk))
@@ -88,11 +95,8 @@ pub fn cluster_means<T: Real>(
             ws.iter_mut().zip(&ws2).for_each(|(a, b)| *a += b);
             (s, ws)
         });
-    Ok(sums
-        .iter()
-        .zip(&wsums)
-        .map(|(&s, &w)| T::from_f64(if w > 0.0 { s / w } else { f64::NAN }))
-        .collect())
+    result.extend(sums.iter().zip(&wsums).map(|(&s, &w)| T::from_f64(if w > 0.0 { s / w } else { f64::NAN })));
+    Ok(result)
 }
 
 /// Dot-product entries held per query block (bounds the block's memory).
@@ -124,14 +128,14 @@ pub fn nearest_centroids<T: Real>(
     if k == 0 || k > nc {
         return Err(KernelError::new("k", format!("must be between 1 and the number of centroids ({nc}), got {k}")));
     }
-    let len = n * k;
-    let mut idx: Vec<i64> = Vec::with_capacity(len);
-    let mut dist: Vec<T> = Vec::with_capacity(len);
+    let len = checked_len("k", "nearest-centroid output", &[n, k])?;
+    let mut idx: Vec<i64> = try_with_capacity("k", "nearest-centroid indices", len)?;
+    let mut dist: Vec<T> = try_with_capacity("k", "nearest-centroid distances", len)?;
     if len == 0 {
         return Ok((idx, dist));
     }
     let geom = Geometry::fit(metric, c, &[x, c], d);
-    let prepared = Prepared::new(&geom, c, d);
+    let prepared = Prepared::new(&geom, c, d, "C")?;
     let (pi, pd) = (OutPtr::new(idx.as_mut_ptr()), OutPtr::new(dist.as_mut_ptr()));
     let shape = Sweep { row_block: (BLOCK_ELEMENTS / nc).clamp(1, 256), col_tile: nc, upper: false };
     crate::distance::sweep(&geom, x, &prepared, d, shape, |t| {

@@ -8,6 +8,7 @@ use std::fmt::Debug;
 /// Floating-point element type of the kernels (`f32` or `f64`).
 pub trait Real:
     Copy
+    + crate::alloc::Zeroable
     + Send
     + Sync
     + PartialOrd

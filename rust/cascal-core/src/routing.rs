@@ -23,6 +23,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::{checked_len, try_zeroed};
 use crate::error::{KResult, KernelError};
 use crate::gemm_util::dot_block;
 use crate::real::Real;
@@ -521,11 +522,11 @@ pub fn route_batch<T: Real>(
     let m = prep.n_models;
     let k = params.top_k;
     let mut out = RouteOutput {
-        probs: vec![0.0; n * m],
-        ranked: vec![0; n * k],
-        subject: vec![0; n],
-        nearest_distance: vec![0.0; n],
-        alpha: vec![0.0; n],
+        probs: try_zeroed("X", "routing probabilities", checked_len("X", "routing probabilities", &[n, m])?)?,
+        ranked: try_zeroed("top_k", "ranked models", checked_len("top_k", "ranked models", &[n, k])?)?,
+        subject: try_zeroed("X", "subjects", n)?,
+        nearest_distance: try_zeroed("X", "nearest distances", n)?,
+        alpha: try_zeroed("X", "fallback weights", n)?,
     };
     if n == 0 {
         return Ok(out);

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 
 use crate::array::c_slice;
 use crate::attr::attr;
-use crate::errors::{arg_error, to_py};
+use crate::errors::{arg_error, in_kernel};
 
 /// A read-only C-contiguous logprob matrix in either float width.
 enum Logprobs<'py> {
@@ -97,7 +97,7 @@ fn consensus_scores<'py>(
             py.detach(|| core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
         }
     }
-    .map_err(to_py)?;
+    .map_err(in_kernel("consensus_scores"))?;
     let shape_err = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
     Ok((
         Array2::from_shape_vec((n_q, n_m), out.scores).map_err(shape_err)?.into_pyarray(py),
@@ -129,7 +129,7 @@ fn consensus_stats<'py>(
             py.detach(|| core::robust_stats(s, n_q, n_m))
         }
     }
-    .map_err(to_py)?;
+    .map_err(in_kernel("consensus_stats"))?;
     Ok((mu.into_pyarray(py), sigma.into_pyarray(py)))
 }
 

@@ -12,7 +12,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::array::c_slice;
-use crate::errors::{arg_error, to_py};
+use crate::errors::{arg_error, in_kernel, to_py};
 
 /// A read-only C-contiguous 2-D array of `T` borrowed from Python, with its shape.
 pub(crate) struct Rows<'py, T: Real + Element> {
@@ -63,7 +63,7 @@ fn pdist_t<'py, T: Real + Element>(py: Python<'py>, x: &Bound<'py, PyAny>, metri
     let rows = Rows::<T>::borrow(x, "X")?;
     let (n, d) = (rows.n, rows.d);
     let xs = rows.slice("X")?;
-    let out = py.detach(|| core::pdist(xs, n, d, metric)).map_err(to_py)?;
+    let out = py.detach(|| core::pdist(xs, n, d, metric)).map_err(in_kernel("pdist"))?;
     Ok(out.into_pyarray(py).into_any())
 }
 
@@ -71,7 +71,7 @@ fn square_t<'py, T: Real + Element>(py: Python<'py>, x: &Bound<'py, PyAny>, metr
     let rows = Rows::<T>::borrow(x, "X")?;
     let (n, d) = (rows.n, rows.d);
     let xs = rows.slice("X")?;
-    let out = py.detach(|| core::pdist_square(xs, n, d, metric)).map_err(to_py)?;
+    let out = py.detach(|| core::pdist_square(xs, n, d, metric)).map_err(in_kernel("pdist_square"))?;
     to_2d(py, out, n, n)
 }
 
@@ -87,7 +87,7 @@ fn cdist_t<'py, T: Real + Element>(
     }
     let (nx, ny, d) = (a.n, b.n, a.d);
     let (xs, ys) = (a.slice("X")?, b.slice("Y")?);
-    let out = py.detach(|| core::cdist(xs, nx, ys, ny, d, metric)).map_err(to_py)?;
+    let out = py.detach(|| core::cdist(xs, nx, ys, ny, d, metric)).map_err(in_kernel("cdist"))?;
     to_2d(py, out, nx, ny)
 }
 

@@ -4,11 +4,16 @@
 //! message `"<arg>: <problem>"` and the argument's name in its `.arg` attribute. The class is
 //! defined in Python (it has two bases, which `create_exception!` cannot express) and looked up
 //! once per interpreter.
+//!
+//! A buffer that cannot be allocated (core [`ErrorKind::OutOfMemory`]: larger than the allocation
+//! cap or refused by the allocator) raises Python's `MemoryError` instead, with the message
+//! `"<kernel>: <arg>: cannot allocate the <buffer>: … <bytes> bytes …"`. A size that cannot exist
+//! at all (overflowing the address space) is invalid input, hence `KernelError`.
 
 use std::fmt::Display;
 
-use cascal_core::KernelError;
-use pyo3::exceptions::PyValueError;
+use cascal_core::{ErrorKind, KernelError};
+use pyo3::exceptions::{PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
@@ -31,7 +36,22 @@ pub fn arg_error(arg: &str, problem: impl Display) -> PyErr {
     })
 }
 
-/// Turn a core validation error into `cascal.errors.KernelError` naming the same argument.
+/// Turn a core error into `cascal.errors.KernelError` naming the same argument, or into
+/// `MemoryError` for an allocation failure.
 pub fn to_py(err: KernelError) -> PyErr {
-    arg_error(err.arg, err.message)
+    convert(err, None)
+}
+
+/// Like [`to_py`], for the errors of kernel `kernel`: a `MemoryError` message starts with the
+/// kernel's name (a `KernelError` already names the argument).
+pub fn in_kernel(kernel: &'static str) -> impl Fn(KernelError) -> PyErr {
+    move |err| convert(err, Some(kernel))
+}
+
+fn convert(err: KernelError, kernel: Option<&str>) -> PyErr {
+    match (err.kind, kernel) {
+        (ErrorKind::OutOfMemory { .. }, Some(kernel)) => PyMemoryError::new_err(format!("{kernel}: {err}")),
+        (ErrorKind::OutOfMemory { .. }, None) => PyMemoryError::new_err(err.to_string()),
+        (ErrorKind::InvalidInput, _) => arg_error(err.arg, err.message),
+    }
 }

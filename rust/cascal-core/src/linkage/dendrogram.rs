@@ -5,6 +5,9 @@
 //! (stable), then give the cluster formed at row `k` the id `n + k`; each row lists the ids of the
 //! two merged clusters (smaller first), the height and the size of the new cluster.
 
+use crate::alloc::{checked_len, try_with_capacity, try_zeroed};
+use crate::error::{KResult, KernelError};
+
 /// One merge found by an algorithm: two clusters, each named by any observation it contains.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Merge {
@@ -21,11 +24,13 @@ struct ClusterIds {
 }
 
 impl ClusterIds {
-    fn new(n: usize) -> Self {
-        let total = 2 * n - 1;
-        let mut size = vec![0; total];
+    fn new(n: usize) -> KResult<Self> {
+        let total = n.checked_mul(2).ok_or_else(|| KernelError::new("data", format!("{n} observations are too many")))? - 1;
+        let mut size: Vec<usize> = try_zeroed("data", "cluster sizes", total)?;
         size[..n].fill(1);
-        Self { parent: (0..total).collect(), size, next_id: n }
+        let mut parent: Vec<usize> = try_with_capacity("data", "cluster tree", total)?;
+        parent.extend(0..total);
+        Ok(Self { parent, size, next_id: n })
     }
 
     /// Id of the cluster that currently contains `node` (with path halving).
@@ -52,11 +57,13 @@ impl ClusterIds {
 /// Sort `merges` by height (stable) and return the row-major (n−1)×4 linkage matrix.
 ///
 /// `merges` must hold exactly n−1 merges that join n observations into one tree.
-pub fn to_linkage_matrix(mut merges: Vec<Merge>, n: usize) -> Vec<f64> {
+///
+/// Errors: the matrix or the union-find arrays cannot be allocated.
+pub fn to_linkage_matrix(mut merges: Vec<Merge>, n: usize) -> KResult<Vec<f64>> {
     debug_assert_eq!(merges.len() + 1, n);
     merges.sort_by(|x, y| x.height.total_cmp(&y.height));
-    let mut ids = ClusterIds::new(n);
-    let mut z = Vec::with_capacity(4 * merges.len());
+    let mut ids = ClusterIds::new(n)?;
+    let mut z = try_with_capacity("data", "linkage matrix", checked_len("data", "linkage matrix", &[4, merges.len()])?)?;
     for m in &merges {
         let ra = ids.find(m.a);
         let rb = ids.find(m.b);
@@ -64,7 +71,7 @@ pub fn to_linkage_matrix(mut merges: Vec<Merge>, n: usize) -> Vec<f64> {
         let size = ids.join(ra, rb);
         z.extend_from_slice(&[ra.min(rb) as f64, ra.max(rb) as f64, m.height, size as f64]);
     }
-    z
+    Ok(z)
 }
 
 #[cfg(test)]
@@ -79,7 +86,7 @@ mod tests {
             Merge { a: 1, b: 0, height: 1.0 },
             Merge { a: 2, b: 0, height: 9.0 },
         ];
-        let z = to_linkage_matrix(merges, 4);
+        let z = to_linkage_matrix(merges, 4).unwrap();
         // Sorted: {0,1}@1 -> id 4; {2,3}@5 -> id 5; {4,5}@9 -> id 6 of size 4.
         assert_eq!(z, vec![0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0, 2.0, 4.0, 5.0, 9.0, 4.0]);
     }
@@ -87,7 +94,7 @@ mod tests {
     #[test]
     fn equal_heights_keep_algorithm_order() {
         let merges = vec![Merge { a: 2, b: 3, height: 0.0 }, Merge { a: 0, b: 1, height: 0.0 }, Merge { a: 1, b: 3, height: 0.0 }];
-        let z = to_linkage_matrix(merges, 4);
+        let z = to_linkage_matrix(merges, 4).unwrap();
         assert_eq!(z, vec![2.0, 3.0, 0.0, 2.0, 0.0, 1.0, 0.0, 2.0, 4.0, 5.0, 0.0, 4.0]);
     }
 }

@@ -5,6 +5,7 @@
 //! together observations whose cophenetic distance is ≤ t; `maxclust` uses the smallest such
 //! threshold giving at most k clusters. Labels run from 1 in scipy's traversal order.
 
+use crate::alloc::{try_vec, try_with_capacity, try_zeroed};
 use crate::error::{KResult, KernelError};
 
 /// Validate a row-major linkage matrix `z` (n−1 rows of `[id_a, id_b, height, size]`) and return
@@ -19,9 +20,9 @@ pub fn validate_linkage_matrix(z: &[f64]) -> KResult<usize> {
     }
     let rows = z.len() / 4;
     let n = rows + 1;
-    let mut size = vec![0usize; 2 * n - 1];
+    let mut size: Vec<usize> = try_zeroed("Z", "cluster sizes", 2 * n - 1)?;
     size[..n].fill(1);
-    let mut used = vec![false; 2 * n - 1];
+    let mut used: Vec<bool> = try_zeroed("Z", "used-cluster flags", 2 * n - 1)?;
     for (k, row) in z.chunks_exact(4).enumerate() {
         if let Some(col) = row.iter().position(|v| !v.is_finite()) {
             return Err(KernelError::new("Z", format!("row {k}, column {col} is NaN or infinite")));
@@ -57,8 +58,8 @@ pub fn validate_linkage_matrix(z: &[f64]) -> KResult<usize> {
 }
 
 /// Largest merge height inside the subtree of each row.
-fn subtree_max_heights(z: &[f64], n: usize) -> Vec<f64> {
-    let mut max_height = vec![0.0f64; n - 1];
+fn subtree_max_heights(z: &[f64], n: usize) -> KResult<Vec<f64>> {
+    let mut max_height: Vec<f64> = try_zeroed("Z", "subtree heights", n - 1)?;
     for (k, row) in z.chunks_exact(4).enumerate() {
         let mut m = row[2];
         for &child in &row[..2] {
@@ -69,18 +70,18 @@ fn subtree_max_heights(z: &[f64], n: usize) -> Vec<f64> {
         }
         max_height[k] = m;
     }
-    max_height
+    Ok(max_height)
 }
 
 /// Label observations so that each maximal subtree whose cophenetic height is ≤ `threshold`
 /// forms one cluster, numbering clusters in scipy's depth-first order.
-fn cut(z: &[f64], n: usize, max_height: &[f64], threshold: f64) -> Vec<i32> {
+fn cut(z: &[f64], n: usize, max_height: &[f64], threshold: f64) -> KResult<Vec<i32>> {
     enum Step {
         Enter(usize),
         Leave(usize),
     }
     let children = |row: usize| [z[4 * row] as usize, z[4 * row + 1] as usize];
-    let mut labels = vec![0i32; n];
+    let mut labels: Vec<i32> = try_zeroed("Z", "flat cluster labels", n)?;
     let mut cluster = 0i32;
     let mut leader: Option<usize> = None;
     let mut stack = vec![Step::Enter(n - 2)];
@@ -114,7 +115,7 @@ fn cut(z: &[f64], n: usize, max_height: &[f64], threshold: f64) -> Vec<i32> {
             }
         }
     }
-    labels
+    Ok(labels)
 }
 
 /// Flat clusters in which every pair of observations has cophenetic distance ≤ `t`.
@@ -123,8 +124,8 @@ pub fn fcluster_distance(z: &[f64], t: f64) -> KResult<Vec<i32>> {
         return Err(KernelError::new("t", "threshold is NaN"));
     }
     let n = validate_linkage_matrix(z)?;
-    let max_height = subtree_max_heights(z, n);
-    Ok(cut(z, n, &max_height, t))
+    let max_height = subtree_max_heights(z, n)?;
+    cut(z, n, &max_height, t)
 }
 
 /// At most `k` flat clusters, cutting at the smallest cophenetic height that allows it (ties in
@@ -136,12 +137,15 @@ pub fn fcluster_maxclust(z: &[f64], k: usize) -> KResult<Vec<i32>> {
     }
     let n = validate_linkage_matrix(z)?;
     if k >= n {
-        return Ok((1..=n as i32).collect());
+        let mut labels = try_with_capacity("Z", "flat cluster labels", n)?;
+        labels.extend(1..=n as i32);
+        return Ok(labels);
     }
-    let max_height = subtree_max_heights(z, n);
-    let mut sorted = max_height.clone();
+    let max_height = subtree_max_heights(z, n)?;
+    let mut sorted = try_vec("Z", "sorted subtree heights", max_height.len(), 0.0)?;
+    sorted.copy_from_slice(&max_height);
     sorted.sort_by(f64::total_cmp);
     // n − count(max_height ≤ r) clusters remain at threshold r; we need count ≥ n − k.
     let threshold = sorted[n - k - 1];
-    Ok(cut(z, n, &max_height, threshold))
+    cut(z, n, &max_height, threshold)
 }

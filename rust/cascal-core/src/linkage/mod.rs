@@ -30,6 +30,7 @@ pub use crate::distance::Metric;
 pub use real::Real;
 pub use vectors::{check_vectors, Vectors};
 
+use crate::alloc::try_with_capacity;
 use crate::error::{KResult, KernelError};
 
 /// Square working matrices are used up to this size (bytes); larger inputs stay condensed.
@@ -41,27 +42,45 @@ const SQUARE_MAX_BYTES: usize = 6 << 30;
 ///
 /// Single linkage runs Prim directly on `dist`. The other methods copy it into a full square
 /// working matrix of the same type (n² values; scans read contiguous rows instead of scattered
-/// columns), or into a condensed copy when the square one would exceed 6 GiB.
+/// columns), or into a condensed copy when the square one would exceed 6 GiB or cannot be
+/// allocated. Errors: invalid `dist`, or working memory that cannot be allocated.
 pub fn linkage_condensed<S: Real>(dist: &[S], method: Method) -> KResult<Vec<f64>> {
     let n = check_condensed(dist)?;
     let merges = match method {
-        Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64()),
-        _ if n.saturating_mul(n).saturating_mul(std::mem::size_of::<S>()) <= SQUARE_MAX_BYTES => {
-            nn_chain::nn_chain(&mut storage::Square::from_condensed(dist, n), n, method)
+        Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64())?,
+        _ => {
+            // The square matrix when it is small enough and can be allocated; otherwise (also
+            // when the allocation cap refuses it) the condensed copy, half the size.
+            let square = if n.saturating_mul(n).saturating_mul(std::mem::size_of::<S>()) <= SQUARE_MAX_BYTES {
+                match storage::Square::from_condensed(dist, n) {
+                    Ok(square) => Some(square),
+                    Err(e) if e.is_out_of_memory() => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            match square {
+                Some(mut square) => nn_chain::nn_chain(&mut square, n, method)?,
+                None => {
+                    let mut copy = try_with_capacity("data", "working copy of the condensed distances", dist.len())?;
+                    copy.extend_from_slice(dist);
+                    nn_chain::nn_chain(&mut storage::Condensed::new(copy, n)?, n, method)?
+                }
+            }
         }
-        _ => nn_chain::nn_chain(&mut storage::Condensed::new(dist.to_vec(), n), n, method),
     };
-    Ok(dendrogram::to_linkage_matrix(merges, n))
+    dendrogram::to_linkage_matrix(merges, n)
 }
 
 /// Like [`linkage_condensed`] but consumes `dist` and works in place on it (no copy, condensed
 /// layout). `dist` must already be validated (see [`check_condensed`]).
 pub fn linkage_condensed_owned<S: Real>(dist: Vec<S>, n: usize, method: Method) -> KResult<Vec<f64>> {
     let merges = match method {
-        Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64()),
-        _ => nn_chain::nn_chain(&mut storage::Condensed::new(dist, n), n, method),
+        Method::Single => mst::prim(n, |x, i| dist[condensed_index(n, x, i)].to_f64())?,
+        _ => nn_chain::nn_chain(&mut storage::Condensed::new(dist, n)?, n, method)?,
     };
-    Ok(dendrogram::to_linkage_matrix(merges, n))
+    dendrogram::to_linkage_matrix(merges, n)
 }
 
 /// Check that `dist` is a condensed distance vector: triangular length for n ≥ 2, every value
@@ -104,11 +123,12 @@ pub fn linkage_vectors<T: Real>(
     }
     if method == Method::Single {
         let vectors = Vectors::new(data, n, d, metric)?;
-        let merges = mst::prim(n, |x, i| vectors.distance(x, i));
-        return Ok(dendrogram::to_linkage_matrix(merges, n));
+        let merges = mst::prim(n, |x, i| vectors.distance(x, i))?;
+        return dendrogram::to_linkage_matrix(merges, n);
     }
     check_vectors(data, n, d, metric)?;
-    let dist: Vec<T> = crate::distance::pdist(data, n, d, metric)?;
+    // The distance kernel names its input "X"; here it is "data".
+    let dist: Vec<T> = crate::distance::pdist(data, n, d, metric).map_err(|e| KernelError { arg: "data", ..e })?;
     linkage_condensed_owned(dist, n, method)
 }
 

@@ -6,6 +6,8 @@
 use rayon::prelude::*;
 
 use super::dendrogram::Merge;
+use crate::alloc::try_with_capacity;
+use crate::error::KResult;
 
 /// Below this many unvisited points a step runs on one thread (rayon's overhead dominates).
 const PARALLEL_MIN: usize = 4096;
@@ -20,12 +22,15 @@ struct Frontier {
 /// Prim's algorithm over `n ≥ 2` points with `distance(x, i)` the distance between points `x` and
 /// `i`. Returns the n−1 tree edges as merges in the order they were added. Ties go to the lowest
 /// point index, as in scipy.
-pub fn prim<F>(n: usize, distance: F) -> Vec<Merge>
+///
+/// Errors: the frontier or the merge list cannot be allocated.
+pub fn prim<F>(n: usize, distance: F) -> KResult<Vec<Merge>>
 where
     F: Fn(usize, usize) -> f64 + Sync,
 {
-    let mut frontier: Vec<Frontier> = (1..n).map(|point| Frontier { point, dist: f64::INFINITY }).collect();
-    let mut merges = Vec::with_capacity(n - 1);
+    let mut frontier: Vec<Frontier> = try_with_capacity("data", "minimum spanning tree frontier", n.saturating_sub(1))?;
+    frontier.extend((1..n).map(|point| Frontier { point, dist: f64::INFINITY }));
+    let mut merges = try_with_capacity("data", "merge list", n.saturating_sub(1))?;
     let mut x = 0;
     while !frontier.is_empty() {
         let relax = |chunk: &mut [Frontier], offset: usize| -> (f64, usize, usize) {
@@ -60,7 +65,7 @@ where
         frontier.remove(position);
         x = point;
     }
-    merges
+    Ok(merges)
 }
 
 #[cfg(test)]
@@ -71,7 +76,7 @@ mod tests {
     fn points_on_a_line() {
         // 0, 1, 3, 7 on a line: the tree edges are the consecutive gaps 1, 2, 4.
         let pos = [0.0f64, 1.0, 3.0, 7.0];
-        let merges = prim(4, |a, b| (pos[a] - pos[b]).abs());
+        let merges = prim(4, |a, b| (pos[a] - pos[b]).abs()).unwrap();
         let mut heights: Vec<f64> = merges.iter().map(|m| m.height).collect();
         heights.sort_by(f64::total_cmp);
         assert_eq!(heights, vec![1.0, 2.0, 4.0]);
@@ -82,7 +87,7 @@ mod tests {
         // Points 0, 1, 2, … on a line with gap i+1 between i and i+1: every edge is forced.
         let n = PARALLEL_MIN + 100;
         let pos: Vec<f64> = (0..n).map(|i| (i * (i + 1) / 2) as f64).collect();
-        let merges = prim(n, |a, b| (pos[a] - pos[b]).abs());
+        let merges = prim(n, |a, b| (pos[a] - pos[b]).abs()).unwrap();
         for (k, m) in merges.iter().enumerate() {
             // Prim walks 0 → 1 → 2 → …; edge k joins k and k+1 with length k+1.
             assert_eq!((m.a, m.b, m.height), (k, k + 1, (k + 1) as f64));

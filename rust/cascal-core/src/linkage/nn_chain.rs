@@ -14,6 +14,8 @@ use std::cmp::Ordering;
 
 use super::dendrogram::Merge;
 use super::method::Method;
+use crate::alloc::{try_vec, try_with_capacity};
+use crate::error::KResult;
 
 /// Distances between the active clusters, updated in place as clusters merge.
 pub trait Dissimilarities {
@@ -33,11 +35,14 @@ pub trait Dissimilarities {
 
 /// Run NN-chain over `n ≥ 2` observations with distances `dist` (overwritten) and return the
 /// n−1 merges in the order they were found.
-pub fn nn_chain<D: Dissimilarities>(dist: &mut D, n: usize, method: Method) -> Vec<Merge> {
-    let mut active: Vec<usize> = (0..n).collect();
-    let mut size = vec![1usize; n];
-    let mut chain: Vec<usize> = Vec::with_capacity(n);
-    let mut merges = Vec::with_capacity(n - 1);
+///
+/// Errors: the bookkeeping arrays (O(n)) cannot be allocated.
+pub fn nn_chain<D: Dissimilarities>(dist: &mut D, n: usize, method: Method) -> KResult<Vec<Merge>> {
+    let mut active: Vec<usize> = try_with_capacity("data", "active cluster list", n)?;
+    active.extend(0..n);
+    let mut size = try_vec("data", "cluster sizes", n, 1usize)?;
+    let mut chain: Vec<usize> = try_with_capacity("data", "nearest-neighbour chain", n)?;
+    let mut merges = try_with_capacity("data", "merge list", n.saturating_sub(1))?;
 
     for _ in 0..n - 1 {
         if chain.is_empty() {
@@ -68,5 +73,5 @@ pub fn nn_chain<D: Dissimilarities>(dist: &mut D, n: usize, method: Method) -> V
         active.remove(pos);
         dist.merge(&active, &size, method, x, y, height, size_x, size_y);
     }
-    merges
+    Ok(merges)
 }

@@ -14,6 +14,8 @@ use super::method::Method;
 use super::nn_chain::Dissimilarities;
 use super::real::{infinity, Real};
 use super::shared::SharedBuffer;
+use crate::alloc::{checked_len, try_vec, try_zeroed};
+use crate::error::KResult;
 
 /// Sweeps over fewer active clusters than this stay on one thread.
 const PARALLEL_MIN: usize = 8192;
@@ -84,9 +86,11 @@ pub struct Condensed<S> {
 impl<S: Real> Condensed<S> {
     /// Take ownership of the condensed vector of `n` observations and build the column caches
     /// in one contiguous pass.
-    pub fn new(dist: Vec<S>, n: usize) -> Self {
-        let mut column_min = vec![infinity::<S>(); n];
-        let mut column_arg = vec![usize::MAX; n];
+    ///
+    /// Errors: the column caches (O(n)) cannot be allocated.
+    pub fn new(dist: Vec<S>, n: usize) -> KResult<Self> {
+        let mut column_min = try_vec("data", "column minima", n, infinity::<S>())?;
+        let mut column_arg = try_vec("data", "column arg-minima", n, usize::MAX)?;
         for i in 0..n.saturating_sub(1) {
             let start = row_start(n, i);
             for (k, &v) in dist[start..start + (n - i - 1)].iter().enumerate() {
@@ -97,7 +101,7 @@ impl<S: Real> Condensed<S> {
                 }
             }
         }
-        Self { dist, n, column_min, column_arg, stale: vec![false; n] }
+        Ok(Self { dist, n, column_min, column_arg, stale: try_zeroed("data", "stale flags", n)? })
     }
 
     /// Minimum of column `x` over the active clusters below it (scattered reads).
@@ -226,11 +230,14 @@ pub struct Square<S> {
 
 impl<S: Real> Square<S> {
     /// Square matrix from a condensed vector, filled tile by tile (both triangles), in parallel.
-    pub fn from_condensed(condensed: &[S], n: usize) -> Self {
+    ///
+    /// Errors: the n² matrix cannot be allocated.
+    pub fn from_condensed(condensed: &[S], n: usize) -> KResult<Self> {
         const TILE: usize = 64;
-        // `vec![0.0; len]` is a zeroed allocation (fresh pages, no extra pass); the diagonal
-        // stays 0 and every other entry is written once below.
-        let mut dist: Vec<S> = vec![S::from_f64(0.0); n * n];
+        // A zeroed allocation (fresh pages, no extra pass); the diagonal stays 0 and every other
+        // entry is written once below.
+        let len = checked_len("data", "square working matrix", &[n, n])?;
+        let mut dist: Vec<S> = try_zeroed("data", "square working matrix", len)?;
         let buffer = SharedBuffer { ptr: dist.as_mut_ptr(), len: dist.len() };
         // Each task owns row band [i0, i0 + TILE): it writes (i, j) for j > i in its rows and the
         // mirror entries (j, i); every pair is written by exactly one task.
@@ -250,7 +257,7 @@ impl<S: Real> Square<S> {
                 j0 = j1;
             }
         });
-        Self { dist, n }
+        Ok(Self { dist, n })
     }
 }
 

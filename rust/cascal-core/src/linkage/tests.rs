@@ -144,10 +144,10 @@ fn square_and_condensed_storage_agree() {
             if n > 1000 && method != Method::Average {
                 continue;
             }
-            let mut square = storage::Square::from_condensed(&dist, n);
-            let mut condensed = storage::Condensed::new(dist.clone(), n);
-            let a = nn_chain::nn_chain(&mut square, n, method);
-            let b = nn_chain::nn_chain(&mut condensed, n, method);
+            let mut square = storage::Square::from_condensed(&dist, n).unwrap();
+            let mut condensed = storage::Condensed::new(dist.clone(), n).unwrap();
+            let a = nn_chain::nn_chain(&mut square, n, method).unwrap();
+            let b = nn_chain::nn_chain(&mut condensed, n, method).unwrap();
             assert_eq!(a, b, "{method:?} n={n}");
         }
     }
@@ -156,6 +156,6 @@ fn square_and_condensed_storage_agree() {
 #[test]
 fn square_from_condensed_layout() {
     // n = 3: (0,1)=1 (0,2)=2 (1,2)=3.
-    let sq = storage::Square::from_condensed(&[1.0f32, 2.0, 3.0], 3);
+    let sq = storage::Square::from_condensed(&[1.0f32, 2.0, 3.0], 3).unwrap();
     assert_eq!(sq.dist, vec![0.0, 1.0, 2.0, 1.0, 0.0, 3.0, 2.0, 3.0, 0.0]);
 }

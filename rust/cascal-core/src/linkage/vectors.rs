@@ -2,6 +2,7 @@
 //! linkage through Prim needs each distance once and no matrix at all).
 
 use crate::distance::Metric;
+use crate::alloc::try_with_capacity;
 use crate::error::{KResult, KernelError};
 use crate::real::Real;
 
@@ -39,7 +40,8 @@ impl Vectors {
     /// Validate `data` (see [`check_vectors`]) and prepare it.
     pub fn new<T: Real>(data: &[T], n: usize, d: usize, metric: Metric) -> KResult<Self> {
         check_vectors(data, n, d, metric)?;
-        let mut values: Vec<f64> = data.iter().map(|v| v.to_f64()).collect();
+        let mut values: Vec<f64> = try_with_capacity("data", "f64 copy of the vectors", data.len())?;
+        values.extend(data.iter().map(|v| v.to_f64()));
         if metric == Metric::Cosine {
             for chunk in values.chunks_exact_mut(d) {
                 let norm = dot(chunk, chunk).sqrt();
