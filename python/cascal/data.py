@@ -10,6 +10,7 @@ question.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
@@ -209,6 +210,28 @@ class ResponseMatrix:
         """
         usable = np.count_nonzero(self.answers >= 0, axis=0) > 0
         return [name for name, ok in zip(self.model_names, usable.tolist()) if not ok]
+
+    def warn_models_without_answers(self, where: str, stacklevel: int = 2) -> None:
+        """Warn (``UserWarning``, message starting with ``where: ``) naming the models of
+        :meth:`models_without_answers`, or saying that routing is uniform when no model has a
+        usable answer; nothing when every model has one. ``stacklevel`` as for ``warnings.warn``,
+        counted from the caller of this method."""
+        silent = self.models_without_answers()
+        if not silent:
+            return
+        if len(silent) == self.n_models:
+            message = (
+                f"{where}: no model has a usable answer (every answer is unparsable or not asked: '?' or empty "
+                "in predictions.csv): every consensus score is 0 and the router routes uniformly"
+            )
+        else:
+            shown = ", ".join(silent[:10]) + (f" and {len(silent) - 10} more" if len(silent) > 10 else "")
+            message = (
+                f"{where}: {len(silent)} of {self.n_models} models have no usable answer (every answer is "
+                f"unparsable or not asked: '?' or empty in predictions.csv): {shown}; they score 0 on every "
+                "question, so the router ranks them last"
+            )
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
 
     def correctness(self) -> np.ndarray:
         """``(n_q, n_m)`` float array: 1 where the answer equals ``gold``, 0 where it differs or is

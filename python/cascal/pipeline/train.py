@@ -61,7 +61,7 @@ def train_router(
         raise DataError(f"{dataset_dir}: predictions.csv has no model columns; run `cascal answer` on it first")
     if dataset.embeddings is None:
         raise DataError(f"{dataset_dir}: no embeddings_<name>.npy; run `cascal embed` on it first")
-    _warn_about_silent_models(dataset_dir, dataset.models_without_answers(), dataset.n_models)
+    dataset.warn_models_without_answers(str(Path(dataset_dir) / "predictions.csv"), stacklevel=2)
     router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
     with warnings.catch_warnings():
         # already warned above, naming the file
@@ -71,25 +71,6 @@ def train_router(
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
     return router
-
-
-def _warn_about_silent_models(dataset_dir: Union[str, Path], silent: list[str], n_models: int) -> None:
-    """Warn when models have no usable answer: they score 0 everywhere, which says nothing about them."""
-    if not silent:
-        return
-    where = f"{Path(dataset_dir) / 'predictions.csv'}"
-    if len(silent) == n_models:
-        message = (
-            f"{where}: no model has a usable answer (every cell is '?' or empty): every consensus score "
-            "is 0 and the router routes uniformly"
-        )
-    else:
-        shown = ", ".join(silent[:10]) + (f" and {len(silent) - 10} more" if len(silent) > 10 else "")
-        message = (
-            f"{where}: {len(silent)} of {n_models} models have no usable answer (every cell is '?' or "
-            f"empty): {shown}; they score 0 on every question, so the router ranks them last"
-        )
-    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def describe(router: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 from os import PathLike, fspath
@@ -198,7 +197,7 @@ class CascalRouter(BaseRouter):
         """
         self.validate_params()
         X = _unit_rows(check_fit_inputs(embeddings, responses))
-        _warn_about_models_without_answers(responses)
+        responses.warn_models_without_answers(FIT_WARNING_SOURCE, stacklevel=2)
 
         scores, plurality, agreement = self._score_questions(responses)
         return self._fit_niches(X, responses, scores, plurality, agreement)
@@ -518,27 +517,9 @@ SUBJECT_TEMP_BOUNDS = (1e-4, 1.0)
 
 
 #: Start of the warning :meth:`CascalRouter.fit` gives about models without a usable answer.
-NO_USABLE_ANSWER_WARNING = "CascalRouter.fit: "
-
-
-def _warn_about_models_without_answers(responses: ResponseMatrix) -> None:
-    """Warn (naming them) when models have no usable answer: consensus scores them 0 everywhere."""
-    silent = responses.models_without_answers()
-    if not silent:
-        return
-    if len(silent) == responses.n_models:
-        message = (
-            f"{NO_USABLE_ANSWER_WARNING}no model has a usable answer (every answer is unparsable or not "
-            "asked): every consensus score is 0 and the router routes uniformly"
-        )
-    else:
-        shown = ", ".join(silent[:10]) + (f" and {len(silent) - 10} more" if len(silent) > 10 else "")
-        message = (
-            f"{NO_USABLE_ANSWER_WARNING}{len(silent)} of {responses.n_models} models have no usable answer "
-            f"(every answer is unparsable or not asked): {shown}; they score 0 on every question, so the "
-            "router ranks them last"
-        )
-    warnings.warn(message, UserWarning, stacklevel=3)
+FIT_WARNING_SOURCE = "CascalRouter.fit"
+#: (the message starts with the source, then ": ")
+NO_USABLE_ANSWER_WARNING = f"{FIT_WARNING_SOURCE}: "
 
 
 def fit_subject_temperature(X: np.ndarray, subject_reps: np.ndarray, labels: np.ndarray) -> float:
