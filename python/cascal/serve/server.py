@@ -41,7 +41,7 @@ def tune_gc() -> None:
     """Keep CPython's cyclic GC from stalling a serving process.
 
     A full (generation 2) collection walks every tracked object: about 155,000 once router, embedder,
-    numpy, Starlette and uvicorn are loaded, which took 85-125 ms each time on the benchmark machine,
+    numpy, Starlette and uvicorn are loaded, which took 84-107 ms each time on the benchmark machine,
     about twice a second under load, stalling all requests in flight (the p99 tail at 64 clients).
     ``gc.freeze()`` moves the objects alive after startup to a permanent generation that collections
     skip (full collections then take about 1 ms), and the larger first threshold makes them rarer.
