@@ -273,3 +273,33 @@ def test_graceful_shutdown_finishes_requests_in_flight(start_gateway, world, que
             httpx.get(gw.url + "/health", timeout=2)
     finally:
         slow.stop()
+
+
+def test_tune_gc_freezes_the_startup_heap_and_raises_the_first_threshold():
+    import gc
+
+    from cascal.serve.server import GC_THRESHOLDS, tune_gc
+
+    thresholds = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def test_load_benchmark_table_reports_client_and_gateway_cpu():
+    import os
+
+    from cascal.serve.loadtest import _process_cpu, format_results
+
+    assert _process_cpu(os.getpid()) is None or _process_cpu(os.getpid()) >= 0
+    route = {"decisions_per_s": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "requests": 300}
+    results = {
+        "route": {64: {**route, "client_cpu": 0.17, "server_cpu": None}},
+        "chat": {"gateway_p50_ms": 3.0, "direct_p50_ms": 0.4, "added_p50_ms": 2.6, "requests": 300},
+    }
+    table = format_results(results)
+    assert "| 64 | 100 | 1.00 | 2.00 | 17% | n/a |" in table

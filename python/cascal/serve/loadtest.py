@@ -9,6 +9,9 @@ streams (cheaper than a full client library, so the client machine's cost stays 
 2. ``/v1/chat/completions`` with ``model="cascal"``, one client: the median latency through the
    gateway minus the median latency of the same requests sent straight to the simulator (the
    gateway's added latency: parsing, embedding, routing and forwarding through the ``openai`` client).
+
+Each /v1/route level also reports the CPU used by the load generator and by the gateway process, as a
+share of one core, so that a run where the client competes with the server for the cores shows it.
 """
 
 from __future__ import annotations
@@ -74,6 +77,16 @@ async def _load(
 
     await asyncio.gather(*(one(k * 7) for k in range(clients)))
     return latencies, seconds + max(0.0, time.perf_counter() - stop_at[0])
+
+
+def _process_cpu(pid: int) -> Optional[float]:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _free_port() -> int:
@@ -185,12 +198,20 @@ def run_load_benchmark(
             results: dict = {"route": {}, "cpu_count": os.cpu_count()}
             asyncio.run(_load(port, "/v1/route", route_bodies, 8, 1.0))  # warm-up
             for clients in concurrency:
+                wall, client_cpu, server_cpu = time.perf_counter(), time.process_time(), _process_cpu(proc.pid)
                 lat, elapsed = asyncio.run(_load(port, "/v1/route", route_bodies, clients, seconds))
+                wall = time.perf_counter() - wall
+                server_after = _process_cpu(proc.pid)
                 results["route"][clients] = {
                     "decisions_per_s": len(lat) / elapsed,
                     "p50_ms": float(np.percentile(lat, 50) * 1e3),
                     "p99_ms": float(np.percentile(lat, 99) * 1e3),
                     "requests": len(lat),
+                    # share of one core: the load generator (this process) and the gateway process
+                    "client_cpu": (time.process_time() - client_cpu) / wall,
+                    "server_cpu": None
+                    if server_cpu is None or server_after is None
+                    else (server_after - server_cpu) / wall,
                 }
             chat = [
                 json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode()
@@ -255,9 +276,19 @@ def _sequential(port: int, path: str, bodies: Sequence[bytes], n: int) -> list[f
 
 def format_results(results: dict) -> str:
     """A Markdown table of :func:`run_load_benchmark`'s numbers."""
-    lines = ["| /v1/route clients | decisions/s | p50 ms | p99 ms |", "|---:|---:|---:|---:|"]
+    lines = [
+        "| /v1/route clients | decisions/s | p50 ms | p99 ms | client CPU | gateway CPU |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def share(x: Optional[float]) -> str:
+        return "n/a" if x is None else f"{x * 100:.0f}%"
+
     for clients, r in results["route"].items():
-        lines.append(f"| {clients} | {r['decisions_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+        lines.append(
+            f"| {clients} | {r['decisions_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {share(r.get('client_cpu'))} | {share(r.get('server_cpu'))} |"
+        )
     c = results["chat"]
     lines += [
         "",
