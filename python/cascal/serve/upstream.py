@@ -28,12 +28,29 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, 
 
 import openai
 
+try:  # the HTTP library the installed openai client is built on (httpx2 in openai >= 3, httpx before)
+    import httpx2 as _http
+except ImportError:  # pragma: no cover - depends on the installed openai
+    import httpx as _http  # type: ignore[no-redef]
+
+
 from cascal.llm.config import ModelConfig, PoolConfig
 from cascal.serve.breaker import CircuitBreaker
 from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.protocol import APIError
 
 __all__ = ["Attempt", "Forwarded", "OpenStream", "Upstream", "UpstreamFailure", "UpstreamPool"]
+
+
+def _http_client() -> Any:
+    """The HTTP client of an upstream: the ``openai`` client's aiohttp backend (``openai[aiohttp]``,
+    in the ``serve`` extra) when installed, about 1 ms a request faster on loopback than its default
+    transport (docs/serve.md); otherwise the default."""
+    try:
+        return openai.DefaultAioHttpClient()
+    except (AttributeError, RuntimeError):  # an openai without it, or aiohttp missing
+        return None
+
 
 #: upstream statuses that say the request itself is wrong: returned to the caller, no failover
 PASS_THROUGH_STATUS = frozenset({400, 413, 422})
@@ -87,8 +104,21 @@ def _split_body(body: dict) -> tuple[list, dict]:
     return body["messages"], extra
 
 
+def _caused_by_refusal(exc: BaseException) -> bool:
+    """Whether a refused or reset connection lies in ``exc``'s cause chain (the aiohttp backend
+    reports a refused connection as a connect timeout)."""
+    seen: set[int] = set()
+    cause: Optional[BaseException] = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _failure(exc: Exception) -> UpstreamFailure:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _caused_by_refusal(exc):
         return UpstreamFailure("timeout")
     if isinstance(exc, openai.APIConnectionError):
         return UpstreamFailure("connection")
@@ -109,7 +139,11 @@ class Upstream:
         self.name = config.name
         self.breaker = breaker
         self.client = openai.AsyncOpenAI(
-            base_url=config.base_url, api_key=config.api_key(), timeout=config.timeout, max_retries=0
+            base_url=config.base_url,
+            api_key=config.api_key(),
+            timeout=config.timeout,
+            max_retries=0,
+            http_client=_http_client(),
         )
 
     def __repr__(self) -> str:
@@ -117,12 +151,13 @@ class Upstream:
 
     async def complete(self, body: dict) -> dict:
         """The upstream's JSON reply to ``body`` (non-streamed) with ``model`` set to the pool name."""
-        messages, extra = _split_body(body)
+        request = {k: v for k, v in body.items() if k != "stream"}
+        request["model"] = self.config.model
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(
-                model=self.config.model, messages=messages, extra_body=extra
-            )
-            data = json.loads(raw.content)
+            # the client's plain ``post`` with the request as it came: ``chat.completions.create``
+            # re-validates and transforms every parameter, about 0.5 ms a request (docs/serve.md)
+            raw = await self.client.post("/chat/completions", body=request, cast_to=_http.Response)
+            data = json.loads(await raw.aread())
         except openai.OpenAIError as exc:
             raise _failure(exc) from None
         except ValueError:
