@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from simulated_data import simulated_responses
 
 from cascal.cli import main
 from cascal.data import ResponseMatrix
@@ -26,34 +27,8 @@ PER_SUBJECT = 120
 
 
 def simulated_dataset(folder: Path, world: SimWorld, generator: str = "sim-generator-strong") -> ResponseMatrix:
-    """Questions written by a simulated generator and answered by the simulated pool (in process,
-    through the same prompts and letter extraction as the HTTP path), saved and embedded."""
-    responder = SimulatedResponder(world)
-    questions, subjects = [], []
-    for subject in SUBJECTS[:N_SUBJECTS]:
-        for batch in range(PER_SUBJECT // 20):
-            reply = responder.reply(generator, generation_messages(subject.key, subject.description, 20, attempt=batch))
-            parsed = parse_questions(reply.text)[0]
-            questions += parsed
-            subjects += [subject.key] * len(parsed)
-    answers = np.empty((len(questions), world.n_models), dtype=np.int8)
-    logprobs = np.empty(answers.shape, dtype=np.float32)
-    for i, q in enumerate(questions):
-        for j, model in enumerate(world.model_names):
-            out = responder.reply(model, answering_messages(q.question, q.options))
-            answers[i, j] = extract_answer(out.text, len(q.options))
-            logprobs[i, j] = np.mean(out.token_logprobs)
-    data = ResponseMatrix(
-        answers=answers,
-        n_options=np.array([len(q.options) for q in questions]),
-        subjects=np.array(subjects),
-        model_names=world.model_names,
-        gold=np.array([q.answer for q in questions]),
-        logprobs=logprobs,
-        question_ids=np.array([f"q{i}" for i in range(len(questions))]),
-        questions=[q.question for q in questions],
-        options=[list(q.options) for q in questions],
-    )
+    """The simulated pool's answers to a simulated generator's questions, saved and embedded."""
+    data = simulated_responses(world, N_SUBJECTS, PER_SUBJECT, generator)
     save_dataset(data, folder)
     embed_dataset(folder, "hashing-256")
     return data

@@ -13,34 +13,14 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
-from cascal.data import ResponseMatrix  # noqa: E402
-from cascal.generation.parser import parse_questions  # noqa: E402
-from cascal.generation.prompt import build_messages as generation_messages  # noqa: E402
-from cascal.llm.extract import extract_answer  # noqa: E402
-from cascal.pipeline.answer import build_messages as answering_messages  # noqa: E402
+from simulated_data import simulated_questions, simulated_responses  # noqa: E402
+
 from cascal.serve.server import GatewayThread, build_gateway  # noqa: E402
 from cascal.serve.settings import GatewaySettings  # noqa: E402
-from cascal.simulate import SUBJECTS, SimulatedResponder, SimWorld, serve_simulator  # noqa: E402
+from cascal.simulate import SimWorld, serve_simulator  # noqa: E402
 
 N_SUBJECTS = 2
 PER_SUBJECT = 60
-
-
-def simulated_questions(
-    world: SimWorld, n_subjects: int = N_SUBJECTS, per_subject: int = PER_SUBJECT
-) -> tuple[list, list]:
-    """Questions a simulated generator writes, with their subjects (in process, no HTTP)."""
-    responder = SimulatedResponder(world)
-    questions, subjects = [], []
-    for subject in SUBJECTS[:n_subjects]:
-        for batch in range(per_subject // 20):
-            reply = responder.reply(
-                "sim-generator-strong", generation_messages(subject.key, subject.description, 20, attempt=batch)
-            )
-            parsed = parse_questions(reply.text)[0]
-            questions += parsed
-            subjects += [subject.key] * len(parsed)
-    return questions, subjects
 
 
 def train_router(world: SimWorld, path: Path, embedder: str = "hashing-256", embed: Optional[Callable] = None) -> Path:
@@ -48,27 +28,10 @@ def train_router(world: SimWorld, path: Path, embedder: str = "hashing-256", emb
     from cascal.embedding import load_embedder
     from cascal.router import CascalRouter
 
-    responder = SimulatedResponder(world)
-    questions, subjects = simulated_questions(world)
-    answers = np.empty((len(questions), world.n_models), dtype=np.int8)
-    logprobs = np.empty(answers.shape, dtype=np.float32)
-    for i, q in enumerate(questions):
-        for j, model in enumerate(world.model_names):
-            out = responder.reply(model, answering_messages(q.question, q.options))
-            answers[i, j] = extract_answer(out.text, len(q.options))
-            logprobs[i, j] = np.mean(out.token_logprobs)
-    data = ResponseMatrix(
-        answers=answers,
-        n_options=np.array([len(q.options) for q in questions]),
-        subjects=np.array(subjects),
-        model_names=world.model_names,
-        logprobs=logprobs,
-        question_ids=np.array([f"q{i}" for i in range(len(questions))]),
-        questions=[q.question for q in questions],
-        options=[list(q.options) for q in questions],
-    )
+    data = simulated_responses(world, N_SUBJECTS, PER_SUBJECT)
+    questions = data.questions or []
     encoder = embed or load_embedder(embedder).encode
-    X = np.asarray(encoder([q.question for q in questions]), dtype=np.float32)
+    X = np.asarray(encoder(list(questions)), dtype=np.float32)
     router = CascalRouter(embedding_model=embedder, random_state=0).fit(X, data)
     router.save(path)
     return path
