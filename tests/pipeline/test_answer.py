@@ -470,31 +470,39 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert status == 2 and "--concurrency" in err
 
 
+def kill_answer_run_after(
+    server: ChatServer, folder: Path, pool: Path, cache_path: Path, requests: int, within: float
+) -> None:
+    """Start ``cascal answer`` in a subprocess and ``kill -9`` it once ``server`` has received
+    ``requests`` requests (failing if the run ends first or ``within`` seconds pass)."""
+    args = [
+        sys.executable,
+        "-m",
+        "cascal",
+        "answer",
+        str(folder),
+        "--pool",
+        str(pool),
+        "--cache",
+        str(cache_path),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + within
+    while len(server.request_log) < requests and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
 def test_kill_and_resume_pays_for_nothing_twice(tmp_path, capsys):
     n = 30
     gold, n_opts = make_dataset(tmp_path / "ds", n=n)
     cache_path = tmp_path / "cache.sqlite"
     with ChatServer(World(gold, n_opts, delay=0.08)) as server:
         pool = write_pool(tmp_path / "pool.yaml", server, concurrency=2)
-        args = [
-            sys.executable,
-            "-m",
-            "cascal",
-            "answer",
-            str(tmp_path / "ds"),
-            "--pool",
-            str(pool),
-            "--cache",
-            str(cache_path),
-            "--no-progress",
-        ]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while len(server.request_log) < 16 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_answer_run_after(server, tmp_path / "ds", pool, cache_path, requests=16, within=60)
         first_log = server.request_log
         with ResponseCache(cache_path) as cache:
             cached_after_kill = {(req["model"], prompt_hash(req["messages"])) for _, req in cache.requests()}
@@ -588,25 +596,7 @@ def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
         }
         pool = tmp_path / "pool.yaml"
         pool.write_text(yaml.safe_dump(data))
-        args = [
-            sys.executable,
-            "-m",
-            "cascal",
-            "answer",
-            str(tmp_path / "ds"),
-            "--pool",
-            str(pool),
-            "--cache",
-            str(cache_path),
-            "--no-progress",
-        ]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while len(server.request_log) < 20 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_answer_run_after(server, tmp_path / "ds", pool, cache_path, requests=20, within=30)
         first = server.requests
         with sqlite3.connect(cache_path) as raw:
             assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
