@@ -7,7 +7,7 @@ value these types refuse makes ``argparse`` print the usage and exit with status
 from __future__ import annotations
 
 import argparse
-from typing import Union
+from typing import Any, Union
 
 __all__ = ["add_out_of_range", "comma_list", "number_or_auto", "positive_int", "share"]
 
@@ -65,3 +65,18 @@ def number_or_auto(text: str) -> Union[float, str]:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+def import_extra(module: str, command: str, extra: str) -> Any:
+    """``importlib.import_module(module)``, or a :class:`cascal.errors.ConfigError` telling to install
+    ``cascal[extra]`` when one of its dependencies is missing."""
+    import importlib
+
+    from cascal.errors import ConfigError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cascal {command} needs the optional extra: pip install 'cascal[{extra}]' ({(exc.name or '?').split('.')[0]} is missing)"
+        ) from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from cascal.commands._args import positive_int
+from cascal.commands._args import import_extra, positive_int
 
 NAME = "serve"
 HELP = "serve an OpenAI-compatible gateway that routes each chat request to the best pool model"
@@ -81,13 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cascal.errors import ConfigError
 
-    try:
-        from cascal.serve.server import build_gateway, run_gateway
-        from cascal.serve.settings import GatewaySettings
-    except ImportError as exc:
-        raise ConfigError(
-            f"cascal serve needs the optional extra: pip install 'cascal[serve]' ({exc.name} is missing)"
-        ) from None
+    server = import_extra("cascal.serve.server", NAME, "serve")
+    build_gateway, run_gateway = server.build_gateway, server.run_gateway
+    GatewaySettings = import_extra("cascal.serve.settings", NAME, "serve").GatewaySettings
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env, "")

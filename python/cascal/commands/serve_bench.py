@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cascal.commands._args import positive_int
+from cascal.commands._args import import_extra, positive_int
 
 NAME = "serve-bench"
 HELP = "measure the gateway on 127.0.0.1: /v1/route decisions/s and p50/p99 at 1/16/64 clients, added chat latency"
@@ -22,14 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascal.errors import ConfigError
+    import_extra("cascal.serve.server", NAME, "serve")  # the benchmark starts a gateway process
+    from cascal.serve.loadtest import format_results, run_load_benchmark
 
-    try:
-        from cascal.serve.loadtest import format_results, run_load_benchmark
-    except ImportError as exc:
-        raise ConfigError(
-            f"cascal serve-bench needs the optional extra: pip install 'cascal[serve]' ({exc.name} is missing)"
-        ) from None
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
     print(format_results(run_load_benchmark(clients, seconds=args.seconds, chat_requests=args.chat_requests)))
     return 0
