@@ -27,6 +27,7 @@ __all__ = [
     "cluster_means",
     "nearest_centroids",
     "route_batch",
+    "softmax_nll",
 ]
 
 def num_threads() -> int: ...
@@ -125,3 +126,10 @@ def route_batch(
     ``tables.centroids`` have x's dtype (any objects with the attributes of the two classes work)."""
 
 # ---- end routing ----
+
+# ---- calibration (owner: perf) ----
+
+def softmax_nll(dist: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], temp: float) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``softmax(-dist / temp)`` per row."""
+
+# ---- end calibration ----
