@@ -349,6 +349,13 @@ fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &Rout
 
 /// Soft assignment: each row mixes every subject's niches, weighted by
 /// `softmax(−subject distance / subject_temp)`; `dots` are the row × subject dot products.
+///
+/// A subject whose softmax exponent is more than [`SOFT_SKIP_EXPONENT`] below the nearest
+/// subject's (weight ratio `< 2^−52`, below the rounding of the mixture) gets weight 0 and is
+/// never touched: its centroid distances are not computed. When the block's remaining
+/// (row, subject) pairs need fewer than half of the row × centroid distances, the rows are
+/// grouped per subject ([`route_soft_grouped`]); otherwise one GEMM against every centroid serves
+/// the whole block ([`route_soft_dense`]).
 fn route_soft<T: Real>(
     x: &[T],
     dots: &[T],
@@ -357,6 +364,49 @@ fn route_soft<T: Real>(
     params: &RouteParams,
     out: BlockOut<'_>,
 ) {
+    let nb = out.subject.len();
+    let s_count = prep.n_subjects;
+    let c_count = prep.grouped_index.len();
+    // weight[i, s]: normalised subject weight of row i (0 = negligible, skipped)
+    let mut weight = vec![0.0f64; nb * s_count];
+    let mut needed = 0usize;
+    for i in 0..nb {
+        let best = out.subject[i] as usize;
+        let inv_norm = 1.0 / norms[i];
+        let row_dots = &dots[i * s_count..(i + 1) * s_count];
+        let row_weight = &mut weight[i * s_count..(i + 1) * s_count];
+        // subject distances are 1 - dot/norm: the gap to the best one is (dot_best - dot)/norm
+        let dot_best: f64 = row_dots[best].into();
+        let mut total = 0.0;
+        for (w, &dot) in row_weight.iter_mut().zip(row_dots) {
+            let exponent = -((dot_best - dot.into()) * inv_norm) / params.subject_temp;
+            if exponent >= -SOFT_SKIP_EXPONENT {
+                *w = exponent.exp();
+                total += *w;
+            }
+        }
+        for (s, w) in row_weight.iter_mut().enumerate() {
+            if *w != 0.0 {
+                *w /= total;
+                needed += prep.group_start[s + 1] - prep.group_start[s];
+            }
+        }
+    }
+    if 2 * needed < nb * c_count {
+        route_soft_grouped(x, norms, &weight, prep, params, out);
+    } else {
+        route_soft_dense(x, norms, &weight, prep, params, out);
+    }
+}
+
+/// Subject weights at most `e^−SOFT_SKIP_EXPONENT = 2^−52` of the nearest subject's are skipped
+/// (treated as 0) by soft routing: each changes the mixture by less than one unit in the last
+/// place of its largest entry.
+pub const SOFT_SKIP_EXPONENT: f64 = 36.043_653_389_117_15; // 52 · ln 2
+
+/// Soft routing of a block with one GEMM against every centroid; the rows' mixtures are one
+/// `coef · sharp` product.
+fn route_soft_dense<T: Real>(x: &[T], norms: &[f64], weight: &[f64], prep: &Prepared<T>, params: &RouteParams, out: BlockOut<'_>) {
     let d = prep.d;
     let nb = out.subject.len();
     let m = prep.n_models;
@@ -364,28 +414,18 @@ fn route_soft<T: Real>(
     let c_count = prep.grouped_index.len();
     let mut cdots = vec![T::ZERO; nb * c_count];
     dot_block(x, nb, &prep.grouped_cents, c_count, d, &mut cdots);
-    let mut subject_weight = vec![0.0f64; s_count];
     let mut scratch = Scratch::default();
     // coef[i, g]: weight of grouped centroid g in row i's mixture (0 outside every k-nearest set)
     let mut coef = vec![0.0f64; nb * c_count];
     for i in 0..nb {
         let best = out.subject[i] as usize;
         let inv_norm = 1.0 / norms[i];
-        let row_dots = &dots[i * s_count..(i + 1) * s_count];
-        // subject distances are 1 - dot/norm: the gap to the best one is (dot_best - dot)/norm
-        let dot_best: f64 = row_dots[best].into();
-        let mut total = 0.0;
-        for (w, &dot) in subject_weight.iter_mut().zip(row_dots) {
-            *w = (-((dot_best - dot.into()) * inv_norm) / params.subject_temp).exp();
-            total += *w;
-        }
         let mut dists = std::mem::take(&mut scratch.dists);
         dists.clear();
         dists.extend(cdots[i * c_count..(i + 1) * c_count].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
         let row_coef = &mut coef[i * c_count..(i + 1) * c_count];
         let mut d_min_best = f64::INFINITY;
-        for (s, &weight) in subject_weight.iter().enumerate() {
-            let w = weight / total;
+        for (s, &w) in weight[i * s_count..(i + 1) * s_count].iter().enumerate() {
             if w == 0.0 {
                 continue;
             }
@@ -403,6 +443,66 @@ fn route_soft<T: Real>(
     }
     // P = coef · sharp for the whole block at once
     dot_block(&coef, nb, &prep.grouped_sharp_t, m, c_count, out.probs);
+    for i in 0..nb {
+        let p = &mut out.probs[i * m..(i + 1) * m];
+        out.alpha[i] = finish_row(p, out.nearest[i], prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+    }
+}
+
+/// Soft routing of a block whose rows weigh few subjects: per subject, only the rows that weigh
+/// it are multiplied with its centroids (gathered unless every row does), and each row adds
+/// `w_s · Σ_k w_k·sharp_k` to its mixture directly.
+fn route_soft_grouped<T: Real>(x: &[T], norms: &[f64], weight: &[f64], prep: &Prepared<T>, params: &RouteParams, out: BlockOut<'_>) {
+    let d = prep.d;
+    let nb = out.subject.len();
+    let m = prep.n_models;
+    let s_count = prep.n_subjects;
+    out.probs.fill(0.0);
+    let mut gathered: Vec<T> = Vec::new();
+    let mut cdots: Vec<T> = Vec::new();
+    let mut rows: Vec<usize> = Vec::with_capacity(nb);
+    let mut scratch = Scratch::default();
+    for s in 0..s_count {
+        rows.clear();
+        rows.extend((0..nb).filter(|&i| weight[i * s_count + s] != 0.0));
+        if rows.is_empty() {
+            continue;
+        }
+        let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
+        let nc = hi - lo;
+        cdots.clear();
+        cdots.resize(rows.len() * nc, T::ZERO);
+        let cents = &prep.grouped_cents[lo * d..hi * d];
+        if rows.len() == nb {
+            dot_block(x, nb, cents, nc, d, &mut cdots);
+        } else {
+            gathered.clear();
+            for &i in &rows {
+                gathered.extend_from_slice(&x[i * d..(i + 1) * d]);
+            }
+            dot_block(&gathered, rows.len(), cents, nc, d, &mut cdots);
+        }
+        for (r, &i) in rows.iter().enumerate() {
+            let inv_norm = 1.0 / norms[i];
+            let mut dists = std::mem::take(&mut scratch.dists);
+            dists.clear();
+            dists.extend(cdots[r * nc..(r + 1) * nc].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
+            let d_min = nearest_weights(&dists, params, &mut scratch);
+            scratch.dists = dists;
+            let w = weight[i * s_count + s];
+            let p = &mut out.probs[i * m..(i + 1) * m];
+            for (&(_, j), &wj) in scratch.nearest.iter().zip(&scratch.weights) {
+                let coef = w * wj;
+                let c = prep.grouped_index[lo + j];
+                for (pm, &sm) in p.iter_mut().zip(&prep.sharp[c * m..(c + 1) * m]) {
+                    *pm += coef * sm;
+                }
+            }
+            if s == out.subject[i] as usize {
+                out.nearest[i] = d_min;
+            }
+        }
+    }
     for i in 0..nb {
         let p = &mut out.probs[i * m..(i + 1) * m];
         out.alpha[i] = finish_row(p, out.nearest[i], prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
