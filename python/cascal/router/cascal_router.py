@@ -606,7 +606,7 @@ def fit_subject_temperature(
 
 
 #: Rows per block of the data-sized passes of ``fit`` (normalisation, calibration).
-ROW_CHUNK = 16_384
+ROW_CHUNK = 2_048
 #: Largest ``rows x subjects`` distance matrix the calibration of ``subject_temp_`` holds; beyond it
 #: ``subject_temp_`` and ``fallback_distance_`` are calibrated on evenly spaced training rows
 #: (:func:`_calibration_rows`).

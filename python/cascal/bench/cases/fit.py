@@ -46,7 +46,9 @@ def make_fit_input(n: int, n_subjects: int, n_models: int = N_MODELS, dim: int =
     for start in range(0, n, GENERATION_BLOCK):
         stop = min(start + GENERATION_BLOCK, n)
         s, t = subject[start:stop], topic[start:stop]
-        block = subject_dirs[s] + 0.8 * topic_dirs[s, t] + 1.2 * rng.standard_normal((stop - start, dim), dtype=np.float32)
+        block = (
+            subject_dirs[s] + 0.8 * topic_dirs[s, t] + 1.2 * rng.standard_normal((stop - start, dim), dtype=np.float32)
+        )
         X[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
     gold = rng.integers(0, N_OPTIONS, n)
     right = rng.random((n, n_models)) < accuracy[subject, topic]
