@@ -587,8 +587,9 @@ def _small_trainable_folder(tmp_path: Path) -> Path:
     """A dataset folder of simulated answers with float32 embeddings (what ``cascal embed`` writes)."""
     from dataclasses import replace
 
-    from cascal.simulate import SimWorld
     from simulated_data import simulated_responses
+
+    from cascal.simulate import SimWorld
 
     data = simulated_responses(SimWorld(seed=0), n_subjects=3, per_subject=40)
     emb = np.random.default_rng(1).normal(size=(data.n_questions, 16)).astype(np.float32)

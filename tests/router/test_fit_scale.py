@@ -106,7 +106,7 @@ def test_merge_centroids_equals_recomputing_every_distance(rng):
             del cents[j], counts[j]
         return np.asarray(cents), np.asarray(counts)
 
-    for trial in range(5):
+    for _ in range(5):
         base = rng.normal(size=(6, 16))
         seeds = base[rng.integers(0, 6, 40)] + rng.normal(scale=0.25, size=(40, 16))
         seeds /= np.linalg.norm(seeds, axis=1, keepdims=True)
