@@ -65,3 +65,119 @@ def make_fit_input(n: int, n_subjects: int, n_models: int = N_MODELS, dim: int =
         logprobs=logprobs,
     )
     return FitInput(X, responses)
+
+
+# ---------------------------------------------------------------------- registered cases
+#: kernels :meth:`CascalRouter.fit` calls, swapped for their numpy/scipy references in the reference run
+FIT_KERNELS = (
+    "consensus_scores",
+    "linkage",
+    "fcluster",
+    "pairwise_distances",
+    "cluster_means",
+    "nearest_centroids",
+    "route_batch",
+    "softmax_nll",
+)
+#: the reference fit runs on the rows of the first 1/REFERENCE_SUBJECT_SHARE of the subjects
+REFERENCE_SUBJECT_SHARE = 10
+#: queries of the ``route`` case (quick mode: 50,000) and rows the numpy reference routes
+ROUTE_QUERIES = 1_000_000
+ROUTE_REFERENCE_ROWS = 50_000
+
+
+@dataclass
+class FitCase:
+    data: FitInput
+    #: rows of the first subjects (a prefix: the generator sorts rows by subject) and their share
+    slice_rows: int
+    scale: float
+
+
+def _fit_setup(n: int, n_subjects: int) -> FitCase:
+    data = make_fit_input(n, n_subjects)
+    codes = np.searchsorted(np.unique(data.responses.subjects), data.responses.subjects)
+    keep = max(n_subjects // REFERENCE_SUBJECT_SHARE, 1)
+    rows = int(np.searchsorted(codes, keep))
+    return FitCase(data, rows, n / rows)
+
+
+def _fit(case: FitCase) -> object:
+    from cascal.router import CascalRouter
+
+    return CascalRouter(random_state=0).fit(case.data.embeddings, case.data.responses)
+
+
+def _fit_reference_kernels(case: FitCase) -> object:
+    import cascal.kernels
+    import cascal.reference
+    from cascal.router import CascalRouter
+
+    rows = np.arange(case.slice_rows)
+    saved = {name: getattr(cascal.kernels, name) for name in FIT_KERNELS}
+    try:
+        for name in FIT_KERNELS:
+            setattr(cascal.kernels, name, getattr(cascal.reference, name))
+        return CascalRouter(random_state=0).fit(case.data.embeddings[rows], case.data.responses.subset(rows))
+    finally:
+        for name, fn in saved.items():
+            setattr(cascal.kernels, name, fn)
+
+
+@dataclass
+class RouteCase:
+    router: object
+    queries: np.ndarray
+
+
+def _route_setup(quick: bool) -> RouteCase:
+    from cascal.router import CascalRouter
+
+    train = make_fit_input(20_000 if quick else 100_000, 200)
+    router = CascalRouter(random_state=0).fit(train.embeddings, train.responses)
+    queries = make_fit_input(50_000 if quick else ROUTE_QUERIES, 200).embeddings  # same world, new questions
+    return RouteCase(router, queries)
+
+
+def _route(case: RouteCase) -> object:
+    return case.router.route(case.queries)  # type: ignore[attr-defined]
+
+
+def _route_reference(case: RouteCase) -> object:
+    from cascal import reference
+
+    router = case.router
+    params = router.route_params()  # type: ignore[attr-defined]
+    return reference.route_batch(case.queries[:ROUTE_REFERENCE_ROWS], router.tables_, params)  # type: ignore[attr-defined]
+
+
+def _register() -> None:
+    from cascal.bench.registry import Case, register
+
+    for full_n, quick_n, n_subjects, repeats in ((100_000, 20_000, 50, 5), (1_000_000, 50_000, 200, 3)):
+        register(
+            Case(
+                name=f"fit {full_n:,} (quick {quick_n:,}) x{N_MODELS} S={n_subjects}",
+                setup=lambda quick, f=full_n, q=quick_n, s=n_subjects: _fit_setup(q if quick else f, s),
+                kernel=_fit,
+                references={"reference kernels (1/10 subjects)": _fit_reference_kernels},
+                reference_scale={"reference kernels (1/10 subjects)": lambda c: c.scale},
+                repeats=repeats,
+                quick_repeats=2,
+                measure_memory=True,
+            )
+        )
+    register(
+        Case(
+            name=f"route {ROUTE_QUERIES:,} (quick 50,000)q S=200 soft",
+            setup=_route_setup,
+            kernel=_route,
+            references={"numpy route_batch (50k rows)": _route_reference},
+            reference_scale={"numpy route_batch (50k rows)": lambda c: len(c.queries) / ROUTE_REFERENCE_ROWS},
+            repeats=5,
+            quick_repeats=3,
+        )
+    )
+
+
+_register()
