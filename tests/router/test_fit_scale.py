@@ -161,3 +161,18 @@ def test_real_data_fit_routes_like_the_reference_kernels(data_dir, monkeypatch):
     want = ref.route_details(data.embeddings, top_k=data.n_models)
     assert router.subject_temp_ == pytest.approx(ref.subject_temp_, rel=1e-9)
     np.testing.assert_array_equal(got.ranked, want.ranked)
+
+
+def test_scale_cases_are_registered_and_the_reference_slice_is_whole_subjects():
+    from cascal.bench import all_cases
+    from cascal.bench.cases.fit import _fit_setup
+
+    names = [c.name for c in all_cases()]
+    assert any(n.startswith("fit 100,000") for n in names) and any(n.startswith("fit 1,000,000") for n in names)
+    assert any(n.startswith("route 1,000,000") for n in names)
+    case = _fit_setup(3000, 20)
+    subjects = case.data.responses.subjects
+    # the slice ends where a subject ends, and holds the first 2 of the 20 subjects
+    assert len(set(subjects[: case.slice_rows].tolist())) == 2
+    assert subjects[case.slice_rows - 1] != subjects[case.slice_rows]
+    assert case.scale == pytest.approx(3000 / case.slice_rows)

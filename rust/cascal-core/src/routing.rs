@@ -18,8 +18,12 @@
 //! Queries are processed in blocks of rows in parallel (rayon). Per block, one GEMM against the
 //! subject representatives picks the subjects. Hard assignment then groups the block's rows by
 //! subject and runs one GEMM per subject against that subject's centroids, the only centroid
-//! distances it needs (`O(n·d·(S + C/S))` work); soft assignment needs every centroid, so it runs one
-//! GEMM against all of them (`O(n·d·(S + C))`). Memory stays bounded by the block either way.
+//! distances it needs (`O(n·d·(S + C/S))` work). Soft assignment gives weight 0 to the subjects whose
+//! weight is below `2^−52` of the nearest subject's ([`SOFT_SKIP_EXPONENT`]; they change no
+//! probability by more than an ulp) and never compares the query with their centroids: a block
+//! whose remaining (row, subject) pairs need fewer than half of all row × centroid distances is
+//! routed per subject like the hard path, otherwise one GEMM against every centroid serves the block
+//! (`O(n·d·(S + C))`). Memory stays bounded by the block; each rayon worker reuses its buffers.
 
 use rayon::prelude::*;
 
