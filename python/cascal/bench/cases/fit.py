@@ -10,6 +10,7 @@ subjects <= 2 s; fit 1M x 20, 200 subjects <= 15 s with <= 3 GB peak RSS.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -102,6 +103,10 @@ def _fit_setup(n: int, n_subjects: int) -> FitCase:
     return FitCase(data, rows, n / rows)
 
 
+def _fit_setup_for(full_n: int, quick_n: int, n_subjects: int) -> Callable[[bool], FitCase]:
+    return lambda quick: _fit_setup(quick_n if quick else full_n, n_subjects)
+
+
 def _fit(case: FitCase) -> object:
     from cascal.router import CascalRouter
 
@@ -158,7 +163,7 @@ def _register() -> None:
         register(
             Case(
                 name=f"fit {full_n:,} (quick {quick_n:,}) x{N_MODELS} S={n_subjects}",
-                setup=lambda quick, f=full_n, q=quick_n, s=n_subjects: _fit_setup(q if quick else f, s),
+                setup=_fit_setup_for(full_n, quick_n, n_subjects),
                 kernel=_fit,
                 references={"reference kernels (1/10 subjects)": _fit_reference_kernels},
                 reference_scale={"reference kernels (1/10 subjects)": lambda c: c.scale},
