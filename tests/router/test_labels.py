@@ -151,15 +151,20 @@ def test_labels_that_agree_with_the_consensus_keep_its_ranking():
 
 
 def test_consensus_prior_recovers_its_link_and_the_outlier():
-    # 12 models whose accuracy is 0.1 + 0.8 * consensus, one whose accuracy is 0.9 at consensus 0.3
-    s = np.linspace(0.3, 0.9, 12)
-    acc = 0.1 + 0.8 * s
-    n = np.full(13, 200.0)
-    k = np.round(np.r_[acc, 0.9] * n)
-    prior = fit_consensus_prior(k, n, np.r_[s, 0.3])
-    assert prior.a == pytest.approx(0.1, abs=0.03) and prior.b == pytest.approx(0.8, abs=0.05)
-    assert prior.follows[-1] < 0.01 and prior.follows[:-1].min() > 0.9
-    assert prior.accuracy[-1] == pytest.approx(0.9, abs=0.01)
+    # 12 followers right with probability sigmoid(-0.5 + 0.8 * logit(s)); model 12 right 90 % of
+    # the time whatever its consensus score (which is low where it dissents)
+    rng = np.random.default_rng(3)
+    n_q, M = 400, 13
+    s = rng.uniform(0.02, 0.98, size=(n_q, M))
+    eta = -0.5 + 0.8 * np.log(s / (1 - s))
+    correct = (rng.random((n_q, M)) < 1 / (1 + np.exp(-eta))).astype(float)
+    correct[:, 12] = rng.random(n_q) < 0.9
+    prior = fit_consensus_prior(correct, s, s)
+    assert prior.alpha == pytest.approx(-0.5, abs=0.15) and prior.beta == pytest.approx(0.8, abs=0.1)
+    assert prior.follows[12] < 0.01 and prior.follows[:12].min() > 0.9
+    assert prior.accuracy[12] == pytest.approx(correct[:, 12].mean(), abs=0.01)
+    # followers keep the calibrated consensus' estimate: these labels do not contradict it
+    assert np.abs(prior.accuracy[:12] - prior.consensus_accuracy[:12]).max() < 0.02
 
 
 # ---------------------------------------------------------------------- suggest_labels
