@@ -200,3 +200,36 @@ def test_suggest_labels_validates_n(world):
     router = CascalRouter(random_state=0).fit(X, responses)
     with pytest.raises(InvalidParameterError, match="n: must be a non-negative integer"):
         router.suggest_labels(X, responses, -1)
+
+
+# ---------------------------------------------------------------------- real data (one seed)
+def test_fifty_random_labels_find_the_lone_strong_model_of_pool_all(data_dir):
+    """Pool ``all``, seed 0: label-free CASCAL trails the best single model by > 15 points; with 50
+    random training labels (3 draws) it must come within 2 points of it, and labels that only
+    confirm the consensus (pool ``large``) must leave its routing unchanged."""
+    from cascal.evaluation.metrics import ensemble_correct, model_accuracy
+    from cascal.evaluation.protocol import make_split, resolve_pool
+    from cascal.io import load_dataset
+
+    data = load_dataset(data_dir, out_of_range="unparsable")
+    for spec in ("all", "large"):
+        split = make_split(data, resolve_pool(spec, data.model_names), 0)
+        train, test = split.train, split.test
+        blank = train.with_gold(np.full(train.n_questions, -1, dtype=np.int8))
+        free = CascalRouter(random_state=0).fit(train.embeddings, blank)
+        base = free.label_base(train.embeddings, blank)
+        best = model_accuracy(test.answers, test.gold).max()
+
+        def top1(router: CascalRouter) -> float:
+            ranked = router.route(test.embeddings, top_k=1).ranked
+            return float(ensemble_correct(ranked, test.answers, test.gold).mean())
+
+        free_top1 = top1(free)
+        for draw in range(3):
+            y = random_labels(train, 50, draw)
+            labelled = top1(free.with_labels(y, base))
+            if spec == "all":
+                assert free_top1 < best - 0.15
+                assert labelled >= best - 0.02
+            else:
+                assert abs(labelled - free_top1) <= 0.003
