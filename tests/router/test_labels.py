@@ -220,7 +220,7 @@ def test_fifty_random_labels_find_the_lone_strong_model_of_pool_all(data_dir):
         base = free.label_base(train.embeddings, blank)
         best = model_accuracy(test.answers, test.gold).max()
 
-        def top1(router: CascalRouter) -> float:
+        def top1(router: CascalRouter, test: ResponseMatrix = test) -> float:
             ranked = router.route(test.embeddings, top_k=1).ranked
             return float(ensemble_correct(ranked, test.answers, test.gold).mean())
 
