@@ -26,7 +26,7 @@ from cascal.router.labels import (
     check_labels,
     disagreement_value,
     nearest_niche,
-    spread_over_groups,
+    select_covering,
 )
 from cascal.router.niches import Niche, NicheConfig, discover_subject_niches
 from cascal.router.persistence import RouterRecord, load_record, save_record
@@ -319,17 +319,22 @@ class CascalRouter(BaseRouter):
         mean, spread = router._score_spread()
         best = best_model_probabilities(mean, spread, seed=0 if self.random_state is None else int(self.random_state))
         value = disagreement_value(responses.answers, 0.5 * probs + 0.5 * best[None, :])
-        subjects = np.asarray(responses.subjects)
-        taken_per_subject = {s: int(c) for s, c in zip(*np.unique(subjects[y >= 0], return_counts=True))}
-        return spread_over_groups(value, subjects, int(n), np.flatnonzero(y < 0), taken_per_subject)
+        low, high = self.clamp
+        params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
+        scores = np.asarray(
+            kernels.consensus_scores(responses.answers, responses.n_options, responses.logprobs, params).scores
+        )
+        ease = np.nan_to_num(np.nanmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1), neginf=0.0)
+        return select_covering(value, np.asarray(responses.subjects), ease, int(n), y >= 0)
 
     def _score_spread(self) -> tuple[np.ndarray, np.ndarray]:
         """Global scores and their uncertainty: the posterior standard deviation after labels;
-        label-free, the spread of the scores between models (the consensus may be that wrong)."""
+        label-free, the range of the scores between models (the consensus may misrank any model:
+        a lone strong model can sit at the bottom of it)."""
         scores = np.nan_to_num(np.asarray(self.tables_.global_scores, dtype=np.float64), nan=0.0)
         fit = getattr(self, "label_fit_", None)
         if fit is None:
-            return scores, np.full(scores.shape, float(np.std(scores)) + 1e-6)
+            return scores, np.full(scores.shape, float(np.ptp(scores)) + 1e-6)
         return scores, fit.spread
 
     def _check_pool(self, responses: ResponseMatrix) -> None:
