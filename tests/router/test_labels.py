@@ -4,6 +4,8 @@ trust diagnostic."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -233,3 +235,41 @@ def test_fifty_random_labels_find_the_lone_strong_model_of_pool_all(data_dir):
                 assert labelled >= best - 0.02
             else:
                 assert abs(labelled - free_top1) <= 0.003
+
+
+# ---------------------------------------------------------------------- diagnostics
+def weak_crowd_world(seed: int = 5):
+    """:func:`lone_strong_world` without trap, but the six crowd models right only 35 % of the
+    time: the plurality is weakly supported on most questions."""
+    X, responses = lone_strong_world(trap=0.0)
+    rng = np.random.default_rng(seed)
+    answers, gold = responses.answers.copy(), responses.gold
+    for m in range(1, len(MODELS)):
+        right = rng.random(gold.size) < 0.35
+        answers[:, m] = np.where(right, gold, (gold + rng.integers(1, N_OPTIONS, size=gold.size)) % N_OPTIONS)
+    return X, replace(responses, answers=answers)
+
+
+def test_diagnostics_warn_when_the_plurality_is_weakly_supported():
+    X, responses = weak_crowd_world()
+    router = CascalRouter(random_state=0).fit(X, responses)
+    diag = router.diagnostics_
+    assert not diag.trustworthy and diag.trust < 0.5
+    assert diag.recommended_labels == 50 and "label 50 questions" in diag.message
+    assert any("no answer has a majority" in reason for reason in diag.reasons)
+    from cascal.pipeline.train import describe
+
+    assert "warning: consensus trust" in describe(router)
+    # and a few labels then find the strong model the weak crowd hides
+    y = random_labels(responses, 20, seed=0)
+    calibrated = router.with_labels(y, router.label_base(X, responses))
+    assert calibrated.model_names_[int(np.argmax(calibrated.global_scores_))] == "strong"
+
+
+def test_diagnostics_stay_quiet_on_a_reliable_consensus():
+    X, responses = lone_strong_world(trap=0.0)
+    router = CascalRouter(random_state=0).fit(X, responses)
+    assert router.diagnostics_.trustworthy and router.diagnostics_.recommended_labels == 0
+    from cascal.pipeline.train import describe
+
+    assert "warning" not in describe(router)
