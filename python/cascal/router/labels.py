@@ -287,17 +287,19 @@ def overrule_contradicted(
 ) -> np.ndarray:
     """Responsibilities after the decision check: while some model beats the estimated best one
     on the labelled questions where exactly one of the two is right, significantly (one-sided sign
-    test at :data:`CONTRADICTION_LEVEL`), the most significant such model is taken at its own
+    test at :data:`CONTRADICTION_LEVEL`, Bonferroni-corrected for the ``M - 1`` challengers), the
+    most significant such model is taken at its own
     labelled accuracy (``r = 0``). The per-question link can fit a small label sample while
     missing where a strong model dissents; the labels' direct comparison of the two models the
     routing decision is about then overrules it."""
     from scipy.stats import binomtest
 
     r = r.copy()
+    level = CONTRADICTION_LEVEL / max(r.size - 1, 1)
     for _ in range(r.size):
         acc = r * follower + (1 - r) * own
         top = int(np.argmax(acc))
-        best_p, challenger = CONTRADICTION_LEVEL, -1
+        best_p, challenger = level, -1
         for m in range(r.size):
             if m == top or r[m] == 0.0:
                 continue
