@@ -262,6 +262,10 @@ def fit_consensus_prior(correct: np.ndarray, scores_labelled: np.ndarray, scores
     # expects on the labelled questions themselves (so labels chosen among hard questions are
     # compared with hard-question expectations), shrunk by a strength fitted on the labels
     expected = np.where(asked, 1.0 / (1.0 + np.exp(-(alpha + beta * z))), 0.0).sum(axis=0)
+    if looks_random(scores_labelled, scores_all):
+        # labels that look like a random sample of the training questions are compared with the
+        # training mean instead: unbiased then, and robust to a link that misfits one model
+        expected = n * consensus_acc
     kappa = best_kappa(k, n, np.where(n > 0, expected / np.maximum(n, 1), 0.5), r)
     follower = consensus_acc + _surplus(k, n, expected, kappa)
     own = (k + 1.0) / (n + 2.0)
@@ -276,6 +280,31 @@ def fit_consensus_prior(correct: np.ndarray, scores_labelled: np.ndarray, scores
         consensus_accuracy=consensus_acc,
         own_accuracy=own,
     )
+
+
+#: Level of the two-sided test of :func:`looks_random`.
+RANDOM_SAMPLE_LEVEL = 0.05
+
+
+def _ease(scores: np.ndarray) -> np.ndarray:
+    """How sure the pool is of each question's plurality: its largest consensus score."""
+    finite = np.isfinite(scores)
+    return np.where(finite.any(axis=1), np.nanmax(np.where(finite, scores, -np.inf), axis=1), 0.0)
+
+
+def looks_random(scores_labelled: np.ndarray, scores_all: np.ndarray) -> bool:
+    """Whether the labelled questions could be a uniform sample of the training questions: their
+    mean ease (:func:`_ease`) is within the two-sided :data:`RANDOM_SAMPLE_LEVEL` z-test of the
+    training mean (labels chosen on the answers, e.g. by :meth:`suggest_labels`, are not)."""
+    from scipy.stats import norm
+
+    ease_all = _ease(scores_all)
+    n = scores_labelled.shape[0]
+    sd = float(ease_all.std())
+    if n == 0 or sd == 0:
+        return True
+    z = (float(_ease(scores_labelled).mean()) - float(ease_all.mean())) / (sd / np.sqrt(n))
+    return bool(abs(z) <= norm.ppf(1 - RANDOM_SAMPLE_LEVEL / 2))
 
 
 #: Level of the one-sided sign test of :func:`overrule_contradicted`.
