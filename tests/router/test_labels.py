@@ -12,7 +12,7 @@ import pytest
 from cascal.data import ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
 from cascal.router import CascalRouter
-from cascal.router.labels import fit_consensus_prior
+from cascal.router.labels import fit_consensus_prior, looks_random, overrule_contradicted
 
 N_OPTIONS = 6
 CROWD = [f"crowd{i}" for i in range(6)]
@@ -167,6 +167,32 @@ def test_consensus_prior_recovers_its_link_and_the_outlier():
     assert prior.accuracy[12] == pytest.approx(correct[:, 12].mean(), abs=0.01)
     # followers keep the calibrated consensus' estimate: these labels do not contradict it
     assert np.abs(prior.accuracy[:12] - prior.consensus_accuracy[:12]).max() < 0.02
+
+
+def test_looks_random_tells_a_uniform_sample_from_a_chosen_one():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, size=(2000, 5))
+    uniform = [looks_random(scores[rng.choice(2000, 50, replace=False)], scores) for _ in range(40)]
+    assert sum(uniform) >= 34  # a 5 % test: about 38 of 40
+    hardest = np.argsort(scores.max(axis=1))[:50]
+    assert not looks_random(scores[hardest], scores)
+
+
+def test_a_significant_head_to_head_win_overrules_the_consensus():
+    # model 0 is the estimated best; on 40 labels model 1 is right where model 0 is wrong 20
+    # times and the reverse twice (one-sided sign test p ~ 6e-5 < 0.05 / 2)
+    y = np.zeros((40, 3))
+    y[:20, 1] = 1
+    y[20:22, 0] = 1
+    y[22:, :2] = 1
+    asked = np.ones_like(y, dtype=bool)
+    follower, own = np.array([0.8, 0.5, 0.4]), (y.sum(axis=0) + 1) / 42
+    r = overrule_contradicted(y, asked, np.ones(3), follower, own)
+    assert r.tolist() == [1.0, 0.0, 1.0]
+    # 6 against 2 is not significant: nothing changes
+    y2 = y.copy()
+    y2[6:20, 1] = 0
+    assert overrule_contradicted(y2, asked, np.ones(3), follower, own).tolist() == [1.0, 1.0, 1.0]
 
 
 # ---------------------------------------------------------------------- suggest_labels
