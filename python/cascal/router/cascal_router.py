@@ -138,6 +138,9 @@ class CascalRouter(BaseRouter):
         "cost_weight": [Interval(Real, 0, None, closed="left")],
     }
 
+    #: The routing tables (set by ``fit`` / ``from_record``).
+    tables_: RoutingTables
+
     def __init__(
         self,
         z_scale: float = 1.0,
@@ -236,7 +239,7 @@ class CascalRouter(BaseRouter):
         # a model without any known completion tokens costs its mean prompt
         prompt_only = float(input_tokens(responses, prices).mean()) * price_in * (QUERIES_PER_UNIT / 1e6)
         subject_index = np.searchsorted(self.subject_names_, np.asarray(responses.subjects))
-        tables: RoutingTables = self.tables_
+        tables = self.tables_
         centroid_costs, global_costs = cost_tables(
             X, subject_index, tables.centroids, tables.centroid_subject, costs, fallback=prompt_only
         )
@@ -292,9 +295,7 @@ class CascalRouter(BaseRouter):
         self.model_names_ = list(responses.model_names)
         self.embedding_model_ = self.embedding_model if self.embedding_model is not None else responses.embedding_model
         self.niches_ = niches
-        self.tables_: RoutingTables = self._tables_from_niches(
-            np.asarray(reps, dtype=np.float32), _nan_mean_or_zero(scores)
-        )
+        self.tables_ = self._tables_from_niches(np.asarray(reps, dtype=np.float32), _nan_mean_or_zero(scores))
         self._calibrate_routing(X, subjects)
         return self
 
