@@ -114,7 +114,7 @@ class Prices:
         price_out = np.zeros(len(model_names))
         unpriced = []
         for m, column in enumerate(model_names):
-            pair = self._lookup(column)
+            pair = self.price_of(column)
             if pair is None:
                 unpriced.append(column)
             else:
@@ -125,7 +125,9 @@ class Prices:
             )
         return price_in, price_out
 
-    def _lookup(self, column: str) -> Optional[tuple[float, float]]:
+    def price_of(self, column: str) -> Optional[tuple[float, float]]:
+        """``(input, output)`` price of pool column ``column`` (exact name, else the longest name
+        that ``column`` extends with ``_suffix``), or ``None``."""
         if column in self.per_model:
             return self.per_model[column]
         matches = [name for name in self.per_model if column.startswith(name + "_")]
