@@ -90,3 +90,30 @@ def test_data_without_costs_still_evaluates(tmp_path, capsys):
     assert "no token counts" in pool["cost"]["skipped"]
     assert "cost curve skipped" in capsys.readouterr().err
     assert "cost curve skipped" in (tmp_path / "cost.md").read_text()
+
+
+def test_response_chars_become_tokens_from_a_folder(tmp_path):
+    """A folder without cost.csv but with response_chars.csv: the evaluation reads it (io.load_model_table)
+    and divides by the prices' characters per token; a broken file names itself."""
+    from cascal.errors import DataError
+    from cascal.evaluation.cost_curve import cost_data
+    from cascal.io import load_dataset, load_model_table, save_dataset
+
+    data = synthetic_dataset(n=30)
+    data = dataclasses.replace(
+        data, questions=[f"question {i}" for i in range(30)], options=[["a", "b", "c", "d", "e"]] * 30
+    )
+    save_dataset(data, tmp_path)
+    loaded = load_dataset(tmp_path, embeddings=None)
+    ids = [str(q) for q in loaded.question_ids]
+    rows = ["question_id," + ",".join(loaded.model_names)]
+    rows += [f"{q}," + ",".join(str(40 * (j + 1)) if i % 7 else "" for j in range(4)) for i, q in enumerate(ids)]
+    (tmp_path / "response_chars.csv").write_text("\n".join(rows) + "\n")
+    chars = load_model_table(tmp_path, loaded)
+    assert chars.shape == (30, 4) and np.isnan(chars[0]).all() and chars[1].tolist() == [40, 80, 120, 160]
+    with_tokens, note = cost_data(loaded, tmp_path, Prices({}, chars_per_token=8.0))
+    assert "response_chars.csv / 8" in note
+    np.testing.assert_allclose(with_tokens.cost[1], [5, 10, 15, 20])
+    (tmp_path / "response_chars.csv").write_text("question_id,ace\n")
+    with pytest.raises(DataError, match="response_chars.csv"):
+        load_model_table(tmp_path, loaded)
