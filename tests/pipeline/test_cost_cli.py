@@ -38,6 +38,27 @@ def priced(tmp_path_factory):
     return world, data, router_file
 
 
+def test_train_summary_states_expected_costs(tmp_path_factory, capsys):
+    root = tmp_path_factory.mktemp("cost_cli_summary")
+    world = SimWorld(seed=11)
+    data = simulated_responses(world, 2, 40)
+    tokens = np.full(data.answers.shape, 100.0, dtype=np.float32)
+    save_dataset(dataclasses.replace(data, cost=tokens), root / "data")
+    embed_dataset(root / "data", "hashing-256")
+    pool = root / "pool.yaml"
+    # a pool.yaml with prices for the first model only: the others are priced 0 with a warning
+    entries = [f"  - {{name: {m}, base_url: 'http://127.0.0.1:9/v1', model: {m}}}" for m in world.model_names]
+    entries[0] = entries[0][:-1] + ", price_input_per_mtok: 0, price_output_per_mtok: 10}"
+    pool.write_text("models:\n" + "\n".join(entries) + "\n")
+    capsys.readouterr()
+    out_file = root / "r.cascal"
+    assert main(["train", str(root / "data"), "--out", str(out_file), "--prices", str(pool), "--cost-weight", "2"]) == 0
+    captured = capsys.readouterr()
+    assert f"{world.model_names[0]}" in captured.out and "expected $1.0000 per 1,000 queries" in captured.out
+    assert "no price for model(s)" in captured.err and world.model_names[1] in captured.err
+    assert CascalRouter.load(out_file).cost_weight == 2.0
+
+
 def test_route_prints_expected_costs(priced, capsys):
     world, data, router_file = priced
     router = CascalRouter.load(router_file)

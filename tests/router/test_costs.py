@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cascal.data import ResponseMatrix
 from cascal.errors import ConfigError, InvalidParameterError
@@ -148,6 +150,8 @@ def test_cost_weight_needs_prices_and_a_finite_value(world, priced):
             priced.route(centres, cost_weight=bad)
     with pytest.raises(InvalidParameterError, match="cost_weight"):
         CascalRouter(cost_weight=-0.1).fit(X, responses)
+    with pytest.raises(InvalidParameterError, match="cost_weight.*prices"):
+        CascalRouter(cost_weight=0.1).fit(X, responses)
 
 
 def test_cost_weight_for_meets_the_budget(priced, world):
@@ -247,3 +251,28 @@ def test_no_token_counts_prices_the_prompt_only(world):
         router = CascalRouter(random_state=0).fit(X, no_tokens, prices=PRICES)
     assert any("prompt tokens only" in str(w.message) for w in caught)
     np.testing.assert_allclose(router.global_costs_, [20 * 10 / 1000, 20 * 0.1 / 1000, 0.02, 0.02])
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.floats(0, 100), b=st.floats(0, 100), weight=st.sampled_from([0.0, 0.003, 0.1]), seed=st.integers(0, 3))
+def test_expected_cost_is_linear_in_the_cost_tables(priced, a, b, weight, seed):
+    """The kernel mixes costs linearly with the routing weights: tables a*T1 + b*T2 give a*E1 + b*E2
+    (and the ranking depends on the scores only)."""
+    from dataclasses import replace
+
+    from cascal.kernels import route_batch
+
+    rng = np.random.default_rng(seed)
+    base = priced.cost_weighted_tables(weight)
+    shape = base.centroid_scores.shape
+    t1, g1 = rng.random(shape), rng.random(shape[1])
+    t2, g2 = rng.random(shape), rng.random(shape[1])
+    Q = rng.normal(size=(50, base.dim))
+    params = priced.route_params(top_k=2)
+
+    def run(t, g):
+        return route_batch(Q, replace(base, centroid_costs=t, global_costs=g), params)
+
+    r1, r2, mix = run(t1, g1), run(t2, g2), run(a * t1 + b * t2, a * g1 + b * g2)
+    np.testing.assert_allclose(mix.expected_cost, a * r1.expected_cost + b * r2.expected_cost, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(mix.ranked, r1.ranked)

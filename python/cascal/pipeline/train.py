@@ -81,8 +81,10 @@ def describe(router: Any) -> str:
     """A short text summary of a fitted router: pool, embedder, niches per subject, global ranking."""
     lines = [f"embedder: {router.embedding_model}", f"pool ({len(router.model_names_)} models):"]
     order = sorted(range(len(router.model_names_)), key=lambda m: -router.global_scores_[m])
+    costs = getattr(router, "global_costs_", None)
     for m in order:
-        lines.append(f"  {router.model_names_[m]:<32} mean consensus score {router.global_scores_[m]:.3f}")
+        cost = "" if costs is None else f", expected ${costs[m]:.4f} per 1,000 queries"
+        lines.append(f"  {router.model_names_[m]:<32} mean consensus score {router.global_scores_[m]:.3f}{cost}")
     lines.append("niches per subject:")
     for subject in router.subject_names_:
         lines.append(f"  {subject:<32} {len(router.niches_[subject])}")

@@ -226,6 +226,10 @@ class CascalRouter(BaseRouter):
         responses.warn_models_without_answers(FIT_WARNING_SOURCE, stacklevel=2)
 
         checked_prices = None if prices is None else Prices.coerce(prices)
+        if checked_prices is None and float(self.cost_weight) > 0:
+            raise InvalidParameterError(
+                f"cost_weight: {self.cost_weight!r} needs expected costs; give fit(..., prices=...)"
+            )
         scores, plurality, agreement = self._score_questions(responses)
         self._fit_niches(X, responses, scores, plurality, agreement)
         if checked_prices is not None:
