@@ -125,6 +125,20 @@ def test_fit_with_labels_equals_label_free_fit_plus_with_labels(world):
     assert np.array_equal(free.centroids_, later.centroids_)
 
 
+def test_labels_and_prices_compose(world):
+    # labels change the scores only, prices the cost tables only
+    X, responses = world
+    priced = replace(responses, cost=np.full(responses.answers.shape, 100.0, dtype=np.float32))
+    prices = {m: (1.0, 2.0 + i) for i, m in enumerate(priced.model_names)}
+    y = random_labels(priced, 20, seed=0)
+    both = CascalRouter(random_state=0).fit(X, priced, y, prices=prices)
+    costs_only = CascalRouter(random_state=0).fit(X, priced, prices=prices)
+    labels_only = CascalRouter(random_state=0).fit(X, priced, y)
+    assert np.array_equal(both.tables_.centroid_costs, costs_only.tables_.centroid_costs)
+    assert np.array_equal(both.centroid_scores_, labels_only.centroid_scores_)
+    assert not np.array_equal(both.centroid_scores_, costs_only.centroid_scores_)
+
+
 # ---------------------------------------------------------------------- the estimator
 def test_labels_find_the_strong_model_the_crowd_outvotes(world):
     X, responses = world
