@@ -826,9 +826,7 @@ def load_labels(path: PathLike, responses: ResponseMatrix) -> np.ndarray:
         except StopIteration:
             raise DataError(f"{file}: empty file (expected the header {','.join(LABELS_HEADER)})") from None
         if tuple(c.strip() for c in header) != LABELS_HEADER:
-            raise DataError(
-                f"{file}:1: header must be {','.join(LABELS_HEADER)}, got {short_repr(','.join(header))}"
-            )
+            raise DataError(f"{file}:1: header must be {','.join(LABELS_HEADER)}, got {short_repr(','.join(header))}")
         for cells in reader:
             lineno = reader.line_num
             if not cells:
