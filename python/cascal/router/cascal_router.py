@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from os import PathLike, fspath
 from typing import Any, ClassVar, Optional, Union
@@ -11,10 +12,22 @@ import numpy as np
 
 from cascal import kernels
 from cascal.data import ResponseMatrix
-from cascal.errors import InvalidParameterError, KernelError, RouterFileError
+from cascal.errors import DataError, InvalidParameterError, KernelError, RouterFileError
 from cascal.kernels.routing import RouteParams, RoutingTables
 from cascal.router.base import BaseRouter, Routing, check_fit_inputs, embedding_matrix
 from cascal.router.clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
+from cascal.router.diagnostics import diagnose
+from cascal.router.labels import (
+    UNLABELLED,
+    LabelBase,
+    LabelFit,
+    best_model_probabilities,
+    calibrate,
+    check_labels,
+    disagreement_value,
+    nearest_niche,
+    spread_over_groups,
+)
 from cascal.router.niches import Niche, NicheConfig, discover_subject_niches
 from cascal.router.persistence import RouterRecord, load_record, save_record
 from cascal.validation import Interval, Options, Pair
@@ -180,15 +193,23 @@ class CascalRouter(BaseRouter):
         self.embedding_model = embedding_model
 
     # ------------------------------------------------------------------ fit
-    def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "CascalRouter":
+    def fit(
+        self, embeddings: np.ndarray, responses: ResponseMatrix, labels: Optional[np.ndarray] = None
+    ) -> "CascalRouter":
         """Learn consensus scores, niches and routing tables from ``responses`` (gold is never read).
 
         Args:
             embeddings: ``(n_q, d)`` finite question embeddings (rows are L2-normalised here).
             responses: the pool's answers on the same ``n_q`` questions.
+            labels: optional ``(n_q,)`` integer answer key of a few questions (``-1`` = unlabelled).
+                The niches still come from the consensus; the labels calibrate every model's
+                niche and global scores (docs/algorithm.md#labels). ``None`` or all ``-1``: the
+                label-free fit, unchanged.
 
         Raises:
-            ValueError: a parameter is out of range, or the inputs are malformed or misaligned.
+            ValueError: a parameter is out of range, or the inputs are malformed or misaligned
+                (:class:`~cascal.errors.InvalidParameterError` / :class:`~cascal.errors.DataError`
+                naming ``labels`` and the first bad row for a bad ``labels``).
 
         Warns:
             UserWarning: some models (or all) have no usable answer (every answer unparsable or
@@ -197,10 +218,125 @@ class CascalRouter(BaseRouter):
         """
         self.validate_params()
         X = _unit_rows(check_fit_inputs(embeddings, responses))
+        y = check_labels(labels, responses)
         responses.warn_models_without_answers(FIT_WARNING_SOURCE, stacklevel=2)
 
         scores, plurality, agreement = self._score_questions(responses)
-        return self._fit_niches(X, responses, scores, plurality, agreement)
+        self._fit_niches(X, responses, scores, plurality, agreement)
+        self.diagnostics_ = diagnose(responses, plurality, agreement, self.tables_.global_scores)
+        if y is not None and bool((y >= 0).any()):
+            base = self._label_base(X, responses, scores)
+            self._set_label_tables(calibrate(base, y))
+        return self
+
+    # ------------------------------------------------------------------ labels
+    #: the routing tables (set by ``fit`` and ``from_record``), declared for the type checker
+    tables_: RoutingTables
+
+    def label_base(self, embeddings: np.ndarray, responses: ResponseMatrix) -> LabelBase:
+        """What :meth:`with_labels` reuses to calibrate this label-free fit on ``responses``
+        (normally the training data): per-question consensus scores, subjects and nearest niches.
+
+        Build it once per training set, then call :meth:`with_labels` for as many label sets as
+        needed; ``fit(X, R, labels)`` equals ``fit(X, R).with_labels(labels, label_base(X, R))``.
+        """
+        self._check_fitted()
+        X = _unit_rows(check_fit_inputs(embeddings, responses))
+        self._check_pool(responses)
+        low, high = self.clamp
+        params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
+        consensus = kernels.consensus_scores(responses.answers, responses.n_options, responses.logprobs, params)
+        return self._label_base(X, responses, np.asarray(consensus.scores, dtype=np.float64))
+
+    def _label_base(self, X: np.ndarray, responses: ResponseMatrix, scores: np.ndarray) -> LabelBase:
+        subject = np.searchsorted(self.subject_names_, np.asarray(responses.subjects))
+        known = np.asarray(self.subject_names_)[np.minimum(subject, len(self.subject_names_) - 1)]
+        if not (known == np.asarray(responses.subjects)).all():
+            raise DataError("responses: has subjects the router was not fitted on")
+        tables = self.tables_
+        return LabelBase(
+            scores=scores,
+            answers=np.asarray(responses.answers),
+            subject=subject,
+            niche=nearest_niche(X, subject, tables.centroids, tables.centroid_subject),
+            centroid_subject=tables.centroid_subject,
+            centroid_scores=tables.centroid_scores,
+            global_scores=tables.global_scores,
+        )
+
+    def with_labels(self, labels: np.ndarray, base: LabelBase) -> "CascalRouter":
+        """A copy of this label-free router whose niche and global scores are calibrated with
+        ``labels`` (aligned with the rows ``base`` was built from, ``-1`` = unlabelled); the
+        niches and routing constants are shared. No labelled row: an unchanged copy."""
+        self._check_fitted()
+        y = np.asarray(labels)
+        if y.dtype == bool or y.dtype.kind not in "iu" or y.shape != (base.answers.shape[0],):
+            raise InvalidParameterError(
+                f"labels: expected an integer array of shape ({base.answers.shape[0]},), got {y.dtype} {y.shape}"
+            )
+        router = copy.copy(self)
+        if (y >= 0).any():
+            router._set_label_tables(calibrate(base, y.astype(np.int64)))
+        return router
+
+    def _set_label_tables(self, fit: LabelFit) -> None:
+        self.label_fit_ = fit
+        self.tables_ = replace(self.tables_, centroid_scores=fit.centroid_scores, global_scores=fit.global_scores)
+
+    def suggest_labels(
+        self, embeddings: np.ndarray, responses: ResponseMatrix, n: int, labels: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        """Rows of ``responses`` worth labelling next, best first (docs/algorithm.md#choosing-questions-to-label).
+
+        A row is worth more when the models that are candidates for the routing decision there
+        (its routing distribution, and how likely each model is to be the best overall given
+        what is known) answer it differently: its label tells them apart. Rows are spread over
+        subjects (a row's value is divided by one plus the number of rows of its subject already
+        labelled or taken). Rows already labelled in ``labels`` are never returned; when
+        ``labels`` holds labels, the ranking uses the router calibrated with them.
+
+        Args:
+            embeddings: ``(n_q, d)`` embeddings of the candidate questions.
+            responses: the pool's answers on them (the fitted pool's columns).
+            n: how many rows to return at most (fewer when fewer are unlabelled).
+            labels: optional ``(n_q,)`` labels already known (``-1`` = unlabelled).
+
+        Returns:
+            ``(<= n,)`` int64 row indices.
+        """
+        self._check_fitted()
+        if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
+            raise InvalidParameterError(f"n: must be a non-negative integer, got {n!r}")
+        X = _unit_rows(check_fit_inputs(embeddings, responses))
+        self._check_pool(responses)
+        y = check_labels(labels, responses)
+        if y is None:
+            y = np.full(responses.n_questions, UNLABELLED, dtype=np.int64)
+        router = self
+        if (y >= 0).any():
+            router = self.with_labels(y, self.label_base(X, responses))
+        probs = router.route_scores(X)
+        mean, spread = router._score_spread()
+        best = best_model_probabilities(mean, spread, seed=0 if self.random_state is None else int(self.random_state))
+        value = disagreement_value(responses.answers, 0.5 * probs + 0.5 * best[None, :])
+        subjects = np.asarray(responses.subjects)
+        taken_per_subject = {s: int(c) for s, c in zip(*np.unique(subjects[y >= 0], return_counts=True))}
+        return spread_over_groups(value, subjects, int(n), np.flatnonzero(y < 0), taken_per_subject)
+
+    def _score_spread(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global scores and their uncertainty: the posterior standard deviation after labels;
+        label-free, the spread of the scores between models (the consensus may be that wrong)."""
+        scores = np.nan_to_num(np.asarray(self.tables_.global_scores, dtype=np.float64), nan=0.0)
+        fit = getattr(self, "label_fit_", None)
+        if fit is None:
+            return scores, np.full(scores.shape, float(np.std(scores)) + 1e-6)
+        return scores, fit.spread
+
+    def _check_pool(self, responses: ResponseMatrix) -> None:
+        if list(responses.model_names) != list(self.model_names_):
+            raise ValueError(
+                f"responses: model columns {responses.model_names} differ from the fitted pool {self.model_names_}"
+            )
 
     def _score_questions(self, responses: ResponseMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-question model scores ``(n_q, M)`` (NaN = not asked), plurality membership and

@@ -1,0 +1,197 @@
+"""CascalRouter with a few labels: validation, the unchanged label-free fit, the estimator on a
+pool where one strong model dissents from a correlated weak crowd, active selection and the
+trust diagnostic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cascal.data import ResponseMatrix
+from cascal.errors import DataError, InvalidParameterError
+from cascal.router import CascalRouter
+from cascal.router.labels import fit_consensus_prior
+
+N_OPTIONS = 6
+CROWD = [f"crowd{i}" for i in range(6)]
+MODELS = ["strong", *CROWD]
+
+
+def lone_strong_world(seed: int = 0, per_subject: int = 150, n_subjects: int = 3, trap: float = 0.45):
+    """``n_subjects`` subjects, each a blob in 16-d. ``strong`` is right on 90 % of the questions;
+    the six crowd models share a *trap*: on a ``trap`` share of the questions each falls (with
+    probability 0.85) for the same wrong option, elsewhere each is right with probability 0.8.
+    The crowd's plurality is therefore wrong on the trap questions, and the consensus ranks the
+    strong model below the crowd. Returns ``(X, responses)``; gold is the true answer."""
+    rng = np.random.default_rng(seed)
+    centres = np.linalg.qr(rng.normal(size=(16, n_subjects)))[0].T
+    n = per_subject * n_subjects
+    X = np.vstack([c + 0.1 * rng.normal(size=(per_subject, 16)) for c in centres]).astype(np.float32)
+    subjects = np.repeat([f"s{i}" for i in range(n_subjects)], per_subject)
+    gold = rng.integers(0, N_OPTIONS, size=n)
+    trap_answer = (gold + rng.integers(1, N_OPTIONS, size=n)) % N_OPTIONS
+    is_trap = rng.random(n) < trap
+    answers = np.empty((n, len(MODELS)), dtype=np.int64)
+    wrong = (gold[:, None] + rng.integers(1, N_OPTIONS, size=(n, len(MODELS)))) % N_OPTIONS
+    answers[:, 0] = np.where(rng.random(n) < 0.9, gold, wrong[:, 0])
+    for m in range(1, len(MODELS)):
+        fooled = is_trap & (rng.random(n) < 0.85)
+        right = ~is_trap & (rng.random(n) < 0.8)
+        answers[:, m] = np.where(fooled, trap_answer, np.where(right, gold, wrong[:, m]))
+    responses = ResponseMatrix(
+        answers=answers, n_options=np.full(n, N_OPTIONS), subjects=subjects, model_names=MODELS, gold=gold
+    )
+    return X, responses
+
+
+def random_labels(responses: ResponseMatrix, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = np.full(responses.n_questions, -1, dtype=np.int64)
+    rows = rng.choice(responses.n_questions, n, replace=False)
+    y[rows] = responses.gold[rows]
+    return y
+
+
+def first_choice_accuracy(router: CascalRouter, X: np.ndarray, responses: ResponseMatrix) -> float:
+    first = router.route(X, top_k=1).ranked[:, 0]
+    return float((responses.answers[np.arange(len(first)), first] == responses.gold).mean())
+
+
+@pytest.fixture(scope="module")
+def world():
+    return lone_strong_world()
+
+
+# ---------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "labels, error, text",
+    [
+        (np.zeros(5, dtype=np.int64), InvalidParameterError, "labels: expected shape"),
+        (np.zeros((450, 1), dtype=np.int64), InvalidParameterError, "labels: expected shape"),
+        (np.zeros(450, dtype=np.float64), InvalidParameterError, "labels: expected an integer array"),
+        (np.zeros(450, dtype=bool), InvalidParameterError, "labels: expected an integer array"),
+    ],
+)
+def test_labels_of_the_wrong_shape_or_type_are_refused(world, labels, error, text):
+    X, responses = world
+    with pytest.raises(error, match=text):
+        CascalRouter(random_state=0).fit(X, responses, labels=labels)
+
+
+@pytest.mark.parametrize("bad_value, row", [(N_OPTIONS, 7), (-2, 3), (99, 0)])
+def test_a_label_outside_its_options_names_the_first_bad_row(world, bad_value, row):
+    X, responses = world
+    y = np.full(responses.n_questions, -1, dtype=np.int64)
+    y[row] = bad_value
+    y[row + 20] = bad_value  # a later bad row is not the one reported
+    with pytest.raises(DataError, match=rf"labels: row {row} is {bad_value} but its question has {N_OPTIONS} options"):
+        CascalRouter(random_state=0).fit(X, responses, labels=y)
+
+
+# ---------------------------------------------------------------------- no labels = today's fit
+@pytest.mark.parametrize("labels", [None, "all-unlabelled"])
+def test_fit_without_labels_is_bit_identical(world, labels):
+    X, responses = world
+    plain = CascalRouter(random_state=0).fit(X, responses)
+    y = None if labels is None else np.full(responses.n_questions, -1, dtype=np.int32)
+    other = CascalRouter(random_state=0).fit(X, responses, labels=y)
+    for field in (
+        "subject_reps",
+        "centroids",
+        "centroid_subject",
+        "centroid_scores",
+        "global_scores",
+        "centroid_sizes",
+    ):
+        a, b = getattr(plain.tables_, field), getattr(other.tables_, field)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), field
+    assert plain.fitted_constants() == other.fitted_constants()
+    assert (plain.route(X).ranked == other.route(X).ranked).all()
+    assert not hasattr(other, "label_fit_")
+
+
+def test_fit_with_labels_equals_label_free_fit_plus_with_labels(world):
+    X, responses = world
+    y = random_labels(responses, 30, seed=1)
+    direct = CascalRouter(random_state=0).fit(X, responses, labels=y)
+    free = CascalRouter(random_state=0).fit(X, responses)
+    later = free.with_labels(y, free.label_base(X, responses))
+    assert np.array_equal(direct.centroid_scores_, later.centroid_scores_)
+    assert np.array_equal(direct.global_scores_, later.global_scores_)
+    # the label-free router itself is untouched
+    assert not np.array_equal(free.global_scores_, later.global_scores_)
+    assert np.array_equal(free.centroids_, later.centroids_)
+
+
+# ---------------------------------------------------------------------- the estimator
+def test_labels_find_the_strong_model_the_crowd_outvotes(world):
+    X, responses = world
+    free = CascalRouter(random_state=0).fit(X, responses)
+    # the premise: without labels the consensus prefers the crowd
+    assert free.model_names_[int(np.argmax(free.global_scores_))] != "strong"
+    free_acc = first_choice_accuracy(free, X, responses)
+    base = free.label_base(X, responses)
+    strong_acc = float((responses.answers[:, 0] == responses.gold).mean())
+    for seed in range(5):
+        router = free.with_labels(random_labels(responses, 20, seed), base)
+        assert router.model_names_[int(np.argmax(router.global_scores_))] == "strong"
+        assert first_choice_accuracy(router, X, responses) >= strong_acc - 0.01 > free_acc + 0.15
+
+
+def test_labels_that_agree_with_the_consensus_keep_its_ranking():
+    # a pool without trap: the crowd's plurality is right, consensus ranks the strong model first
+    X, responses = lone_strong_world(trap=0.0)
+    free = CascalRouter(random_state=0).fit(X, responses)
+    base = free.label_base(X, responses)
+    order = np.argsort(-free.global_scores_, kind="stable")
+    for seed in range(3):
+        router = free.with_labels(random_labels(responses, 20, seed), base)
+        assert router.label_fit_.prior.follows.min() > 0.5
+        assert int(np.argmax(router.global_scores_)) == order[0]
+
+
+def test_consensus_prior_recovers_its_link_and_the_outlier():
+    # 12 models whose accuracy is 0.1 + 0.8 * consensus, one whose accuracy is 0.9 at consensus 0.3
+    s = np.linspace(0.3, 0.9, 12)
+    acc = 0.1 + 0.8 * s
+    n = np.full(13, 200.0)
+    k = np.round(np.r_[acc, 0.9] * n)
+    prior = fit_consensus_prior(k, n, np.r_[s, 0.3])
+    assert prior.a == pytest.approx(0.1, abs=0.03) and prior.b == pytest.approx(0.8, abs=0.05)
+    assert prior.follows[-1] < 0.01 and prior.follows[:-1].min() > 0.9
+    assert prior.accuracy[-1] == pytest.approx(0.9, abs=0.01)
+
+
+# ---------------------------------------------------------------------- suggest_labels
+def test_suggest_labels_skips_labelled_rows_and_spreads_over_subjects(world):
+    X, responses = world
+    router = CascalRouter(random_state=0).fit(X, responses)
+    first = router.suggest_labels(X, responses, 12)
+    assert len(first) == 12 and len(set(first.tolist())) == 12
+    # 3 subjects, 12 rows: 4 from each
+    assert sorted(np.unique(responses.subjects[first], return_counts=True)[1].tolist()) == [4, 4, 4]
+    y = np.full(responses.n_questions, -1, dtype=np.int64)
+    y[first] = responses.gold[first]
+    second = router.suggest_labels(X, responses, 12, labels=y)
+    assert not set(second.tolist()) & set(first.tolist())
+    # asking for more than is unlabelled returns every unlabelled row once
+    y[:] = responses.gold
+    y[[5, 77, 300]] = -1
+    assert sorted(router.suggest_labels(X, responses, 10, labels=y).tolist()) == [5, 77, 300]
+    assert router.suggest_labels(X, responses, 0).shape == (0,)
+
+
+def test_suggested_rows_separate_the_candidates(world):
+    X, responses = world
+    router = CascalRouter(random_state=0).fit(X, responses)
+    rows = router.suggest_labels(X, responses, 20)
+    # a suggested question is one where the pool disagrees (a unanimous one tells nothing apart)
+    unanimous = (responses.answers == responses.answers[:, :1]).all(axis=1)
+    assert not unanimous[rows].any()
+
+
+def test_suggest_labels_validates_n(world):
+    X, responses = world
+    router = CascalRouter(random_state=0).fit(X, responses)
+    with pytest.raises(InvalidParameterError, match="n: must be a non-negative integer"):
+        router.suggest_labels(X, responses, -1)
