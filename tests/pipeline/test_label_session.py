@@ -259,3 +259,48 @@ def test_with_17_options_q_is_an_answer_and_quit_is_a_word(tmp_path):
 def test_parse_key(text, n_options, action, choice):
     key = parse_key(text, n_options)
     assert (key.action, key.choice) == (action, choice)
+
+
+def test_line_reader_splits_lines_and_ends_at_end_of_input():
+    import io
+    import os
+
+    from cascal.pipeline.label import LineReader
+
+    r, w = os.pipe()
+    os.write(w, "a\r\nskip\nq\u00e9\nlast".encode())
+    os.close(w)
+    shown = io.StringIO()
+    reader = LineReader(r, out=shown)
+    assert [reader("> "), reader("> "), reader("> "), reader("> ")] == ["a", "skip", "q\u00e9", "last"]
+    with pytest.raises(EOFError):
+        reader("> ")
+    assert shown.getvalue() == "> " * 5
+    os.close(r)
+
+
+def test_line_reader_raises_ctrl_c_caught_by_another_thread():
+    """A SIGINT whose handler ran in another thread (as when the kernel hands it to a worker thread)
+    still ends the wait at once; a plain blocking read would wait for the next line."""
+    import io
+    import os
+    import signal
+    import threading
+    import time
+
+    from cascal.pipeline.label import LineReader
+
+    r, w = os.pipe()
+    timer = threading.Timer(0.3, signal.raise_signal, args=(signal.SIGINT,))  # handled in the timer's thread
+    rescue = threading.Timer(20.0, os.write, args=(w, b"late\n"))  # unblocks a reader that missed it
+    timer.start()
+    rescue.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            LineReader(r, out=io.StringIO())("> ")
+        assert time.monotonic() - start < 5.0
+    finally:
+        rescue.cancel()
+        os.close(w)
+        os.close(r)

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascal.pipeline.label import label_dataset
+    from cascal.pipeline.label import label_dataset, stdin_reader
 
     out = Path(args.out) if args.out is not None else Path(args.dataset) / "labels.csv"
     summary = label_dataset(
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.n,
         embeddings=args.embeddings,
         out_of_range=args.out_of_range,
+        read=stdin_reader(),
         write=lambda text: print(text, flush=True),
     )
     ended = {

@@ -27,10 +27,13 @@ used them up, with the labels known by then.
 
 from __future__ import annotations
 
+import os
+import select
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, TextIO, Union
 
 import numpy as np
 
@@ -38,7 +41,7 @@ from cascal.data import LETTERS, ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
 from cascal.validation import short_repr
 
-__all__ = ["LabelSummary", "Key", "label_dataset", "label_session", "parse_key"]
+__all__ = ["Key", "LabelSummary", "LineReader", "label_dataset", "label_session", "parse_key", "stdin_reader"]
 
 #: What a session asks for questions: ``suggest(labels, n)`` returns up to ``n`` row indices, best
 #: first, never a labelled row; ``labels`` is ``None`` before the first label.
@@ -222,6 +225,55 @@ def _ask(read: Callable[[str], str], n_options: int, write: Callable[[str], None
         write(key.message)
 
 
+class LineReader:
+    """Reads answers from a file descriptor (default: standard input), one line per call, showing
+    a prompt on ``out`` first; raises ``EOFError`` at the end of input.
+
+    It waits with :func:`select.select` in short slices instead of blocking in ``read``: a Ctrl-C
+    (SIGINT) that the kernel hands to another thread of the process (the kernels' worker threads)
+    does not interrupt a blocked ``read`` of the main thread, so :func:`input` could sit until the
+    next Enter before raising ``KeyboardInterrupt``; here it is raised within one slice.
+    """
+
+    #: Longest wait between two checks for a pending Ctrl-C (seconds).
+    SLICE = 0.2
+
+    def __init__(self, fd: int = 0, out: Optional[TextIO] = None):
+        self.fd = fd
+        self.out = out
+        self.buffer = b""
+
+    def __call__(self, prompt: str) -> str:
+        out = self.out if self.out is not None else sys.stdout
+        out.write(prompt)
+        out.flush()
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.fd], [], [], self.SLICE)
+            if not ready:
+                continue  # back in the interpreter: a pending Ctrl-C raises KeyboardInterrupt here
+            chunk = os.read(self.fd, 4096)
+            if not chunk:  # end of input (Ctrl-D on a terminal, the end of a pipe)
+                if not self.buffer:
+                    raise EOFError
+                line, self.buffer = self.buffer, b""
+                return line.decode("utf-8", "replace")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def stdin_reader() -> Callable[[str], str]:
+    """The reader of answers for an interactive session: a :class:`LineReader` on standard input
+    where it has a file descriptor ``select`` can wait on (POSIX), else :func:`input`."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
+        return input
+    if os.name != "posix":
+        return input
+    return LineReader(fd)
+
+
 def label_dataset(
     dataset_dir: Union[str, Path],
     router_path: Union[str, Path],
@@ -230,7 +282,7 @@ def label_dataset(
     *,
     embeddings: Optional[str] = None,
     out_of_range: Literal["error", "unparsable"] = "error",
-    read: Callable[[str], str] = input,
+    read: Optional[Callable[[str], str]] = None,
     write: Callable[[str], None] = print,
 ) -> LabelSummary:
     """:func:`label_session` on the questions of ``dataset_dir``, suggested by the router file
@@ -245,7 +297,9 @@ def label_dataset(
         embeddings: which embeddings file: default the router's embedder, else the folder's only one.
         out_of_range: what a prediction letter beyond its question's options means (see
             :func:`cascal.io.load_dataset`).
-        read, write: see :func:`label_session`.
+        read: reads one answer line after a prompt (see :func:`label_session`); default
+            :func:`stdin_reader`.
+        write: shows one block of text (default :func:`print`).
 
     Raises:
         cascal.errors.RouterFileError: the router file is missing or not a router file.
@@ -272,4 +326,4 @@ def label_dataset(
     def suggest(labels: Optional[np.ndarray], count: int) -> np.ndarray:
         return np.asarray(router.suggest_labels(X, dataset, count, labels=labels))
 
-    return label_session(dataset, suggest, out, n, read=read, write=write)
+    return label_session(dataset, suggest, out, n, read=read if read is not None else stdin_reader(), write=write)
