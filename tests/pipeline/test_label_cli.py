@@ -33,6 +33,19 @@ HEADER = re.compile(r"\[(\d+)/(\d+)\] (\S+) - question (\S+)\r?\n")
 PROMPT = re.compile(r"answer \(A-([A-T]), s = skip, q = quit\): ")
 
 
+#: Terminals started by the current test (killed at its end if still running, e.g. after a failure).
+RUNNING: list[Terminal] = []
+
+
+@pytest.fixture(autouse=True)
+def no_stray_terminal():
+    yield
+    while RUNNING:
+        term = RUNNING.pop()
+        if term.status is None:
+            term.kill()
+
+
 class Terminal:
     """A `cascal` command run on a pseudo-terminal: what it writes is read from the master side,
     what is typed is written to it (the terminal echoes typed text and turns Ctrl-C into SIGINT)."""
@@ -46,6 +59,7 @@ class Terminal:
             finally:
                 os._exit(127)
         self.pid, self.fd = pid, fd
+        RUNNING.append(self)
         self.text = ""  # everything read so far
         self.seen = 0  # where the next expect starts
         self.decoder = codecs.getincrementaldecoder("utf-8")()
@@ -86,7 +100,6 @@ class Terminal:
                 self.status = os.waitstatus_to_exitcode(status)
                 break
             if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
                 raise AssertionError(f"cascal still running after {timeout} s:\n{self.text}")
             self._read(0.05)
         while self._read(0.05):
@@ -95,8 +108,9 @@ class Terminal:
         return self.status
 
     def kill(self) -> None:
+        """``kill -9`` the command (and reap it)."""
         os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
         os.close(self.fd)
 
 
