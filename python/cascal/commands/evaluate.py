@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="POOL",
-        help="large | small | all | name,name,... (repeat for several pools; default: large)",
+        help="large | small | all | lone-strong (24 pools: each of the 4 strongest models with 8 of the 20 "
+        "weakest) | name,name,... (repeat for several pools; default: large)",
     )
     parser.add_argument(
         "--keys",
@@ -58,12 +59,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output folder for results.json, report.md and PNG plots (default ./evaluation)",
     )
+    parser.add_argument(
+        "--labels",
+        type=comma_list,
+        default=None,
+        metavar="N,N",
+        help="label-budget curves instead of the router comparison: numbers of gold labels drawn from "
+        "the training split, e.g. 0,10,20,50,100 (CASCAL with labels, best single and kNN on the labels)",
+    )
+    parser.add_argument(
+        "--label-strategy",
+        type=comma_list,
+        default=["random"],
+        metavar="S,S",
+        help="with --labels: how labels are chosen: random, active (CASCAL's suggest_labels); default random",
+    )
+    parser.add_argument(
+        "--label-draws",
+        type=positive_int,
+        default=3,
+        help="with --labels: random label draws per seed and budget (default 3)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_out_of_range(parser, default="unparsable")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.labels is not None:
+        return _run_label_budget(args)
     from cascal.evaluation import run_evaluation
     from cascal.evaluation.report import accuracy_table
 
@@ -81,5 +105,32 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, pool in results["pools"].items():
         print(f"\npool {name}\n{accuracy_table(pool)}")
+    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
+    return 0
+
+
+def _run_label_budget(args: argparse.Namespace) -> int:
+    from cascal.errors import InvalidParameterError
+    from cascal.evaluation.label_budget import _groups, budget_table, run_label_budget
+
+    try:
+        budgets = [int(b) for b in args.labels]
+    except ValueError:
+        raise InvalidParameterError(
+            f"--labels: expected comma-separated integers, got {','.join(args.labels)}"
+        ) from None
+    results = run_label_budget(
+        args.data,
+        pools=args.pool or ["large"],
+        budgets=budgets,
+        strategies=args.label_strategy,
+        seeds=args.seeds,
+        draws=args.label_draws,
+        out_dir=args.out,
+        progress=not args.quiet,
+        plots=not args.no_plots,
+    )
+    for name, summary in _groups(results):
+        print(f"\npool {name}\n{budget_table(summary)}")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
     return 0

@@ -32,9 +32,9 @@ from cascal.evaluation.protocol import (
     KeySource,
     ProtocolError,
     Split,
+    expand_pools,
     make_split,
     resolve_keys,
-    resolve_pool,
     training_key,
 )
 from cascal.evaluation.results import NO_KEY, FittedExample
@@ -65,7 +65,8 @@ def run_evaluation(
     Args:
         data: a dataset folder (loaded with :func:`cascal.io.load_dataset`) or a loaded
             :class:`ResponseMatrix` that carries embeddings and the real gold.
-        pools: pool specifications: ``large``, ``small``, ``all`` or comma-separated model names.
+        pools: pool specifications: ``large``, ``small``, ``all``, ``lone-strong`` (24 pools,
+            :func:`cascal.evaluation.protocol.lone_strong_pools`) or comma-separated model names.
         keys: key sources for query-answer routers: ``real`` (gold), ``strong``, ``medium``, ``weak``.
         generator_keys: extra simulated generators, by model name.
         seeds: number of splits (seeds ``0..seeds-1``).
@@ -113,8 +114,7 @@ def run_evaluation(
         "pools": {},
     }
     examples: list[FittedExample] = []
-    for pool_spec in pools:
-        pool = resolve_pool(pool_spec, dataset.model_names)
+    for pool_spec, pool in expand_pools(pools, dataset):
         key_sources = resolve_keys(list(keys), list(generator_keys), dataset.model_names, pool)
         pool_result, example = evaluate_pool(
             dataset, pool, key_sources, specs, int(seeds), with_oracle=with_oracle, progress=progress, label=pool_spec

@@ -92,6 +92,9 @@ def describe(router: Any) -> str:
     for subject in router.subject_names_:
         lines.append(f"  {subject:<32} {len(router.niches_[subject])}")
     lines.append(_routing_line(router))
+    diagnostics = getattr(router, "diagnostics_", None)
+    if diagnostics is not None:
+        lines.append(("" if diagnostics.trustworthy else "warning: ") + diagnostics.message)
     return "\n".join(lines)
 
 

@@ -13,8 +13,10 @@ answer, ``hard_m`` = the same share on the other questions. The consensus favour
 model with the highest global consensus score. A model ``m`` is a *rival* of ``top`` when it is at
 least as reliable on the easy questions (``easy_m >= easy_top - EASY_MARGIN``) but agrees less on
 the hard ones: the disagreement at stake is ``gap_m = hard_top - hard_m`` times the share of hard
-questions. The trust score is ``1 - max_m stake_m / STAKE_SCALE`` clipped to ``[0, 1]``; below
-:data:`TRUST_THRESHOLD` the fit is flagged untrustworthy.
+questions; ``1 - max_m stake_m / STAKE_SCALE`` (clipped to ``[0, 1]``) below :data:`TRUST_THRESHOLD`
+flags the fit. It is also flagged when the plurality is weakly supported: no answer has a majority
+on at least :data:`SPLIT_LIMIT` of the questions. The trust score is the smaller of the rival
+score and one minus that share.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ EASY_MARGIN = 0.02
 STAKE_SCALE = 0.2
 #: Trust below which the diagnostic recommends labels.
 TRUST_THRESHOLD = 0.75
+#: Share of questions without a majority answer (agreement below one half) from which the
+#: consensus counts as weakly supported. Set on the MMLU-Pro pools measured in the README (it
+#: separates most pools with label-free regret > 5 points from those < 1); other answer sets may
+#: call for another value, which their own labels can show.
+SPLIT_LIMIT = 0.3
 #: Labels recommended when the fit is untrustworthy (50 random labels bring the regret of the
 #: measured pools within about a point of the best model, docs/algorithm.md#labels).
 RECOMMENDED_LABELS = 50
@@ -68,11 +75,13 @@ def diagnose(
 
     Args:
         responses: the training answers.
-        plurality, agreement: the consensus kernel's outputs on them (unused beyond sanity: the
-            leave-one-out statistics are recomputed here).
+        plurality, agreement: the consensus kernel's outputs on them (the share of questions with
+            agreement below one half is the weak-support signal; the leave-one-out statistics are
+            recomputed here).
         global_scores: ``(M,)`` global consensus scores of the fit.
     """
-    del plurality, agreement
+    del plurality
+    split = float(np.mean(np.asarray(agreement) < 0.5)) if len(agreement) else 0.0
     A = responses.answers.astype(np.int64)
     n_q, M = A.shape
     names = list(responses.model_names)
@@ -110,9 +119,15 @@ def diagnose(
         if m != top and easy_share[m] >= easy_share[top] - EASY_MARGIN:
             stake[m] = max(hard_share[top] - hard_share[m], 0.0) * n_hard[m]
     rival = int(np.argmax(stake))
-    trust = float(np.clip(1.0 - stake[rival] / STAKE_SCALE, 0.0, 1.0))
-    trustworthy = trust >= TRUST_THRESHOLD
+    rival_trust = float(np.clip(1.0 - stake[rival] / STAKE_SCALE, 0.0, 1.0))
+    trust = min(rival_trust, 1.0 - split)
+    trustworthy = rival_trust >= TRUST_THRESHOLD and split < SPLIT_LIMIT
     reasons: list[str] = []
+    if split >= SPLIT_LIMIT:
+        reasons.append(
+            f"no answer has a majority on {split:.0%} of the questions: the plurality is weakly supported, "
+            "so a stronger model that dissents from it cannot be told apart from a weaker one"
+        )
     if stake[rival] > 0:
         reasons.append(
             f"{names[rival]} agrees with the pool on {easy_share[rival]:.0%} of the near-unanimous questions "
@@ -125,8 +140,8 @@ def diagnose(
     else:
         n_labels = RECOMMENDED_LABELS
         message = (
-            f"consensus trust {trust:.2f}: label {n_labels} questions (`cascal label`) and train with --labels; "
-            f"{names[rival]} may be stronger than the consensus favourite {names[top]}"
+            f"consensus trust {trust:.2f}: label {n_labels} questions (`cascal label`) and train with --labels "
+            f"({'; '.join(r.split(':')[0] for r in reasons)})"
         )
     return Diagnostics(
         trust=trust,

@@ -136,72 +136,139 @@ def _betabinom_logpmf(k: np.ndarray, n: np.ndarray, alpha: np.ndarray, beta: np.
 
 
 def best_kappa(k: np.ndarray, n: np.ndarray, prior: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
-    """The prior strength of :data:`KAPPA_GRID` that maximises the (weighted) beta-binomial
-    likelihood of the counts ``k`` of ``n`` under beta priors with means ``prior``."""
+    """The prior strength that the labels support: the value of :data:`KAPPA_GRID` maximising the
+    (weighted) beta-binomial likelihood of the counts ``k`` of ``n`` under beta priors with means
+    ``prior``, kept only when it beats the prior taken as exact (binomial counts with those
+    means, ``kappa = inf``) by a likelihood-ratio test at :data:`RELAX_LEVEL`; ``inf`` otherwise
+    (the labels do not show that the prior is off, so it is kept as it is)."""
     mu = np.clip(prior, EPS, 1 - EPS)
     w = np.ones_like(k) if weights is None else weights
     w = np.where(n > 0, w, 0.0)
     ll = [float((w * _betabinom_logpmf(k, n, kap * mu, kap * (1 - mu))).sum()) for kap in KAPPA_GRID]
-    return float(KAPPA_GRID[int(np.argmax(ll))])
+    exact = float((w * (k * np.log(mu) + (n - k) * np.log1p(-mu) + _log_choose(n, k))).sum())
+    best = int(np.argmax(ll))
+    if 2.0 * (ll[best] - exact) <= RELAX_STATISTIC:
+        return float("inf")
+    return float(KAPPA_GRID[best])
+
+
+#: Significance level of the test in :func:`best_kappa` and its statistic: the chi-square(1)
+#: quantile ``1 - RELAX_LEVEL`` halved for a parameter on the boundary (``1/kappa = 0``).
+RELAX_LEVEL = 0.05
+RELAX_STATISTIC = 2.705543454095404  # chi2.ppf(1 - 2 * RELAX_LEVEL, 1)
+
+
+def _log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
+def posterior_mean(k: np.ndarray, n: np.ndarray, prior: np.ndarray, kappa: float) -> np.ndarray:
+    """Beta posterior mean ``(k + kappa * prior) / (n + kappa)``; ``prior`` itself when ``kappa`` is inf."""
+    if not np.isfinite(kappa):
+        return np.asarray(prior, dtype=np.float64) + 0.0 * k
+    return (k + kappa * prior) / (n + kappa)
 
 
 @dataclass(frozen=True)
 class ConsensusPrior:
-    """The fitted link between consensus and labelled accuracy (:func:`fit_consensus_prior`).
+    """The fitted link between consensus scores and labelled correctness (:func:`fit_consensus_prior`).
 
     Attributes:
-        a, b: prior accuracy of a consensus-following model is ``a + b * s`` (``s`` its consensus score).
-        kappa: strength (pseudo-counts) of that prior.
+        alpha, beta: a consensus-following model answers question ``q`` right with probability
+            ``sigmoid(alpha + beta * logit(s_qm))`` (``s_qm`` its consensus score there).
+        kappa: strength (pseudo-counts) of the beta prior of a follower's accuracy around the
+            mean of those probabilities.
         pi: share of models that follow the consensus.
         follows: ``(M,)`` posterior probability ``r_m`` that each model follows the consensus.
         accuracy: ``(M,)`` posterior mean accuracy of each model.
+        consensus_accuracy: ``(M,)`` the calibrated consensus' own estimate (mean probability).
+        own_accuracy: ``(M,)`` the labels' own estimate ``(k + 1) / (n + 2)``.
     """
 
-    a: float
-    b: float
+    alpha: float
+    beta: float
     kappa: float
     pi: float
     follows: np.ndarray
     accuracy: np.ndarray
+    consensus_accuracy: np.ndarray
+    own_accuracy: np.ndarray
 
 
-def fit_consensus_prior(k: np.ndarray, n: np.ndarray, s: np.ndarray) -> ConsensusPrior:
-    """EM fit of the two-component beta-binomial mixture of the module docstring (step 2).
+def _logit(s: np.ndarray) -> np.ndarray:
+    s = np.clip(s, 1e-3, 1 - 1e-3)
+    return np.log(s) - np.log1p(-s)
+
+
+def _fit_link(z: np.ndarray, y: np.ndarray, w: np.ndarray, start: tuple[float, float]) -> tuple[float, float]:
+    """Weighted logistic regression ``P(y = 1) = sigmoid(alpha + beta * z)`` (a little ridge on
+    ``beta - 1`` and ``alpha`` keeps it defined on separable labels); ``beta >= 0``."""
+    from scipy.optimize import minimize
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = theta[0] + theta[1] * z
+        ll = w * (y * eta - np.logaddexp(0.0, eta))
+        p = 1.0 / (1.0 + np.exp(-eta))
+        g = w * (y - p)
+        reg = 0.5 * (theta[0] ** 2 + (theta[1] - 1.0) ** 2)
+        grad = -np.array([g.sum(), (g * z).sum()]) + np.array([theta[0], theta[1] - 1.0])
+        return float(-ll.sum() + reg), grad
+
+    res = minimize(
+        loss, np.asarray(start, dtype=np.float64), jac=True, method="L-BFGS-B", bounds=[(None, None), (0.0, None)]
+    )
+    return float(res.x[0]), float(res.x[1])
+
+
+def fit_consensus_prior(correct: np.ndarray, scores_labelled: np.ndarray, scores_all: np.ndarray) -> ConsensusPrior:
+    """EM fit of the follower / own-accuracy mixture of the module docstring (step 2).
 
     Args:
-        k, n: ``(M,)`` labelled correct answers and labelled questions of each model.
-        s: ``(M,)`` mean consensus score of each model.
+        correct: ``(L, M)`` correctness of every model on the labelled questions (NaN = not asked).
+        scores_labelled: ``(L, M)`` consensus scores on those questions.
+        scores_all: ``(n, M)`` consensus scores on every training question (NaN = not asked).
     """
-    M = k.shape[0]
-    r = np.ones(M)
-    pi = 0.9
-    a, b, kappa = 0.0, 1.0, float(KAPPA_GRID[-1])
-    log_other = _betabinom_logpmf(k, n, np.ones(M), np.ones(M))
+    M = correct.shape[1]
+    asked = np.isfinite(correct) & np.isfinite(scores_labelled)
+    y = np.where(asked, correct, 0.0)
+    z = _logit(np.nan_to_num(scores_labelled, nan=0.5))
+    k, n = y.sum(axis=0), asked.sum(axis=0).astype(np.float64)
+    # own accuracy: uniform prior, so the marginal likelihood of the model's sequence is B(k+1, n-k+1)
+    log_own = betaln(k + 1.0, n - k + 1.0)
+    r, pi = np.ones(M), 0.9
+    alpha, beta = 0.0, 1.0
     for _ in range(EM_ITERATIONS):
-        w = r * n
-        if w.sum() > 0:
-            acc = np.where(n > 0, k / np.maximum(n, 1), 0.0)
-            sw = (w * s).sum() / w.sum()
-            aw = (w * acc).sum() / w.sum()
-            var = (w * (s - sw) ** 2).sum()
-            # a consensus that ranks against the labels gives no information: slope 0, not negative
-            b = float(max((w * (s - sw) * (acc - aw)).sum() / var, 0.0)) if var > 1e-12 else 0.0
-            a = float(aw - b * sw)
-        mu = np.clip(a + b * s, EPS, 1 - EPS)
-        kappa = best_kappa(k, n, mu, r)
-        log_follow = _betabinom_logpmf(k, n, kappa * mu, kappa * (1 - mu))
+        weights = np.where(asked, r[None, :], 0.0)
+        alpha, beta = _fit_link(z[asked], y[asked], weights[asked], (alpha, beta))
+        eta = alpha + beta * z
+        log_follow = np.where(asked, y * eta - np.logaddexp(0.0, eta), 0.0).sum(axis=0)
         pi = float(np.clip(r.mean(), 0.5, 1 - 1e-3))
-        logit = np.log(pi) - np.log1p(-pi) + log_follow - log_other
+        logit = np.log(pi) - np.log1p(-pi) + log_follow - log_own
         r_new = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
-        if np.allclose(r_new, r, atol=1e-6):
-            r = r_new
-            break
+        done = np.allclose(r_new, r, atol=1e-6)
         r = r_new
-    mu = np.clip(a + b * s, EPS, 1 - EPS)
-    follow_mean = (k + kappa * mu) / (n + kappa)
-    other_mean = (k + 1.0) / (n + 2.0)
-    accuracy = r * follow_mean + (1 - r) * other_mean
-    return ConsensusPrior(a=a, b=b, kappa=kappa, pi=pi, follows=r, accuracy=accuracy)
+        if done:
+            break
+    consensus_acc = np.nan_to_num(np.nanmean(link_probability(scores_all, alpha, beta), axis=0), nan=0.5)
+    kappa = best_kappa(k, n, consensus_acc, r)
+    follower = posterior_mean(k, n, np.clip(consensus_acc, EPS, 1 - EPS), kappa)
+    own = (k + 1.0) / (n + 2.0)
+    return ConsensusPrior(
+        alpha=alpha,
+        beta=beta,
+        kappa=kappa,
+        pi=pi,
+        follows=r,
+        accuracy=r * follower + (1 - r) * own,
+        consensus_accuracy=consensus_acc,
+        own_accuracy=own,
+    )
+
+
+def link_probability(scores: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """``sigmoid(alpha + beta * logit(scores))``, NaN where ``scores`` is NaN."""
+    eta = alpha + beta * _logit(np.nan_to_num(scores, nan=0.5))
+    return np.where(np.isfinite(scores), 1.0 / (1.0 + np.exp(-eta)), np.nan)
 
 
 @dataclass(frozen=True)
@@ -209,12 +276,15 @@ class LabelFit:
     """Outcome of :func:`calibrate`: the new tables and the fitted quantities behind them.
 
     Attributes:
-        centroid_scores: ``(C, M)`` calibrated niche accuracies.
-        global_scores: ``(M,)`` calibrated global accuracies.
+        centroid_scores: ``(C, M)`` calibrated niche scores.
+        global_scores: ``(M,)`` calibrated global scores.
         prior: the global :class:`ConsensusPrior`.
         kappa_subject, kappa_niche: prior strengths fitted at the subject and niche levels.
         n_labels: number of labelled questions used.
-        spread: ``(M,)`` posterior standard deviation of each global accuracy.
+        spread: ``(M,)`` posterior standard deviation of each global score.
+        accuracy: ``(C, M)`` calibrated niche accuracies (``centroid_scores`` are these in
+            consensus-score units).
+        worth: accuracy points per consensus-score point used for that conversion.
     """
 
     centroid_scores: np.ndarray
@@ -224,6 +294,8 @@ class LabelFit:
     kappa_niche: float
     n_labels: int
     spread: np.ndarray
+    accuracy: np.ndarray
+    worth: float
 
 
 def _group_means(values: np.ndarray, group: np.ndarray, n_groups: int, fallback: np.ndarray) -> np.ndarray:
@@ -231,12 +303,21 @@ def _group_means(values: np.ndarray, group: np.ndarray, n_groups: int, fallback:
     return np.where(np.isfinite(means), means, fallback[None, :])
 
 
-def _level(k: np.ndarray, n: np.ndarray, parent: np.ndarray, deviation: np.ndarray) -> tuple[np.ndarray, float]:
-    """One level of the hierarchy: prior ``parent + deviation`` (clipped), strength by likelihood,
-    posterior means."""
-    prior = np.clip(parent + deviation, EPS, 1 - EPS)
-    kappa = best_kappa(k, n, prior)
-    return (k + kappa * prior) / (n + kappa), kappa
+#: Fewest labels of one model in one subject (niche) for that cell's labels to count at the subject
+#: (niche) level: with fewer, the accuracy measured there has a standard error above 0.15, wider
+#: than the gaps between the models a routing decision weighs, so the cell keeps the level above.
+MIN_CELL_LABELS = 10
+
+
+def _level(k: np.ndarray, n: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, float]:
+    """One level of the hierarchy: beta priors with means ``prior`` (clipped), one strength fitted
+    on the cells with at least :data:`MIN_CELL_LABELS` labels (:func:`best_kappa`), posterior means
+    there; the other cells keep their prior."""
+    prior = np.clip(prior, EPS, 1 - EPS)
+    enough = n >= MIN_CELL_LABELS
+    k, n = np.where(enough, k, 0.0), np.where(enough, n, 0.0)
+    kappa = best_kappa(k, n, prior) if enough.any() else float("inf")
+    return posterior_mean(k, n, prior, kappa), kappa
 
 
 def calibrate(base: LabelBase, labels: np.ndarray) -> LabelFit:
@@ -246,35 +327,66 @@ def calibrate(base: LabelBase, labels: np.ndarray) -> LabelFit:
     correct = correctness(base.answers[rows], labels[rows])
     n_subjects = int(base.centroid_subject.max()) + 1
     n_niches = base.centroid_scores.shape[0]
+    prior = fit_consensus_prior(correct, base.scores[rows], base.scores)
+    r = prior.follows
 
-    k_g, n_g = _counts(correct, np.zeros(rows.size, dtype=np.int64), 1)
-    s_global = np.nan_to_num(base.global_scores, nan=0.0)
-    prior = fit_consensus_prior(k_g[0], n_g[0], s_global)
-    slope = prior.b * prior.follows  # how much of the consensus' own variation each model keeps
+    # per question, the probability that each model is right before the level's own labels:
+    # followers: the calibrated consensus, shifted by the labels' correction of their global level;
+    # the others: their global accuracy
+    shift = prior.accuracy - prior.consensus_accuracy
+    link = link_probability(base.scores, prior.alpha, prior.beta)
+    per_question = r[None, :] * (link + shift[None, :]) + (1 - r[None, :]) * prior.accuracy[None, :]
+    per_question = np.where(np.isfinite(link), per_question, np.nan)
 
-    s_subject = _group_means(base.scores, base.subject, n_subjects, s_global)
+    q_subject = _group_means(per_question, base.subject, n_subjects, prior.accuracy)
     k_s, n_s = _counts(correct, base.subject[rows], n_subjects)
-    acc_subject, kappa_s = _level(k_s, n_s, prior.accuracy[None, :], slope * (s_subject - s_global[None, :]))
+    acc_subject, kappa_s = _level(k_s, n_s, q_subject)
 
-    s_niche = np.nan_to_num(base.centroid_scores, nan=0.0)
+    q_niche = _group_means(per_question, base.niche, n_niches, prior.accuracy)
     k_c, n_c = _counts(correct, base.niche[rows], n_niches)
     parent = acc_subject[base.centroid_subject]
-    acc_niche, kappa_c = _level(k_c, n_c, parent, slope * (s_niche - s_subject[base.centroid_subject]))
+    acc_niche, kappa_c = _level(k_c, n_c, parent + q_niche - q_subject[base.centroid_subject])
+    k_g, n_g = _counts(correct, np.zeros(rows.size, dtype=np.int64), 1)
+
+    # back to consensus-score units, so that routing (score_temp) sees tables of the label-free
+    # scale: label-free scores plus the labels' correction of the calibrated consensus' own
+    # estimate, divided by how many accuracy points a consensus-score point is worth
+    link_niche = _group_means(link, base.niche, n_niches, prior.consensus_accuracy)
+    free_niche = np.nan_to_num(base.centroid_scores, nan=0.0)
+    free_global = np.nan_to_num(base.global_scores, nan=0.0)
+    worth = _slope(free_niche.ravel(), link_niche.ravel())
+    centroid_scores = free_niche + (acc_niche - link_niche) / worth
+    global_scores = free_global + (prior.accuracy - prior.consensus_accuracy) / worth
     return LabelFit(
-        centroid_scores=acc_niche,
-        global_scores=prior.accuracy,
+        centroid_scores=centroid_scores,
+        global_scores=global_scores,
         prior=prior,
         kappa_subject=kappa_s,
         kappa_niche=kappa_c,
         n_labels=int(rows.size),
-        spread=_posterior_sd(prior, n_g[0]),
+        spread=_posterior_sd(prior, n_g[0]) / worth,
+        accuracy=acc_niche,
+        worth=worth,
     )
+
+
+#: Smallest accuracy points per consensus-score point (:func:`calibrate`); a flatter link means
+#: the consensus carries almost no information and the correction would be blown up.
+MIN_WORTH = 0.1
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of ``y`` on ``x``, at least :data:`MIN_WORTH`."""
+    dx = x - x.mean()
+    var = float((dx * dx).sum())
+    slope = float((dx * (y - y.mean())).sum() / var) if var > 0 else 0.0
+    return max(slope, MIN_WORTH)
 
 
 def _posterior_sd(prior: ConsensusPrior, n: np.ndarray) -> np.ndarray:
     """Standard deviation of each model's accuracy posterior (its beta strength: labels plus the
     prior's pseudo-counts, mixed by the responsibility)."""
-    strength = n + prior.follows * prior.kappa + (1 - prior.follows) * 2.0
+    strength = n + prior.follows * min(prior.kappa, 1e6) + (1 - prior.follows) * 2.0
     p = prior.accuracy
     return np.sqrt(p * (1 - p) / (strength + 1.0))
 
