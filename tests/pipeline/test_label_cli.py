@@ -23,6 +23,7 @@ from cascal.cli import main
 from cascal.data import LETTERS
 from cascal.io import load_dataset, load_labels, save_dataset, save_labels
 from cascal.pipeline.embed import embed_dataset
+from cascal.pipeline.label import labels_lock
 from cascal.router import CascalRouter
 from cascal.simulate import SimWorld
 
@@ -245,7 +246,29 @@ def test_kill_9_loses_no_answer_already_typed(folder, tmp_path):
     term.expect(PROMPT)
     term.kill()
     assert labels_by_id(folder, out) == typed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]  # no temporary file left
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+    with labels_lock(out):  # the killed session's lock went with it
+        pass
+
+
+def test_a_second_session_on_the_same_file_is_refused(folder, tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    term = label(folder, out, 3)
+    term.expect(HEADER)
+    term.expect(PROMPT)
+    term.type("a\r")
+    term.expect(HEADER)
+    term.expect(PROMPT)
+    argv = ["label", str(folder / "data"), "--router", str(folder / "router.cascal"), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"error: {out}: another labelling session (pid {term.pid}) is writing it; finish or quit that one first\n"
+    )
+    term.type("q\r")
+    assert term.wait() == 0
+    assert len(labels_by_id(folder, out)) == 1  # the refused session wrote nothing
 
 
 def test_answers_can_be_piped_in(folder, tmp_path):

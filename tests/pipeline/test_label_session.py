@@ -12,7 +12,7 @@ import pytest
 from cascal.data import DataError, ResponseMatrix
 from cascal.errors import InvalidParameterError
 from cascal.io import load_labels, save_labels
-from cascal.pipeline.label import label_session, parse_key
+from cascal.pipeline.label import label_session, labels_lock, parse_key
 
 
 def dataset(n: int = 8, n_options: int = 4) -> ResponseMatrix:
@@ -304,3 +304,20 @@ def test_line_reader_raises_ctrl_c_caught_by_another_thread():
         rescue.cancel()
         os.close(w)
         os.close(r)
+
+
+def test_a_labels_file_held_by_another_session_is_refused_untouched(tmp_path):
+    import os
+
+    data, out = dataset(), tmp_path / "labels.csv"
+    save_labels(out, data, np.array([0, -1, -1, -1, -1, -1, -1, -1]))
+    source = Source([1, 2])
+    with labels_lock(out) as lock:
+        assert lock == tmp_path / ".labels.csv.lock" and lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(
+            DataError, match=rf"labels\.csv: another labelling session \(pid {os.getpid()}\) is writing it"
+        ):
+            run(data, source, ["b"], out, 2)
+    assert source.calls == [] and out.read_text() == "question_id,answer\nq0,A\n"
+    summary, _ = run(data, source, ["b"], out, 2)  # released at the end of the block
+    assert summary.total == 2

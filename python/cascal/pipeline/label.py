@@ -21,6 +21,9 @@ router (never suggested again) and counted; with ``n`` already reached nothing i
 question is not shown again in the same session, but skips are not saved (the labels file holds
 answers only): a later session may offer it again.
 
+One session at a time writes a labels file: a second one on the same file is refused
+(:func:`labels_lock`).
+
 Suggestions are asked once per session (for the labels still missing) and again only when skips
 used them up, with the labels known by then.
 """
@@ -31,6 +34,8 @@ import os
 import select
 import sys
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, TextIO, Union
@@ -41,7 +46,16 @@ from cascal.data import LETTERS, ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
 from cascal.validation import short_repr
 
-__all__ = ["Key", "LabelSummary", "LineReader", "label_dataset", "label_session", "parse_key", "stdin_reader"]
+__all__ = [
+    "Key",
+    "LabelSummary",
+    "LineReader",
+    "label_dataset",
+    "label_session",
+    "labels_lock",
+    "parse_key",
+    "stdin_reader",
+]
 
 #: What a session asks for questions: ``suggest(labels, n)`` returns up to ``n`` row indices, best
 #: first, never a labelled row; ``labels`` is ``None`` before the first label.
@@ -139,16 +153,30 @@ def label_session(
 
     Raises:
         cascal.errors.InvalidParameterError: ``n`` is not a positive integer.
-        cascal.errors.DataError: the questions have no texts or options, or an existing ``out``
-            is not a valid labels file for them (:func:`cascal.io.load_labels`; it is left untouched).
+        cascal.errors.DataError: the questions have no texts or options; an existing ``out``
+            is not a valid labels file for them (:func:`cascal.io.load_labels`; it is left
+            untouched); another session holds ``out`` (:func:`labels_lock`).
     """
-    from cascal.io import load_labels, save_labels
-
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InvalidParameterError(f"n: must be a positive integer, got {n!r}")
     if responses.questions is None or responses.options is None:
         raise DataError("responses: question texts and options are needed to ask for labels")
     path = Path(out)
+    with labels_lock(path):
+        return _session(responses, suggest, path, n, read, write)
+
+
+def _session(
+    responses: ResponseMatrix,
+    suggest: Suggest,
+    path: Path,
+    n: int,
+    read: Callable[[str], str],
+    write: Callable[[str], None],
+) -> LabelSummary:
+    """:func:`label_session` once its labels file is locked."""
+    from cascal.io import load_labels, save_labels
+
     labels = load_labels(path, responses) if path.exists() else np.full(responses.n_questions, -1, dtype=np.int64)
     before = total = int((labels >= 0).sum())
     skipped: set[int] = set()
@@ -186,6 +214,51 @@ def label_session(
         if total > before:  # after a Ctrl-C during a save the file may lack the last answer
             save_labels(path, responses, labels)
     return LabelSummary(total - before, len(skipped), total, n, stop, path)
+
+
+@contextmanager
+def labels_lock(path: Union[str, Path]) -> Iterator[Path]:
+    """Hold the exclusive lock of the labels file ``path`` while the ``with`` block runs, so that two
+    sessions never write one file (the second would overwrite the first one's answers).
+
+    The lock is an ``flock`` on ``.<name>.lock`` beside the file (created with its folder if
+    needed; it records the holder's pid and stays after the session, like a dataset folder's
+    ``.cascal.lock``). The kernel drops it when the process ends, however it ends. On a system
+    without ``fcntl`` (Windows) nothing is locked.
+
+    Yields:
+        the lock file's path.
+
+    Raises:
+        cascal.errors.DataError: another process holds the lock; the message names the file and
+            that process's pid.
+    """
+    file = Path(path)
+    lock = file.parent / f".{file.name}.lock"
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield lock
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise DataError(
+                f"{file}: another labelling session (pid {holder}) is writing it; finish or quit that one first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield lock
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _fresh_rows(suggest: Suggest, labels: np.ndarray, missing: int, skipped: set[int]) -> list[int]:
