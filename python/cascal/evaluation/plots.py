@@ -257,10 +257,11 @@ def write_plots(results: Mapping[str, Any], out_dir: Path, examples: Sequence[Fi
     figures: dict[str, list[str]] = {}
     for name, pool in results["pools"].items():
         files = []
+        stem = name.replace("/", "_")  # lone-strong pools are named lone-strong/<model>/<draw>
         n_seeds = len(results["config"]["seeds"])
         files.append(
             plot_accuracy(
-                pool, f"pool {name} · mean ± std over {n_seeds} seed(s)", out_dir / f"{name}_accuracy.png"
+                pool, f"pool {name} · mean ± std over {n_seeds} seed(s)", out_dir / f"{stem}_accuracy.png"
             ).name
         )
         has_cascal = any(row["router"] == "cascal" for row in pool["summary"])
@@ -268,14 +269,14 @@ def write_plots(results: Mapping[str, Any], out_dir: Path, examples: Sequence[Fi
             plot_niche_map(
                 pool,
                 f"pool {name}: who wins where",
-                out_dir / f"{name}_niche_map.png",
+                out_dir / f"{stem}_niche_map.png",
                 router="cascal" if has_cascal else None,
             ).name
         )
         pool_examples = [e for e in examples if e.pool == name]
         example = _dendrogram_example(pool_examples)
         if example is not None:
-            files.append(plot_niche_dendrogram(example, out_dir / f"{name}_niche_dendrogram.png").name)
+            files.append(plot_niche_dendrogram(example, out_dir / f"{stem}_niche_dendrogram.png").name)
         figures[name] = files
     return figures
 
