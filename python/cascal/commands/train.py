@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="niche distance beyond which the global ranking blends in; "
         "default auto (0.99 quantile of the training questions' distances)",
     )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="PATH",
+        help="labels file (question_id,answer; e.g. from `cascal label`) whose answers calibrate the router",
+    )
     parser.add_argument("--random-state", type=int, default=0, help="seed of the clustering (default 0)")
     parser.add_argument(
         "--prices",
@@ -108,7 +114,7 @@ def _prices(path: Optional[str]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cascal.pipeline.train import describe, train_router
+    from cascal.pipeline.train import describe, labels_line, train_router
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)  # e.g. models without a usable answer
@@ -119,11 +125,14 @@ def run(args: argparse.Namespace) -> int:
                 embeddings=args.embeddings,
                 out_of_range=args.out_of_range,
                 prices=_prices(args.prices),
+                labels=args.labels,
                 **_router_params(args),
             )
         finally:
             for warning in caught:
                 print(f"cascal train: warning: {warning.message}", file=sys.stderr)
     print(describe(router))
+    if args.labels is not None:
+        print(labels_line(router, args.labels))
     print(f"saved router to {args.out}")
     return 0

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 from cascal.errors import DataError
 
-__all__ = ["train_router", "describe"]
+__all__ = ["train_router", "describe", "labels_line"]
 
 
 def train_router(
@@ -25,6 +25,7 @@ def train_router(
     embeddings: str = "auto",
     out_of_range: Literal["error", "unparsable"] = "error",
     prices: Any = None,
+    labels: Optional[Union[str, Path]] = None,
     **router_params: Any,
 ) -> Any:
     """Fit :class:`cascal.CascalRouter` on ``dataset_dir`` and save it to ``out_path``.
@@ -39,6 +40,8 @@ def train_router(
         prices: list prices for cost-aware routing (:class:`cascal.router.costs.Prices` or a
             mapping model -> ``(input, output)`` USD per million tokens); the folder's cost.csv
             gives the completion tokens (docs/algorithm.md#cost-aware-routing).
+        labels: a labels file (``question_id,answer``, e.g. from ``cascal label``) whose answers
+            calibrate the router (:func:`cascal.io.load_labels`; ``fit(..., labels=...)``).
         router_params: constructor arguments of :class:`cascal.CascalRouter`.
 
     Returns:
@@ -47,7 +50,8 @@ def train_router(
     Raises:
         cascal.errors.InvalidParameterError: a router parameter is out of range (checked before the
             dataset is read).
-        cascal.errors.DataError: the folder has no questions, no pool answers or no embeddings.
+        cascal.errors.DataError: the folder has no questions, no pool answers or no embeddings;
+            the labels file is malformed or names questions the folder lacks.
 
     Warns:
         UserWarning: some models (or all) have no usable answer (only ``?`` and empty cells, see
@@ -66,11 +70,16 @@ def train_router(
     if dataset.embeddings is None:
         raise DataError(f"{dataset_dir}: no embeddings_<name>.npy; run `cascal embed` on it first")
     dataset.warn_models_without_answers(str(Path(dataset_dir) / "predictions.csv"), stacklevel=2)
+    y = None
+    if labels is not None:
+        from cascal.io import load_labels
+
+        y = load_labels(labels, dataset)
     router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
     with warnings.catch_warnings():
         # already warned above, naming the file
         warnings.filterwarnings("ignore", message=re.escape(NO_USABLE_ANSWER_WARNING), category=UserWarning)
-        router.fit(dataset.embeddings, dataset, prices=prices)
+        router.fit(dataset.embeddings, dataset, labels=y, prices=prices)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
@@ -107,3 +116,12 @@ def _routing_line(router: Any) -> str:
         f"routing: subjects {subjects}; fallback to the global ranking beyond cosine distance "
         f"{router.fallback_distance_:.3f}{how(router.fallback_distance)}"
     )
+
+
+def labels_line(router: Any, path: Union[str, Path]) -> str:
+    """The summary line of a fit with the labels file ``path``: how many labelled questions it used."""
+    fit = getattr(router, "label_fit_", None)
+    used = int(fit.n_labels) if fit is not None else 0
+    if used == 0:
+        return f"labels: none in {path} (label-free fit)"
+    return f"labels: {used} labelled question{'s' if used != 1 else ''} from {path} calibrate the scores"
