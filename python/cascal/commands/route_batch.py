@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=None,
-        help="router actors with --engine ray (default: the cluster's CPUs)",
+        help="router actors with --engine ray (default: up to the cluster's CPUs less one, left to reading)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -8,6 +8,7 @@ routes each row independently of the rows batched with it).
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -100,7 +101,9 @@ def route_dataset(
             shipped with the job's ``runtime_env``); each actor loads it once.
         embedder: embedder name for ``text_column`` (default the router's own; another is refused).
         batch_size: rows per ``map_batches`` batch.
-        workers: router actors (default: an autoscaling pool of 1 to the cluster's CPU count).
+        workers: router actors (default: an autoscaling pool of 1 to the cluster's CPU count less
+            one, left to the read tasks). The actors and the tasks feeding them share the cluster's
+            CPUs: a pool that takes all of them leaves none to read the data, and the job waits.
         num_cpus: CPUs each actor reserves.
 
     Returns:
@@ -128,8 +131,9 @@ def route_dataset(
     if workers is not None:
         compute = ray.data.ActorPoolStrategy(size=workers)
     else:
-        cpus = int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)) if ray.is_initialized() else 1
-        compute = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus))
+        # one CPU is left to the read tasks: a pool holding every CPU would starve them
+        cpus = ray.cluster_resources().get("CPU", 1) - 1 if ray.is_initialized() else 1
+        compute = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus // max(num_cpus, 1e-9))))
     return ray_dataset.map_batches(
         RouteBatches,
         fn_constructor_args=(os.fspath(router_path),),
@@ -208,8 +212,14 @@ def route_parquet_ray(
 
 
 def _cascal_cause(exc: BaseException) -> Optional[CascalError]:
-    """The :class:`CascalError` a Ray task raised, found in ``exc``'s chain of causes (Ray wraps the
-    exceptions of user code), or ``None``."""
+    """The :class:`CascalError` a Ray task raised, or ``None``.
+
+    Ray Data wraps an exception of user code in a ``UserCodeException`` inside a ``RayTaskError``;
+    the original may be in the chain of causes, else only in the text of the remote traceback
+    (``cascal.errors.DataError: <message>``), from which it is rebuilt.
+    """
+    import cascal.errors
+
     seen: set[int] = set()
     todo: list[Any] = [exc]
     while todo:
@@ -220,4 +230,10 @@ def _cascal_cause(exc: BaseException) -> Optional[CascalError]:
         if isinstance(e, CascalError):
             return e
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    found = re.findall(r"^\s*cascal\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
+    if found:
+        name, message = found[-1]
+        cls = getattr(cascal.errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, CascalError):
+            return cls(message)
     return None

@@ -221,14 +221,16 @@ class BatchRouter:
             expected_cost: Optional[np.ndarray] = None
         else:
             try:
-                routing = self.router.route(X, top_k=self.top_k)
+                routing = self.router.route(_pad_rows(X), top_k=self.top_k)
             except KernelError as exc:
                 raise DataError(f"{prefix}: {_bad_row_problem(X, label) or exc}") from None
-            ranked = np.asarray(routing.ranked, dtype=np.int64)
-            top_scores = np.take_along_axis(np.asarray(routing.scores, dtype=np.float64), ranked, axis=1)
+            ranked = np.asarray(routing.ranked[:n], dtype=np.int64)
+            top_scores = np.take_along_axis(np.asarray(routing.scores[:n], dtype=np.float64), ranked, axis=1)
             # ---- expected cost (issue 12): `Routing.expected_cost` ((n,) or None) comes with the cost
             # branch; once it is merged this becomes `expected_cost = routing.expected_cost`.
             expected_cost = getattr(routing, "expected_cost", None)
+            if expected_cost is not None:
+                expected_cost = np.asarray(expected_cost)[:n]
         k = self.top_k
         offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
         names = self._names.take(pa.array(ranked.ravel()))
@@ -275,6 +277,25 @@ class BatchRouter:
                 f"embedder {self.embedder.name}: embeddings of shape {X.shape}, the router expects dimension {self.dim}"
             )
         return X
+
+
+#: rows per block of the Rust routing kernel (``ROW_BLOCK`` in rust/cascal-core/src/routing.rs)
+KERNEL_ROW_BLOCK = 512
+
+
+def _pad_rows(X: np.ndarray) -> np.ndarray:
+    """``X`` with copies of its first row appended up to a multiple of :data:`KERNEL_ROW_BLOCK` rows.
+
+    The kernel routes blocks of rows with a GEMM whose blocking depends on the block's shape (a
+    block of at most 64 rows takes another path of the ``gemm`` crate), so a row routed in a short
+    tail block can differ in the last bits from the same row routed in a full block. Routing only
+    full blocks makes every row's result independent of how the rows were batched: the local and
+    the Ray engine, whose batches start at different rows, give identical scores and rankings.
+    """
+    pad = -len(X) % KERNEL_ROW_BLOCK
+    if pad == 0:
+        return X
+    return np.concatenate([X, np.repeat(X[:1], pad, axis=0)])
 
 
 def _bad_row_problem(X: np.ndarray, label: Callable[[int], str]) -> Optional[str]:
