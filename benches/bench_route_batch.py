@@ -111,7 +111,16 @@ def main() -> None:
         write_log(log, centres, args.rows, args.files)
     size = sum(f.stat().st_size for f in log.glob("*.parquet")) / 2**20
     print(f"log: {args.rows} rows in {args.files} files, {size:.0f} MiB")
-    common = ["route-batch", str(log), "--router", str(router), "--id-column", "id", "--batch-size", str(args.batch_size)]
+    common = [
+        "route-batch",
+        str(log),
+        "--router",
+        str(router),
+        "--id-column",
+        "id",
+        "--batch-size",
+        str(args.batch_size),
+    ]
     results = {}
     engines = ["local"] if args.skip_ray else ["local", "ray"]
     for engine in engines:
@@ -122,7 +131,9 @@ def main() -> None:
         seconds = statistics.median(r["seconds"] for r in runs)
         rss = statistics.median(r["rss_mib"] for r in runs)
         results[engine] = (seconds, rss)
-        print(f"{engine:>5}: {seconds:.2f} s, {args.rows / seconds:,.0f} rows/s, peak RSS {rss:.0f} MiB (median of {len(runs)})")
+        print(
+            f"{engine:>5}: {seconds:.2f} s, {args.rows / seconds:,.0f} rows/s, peak RSS {rss:.0f} MiB (median of {len(runs)})"
+        )
     if "ray" in results:
         import pyarrow.parquet as pq
 
@@ -131,7 +142,9 @@ def main() -> None:
         ranking_same = a.column("ranking").equals(b.column("ranking"))
         print(f"ray vs local: {a.num_rows} rows, rankings identical: {ranking_same}, whole tables identical: {same}")
         print(f"ray overhead: {results['ray'][0] / results['local'][0]:.2f}x the single-process time")
-    print(f"cpu count: {os.cpu_count()}, peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"cpu count: {os.cpu_count()}, peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

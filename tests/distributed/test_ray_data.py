@@ -13,7 +13,6 @@ pytest.importorskip("ray.data")
 from synthetic_router import fit_synthetic_router, synthetic_queries, write_embeddings  # noqa: E402
 
 from cascal.cli import main as cli_main  # noqa: E402
-from cascal.pipeline.route_batch import route_parquet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +47,7 @@ def test_route_dataset_on_an_in_memory_dataset(ray_local, fitted, tmp_path):
 
     router, centres, router_path = fitted
     X = synthetic_queries(centres, 300, seed=5).astype(np.float64)
-    table = pa.table(
-        {"qid": np.arange(300), "vec": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])}
-    )
+    table = pa.table({"qid": np.arange(300), "vec": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])})
     routed = route_dataset(ray_local.data.from_arrow(table), router_path, embedding_column="vec", id_column="qid")
     rows = sorted(routed.take_all(), key=lambda r: r["qid"])
     routing = router.route(X, top_k=len(router.model_names_))

@@ -114,7 +114,9 @@ def test_text_column_is_embedded_with_the_routers_embedder(tmp_path):
     assert table.column("ranking").to_pylist() == names
     assert np.allclose(np.array(table.column("scores").to_pylist()), scores, rtol=0, atol=1e-6)
     with pytest.raises(EmbeddingError, match="differs from the router's embedder"):
-        route_parquet(tmp_path / "log.parquet", router, tmp_path / "x.parquet", text_column="question", embedder="hashing-128")
+        route_parquet(
+            tmp_path / "log.parquet", router, tmp_path / "x.parquet", text_column="question", embedder="hashing-128"
+        )
 
 
 def _table_with(column, values, n=None):
@@ -139,14 +141,20 @@ def bad_inputs(centres):
     null_value[6][2] = None
     return {
         "missing column": (_table_with("vector", _fixed(X)), r"no column 'embedding' \(columns: id, vector\)"),
-        "fixed dimension": (_table_with("embedding", _fixed(wide)), "embeddings of dimension 32, the router expects 16"),
+        "fixed dimension": (
+            _table_with("embedding", _fixed(wide)),
+            "embeddings of dimension 32, the router expects 16",
+        ),
         "ragged list": (
             _table_with("embedding", pa.array(ragged, pa.list_(pa.float32()))),
             "row 5: embedding of dimension 15, the router expects 16",
         ),
         "NaN": (_table_with("embedding", _fixed(nan)), "row 9: the embedding holds NaN or infinite values"),
         "all zeros": (_table_with("embedding", _fixed(zero)), "row 10: the embedding is all zeros"),
-        "null row": (_table_with("embedding", pa.array(null_row, pa.list_(pa.float64()))), r"row 4: no embedding \(null\)"),
+        "null row": (
+            _table_with("embedding", pa.array(null_row, pa.list_(pa.float64()))),
+            r"row 4: no embedding \(null\)",
+        ),
         "null value": (
             _table_with("embedding", pa.array(null_value, pa.list_(pa.float64()))),
             "row 6: the embedding holds a null value",
@@ -161,7 +169,17 @@ def bad_inputs(centres):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing column", "fixed dimension", "ragged list", "NaN", "all zeros", "null row", "null value", "integers", "strings"],
+    [
+        "missing column",
+        "fixed dimension",
+        "ragged list",
+        "NaN",
+        "all zeros",
+        "null row",
+        "null value",
+        "integers",
+        "strings",
+    ],
 )
 def test_bad_rows_and_columns_name_file_column_and_row(fitted, tmp_path, case):
     router, centres, router_path = fitted
@@ -229,8 +247,12 @@ def test_cli_reports_one_error_line_and_writes_atomically(fitted, tmp_path, caps
     argv = ["route-batch", str(folder), "--router", str(router_path), "--out", str(out), "--batch-size", "8"]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {folder / '2.parquet'}: column 'embedding': row 17: the embedding holds NaN or infinite values"]
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["log"]  # the first file's rows were not published
+    assert err == [
+        f"error: {folder / '2.parquet'}: column 'embedding': row 17: the embedding holds NaN or infinite values"
+    ]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "log"
+    ]  # the first file's rows were not published
     (folder / "2.parquet").unlink()
     assert cli_main(argv + ["--top-k", "2"]) == 0
     assert "route-batch: 30 rows from 1 file(s)" in capsys.readouterr().out
@@ -272,7 +294,15 @@ def test_memory_is_bounded_by_the_batch_not_the_file(tmp_path):
     writer.close()
     column_bytes = 4 * 16_384 * 384 * 4
     proc = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, str(path), str(tmp_path / "router.cascal"), str(tmp_path / "o.parquet"), "512"],
+        [
+            sys.executable,
+            "-c",
+            MEMORY_SCRIPT,
+            str(path),
+            str(tmp_path / "router.cascal"),
+            str(tmp_path / "o.parquet"),
+            "512",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

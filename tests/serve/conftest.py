@@ -101,7 +101,11 @@ def start_gateway(router_file, tmp_path, request) -> Iterator[Callable[..., Gate
             from cascal.distributed.serve import run_gateway_ray
 
             gw = run_gateway_ray(
-                router or router_file, pool, GatewaySettings(port=port, **settings), embedder=embedder, replicas=2,
+                router or router_file,
+                pool,
+                GatewaySettings(port=port, **settings),
+                embedder=embedder,
+                replicas=2,
                 num_cpus=0.5,
             )
             started.append(gw)

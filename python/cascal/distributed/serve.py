@@ -65,8 +65,7 @@ def gateway_application(
 
         return create_app(build_gateway(router_path, pool_path, settings, embedder=embedder))
 
-    deployment = serve.deployment(
-        serve.ingress(build_app)(),
+    make_deployment = serve.deployment(
         name=DEPLOYMENT_NAME,
         max_ongoing_requests=MAX_ONGOING_REQUESTS,
         autoscaling_config={
@@ -77,7 +76,7 @@ def gateway_application(
         },
         ray_actor_options={"num_cpus": num_cpus},
     )
-    return deployment.bind()
+    return make_deployment(serve.ingress(build_app)()).bind()
 
 
 class RayGateway:

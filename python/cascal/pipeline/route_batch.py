@@ -138,7 +138,7 @@ class BatchRouter:
         if isinstance(router, (str, os.PathLike)):
             from cascal.pipeline.route import load_router
 
-            router = load_router(router)
+            router = load_router(os.fspath(router))
         self.router = router
         self.model_names: list[str] = list(router.model_names_)
         self.dim = int(router.tables_.dim)
@@ -459,6 +459,11 @@ def route_parquet(
     return BatchSummary(total, len(files), time.perf_counter() - started, Path(out))
 
 
+def _rows_from(start: int) -> Callable[[int], str]:
+    """How an error names row ``i`` of a batch that starts at row ``start`` of its file."""
+    return lambda i: f"row {start + i}"
+
+
 def _routed_tables(
     files: Iterable[Path], work: BatchRouter, batch_size: int, advance: Callable[[int], Any]
 ) -> Iterator[Any]:
@@ -468,7 +473,7 @@ def _routed_tables(
             first = 0
             for batch in pf.iter_batches(batch_size=batch_size, columns=work.input_columns):
                 start = first
-                table = work(batch, where=str(path), row_label=lambda i, s=start: f"row {s + i}")
+                table = work(batch, where=str(path), row_label=_rows_from(start))
                 first += batch.num_rows
                 advance(batch.num_rows)
                 if batch.num_rows:
