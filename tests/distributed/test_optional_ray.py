@@ -28,3 +28,27 @@ def test_engine_ray_without_the_extra_names_it():
     assert proc.stderr.strip().splitlines() == [
         "error: cascal route-batch needs the optional extra: pip install 'cascal[ray]' (ray is missing)"
     ]
+
+
+BLOCK = "import sys; sys.modules[{module!r}] = None; from cascal.cli import main; sys.exit(main({argv!r}))"
+
+
+def test_serve_ray_and_route_batch_without_their_extras_name_them():
+    cases = [
+        ("ray", ["serve", "r.cascal", "--pool", "p.yaml", "--ray"], "serve", "ray", "ray"),
+        (
+            "pyarrow",
+            ["route-batch", "in.parquet", "--router", "r.cascal", "--out", "o"],
+            "route-batch",
+            "parquet",
+            "pyarrow",
+        ),
+    ]
+    for module, argv, command, extra, missing in cases:
+        proc = subprocess.run(
+            [sys.executable, "-c", BLOCK.format(module=module, argv=argv)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"error: cascal {command} needs the optional extra: pip install 'cascal[{extra}]' ({missing} is missing)"
+        ]

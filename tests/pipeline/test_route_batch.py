@@ -311,3 +311,15 @@ def test_memory_is_bounded_by_the_batch_not_the_file(tmp_path):
     report = json.loads(proc.stdout)
     assert report["rows"] == 4 * 16_384
     assert report["pool_peak"] < column_bytes / 6, report  # < 16 MiB; one row group alone is 24 MiB
+
+
+def test_rows_do_not_depend_on_the_batch_size(fitted, tmp_path):
+    """Batches are padded to whole kernel blocks: every batching gives the same bits (the Ray engine,
+    whose batches start elsewhere, relies on it)."""
+    _, centres, router_path = fitted
+    path = write_embeddings(tmp_path / "q.parquet", synthetic_queries(centres, 1100, seed=9), row_group_size=300)
+    tables = []
+    for batch_size in (1, 7, 64, 513, 4096):
+        route_parquet(path, router_path, tmp_path / f"o{batch_size}.parquet", batch_size=batch_size)
+        tables.append(pq.read_table(tmp_path / f"o{batch_size}.parquet"))
+    assert all(t.equals(tables[0]) for t in tables[1:])
