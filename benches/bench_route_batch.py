@@ -2,7 +2,7 @@
 
 Writes a synthetic log (``--rows`` rows of 384-d float32 embeddings around 200 subject centres, in
 ``--files`` files), fits a router on synthetic answers of 20 models (200 subjects), then times both
-engines as separate ``cascal route-batch`` processes (wall time and peak RSS from ``getrusage`` of
+engines as separate ``cascal route-batch`` processes (wall time and peak RSS, ``VmHWM``, of
 the child; the Ray engine's workers run in other processes, so its RSS is the driver's only) and
 checks that the two outputs are equal row for row::
 
@@ -75,13 +75,17 @@ def write_log(folder: Path, centres: np.ndarray, rows: int, files: int, seed: in
             writer.close()
 
 
+# peak RSS from VmHWM (this process's own high-water mark): getrusage's ru_maxrss would also count
+# the parent's memory at fork time, which Linux carries across exec
 CHILD = """
-import json, resource, sys, time
+import json, re, sys, time
 from cascal.cli import main
 t = time.perf_counter()
 status = main(sys.argv[1:])
-print(json.dumps({"status": status, "seconds": time.perf_counter() - t,
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+seconds = time.perf_counter() - t
+with open("/proc/self/status") as f:
+    hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", f.read()).group(1))
+print(json.dumps({"status": status, "seconds": seconds, "rss_mib": hwm / 1024}))
 """
 
 

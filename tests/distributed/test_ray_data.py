@@ -66,7 +66,7 @@ def test_a_bad_row_in_a_worker_is_one_error_line_naming_it(ray_local, fitted, tm
     argv = ["route-batch", str(path), "--router", str(router_path), "--out", str(out), "--engine", "ray"]
     assert cli_main(argv + ["--id-column", "id"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: ray dataset: column 'embedding': row id='q123': the embedding holds NaN or infinite values"
+        f"error: {path}: column 'embedding': row 123: the embedding holds NaN or infinite values"
     ]
     assert not out.exists()
     # schema problems are found before Ray starts any work, naming the file

@@ -24,7 +24,7 @@ from cascal.pipeline.route_batch import (
     write_parquet_atomic,
 )
 
-__all__ = ["RouteBatches", "route_dataset", "route_parquet_ray", "ensure_ray"]
+__all__ = ["RouteBatches", "RouteRowGroups", "route_dataset", "route_parquet_ray", "ensure_ray"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -128,12 +128,7 @@ def route_dataset(
     )
     if Path(router_path).is_file():  # fail here, not in every actor, on a bad column choice, top_k or embedder
         BatchRouter(os.fspath(router_path), **options)  # type: ignore[arg-type]
-    if workers is not None:
-        compute = ray.data.ActorPoolStrategy(size=workers)
-    else:
-        # one CPU is left to the read tasks: a pool holding every CPU would starve them
-        cpus = ray.cluster_resources().get("CPU", 1) - 1 if ray.is_initialized() else 1
-        compute = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus // max(num_cpus, 1e-9))))
+    compute = _actor_pool(ray, workers, num_cpus)
     return ray_dataset.map_batches(
         RouteBatches,
         fn_constructor_args=(os.fspath(router_path),),
@@ -143,6 +138,61 @@ def route_dataset(
         compute=compute,
         num_cpus=num_cpus,
     )
+
+
+def _actor_pool(ray: Any, workers: Optional[int], num_cpus: float) -> Any:
+    """A fixed pool of ``workers`` actors, or one autoscaling from 1 to the cluster's CPUs less one
+    (left to the tasks that feed the actors: a pool holding every CPU would starve them)."""
+    if workers is not None:
+        return ray.data.ActorPoolStrategy(size=workers)
+    cpus = ray.cluster_resources().get("CPU", 1) - 1 if ray.is_initialized() else 1
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus // max(num_cpus, 1e-9))))
+
+
+def _row_groups(files: list[Path]) -> list[dict]:
+    """``{"path", "row_group", "first_row"}`` of every non-empty row group of ``files``, in order."""
+    import pyarrow.parquet as pq
+
+    pieces = []
+    for path in files:
+        meta = pq.read_metadata(path)
+        first = 0
+        for i in range(meta.num_row_groups):
+            rows = meta.row_group(i).num_rows
+            if rows:
+                pieces.append({"path": os.fspath(path.resolve()), "row_group": i, "first_row": first})
+            first += rows
+    return pieces
+
+
+class RouteRowGroups:
+    """The ``map_batches`` callable of ``route-batch --engine ray``: built once per actor (loads the
+    router), called with batches of row-group items (``path``, ``row_group``, ``first_row``); reads
+    each row group in record batches and routes them like the local engine (errors name the file
+    and the row within it)."""
+
+    def __init__(self, router_path: str, *, batch_size: int = DEFAULT_BATCH_SIZE, **options: Any) -> None:
+        self.batch_size = batch_size
+        self.work = BatchRouter(router_path, **options)
+
+    def __call__(self, items: Any) -> Any:
+        import pyarrow as pa
+
+        from cascal.pipeline.route_batch import open_parquet, rows_from
+
+        tables = []
+        for item in items.to_pylist():
+            pf = open_parquet(Path(item["path"]))
+            try:
+                first = int(item["first_row"])
+                for batch in pf.iter_batches(
+                    batch_size=self.batch_size, row_groups=[int(item["row_group"])], columns=self.work.input_columns
+                ):
+                    tables.append(self.work(batch, where=item["path"], row_label=rows_from(first)))
+                    first += batch.num_rows
+            finally:
+                pf.close()
+        return pa.concat_tables(tables)
 
 
 def route_parquet_ray(
@@ -160,11 +210,12 @@ def route_parquet_ray(
     address: Optional[str] = None,
     workers: Optional[int] = None,
 ) -> BatchSummary:
-    """``cascal route-batch --engine ray``: :func:`~cascal.pipeline.route_batch.route_parquet` with the
-    batches routed by :func:`route_dataset` (order preserved) and written by this process.
+    """``cascal route-batch --engine ray``: the output of :func:`~cascal.pipeline.route_batch.route_parquet`,
+    with the row groups routed by Ray actors (:class:`RouteRowGroups`, ``map_batches`` over one item
+    per row group, order preserved) and written by this process.
 
     Files and schemas are checked here first (same errors as the local engine); a row-level error in
-    a worker is raised here as the original :class:`~cascal.errors.CascalError`.
+    a worker is raised here as the original :class:`~cascal.errors.CascalError`, naming file and row.
     Joins ``address`` (default ``$RAY_ADDRESS``) or starts a local Ray instance when none is running.
     """
     started = time.perf_counter()
@@ -184,17 +235,26 @@ def route_parquet_ray(
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False  # the rows bar below reports progress
     try:
-        dataset = ray.data.read_parquet([os.fspath(f.resolve()) for f in files], columns=work.input_columns)
-        routed = route_dataset(
-            dataset,
-            os.fspath(Path(router).resolve()),
-            embedding_column=embedding_column,
-            text_column=text_column,
-            id_column=id_column,
-            top_k=top_k,
-            embedder=embedder,
-            batch_size=batch_size,
-            workers=workers,
+        # one item per row group, in file order: Ray Data's Parquet reader splits files into
+        # fragments whose output order is not the files' (measured with Ray 2.60, preserve_order on),
+        # so the workers read the row groups themselves and the output keeps the input order
+        pieces = _row_groups(files)
+        dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))
+        routed = dataset.map_batches(
+            RouteRowGroups,
+            fn_constructor_args=(os.fspath(Path(router).resolve()),),
+            fn_constructor_kwargs=dict(
+                embedding_column=embedding_column,
+                text_column=text_column,
+                id_column=id_column,
+                top_k=top_k,
+                embedder=embedder,
+                batch_size=batch_size,
+            ),
+            batch_size=1,
+            batch_format="pyarrow",
+            compute=_actor_pool(ray, workers, 1.0),
+            num_cpus=1.0,
         )
         with write_parquet_atomic(out) as write, progress_bar(total, progress, "route-batch (ray)") as bar:
             for table in routed.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -87,7 +87,7 @@ def parquet_inputs(path: PathLike) -> list[Path]:
     return files
 
 
-def _open_parquet(path: Path) -> Any:
+def open_parquet(path: Path) -> Any:
     pa = import_pyarrow()
     try:
         return pa.parquet.ParquetFile(path, buffer_size=1 << 22, pre_buffer=False)
@@ -340,7 +340,7 @@ def check_inputs(files: Sequence[Path], batch_router: BatchRouter) -> int:
     """
     total = 0
     for path in files:
-        pf = _open_parquet(path)
+        pf = open_parquet(path)
         try:
             batch_router.check_schema(pf.schema_arrow, str(path))
             total += int(pf.metadata.num_rows)
@@ -459,7 +459,7 @@ def route_parquet(
     return BatchSummary(total, len(files), time.perf_counter() - started, Path(out))
 
 
-def _rows_from(start: int) -> Callable[[int], str]:
+def rows_from(start: int) -> Callable[[int], str]:
     """How an error names row ``i`` of a batch that starts at row ``start`` of its file."""
     return lambda i: f"row {start + i}"
 
@@ -468,12 +468,12 @@ def _routed_tables(
     files: Iterable[Path], work: BatchRouter, batch_size: int, advance: Callable[[int], Any]
 ) -> Iterator[Any]:
     for path in files:
-        pf = _open_parquet(path)
+        pf = open_parquet(path)
         try:
             first = 0
             for batch in pf.iter_batches(batch_size=batch_size, columns=work.input_columns):
                 start = first
-                table = work(batch, where=str(path), row_label=_rows_from(start))
+                table = work(batch, where=str(path), row_label=rows_from(start))
                 first += batch.num_rows
                 advance(batch.num_rows)
                 if batch.num_rows:
