@@ -57,6 +57,9 @@ QUESTIONS_FILE = "questions.jsonl"
 PREDICTIONS_FILE = "predictions.csv"
 LOGPROBS_FILE = "logprobs.csv"
 COST_FILE = "cost.csv"
+#: Optional per-model response lengths in characters (same layout as cost.csv); read on request by
+#: :func:`load_model_table` (``cascal evaluate --cost`` turns it into output tokens).
+RESPONSE_CHARS_FILE = "response_chars.csv"
 #: The lock file of a dataset folder (:func:`dataset_lock`).
 LOCK_FILE = ".cascal.lock"
 _CORE_FIELDS = ("question_id", "category", "question", "options", "answer")
@@ -77,6 +80,7 @@ __all__ = [
     "embeddings_path",
     "load_dataset",
     "load_embeddings_file",
+    "load_model_table",
     "save_answers",
     "save_dataset",
 ]
@@ -385,6 +389,22 @@ def _read_numeric(file: Path, row_of: dict, models: list[str]) -> np.ndarray:
                 raise DataError(f"{where}: {short_repr(cell)} is beyond the float32 range")
             out[row, col] = value
     return out
+
+
+def load_model_table(folder: PathLike, responses: ResponseMatrix, name: str = RESPONSE_CHARS_FILE) -> np.ndarray:
+    """``(n_q, M)`` float32 numbers of the per-model CSV ``name`` of ``folder`` (layout of
+    cost.csv: ``question_id`` plus one column per model of ``responses``, in that order), aligned
+    with the rows of ``responses`` (loaded from the same folder); empty cells are NaN.
+
+    Raises:
+        cascal.errors.DataError: the file is missing or malformed; the message names the file and line.
+    """
+    file = Path(folder) / name
+    if not file.exists():
+        raise DataError(f"{file}: missing")
+    ids = responses.question_ids if responses.question_ids is not None else np.arange(responses.n_questions)
+    row_of = {str(q): i for i, q in enumerate(ids)}
+    return _read_numeric(file, row_of, list(responses.model_names))
 
 
 def embedding_files(folder: PathLike) -> dict[str, Path]:

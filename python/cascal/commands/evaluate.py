@@ -60,6 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--cost",
+        action="store_true",
+        help="also evaluate cost-aware CASCAL: sweep the cost weight, draw the cost-accuracy curve against "
+        "every single model and their convex hull, table at 5/10/25/50%% of the best model's cost, APGR "
+        "(needs token counts: cost.csv, or response_chars.csv; see docs/data-format.md)",
+    )
+    parser.add_argument(
+        "--prices",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="prices YAML for --cost (e.g. examples/prices.yaml; default: 1 USD per million tokens for every model)",
+    )
     add_out_of_range(parser, default="unparsable")
 
 
@@ -67,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from cascal.evaluation import run_evaluation
     from cascal.evaluation.report import accuracy_table
 
+    prices = None
+    if args.prices is not None:
+        from cascal.router.costs import load_prices
+
+        prices = load_prices(args.prices)
     results = run_evaluation(
         args.data,
         pools=args.pool or ["large"],
@@ -78,8 +97,17 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         plots=not args.no_plots,
         out_of_range=args.out_of_range,
+        cost=args.cost,
+        prices=prices,
     )
     for name, pool in results["pools"].items():
         print(f"\npool {name}\n{accuracy_table(pool)}")
+        if "cost" in pool:
+            from cascal.evaluation.cost_curve import cost_table
+
+            cost = pool["cost"]
+            print(
+                f"\ncost ({cost['skipped']})" if "skipped" in cost else f"\ncost ({cost['note']})\n{cost_table(cost)}"
+            )
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
     return 0

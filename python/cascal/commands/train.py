@@ -50,17 +50,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default auto (0.99 quantile of the training questions' distances)",
     )
     parser.add_argument("--random-state", type=int, default=0, help="seed of the clustering (default 0)")
+    parser.add_argument(
+        "--prices",
+        default=None,
+        metavar="FILE",
+        help="prices YAML (layout of examples/prices.yaml) or pool.yaml with price_input_per_mtok / "
+        "price_output_per_mtok: the router learns each model's expected cost per niche from cost.csv",
+    )
+    parser.add_argument(
+        "--cost-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="default cost weight stored in the router (needs --prices; default 0 = skill only)",
+    )
     add_out_of_range(parser)
 
 
 def _router_params(args: argparse.Namespace) -> dict:
     """The :class:`cascal.CascalRouter` parameters given on the command line."""
     params: dict = {"random_state": args.random_state}
-    for option in ("clustering", "max_niches", "min_consensus", "top_k", "subject_temp", "fallback_distance"):
+    for option in (
+        "clustering",
+        "max_niches",
+        "min_consensus",
+        "top_k",
+        "subject_temp",
+        "fallback_distance",
+        "cost_weight",
+    ):
         value: Optional[Any] = getattr(args, option)
         if value is not None:
             params[option] = value
     return params
+
+
+def _prices(path: Optional[str]) -> Any:
+    """The prices of ``--prices``: a prices file, or a pool.yaml's price fields (a file with a
+    ``models`` list)."""
+    if path is None:
+        return None
+    import yaml
+
+    from cascal.errors import ConfigError
+    from cascal.router.costs import load_prices
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the prices file ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("models"), list):
+        from cascal.llm.config import load_pool
+
+        return load_pool(path).prices()
+    return load_prices(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 embeddings=args.embeddings,
                 out_of_range=args.out_of_range,
+                prices=_prices(args.prices),
                 **_router_params(args),
             )
         finally:

@@ -24,6 +24,7 @@ def train_router(
     *,
     embeddings: str = "auto",
     out_of_range: Literal["error", "unparsable"] = "error",
+    prices: Any = None,
     **router_params: Any,
 ) -> Any:
     """Fit :class:`cascal.CascalRouter` on ``dataset_dir`` and save it to ``out_path``.
@@ -35,6 +36,9 @@ def train_router(
         out_of_range: what a prediction letter beyond its question's options means: ``"error"``
             refuses the dataset, ``"unparsable"`` counts it as unparsable (see
             :func:`cascal.io.load_dataset`).
+        prices: list prices for cost-aware routing (:class:`cascal.router.costs.Prices` or a
+            mapping model -> ``(input, output)`` USD per million tokens); the folder's cost.csv
+            gives the completion tokens (docs/algorithm.md#cost-aware-routing).
         router_params: constructor arguments of :class:`cascal.CascalRouter`.
 
     Returns:
@@ -66,7 +70,7 @@ def train_router(
     with warnings.catch_warnings():
         # already warned above, naming the file
         warnings.filterwarnings("ignore", message=re.escape(NO_USABLE_ANSWER_WARNING), category=UserWarning)
-        router.fit(dataset.embeddings, dataset)
+        router.fit(dataset.embeddings, dataset, prices=prices)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
@@ -77,8 +81,10 @@ def describe(router: Any) -> str:
     """A short text summary of a fitted router: pool, embedder, niches per subject, global ranking."""
     lines = [f"embedder: {router.embedding_model}", f"pool ({len(router.model_names_)} models):"]
     order = sorted(range(len(router.model_names_)), key=lambda m: -router.global_scores_[m])
+    costs = getattr(router, "global_costs_", None)
     for m in order:
-        lines.append(f"  {router.model_names_[m]:<32} mean consensus score {router.global_scores_[m]:.3f}")
+        cost = "" if costs is None else f", expected ${costs[m]:.4f} per 1,000 queries"
+        lines.append(f"  {router.model_names_[m]:<32} mean consensus score {router.global_scores_[m]:.3f}{cost}")
     lines.append("niches per subject:")
     for subject in router.subject_names_:
         lines.append(f"  {subject:<32} {len(router.niches_[subject])}")
