@@ -17,9 +17,10 @@ from cascal.router import CascalRouter
 
 
 def fit_synthetic_router(
-    n: int = 1500, n_subjects: int = 6, n_models: int = 5, dim: int = 16, seed: int = 0
+    n: int = 1500, n_subjects: int = 6, n_models: int = 5, dim: int = 16, seed: int = 0, priced: bool = False
 ) -> tuple[CascalRouter, np.ndarray]:
-    """A fitted router and the subject centres its training questions were drawn around."""
+    """A fitted router and the subject centres its training questions were drawn around; ``priced``:
+    fitted with list prices and random completion-token counts (it then reports expected costs)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_subjects, dim)).astype(np.float32)
     subject = rng.integers(0, n_subjects, n)
@@ -34,8 +35,10 @@ def fit_synthetic_router(
         subjects=np.array([f"subject-{s}" for s in subject]),
         model_names=[f"model-{j}" for j in range(n_models)],
         gold=gold.astype(np.int8),
+        cost=rng.integers(20, 400, (n, n_models)).astype(np.float32) if priced else None,
     )
-    router = CascalRouter(embedding_model=f"hashing-{dim}", random_state=0).fit(X, responses)
+    prices = {f"model-{j}": (0.5 * (j + 1), 2.0 * (j + 1)) for j in range(n_models)} if priced else None
+    router = CascalRouter(embedding_model=f"hashing-{dim}", random_state=0).fit(X, responses, prices=prices)
     return router, centres
 
 

@@ -323,3 +323,16 @@ def test_rows_do_not_depend_on_the_batch_size(fitted, tmp_path):
         route_parquet(path, router_path, tmp_path / f"o{batch_size}.parquet", batch_size=batch_size)
         tables.append(pq.read_table(tmp_path / f"o{batch_size}.parquet"))
     assert all(t.equals(tables[0]) for t in tables[1:])
+
+
+def test_expected_cost_column_when_the_router_knows_prices(tmp_path):
+    router, centres = fit_synthetic_router(priced=True)
+    router.save(tmp_path / "router.cascal")
+    X = synthetic_queries(centres, 300, seed=4)
+    path = write_embeddings(tmp_path / "q.parquet", X)
+    route_parquet(path, tmp_path / "router.cascal", tmp_path / "o.parquet", top_k=2, batch_size=64)
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.column_names == ["ranking", "scores", "expected_cost"]
+    expected = router.route(X, top_k=2).expected_cost
+    assert expected is not None and np.ptp(expected) > 0
+    assert np.allclose(table.column("expected_cost").to_numpy(), expected, rtol=1e-9, atol=0)

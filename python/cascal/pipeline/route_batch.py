@@ -226,9 +226,7 @@ class BatchRouter:
                 raise DataError(f"{prefix}: {_bad_row_problem(X, label) or exc}") from None
             ranked = np.asarray(routing.ranked[:n], dtype=np.int64)
             top_scores = np.take_along_axis(np.asarray(routing.scores[:n], dtype=np.float64), ranked, axis=1)
-            # ---- expected cost (issue 12): `Routing.expected_cost` ((n,) or None) comes with the cost
-            # branch; once it is merged this becomes `expected_cost = routing.expected_cost`.
-            expected_cost = getattr(routing, "expected_cost", None)
+            expected_cost = routing.expected_cost  # None unless the router was fitted with prices
             if expected_cost is not None:
                 expected_cost = np.asarray(expected_cost)[:n]
         k = self.top_k
