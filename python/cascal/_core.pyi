@@ -121,9 +121,12 @@ def route_batch(
     npt.NDArray[np.int64],
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
+    Optional[npt.NDArray[np.float64]],
 ]:
-    """(probs, ranked, subject, nearest_distance, alpha); ``tables.subject_reps`` and
-    ``tables.centroids`` have x's dtype (any objects with the attributes of the two classes work)."""
+    """(probs, ranked, subject, nearest_distance, alpha, expected_cost); ``tables.subject_reps`` and
+    ``tables.centroids`` have x's dtype (any objects with the attributes of the two classes work);
+    ``expected_cost`` ``(n, M)`` is ``None`` unless the tables carry ``centroid_costs`` and
+    ``global_costs``."""
 
 # ---- end routing ----
 

@@ -46,6 +46,7 @@ from typing import IO, Any, Callable, Literal, Optional, Sequence, Union
 import numpy as np
 
 from cascal.data import LETTERS, MAX_OPTIONS, NO_ANSWER, NOT_ASKED, DataError, ResponseMatrix
+from cascal.errors import InvalidParameterError
 from cascal.validation import short_repr
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -57,6 +58,9 @@ QUESTIONS_FILE = "questions.jsonl"
 PREDICTIONS_FILE = "predictions.csv"
 LOGPROBS_FILE = "logprobs.csv"
 COST_FILE = "cost.csv"
+#: Optional per-model response lengths in characters (same layout as cost.csv); read on request by
+#: :func:`load_model_table` (``cascal evaluate --cost`` turns it into output tokens).
+RESPONSE_CHARS_FILE = "response_chars.csv"
 #: The lock file of a dataset folder (:func:`dataset_lock`).
 LOCK_FILE = ".cascal.lock"
 _CORE_FIELDS = ("question_id", "category", "question", "options", "answer")
@@ -69,16 +73,21 @@ MAX_JSON_DEPTH = 100
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 __all__ = [
+    "LABELS_HEADER",
     "LOCK_FILE",
     "MAX_JSON_DEPTH",
+    "MAX_LABELS_BYTES",
     "OUT_OF_RANGE_CHOICES",
     "dataset_lock",
     "embedding_files",
     "embeddings_path",
     "load_dataset",
     "load_embeddings_file",
+    "load_model_table",
+    "load_labels",
     "save_answers",
     "save_dataset",
+    "save_labels",
 ]
 
 
@@ -158,10 +167,17 @@ def load_dataset(
     )
 
 
-def _read_text(file: Path) -> str:
+def _read_text(file: Path, limit: Optional[int] = None) -> str:
     """The content of ``file`` as UTF-8 text (a leading byte-order mark is dropped); other bytes
-    raise :class:`DataError` naming the file and the line."""
-    data = file.read_bytes()
+    raise :class:`DataError` naming the file and the line, and so does a file of more than ``limit``
+    bytes (at most ``limit + 1`` are read)."""
+    if limit is None:
+        data = file.read_bytes()
+    else:
+        with open(file, "rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise DataError(f"{file}: larger than {limit} bytes; refused")
     start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return data[start:].decode("utf-8")
@@ -389,6 +405,22 @@ def _read_numeric(file: Path, row_of: dict, models: list[str]) -> np.ndarray:
                 raise DataError(f"{where}: {short_repr(cell)} is beyond the float32 range")
             out[row, col] = value
     return out
+
+
+def load_model_table(folder: PathLike, responses: ResponseMatrix, name: str = RESPONSE_CHARS_FILE) -> np.ndarray:
+    """``(n_q, M)`` float32 numbers of the per-model CSV ``name`` of ``folder`` (layout of
+    cost.csv: ``question_id`` plus one column per model of ``responses``, in that order), aligned
+    with the rows of ``responses`` (loaded from the same folder); empty cells are NaN.
+
+    Raises:
+        cascal.errors.DataError: the file is missing or malformed; the message names the file and line.
+    """
+    file = Path(folder) / name
+    if not file.exists():
+        raise DataError(f"{file}: missing")
+    ids = responses.question_ids if responses.question_ids is not None else np.arange(responses.n_questions)
+    row_of = {str(q): i for i, q in enumerate(ids)}
+    return _read_numeric(file, row_of, list(responses.model_names))
 
 
 def embedding_files(folder: PathLike) -> dict[str, Path]:
@@ -788,3 +820,113 @@ def dataset_lock(folder: PathLike, *, wait: bool = False, purpose: str = "answer
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------- labels
+#: The header of a labels file (``cascal label`` writes one, ``cascal train --labels`` reads it).
+LABELS_HEADER = ("question_id", "answer")
+#: Largest labels file read, in bytes; a larger file is refused after reading this many.
+MAX_LABELS_BYTES = 64 * 2**20
+
+
+def load_labels(path: PathLike, responses: ResponseMatrix) -> np.ndarray:
+    """The answers of a labels file (``question_id,answer``) aligned with the rows of ``responses``.
+
+    The header is ``question_id,answer``; each later line names a question of ``responses`` (its id
+    as text, as in predictions.csv) and its correct option as one upper-case letter (``A`` = option
+    0). Blank lines are skipped; a question listed twice with the same letter counts once. Questions
+    the file does not name are unlabelled.
+
+    Args:
+        path: the labels file (e.g. written by ``cascal label``).
+        responses: the dataset the labels are for (its ``question_ids`` and ``n_options``).
+
+    Returns:
+        ``(n_q,)`` int64 answer indices, ``-1`` where a question is unlabelled.
+
+    Raises:
+        cascal.errors.DataError: the file is larger than :data:`MAX_LABELS_BYTES`, not UTF-8, empty,
+            or has another header; a line with another number of cells than two, a question_id that
+            is not in the dataset, an answer that is empty, not a letter or beyond its question's
+            options, or a question_id listed again with another answer. The message starts with
+            the file and the line.
+        OSError: the file cannot be read.
+    """
+    file = Path(path)
+    keys = [str(q) for q in _json_ids(responses)]
+    row_of = {key: i for i, key in enumerate(keys)}
+    n_options = np.asarray(responses.n_options)
+    labels = np.full(len(keys), NO_ANSWER, dtype=np.int64)
+    first_line: dict[int, int] = {}
+    reader = csv.reader(StringIO(_read_text(file, limit=MAX_LABELS_BYTES), newline=""))
+    try:
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{file}: empty file (expected the header {','.join(LABELS_HEADER)})") from None
+        if tuple(c.strip() for c in header) != LABELS_HEADER:
+            raise DataError(f"{file}:1: header must be {','.join(LABELS_HEADER)}, got {short_repr(','.join(header))}")
+        for cells in reader:
+            lineno = reader.line_num
+            if not cells:
+                continue
+            if len(cells) != len(LABELS_HEADER):
+                raise DataError(f"{file}:{lineno}: {len(cells)} cells, expected 2 (question_id,answer)")
+            qid, cell = cells
+            row = row_of.get(qid)
+            if row is None:
+                raise DataError(f"{file}:{lineno}: question_id {short_repr(qid)} is not in the dataset's questions")
+            letter = cell.strip()
+            where = f"{file}:{lineno}: column 'answer' of question_id {short_repr(qid)}"
+            if letter == "":
+                raise DataError(f"{where}: empty (delete the line to leave the question unlabelled)")
+            idx = _letter_index(letter)
+            if idx is None:
+                raise DataError(f"{where}: {short_repr(letter)} is not an upper-case letter A-T")
+            if idx >= n_options[row]:
+                raise DataError(
+                    f"{where}: {letter!r} is beyond the question's {int(n_options[row])} options "
+                    f"(A-{LETTERS[int(n_options[row]) - 1]})"
+                )
+            if row in first_line:
+                if labels[row] != idx:
+                    raise DataError(
+                        f"{where}: {letter!r} contradicts {LETTERS[int(labels[row])]!r} on line {first_line[row]}"
+                    )
+                continue
+            labels[row] = idx
+            first_line[row] = lineno
+    except csv.Error as exc:  # a cell over the csv module's field size limit, a NUL byte
+        raise DataError(f"{file}:{max(reader.line_num, 1)}: unreadable CSV ({exc})") from None
+    return labels
+
+
+def save_labels(path: PathLike, responses: ResponseMatrix, labels: np.ndarray) -> Path:
+    """Write the labelled questions of ``labels`` (aligned with the rows of ``responses``, ``-1`` =
+    unlabelled) as a labels file :func:`load_labels` reads: the header ``question_id,answer``, then
+    one line per labelled question in row order. The file is replaced atomically (a reader or a
+    killed writer sees the old file or the new one); its folder is created if needed. Returns the path.
+
+    Raises:
+        cascal.errors.InvalidParameterError: ``labels`` is not an integer array with one entry per row.
+        cascal.errors.DataError: an entry is below -1 or beyond its question's options; the
+            question ids cannot be written (see :func:`save_dataset`).
+    """
+    file = Path(path)
+    arr = np.asarray(labels)
+    if arr.dtype == bool or arr.dtype.kind not in "iu" or arr.shape != (responses.n_questions,):
+        raise InvalidParameterError(
+            f"labels: expected an integer array of shape ({responses.n_questions},), got {arr.dtype} {arr.shape}"
+        )
+    y = arr.astype(np.int64)
+    n_options = np.asarray(responses.n_options, dtype=np.int64)
+    bad = (y < NO_ANSWER) | (y >= n_options)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"labels: row {row} is {int(y[row])}, not -1 or an option of its {int(n_options[row])}")
+    keys = [str(q) for q in _json_ids(responses)]
+    lines = [",".join(LABELS_HEADER) + "\n"]
+    lines += [f"{_quote(keys[row])},{LETTERS[int(y[row])]}\n" for row in np.flatnonzero(y >= 0)]
+    file.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(file, lambda fh: fh.writelines(lines))
+    return file

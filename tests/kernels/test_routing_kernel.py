@@ -626,3 +626,132 @@ def test_soft_routing_of_one_row_equals_its_routing_in_a_batch():
         alone = route_batch(X[i : i + 1], reps, cents, csub, scores, glob, **kwargs)
         np.testing.assert_array_equal(alone.ranked[0], batch.ranked[i])
         np.testing.assert_allclose(alone.probs[0], batch.probs[i], atol=1e-14)
+
+
+# ---------------------------------------------------------------- optional cost table
+def _with_costs(rng, reps, cents, csub, scores, glob, *, spread=100.0):
+    costs = rng.random(scores.shape) * spread
+    costs[rng.random(costs.shape) < 0.1] = 0.0
+    return RoutingTables(reps, cents, csub, scores, glob, centroid_costs=costs, global_costs=rng.random(len(glob)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("subject_temp", [0.0, 0.05, 2.0])
+def test_cost_table_parity_and_no_effect_on_routing(seed, subject_temp):
+    """The kernel's expected costs match the reference's linear mix (hard and soft), and carrying a
+    cost table changes nothing else, bit for bit."""
+    rng = np.random.default_rng(300 + seed)
+    d, S, C, M = [(16, 3, 9, 4), (64, 14, 70, 12), (5, 2, 2, 6), (384, 6, 30, 8)][seed]
+    reps, cents, csub, scores, glob = random_model(rng, d, S, C, M)
+    X = queries(rng, cents, 1300)  # more than one row block of the kernel
+    params = RouteParams(k_nearest=[3, 1, 5, 4][seed], top_k=[3, 12, 1, 8][seed], subject_temp=subject_temp)
+    tables = _with_costs(rng, reps, cents, csub, scores, glob)
+    got = kernel_route_batch(X, tables, params)
+    expected = reference.route_batch(X, tables, params)
+    assert_same(got, expected)
+    assert got.expected_cost is not None and got.expected_cost.shape == (len(X), M)
+    np.testing.assert_allclose(got.expected_cost, expected.expected_cost, rtol=1e-11, atol=1e-10)
+    plain = kernel_route_batch(X, RoutingTables(reps, cents, csub, scores, glob), params)
+    assert plain.expected_cost is None
+    for name in ("probs", "ranked", "subject", "nearest_distance", "alpha"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(plain, name))
+    # a linear mix of non-negative costs stays within the table's range, per model
+    lo = np.minimum(tables.centroid_costs.min(axis=0), tables.global_costs)
+    hi = np.maximum(tables.centroid_costs.max(axis=0), tables.global_costs)
+    assert (got.expected_cost >= lo - 1e-9).all() and (got.expected_cost <= hi + 1e-9).all()
+    # float32 queries mix the same weights up to float32 distances
+    got32 = kernel_route_batch(X.astype(np.float32), tables, params)
+    assert np.median(np.abs(got32.expected_cost - got.expected_cost)) < 1e-3
+
+
+def test_cost_table_adversarial():
+    """Constant costs mix to that constant whatever the weights; a query far from every niche
+    (alpha = 1) gets exactly the global costs; all-NaN niches cost the global costs; huge costs stay finite."""
+    reps = np.array([[1.0, 0.0], [0.0, 1.0]])
+    cents = np.array([[1.0, 0.05], [0.95, -0.2], [0.0, 1.0]])
+    csub = np.array([0, 0, 1])
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.5], [np.nan, np.nan, np.nan]])
+    glob = np.array([0.3, 0.6, 0.2])
+    const = RoutingTables(
+        reps, cents, csub, scores, glob, centroid_costs=np.full((3, 3), 7.5), global_costs=np.full(3, 7.5)
+    )
+    X = np.array([[1.0, 0.0], [0.9, -0.1], [0.2, 1.0], [-1.0, -1.0], [1e-30, 1e-30]])
+    for temp in (0.0, 0.1):
+        params = RouteParams(k_nearest=2, top_k=2, subject_temp=temp, fallback_distance=0.4, fallback_width=0.3)
+        got = kernel_route_batch(X, const, params)
+        np.testing.assert_allclose(got.expected_cost, 7.5, rtol=1e-14)
+    ccosts = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [1e6, 1e6, 1e6]])
+    gcosts = np.array([10.0, 20.0, 30.0])
+    tables = RoutingTables(reps, cents, csub, scores, glob, centroid_costs=ccosts, global_costs=gcosts)
+    params = RouteParams(k_nearest=2, top_k=2, fallback_distance=0.4, fallback_width=0.3)
+    got = kernel_route_batch(X, tables, params)
+    ref = reference.route_batch(X, tables, params)
+    np.testing.assert_allclose(got.expected_cost, ref.expected_cost, rtol=1e-12)
+    assert got.alpha[3] == 1.0
+    np.testing.assert_array_equal(got.expected_cost[3], gcosts)
+    np.testing.assert_allclose(got.expected_cost[2], gcosts, rtol=1e-14)  # subject 1's only niche is all-NaN
+    huge = RoutingTables(reps, cents, csub, scores, glob, centroid_costs=ccosts * 1e290, global_costs=gcosts * 1e290)
+    assert np.isfinite(kernel_route_batch(X, huge, params).expected_cost).all()
+
+
+@pytest.mark.parametrize(
+    "change, arg",
+    [
+        ({"centroid_costs": np.ones((2, 2)), "global_costs": None}, "global_costs"),
+        ({"centroid_costs": None, "global_costs": np.ones(2)}, "centroid_costs"),
+        ({"centroid_costs": np.ones((2, 3)), "global_costs": np.ones(2)}, "centroid_costs"),
+        ({"centroid_costs": np.ones((2, 2)), "global_costs": np.ones(3)}, "global_costs"),
+    ],
+)
+def test_cost_table_shapes_are_checked(change, arg):
+    base = dict(
+        subject_reps=np.eye(2),
+        centroids=np.eye(2),
+        centroid_subject=[0, 1],
+        centroid_scores=np.ones((2, 2)),
+        global_scores=np.ones(2),
+    )
+    with pytest.raises(KernelError) as info:
+        RoutingTables(**base, **change)
+    assert info.value.arg == arg
+
+
+def test_cost_table_values_are_checked_by_the_kernel():
+    tables = RoutingTables(
+        np.eye(2),
+        np.eye(2),
+        [0, 1],
+        np.ones((2, 2)),
+        np.ones(2),
+        centroid_costs=[[1.0, np.nan], [1.0, 1.0]],
+        global_costs=[1.0, 1.0],
+    )
+    with pytest.raises(KernelError) as info:
+        kernel_route_batch(np.eye(2), tables, RouteParams(top_k=1))
+    assert info.value.arg == "centroid_costs"
+    tables = RoutingTables(
+        np.eye(2),
+        np.eye(2),
+        [0, 1],
+        np.ones((2, 2)),
+        np.ones(2),
+        centroid_costs=np.ones((2, 2)),
+        global_costs=[1.0, np.inf],
+    )
+    with pytest.raises(KernelError) as info:
+        kernel_route_batch(np.eye(2), tables, RouteParams(top_k=1))
+    assert info.value.arg == "global_costs"
+
+
+def test_cost_table_on_the_grouped_soft_path():
+    """Many separated subjects at a small temperature (rows routed per subject): the expected
+    costs still equal the reference's linear mix."""
+    rng = np.random.default_rng(13)
+    reps, cents, csub, scores, glob = random_model(rng, 32, 60, 180, 5)
+    tables = _with_costs(rng, reps, cents, csub, scores, glob)
+    X = queries(rng, cents, 2000)
+    params = RouteParams(top_k=5, subject_temp=0.002)
+    got = kernel_route_batch(X, tables, params)
+    want = reference.route_batch(X, tables, params)
+    assert_same(got, want)
+    np.testing.assert_allclose(got.expected_cost, want.expected_cost, rtol=1e-12, atol=1e-9)

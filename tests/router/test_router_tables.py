@@ -155,7 +155,9 @@ def test_persistence_stores_a_record_it_was_handed(tmp_path, rng):
         assert np.array_equal(getattr(back.tables, field), getattr(tables, field).astype(dtype)), field
     assert np.array_equal(back.stats_sigma, np.ones(2))
     # every routing-table field is stored: the file layout follows RoutingTables
-    assert set(persistence.TABLE_ARRAYS) == {f.name for f in dataclasses.fields(RoutingTables)}
+    assert set(persistence.TABLE_ARRAYS) | set(persistence.COST_ARRAYS) == {
+        f.name for f in dataclasses.fields(RoutingTables)
+    }
 
 
 def test_persistence_imports_neither_the_router_nor_the_package_root():

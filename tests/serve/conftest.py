@@ -69,12 +69,47 @@ def questions(world) -> list:
     return qs
 
 
-@pytest.fixture
-def start_gateway(router_file, tmp_path) -> Iterator[Callable[..., GatewayThread]]:
-    """``start_gateway(pool_path, **settings)`` -> a started :class:`GatewayThread` (stopped at teardown)."""
-    started: list[GatewayThread] = []
+#: engines a gateway test can run on: ``@pytest.mark.parametrize("start_gateway", ENGINES, indirect=True)``
+ENGINES = ["local", "ray"]
 
-    def start(pool: Path, router=None, embedder=None, **settings) -> GatewayThread:
+
+@pytest.fixture(scope="session")
+def ray_serve_port() -> int:
+    """The port of Ray Serve's HTTP proxy for the session (Serve starts once, on first use)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def start_gateway(router_file, tmp_path, request) -> Iterator[Callable[..., GatewayThread]]:
+    """``start_gateway(pool_path, **settings)`` -> a started gateway (stopped at teardown): a
+    :class:`GatewayThread`, or with the indirect parameter ``"ray"`` the same gateway deployed on a
+    local Ray Serve as 2 replicas (:class:`cascal.distributed.serve.RayGateway`: same ``url``,
+    ``base_url``, ``gateway`` and ``stop``)."""
+    engine = getattr(request, "param", "local")
+    started: list = []
+    if engine == "ray":
+        pytest.importorskip("ray.serve")
+        request.getfixturevalue("ray_local")
+        port = request.getfixturevalue("ray_serve_port")
+
+    def start(pool: Path, router=None, embedder=None, **settings):
+        if engine == "ray":
+            from cascal.distributed.serve import run_gateway_ray
+
+            gw = run_gateway_ray(
+                router or router_file,
+                pool,
+                GatewaySettings(port=port, **settings),
+                embedder=embedder,
+                replicas=2,
+                num_cpus=0.5,
+            )
+            started.append(gw)
+            return gw
         gateway = build_gateway(router or router_file, pool, GatewaySettings(port=0, **settings), embedder=embedder)
         thread = GatewayThread(gateway).start()
         started.append(thread)

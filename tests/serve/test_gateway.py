@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from conftest import pool_file
+from conftest import ENGINES, pool_file
 
 from cascal.cli import main as cli_main
 from cascal.embedding import load_embedder
@@ -54,6 +54,7 @@ def messages_of(q) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ chat
+@pytest.mark.parametrize("start_gateway", ENGINES, indirect=True)
 def test_routed_completion_is_the_top_models_reply(start_gateway, sim_pool, simulator, questions, router_file):
     gw = start_gateway(sim_pool)
     c = client(gw)
@@ -75,6 +76,7 @@ def test_routed_completion_is_the_top_models_reply(start_gateway, sim_pool, simu
     assert listed[0] == "cascal" and sorted(listed[1:]) == sorted(gw.gateway.upstreams.names)
 
 
+@pytest.mark.parametrize("start_gateway", ENGINES, indirect=True)
 def test_streamed_completion_passes_events_through(start_gateway, sim_pool, simulator, questions, router_file):
     gw = start_gateway(sim_pool)
     q = questions[1]
@@ -96,6 +98,7 @@ def test_streamed_completion_passes_events_through(start_gateway, sim_pool, simu
     assert len(chunks) == len(same) and chunks[-1].usage.total_tokens == same[-1].usage.total_tokens
 
 
+@pytest.mark.parametrize("start_gateway", ENGINES, indirect=True)
 def test_vote_returns_the_plurality_with_every_letter(start_gateway, sim_pool, questions, router_file):
     gw = start_gateway(sim_pool)
     for q in questions[:3]:
@@ -114,6 +117,7 @@ def test_vote_returns_the_plurality_with_every_letter(start_gateway, sim_pool, q
 
 
 # ------------------------------------------------------------------------------------------ /v1/route
+@pytest.mark.parametrize("start_gateway", ENGINES, indirect=True)
 def test_route_endpoint_matches_router_and_cli(start_gateway, sim_pool, questions, router_file, capsys):
     gw = start_gateway(sim_pool, batch_wait=0.005)
     texts = [q.question for q in questions]
@@ -198,6 +202,7 @@ def test_decision_log_holds_the_text_only_when_asked(start_gateway, sim_pool, qu
 
 
 # ------------------------------------------------------------------------------------------ refusals
+@pytest.mark.parametrize("start_gateway", ENGINES, indirect=True)
 def test_auth_and_every_bad_request_answer_openai_errors(start_gateway, sim_pool, questions, monkeypatch):
     gw = start_gateway(sim_pool, api_key="gateway-key-1", max_body_bytes=4096)
     msgs = messages_of(questions[0])

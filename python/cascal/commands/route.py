@@ -27,6 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TEXT",
         help="an answer option, in order A, B, ... (repeat; for --answer)",
     )
+    parser.add_argument(
+        "--cost-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="cost weight of a router trained with prices: rank by skill minus W x expected cost in USD per "
+        "1,000 queries (default: the router's own, 0 unless trained with --cost-weight)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,11 +48,16 @@ def run(args: argparse.Namespace) -> int:
     n_models = len(router.model_names_)
     if not 1 <= args.top_k <= n_models:
         raise InvalidParameterError(f"--top-k: must be between 1 and the pool size {n_models}, got {args.top_k}")
-    ranked = rank_question(router, args.question)
+    ranked = rank_question(router, args.question, cost_weight=args.cost_weight)
     print(f"routing with embedder {router.embedding_model} (top {args.top_k} marked *):")
+    priced = ranked[0].expected_cost is not None
     for i, model in enumerate(ranked):
         mark = "*" if i < args.top_k else " "
-        print(f"{mark} {i + 1:>2}. {model.name:<32} {model.score:.4f}")
+        cost = f"  ${model.expected_cost:.4f} per 1k queries" if model.expected_cost is not None else ""
+        print(f"{mark} {i + 1:>2}. {model.name:<32} {model.score:.4f}{cost}")
+    if priced:
+        total = sum(m.expected_cost or 0.0 for m in ranked[: args.top_k])
+        print(f"expected cost of the top {args.top_k}: ${total:.4f} per 1,000 queries")
     if not args.answer:
         return 0
     from cascal.llm.config import load_pool

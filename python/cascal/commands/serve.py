@@ -76,6 +76,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="largest request body accepted (default 1048576)",
     )
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on Ray Serve as autoscaled replicas (needs cascal[ray]; docs/distributed.md)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=positive_int,
+        default=1,
+        help="with --ray: most replicas; Ray Serve starts this many and scales between 1 and it (default 1)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --ray: Ray cluster to join (default $RAY_ADDRESS, else a local Ray instance)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         log_decisions=args.log_decisions,
         log_text=args.log_text,
     )
+    if args.ray:
+        return run_on_ray(args, settings)
     gateway = build_gateway(args.router, args.pool, settings, embedder=args.embedder)
     names = ", ".join(gateway.upstreams.names)
     print(f"cascal serve: {args.router} ({gateway.engine.embedder.name}) over {names}")
@@ -111,3 +130,31 @@ def run(args: argparse.Namespace) -> int:
     )
     run_gateway(gateway)
     return 0
+
+
+def run_on_ray(args: argparse.Namespace, settings: object) -> int:
+    """``cascal serve --ray``: deploy on Ray Serve, serve until Ctrl-C, then shut Serve down."""
+    import time
+
+    distributed = import_extra("cascal.distributed.serve", NAME, "ray")
+    import_extra("ray.serve", NAME, "ray")
+    from ray import serve
+
+    try:
+        gateway = distributed.run_gateway_ray(
+            args.router, args.pool, settings, embedder=args.embedder, replicas=args.replicas, address=args.ray_address
+        )
+        names = ", ".join(gateway.gateway.upstreams.names)
+        print(f"cascal serve: {args.router} ({gateway.gateway.engine.embedder.name}) over {names}")
+        print(
+            f"cascal serve: Ray Serve, up to {args.replicas} replica(s), listening on {gateway.base_url} "
+            "(model 'cascal'); Ctrl-C stops",
+            flush=True,
+        )
+        while True:
+            time.sleep(3600)
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            serve.shutdown()

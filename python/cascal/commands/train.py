@@ -49,22 +49,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="niche distance beyond which the global ranking blends in; "
         "default auto (0.99 quantile of the training questions' distances)",
     )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="PATH",
+        help="labels file (question_id,answer; e.g. from `cascal label`) whose answers calibrate the router",
+    )
     parser.add_argument("--random-state", type=int, default=0, help="seed of the clustering (default 0)")
+    parser.add_argument(
+        "--prices",
+        default=None,
+        metavar="FILE",
+        help="prices YAML (layout of examples/prices.yaml) or pool.yaml with price_input_per_mtok / "
+        "price_output_per_mtok: the router learns each model's expected cost per niche from cost.csv",
+    )
+    parser.add_argument(
+        "--cost-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="default cost weight stored in the router (needs --prices; default 0 = skill only)",
+    )
     add_out_of_range(parser)
 
 
 def _router_params(args: argparse.Namespace) -> dict:
     """The :class:`cascal.CascalRouter` parameters given on the command line."""
     params: dict = {"random_state": args.random_state}
-    for option in ("clustering", "max_niches", "min_consensus", "top_k", "subject_temp", "fallback_distance"):
+    for option in (
+        "clustering",
+        "max_niches",
+        "min_consensus",
+        "top_k",
+        "subject_temp",
+        "fallback_distance",
+        "cost_weight",
+    ):
         value: Optional[Any] = getattr(args, option)
         if value is not None:
             params[option] = value
     return params
 
 
+def _prices(path: Optional[str]) -> Any:
+    """The prices of ``--prices``: a prices file, or a pool.yaml's price fields (a file with a
+    ``models`` list)."""
+    if path is None:
+        return None
+    import yaml
+
+    from cascal.errors import ConfigError
+    from cascal.router.costs import load_prices
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the prices file ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("models"), list):
+        from cascal.llm.config import load_pool
+
+        return load_pool(path).prices()
+    return load_prices(path)
+
+
 def run(args: argparse.Namespace) -> int:
-    from cascal.pipeline.train import describe, train_router
+    from cascal.pipeline.train import describe, labels_line, train_router
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)  # e.g. models without a usable answer
@@ -74,11 +124,15 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 embeddings=args.embeddings,
                 out_of_range=args.out_of_range,
+                prices=_prices(args.prices),
+                labels=args.labels,
                 **_router_params(args),
             )
         finally:
             for warning in caught:
                 print(f"cascal train: warning: {warning.message}", file=sys.stderr)
     print(describe(router))
+    if args.labels is not None:
+        print(labels_line(router, args.labels))
     print(f"saved router to {args.out}")
     return 0

@@ -32,9 +32,9 @@ from cascal.evaluation.protocol import (
     KeySource,
     ProtocolError,
     Split,
+    expand_pools,
     make_split,
     resolve_keys,
-    resolve_pool,
     training_key,
 )
 from cascal.evaluation.results import NO_KEY, FittedExample
@@ -59,13 +59,16 @@ def run_evaluation(
     progress: bool = True,
     plots: bool = True,
     out_of_range: Literal["error", "unparsable"] = "unparsable",
+    cost: bool = False,
+    prices: Optional[Any] = None,
 ) -> dict[str, Any]:
     """Evaluate routers on a dataset with real answers and return the results dict.
 
     Args:
         data: a dataset folder (loaded with :func:`cascal.io.load_dataset`) or a loaded
             :class:`ResponseMatrix` that carries embeddings and the real gold.
-        pools: pool specifications: ``large``, ``small``, ``all`` or comma-separated model names.
+        pools: pool specifications: ``large``, ``small``, ``all``, ``lone-strong`` (24 pools,
+            :func:`cascal.evaluation.protocol.lone_strong_pools`) or comma-separated model names.
         keys: key sources for query-answer routers: ``real`` (gold), ``strong``, ``medium``, ``weak``.
         generator_keys: extra simulated generators, by model name.
         seeds: number of splits (seeds ``0..seeds-1``).
@@ -77,6 +80,12 @@ def run_evaluation(
         out_of_range: how a folder's prediction letters beyond their options are read
             (:func:`cascal.io.load_dataset`): ``"unparsable"`` (default, counted and reported) or
             ``"error"`` (refused).
+        cost: also run the cost-accuracy evaluation of cost-aware CASCAL per pool
+            (:mod:`cascal.evaluation.cost_curve`; results under each pool's ``cost``, plus
+            ``cost_<pool>.png`` and ``cost.md`` in ``out_dir``). Skipped, with a message, when the
+            data has no token counts.
+        prices: :class:`cascal.router.costs.Prices` for ``cost`` (default: 1 USD per million
+            tokens for every model, so the curve counts tokens).
 
     Returns:
         ``{"config", "cascal_version", "data_path", "created", "pools": {pool: {...}}}``; each pool
@@ -113,19 +122,65 @@ def run_evaluation(
         "pools": {},
     }
     examples: list[FittedExample] = []
-    for pool_spec in pools:
-        pool = resolve_pool(pool_spec, dataset.model_names)
+    cost_setup = _cost_setup(dataset, data, prices) if cost else None
+    for pool_spec, pool in expand_pools(pools, dataset):
         key_sources = resolve_keys(list(keys), list(generator_keys), dataset.model_names, pool)
         pool_result, example = evaluate_pool(
             dataset, pool, key_sources, specs, int(seeds), with_oracle=with_oracle, progress=progress, label=pool_spec
         )
         results["pools"][pool_spec] = pool_result
         examples.extend(example)
+        if cost_setup is not None:
+            pool_result["cost"] = _run_cost(cost_setup, pool, int(seeds), progress)
     if out_dir is not None:
         from cascal.evaluation.report import write_outputs
 
         write_outputs(results, Path(out_dir), examples if plots else None)
+        if cost_setup is not None:
+            _write_cost(results, Path(out_dir), plots)
     return results
+
+
+def _cost_setup(dataset: ResponseMatrix, data: Any, prices: Optional[Any]) -> tuple[Optional[ResponseMatrix], Any, str]:
+    """(data with token counts or None, prices, note) for the cost evaluation."""
+    from cascal.evaluation.cost_curve import TOKEN_PRICES, cost_data
+    from cascal.router.costs import Prices
+
+    if prices is None:
+        prices = Prices({m: (TOKEN_PRICES, TOKEN_PRICES) for m in dataset.model_names})
+    folder = None if isinstance(data, ResponseMatrix) else Path(data)
+    with_tokens, note = cost_data(dataset, folder, prices)
+    print(f"cost: {note}", file=sys.stderr)
+    return with_tokens, prices, note
+
+
+def _run_cost(setup: tuple[Optional[ResponseMatrix], Any, str], pool: list[str], seeds: int, progress: bool) -> dict:
+    from cascal.evaluation.cost_curve import evaluate_cost
+
+    data, prices, note = setup
+    if data is None:
+        return {"skipped": note}
+    unpriced = [m for m in pool if prices.price_of(m) is None]
+    if unpriced:
+        print(f"cost: no price for {unpriced}; priced 0", file=sys.stderr)
+    return evaluate_cost(data, pool, prices, seeds, note=note, progress=progress)
+
+
+def _write_cost(results: Mapping[str, Any], out_dir: Path, plots: bool) -> None:
+    from cascal.evaluation.cost_curve import cost_table, plot_cost_curve
+
+    parts = ["# Cost-aware routing: cost-accuracy evaluation", ""]
+    for name, pool in results["pools"].items():
+        cost = pool.get("cost", {})
+        parts += [f"## pool {name}", ""]
+        if "skipped" in cost:
+            parts += [cost["skipped"], ""]
+            continue
+        parts += [cost["note"], "", cost_table(cost), ""]
+        if plots:
+            figure = plot_cost_curve(cost, f"cost vs accuracy, pool {name}", out_dir / f"cost_{name}.png")
+            parts += [f"![cost curve]({figure.name})", ""]
+    (out_dir / "cost.md").write_text("\n".join(parts), encoding="utf-8")
 
 
 def _load(

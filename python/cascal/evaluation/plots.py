@@ -257,10 +257,11 @@ def write_plots(results: Mapping[str, Any], out_dir: Path, examples: Sequence[Fi
     figures: dict[str, list[str]] = {}
     for name, pool in results["pools"].items():
         files = []
+        stem = name.replace("/", "_")  # lone-strong pools are named lone-strong/<model>/<draw>
         n_seeds = len(results["config"]["seeds"])
         files.append(
             plot_accuracy(
-                pool, f"pool {name} · mean ± std over {n_seeds} seed(s)", out_dir / f"{name}_accuracy.png"
+                pool, f"pool {name} · mean ± std over {n_seeds} seed(s)", out_dir / f"{stem}_accuracy.png"
             ).name
         )
         has_cascal = any(row["router"] == "cascal" for row in pool["summary"])
@@ -268,13 +269,53 @@ def write_plots(results: Mapping[str, Any], out_dir: Path, examples: Sequence[Fi
             plot_niche_map(
                 pool,
                 f"pool {name}: who wins where",
-                out_dir / f"{name}_niche_map.png",
+                out_dir / f"{stem}_niche_map.png",
                 router="cascal" if has_cascal else None,
             ).name
         )
         pool_examples = [e for e in examples if e.pool == name]
         example = _dendrogram_example(pool_examples)
         if example is not None:
-            files.append(plot_niche_dendrogram(example, out_dir / f"{name}_niche_dendrogram.png").name)
+            files.append(plot_niche_dendrogram(example, out_dir / f"{stem}_niche_dendrogram.png").name)
         figures[name] = files
     return figures
+
+
+def plot_label_budget(groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], path: Path) -> Path:
+    """Top-1 accuracy against the number of labels, one panel per pool (label-budget summaries of
+    :mod:`cascal.evaluation.label_budget`): one line per router × label strategy, error bars = std."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
+    styles = {"random": "-", "active": "--"}
+    colors = {"cascal+labels": "#4c72b0", "best-single-labels": "#55a868", "knn-labels": "#c44e52"}
+    for ax, (name, summary) in zip(axes[0], groups):
+        free = [r for r in summary if r["n_labels"] == 0 and r["router"] == "cascal+labels"]
+        for strategy in sorted({r["strategy"] for r in summary}):
+            for router, color in colors.items():
+                rows = [r for r in summary if r["strategy"] == strategy and r["router"] == router and r["n_labels"] > 0]
+                if router == "cascal+labels":
+                    rows = [r for r in free if r["strategy"] == strategy] + rows
+                if not rows:
+                    continue
+                x = [r["n_labels"] for r in rows]
+                y = [100 * r["top1"]["mean"] for r in rows]
+                e = [100 * (r["top1"]["std"] or 0.0) for r in rows]
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=e,
+                    color=color,
+                    linestyle=styles.get(strategy, ":"),
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    label=f"{router} ({strategy})",
+                )
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("labelled training questions")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -179,3 +179,50 @@ def training_key(data: ResponseMatrix, split: Split, key: KeySource) -> np.ndarr
         return np.array(split.train.gold, dtype=np.int8)
     column = data.model_names.index(key.generator)
     return simulated_key(split.train, data.answers[split.train_rows, column], split.seed)
+
+
+#: Pool preset ``lone-strong``: each of the :data:`LONE_STRONG_TOP` strongest models (by gold
+#: accuracy on the whole dataset) with :data:`LONE_STRONG_DRAWS` seeded draws of
+#: :data:`LONE_STRONG_CROWD` models from the :data:`LONE_STRONG_WEAK` weakest.
+LONE_STRONG = "lone-strong"
+LONE_STRONG_TOP, LONE_STRONG_DRAWS, LONE_STRONG_CROWD, LONE_STRONG_WEAK = 4, 6, 8, 20
+#: Seed of the crowd draws (``numpy.random.default_rng((LONE_STRONG_SEED, strong_rank, draw))``).
+LONE_STRONG_SEED = 11
+
+
+def lone_strong_pools(data: ResponseMatrix) -> list[tuple[str, list[str]]]:
+    """The ``lone-strong`` pools of ``data``: ``(name, columns)`` with names
+    ``lone-strong/<strong model>/<draw>``; the strong model comes first, the crowd in column order.
+    Models are ranked by accuracy against ``data.gold`` (no answer = wrong; ties: column order)."""
+    n_models = data.n_models
+    if n_models < LONE_STRONG_TOP + LONE_STRONG_CROWD or n_models < LONE_STRONG_WEAK:
+        raise ProtocolError(
+            f"pool {LONE_STRONG!r}: needs at least {max(LONE_STRONG_TOP + LONE_STRONG_CROWD, LONE_STRONG_WEAK)} "
+            f"models, the dataset has {n_models}"
+        )
+    gold = np.asarray(data.gold)
+    if (gold < 0).any():
+        raise ProtocolError(f"pool {LONE_STRONG!r}: ranks models by gold accuracy, but some questions have no gold")
+    accuracy = (data.answers == gold[:, None]).mean(axis=0)
+    order = np.argsort(-accuracy, kind="stable")
+    strong, weak = order[:LONE_STRONG_TOP], np.sort(order[-LONE_STRONG_WEAK:])
+    pools = []
+    for rank, s in enumerate(strong):
+        for draw in range(LONE_STRONG_DRAWS):
+            rng = np.random.default_rng((LONE_STRONG_SEED, rank, draw))
+            crowd = np.sort(rng.choice(weak[weak != s], LONE_STRONG_CROWD, replace=False))
+            name = data.model_names[int(s)]
+            pools.append((f"{LONE_STRONG}/{name}/{draw}", [name, *(data.model_names[int(c)] for c in crowd)]))
+    return pools
+
+
+def expand_pools(specs: Sequence[str], data: ResponseMatrix) -> list[tuple[str, list[str]]]:
+    """``(name, columns)`` of every pool the specifications name: ``lone-strong`` expands to its 24
+    pools (:func:`lone_strong_pools`), any other one to itself (:func:`resolve_pool`)."""
+    out: list[tuple[str, list[str]]] = []
+    for spec in specs:
+        if spec.strip() == LONE_STRONG:
+            out.extend(lone_strong_pools(data))
+        else:
+            out.append((spec, resolve_pool(spec, data.model_names)))
+    return out

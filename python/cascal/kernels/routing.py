@@ -15,6 +15,13 @@ For every query ``x`` (cosine distance ``1 - cos``; the kernel normalises every 
    with ``G = softmax(global_scores / score_temp)`` (NaN entries get 0); otherwise ``alpha = 0``;
 4. ``ranked`` = the ``top_k`` models by decreasing ``P`` (ties: lower model index).
 
+Optional cost table (cost-aware routing, docs/algorithm.md#cost-aware-routing): when the tables
+carry ``centroid_costs`` ``(C, M)`` and ``global_costs`` ``(M,)``, the result also holds
+``expected_cost`` ``(n, M)``: the same *linear* mix of the cost rows with the weights of steps 2-3
+(centroid weights, subject weights, fallback ``alpha``; a centroid whose scores are all NaN
+contributes ``global_costs``), never sharpened. The costs do not change ``probs`` or ``ranked``;
+cost-aware routing changes the scores it passes in.
+
 The kernel releases the GIL and runs over blocks of queries in parallel: one GEMM per block against
 the subject representatives, then (hard) one GEMM per subject against only that subject's centroids
 or (soft) one GEMM against all centroids.
@@ -50,6 +57,8 @@ class RouteResult:
         subject: ``(n,)`` int64 index of the nearest subject (the most weighted one when soft).
         nearest_distance: ``(n,)`` float64 cosine distance to the nearest centroid of that subject.
         alpha: ``(n,)`` float64 weight of the global distribution in the fallback blend.
+        expected_cost: ``(n, M)`` float64 expected cost of every model for every query (the
+            linear mix of the cost table), or ``None`` when the tables carry no cost table.
     """
 
     probs: np.ndarray
@@ -57,6 +66,7 @@ class RouteResult:
     subject: np.ndarray
     nearest_distance: np.ndarray
     alpha: np.ndarray
+    expected_cost: Optional[np.ndarray] = None
 
 
 def _matrix(value: object, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
@@ -110,6 +120,11 @@ class RoutingTables:
         global_scores: ``(M,)`` float64 global score of each model (NaN = no data).
         centroid_sizes: optional ``(C,)`` int64 number of training questions of each niche (not
             used for routing; kept so the tables describe the niches completely).
+        centroid_costs: optional ``(C, M)`` float64 expected cost of each model in each niche
+            (finite; any unit, cascal uses USD per 1,000 queries); given together with
+            ``global_costs`` or not at all.
+        global_costs: optional ``(M,)`` float64 expected cost of each model over all training
+            questions.
 
     Raises:
         KernelError: naming the field whose shape or dtype is wrong (a ``ValueError``).
@@ -121,6 +136,8 @@ class RoutingTables:
     centroid_scores: np.ndarray
     global_scores: np.ndarray
     centroid_sizes: Optional[np.ndarray] = None
+    centroid_costs: Optional[np.ndarray] = None
+    global_costs: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         reps = _matrix(self.subject_reps, "subject_reps")
@@ -147,12 +164,29 @@ class RoutingTables:
         }
         if self.centroid_sizes is not None:
             converted["centroid_sizes"] = _vector(self.centroid_sizes, "centroid_sizes", n_centroids, np.int64)
+        if (self.centroid_costs is None) != (self.global_costs is None):
+            missing = "global_costs" if self.global_costs is None else "centroid_costs"
+            raise KernelError(f"{missing}: give centroid_costs and global_costs together, or neither", arg=missing)
+        if self.centroid_costs is not None:
+            costs = _matrix(self.centroid_costs, "centroid_costs", np.dtype(np.float64))
+            if costs.shape != scores.shape:
+                raise KernelError(
+                    f"centroid_costs: expected shape {scores.shape} like centroid_scores, got {costs.shape}",
+                    arg="centroid_costs",
+                )
+            converted["centroid_costs"] = costs
+            converted["global_costs"] = _vector(self.global_costs, "global_costs", scores.shape[1], np.float64)
         for name, arr in converted.items():
             object.__setattr__(self, name, _frozen(arr, getattr(self, name)))
 
     def __reduce__(self) -> tuple[type, tuple]:
         # pickle and copy through the constructor, so a copy is checked and read-only too
         return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
+
+    @property
+    def has_costs(self) -> bool:
+        """Whether the tables carry a cost table (``centroid_costs`` and ``global_costs``)."""
+        return self.centroid_costs is not None
 
     @property
     def n_models(self) -> int:
@@ -257,5 +291,5 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
     x = _matrix(X, "X")
     if x.shape[1] != tables.dim:
         raise KernelError(f"X: expected {tables.dim} columns like the tables, got shape {x.shape}", arg="X")
-    probs, ranked, subject, nearest, alpha = _core.route_batch(x, tables.astype(x.dtype), params)
-    return RouteResult(probs, ranked, subject, nearest, alpha)
+    probs, ranked, subject, nearest, alpha, expected_cost = _core.route_batch(x, tables.astype(x.dtype), params)
+    return RouteResult(probs, ranked, subject, nearest, alpha, expected_cost)

@@ -100,6 +100,7 @@ _EnvName = Annotated[str, _rule(lambda v: isinstance(v, str) and bool(v), "be an
 _Flag = Annotated[bool, _rule(lambda v: isinstance(v, bool), "be true or false")]
 _Count = Annotated[int, _rule(Interval(Integral, 1, None, closed="left"))]
 _Seconds = Annotated[float, _rule(Interval(Real, 0, None, closed="left"))]
+_Price = Annotated[float, _rule(Interval(Real, 0, None, closed="left"))]
 _Description = Annotated[str, _rule(_text, "be a non-empty description string")]
 _SubjectName = Annotated[str, _rule(_text, "be a non-empty subject name")]
 _EMPTY_IF_NULL = BeforeValidator(lambda value: {} if value is None else value)
@@ -187,6 +188,9 @@ class ModelConfig(_Schema):
         stream: request streamed responses (server-sent events).
         temperature, top_p, max_tokens, seed: sampling parameters (``None`` = server default).
         logprobs: ask for token log-probabilities (the mean is the confidence signal).
+        price_input_per_mtok, price_output_per_mtok: list price in USD per million input
+            (prompt) and output (completion) tokens, for cost-aware routing (finite, >= 0;
+            ``None`` = unknown, priced 0 with a warning; docs/algorithm.md#cost-aware-routing).
     """
 
     name: _Text
@@ -206,6 +210,8 @@ class ModelConfig(_Schema):
     max_tokens: Optional[_Count] = 2048
     seed: Optional[Annotated[int, _rule(Interval(Integral, None, None, closed="neither"))]] = None
     logprobs: _Flag = True
+    price_input_per_mtok: Optional[_Price] = None
+    price_output_per_mtok: Optional[_Price] = None
 
     def api_key(self) -> str:
         """The key to send: the value of ``api_key_env``, or ``"EMPTY"`` when no variable is configured.
@@ -250,6 +256,15 @@ class PoolConfig(_Schema):
     def names(self) -> list[str]:
         """Model names in pool order."""
         return [m.name for m in self.models]
+
+    def prices(self) -> dict[str, tuple[float, float]]:
+        """Model name -> ``(input, output)`` USD per million tokens, for the models with a price
+        (a missing half counts 0); ``CascalRouter.fit(..., prices=pool.prices())`` takes it."""
+        return {
+            m.name: (float(m.price_input_per_mtok or 0.0), float(m.price_output_per_mtok or 0.0))
+            for m in self.models
+            if m.price_input_per_mtok is not None or m.price_output_per_mtok is not None
+        }
 
     def get(self, name: str) -> ModelConfig:
         """The model called ``name``; :class:`ConfigError` if the pool has none."""

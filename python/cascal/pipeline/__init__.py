@@ -4,6 +4,7 @@
 * :mod:`cascal.pipeline.answer`: every pool model answers every question (cached, resumable);
 * :mod:`cascal.pipeline.embed`: question embeddings, cached in the dataset folder;
 * :mod:`cascal.pipeline.filter`: quality filters on the generated data;
+* :mod:`cascal.pipeline.label`: a person answers the questions a router suggests (labels.csv);
 * :mod:`cascal.pipeline.train`: fit a CASCAL router on a dataset folder and save it;
 * :mod:`cascal.pipeline.route`: rank the pool for new questions, ask the top models, vote.
 

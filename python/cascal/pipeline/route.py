@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,10 +23,12 @@ __all__ = ["RankedModel", "PoolAnswer", "load_router", "rank_question", "ask_mod
 
 @dataclass(frozen=True)
 class RankedModel:
-    """One pool model's place in a routing: its name and routing score (higher is better)."""
+    """One pool model's place in a routing: its name and routing score (higher is better), and its
+    expected cost for the question in USD per 1,000 queries (``None`` when the router has no prices)."""
 
     name: str
     score: float
+    expected_cost: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,17 @@ def load_router(path: Union[str, Path]) -> Any:
     return CascalRouter.load(path)
 
 
-def rank_question(router: Any, question: str, *, embedder: Any = None) -> list[RankedModel]:
+def rank_question(
+    router: Any, question: str, *, embedder: Any = None, cost_weight: Optional[float] = None
+) -> list[RankedModel]:
     """Every pool model ranked for ``question``, best first, with its routing score.
 
     Args:
         router: a fitted router (``route`` and ``model_names_``); CASCAL's records its embedder.
         question: the question text (as it would appear in a dataset's ``question`` field).
         embedder: the embedder to use; default ``load_embedder(router.embedding_model)``.
+        cost_weight: cost weight of a cost-aware router (default: the router's own;
+            docs/algorithm.md#cost-aware-routing).
 
     Raises:
         cascal.errors.InvalidParameterError: an empty question, or a router without a recorded
@@ -72,8 +78,16 @@ def rank_question(router: Any, question: str, *, embedder: Any = None) -> list[R
 
         embedder = load_embedder(name)
     x = np.asarray(embedder.encode([question]), dtype=np.float32)
-    routing = router.route(x, top_k=len(router.model_names_))
-    return [RankedModel(routing.model_names[j], float(routing.scores[0, j])) for j in routing.ranked[0]]
+    n_models = len(router.model_names_)
+    if hasattr(router, "route_details"):
+        details = router.route_details(x, top_k=n_models, cost_weight=cost_weight)
+        names, scores, ranked, costs = router.model_names_, details.probs, details.ranked, details.expected_cost
+    else:
+        routing = router.route(x, top_k=n_models)
+        names, scores, ranked, costs = routing.model_names, routing.scores, routing.ranked, None
+    return [
+        RankedModel(names[j], float(scores[0, j]), None if costs is None else float(costs[0, j])) for j in ranked[0]
+    ]
 
 
 def ask_models(pool: Any, names: Sequence[str], question: str, options: Sequence[str]) -> list[PoolAnswer]:

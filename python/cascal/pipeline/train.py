@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 from cascal.errors import DataError
 
-__all__ = ["train_router", "describe"]
+__all__ = ["train_router", "describe", "labels_line"]
 
 
 def train_router(
@@ -24,6 +24,8 @@ def train_router(
     *,
     embeddings: str = "auto",
     out_of_range: Literal["error", "unparsable"] = "error",
+    prices: Any = None,
+    labels: Optional[Union[str, Path]] = None,
     **router_params: Any,
 ) -> Any:
     """Fit :class:`cascal.CascalRouter` on ``dataset_dir`` and save it to ``out_path``.
@@ -35,6 +37,11 @@ def train_router(
         out_of_range: what a prediction letter beyond its question's options means: ``"error"``
             refuses the dataset, ``"unparsable"`` counts it as unparsable (see
             :func:`cascal.io.load_dataset`).
+        prices: list prices for cost-aware routing (:class:`cascal.router.costs.Prices` or a
+            mapping model -> ``(input, output)`` USD per million tokens); the folder's cost.csv
+            gives the completion tokens (docs/algorithm.md#cost-aware-routing).
+        labels: a labels file (``question_id,answer``, e.g. from ``cascal label``) whose answers
+            calibrate the router (:func:`cascal.io.load_labels`; ``fit(..., labels=...)``).
         router_params: constructor arguments of :class:`cascal.CascalRouter`.
 
     Returns:
@@ -43,7 +50,8 @@ def train_router(
     Raises:
         cascal.errors.InvalidParameterError: a router parameter is out of range (checked before the
             dataset is read).
-        cascal.errors.DataError: the folder has no questions, no pool answers or no embeddings.
+        cascal.errors.DataError: the folder has no questions, no pool answers or no embeddings;
+            the labels file is malformed or names questions the folder lacks.
 
     Warns:
         UserWarning: some models (or all) have no usable answer (only ``?`` and empty cells, see
@@ -63,11 +71,16 @@ def train_router(
     if dataset.embeddings is None:
         raise DataError(f"{dataset_dir}: no embeddings_<name>.npy; run `cascal embed` on it first")
     dataset.warn_models_without_answers(str(Path(dataset_dir) / "predictions.csv"), stacklevel=2)
+    y = None
+    if labels is not None:
+        from cascal.io import load_labels
+
+        y = load_labels(labels, dataset)
     router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
     with warnings.catch_warnings():
         # already warned above, naming the file
         warnings.filterwarnings("ignore", message=re.escape(NO_USABLE_ANSWER_WARNING), category=UserWarning)
-        router.fit(dataset.embeddings, dataset)
+        router.fit(dataset.embeddings, dataset, labels=y, prices=prices)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     router.save(out)
@@ -78,12 +91,17 @@ def describe(router: Any) -> str:
     """A short text summary of a fitted router: pool, embedder, niches per subject, global ranking."""
     lines = [f"embedder: {router.embedding_model}", f"pool ({len(router.model_names_)} models):"]
     order = sorted(range(len(router.model_names_)), key=lambda m: -router.global_scores_[m])
+    costs = getattr(router, "global_costs_", None)
     for m in order:
-        lines.append(f"  {router.model_names_[m]:<32} mean consensus score {router.global_scores_[m]:.3f}")
+        cost = "" if costs is None else f", expected ${costs[m]:.4f} per 1,000 queries"
+        lines.append(f"  {router.model_names_[m]:<32} mean consensus score {router.global_scores_[m]:.3f}{cost}")
     lines.append("niches per subject:")
     for subject in router.subject_names_:
         lines.append(f"  {subject:<32} {len(router.niches_[subject])}")
     lines.append(_routing_line(router))
+    diagnostics = getattr(router, "diagnostics_", None)
+    if diagnostics is not None:
+        lines.append(("" if diagnostics.trustworthy else "warning: ") + diagnostics.message)
     return "\n".join(lines)
 
 
@@ -99,3 +117,12 @@ def _routing_line(router: Any) -> str:
         f"routing: subjects {subjects}; fallback to the global ranking beyond cosine distance "
         f"{router.fallback_distance_:.3f}{how(router.fallback_distance)}"
     )
+
+
+def labels_line(router: Any, path: Union[str, Path]) -> str:
+    """The summary line of a fit with the labels file ``path``: how many labelled questions it used."""
+    fit = getattr(router, "label_fit_", None)
+    used = int(fit.n_labels) if fit is not None else 0
+    if used == 0:
+        return f"labels: none in {path} (label-free fit)"
+    return f"labels: {used} labelled question{'s' if used != 1 else ''} from {path} calibrate the scores"

@@ -65,6 +65,13 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
     sharp = _sharpen(np.asarray(centroid_scores, dtype=np.float64), score_temp)
     all_nan = np.isnan(np.asarray(centroid_scores, dtype=np.float64)).all(axis=1)
     sharp[all_nan] = G
+    # optional cost table: mixed with the same weights, unsharpened; all-NaN niches cost the global costs
+    with_costs = tables.centroid_costs is not None and tables.global_costs is not None
+    if with_costs:
+        global_costs = np.asarray(tables.global_costs, dtype=np.float64)
+        cost_rows = np.array(tables.centroid_costs, dtype=np.float64)
+        cost_rows[all_nan] = global_costs
+        expected = np.zeros((n, sharp.shape[1]))
 
     # 2. per subject: distances to its own centroids only (others are infinitely far), the
     #    k nearest mixed by softmax(-dist / distance_temp); subjects mixed by their weights
@@ -81,12 +88,15 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
         weights = np.exp(-(near - near[:, :1]) / distance_temp)
         weights /= weights.sum(axis=1, keepdims=True)
         probs[on] += subject_weight[on, s, None] * np.einsum("nk,nkm->nm", weights, sharp[order])
+        if with_costs:
+            expected[on] += subject_weight[on, s, None] * np.einsum("nk,nkm->nm", weights, cost_rows[order])
         mine = subject[on] == s
         nearest[np.flatnonzero(on)[mine]] = near[mine, 0]
 
     # 3. fallback blend toward the global ranking
     alpha = np.where(nearest > fallback_distance, np.minimum((nearest - fallback_distance) / fallback_width, 1.0), 0.0)
     probs = (1.0 - alpha[:, None]) * probs + alpha[:, None] * G[None, :]
+    expected_cost = (1.0 - alpha[:, None]) * expected + alpha[:, None] * global_costs[None, :] if with_costs else None
 
     # 4. ranking: stable sort of -P keeps the lower index first among ties
     ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
@@ -96,4 +106,5 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
         subject.astype(np.int64),
         nearest.astype(np.float64),
         alpha.astype(np.float64),
+        expected_cost,
     )

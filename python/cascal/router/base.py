@@ -28,11 +28,16 @@ class Routing:
         ranked: ``(n, top_k)`` int64 model indices, best first.
         scores: ``(n, M)`` float64 routing scores (higher is better; for CASCAL a distribution).
         model_names: the pool, so ``model_names[ranked[i, 0]]`` is query ``i``'s first choice.
+        expected_cost: ``(n,)`` float64 expected cost of each query's routed choice, USD per 1,000
+            queries: the sum over the ``top_k`` ranked models (all of them answer an ensemble
+            query; with ``top_k=1`` the first choice's cost). ``None`` when the router has no
+            prices (docs/algorithm.md#cost-aware-routing).
     """
 
     ranked: np.ndarray
     scores: np.ndarray
     model_names: list[str]
+    expected_cost: Optional[np.ndarray] = None
 
     def top_models(self, i: int) -> list[str]:
         """Names of the models chosen for query ``i``, best first."""

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from os import PathLike, fspath
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Mapping, Optional, Union
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cascal import _core, kernels
 from cascal.data import ResponseMatrix
-from cascal.errors import InvalidParameterError, KernelError, RouterFileError
+from cascal.errors import DataError, InvalidParameterError, KernelError, RouterFileError
 from cascal.kernels.routing import RouteParams, RoutingTables
 from cascal.router.base import BaseRouter, Routing, check_fit_inputs, embedding_matrix
 from cascal.router.clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
+from cascal.router.costs import QUERIES_PER_UNIT, Prices, cost_tables, input_tokens, question_costs
+from cascal.router.diagnostics import diagnose
+from cascal.router.labels import (
+    UNLABELLED,
+    LabelBase,
+    LabelFit,
+    best_model_probabilities,
+    calibrate,
+    check_labels,
+    disagreement_value,
+    nearest_niche,
+    select_covering,
+)
 from cascal.router.niches import Niche, NicheConfig, discover_subject_niches
 from cascal.router.persistence import RouterRecord, load_record, save_record
 from cascal.validation import Interval, Options, Pair
@@ -90,6 +105,10 @@ class CascalRouter(BaseRouter):
             probabilities (fitted by a bounded 1-D search; ~0.05 with MiniLM on MMLU-Pro).
         random_state: seed of the k-means starts (the only randomness); ``None`` = fresh entropy.
         embedding_model: name of the embedding model, kept for the record (saved with the router).
+        cost_weight: cost-aware routing (docs/algorithm.md#cost-aware-routing; not in the original):
+            each niche ranks the models by estimated skill minus ``cost_weight`` x expected cost
+            (USD per 1,000 queries). Needs a router fitted with ``prices``; ``0`` (default) routes
+            on skill alone, exactly as without prices. :meth:`route` takes a per-call value.
 
     Fitted attributes:
         model_names_, subject_names_ (sorted), embedding_model_ (the parameter, else the name carried
@@ -100,7 +119,9 @@ class CascalRouter(BaseRouter):
         subject_reps_ ``(S, d)``,
         centroids_ ``(C, d)``, centroid_subject_ ``(C,)`` index into ``subject_names_``,
         centroid_scores_ ``(C, M)``, centroid_sizes_ ``(C,)``, niches_ (subject -> list of
-        :class:`cascal.router.niches.Niche`), stats_ (:class:`ConsensusStats`).
+        :class:`cascal.router.niches.Niche`), stats_ (:class:`ConsensusStats`), centroid_costs_
+        ``(C, M)`` and global_costs_ ``(M,)`` (expected USD per 1,000 queries; ``None`` unless
+        fitted with ``prices``).
 
     The measurements behind the defaults that differ: docs/algorithm.md#choices-we-measured.
     """
@@ -129,7 +150,11 @@ class CascalRouter(BaseRouter):
         "subject_temp": [Interval(Real, 0, None, closed="left"), AUTO],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "embedding_model": [str, None],
+        "cost_weight": [Interval(Real, 0, None, closed="left")],
     }
+
+    #: The routing tables (set by ``fit`` / ``from_record``).
+    tables_: RoutingTables
 
     def __init__(
         self,
@@ -156,6 +181,7 @@ class CascalRouter(BaseRouter):
         subject_temp: Union[float, str] = AUTO,
         random_state: Optional[int] = None,
         embedding_model: Optional[str] = None,
+        cost_weight: float = 0.0,
     ) -> None:
         self.z_scale = z_scale
         self.clamp = clamp
@@ -180,17 +206,37 @@ class CascalRouter(BaseRouter):
         self.subject_temp = subject_temp
         self.random_state = random_state
         self.embedding_model = embedding_model
+        self.cost_weight = cost_weight
 
     # ------------------------------------------------------------------ fit
-    def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "CascalRouter":
+    def fit(
+        self,
+        embeddings: np.ndarray,
+        responses: ResponseMatrix,
+        labels: Optional[np.ndarray] = None,
+        *,
+        prices: Optional[Union[Prices, Mapping[str, tuple[float, float]]]] = None,
+    ) -> "CascalRouter":
         """Learn consensus scores, niches and routing tables from ``responses`` (gold is never read).
 
         Args:
             embeddings: ``(n_q, d)`` finite question embeddings (rows are L2-normalised here).
             responses: the pool's answers on the same ``n_q`` questions.
+            labels: optional ``(n_q,)`` integer answer key of a few questions (``-1`` = unlabelled).
+                The niches still come from the consensus; the labels calibrate every model's
+                niche and global scores (docs/algorithm.md#labels). ``None`` or all ``-1``: the
+                label-free fit, unchanged.
+            prices: list prices of the pool (:class:`cascal.router.costs.Prices`, or a mapping
+                model -> ``(input, output)`` USD per million tokens). With prices the router also
+                learns each model's expected cost per niche from the tokens it used on these
+                questions (``responses.cost``, completion tokens; docs/algorithm.md#cost-aware-routing),
+                which ``cost_weight`` and :attr:`Routing.expected_cost` use. Models without a price
+                are priced 0 (with a warning naming them).
 
         Raises:
-            ValueError: a parameter is out of range, or the inputs are malformed or misaligned.
+            ValueError: a parameter is out of range, or the inputs are malformed or misaligned
+                (:class:`~cascal.errors.InvalidParameterError` / :class:`~cascal.errors.DataError`
+                naming ``labels`` and the first bad row for a bad ``labels``).
 
         Warns:
             UserWarning: some models (or all) have no usable answer (every answer unparsable or
@@ -200,10 +246,153 @@ class CascalRouter(BaseRouter):
         self.validate_params()
         X = check_fit_inputs(embeddings, responses, as_float64=False)
         norms = _row_norms(X)
+        y = check_labels(labels, responses)
         responses.warn_models_without_answers(FIT_WARNING_SOURCE, stacklevel=2)
 
+        checked_prices = None if prices is None else Prices.coerce(prices)
+        if checked_prices is None and float(self.cost_weight) > 0:
+            raise InvalidParameterError(
+                f"cost_weight: {self.cost_weight!r} needs expected costs; give fit(..., prices=...)"
+            )
         scores, plurality, agreement = self._score_questions(responses)
-        return self._fit_niches(X, responses, scores, plurality, agreement, norms=norms)
+        self._fit_niches(X, responses, scores, plurality, agreement, norms=norms)
+        has_labels = y is not None and bool((y >= 0).any())
+        if checked_prices is not None or has_labels:
+            # the cost tables and the label base read every training row as a unit row: only
+            # these optional steps hold a float64 copy of the whole matrix
+            X = _unit_subset(X, norms, np.arange(X.shape[0]))
+        if checked_prices is not None:
+            self._fit_costs(X, responses, checked_prices)
+        self.diagnostics_ = diagnose(responses, plurality, agreement, self.tables_.global_scores)
+        if has_labels:
+            assert y is not None
+            base = self._label_base(X, responses, scores)
+            self._set_label_tables(calibrate(base, y))
+        return self
+
+    def _fit_costs(self, X: np.ndarray, responses: ResponseMatrix, prices: Prices) -> None:
+        """Add the per-niche and global expected cost tables to ``tables_`` (docs/algorithm.md#cost-aware-routing)."""
+        costs = question_costs(responses, prices)
+        price_in, _ = prices.for_pool(responses.model_names, warn=False)
+        # a model without any known completion tokens costs its mean prompt
+        prompt_only = float(input_tokens(responses, prices).mean()) * price_in * (QUERIES_PER_UNIT / 1e6)
+        subject_index = np.searchsorted(self.subject_names_, np.asarray(responses.subjects))
+        tables = self.tables_
+        centroid_costs, global_costs = cost_tables(
+            X, subject_index, tables.centroids, tables.centroid_subject, costs, fallback=prompt_only
+        )
+        self.tables_ = replace(tables, centroid_costs=centroid_costs, global_costs=global_costs)
+
+    # ------------------------------------------------------------------ labels
+    def label_base(self, embeddings: np.ndarray, responses: ResponseMatrix) -> LabelBase:
+        """What :meth:`with_labels` reuses to calibrate this label-free fit on ``responses``
+        (normally the training data): per-question consensus scores, subjects and nearest niches.
+
+        Build it once per training set, then call :meth:`with_labels` for as many label sets as
+        needed; ``fit(X, R, labels)`` equals ``fit(X, R).with_labels(labels, label_base(X, R))``.
+        """
+        self._check_fitted()
+        X = _unit_rows(check_fit_inputs(embeddings, responses))
+        self._check_pool(responses)
+        low, high = self.clamp
+        params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
+        consensus = kernels.consensus_scores(responses.answers, responses.n_options, responses.logprobs, params)
+        return self._label_base(X, responses, np.asarray(consensus.scores, dtype=np.float64))
+
+    def _label_base(self, X: np.ndarray, responses: ResponseMatrix, scores: np.ndarray) -> LabelBase:
+        subject = np.searchsorted(self.subject_names_, np.asarray(responses.subjects))
+        known = np.asarray(self.subject_names_)[np.minimum(subject, len(self.subject_names_) - 1)]
+        if not (known == np.asarray(responses.subjects)).all():
+            raise DataError("responses: has subjects the router was not fitted on")
+        tables = self.tables_
+        return LabelBase(
+            scores=scores,
+            answers=np.asarray(responses.answers),
+            subject=subject,
+            niche=nearest_niche(X, subject, tables.centroids, tables.centroid_subject),
+            centroid_subject=tables.centroid_subject,
+            centroid_scores=tables.centroid_scores,
+            global_scores=tables.global_scores,
+        )
+
+    def with_labels(self, labels: np.ndarray, base: LabelBase) -> "CascalRouter":
+        """A copy of this label-free router whose niche and global scores are calibrated with
+        ``labels`` (aligned with the rows ``base`` was built from, ``-1`` = unlabelled); the
+        niches and routing constants are shared. No labelled row: an unchanged copy."""
+        self._check_fitted()
+        y = np.asarray(labels)
+        if y.dtype == bool or y.dtype.kind not in "iu" or y.shape != (base.answers.shape[0],):
+            raise InvalidParameterError(
+                f"labels: expected an integer array of shape ({base.answers.shape[0]},), got {y.dtype} {y.shape}"
+            )
+        router = copy.copy(self)
+        if (y >= 0).any():
+            router._set_label_tables(calibrate(base, y.astype(np.int64)))
+        return router
+
+    def _set_label_tables(self, fit: LabelFit) -> None:
+        self.label_fit_ = fit
+        self.tables_ = replace(self.tables_, centroid_scores=fit.centroid_scores, global_scores=fit.global_scores)
+
+    def suggest_labels(
+        self, embeddings: np.ndarray, responses: ResponseMatrix, n: int, labels: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        """Rows of ``responses`` worth labelling next, best first (docs/algorithm.md#choosing-questions-to-label).
+
+        A row is worth more when the models that are candidates for the routing decision there
+        (its routing distribution, and how likely each model is to be the best overall given
+        what is known) answer it differently: its label tells them apart. Rows are spread over
+        subjects (a row's value is divided by one plus the number of rows of its subject already
+        labelled or taken). Rows already labelled in ``labels`` are never returned; when
+        ``labels`` holds labels, the ranking uses the router calibrated with them.
+
+        Args:
+            embeddings: ``(n_q, d)`` embeddings of the candidate questions.
+            responses: the pool's answers on them (the fitted pool's columns).
+            n: how many rows to return at most (fewer when fewer are unlabelled).
+            labels: optional ``(n_q,)`` labels already known (``-1`` = unlabelled).
+
+        Returns:
+            ``(<= n,)`` int64 row indices.
+        """
+        self._check_fitted()
+        if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
+            raise InvalidParameterError(f"n: must be a non-negative integer, got {n!r}")
+        X = _unit_rows(check_fit_inputs(embeddings, responses))
+        self._check_pool(responses)
+        y = check_labels(labels, responses)
+        if y is None:
+            y = np.full(responses.n_questions, UNLABELLED, dtype=np.int64)
+        router = self
+        if (y >= 0).any():
+            router = self.with_labels(y, self.label_base(X, responses))
+        probs = router.route_scores(X)
+        mean, spread = router._score_spread()
+        best = best_model_probabilities(mean, spread, seed=0 if self.random_state is None else int(self.random_state))
+        value = disagreement_value(responses.answers, 0.5 * probs + 0.5 * best[None, :])
+        low, high = self.clamp
+        params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
+        scores = np.asarray(
+            kernels.consensus_scores(responses.answers, responses.n_options, responses.logprobs, params).scores
+        )
+        ease = np.nan_to_num(np.nanmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1), neginf=0.0)
+        return select_covering(value, np.asarray(responses.subjects), ease, int(n), y >= 0)
+
+    def _score_spread(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global scores and their uncertainty: the posterior standard deviation after labels;
+        label-free, the range of the scores between models (the consensus may misrank any model:
+        a lone strong model can sit at the bottom of it)."""
+        scores = np.nan_to_num(np.asarray(self.tables_.global_scores, dtype=np.float64), nan=0.0)
+        fit = getattr(self, "label_fit_", None)
+        if fit is None:
+            return scores, np.full(scores.shape, float(np.ptp(scores)) + 1e-6)
+        return scores, fit.spread
+
+    def _check_pool(self, responses: ResponseMatrix) -> None:
+        if list(responses.model_names) != list(self.model_names_):
+            raise ValueError(
+                f"responses: model columns {responses.model_names} differ from the fitted pool {self.model_names_}"
+            )
 
     def _score_questions(self, responses: ResponseMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-question model scores ``(n_q, M)`` (NaN = not asked), plurality membership and
@@ -378,15 +567,31 @@ class CascalRouter(BaseRouter):
         return sizes
 
     @property
+    def centroid_costs_(self) -> Optional[np.ndarray]:
+        """``(C, M)`` float64 expected cost of each model in each niche, USD per 1,000 queries
+        (``None`` unless fitted with prices)."""
+        return self.tables_.centroid_costs
+
+    @property
+    def global_costs_(self) -> Optional[np.ndarray]:
+        """``(M,)`` float64 expected cost of each model over all training questions, USD per
+        1,000 queries (``None`` unless fitted with prices)."""
+        return self.tables_.global_costs
+
+    @property
     def global_scores_(self) -> np.ndarray:
         """``(M,)`` float64 mean consensus score of each model over all training questions."""
         return self.tables_.global_scores
 
     # ------------------------------------------------------------------ routing
-    def route_details(self, embeddings: np.ndarray, top_k: Optional[int] = None) -> kernels.RouteResult:
+    def route_details(
+        self, embeddings: np.ndarray, top_k: Optional[int] = None, cost_weight: Optional[float] = None
+    ) -> kernels.RouteResult:
         """The full Rust ``route_batch`` result for ``embeddings``: ``probs`` ``(n, M)``, ``ranked``
         ``(n, top_k)`` (default: the ``top_k`` parameter, capped at the pool size), ``subject``
-        (index into ``subject_names_``), ``nearest_distance`` and fallback ``alpha``.
+        (index into ``subject_names_``), ``nearest_distance``, fallback ``alpha`` and
+        ``expected_cost`` ``(n, M)`` (USD per 1,000 queries; ``None`` without prices), routed
+        with ``cost_weight`` (default: the parameter).
 
         float32 and float64 embeddings go to the kernel without a copy (it normalises the rows
         itself); other numbers are converted to float64. NaN, infinite and all-zero rows raise
@@ -396,8 +601,9 @@ class CascalRouter(BaseRouter):
         self._check_fitted()
         X = embedding_matrix(embeddings, self.tables_.dim)
         params = self.route_params(top_k)
+        tables = self.cost_weighted_tables(cost_weight)
         try:
-            return kernels.route_batch(X, self.tables_, params)
+            return kernels.route_batch(X, tables, params)
         except KernelError as exc:
             if exc.arg != "X":
                 raise
@@ -423,17 +629,123 @@ class CascalRouter(BaseRouter):
             subject_temp=float(self.subject_temp_),
         )
 
+    def cost_weighted_tables(self, cost_weight: Optional[float] = None) -> RoutingTables:
+        """The tables routing uses at ``cost_weight`` (default: the parameter): ``tables_`` itself
+        at 0, else with ``cost_weight`` x cost subtracted from every niche and global score.
+
+        Raises:
+            InvalidParameterError: ``cost_weight`` is not a finite number >= 0, or is > 0 for a
+                router fitted without prices.
+        """
+        self._check_fitted()
+        weight = self._check_cost_weight(self.cost_weight if cost_weight is None else cost_weight)
+        if weight == 0.0:
+            return self.tables_
+        base = self.tables_
+        if base.centroid_costs is None or base.global_costs is None:
+            raise InvalidParameterError(
+                f"cost_weight: {weight:g} needs expected costs; fit the router with prices "
+                "(CascalRouter.fit(..., prices=...) or `cascal train --prices FILE`)"
+            )
+        cached = getattr(self, "_weighted_cache", None)
+        if cached is not None and cached[0] == weight and cached[1] is base:
+            return cached[2]
+        tables = replace(
+            base,
+            centroid_scores=base.centroid_scores - weight * base.centroid_costs,
+            global_scores=base.global_scores - weight * base.global_costs,
+        )
+        self._weighted_cache = (weight, base, tables)
+        return tables
+
+    @staticmethod
+    def _check_cost_weight(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)) or value < 0:
+            raise InvalidParameterError(f"cost_weight: must be a finite number >= 0, got {value!r}")
+        return float(value)
+
+    def cost_weight_for(self, budget: float, embeddings: np.ndarray, top_k: Optional[int] = None) -> float:
+        """The smallest cost weight whose mean expected cost on ``embeddings`` is at most ``budget``.
+
+        The cost of a query is :attr:`Routing.expected_cost` with ``top_k`` routed models (default:
+        the ``top_k`` parameter): USD per 1,000 queries. Bisection over the weight: the upper end
+        grows x4 from 1 until the budget is met, then 60 halvings keep the end that meets it, so
+        the result always meets the budget on these queries (the mean cost need not fall
+        monotonically with the weight; the bisection only relies on its end points).
+
+        Returns:
+            ``0.0`` when routing on skill alone already meets the budget, else the weight.
+
+        Raises:
+            InvalidParameterError: ``budget`` is not a finite number >= 0, the router was fitted
+                without prices, or ``budget`` is below the cheapest mean cost any weight reaches
+                (the message gives that cost).
+        """
+        if isinstance(budget, bool) or not isinstance(budget, Real) or not math.isfinite(float(budget)) or budget < 0:
+            raise InvalidParameterError(f"budget: must be a finite number >= 0 (USD per 1,000 queries), got {budget!r}")
+        self._check_fitted()
+        if not self.tables_.has_costs:
+            raise InvalidParameterError("budget: the router has no expected costs; fit it with prices=...")
+        X = embedding_matrix(embeddings, self.tables_.dim)
+
+        def mean_cost(weight: float) -> float:
+            cost = self.route(X, top_k=top_k, cost_weight=weight).expected_cost
+            assert cost is not None  # the tables carry costs
+            return float(cost.mean())
+
+        budget = float(budget)
+        if mean_cost(0.0) <= budget:
+            return 0.0
+        high = 1.0
+        while mean_cost(high) > budget:
+            if high > 1e12:
+                cheapest = min(mean_cost(high), self._cheapest_mean_cost(X, top_k))
+                raise InvalidParameterError(
+                    f"budget: {budget:g} USD per 1,000 queries is below the cheapest routing reachable "
+                    f"({cheapest:.6g} on these {len(X)} queries)"
+                )
+            high *= 4.0
+        low = 0.0 if high == 1.0 else high / 4.0
+        for _ in range(60):
+            mid = 0.5 * (low + high)
+            if mid in (low, high):
+                break
+            if mean_cost(mid) <= budget:
+                high = mid
+            else:
+                low = mid
+        return high
+
+    def _cheapest_mean_cost(self, X: np.ndarray, top_k: Optional[int]) -> float:
+        """Mean over ``X`` of the ``top_k`` smallest expected costs per query (a lower bound)."""
+        k = self._check_top_k(self._default_top_k() if top_k is None else top_k)
+        cost = self.route_details(X, top_k=k, cost_weight=0.0).expected_cost
+        assert cost is not None
+        return float(np.sort(cost, axis=1)[:, :k].sum(axis=1).mean())
+
     def route_scores(self, embeddings: np.ndarray) -> np.ndarray:
         """``(n, M)`` routing distribution over the pool for every query (docs/algorithm.md#routing)."""
         return np.asarray(self.route_details(embeddings).probs, dtype=np.float64)
 
-    def route(self, embeddings: np.ndarray, top_k: Optional[int] = None) -> Routing:
+    def route(
+        self, embeddings: np.ndarray, top_k: Optional[int] = None, cost_weight: Optional[float] = None
+    ) -> Routing:
         """Rank the pool per query and keep the ``top_k`` best (default: the ``top_k`` parameter,
-        capped at the pool size); the ranking comes straight from the kernel (ties: lower index)."""
+        capped at the pool size); the ranking comes straight from the kernel (ties: lower index).
+
+        ``cost_weight`` (default: the parameter) trades skill for cost
+        (docs/algorithm.md#cost-aware-routing). With prices, ``expected_cost`` is each query's
+        expected cost of its routed choice: the sum over the ``top_k`` ranked models (every one
+        of them is called for the ensemble answer), USD per 1,000 queries."""
         self._check_fitted()
         k = self._check_top_k(self._default_top_k() if top_k is None else top_k)
-        result = self.route_details(embeddings, top_k=k)
-        return Routing(ranked=result.ranked, scores=result.probs, model_names=list(self.model_names_))
+        result = self.route_details(embeddings, top_k=k, cost_weight=cost_weight)
+        expected = None
+        if result.expected_cost is not None:
+            expected = np.take_along_axis(result.expected_cost, result.ranked, axis=1).sum(axis=1)
+        return Routing(
+            ranked=result.ranked, scores=result.probs, model_names=list(self.model_names_), expected_cost=expected
+        )
 
     def answer(self, embeddings: np.ndarray, responses: ResponseMatrix, top_k: Optional[int] = None) -> np.ndarray:
         """Plurality answer of the ``top_k`` routed models (docs/algorithm.md#ensemble-answer; default: the ``top_k``
@@ -621,6 +933,14 @@ def _calibration_rows(n: int, n_subjects: int) -> np.ndarray:
     if n <= cap:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, cap).round().astype(np.int64))
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; a zero row has no direction to compare and is refused."""
+    norms = np.linalg.norm(X, axis=1)
+    if (norms == 0).any():
+        raise ValueError(f"embeddings: row {int(np.argmin(norms))} is all zeros (no direction to compare)")
+    return X / norms[:, None]
 
 
 def _row_norms(X: np.ndarray) -> np.ndarray:

@@ -16,7 +16,10 @@ and the embedding model and dimension. The arrays are the fields of the routing 
 (``subject_reps`` and ``centroids`` as float32) and the consensus statistics ``stats_mu`` and
 ``stats_sigma``.
 
-Format versions: 2 added the routing constants and the ``fallback_quantile`` and ``subject_temp``
+Format versions: 3 added cost-aware routing: the ``cost_weight`` parameter and, for a router
+fitted with prices, the optional arrays ``centroid_costs`` ``(C, M)`` and ``global_costs`` ``(M,)``
+(float64, expected USD per 1,000 queries; both or neither). A version-1 or -2 file loads with
+``cost_weight = 0`` and no costs, i.e. it routes exactly as it did. 2 added the routing constants and the ``fallback_quantile`` and ``subject_temp``
 parameters. A version-1 file (written before soft subject assignment and the calibrated fallback
 existed) loads with ``subject_temp = 0`` and its saved fixed ``fallback_distance``, i.e. it keeps
 routing exactly as it did when it was written.
@@ -57,7 +60,7 @@ from cascal.kernels.routing import RoutingTables
 __all__ = ["FORMAT_VERSION", "RouterFileError", "RouterRecord", "load_record", "save_record"]
 
 FORMAT_NAME = "cascal-router"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 MANIFEST_KEYS = (
     "format",
@@ -73,6 +76,8 @@ MANIFEST_KEYS = (
 MANIFEST_KEYS_V2 = ("routing",)
 #: Parameters a version-1 file lacks, with the values that reproduce how it routed.
 V1_PARAMS = {"fallback_quantile": 0.99, "subject_temp": 0.0}
+#: Parameters a version-1 or -2 file lacks, with the values that reproduce how it routed.
+V2_PARAMS = {"cost_weight": 0.0}
 #: The calibrated routing constants of a record (the manifest's ``routing`` object).
 CONSTANTS = ("fallback_distance", "subject_temp")
 #: Routing-table arrays in the file: field of :class:`RoutingTables` -> (dtype, shape in terms of
@@ -85,6 +90,8 @@ TABLE_ARRAYS = {
     "centroid_scores": (np.float64, ("C", "M")),
     "centroid_sizes": (np.int64, ("C",)),
 }
+#: Optional routing-table arrays (version 3; present together or not at all).
+COST_ARRAYS = {"centroid_costs": (np.float64, ("C", "M")), "global_costs": (np.float64, ("M",))}
 #: The other arrays: the consensus statistics of :class:`RouterRecord`.
 STATS_ARRAYS = {"stats_mu": (np.float64, ("M",)), "stats_sigma": (np.float64, ("M",))}
 #: Largest ``manifest.json`` entry read (uncompressed bytes, as the zip declares them).
@@ -175,6 +182,8 @@ def save_record(record: RouterRecord, path: Union[str, "PathLike[str]"]) -> None
         "routing": {key: float(record.constants[key]) for key in CONSTANTS},
     }
     arrays = {name: (getattr(record.tables, name), dtype) for name, (dtype, _) in TABLE_ARRAYS.items()}
+    if record.tables.has_costs:
+        arrays.update({name: (getattr(record.tables, name), dtype) for name, (dtype, _) in COST_ARRAYS.items()})
     arrays.update({name: (getattr(record, name), dtype) for name, (dtype, _) in STATS_ARRAYS.items()})
     with zipfile.ZipFile(fspath(path), "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
@@ -205,6 +214,10 @@ def load_record(path: Union[str, "PathLike[str]"]) -> RouterRecord:
                 key: _read_array(zf, name, key, dtype, spec, sizes)
                 for key, (dtype, spec) in (*TABLE_ARRAYS.items(), *STATS_ARRAYS.items())
             }
+            present = [key for key in COST_ARRAYS if f"arrays/{key}.npy" in zf.namelist()]
+            if present and len(present) != len(COST_ARRAYS):
+                raise RouterFileError(f"{name}: holds {present[0]} without {set(COST_ARRAYS) - set(present)}")
+            arrays.update({key: _read_array(zf, name, key, *COST_ARRAYS[key], sizes) for key in present})
     except RouterFileError:
         raise
     except FileNotFoundError:
@@ -396,12 +409,15 @@ def _build_record(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
     if manifest["format_version"] == 1:
         for key, value in V1_PARAMS.items():
             params.setdefault(key, value)
+    if manifest["format_version"] <= 2:
+        for key, value in V2_PARAMS.items():
+            params.setdefault(key, value)
     embedding_model = manifest["embedding_model"]
     try:
         return RouterRecord(
             params=params,
             constants=_routing_constants(name, manifest, params),
-            tables=RoutingTables(**{key: arrays[key] for key in TABLE_ARRAYS}),
+            tables=RoutingTables(**{key: arrays[key] for key in (*TABLE_ARRAYS, *COST_ARRAYS) if key in arrays}),
             model_names=models,
             subject_names=subjects,
             embedding_model=embedding_model,

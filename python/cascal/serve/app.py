@@ -4,8 +4,12 @@ Endpoints (OpenAI-style error JSON for every refusal):
 
 - ``POST /v1/chat/completions``: ``model: "cascal"`` routes (header ``x-cascal-route``: the top
   ``top_k`` model names as a JSON list), a pool model's name goes to that model, ``cascal-vote[-K]``
-  asks the top K and votes; ``stream: true`` passes server-sent events through;
-- ``POST /v1/route``: the decision only (:meth:`cascal.serve.routing.Decision.to_json`);
+  asks the top K and votes; ``stream: true`` passes server-sent events through. A router trained
+  with prices takes a per-request cost weight (body field ``cascal_cost_weight`` or header
+  ``x-cascal-cost-weight``) and reports the routed choice's expected cost (header
+  ``x-cascal-expected-cost``, USD per 1,000 queries: the first choice, or the K voters' sum);
+- ``POST /v1/route``: the decision only (:meth:`cascal.serve.routing.Decision.to_json`; the same
+  cost weight field/header);
 - ``GET /v1/models``: the pool models plus ``cascal``;
 - ``GET /health``: 200 once router, embedder and pool are loaded and the gateway serves, 503 while
   starting or draining;
@@ -32,7 +36,15 @@ from starlette.routing import Route
 
 from cascal.serve.decision_log import DecisionLog
 from cascal.serve.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
-from cascal.serve.protocol import APIError, check_messages, error_body, parse_json, query_text, route_inputs
+from cascal.serve.protocol import (
+    APIError,
+    check_messages,
+    cost_weight,
+    error_body,
+    parse_json,
+    query_text,
+    route_inputs,
+)
 from cascal.serve.routing import Decision, RouteEngine
 from cascal.serve.settings import ROUTED_MODEL, GatewaySettings
 from cascal.serve.upstream import Forwarded, UpstreamPool
@@ -176,7 +188,8 @@ def create_app(gateway: Gateway) -> Starlette:
                 tries = 1
             elif model == ROUTED_MODEL or k is not None:
                 text = query_text(messages, settings.whole_conversation)
-                decision = await gateway.engine.route(text, ticket)
+                weight = _cost_weight(gateway, body, request)
+                decision = await gateway.engine.route(text, ticket, weight)
                 gateway.count_decisions([decision])
                 ranking = list(decision.ranking)
                 tries = settings.max_failover
@@ -189,6 +202,8 @@ def create_app(gateway: Gateway) -> Starlette:
                     param="model",
                 )
         headers = {"x-cascal-route": json.dumps(ranking[: settings.top_k], separators=(",", ":"))}
+        if model not in pool.names:
+            headers.update(_cost_headers(decision, k or 1))
         if k is not None:
             forwarded = await ask_and_vote(pool, ranking, body, k)
             headers["x-cascal-model"] = forwarded.model
@@ -258,7 +273,8 @@ def create_app(gateway: Gateway) -> Starlette:
         with gateway.engine.expect() as ticket:
             body = await gateway.read_json(request)
             texts, many = route_inputs(body, settings.whole_conversation)
-            decisions = await gateway.engine.route_many(texts, ticket)
+            weight = _cost_weight(gateway, body, request)
+            decisions = await gateway.engine.route_many(texts, ticket, weight)
         gateway.count_decisions(decisions)
         for text, d in zip(texts, decisions):
             gateway.log("route", text, d.ranking, None, 0, 200, started)
@@ -315,6 +331,28 @@ def create_app(gateway: Gateway) -> Starlette:
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found, HTTPException: not_found}
     )
+
+
+def _cost_weight(gateway: Gateway, body: dict, request: Request) -> Optional[float]:
+    """The request's cost weight (:func:`cascal.serve.protocol.cost_weight`); a weight above 0 for a
+    router without prices is refused with a 400 naming the field or header."""
+    weight = cost_weight(body, request.headers)
+    if weight and not gateway.engine.has_costs:
+        name = "cascal_cost_weight" if "x-cascal-cost-weight" not in request.headers else "x-cascal-cost-weight"
+        raise APIError(400, f"{name}: the router has no expected costs (train it with --prices)", param=name)
+    return weight
+
+
+def _cost_headers(decision: Decision, k: int) -> dict:
+    """``x-cascal-expected-cost`` (first ``k`` models, USD per 1,000 queries) and
+    ``x-cascal-cost-weight`` of a priced router's decision; nothing without prices."""
+    cost = decision.expected_cost(k)
+    if cost is None:
+        return {}
+    headers = {"x-cascal-expected-cost": f"{cost:.6g}"}
+    if decision.cost_weight is not None:
+        headers["x-cascal-cost-weight"] = f"{decision.cost_weight:g}"
+    return headers
 
 
 def _answer_headers(forwarded: Forwarded) -> dict:

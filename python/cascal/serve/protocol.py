@@ -7,9 +7,19 @@ Every refusal is an :class:`APIError` rendered as OpenAI's error JSON
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["APIError", "error_body", "parse_json", "check_messages", "route_inputs", "query_text", "message_text"]
+__all__ = [
+    "APIError",
+    "error_body",
+    "parse_json",
+    "check_messages",
+    "cost_weight",
+    "route_inputs",
+    "query_text",
+    "message_text",
+]
 
 
 class APIError(Exception):
@@ -90,6 +100,32 @@ def query_text(messages: Sequence[Mapping[str, Any]], whole_conversation: bool =
         what = "the conversation" if whole_conversation else "the last user message"
         raise APIError(400, f"messages: {what} has no text to route on", param="messages")
     return text
+
+
+#: Request body field and header carrying a per-request cost weight (docs/serve.md).
+COST_WEIGHT_FIELD = "cascal_cost_weight"
+COST_WEIGHT_HEADER = "x-cascal-cost-weight"
+
+
+def cost_weight(body: dict, headers: Mapping[str, str]) -> Optional[float]:
+    """The request's cost weight: the body field :data:`COST_WEIGHT_FIELD` (removed from ``body``, so
+    it is never forwarded upstream), else the header :data:`COST_WEIGHT_HEADER`, else ``None`` (the
+    router's own). Raises a 400 :class:`APIError` naming the field or header when it is not a
+    finite number >= 0."""
+    if COST_WEIGHT_FIELD in body:
+        value, name = body.pop(COST_WEIGHT_FIELD), COST_WEIGHT_FIELD
+    elif COST_WEIGHT_HEADER in headers:
+        raw = headers[COST_WEIGHT_HEADER]
+        name = COST_WEIGHT_HEADER
+        try:
+            value = float(raw)
+        except ValueError:
+            value = raw
+    else:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise APIError(400, f"{name}: must be a finite number >= 0, got {value!r}", param=name)
+    return float(value)
 
 
 def route_inputs(body: Mapping[str, Any], whole_conversation: bool = False) -> tuple[list[str], bool]:

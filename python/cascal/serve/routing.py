@@ -36,6 +36,9 @@ class Decision:
             hard (``subject_temp_ == 0``).
         nearest_distance: cosine distance to the nearest niche centroid of that subject.
         alpha: weight of the global ranking blended in (``0`` = none, ``1`` = the global ranking only).
+        expected_costs: expected cost of each model of ``ranking``, USD per 1,000 queries
+            (``None`` when the router has no prices; docs/algorithm.md#cost-aware-routing).
+        cost_weight: the cost weight the query was routed with (``None`` = the router's own).
     """
 
     ranking: tuple[str, ...]
@@ -44,6 +47,12 @@ class Decision:
     subject_weights: Optional[dict[str, float]]
     nearest_distance: float
     alpha: float
+    expected_costs: Optional[tuple[float, ...]] = None
+    cost_weight: Optional[float] = None
+
+    def expected_cost(self, k: int = 1) -> Optional[float]:
+        """Expected cost of asking the first ``k`` models (USD per 1,000 queries), or ``None``."""
+        return None if self.expected_costs is None else float(sum(self.expected_costs[:k]))
 
     @property
     def fell_back(self) -> bool:
@@ -52,8 +61,9 @@ class Decision:
 
     def to_json(self, top_k: Optional[int] = None) -> dict:
         """The ``/v1/route`` form of the decision."""
-        out = {
-            "ranking": [{"model": m, "score": s} for m, s in zip(self.ranking, self.scores)],
+        ranking: list[dict[str, Any]] = [{"model": m, "score": s} for m, s in zip(self.ranking, self.scores)]
+        out: dict[str, Any] = {
+            "ranking": ranking,
             "models": list(self.ranking),
             "subject": self.subject,
             "subject_weights": self.subject_weights,
@@ -63,6 +73,11 @@ class Decision:
         }
         if top_k is not None:
             out["top_k"] = list(self.ranking[:top_k])
+        if self.expected_costs is not None:
+            for entry, cost in zip(ranking, self.expected_costs):
+                entry["expected_cost"] = cost
+            out["expected_cost"] = self.expected_cost(1)
+            out["cost_weight"] = self.cost_weight
         return out
 
 
@@ -76,11 +91,12 @@ class Ticket:
 
 
 class _Pending:
-    __slots__ = ("text", "future")
+    __slots__ = ("text", "future", "cost_weight")
 
-    def __init__(self, text: str, future: "asyncio.Future[Decision]") -> None:
+    def __init__(self, text: str, future: "asyncio.Future[Decision]", cost_weight: Optional[float] = None) -> None:
         self.text = text
         self.future = future
+        self.cost_weight = cost_weight
 
 
 class RouteEngine:
@@ -118,27 +134,38 @@ class RouteEngine:
         self._worker: Optional[asyncio.Task[None]] = None
         self._announced = 0  # requests received whose queries are not queued yet
 
+    @property
+    def has_costs(self) -> bool:
+        """Whether the router carries expected costs (trained with prices)."""
+        return getattr(self.router, "global_costs_", None) is not None
+
     # ------------------------------------------------------------------ synchronous core
-    def decide(self, texts: Sequence[str]) -> list[Decision]:
-        """Embed ``texts`` and rank the whole pool for each with one router call."""
+    def decide(self, texts: Sequence[str], cost_weights: Optional[Sequence[Optional[float]]] = None) -> list[Decision]:
+        """Embed ``texts`` and rank the whole pool for each with one router call per distinct cost
+        weight (``cost_weights[i]`` for text ``i``; ``None`` = the router's own)."""
         X = np.asarray(self.embedder.encode(list(texts)), dtype=np.float32)
-        result = self.router.route_details(X, top_k=len(self.model_names))
+        per_text = list(cost_weights) if cost_weights is not None else [None] * len(texts)
         weights = self._subject_weights(X)
-        decisions = []
-        for i in range(len(texts)):
-            order = [int(j) for j in result.ranked[i]]
-            subject = int(result.subject[i])
-            decisions.append(
-                Decision(
+        decisions: list[Optional[Decision]] = [None] * len(texts)
+        for weight in dict.fromkeys(per_text):
+            rows = [i for i, w in enumerate(per_text) if w == weight]
+            extra = {} if weight is None else {"cost_weight": weight}
+            result = self.router.route_details(X[rows], top_k=len(self.model_names), **extra)
+            costs = getattr(result, "expected_cost", None)
+            for r, i in enumerate(rows):
+                order = [int(j) for j in result.ranked[r]]
+                subject = int(result.subject[r])
+                decisions[i] = Decision(
                     ranking=tuple(self.model_names[j] for j in order),
-                    scores=tuple(float(result.probs[i, j]) for j in order),
+                    scores=tuple(float(result.probs[r, j]) for j in order),
                     subject=self.subject_names[subject] if 0 <= subject < len(self.subject_names) else None,
                     subject_weights=None if weights is None else dict(zip(self.subject_names, weights[i].tolist())),
-                    nearest_distance=float(result.nearest_distance[i]),
-                    alpha=float(result.alpha[i]),
+                    nearest_distance=float(result.nearest_distance[r]),
+                    alpha=float(result.alpha[r]),
+                    expected_costs=None if costs is None else tuple(float(costs[r, j]) for j in order),
+                    cost_weight=weight,
                 )
-            )
-        return decisions
+        return [d for d in decisions if d is not None]
 
     def _subject_weights(self, X: np.ndarray) -> Optional[np.ndarray]:
         """``softmax(-cosine distance to each subject representative / subject_temp_)`` per row."""
@@ -183,12 +210,15 @@ class RouteEngine:
                 ticket.queued = True
                 self._announced -= 1
 
-    async def route(self, text: str, ticket: Optional[Ticket] = None) -> Decision:
+    async def route(self, text: str, ticket: Optional[Ticket] = None, cost_weight: Optional[float] = None) -> Decision:
         """The decision for one query, batched with the queries arriving at the same time."""
-        return (await self.route_many([text], ticket))[0]
+        return (await self.route_many([text], ticket, cost_weight))[0]
 
-    async def route_many(self, texts: Sequence[str], ticket: Optional[Ticket] = None) -> list[Decision]:
-        """Decisions for several queries (they join the current batch)."""
+    async def route_many(
+        self, texts: Sequence[str], ticket: Optional[Ticket] = None, cost_weight: Optional[float] = None
+    ) -> list[Decision]:
+        """Decisions for several queries (they join the current batch), routed with ``cost_weight``
+        (``None`` = the router's own)."""
         if self._queue is None:
             raise RuntimeError("RouteEngine.start() was not called")
         if ticket is not None and not ticket.queued:
@@ -198,7 +228,7 @@ class RouteEngine:
         futures = []
         for text in texts:
             future: asyncio.Future[Decision] = loop.create_future()
-            self._queue.put_nowait(_Pending(text, future))
+            self._queue.put_nowait(_Pending(text, future, cost_weight))
             futures.append(future)
         return list(await asyncio.gather(*futures))
 
@@ -219,7 +249,7 @@ class RouteEngine:
             texts = [p.text for p in batch]
             start = time.perf_counter()
             try:
-                decisions = await asyncio.to_thread(self.decide, texts)
+                decisions = await asyncio.to_thread(self.decide, texts, [p.cost_weight for p in batch])
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
                 for p in batch:
                     if not p.future.done():

@@ -15,6 +15,13 @@
 //!    `G = softmax(global_scores / score_temp)` (NaN entries get 0); otherwise `α = 0`;
 //! 4. `ranked` lists the `top_k` models by decreasing `P` (ties: lower model index).
 //!
+//! Optional cost table (cost-aware routing): with `centroid_costs` (`C × M`) and `global_costs`
+//! (`M`) the kernel also returns `expected_cost` (`n × M`), the same linear mix of the cost rows
+//! as steps 2-3 apply to the sharpened distributions (centroid weights `w`, subject weights `π`,
+//! fallback `α`), without any sharpening: `E = (1 − α)·Σ_t π_t Σ w·cost_c + α·global_costs`.
+//! A centroid without any finite score contributes `global_costs`, as it contributes `G`. The
+//! costs never change `probs` or `ranked`.
+//!
 //! Queries are processed in blocks of rows in parallel (rayon). Per block, one GEMM against the
 //! subject representatives picks the subjects. Hard assignment then groups the block's rows by
 //! subject and runs one GEMM per subject against that subject's centroids, the only centroid
@@ -97,6 +104,8 @@ pub struct RouteOutput {
     pub nearest_distance: Vec<f64>,
     /// Weight of the global distribution in the blend.
     pub alpha: Vec<f64>,
+    /// `n × M` expected cost of every model per query (only with a cost table in the model).
+    pub expected_cost: Option<Vec<f64>>,
 }
 
 /// The model-independent inputs of [`route_batch`], borrowed.
@@ -112,6 +121,18 @@ pub struct RoutingModel<'a, T> {
     pub centroid_scores: &'a [f64],
     /// `M` global scores per model (NaN = no data).
     pub global_scores: &'a [f64],
+    /// Optional cost table: `C × M` niche costs and `M` global costs (finite), mixed linearly
+    /// into [`RouteOutput::expected_cost`].
+    pub costs: Option<CostTable<'a>>,
+}
+
+/// Per-niche and global expected cost of every model (any unit; finite values).
+#[derive(Debug, Clone, Copy)]
+pub struct CostTable<'a> {
+    /// `C × M` cost of each model in each niche.
+    pub centroid_costs: &'a [f64],
+    /// `M` cost of each model over all training questions.
+    pub global_costs: &'a [f64],
 }
 
 /// Unit-length copies of the rows of `rows` (`n × d`); rejects non-finite and all-zero rows.
@@ -190,6 +211,46 @@ struct Prepared<T> {
     /// `C × M` sharpened distributions.
     sharp: Vec<f64>,
     global: Vec<f64>,
+    /// Cost table: `C × M` rows (all-NaN score rows replaced by the global costs), its `M × C`
+    /// grouped transpose (soft path), and the global costs.
+    costs: Option<PreparedCosts>,
+}
+
+struct PreparedCosts {
+    rows: Vec<f64>,
+    grouped_t: Vec<f64>,
+    global: Vec<f64>,
+}
+
+fn prepare_costs(table: &CostTable<'_>, centroid_scores: &[f64], grouped_index: &[usize], n_models: usize) -> KResult<PreparedCosts> {
+    let n_centroids = grouped_index.len();
+    if table.global_costs.len() != n_models {
+        return Err(KernelError::new("global_costs", format!("expected {n_models} costs (one per model), got {}", table.global_costs.len())));
+    }
+    if table.centroid_costs.len() != n_centroids * n_models {
+        return Err(KernelError::new(
+            "centroid_costs",
+            format!("expected shape ({n_centroids}, {n_models}), got {} values", table.centroid_costs.len()),
+        ));
+    }
+    if let Some(i) = table.centroid_costs.iter().position(|c| !c.is_finite()) {
+        return Err(KernelError::new("centroid_costs", format!("row {}, column {} is not finite", i / n_models, i % n_models)));
+    }
+    if let Some(m) = table.global_costs.iter().position(|c| !c.is_finite()) {
+        return Err(KernelError::new("global_costs", format!("entry {m} is not finite")));
+    }
+    let mut rows = Vec::with_capacity(n_centroids * n_models);
+    for (scores, costs) in centroid_scores.chunks_exact(n_models).zip(table.centroid_costs.chunks_exact(n_models)) {
+        // mirrors `sharp`: a centroid without any finite score stands in for the global ranking
+        rows.extend_from_slice(if scores.iter().all(|s| s.is_nan()) { table.global_costs } else { costs });
+    }
+    let mut grouped_t = vec![0.0; n_models * n_centroids];
+    for (g, &c) in grouped_index.iter().enumerate() {
+        for (mi, &v) in rows[c * n_models..(c + 1) * n_models].iter().enumerate() {
+            grouped_t[mi * n_centroids + g] = v;
+        }
+    }
+    Ok(PreparedCosts { rows, grouped_t, global: table.global_costs.to_vec() })
 }
 
 fn prepare<T: Real>(model: &RoutingModel<'_, T>, d: usize, params: &RouteParams) -> KResult<Prepared<T>> {
@@ -265,7 +326,11 @@ fn prepare<T: Real>(model: &RoutingModel<'_, T>, d: usize, params: &RouteParams)
             grouped_sharp_t[mi * c_total + g] = v;
         }
     }
-    Ok(Prepared { d, n_subjects, n_models, reps, grouped_cents, group_start, grouped_index, grouped_sharp_t, sharp, global })
+    let costs = match &model.costs {
+        Some(table) => Some(prepare_costs(table, model.centroid_scores, &grouped_index, n_models)?),
+        None => None,
+    };
+    Ok(Prepared { d, n_subjects, n_models, reps, grouped_cents, group_start, grouped_index, grouped_sharp_t, sharp, global, costs })
 }
 
 /// Working buffers of one rayon worker, reused from block to block (allocating them per block
@@ -315,6 +380,8 @@ struct BlockOut<'a> {
     subject: &'a mut [i64],
     nearest: &'a mut [f64],
     alpha: &'a mut [f64],
+    /// `nb × M` expected costs (only with a cost table).
+    cost: Option<&'a mut [f64]>,
 }
 
 fn route_block<T: Real>(
@@ -359,7 +426,7 @@ fn route_block<T: Real>(
 }
 
 /// Hard assignment: each row mixes the niches of its nearest subject (`out.subject`) only.
-fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &RouteParams, out: BlockOut<'_>, buf: &mut Buffers<T>) {
+fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &RouteParams, mut out: BlockOut<'_>, buf: &mut Buffers<T>) {
     let d = prep.d;
     let nb = out.subject.len();
     let m = prep.n_models;
@@ -389,6 +456,18 @@ fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &Rout
             scratch.dists = dists;
             out.nearest[i] = d_min;
             out.alpha[i] = finish_row(p, d_min, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+            if let (Some(costs), Some(cost_out)) = (&prep.costs, out.cost.as_deref_mut()) {
+                // the same centroid weights `mix_subject` used (still in `scratch`)
+                let e = &mut cost_out[i * m..(i + 1) * m];
+                e.fill(0.0);
+                for (&(_, j), &w) in scratch.nearest.iter().zip(&scratch.weights) {
+                    let c = prep.grouped_index[lo + j];
+                    for (em, &cm) in e.iter_mut().zip(&costs.rows[c * m..(c + 1) * m]) {
+                        *em += w * cm;
+                    }
+                }
+                blend_costs(e, out.alpha[i], &costs.global);
+            }
         }
     }
 }
@@ -506,6 +585,22 @@ fn route_soft_dense<T: Real>(
         let p = &mut out.probs[i * m..(i + 1) * m];
         out.alpha[i] = finish_row(p, out.nearest[i], prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
     }
+    if let (Some(costs), Some(cost_out)) = (&prep.costs, out.cost) {
+        // E = coef · costs with the same weights, then the same fallback blend
+        dot_block(coef, nb, &costs.grouped_t, m, c_count, cost_out);
+        for i in 0..nb {
+            blend_costs(&mut cost_out[i * m..(i + 1) * m], out.alpha[i], &costs.global);
+        }
+    }
+}
+
+/// `e = (1 − alpha)·e + alpha·global` (no-op when `alpha` is 0, like the distribution's blend).
+fn blend_costs(e: &mut [f64], alpha: f64, global: &[f64]) {
+    if alpha > 0.0 {
+        for (em, &g) in e.iter_mut().zip(global) {
+            *em = (1.0 - alpha) * *em + alpha * g;
+        }
+    }
 }
 
 /// Soft routing of a block whose rows weigh few subjects: per subject, only the rows that weigh
@@ -519,7 +614,7 @@ fn route_soft_grouped<T: Real>(
     weight: &[f64],
     prep: &Prepared<T>,
     params: &RouteParams,
-    out: BlockOut<'_>,
+    mut out: BlockOut<'_>,
     buf: &mut Buffers<T>,
 ) {
     let d = prep.d;
@@ -527,6 +622,9 @@ fn route_soft_grouped<T: Real>(
     let m = prep.n_models;
     let s_count = prep.n_subjects;
     out.probs.fill(0.0);
+    if let Some(cost_out) = out.cost.as_deref_mut() {
+        cost_out.fill(0.0);
+    }
     let Buffers { gathered, cdots, rows, scratch, .. } = buf;
     for s in 0..s_count {
         rows.clear();
@@ -564,6 +662,17 @@ fn route_soft_grouped<T: Real>(
                     *pm += coef * sm;
                 }
             }
+            if let (Some(costs), Some(cost_out)) = (&prep.costs, out.cost.as_deref_mut()) {
+                // E mixes the cost rows with the same weights as P
+                let e = &mut cost_out[i * m..(i + 1) * m];
+                for (&(_, j), &wj) in scratch.nearest.iter().zip(&scratch.weights) {
+                    let coef = w * wj;
+                    let c = prep.grouped_index[lo + j];
+                    for (em, &cm) in e.iter_mut().zip(&costs.rows[c * m..(c + 1) * m]) {
+                        *em += coef * cm;
+                    }
+                }
+            }
             if s == out.subject[i] as usize {
                 out.nearest[i] = d_min;
             }
@@ -572,6 +681,11 @@ fn route_soft_grouped<T: Real>(
     for i in 0..nb {
         let p = &mut out.probs[i * m..(i + 1) * m];
         out.alpha[i] = finish_row(p, out.nearest[i], prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+    }
+    if let (Some(costs), Some(cost_out)) = (&prep.costs, out.cost) {
+        for i in 0..nb {
+            blend_costs(&mut cost_out[i * m..(i + 1) * m], out.alpha[i], &costs.global);
+        }
     }
 }
 
@@ -718,10 +832,20 @@ pub fn route_batch<T: Real>(
         subject: try_zeroed("X", "subjects", n)?,
         nearest_distance: try_zeroed("X", "nearest distances", n)?,
         alpha: try_zeroed("X", "fallback weights", n)?,
+        expected_cost: match prep.costs {
+            Some(_) => Some(try_zeroed("centroid_costs", "expected costs", checked_len("centroid_costs", "expected costs", &[n, m])?)?),
+            None => None,
+        },
     };
     if n == 0 {
         return Ok(out);
     }
+    // one optional cost block per row block (empty blocks when there is no cost table)
+    let n_blocks = n.div_ceil(ROW_BLOCK);
+    let mut cost_blocks: Vec<Option<&mut [f64]>> = match out.expected_cost.as_deref_mut() {
+        Some(e) => e.chunks_mut(ROW_BLOCK * m).map(Some).collect(),
+        None => (0..n_blocks).map(|_| None).collect(),
+    };
     let results: Vec<KResult<()>> = x
         .par_chunks(ROW_BLOCK * d)
         .zip(out.probs.par_chunks_mut(ROW_BLOCK * m))
@@ -729,9 +853,10 @@ pub fn route_batch<T: Real>(
         .zip(out.subject.par_chunks_mut(ROW_BLOCK))
         .zip(out.nearest_distance.par_chunks_mut(ROW_BLOCK))
         .zip(out.alpha.par_chunks_mut(ROW_BLOCK))
+        .zip(cost_blocks.par_iter_mut())
         .enumerate()
-        .map_init(Buffers::default, |buf, (b, (((((xb, probs), ranked), subject), nearest), alpha))| {
-            route_block(xb, b * ROW_BLOCK, &prep, params, BlockOut { probs, ranked, subject, nearest, alpha }, buf)
+        .map_init(Buffers::default, |buf, (b, ((((((xb, probs), ranked), subject), nearest), alpha), cost))| {
+            route_block(xb, b * ROW_BLOCK, &prep, params, BlockOut { probs, ranked, subject, nearest, alpha, cost: cost.take() }, buf)
         })
         .collect();
     results.into_iter().collect::<KResult<Vec<()>>>()?;
@@ -749,7 +874,7 @@ mod tests {
         scores: &'a [f64],
         global: &'a [f64],
     ) -> RoutingModel<'a, f64> {
-        RoutingModel { subject_reps: reps, centroids: cents, centroid_subject: cs, centroid_scores: scores, global_scores: global }
+        RoutingModel { subject_reps: reps, centroids: cents, centroid_subject: cs, centroid_scores: scores, global_scores: global, costs: None }
     }
 
     #[test]
@@ -855,6 +980,62 @@ mod tests {
         nearest_weights(&[0.3, 0.3], &wide, &mut scratch);
         assert_eq!(scratch.nearest, vec![(0.3, 0), (0.3, 1)]);
         assert_eq!(scratch.weights, vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn cost_table_is_the_linear_mix_of_the_routing_weights() {
+        // one subject, two centroids, fallback in play for the far query; soft and hard agree
+        let reps = [1.0, 0.0, 0.0, 1.0];
+        let cents = [1.0, 0.0, 0.8, 0.6, 0.0, 1.0];
+        let scores = [0.9, 0.1, 0.4, 0.6, f64::NAN, f64::NAN];
+        let global = [0.5, 0.4];
+        let ccosts = [1.0, 10.0, 3.0, 30.0, 7.0, 70.0];
+        let gcosts = [2.0, 20.0];
+        let base = model(&reps, &cents, &[0, 0, 1], &scores, &global);
+        let with = RoutingModel { costs: Some(CostTable { centroid_costs: &ccosts, global_costs: &gcosts }), ..base };
+        let x = [1.0, 0.2, 0.9, 0.5, -0.2, 1.0, -1.0, -0.1];
+        for subject_temp in [0.0, 0.3] {
+            let p = RouteParams { top_k: 2, k_nearest: 2, distance_temp: 0.2, fallback_distance: 0.3, fallback_width: 0.5, subject_temp, ..Default::default() };
+            let a = route_batch(&x, 4, 2, &base, &p).unwrap();
+            let b = route_batch(&x, 4, 2, &with, &p).unwrap();
+            assert!(a.expected_cost.is_none());
+            // the costs change nothing else
+            assert_eq!((&a.probs, &a.ranked, &a.alpha), (&b.probs, &b.ranked, &b.alpha));
+            let e = b.expected_cost.unwrap();
+            // model 1 costs are 10x model 0 costs everywhere, so the mixes are too
+            for i in 0..4 {
+                assert!((e[i * 2 + 1] - 10.0 * e[i * 2]).abs() < 1e-9, "{e:?}");
+                assert!(e[i * 2] >= 1.0 - 1e-12 && e[i * 2] <= 7.0 + 1e-12);
+            }
+            // the (-1, -0.1) query is far from every centroid: alpha = 1, pure global costs
+            assert_eq!(b.alpha[3], 1.0);
+            assert!((e[6] - 2.0).abs() < 1e-12);
+        }
+        // hard path, by hand: query (1, 0.2) mixes centroids 0 and 1 of subject 0
+        let p = RouteParams { top_k: 1, k_nearest: 2, distance_temp: 0.2, fallback_distance: 1.5, ..Default::default() };
+        let out = route_batch(&x[..2], 1, 2, &with, &p).unwrap();
+        let norm = (1.0f64 + 0.04).sqrt();
+        let d0 = 1.0 - 1.0 / norm;
+        let d1 = 1.0 - (0.8 + 0.12) / norm;
+        let (w0, w1) = if d0 <= d1 { (1.0, (-(d1 - d0) / 0.2).exp()) } else { ((-(d0 - d1) / 0.2).exp(), 1.0) };
+        let expected = (w0 * 1.0 + w1 * 3.0) / (w0 + w1);
+        assert!((out.expected_cost.unwrap()[0] - expected).abs() < 1e-12);
+        // an all-NaN score row stands in for the global ranking, so it costs the global costs
+        let out = route_batch(&[0.0, 1.0], 1, 2, &with, &RouteParams { top_k: 1, ..p }).unwrap();
+        assert!((out.expected_cost.unwrap()[0] - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rejects_bad_cost_tables() {
+        let reps = [1.0, 0.0];
+        let cents = [1.0, 0.0];
+        let p = RouteParams { top_k: 2, ..Default::default() };
+        let base = model(&reps, &cents, &[0], &[0.1, 0.2], &[0.1, 0.2]);
+        let table = |c: &'static [f64], g: &'static [f64]| RoutingModel { costs: Some(CostTable { centroid_costs: c, global_costs: g }), ..base };
+        assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &table(&[1.0], &[1.0, 2.0]), &p).unwrap_err().arg, "centroid_costs");
+        assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &table(&[1.0, f64::NAN], &[1.0, 2.0]), &p).unwrap_err().arg, "centroid_costs");
+        assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &table(&[1.0, 2.0], &[1.0]), &p).unwrap_err().arg, "global_costs");
+        assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &table(&[1.0, 2.0], &[1.0, f64::INFINITY]), &p).unwrap_err().arg, "global_costs");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! attributes, in one place each, into the core's `RoutingModel` and `RouteParams`. The defaults
 //! and the Python-side checks live in those classes; the core validates the values again.
 
-use cascal_core::routing::{self as core, RouteOutput, RouteParams, RoutingModel};
+use cascal_core::routing::{self as core, CostTable, RouteOutput, RouteParams, RoutingModel};
 use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -23,6 +23,7 @@ type RouteTuple<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<f64>>,
     Bound<'py, PyArray1<f64>>,
+    Option<Bound<'py, PyArray2<f64>>>,
 );
 
 /// Attribute `name` of `obj` (a `RoutingTables`) as a read-only array of element `T`, dimension `D`.
@@ -56,6 +57,29 @@ struct Tables<'py, T: Element> {
     centroid_subject: PyReadonlyArray1<'py, i64>,
     centroid_scores: PyReadonlyArray2<'py, f64>,
     global_scores: PyReadonlyArray1<'py, f64>,
+    /// Optional cost table (`centroid_costs`, `global_costs`; both `None` or both arrays).
+    costs: Option<CostArrays<'py>>,
+}
+
+type CostArrays<'py> = (PyReadonlyArray2<'py, f64>, PyReadonlyArray1<'py, f64>);
+
+/// The optional cost table of `tables`: `None` when `centroid_costs` and `global_costs` are both
+/// `None` (or absent).
+fn read_costs<'py>(tables: &Bound<'py, PyAny>) -> PyResult<Option<CostArrays<'py>>> {
+    let py = tables.py();
+    let present = |name: &'static str| -> PyResult<bool> {
+        let key = PyString::intern(py, name);
+        Ok(tables.hasattr(&key)? && !tables.getattr(&key)?.is_none())
+    };
+    match (present("centroid_costs")?, present("global_costs")?) {
+        (false, false) => Ok(None),
+        (true, true) => Ok(Some((
+            array_field(tables, "centroid_costs", "a 2-D float64 array")?,
+            array_field(tables, "global_costs", "a 1-D float64 array")?,
+        ))),
+        (true, false) => Err(arg_error("global_costs", "expected a 1-D float64 array with centroid_costs, got None")),
+        (false, true) => Err(arg_error("centroid_costs", "expected a 2-D float64 array with global_costs, got None")),
+    }
 }
 
 impl<'py, T: Real + Element> Tables<'py, T> {
@@ -69,6 +93,7 @@ impl<'py, T: Real + Element> Tables<'py, T> {
             centroid_subject: array_field(tables, "centroid_subject", "a 1-D int64 array")?,
             centroid_scores: array_field(tables, "centroid_scores", "a 2-D float64 array")?,
             global_scores: array_field(tables, "global_scores", "a 1-D float64 array")?,
+            costs: read_costs(tables)?,
         };
         for (name, shape) in [("subject_reps", out.subject_reps.shape()), ("centroids", out.centroids.shape())] {
             if shape[1] != d {
@@ -85,6 +110,17 @@ impl<'py, T: Real + Element> Tables<'py, T> {
                 ),
             ));
         }
+        if let Some((centroid_costs, global_costs)) = &out.costs {
+            if centroid_costs.shape() != [n_centroids, n_models] {
+                return Err(arg_error(
+                    "centroid_costs",
+                    format!("expected shape ({n_centroids}, {n_models}) (centroids x models), got {:?}", centroid_costs.shape()),
+                ));
+            }
+            if global_costs.len() != n_models {
+                return Err(arg_error("global_costs", format!("expected shape ({n_models},), got {:?}", global_costs.shape())));
+            }
+        }
         Ok(out)
     }
 
@@ -95,6 +131,13 @@ impl<'py, T: Real + Element> Tables<'py, T> {
             centroid_subject: c_slice(&self.centroid_subject, "centroid_subject")?,
             centroid_scores: c_slice(&self.centroid_scores, "centroid_scores")?,
             global_scores: c_slice(&self.global_scores, "global_scores")?,
+            costs: match &self.costs {
+                Some((centroid_costs, global_costs)) => Some(CostTable {
+                    centroid_costs: c_slice(centroid_costs, "centroid_costs")?,
+                    global_costs: c_slice(global_costs, "global_costs")?,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -118,10 +161,15 @@ fn route_typed<'py, T: Real + Element>(
         out.subject.into_pyarray(py),
         out.nearest_distance.into_pyarray(py),
         out.alpha.into_pyarray(py),
+        match out.expected_cost {
+            Some(e) => Some(Array2::from_shape_vec((n, n_models), e).map_err(shape_err)?.into_pyarray(py)),
+            None => None,
+        },
     ))
 }
 
-/// Batched CASCAL routing. Returns `(probs, ranked, subject, nearest_distance, alpha)`; see
+/// Batched CASCAL routing. Returns `(probs, ranked, subject, nearest_distance, alpha,
+/// expected_cost)` (`expected_cost` is `None` without a cost table); see
 /// `cascal.kernels.route_batch`. `tables.subject_reps` and `tables.centroids` have `x`'s dtype.
 #[pyfunction]
 fn route_batch<'py>(
