@@ -27,6 +27,7 @@ __all__ = [
     "cluster_means",
     "nearest_centroids",
     "route_batch",
+    "softmax_nll",
 ]
 
 def num_threads() -> int: ...
@@ -128,3 +129,10 @@ def route_batch(
     ``global_costs``."""
 
 # ---- end routing ----
+
+# ---- calibration (owner: perf) ----
+
+def softmax_nll(dist: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], temp: float) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``softmax(-dist / temp)`` per row."""
+
+# ---- end calibration ----

@@ -97,6 +97,7 @@ def load_dataset(
     *,
     embeddings: Optional[str] = "auto",
     out_of_range: OutOfRange = "error",
+    mmap: bool = False,
 ) -> ResponseMatrix:
     """Load a dataset folder into a :class:`ResponseMatrix` (rows in questions.jsonl order).
 
@@ -110,6 +111,9 @@ def load_dataset(
         out_of_range: what a prediction letter beyond its question's options means: ``"error"``
             (default) raises; ``"unparsable"`` records it as -1 and counts such cells per model in
             ``extra["out_of_range"]`` (real harness outputs contain a few, e.g. "J" on a 9-option question).
+        mmap: leave a float32 embeddings file memory-mapped (read-only) instead of reading it into
+            memory (see :func:`load_embeddings_file`); ``cascal train`` does, so fitting on a large
+            file does not hold a second copy of it.
 
     Raises:
         cascal.errors.DataError: a missing or malformed file; the message starts with the file and,
@@ -138,7 +142,7 @@ def load_dataset(
     logprobs = _read_numeric(folder / LOGPROBS_FILE, row_of, models) if (folder / LOGPROBS_FILE).exists() else None
     cost = _read_numeric(folder / COST_FILE, row_of, models) if (folder / COST_FILE).exists() else None
 
-    emb, emb_name = _read_embeddings(folder, embeddings, len(questions))
+    emb, emb_name = _read_embeddings(folder, embeddings, len(questions), mmap)
     ids = np.empty(len(questions), dtype=object)
     ids[:] = [q.record["question_id"] for q in questions]
     return ResponseMatrix(
@@ -465,9 +469,13 @@ def _holds_objects(file: Path) -> bool:
         return False
 
 
-def load_embeddings_file(file: PathLike, n_rows: int) -> np.ndarray:
+def load_embeddings_file(file: PathLike, n_rows: int, *, mmap: bool = False) -> np.ndarray:
     """The embeddings in ``file`` as float32 rows, checked: a plain numeric ``.npy`` array (strings and
     pickled objects are refused), 2-D with ``n_rows`` rows, every value finite in float32.
+
+    ``mmap=True`` returns a float32 C-ordered file as a read-only memory map (no copy: the pages are
+    read on demand and the operating system may drop them again); the values are checked block by
+    block. Other dtypes are converted into memory as without ``mmap``.
 
     Raises:
         cascal.errors.DataError: naming the file and the problem.
@@ -478,6 +486,11 @@ def load_embeddings_file(file: PathLike, n_rows: int) -> np.ndarray:
         raise DataError(f"{file}: dtype {arr.dtype} is not numeric (expected float embeddings)")
     if arr.ndim != 2 or arr.shape[0] != n_rows:
         raise DataError(f"{file}: expected {n_rows} rows (one per question) of a 2-D array, got shape {arr.shape}")
+    if mmap and arr.dtype == np.float32 and arr.flags.c_contiguous:
+        for start in range(0, n_rows, MMAP_CHECK_ROWS):
+            if not np.isfinite(arr[start : start + MMAP_CHECK_ROWS]).all():
+                raise DataError(f"{file}: contains NaN or infinite values")
+        return np.asarray(arr)  # a plain read-only ndarray view of the mapping
     if not np.isfinite(arr).all():
         raise DataError(f"{file}: contains NaN or infinite values")
     with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
@@ -488,7 +501,13 @@ def load_embeddings_file(file: PathLike, n_rows: int) -> np.ndarray:
     return emb
 
 
-def _read_embeddings(folder: Path, which: Optional[str], n_rows: int) -> tuple[Optional[np.ndarray], Optional[str]]:
+#: Rows checked at a time by :func:`load_embeddings_file` with ``mmap=True``.
+MMAP_CHECK_ROWS = 65_536
+
+
+def _read_embeddings(
+    folder: Path, which: Optional[str], n_rows: int, mmap: bool = False
+) -> tuple[Optional[np.ndarray], Optional[str]]:
     if which is None:
         return None, None
     files = embedding_files(folder)
@@ -503,7 +522,7 @@ def _read_embeddings(folder: Path, which: Optional[str], n_rows: int) -> tuple[O
         if key not in files:
             raise DataError(f"{folder}: no embeddings for model {short_repr(which)} (found {sorted(files) or 'none'})")
         name, file = which, files[key]
-    return load_embeddings_file(file, n_rows), (name or None)
+    return load_embeddings_file(file, n_rows, mmap=mmap), (name or None)
 
 
 # ---------------------------------------------------------------------------------------- saving

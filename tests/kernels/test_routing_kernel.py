@@ -572,6 +572,62 @@ def test_tables_survive_pickle_and_copy_checked_and_read_only():
         )
 
 
+# ---------------------------------------------------------------- soft routing skips negligible subjects
+@pytest.mark.parametrize("subject_temp", [0.002, 0.01, 0.03])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_soft_routing_with_many_subjects_matches_the_reference(subject_temp, dtype):
+    """60 well separated subjects at small temperatures: most subjects of a row are negligible,
+    so blocks take the grouped path (rows routed per subject) — or the dense one, for the larger
+    temperature; both agree with the reference (which applies the same cutoff), and with a
+    reference that weighs every subject up to float rounding."""
+    rng = np.random.default_rng(11)
+    d, S, C, M = 32, 60, 180, 7
+    reps, cents, csub, scores, glob = random_model(rng, d, S, C, M)
+    X = queries(rng, cents, 3000).astype(dtype)
+    kwargs = dict(k_nearest=3, top_k=M, subject_temp=subject_temp)
+    got = route_batch(X, reps.astype(dtype), cents.astype(dtype), csub, scores, glob, **kwargs)
+    want = reference_route(X.astype(np.float64), reps, cents, csub, scores, glob, **kwargs)
+    if dtype == np.float64:
+        assert_same(got, want)
+    else:
+        np.testing.assert_allclose(got.probs, want.probs, atol=1e-5)
+    # the cutoff: subjects below 2^-52 of the nearest one's weight change no probability visibly
+    gap = 1.0 - X.astype(np.float64) @ (reps / np.linalg.norm(reps, axis=1, keepdims=True)).T
+    gap /= np.linalg.norm(X.astype(np.float64), axis=1, keepdims=True)
+    gap -= gap.min(axis=1, keepdims=True)
+    skipped = gap / subject_temp > reference.routing.SOFT_SKIP_EXPONENT
+    # most (row, subject) pairs are never touched at the small temperatures, few at 0.03
+    assert (skipped.mean() > 0.5) == (subject_temp < 0.03), skipped.mean()
+    no_cutoff = _reference_without_cutoff(X.astype(np.float64), reps, cents, csub, scores, glob, **kwargs)
+    np.testing.assert_allclose(want.probs, no_cutoff.probs, atol=1e-14, rtol=0)
+
+
+def _reference_without_cutoff(X, reps, cents, csub, scores, glob, **kwargs):
+    """The reference with every subject weighed (cutoff at an exponent no gap reaches)."""
+    import cascal.reference.routing as ref_routing
+
+    saved = ref_routing.SOFT_SKIP_EXPONENT
+    ref_routing.SOFT_SKIP_EXPONENT = np.inf
+    try:
+        return reference_route(X, reps, cents, csub, scores, glob, **kwargs)
+    finally:
+        ref_routing.SOFT_SKIP_EXPONENT = saved
+
+
+def test_soft_routing_of_one_row_equals_its_routing_in_a_batch():
+    """A row routed alone (its block has one row) and inside a large mixed batch gets the same
+    ranking and, up to rounding, the same distribution."""
+    rng = np.random.default_rng(12)
+    reps, cents, csub, scores, glob = random_model(rng, 24, 40, 120, 6)
+    X = queries(rng, cents, 2000)
+    kwargs = dict(top_k=6, subject_temp=0.01)
+    batch = route_batch(X, reps, cents, csub, scores, glob, **kwargs)
+    for i in (0, 17, 1999):
+        alone = route_batch(X[i : i + 1], reps, cents, csub, scores, glob, **kwargs)
+        np.testing.assert_array_equal(alone.ranked[0], batch.ranked[i])
+        np.testing.assert_allclose(alone.probs[0], batch.probs[i], atol=1e-14)
+
+
 # ---------------------------------------------------------------- optional cost table
 def _with_costs(rng, reps, cents, csub, scores, glob, *, spread=100.0):
     costs = rng.random(scores.shape) * spread
@@ -685,3 +741,17 @@ def test_cost_table_values_are_checked_by_the_kernel():
     with pytest.raises(KernelError) as info:
         kernel_route_batch(np.eye(2), tables, RouteParams(top_k=1))
     assert info.value.arg == "global_costs"
+
+
+def test_cost_table_on_the_grouped_soft_path():
+    """Many separated subjects at a small temperature (rows routed per subject): the expected
+    costs still equal the reference's linear mix."""
+    rng = np.random.default_rng(13)
+    reps, cents, csub, scores, glob = random_model(rng, 32, 60, 180, 5)
+    tables = _with_costs(rng, reps, cents, csub, scores, glob)
+    X = queries(rng, cents, 2000)
+    params = RouteParams(top_k=5, subject_temp=0.002)
+    got = kernel_route_batch(X, tables, params)
+    want = reference.route_batch(X, tables, params)
+    assert_same(got, want)
+    np.testing.assert_allclose(got.expected_cost, want.expected_cost, rtol=1e-12, atol=1e-9)

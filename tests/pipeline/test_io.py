@@ -542,3 +542,55 @@ def test_cli_reports_a_bad_file_as_one_error_line(tmp_path, capsys):
     assert main(["train", str(folder), "--out", str(tmp_path / "r.cascal")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "embeddings_e.npy: dtype <U1 is not numeric" in err and err.count("\n") == 1
+
+
+def test_load_embeddings_file_mmap_maps_float32_without_a_copy(tmp_path):
+    from cascal.io import load_embeddings_file
+
+    X = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    np.save(tmp_path / "e.npy", X)
+    mapped = load_embeddings_file(tmp_path / "e.npy", 300, mmap=True)
+    assert isinstance(mapped.base, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, X)
+    copied = load_embeddings_file(tmp_path / "e.npy", 300)
+    assert copied.base is None and copied.flags.writeable
+    # float64 files are converted (a float32 view of them cannot exist)
+    np.save(tmp_path / "d.npy", X.astype(np.float64))
+    assert load_embeddings_file(tmp_path / "d.npy", 300, mmap=True).dtype == np.float32
+    X[250, 3] = np.inf
+    np.save(tmp_path / "bad.npy", X)
+    with pytest.raises(DataError, match="NaN or infinite"):
+        load_embeddings_file(tmp_path / "bad.npy", 300, mmap=True)
+
+
+def test_train_fits_on_memory_mapped_embeddings(tmp_path, monkeypatch):
+    """``cascal train`` loads the dataset with ``mmap=True``: fit receives the mapping itself."""
+    import cascal.io
+    from cascal.pipeline.train import train_router
+    from cascal.router import CascalRouter
+
+    seen = {}
+    real_fit = CascalRouter.fit
+
+    def spy(self, embeddings, responses, *args, **kwargs):
+        seen["base"] = embeddings.base
+        return real_fit(self, embeddings, responses, *args, **kwargs)
+
+    monkeypatch.setattr(CascalRouter, "fit", spy)
+    folder = _small_trainable_folder(tmp_path)
+    train_router(folder, tmp_path / "r.cascal")
+    assert isinstance(seen["base"], np.memmap)
+    assert cascal.io.load_dataset(folder).embeddings.base is None  # without mmap: in memory
+
+
+def _small_trainable_folder(tmp_path: Path) -> Path:
+    """A dataset folder of simulated answers with float32 embeddings (what ``cascal embed`` writes)."""
+    from dataclasses import replace
+
+    from simulated_data import simulated_responses
+
+    from cascal.simulate import SimWorld
+
+    data = simulated_responses(SimWorld(seed=0), n_subjects=3, per_subject=40)
+    emb = np.random.default_rng(1).normal(size=(data.n_questions, 16)).astype(np.float32)
+    return save_dataset(replace(data, embeddings=emb, embedding_model="toy"), tmp_path / "ds")

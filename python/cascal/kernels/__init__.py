@@ -7,6 +7,7 @@ argument and the bytes) before any work starts, instead of aborting the interpre
 physical memory, or ``CASCAL_MAX_OUTPUT_BYTES`` when set.
 """
 
+from cascal.kernels.calibration import *  # noqa: F401,F403
 from cascal.kernels.consensus import *  # noqa: F401,F403
 from cascal.kernels.distance import *  # noqa: F401,F403
 from cascal.kernels.linkage import *  # noqa: F401,F403

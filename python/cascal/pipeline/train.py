@@ -62,7 +62,8 @@ def train_router(
     from cascal.router.cascal_router import NO_USABLE_ANSWER_WARNING
 
     CascalRouter(**router_params).validate_params()
-    dataset = load_dataset(dataset_dir, embeddings=embeddings, out_of_range=out_of_range)
+    # memory-mapped embeddings: fit reads them block by block and never copies the whole matrix
+    dataset = load_dataset(dataset_dir, embeddings=embeddings, out_of_range=out_of_range, mmap=True)
     if dataset.n_questions == 0:
         raise DataError(f"{dataset_dir}: questions.jsonl holds no question to train on")
     if dataset.n_models == 0:

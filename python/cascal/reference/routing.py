@@ -12,6 +12,10 @@ from cascal.kernels.routing import RouteParams, RouteResult, RoutingTables
 
 __all__ = ["route_batch"]
 
+#: Soft subject weights below ``exp(-SOFT_SKIP_EXPONENT) = 2^-52`` of the nearest subject's are
+#: set to 0 (the Rust kernel never computes those subjects' centroid distances).
+SOFT_SKIP_EXPONENT = 52 * np.log(2.0)
+
 
 def _unit_rows(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
@@ -49,8 +53,10 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
     subject = np.argmin(subject_dist, axis=1)
     n_subjects = subject_dist.shape[1]
     if subject_temp > 0:
+        # a subject whose weight is below 2^-52 of the nearest one's is negligible: weight 0
         gap = subject_dist - subject_dist[np.arange(n), subject][:, None]
-        subject_weight = np.exp(-gap / subject_temp)
+        exponent = -gap / subject_temp
+        subject_weight = np.where(exponent >= -SOFT_SKIP_EXPONENT, np.exp(exponent), 0.0)
         subject_weight /= subject_weight.sum(axis=1, keepdims=True)
     else:
         subject_weight = np.eye(n_subjects)[subject]

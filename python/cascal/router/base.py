@@ -126,12 +126,15 @@ class BaseRouter(BaseEstimator):
         return {}
 
 
-def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix) -> np.ndarray:
+def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix, *, as_float64: bool = True) -> np.ndarray:
     """Validate the arguments of ``fit`` (every router) and return the embeddings as a float64
-    ``(n, d)`` array aligned with ``responses``."""
+    ``(n, d)`` array aligned with ``responses``.
+
+    ``as_float64=False`` returns :func:`embedding_matrix` instead (float32/float64 without a copy,
+    e.g. a memory-mapped file) and leaves the values unchecked: the caller checks them block by block."""
     if not isinstance(responses, ResponseMatrix):
         raise TypeError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
-    emb = check_embeddings(embeddings)
+    emb = check_embeddings(embeddings) if as_float64 else embedding_matrix(embeddings)
     if emb.shape[0] != responses.n_questions:
         raise ValueError(f"embeddings: {emb.shape[0]} rows but responses has {responses.n_questions} questions")
     if responses.n_questions == 0:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from os import PathLike, fspath
 from typing import Any, ClassVar, Mapping, Optional, Union
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from cascal import kernels
+from cascal import _core, kernels
 from cascal.data import ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError, KernelError, RouterFileError
 from cascal.kernels.routing import RouteParams, RoutingTables
@@ -242,7 +244,8 @@ class CascalRouter(BaseRouter):
                 They score 0 on every question; the router is still fitted.
         """
         self.validate_params()
-        X = _unit_rows(check_fit_inputs(embeddings, responses))
+        X = check_fit_inputs(embeddings, responses, as_float64=False)
+        norms = _row_norms(X)
         y = check_labels(labels, responses)
         responses.warn_models_without_answers(FIT_WARNING_SOURCE, stacklevel=2)
 
@@ -252,11 +255,17 @@ class CascalRouter(BaseRouter):
                 f"cost_weight: {self.cost_weight!r} needs expected costs; give fit(..., prices=...)"
             )
         scores, plurality, agreement = self._score_questions(responses)
-        self._fit_niches(X, responses, scores, plurality, agreement)
+        self._fit_niches(X, responses, scores, plurality, agreement, norms=norms)
+        has_labels = y is not None and bool((y >= 0).any())
+        if checked_prices is not None or has_labels:
+            # the cost tables and the label base read every training row as a unit row: only
+            # these optional steps hold a float64 copy of the whole matrix
+            X = _unit_subset(X, norms, np.arange(X.shape[0]))
         if checked_prices is not None:
             self._fit_costs(X, responses, checked_prices)
         self.diagnostics_ = diagnose(responses, plurality, agreement, self.tables_.global_scores)
-        if y is not None and bool((y >= 0).any()):
+        if has_labels:
+            assert y is not None
             base = self._label_base(X, responses, scores)
             self._set_label_tables(calibrate(base, y))
         return self
@@ -408,50 +417,83 @@ class CascalRouter(BaseRouter):
         scores: np.ndarray,
         plurality: np.ndarray,
         agreement: np.ndarray,
+        norms: Optional[np.ndarray] = None,
     ) -> "CascalRouter":
-        """Niches, subject representatives, global ranking and routing tables from unit embeddings
-        ``X`` and per-question scores (docs/algorithm.md#skill-niches)."""
+        """Niches, subject representatives, global ranking and routing tables from the embeddings
+        ``X`` and per-question scores (docs/algorithm.md#skill-niches).
+
+        ``X`` is used as given (float32 or float64, possibly memory-mapped; never copied whole): each
+        subject's rows become float64 unit rows ``X[rows] / norms[rows]`` while that subject is
+        processed. ``norms`` are the row lengths (:func:`_row_norms`; computed when ``None``)."""
+        if norms is None:
+            norms = _row_norms(X)
         config = self._niche_config()
-        subjects = np.asarray(responses.subjects)
-        self.subject_names_ = sorted(set(subjects.tolist()))
+        names, codes = _subject_codes(np.asarray(responses.subjects))
+        self.subject_names_ = names
         # one independent random stream per subject: a subject's niches do not depend on the others
         streams = np.random.SeedSequence(self.random_state).spawn(len(self.subject_names_))
+        order = np.argsort(codes, kind="stable")  # each subject's rows, ascending
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
 
-        def one_subject(i: int) -> list[Niche]:
-            rows = np.flatnonzero(subjects == self.subject_names_[i])
-            return discover_subject_niches(
+        def one_subject(i: int) -> tuple[list[Niche], np.ndarray]:
+            rows = order[bounds[i] : bounds[i + 1]]
+            X_subject = _unit_subset(X, norms, rows)
+            found = discover_subject_niches(
                 self.subject_names_[i],
-                X[rows],
+                X_subject,
                 scores[rows],
                 plurality[rows],
                 agreement[rows],
                 config,
                 np.random.default_rng(streams[i]),
             )
+            return found, self._subject_rep(X_subject, found)
 
-        niches = {name: one_subject(i) for i, name in enumerate(self.subject_names_)}
-        reps = [self._subject_rep(X[subjects == name], niches[name]) for name in self.subject_names_]
+        # subjects are independent (own rows, own random stream): two threads overlap one
+        # subject's Python work with the other's kernels (which release the GIL); the results
+        # do not depend on the thread count. The per-subject matrix products are small: a threaded
+        # BLAS spends more on waking its threads than on them (10x slower on a busy 2-core
+        # machine), so BLAS runs single-threaded in here (and in the calibration below).
+        workers = min(_core.num_threads(), len(names))
+        with threadpool_limits(limits=1, user_api="blas"):
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    found = list(pool.map(one_subject, range(len(names))))
+            else:
+                found = [one_subject(i) for i in range(len(names))]
+        niches = {name: f[0] for name, f in zip(names, found)}
+        reps = [f[1] for f in found]
 
         self.model_names_ = list(responses.model_names)
         self.embedding_model_ = self.embedding_model if self.embedding_model is not None else responses.embedding_model
         self.niches_ = niches
         self.tables_ = self._tables_from_niches(np.asarray(reps, dtype=np.float32), _nan_mean_or_zero(scores))
-        self._calibrate_routing(X, subjects)
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._calibrate_routing(X, codes, norms)
         return self
 
-    def _calibrate_routing(self, X: np.ndarray, subjects: np.ndarray) -> None:
+    def _calibrate_routing(self, X: np.ndarray, labels: np.ndarray, norms: np.ndarray) -> None:
         """Set ``subject_temp_`` and ``fallback_distance_``: the parameters, or (``"auto"``) their
-        values calibrated on the unit training embeddings ``X`` and their subjects."""
+        values calibrated on the training embeddings ``X`` (rows of lengths ``norms``) and their
+        subjects ``labels`` (indices into ``subject_names_``). Both are calibrated on the rows
+        :func:`_calibration_rows` picks: every row up to ``CALIBRATION_MAX_ENTRIES / S`` rows."""
+        rows = _calibration_rows(X.shape[0], len(self.subject_names_))
         if self.subject_temp == AUTO:
-            labels = np.searchsorted(self.subject_names_, subjects)
-            self.subject_temp_ = fit_subject_temperature(X, self.tables_.subject_reps, labels)
+            self.subject_temp_ = fit_subject_temperature(
+                X, self.tables_.subject_reps, labels[rows], rows=rows, norms=norms
+            )
         else:
             self.subject_temp_ = float(self.subject_temp)
         if self.fallback_distance == AUTO:
-            # the nearest-niche distance depends on the tables and the subject assignment only, not
-            # on the fallback threshold being calibrated (nor on the other constants)
-            probe = RouteParams(top_k=1, subject_temp=self.subject_temp_)
-            nearest = kernels.route_batch(X, self.tables_, probe).nearest_distance
+            # the nearest-niche distance is the distance to the nearest centroid of the nearest
+            # subject: it depends on the tables only, not on the subject temperature (hard
+            # assignment computes it with the fewest distances) nor on the other constants
+            probe = RouteParams(top_k=1, subject_temp=0.0)
+            nearest = np.empty(rows.size)
+            for start in range(0, rows.size, ROW_CHUNK):
+                block = rows[start : start + ROW_CHUNK]
+                chunk = _unit_subset(X, norms, block)
+                nearest[start : start + block.size] = kernels.route_batch(chunk, self.tables_, probe).nearest_distance
             self.fallback_distance_ = float(np.quantile(nearest, float(self.fallback_quantile)))
         else:
             self.fallback_distance_ = float(self.fallback_distance)
@@ -828,34 +870,69 @@ FIT_WARNING_SOURCE = "CascalRouter.fit"
 NO_USABLE_ANSWER_WARNING = f"{FIT_WARNING_SOURCE}: "
 
 
-def fit_subject_temperature(X: np.ndarray, subject_reps: np.ndarray, labels: np.ndarray) -> float:
+def fit_subject_temperature(
+    X: np.ndarray,
+    subject_reps: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rows: Optional[np.ndarray] = None,
+    norms: Optional[np.ndarray] = None,
+) -> float:
     """Maximum-likelihood temperature ``T`` of ``P(subject | x) = softmax(-(1 - x·rep) / T)``.
 
     Args:
-        X: ``(n, d)`` unit training embeddings.
+        X: ``(n, d)`` training embeddings: unit rows, or rows of lengths ``norms``.
         subject_reps: ``(S, d)`` unit subject representatives.
-        labels: ``(n,)`` index of each row's subject.
+        labels: index of each used row's subject (``(n,)``, or ``(len(rows),)`` with ``rows``).
+        rows: the rows of ``X`` the likelihood is taken over (default: all).
+        norms: ``(n,)`` row lengths of ``X``; rows are divided by them (default: ``X`` is unit).
 
     Returns:
         ``T`` within :data:`SUBJECT_TEMP_BOUNDS` minimising the mean negative log-likelihood of
-        ``labels`` (bounded scalar search over ``log T``); ``0.0`` (hard assignment, nothing to
-        weigh) when there is a single subject.
+        ``labels`` (bounded scalar search over ``log T``, each evaluation by the Rust kernel
+        :func:`cascal.kernels.softmax_nll`); ``0.0`` (hard assignment, nothing to weigh) when there
+        is a single subject.
+
+    The ``(rows, S)`` distance matrix is built block by block in float64; :func:`_calibration_rows`
+    bounds its size for :meth:`CascalRouter.fit`.
     """
     from scipy.optimize import minimize_scalar
 
     if subject_reps.shape[0] < 2:
         return 0.0
-    dist = 1.0 - np.asarray(X, dtype=np.float64) @ np.asarray(subject_reps, dtype=np.float64).T
-    gap = dist - dist.min(axis=1, keepdims=True)
-    own = gap[np.arange(len(labels)), labels]
+    rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    norms = np.ones(X.shape[0]) if norms is None else norms
+    reps = np.asarray(subject_reps, dtype=np.float64)
+    dist = np.empty((rows.size, reps.shape[0]))
+    for start in range(0, rows.size, ROW_CHUNK):
+        block = rows[start : start + ROW_CHUNK]
+        np.subtract(1.0, _unit_subset(X, norms, block) @ reps.T, out=dist[start : start + block.size])
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
 
     def nll(log_t: float) -> float:
-        t = np.exp(log_t)
-        return float(np.mean(own / t + np.log(np.exp(-gap / t).sum(axis=1))))
+        return kernels.softmax_nll(dist, labels, float(np.exp(log_t)))
 
     low, high = np.log(SUBJECT_TEMP_BOUNDS[0]), np.log(SUBJECT_TEMP_BOUNDS[1])
     result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-3})
     return float(np.exp(result.x))
+
+
+#: Rows per block of the data-sized passes of ``fit`` (normalisation, calibration).
+ROW_CHUNK = 2_048
+#: Largest ``rows x subjects`` distance matrix the calibration of ``subject_temp_`` holds; beyond it
+#: ``subject_temp_`` and ``fallback_distance_`` are calibrated on evenly spaced training rows
+#: (:func:`_calibration_rows`).
+CALIBRATION_MAX_ENTRIES = 1 << 24
+
+
+def _calibration_rows(n: int, n_subjects: int) -> np.ndarray:
+    """The training rows the subject temperature is fitted on: all ``n`` while ``n x n_subjects``
+    stays within :data:`CALIBRATION_MAX_ENTRIES`, else that many evenly spaced rows (at least
+    10,000: a one-parameter likelihood needs far fewer)."""
+    cap = max(CALIBRATION_MAX_ENTRIES // max(n_subjects, 1), 10_000)
+    if n <= cap:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, cap).round().astype(np.int64))
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -864,6 +941,34 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
     if (norms == 0).any():
         raise ValueError(f"embeddings: row {int(np.argmin(norms))} is all zeros (no direction to compare)")
     return X / norms[:, None]
+
+
+def _row_norms(X: np.ndarray) -> np.ndarray:
+    """``(n,)`` float64 row lengths of ``X``, block by block (no copy of ``X``); a row with NaN or
+    infinite values, or all zeros (no direction to compare), is refused."""
+    norms = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], ROW_CHUNK):
+        block = np.asarray(X[start : start + ROW_CHUNK], dtype=np.float64)
+        if not np.isfinite(block).all():
+            raise ValueError("embeddings: contains NaN or infinite values")
+        norms[start : start + block.shape[0]] = np.linalg.norm(block, axis=1)
+    if (norms == 0).any():
+        raise ValueError(f"embeddings: row {int(np.argmin(norms))} is all zeros (no direction to compare)")
+    return norms
+
+
+def _unit_subset(X: np.ndarray, norms: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Float64 unit rows ``X[rows] / norms[rows]`` (a copy of those rows only)."""
+    if rows.size and rows[-1] - rows[0] == rows.size - 1 and (rows.size < 2 or bool(np.all(np.diff(rows) == 1))):
+        part = X[int(rows[0]) : int(rows[-1]) + 1]  # a run of rows: a slice reads them without fancy indexing
+        return np.asarray(part, dtype=np.float64) / norms[int(rows[0]) : int(rows[-1]) + 1, None]
+    return np.asarray(X[rows], dtype=np.float64) / norms[rows, None]
+
+
+def _subject_codes(subjects: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct subjects and every question's index into them."""
+    names = sorted(set(subjects.tolist()))
+    return names, np.searchsorted(np.asarray(names, dtype=subjects.dtype), subjects).astype(np.int64)
 
 
 def _nan_mean_or_zero(scores: np.ndarray) -> np.ndarray:

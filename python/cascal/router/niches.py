@@ -80,13 +80,10 @@ def seed_centroids(
     """Cluster every model's proficiency set; return ``(centroids (c, d), member counts (c,))``."""
     centroids: list[np.ndarray] = []
     counts: list[float] = []
-    in_any_set = np.flatnonzero((weights > 0).any(axis=1))
-    # one distance matrix per subject, sliced for every model's proficiency set
-    position = np.full(X.shape[0], -1, dtype=np.int64)
-    position[in_any_set] = np.arange(in_any_set.size)
-    # float32 distances: ample precision for clustering, and half the memory traffic of float64
-    X_set = np.ascontiguousarray(X[in_any_set], dtype=np.float32)
-    distances = np.asarray(kernels.pairwise_distances(X_set, X_set, "cosine")) if in_any_set.size else np.zeros((0, 0))
+    # float32 distances: ample precision for clustering, and half the memory traffic of float64.
+    # Each model's (subsampled) set gets its own distance matrix: a matrix over every question of
+    # the subject would cost O(n_subject^2) while the sets are capped at ``max_points``.
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
     for m in range(weights.shape[1]):
         members = np.flatnonzero(weights[:, m] > 0)
         if members.size == 0:
@@ -97,13 +94,23 @@ def seed_centroids(
             scale = members.size / config.max_points
             members = members[np.linspace(0, members.size - 1, config.max_points).round().astype(np.int64)]
         w = weights[members, m]
-        pos = position[members]
-        labels = cluster_proficiency_set(X[members], w, config, rng, distances[pos][:, pos])
+        X_set = X32[members]
+        distances = _unit_cosine_distances(X_set)
+        labels = cluster_proficiency_set(X[members], w, config, rng, distances)
         k = int(labels.max()) + 1
         centroids.extend(spherical_means(X[members], labels, k, w))
         counts.extend((scale * np.bincount(labels, minlength=k)).tolist())
     d = X.shape[1]
     return np.asarray(centroids, dtype=np.float64).reshape(-1, d), np.asarray(counts, dtype=np.float64)
+
+
+def _unit_cosine_distances(X: np.ndarray) -> np.ndarray:
+    """``(n, n)`` cosine distances ``1 - x·y`` of unit rows (one float32 GEMM; zero diagonal, exactly symmetric)."""
+    G = X @ X.T
+    np.subtract(1.0, G, out=G)
+    G = np.minimum(G, G.T)
+    np.fill_diagonal(G, 0.0)
+    return np.maximum(G, 0.0, out=G)
 
 
 def spherical_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
@@ -115,13 +122,17 @@ def spherical_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarr
 
 def merge_centroids(centroids: np.ndarray, counts: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Merge the closest pair of centroids while its cosine distance is below ``threshold``; the
-    merged centre is the count-weighted spherical mean, its count the sum."""
-    cents = [c for c in centroids]
-    cnts = [float(c) for c in counts]
-    while len(cents) > 1:
-        C = np.asarray(cents)
-        dist = 1.0 - C @ C.T
-        np.fill_diagonal(dist, np.inf)
+    merged centre is the count-weighted spherical mean, its count the sum.
+
+    The cosine distances are computed once and only the merged centre's row and column are
+    recomputed after a merge (``O(c^2 d)`` in all instead of ``O(c^3 d)``)."""
+    cents = np.array(centroids, dtype=np.float64).reshape(-1, centroids.shape[1])
+    cnts = np.asarray(counts, dtype=np.float64).copy()
+    alive = np.ones(cents.shape[0], dtype=bool)
+    dist = 1.0 - cents @ cents.T
+    np.fill_diagonal(dist, np.inf)
+    while alive.sum() > 1:
+        # dead rows and columns are +inf; argmin keeps the first of tied minima (row-major order)
         i, j = np.unravel_index(np.argmin(dist), dist.shape)
         if dist[i, j] >= threshold:
             break
@@ -129,8 +140,15 @@ def merge_centroids(centroids: np.ndarray, counts: np.ndarray, threshold: float)
         merged = cnts[i] * cents[i] + cnts[j] * cents[j]
         cents[i] = merged / max(np.linalg.norm(merged), 1e-12)
         cnts[i] += cnts[j]
-        del cents[j], cnts[j]
-    return np.asarray(cents).reshape(-1, centroids.shape[1]), np.asarray(cnts)
+        alive[j] = False
+        dist[j, :] = np.inf
+        dist[:, j] = np.inf
+        row = 1.0 - cents @ cents[i]
+        row[~alive] = np.inf
+        row[i] = np.inf
+        dist[i, :] = row
+        dist[:, i] = row
+    return cents[alive], cnts[alive]
 
 
 def assign_and_score(

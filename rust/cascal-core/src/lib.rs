@@ -6,6 +6,7 @@
 //! - [`consensus`]: confidence-weighted consensus voting over a response matrix,
 //! - [`niche`]: NaN-aware weighted cluster means and nearest-centroid search,
 //! - [`routing`]: batched CASCAL routing of query embeddings,
+//! - [`calibration`]: likelihood of labels under a temperature softmax (subject-temperature fit),
 //! - [`real`]: the element type [`Real`] (`f32` / `f64`) every kernel is generic over,
 //! - [`alloc`]: fallible, size-checked allocation of data-sized buffers (out of memory is an
 //!   error, never an abort),
@@ -14,6 +15,7 @@
 //! Every public kernel validates its input and returns [`error::KernelError`] naming the argument.
 
 pub mod alloc;
+pub mod calibration;
 pub mod consensus;
 pub mod distance;
 pub mod error;

@@ -100,7 +100,7 @@ pub fn cluster_means<T: Real>(
 }
 
 /// Dot-product entries held per query block (bounds the block's memory).
-const BLOCK_ELEMENTS: usize = 1 << 18;
+const BLOCK_ELEMENTS: usize = 1 << 20;
 /// Largest `k` served by insertion into a sorted list; larger `k` uses selection.
 const INSERTION_K: usize = 32;
 
@@ -137,7 +137,7 @@ pub fn nearest_centroids<T: Real>(
     let geom = Geometry::fit(metric, c, &[x, c], d);
     let prepared = Prepared::new(&geom, c, d, "C")?;
     let (pi, pd) = (OutPtr::new(idx.as_mut_ptr()), OutPtr::new(dist.as_mut_ptr()));
-    let shape = Sweep { row_block: (BLOCK_ELEMENTS / nc).clamp(1, 256), col_tile: nc, upper: false };
+    let shape = Sweep { row_block: (BLOCK_ELEMENTS / nc).clamp(1, 1024), col_tile: nc, upper: false };
     crate::distance::sweep(&geom, x, &prepared, d, shape, |t| {
         let mut row_dist = vec![0.0f64; nc];
         let mut best: Vec<(f64, usize)> = Vec::with_capacity(nc.min(INSERTION_K.max(k)));
@@ -167,16 +167,23 @@ pub fn nearest_centroids<T: Real>(
 fn smallest_k(row: &[f64], k: usize, best: &mut Vec<(f64, usize)>) {
     best.clear();
     if k <= INSERTION_K {
+        // the first k entries fill the list; afterwards most entries lose against the current
+        // k-th distance, which a plain comparison decides (distances are finite and never -0.0,
+        // so it agrees with total_cmp)
+        let mut worst = f64::INFINITY;
         for (j, &v) in row.iter().enumerate() {
             if best.len() == k {
                 // Indices arrive in increasing order, so an equal distance never displaces.
-                if v.total_cmp(&best[k - 1].0).is_ge() {
+                if v >= worst {
                     continue;
                 }
                 best.pop();
             }
             let pos = best.partition_point(|&(b, _)| b.total_cmp(&v).is_le());
             best.insert(pos, (v, j));
+            if best.len() == k {
+                worst = best[k - 1].0;
+            }
         }
     } else {
         best.extend(row.iter().enumerate().map(|(j, &v)| (v, j)));

@@ -25,8 +25,12 @@
 //! Queries are processed in blocks of rows in parallel (rayon). Per block, one GEMM against the
 //! subject representatives picks the subjects. Hard assignment then groups the block's rows by
 //! subject and runs one GEMM per subject against that subject's centroids, the only centroid
-//! distances it needs (`O(n·d·(S + C/S))` work); soft assignment needs every centroid, so it runs one
-//! GEMM against all of them (`O(n·d·(S + C))`). Memory stays bounded by the block either way.
+//! distances it needs (`O(n·d·(S + C/S))` work). Soft assignment gives weight 0 to the subjects whose
+//! weight is below `2^−52` of the nearest subject's ([`SOFT_SKIP_EXPONENT`]; they change no
+//! probability by more than an ulp) and never compares the query with their centroids: a block
+//! whose remaining (row, subject) pairs need fewer than half of all row × centroid distances is
+//! routed per subject like the hard path, otherwise one GEMM against every centroid serves the block
+//! (`O(n·d·(S + C))`). Memory stays bounded by the block; each rayon worker reuses its buffers.
 
 use rayon::prelude::*;
 
@@ -329,6 +333,46 @@ fn prepare<T: Real>(model: &RoutingModel<'_, T>, d: usize, params: &RouteParams)
     Ok(Prepared { d, n_subjects, n_models, reps, grouped_cents, group_start, grouped_index, grouped_sharp_t, sharp, global, costs })
 }
 
+/// Working buffers of one rayon worker, reused from block to block (allocating them per block
+/// cost more than the routing itself: fresh pages, zeroed by the kernel).
+struct Buffers<T> {
+    norms: Vec<f64>,
+    /// `nb × S` row × subject-representative dot products.
+    dots: Vec<T>,
+    /// Row × centroid dot products (all centroids, or one subject's for gathered rows).
+    cdots: Vec<T>,
+    /// Soft dense path: `nb × C` mixing coefficients.
+    coef: Vec<f64>,
+    /// Soft: `nb × S` normalised subject weights (0 = negligible).
+    weight: Vec<f64>,
+    /// Rows of one subject, copied contiguously for its GEMM.
+    gathered: Vec<T>,
+    rows: Vec<usize>,
+    scratch: Scratch,
+}
+
+impl<T> Default for Buffers<T> {
+    fn default() -> Self {
+        Self {
+            norms: Vec::new(),
+            dots: Vec::new(),
+            cdots: Vec::new(),
+            coef: Vec::new(),
+            weight: Vec::new(),
+            gathered: Vec::new(),
+            rows: Vec::new(),
+            scratch: Scratch::default(),
+        }
+    }
+}
+
+/// `v` cleared and resized to `len` copies of `fill` (no allocation once it has the capacity).
+fn reset<V: Copy>(v: &mut Vec<V>, len: usize, fill: V) -> &mut [V] {
+    v.clear();
+    v.resize(len, fill);
+    v
+}
+
 /// Output slices of one block of queries.
 struct BlockOut<'a> {
     probs: &'a mut [f64],
@@ -346,18 +390,20 @@ fn route_block<T: Real>(
     prep: &Prepared<T>,
     params: &RouteParams,
     out: BlockOut<'_>,
+    buf: &mut Buffers<T>,
 ) -> KResult<()> {
     let d = prep.d;
     let nb = out.subject.len();
-    let mut norms = Vec::with_capacity(nb);
+    let mut norms = std::mem::take(&mut buf.norms);
+    norms.clear();
     for (i, row) in x.chunks_exact(d).enumerate() {
         let norm = row_norm(row);
         check_norm(norm, row0 + i, "X")?;
         norms.push(norm);
     }
     let s_count = prep.n_subjects;
-    let mut dots = vec![T::ZERO; nb * s_count];
-    dot_block(x, nb, &prep.reps, s_count, d, &mut dots);
+    let mut dots = std::mem::take(&mut buf.dots);
+    dot_block(x, nb, &prep.reps, s_count, d, reset(&mut dots, nb * s_count, T::ZERO));
     for i in 0..nb {
         let mut best = (f64::INFINITY, 0usize);
         for s in 0..s_count {
@@ -370,35 +416,35 @@ fn route_block<T: Real>(
     }
 
     if params.subject_temp > 0.0 {
-        route_soft(x, &dots, &norms, prep, params, out);
+        route_soft(x, &dots, &norms, prep, params, out, buf);
     } else {
-        route_hard(x, &norms, prep, params, out);
+        route_hard(x, &norms, prep, params, out, buf);
     }
+    buf.norms = norms;
+    buf.dots = dots;
     Ok(())
 }
 
 /// Hard assignment: each row mixes the niches of its nearest subject (`out.subject`) only.
-fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &RouteParams, mut out: BlockOut<'_>) {
+fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &RouteParams, mut out: BlockOut<'_>, buf: &mut Buffers<T>) {
     let d = prep.d;
     let nb = out.subject.len();
     let m = prep.n_models;
-    let mut gathered: Vec<T> = Vec::new();
-    let mut cdots: Vec<T> = Vec::new();
-    let mut scratch = Scratch::default();
+    let Buffers { gathered, cdots, scratch, .. } = buf;
     for s in 0..prep.n_subjects {
         let rows: Vec<usize> = (0..nb).filter(|&i| out.subject[i] as usize == s).collect();
         if rows.is_empty() {
             continue;
         }
         gathered.clear();
-        for &i in &rows {
+        for &i in rows.iter() {
             gathered.extend_from_slice(&x[i * d..(i + 1) * d]);
         }
         let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
         let nc = hi - lo;
         cdots.clear();
         cdots.resize(rows.len() * nc, T::ZERO);
-        dot_block(&gathered, rows.len(), &prep.grouped_cents[lo * d..hi * d], nc, d, &mut cdots);
+        dot_block(gathered, rows.len(), &prep.grouped_cents[lo * d..hi * d], nc, d, cdots);
         for (r, &i) in rows.iter().enumerate() {
             let p = &mut out.probs[i * m..(i + 1) * m];
             p.fill(0.0);
@@ -406,7 +452,7 @@ fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &Rout
             let mut dists = std::mem::take(&mut scratch.dists);
             dists.clear();
             dists.extend(cdots[r * nc..(r + 1) * nc].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
-            let d_min = mix_subject(&dists, lo, prep, params, &mut scratch, p);
+            let d_min = mix_subject(&dists, lo, prep, params, scratch, p);
             scratch.dists = dists;
             out.nearest[i] = d_min;
             out.alpha[i] = finish_row(p, d_min, prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
@@ -428,6 +474,13 @@ fn route_hard<T: Real>(x: &[T], norms: &[f64], prep: &Prepared<T>, params: &Rout
 
 /// Soft assignment: each row mixes every subject's niches, weighted by
 /// `softmax(−subject distance / subject_temp)`; `dots` are the row × subject dot products.
+///
+/// A subject whose softmax exponent is more than [`SOFT_SKIP_EXPONENT`] below the nearest
+/// subject's (weight ratio `< 2^−52`, below the rounding of the mixture) gets weight 0 and is
+/// never touched: its centroid distances are not computed. When the block's remaining
+/// (row, subject) pairs need fewer than half of the row × centroid distances, the rows are
+/// grouped per subject ([`route_soft_grouped`]); otherwise one GEMM against every centroid serves
+/// the whole block ([`route_soft_dense`]).
 fn route_soft<T: Real>(
     x: &[T],
     dots: &[T],
@@ -435,41 +488,87 @@ fn route_soft<T: Real>(
     prep: &Prepared<T>,
     params: &RouteParams,
     out: BlockOut<'_>,
+    buf: &mut Buffers<T>,
+) {
+    let nb = out.subject.len();
+    let s_count = prep.n_subjects;
+    let c_count = prep.grouped_index.len();
+    // weight[i, s]: normalised subject weight of row i (0 = negligible, skipped)
+    let mut weight = std::mem::take(&mut buf.weight);
+    reset(&mut weight, nb * s_count, 0.0);
+    let mut needed = 0usize;
+    for i in 0..nb {
+        let best = out.subject[i] as usize;
+        let inv_norm = 1.0 / norms[i];
+        let row_dots = &dots[i * s_count..(i + 1) * s_count];
+        let row_weight = &mut weight[i * s_count..(i + 1) * s_count];
+        // subject distances are 1 - dot/norm: the gap to the best one is (dot_best - dot)/norm
+        let dot_best: f64 = row_dots[best].into();
+        let mut total = 0.0;
+        for (w, &dot) in row_weight.iter_mut().zip(row_dots) {
+            let exponent = -((dot_best - dot.into()) * inv_norm) / params.subject_temp;
+            if exponent >= -SOFT_SKIP_EXPONENT {
+                *w = exponent.exp();
+                total += *w;
+            }
+        }
+        for (s, w) in row_weight.iter_mut().enumerate() {
+            if *w != 0.0 {
+                *w /= total;
+                needed += prep.group_start[s + 1] - prep.group_start[s];
+            }
+        }
+    }
+    if 2 * needed < nb * c_count {
+        route_soft_grouped(x, norms, &weight, prep, params, out, buf);
+    } else {
+        route_soft_dense(x, norms, &weight, prep, params, out, buf);
+    }
+    buf.weight = weight;
+}
+
+/// Subject weights at most `e^−SOFT_SKIP_EXPONENT = 2^−52` of the nearest subject's are skipped
+/// (treated as 0) by soft routing: each changes the mixture by less than one unit in the last
+/// place of its largest entry.
+pub const SOFT_SKIP_EXPONENT: f64 = 36.043_653_389_117_15; // 52 · ln 2
+
+/// Soft routing of a block with one GEMM against every centroid; the rows' mixtures are one
+/// `coef · sharp` product.
+// reason: the block's inputs, outputs and buffers; a struct would only rename them
+#[allow(clippy::too_many_arguments)]
+fn route_soft_dense<T: Real>(
+    x: &[T],
+    norms: &[f64],
+    weight: &[f64],
+    prep: &Prepared<T>,
+    params: &RouteParams,
+    out: BlockOut<'_>,
+    buf: &mut Buffers<T>,
 ) {
     let d = prep.d;
     let nb = out.subject.len();
     let m = prep.n_models;
     let s_count = prep.n_subjects;
     let c_count = prep.grouped_index.len();
-    let mut cdots = vec![T::ZERO; nb * c_count];
-    dot_block(x, nb, &prep.grouped_cents, c_count, d, &mut cdots);
-    let mut subject_weight = vec![0.0f64; s_count];
-    let mut scratch = Scratch::default();
+    let Buffers { cdots, coef, scratch, .. } = buf;
+    let cdots = reset(cdots, nb * c_count, T::ZERO);
+    dot_block(x, nb, &prep.grouped_cents, c_count, d, cdots);
     // coef[i, g]: weight of grouped centroid g in row i's mixture (0 outside every k-nearest set)
-    let mut coef = vec![0.0f64; nb * c_count];
+    let coef = reset(coef, nb * c_count, 0.0);
     for i in 0..nb {
         let best = out.subject[i] as usize;
         let inv_norm = 1.0 / norms[i];
-        let row_dots = &dots[i * s_count..(i + 1) * s_count];
-        // subject distances are 1 - dot/norm: the gap to the best one is (dot_best - dot)/norm
-        let dot_best: f64 = row_dots[best].into();
-        let mut total = 0.0;
-        for (w, &dot) in subject_weight.iter_mut().zip(row_dots) {
-            *w = (-((dot_best - dot.into()) * inv_norm) / params.subject_temp).exp();
-            total += *w;
-        }
         let mut dists = std::mem::take(&mut scratch.dists);
         dists.clear();
         dists.extend(cdots[i * c_count..(i + 1) * c_count].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
         let row_coef = &mut coef[i * c_count..(i + 1) * c_count];
         let mut d_min_best = f64::INFINITY;
-        for (s, &weight) in subject_weight.iter().enumerate() {
-            let w = weight / total;
+        for (s, &w) in weight[i * s_count..(i + 1) * s_count].iter().enumerate() {
             if w == 0.0 {
                 continue;
             }
             let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
-            let d_min = nearest_weights(&dists[lo..hi], params, &mut scratch);
+            let d_min = nearest_weights(&dists[lo..hi], params, scratch);
             for (&(_, j), &wj) in scratch.nearest.iter().zip(&scratch.weights) {
                 row_coef[lo + j] = w * wj;
             }
@@ -481,14 +580,14 @@ fn route_soft<T: Real>(
         out.nearest[i] = d_min_best;
     }
     // P = coef · sharp for the whole block at once
-    dot_block(&coef, nb, &prep.grouped_sharp_t, m, c_count, out.probs);
+    dot_block(coef, nb, &prep.grouped_sharp_t, m, c_count, out.probs);
     for i in 0..nb {
         let p = &mut out.probs[i * m..(i + 1) * m];
         out.alpha[i] = finish_row(p, out.nearest[i], prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
     }
     if let (Some(costs), Some(cost_out)) = (&prep.costs, out.cost) {
         // E = coef · costs with the same weights, then the same fallback blend
-        dot_block(&coef, nb, &costs.grouped_t, m, c_count, cost_out);
+        dot_block(coef, nb, &costs.grouped_t, m, c_count, cost_out);
         for i in 0..nb {
             blend_costs(&mut cost_out[i * m..(i + 1) * m], out.alpha[i], &costs.global);
         }
@@ -503,6 +602,95 @@ fn blend_costs(e: &mut [f64], alpha: f64, global: &[f64]) {
         }
     }
 }
+
+/// Soft routing of a block whose rows weigh few subjects: per subject, only the rows that weigh
+/// it are multiplied with its centroids (gathered unless every row does), and each row adds
+/// `w_s · Σ_k w_k·sharp_k` to its mixture directly.
+// reason: the block's inputs, outputs and buffers; a struct would only rename them
+#[allow(clippy::too_many_arguments)]
+fn route_soft_grouped<T: Real>(
+    x: &[T],
+    norms: &[f64],
+    weight: &[f64],
+    prep: &Prepared<T>,
+    params: &RouteParams,
+    mut out: BlockOut<'_>,
+    buf: &mut Buffers<T>,
+) {
+    let d = prep.d;
+    let nb = out.subject.len();
+    let m = prep.n_models;
+    let s_count = prep.n_subjects;
+    out.probs.fill(0.0);
+    if let Some(cost_out) = out.cost.as_deref_mut() {
+        cost_out.fill(0.0);
+    }
+    let Buffers { gathered, cdots, rows, scratch, .. } = buf;
+    for s in 0..s_count {
+        rows.clear();
+        rows.extend((0..nb).filter(|&i| weight[i * s_count + s] != 0.0));
+        if rows.is_empty() {
+            continue;
+        }
+        let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
+        let nc = hi - lo;
+        cdots.clear();
+        cdots.resize(rows.len() * nc, T::ZERO);
+        let cents = &prep.grouped_cents[lo * d..hi * d];
+        if rows.len() == nb {
+            dot_block(x, nb, cents, nc, d, cdots);
+        } else {
+            gathered.clear();
+            for &i in rows.iter() {
+                gathered.extend_from_slice(&x[i * d..(i + 1) * d]);
+            }
+            dot_block(gathered, rows.len(), cents, nc, d, cdots);
+        }
+        for (r, &i) in rows.iter().enumerate() {
+            let inv_norm = 1.0 / norms[i];
+            let mut dists = std::mem::take(&mut scratch.dists);
+            dists.clear();
+            dists.extend(cdots[r * nc..(r + 1) * nc].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
+            let d_min = nearest_weights(&dists, params, scratch);
+            scratch.dists = dists;
+            let w = weight[i * s_count + s];
+            let p = &mut out.probs[i * m..(i + 1) * m];
+            for (&(_, j), &wj) in scratch.nearest.iter().zip(&scratch.weights) {
+                let coef = w * wj;
+                let c = prep.grouped_index[lo + j];
+                for (pm, &sm) in p.iter_mut().zip(&prep.sharp[c * m..(c + 1) * m]) {
+                    *pm += coef * sm;
+                }
+            }
+            if let (Some(costs), Some(cost_out)) = (&prep.costs, out.cost.as_deref_mut()) {
+                // E mixes the cost rows with the same weights as P
+                let e = &mut cost_out[i * m..(i + 1) * m];
+                for (&(_, j), &wj) in scratch.nearest.iter().zip(&scratch.weights) {
+                    let coef = w * wj;
+                    let c = prep.grouped_index[lo + j];
+                    for (em, &cm) in e.iter_mut().zip(&costs.rows[c * m..(c + 1) * m]) {
+                        *em += coef * cm;
+                    }
+                }
+            }
+            if s == out.subject[i] as usize {
+                out.nearest[i] = d_min;
+            }
+        }
+    }
+    for i in 0..nb {
+        let p = &mut out.probs[i * m..(i + 1) * m];
+        out.alpha[i] = finish_row(p, out.nearest[i], prep, params, &mut out.ranked[i * params.top_k..(i + 1) * params.top_k]);
+    }
+    if let (Some(costs), Some(cost_out)) = (&prep.costs, out.cost) {
+        for i in 0..nb {
+            blend_costs(&mut cost_out[i * m..(i + 1) * m], out.alpha[i], &costs.global);
+        }
+    }
+}
+
+/// Largest `k_nearest` whose nearest list [`nearest_weights`] keeps in a fixed array.
+const SMALL_K: usize = 8;
 
 /// Reused per-row buffers of [`nearest_weights`].
 #[derive(Default)]
@@ -523,22 +711,44 @@ fn nearest_weights(dists: &[f64], params: &RouteParams, scratch: &mut Scratch) -
     let k = params.k_nearest.min(dists.len());
     let nearest = &mut scratch.nearest;
     nearest.clear();
-    nearest.extend(dists.iter().copied().zip(0..));
-    // partial selection sort of the k best by (distance, position): a subject has a handful of
-    // centroids, so this beats a sort or a heap; equal distances order by position (= centroid
-    // index), whatever the swaps did to the order of the rest
-    for r in 0..k {
-        let mut best = r;
-        for q in r + 1..nearest.len() {
-            let (dq, jq) = nearest[q];
-            let (db, jb) = nearest[best];
-            if dq < db || (dq == db && jq < jb) {
-                best = q;
+    // insertion into a list of at most k kept sorted by (distance, position): positions arrive in
+    // increasing order, so an entry goes behind every kept entry at the same distance, and one
+    // not below the k-th kept distance is dropped at once (a subject has a handful of centroids)
+    if k <= SMALL_K {
+        // the usual case: the list lives in registers / on the stack
+        let mut best = [(f64::INFINITY, 0usize); SMALL_K];
+        let mut len = 0;
+        for (j, &dist) in dists.iter().enumerate() {
+            if len == k {
+                if dist >= best[k - 1].0 {
+                    continue;
+                }
+                len -= 1;
             }
+            let mut pos = len;
+            while pos > 0 && best[pos - 1].0 > dist {
+                best[pos] = best[pos - 1];
+                pos -= 1;
+            }
+            best[pos] = (dist, j);
+            len += 1;
         }
-        nearest.swap(r, best);
+        nearest.extend_from_slice(&best[..len]);
+    } else {
+        for (j, &dist) in dists.iter().enumerate() {
+            if nearest.len() == k {
+                if dist >= nearest[k - 1].0 {
+                    continue;
+                }
+                nearest.pop();
+            }
+            let mut pos = nearest.len();
+            while pos > 0 && nearest[pos - 1].0 > dist {
+                pos -= 1;
+            }
+            nearest.insert(pos, (dist, j));
+        }
     }
-    nearest.truncate(k);
     let d_min = nearest[0].0;
     let weights = &mut scratch.weights;
     weights.clear();
@@ -645,8 +855,8 @@ pub fn route_batch<T: Real>(
         .zip(out.alpha.par_chunks_mut(ROW_BLOCK))
         .zip(cost_blocks.par_iter_mut())
         .enumerate()
-        .map(|(b, ((((((xb, probs), ranked), subject), nearest), alpha), cost))| {
-            route_block(xb, b * ROW_BLOCK, &prep, params, BlockOut { probs, ranked, subject, nearest, alpha, cost: cost.take() })
+        .map_init(Buffers::default, |buf, (b, ((((((xb, probs), ranked), subject), nearest), alpha), cost))| {
+            route_block(xb, b * ROW_BLOCK, &prep, params, BlockOut { probs, ranked, subject, nearest, alpha, cost: cost.take() }, buf)
         })
         .collect();
     results.into_iter().collect::<KResult<Vec<()>>>()?;

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 mod array;
 mod attr;
+mod calibration;
 mod consensus;
 mod distance;
 mod errors;
@@ -23,6 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     consensus::register(m)?;
     niche::register(m)?;
     routing::register(m)?;
+    calibration::register(m)?;
     Ok(())
 }
 
