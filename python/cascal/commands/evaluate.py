@@ -58,12 +58,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output folder for results.json, report.md and PNG plots (default ./evaluation)",
     )
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help="run the CASCAL ablation variants instead of the routers (docs/ablations.md); --keys and "
+        "--routers are not used, and --pool also takes random:K:SEED (K models drawn with SEED)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=comma_list,
+        default=None,
+        metavar="V,V",
+        help="with --ablations, the variants to run (default: all): full, subject-only, hard-subjects, "
+        "equal-weights, majority, no-tau, global-only, kmeans",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_out_of_range(parser, default="unparsable")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ablations:
+        return _run_ablations(args)
     from cascal.evaluation import run_evaluation
     from cascal.evaluation.report import accuracy_table
 
@@ -81,5 +97,24 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, pool in results["pools"].items():
         print(f"\npool {name}\n{accuracy_table(pool)}")
+    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
+    return 0
+
+
+def _run_ablations(args: argparse.Namespace) -> int:
+    from cascal.evaluation.ablations import ablation_table, run_ablations
+
+    results = run_ablations(
+        args.data,
+        pools=args.pool or ["large"],
+        seeds=args.seeds,
+        variants=args.variants,
+        out_dir=args.out,
+        progress=not args.quiet,
+        plots=not args.no_plots,
+        out_of_range=args.out_of_range,
+    )
+    for name, pool in results["pools"].items():
+        print(f"\npool {name}\n{ablation_table(pool)}")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
     return 0
