@@ -279,7 +279,15 @@ def _delta(summary: Mapping[str, Any]) -> str:
 def ablation_table(pool: Mapping[str, Any]) -> str:
     """One row per variant: top-1, its paired difference to ``full``, top-3 likewise (points, mean
     ± std over seeds, seeds better ↑ / worse ↓), niches fitted, fit seconds; then the oracle."""
-    header = ["variant", "top-1 (%)", "Δ top-1 vs full (pts)", "top-3 vote (%)", "Δ top-3 vs full (pts)", "niches", "fit s"]
+    header = [
+        "variant",
+        "top-1 (%)",
+        "Δ top-1 vs full (pts)",
+        "top-3 vote (%)",
+        "Δ top-3 vs full (pts)",
+        "niches",
+        "fit s",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in pool["summary"]:
         delta = pool["delta"][row["router"]]
