@@ -62,3 +62,27 @@ def test_the_issue_examples():
     assert find_letter(f"{REASONING} The answer is (B).\nAnswer: C") == "B"
     # all four rules at once, weakest last: the statement decides
     assert find_letter(reply("Answer: D", "$\\boxed{E}$", "The answer is (A).", "(F)")) == "A"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Let us review the options.\nOption A. Paris\nOption B. London",
+        "The capitals in question:\nOption B. Paris",
+        "Reading the choices.\nOption C: Rome, the capital of Italy",
+    ],
+)
+def test_a_line_opening_with_option_x_is_a_list_entry_not_a_verdict(text):
+    # "Option X" opening a line that goes on lists an option; it commits to nothing
+    assert find_letter(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        ("Reading the choices, the fit is option C.", "C"),
+        ("Reading the choices.\nOption C.", "C"),  # a lone option on the last line (layout rule)
+    ],
+)
+def test_option_x_ending_a_sentence_commits(text, letter):
+    assert find_letter(text) == letter
