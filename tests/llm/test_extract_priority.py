@@ -86,3 +86,24 @@ def test_a_line_opening_with_option_x_is_a_list_entry_not_a_verdict(text):
 )
 def test_option_x_ending_a_sentence_commits(text, letter):
     assert find_letter(text) == letter
+
+
+# ----------------------------------------------------------------------------- edge cases found by mutation testing
+# (docs/testing.md): each expectation is what a careful reader reads.
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        # a box closes at its own brace: the dismissed option after it is not part of the box
+        (f"{REASONING}\n$\\boxed{{B}}$ and (C) is wrong.", "B"),
+        # a verdict under a condition at the very start of the reply commits to nothing
+        ("If it's B, the rate falls.", None),
+        # "A" starting a phrase after the option is the article, not a second option
+        (f"{REASONING} So it's B, A solid choice.", "B"),
+        # a bare capital A alone on the last line is option A
+        (f"{REASONING}\nA", "A"),
+        # two options listed line by line: a list, not an answer
+        ("Options:\n(A) Paris\n(B) London", None),
+    ],
+)
+def test_edge_cases(text, letter):
+    assert find_letter(text) == letter
