@@ -103,6 +103,12 @@ def test_option_x_ending_a_sentence_commits(text, letter):
         (f"{REASONING}\nA", "A"),
         # two options listed line by line: a list, not an answer
         ("Options:\n(A) Paris\n(B) London", None),
+        # a nested box closes at its own brace too
+        (f"{REASONING}\n$\\boxed{{\\text{{B}}}}$ and (C) is wrong.", "B"),
+        # "Option C." alone on its line commits, even when a sentence follows on the next line
+        ("Reading the choices, I land on:\nOption C.\nThat settles it.", "C"),
+        # and so does "option C." ending a sentence inside a line
+        ("Reading the choices, the fit is option C. That settles it.", "C"),
     ],
 )
 def test_edge_cases(text, letter):
