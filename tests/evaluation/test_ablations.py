@@ -75,8 +75,8 @@ def test_paired_deltas_by_hand():
 
 def test_niche_step_matters_where_niches_exist(results):
     """The synthetic subjects have within-subject niches: removing the niche step, or routing by
-    one global ranking, costs well over 10 points of top-1 (18.8 and 21.6 on the generator's seed 0
-over 5 splits, docs/ablations.md; this fixture uses its seed 1 and 2 splits)."""
+    one global ranking, costs well over 10 points of top-1 (18.8 and 21.6 with the generator's
+    seed 0 over 5 splits, docs/ablations.md; this fixture uses its seed 1 and splits 0-1)."""
     pool = results["pools"]["all"]
     full = row(pool, FULL)["top1"]["mean"]
     for variant in ("subject-only", "global-only"):
