@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from cascal.commands._args import add_out_of_range, comma_list, positive_int
+from cascal.errors import InvalidParameterError
 
 NAME = "evaluate"
 HELP = "evaluate CASCAL and the baselines on real answers: accuracy, Kendall tau, per-category tables and plots"
@@ -80,6 +81,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3,
         help="with --labels: random label draws per seed and budget (default 3)",
     )
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help="run the CASCAL ablation variants instead of the routers (docs/ablations.md); --keys and "
+        "--routers are not used, and --pool also takes random:K:SEED (K models drawn with SEED)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=comma_list,
+        default=None,
+        metavar="V,V",
+        help="with --ablations, the variants to run (default: all): full, subject-only, hard-subjects, "
+        "equal-weights, majority, no-tau, global-only, kmeans",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -100,6 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ablations and args.labels is not None:
+        raise InvalidParameterError("--ablations and --labels are separate runs; give one of them")
+    if args.ablations:
+        return _run_ablations(args)
     if args.labels is not None:
         return _run_label_budget(args)
     from cascal.evaluation import run_evaluation
@@ -138,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_label_budget(args: argparse.Namespace) -> int:
-    from cascal.errors import InvalidParameterError
     from cascal.evaluation.label_budget import _groups, budget_table, run_label_budget
 
     try:
@@ -160,5 +178,24 @@ def _run_label_budget(args: argparse.Namespace) -> int:
     )
     for name, summary in _groups(results):
         print(f"\npool {name}\n{budget_table(summary)}")
+    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
+    return 0
+
+
+def _run_ablations(args: argparse.Namespace) -> int:
+    from cascal.evaluation.ablations import ablation_table, run_ablations
+
+    results = run_ablations(
+        args.data,
+        pools=args.pool or ["large"],
+        seeds=args.seeds,
+        variants=args.variants,
+        out_dir=args.out,
+        progress=not args.quiet,
+        plots=not args.no_plots,
+        out_of_range=args.out_of_range,
+    )
+    for name, pool in results["pools"].items():
+        print(f"\npool {name}\n{ablation_table(pool)}")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
     return 0
