@@ -102,6 +102,8 @@ def describe(router: Any) -> str:
     diagnostics = getattr(router, "diagnostics_", None)
     if diagnostics is not None:
         lines.append(("" if diagnostics.trustworthy else "warning: ") + diagnostics.message)
+        if not diagnostics.trustworthy:
+            lines.extend(f"  - {reason}" for reason in diagnostics.reasons)
     return "\n".join(lines)
 
 

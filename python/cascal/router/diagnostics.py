@@ -123,12 +123,15 @@ def diagnose(
     trust = min(rival_trust, 1.0 - split)
     trustworthy = rival_trust >= TRUST_THRESHOLD and split < SPLIT_LIMIT
     reasons: list[str] = []
+    summaries: list[str] = []  # one short clause per reason, for the one-line message
     if split >= SPLIT_LIMIT:
+        summaries.append(f"no answer has a majority on {split:.0%} of the questions")
         reasons.append(
             f"no answer has a majority on {split:.0%} of the questions: the plurality is weakly supported, "
             "so a stronger model that dissents from it cannot be told apart from a weaker one"
         )
     if stake[rival] > 0:
+        summaries.append(f"the consensus may outvote {names[rival]} on {stake[rival]:.0%} of the questions")
         reasons.append(
             f"{names[rival]} agrees with the pool on {easy_share[rival]:.0%} of the near-unanimous questions "
             f"(favourite {names[top]}: {easy_share[top]:.0%}) but only on {hard_share[rival]:.0%} of the split ones "
@@ -141,7 +144,7 @@ def diagnose(
         n_labels = RECOMMENDED_LABELS
         message = (
             f"consensus trust {trust:.2f}: label {n_labels} questions (`cascal label`) and train with --labels "
-            f"({'; '.join(r.split(':')[0] for r in reasons)})"
+            f"({'; '.join(summaries)})"
         )
     return Diagnostics(
         trust=trust,
