@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm
 from cascal.baselines import BestSingleConsensus
 from cascal.data import NO_ANSWER, ResponseMatrix
 from cascal.errors import InvalidParameterError
-from cascal.evaluation.harness import evaluate_router, gold_of, summarize_runs
+from cascal.evaluation.harness import evaluate_router, gold_of, load_evaluation_data, summarize_runs
 from cascal.evaluation.metrics import mean_std, oracle_accuracy
 from cascal.evaluation.protocol import ProtocolError, make_split, resolve_pool
 from cascal.evaluation.results import to_jsonable
@@ -144,7 +143,7 @@ def run_ablations(
     if not pools:
         raise InvalidParameterError("pools: give at least one pool")
     chosen = select_ablations(variants)
-    dataset, data_path = _load(data, out_of_range)
+    dataset, data_path = load_evaluation_data(data, out_of_range)
     unlabelled = int((gold_of(dataset) < 0).sum())
     if unlabelled:
         raise ProtocolError(f"data: {unlabelled} question(s) have no gold answer; the evaluation needs real gold")
@@ -166,25 +165,6 @@ def run_ablations(
     if out_dir is not None:
         write_ablation_outputs(results, Path(out_dir), plots=plots)
     return results
-
-
-def _load(
-    data: Union[PathLike, ResponseMatrix], out_of_range: Literal["error", "unparsable"]
-) -> tuple[ResponseMatrix, Optional[str]]:
-    if isinstance(data, ResponseMatrix):
-        return data, None
-    from cascal.io import load_dataset
-
-    path = Path(data)
-    dataset = load_dataset(path, out_of_range=out_of_range)
-    counts = dataset.extra.get("out_of_range", {})
-    if counts:
-        print(
-            f"note: {sum(counts.values())} answer(s) name an option beyond their question's options; "
-            "counted as unparsable",
-            file=sys.stderr,
-        )
-    return dataset, str(path.resolve())
 
 
 def ablate_pool(

@@ -99,7 +99,7 @@ def run_evaluation(
     if not pools:
         raise InvalidParameterError("pools: give at least one pool")
     specs, with_oracle = select_routers(None if routers is None else list(routers))
-    dataset, data_path = _load(data, out_of_range)
+    dataset, data_path = load_evaluation_data(data, out_of_range)
     unlabelled = int((gold_of(dataset) < 0).sum())
     if unlabelled:
         raise ProtocolError(f"data: {unlabelled} question(s) have no gold answer; the evaluation needs real gold")
@@ -183,9 +183,11 @@ def _write_cost(results: Mapping[str, Any], out_dir: Path, plots: bool) -> None:
     (out_dir / "cost.md").write_text("\n".join(parts), encoding="utf-8")
 
 
-def _load(
+def load_evaluation_data(
     data: Union[PathLike, ResponseMatrix], out_of_range: Literal["error", "unparsable"]
 ) -> tuple[ResponseMatrix, Optional[str]]:
+    """The dataset to evaluate and its resolved folder path (``None`` for an in-memory matrix);
+    letters beyond their options are counted and noted on stderr."""
     if isinstance(data, ResponseMatrix):
         return data, None
     from cascal.io import load_dataset

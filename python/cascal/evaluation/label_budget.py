@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from cascal.baselines import KNNCorrectness
 from cascal.data import NO_ANSWER, ResponseMatrix
 from cascal.errors import InvalidParameterError
-from cascal.evaluation.harness import VOTE_K, _load, embeddings_of, gold_of
+from cascal.evaluation.harness import VOTE_K, embeddings_of, gold_of, load_evaluation_data
 from cascal.evaluation.metrics import ensemble_correct, mean_std, model_accuracy
 from cascal.evaluation.protocol import expand_pools, make_split
 from cascal.evaluation.report import _table
@@ -97,7 +97,7 @@ def run_label_budget(
         raise InvalidParameterError(f"label_strategy: choose from {', '.join(STRATEGIES)}, got {list(strategies)}")
     if seeds < 1 or draws < 1:
         raise InvalidParameterError(f"seeds, label_draws: must be positive, got {seeds}, {draws}")
-    dataset, data_path = _load(data, "unparsable")
+    dataset, data_path = load_evaluation_data(data, "unparsable")
     results: dict[str, Any] = {
         "config": {
             "pools": list(pools),
