@@ -82,38 +82,14 @@ def diagnose(
     """
     del plurality
     split = float(np.mean(np.asarray(agreement) < 0.5)) if len(agreement) else 0.0
-    A = responses.answers.astype(np.int64)
+    A = np.asarray(responses.answers)
     n_q, M = A.shape
     names = list(responses.model_names)
     scores = np.nan_to_num(np.asarray(global_scores, dtype=np.float64), nan=-np.inf)
     top = int(np.argmax(scores))
     if M < 3 or n_q == 0:
         return Diagnostics(1.0, True, (), 0, "consensus: too few models to judge", None, names[top])
-    K = int(responses.n_options.max())
-    valid = A >= 0
-    counts = np.zeros((n_q, K))
-    for k in range(K):
-        counts[:, k] = (A == k).sum(axis=1)
-    n_valid = valid.sum(axis=1)
-    easy_share = np.zeros(M)
-    hard_share = np.zeros(M)
-    n_hard = np.zeros(M)
-    for m in range(M):
-        loo = counts.copy()
-        own = valid[:, m]
-        loo[np.flatnonzero(own), A[own, m]] -= 1
-        others = n_valid - own
-        best = loo.max(axis=1)
-        winner = np.argmax(loo, axis=1)
-        unique = (loo == best[:, None]).sum(axis=1) == 1
-        ratio = np.where(others > 0, best / np.maximum(others, 1), 0.0)
-        usable = unique & (best > 0) & (A[:, m] != -2)
-        easy = usable & (ratio >= EASY_AGREEMENT)
-        hard = usable & ~easy
-        agree = A[:, m] == winner
-        easy_share[m] = agree[easy].mean() if easy.any() else 0.0
-        hard_share[m] = agree[hard].mean() if hard.any() else 0.0
-        n_hard[m] = hard.sum() / max(usable.sum(), 1)
+    easy_share, hard_share, n_hard = _leave_one_out_agreement(A, int(responses.n_options.max()))
     stake = np.zeros(M)
     for m in range(M):
         if m != top and easy_share[m] >= easy_share[top] - EASY_MARGIN:
@@ -155,3 +131,43 @@ def diagnose(
         rival=None if stake[rival] == 0 else names[rival],
         favourite=names[top],
     )
+
+
+#: (question, model, option) cells per block of :func:`_leave_one_out_agreement` (bounds its memory)
+_BLOCK_CELLS = 1 << 22
+
+
+def _leave_one_out_agreement(A: np.ndarray, n_options: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per model: how often it agrees with the plurality of the *other* models on near-unanimous
+    ("easy") and on split ("hard") questions, and the share of its usable questions that are hard.
+
+    ``A`` is the ``(n_q, M)`` answer matrix (-1 = no answer, -2 = not asked). A question counts for
+    model ``m`` when the others' plurality is unique and non-empty and ``m`` was asked; it is easy
+    when that plurality holds at least ``EASY_AGREEMENT`` of the others' answers. Computed for all
+    models at once, over blocks of questions.
+    """
+    n_q, M = A.shape
+    valid = A >= 0
+    options = np.arange(n_options)
+    totals = np.zeros((5, M), dtype=np.int64)  # agree&easy, easy, agree&hard, hard, usable
+    block = max(1, _BLOCK_CELLS // max(M * n_options, 1))
+    for start in range(0, n_q, block):
+        a = A[start : start + block]
+        v = valid[start : start + block]
+        own = a[:, :, None] == options  # (b, M, K): the model's own answer
+        counts = own.sum(axis=1, dtype=np.int32)  # (b, K): answers per option
+        loo = counts[:, None, :] - own  # the others' answers per option, for every model
+        best = loo.max(axis=2)
+        winner = loo.argmax(axis=2)
+        unique = (loo == best[:, :, None]).sum(axis=2) == 1
+        others = v.sum(axis=1)[:, None] - v
+        ratio = np.where(others > 0, best / np.maximum(others, 1), 0.0)
+        usable = unique & (best > 0) & (a != -2)
+        easy = usable & (ratio >= EASY_AGREEMENT)
+        hard = usable & ~easy
+        agree = a == winner
+        totals += np.stack([(agree & easy).sum(0), easy.sum(0), (agree & hard).sum(0), hard.sum(0), usable.sum(0)])
+    agree_easy, n_easy, agree_hard, n_hard_q, n_usable = totals
+    easy_share = np.divide(agree_easy, n_easy, out=np.zeros(M), where=n_easy > 0)
+    hard_share = np.divide(agree_hard, n_hard_q, out=np.zeros(M), where=n_hard_q > 0)
+    return easy_share, hard_share, n_hard_q / np.maximum(n_usable, 1)

@@ -15,7 +15,7 @@ fn softmax_nll(py: Python<'_>, dist: PyReadonlyArray2<'_, f64>, labels: PyReadon
     let (n, s) = (dist.shape()[0], dist.shape()[1]);
     let ds = c_slice(&dist, "dist")?;
     let ls = c_slice(&labels, "labels")?;
-    py.detach(|| core::softmax_nll(ds, n, s, ls, temp)).map_err(in_kernel("softmax_nll"))
+    crate::pool::detach(py, || core::softmax_nll(ds, n, s, ls, temp)).map_err(in_kernel("softmax_nll"))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

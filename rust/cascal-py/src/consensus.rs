@@ -87,14 +87,14 @@ fn consensus_scores<'py>(
         _ => return Err(arg_error("stats", "give both mu and sigma, or neither")),
     };
     let out: ConsensusOutput = match &lp {
-        None => py.detach(|| core::consensus_scores::<f64>(ans, opts, None, n_q, n_m, &params, stats)),
+        None => crate::pool::detach(py, || core::consensus_scores::<f64>(ans, opts, None, n_q, n_m, &params, stats)),
         Some(Logprobs::F32(a)) => {
             let s = c_slice(a, "logprobs")?;
-            py.detach(|| core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
+            crate::pool::detach(py, || core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
         }
         Some(Logprobs::F64(a)) => {
             let s = c_slice(a, "logprobs")?;
-            py.detach(|| core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
+            crate::pool::detach(py, || core::consensus_scores(ans, opts, Some(s), n_q, n_m, &params, stats))
         }
     }
     .map_err(in_kernel("consensus_scores"))?;
@@ -122,11 +122,11 @@ fn consensus_stats<'py>(
     let (mu, sigma) = match &lp {
         Logprobs::F32(a) => {
             let s = c_slice(a, "logprobs")?;
-            py.detach(|| core::robust_stats(s, n_q, n_m))
+            crate::pool::detach(py, || core::robust_stats(s, n_q, n_m))
         }
         Logprobs::F64(a) => {
             let s = c_slice(a, "logprobs")?;
-            py.detach(|| core::robust_stats(s, n_q, n_m))
+            crate::pool::detach(py, || core::robust_stats(s, n_q, n_m))
         }
     }
     .map_err(in_kernel("consensus_stats"))?;

@@ -63,7 +63,7 @@ fn pdist_t<'py, T: Real + Element>(py: Python<'py>, x: &Bound<'py, PyAny>, metri
     let rows = Rows::<T>::borrow(x, "X")?;
     let (n, d) = (rows.n, rows.d);
     let xs = rows.slice("X")?;
-    let out = py.detach(|| core::pdist(xs, n, d, metric)).map_err(in_kernel("pdist"))?;
+    let out = crate::pool::detach(py, || core::pdist(xs, n, d, metric)).map_err(in_kernel("pdist"))?;
     Ok(out.into_pyarray(py).into_any())
 }
 
@@ -71,7 +71,7 @@ fn square_t<'py, T: Real + Element>(py: Python<'py>, x: &Bound<'py, PyAny>, metr
     let rows = Rows::<T>::borrow(x, "X")?;
     let (n, d) = (rows.n, rows.d);
     let xs = rows.slice("X")?;
-    let out = py.detach(|| core::pdist_square(xs, n, d, metric)).map_err(in_kernel("pdist_square"))?;
+    let out = crate::pool::detach(py, || core::pdist_square(xs, n, d, metric)).map_err(in_kernel("pdist_square"))?;
     to_2d(py, out, n, n)
 }
 
@@ -87,7 +87,7 @@ fn cdist_t<'py, T: Real + Element>(
     }
     let (nx, ny, d) = (a.n, b.n, a.d);
     let (xs, ys) = (a.slice("X")?, b.slice("Y")?);
-    let out = py.detach(|| core::cdist(xs, nx, ys, ny, d, metric)).map_err(in_kernel("cdist"))?;
+    let out = crate::pool::detach(py, || core::cdist(xs, nx, ys, ny, d, metric)).map_err(in_kernel("cdist"))?;
     to_2d(py, out, nx, ny)
 }
 

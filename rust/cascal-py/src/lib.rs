@@ -1,7 +1,8 @@
 //! `cascal._core`: thin PyO3 bindings over `cascal-core`.
 //!
 //! Each file registers the functions of one kernel family. Bindings only convert arrays, release
-//! the GIL around the core call and map errors; all logic lives in `cascal-core`.
+//! the GIL around the core call (running it on the process's kernel thread pool, which survives
+//! `fork()`: `pool`) and map errors; all logic lives in `cascal-core`.
 
 use pyo3::prelude::*;
 
@@ -13,6 +14,7 @@ mod distance;
 mod errors;
 mod linkage;
 mod niche;
+mod pool;
 mod routing;
 
 #[pymodule]
@@ -28,8 +30,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Number of worker threads the kernels use (rayon's global pool).
+/// Number of worker threads the kernels use (the process's kernel pool, see `pool`).
 #[pyfunction]
 fn num_threads() -> usize {
-    rayon::current_num_threads()
+    pool::pool().current_num_threads()
 }

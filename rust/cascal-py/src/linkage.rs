@@ -23,7 +23,7 @@ fn to_matrix<'py>(py: Python<'py>, z: Vec<f64>) -> PyResult<Bound<'py, PyAny>> {
 
 fn condensed_t<'py, T: Real + Element>(py: Python<'py>, array: PyReadonlyArray1<'py, T>, method: Method) -> PyResult<Bound<'py, PyAny>> {
     let dist = c_slice(&array, "data")?;
-    let z = py.detach(|| core::linkage_condensed(dist, method)).map_err(in_kernel("linkage"))?;
+    let z = crate::pool::detach(py, || core::linkage_condensed(dist, method)).map_err(in_kernel("linkage"))?;
     to_matrix(py, z)
 }
 
@@ -35,7 +35,7 @@ fn vectors_t<'py, T: Real + Element>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let (n, d) = (array.shape()[0], array.shape()[1]);
     let data = c_slice(&array, "data")?;
-    let z = py.detach(|| core::linkage_vectors(data, n, d, method, metric)).map_err(in_kernel("linkage"))?;
+    let z = crate::pool::detach(py, || core::linkage_vectors(data, n, d, method, metric)).map_err(in_kernel("linkage"))?;
     to_matrix(py, z)
 }
 
@@ -73,7 +73,7 @@ fn fcluster_distance<'py>(py: Python<'py>, z: PyReadonlyArray2<'py, f64>, t: f64
         return Err(arg_error("Z", format!("expected 4 columns, got {}", z.shape()[1])));
     }
     let values = c_slice(&z, "Z")?;
-    let labels = py.detach(|| core::fcluster_distance(values, t)).map_err(in_kernel("fcluster"))?;
+    let labels = crate::pool::detach(py, || core::fcluster_distance(values, t)).map_err(in_kernel("fcluster"))?;
     Ok(labels.into_pyarray(py).into_any())
 }
 
@@ -84,7 +84,7 @@ fn fcluster_maxclust<'py>(py: Python<'py>, z: PyReadonlyArray2<'py, f64>, k: usi
         return Err(arg_error("Z", format!("expected 4 columns, got {}", z.shape()[1])));
     }
     let values = c_slice(&z, "Z")?;
-    let labels = py.detach(|| core::fcluster_maxclust(values, k)).map_err(in_kernel("fcluster"))?;
+    let labels = crate::pool::detach(py, || core::fcluster_maxclust(values, k)).map_err(in_kernel("fcluster"))?;
     Ok(labels.into_pyarray(py).into_any())
 }
 

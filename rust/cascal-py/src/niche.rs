@@ -30,7 +30,7 @@ fn cluster_means_t<'py, T: Real + Element>(
         Some(a) => Some(c_slice(a, "weights")?),
         None => None,
     };
-    let out = py.detach(|| core::cluster_means(labels, vs, n, m, n_clusters, ws)).map_err(in_kernel("cluster_means"))?;
+    let out = crate::pool::detach(py, || core::cluster_means(labels, vs, n, m, n_clusters, ws)).map_err(in_kernel("cluster_means"))?;
     to_2d(py, out, n_clusters, m)
 }
 
@@ -66,7 +66,7 @@ fn nearest_t<'py, T: Real + Element>(
     }
     let (n, nc, d) = (a.n, b.n, a.d);
     let (xs, cs) = (a.slice("X")?, b.slice("C")?);
-    let (idx, dist) = py.detach(|| core::nearest_centroids(xs, n, cs, nc, d, k, metric)).map_err(in_kernel("nearest_centroids"))?;
+    let (idx, dist) = crate::pool::detach(py, || core::nearest_centroids(xs, n, cs, nc, d, k, metric)).map_err(in_kernel("nearest_centroids"))?;
     Ok((to_2d(py, idx, n, k)?, to_2d(py, dist, n, k)?))
 }
 

@@ -153,7 +153,7 @@ fn route_typed<'py, T: Real + Element>(
     let model = tables.model()?;
     let n_models = model.global_scores.len();
     let xs = c_slice(&x, "X")?;
-    let out: RouteOutput = py.detach(|| core::route_batch(xs, n, d, &model, params)).map_err(in_kernel("route_batch"))?;
+    let out: RouteOutput = crate::pool::detach(py, || core::route_batch(xs, n, d, &model, params)).map_err(in_kernel("route_batch"))?;
     let shape_err = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
     Ok((
         Array2::from_shape_vec((n, n_models), out.probs).map_err(shape_err)?.into_pyarray(py),
