@@ -244,3 +244,37 @@ def test_soft_subject_weight_of_exactly_two_to_the_minus_52_is_kept(route):
     cut = route(X, tables, RouteParams(k_nearest=1, score_temp=0.001, top_k=2, subject_temp=cooler))
     assert cut.probs[0].tolist() == [1.0, 0.0]
     assert kept.subject.tolist() == cut.subject.tolist() == [0]
+
+
+@pytest.mark.parametrize("route", [reference.route_batch, kernel_route_batch])
+def test_k_nearest_among_many_tied_centroids_takes_the_lowest_indices(route):
+    """One subject, 20 centroids at 25 degrees then 40 identical ones at 20 degrees: the 5 nearest
+    are the first 5 of the tied group (ties: lower centroid index), each with weight 1/5."""
+    cents = np.array([_unit(25)] * 20 + [_unit(20)] * 40)
+    i = np.arange(60)
+    scores = np.column_stack([i / 60, np.full(60, 0.5), 1 - i / 60])
+    tables = RoutingTables(np.array([_unit(0)]), cents, np.zeros(60, dtype=np.int64), scores, np.full(3, 0.5))
+    X = np.array([_unit(0), _unit(-3)])
+    res = route(X, tables, RouteParams(k_nearest=5, score_temp=0.1, top_k=3, fallback_distance=1.0))
+    expected = np.mean([_softmax(scores[c], 0.1) for c in range(20, 25)], axis=0)
+    np.testing.assert_allclose(res.probs, [expected, expected], rtol=1e-12)
+    np.testing.assert_allclose(res.nearest_distance, [1 - math.cos(math.radians(a)) for a in (20, 23)], rtol=1e-9)
+    # documented RouteResult dtypes
+    assert res.subject.dtype == np.int64 and res.ranked.dtype == np.int64 and res.subject.tolist() == [0, 0]
+    assert res.probs.dtype == res.nearest_distance.dtype == res.alpha.dtype == np.float64
+
+
+@pytest.mark.parametrize("route", [reference.route_batch, kernel_route_batch])
+def test_far_centroids_with_a_tiny_distance_temp_keep_finite_weights(route):
+    """softmax(-dist / distance_temp) is max-subtracted: centroids 0.5 and 0.66 away with
+    distance_temp 0.001 give weights 1 : exp(-158), not 0 / 0."""
+    cents = np.array([_unit(60), _unit(70)])
+    scores = np.array([[0.9, 0.1], [0.1, 0.9]])
+    tables = RoutingTables(np.array([_unit(0)]), cents, [0, 0], scores, np.array([0.5, 0.5]))
+    params = RouteParams(k_nearest=2, distance_temp=0.001, score_temp=0.5, fallback_distance=1.9, top_k=2)
+    res = route(np.array([_unit(0)]), tables, params)
+    d = [1 - math.cos(math.radians(60)), 1 - math.cos(math.radians(70))]
+    w1 = math.exp(-(d[1] - d[0]) / 0.001)
+    expected = (_softmax(scores[0], 0.5) + w1 * _softmax(scores[1], 0.5)) / (1 + w1)
+    np.testing.assert_allclose(res.probs[0], expected, rtol=1e-12)
+    assert res.nearest_distance[0] == pytest.approx(0.5, rel=1e-12) and res.alpha[0] == 0.0
