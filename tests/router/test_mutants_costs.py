@@ -259,3 +259,13 @@ def test_load_names_the_file_before_a_refused_parameter(priced, tmp_path):
     with pytest.raises(RouterFileError, match=rf"^{re.escape(str(bad))}: invalid saved parameter: tau") as info:
         CascalRouter.load(bad)
     assert not isinstance(info.value, InvalidParameterError)
+
+
+def test_route_names_the_pool_and_sums_the_routed_costs(priced, queries):
+    """Routing.expected_cost: per query, the sum of the expected costs of the top_k routed models."""
+    routing = priced.route(queries, top_k=2, cost_weight=0.01)
+    assert routing.model_names == MODELS
+    details = priced.route_details(queries, top_k=2, cost_weight=0.01)
+    for q in range(N_QUERIES):
+        a, b = details.ranked[q]
+        assert routing.expected_cost[q] == details.expected_cost[q, a] + details.expected_cost[q, b]
