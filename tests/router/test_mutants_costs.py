@@ -269,3 +269,15 @@ def test_route_names_the_pool_and_sums_the_routed_costs(priced, queries):
     for q in range(N_QUERIES):
         a, b = details.ranked[q]
         assert routing.expected_cost[q] == details.expected_cost[q, a] + details.expected_cost[q, b]
+
+
+def test_fit_with_a_cost_weight_needs_prices(world):
+    X, responses, _, _ = world
+    with pytest.raises(
+        InvalidParameterError, match=r"^cost_weight: 0\.1 needs expected costs; give fit\(\.\.\., prices=\.\.\.\)$"
+    ):
+        CascalRouter(cost_weight=0.1).fit(X, responses)
+    # with prices the weight is the router's default
+    router = CascalRouter(random_state=0, cost_weight=0.001).fit(X, responses, prices=PRICES)
+    assert router.cost_weighted_tables() is router.cost_weighted_tables(0.001)
+    assert router.cost_weighted_tables() is not router.tables_
