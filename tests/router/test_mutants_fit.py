@@ -350,7 +350,7 @@ def test_tables_flatten_the_niches_in_subject_order(world, fitted):
     np.testing.assert_array_equal(fitted.centroid_scores_, np.vstack([n.scores for _, n in flat]))
     np.testing.assert_array_equal(fitted.centroid_sizes_, [n.size for _, n in flat])
     assert fitted.centroid_sizes_.sum() == X.shape[0]
-    for s, name in enumerate(fitted.subject_names_):
+    for name in fitted.subject_names_:
         assert sum(n.size for n in fitted.niches_[name]) == _subject_rows(responses, name).size
     # the global ranking: every model's mean consensus score over the questions it was asked
     consensus = reference.consensus_scores(
@@ -506,7 +506,9 @@ def test_seed_centroids_split_a_set_of_two_groups():
         members = slice(0, 12) if n == 12 else slice(12, 20)
         np.testing.assert_allclose(c, unit(X[members].sum(axis=0)), atol=1e-9)
     # the same set subsampled to 10 points: the counts are scaled back up to the 20 questions
-    _, scaled = seed_centroids(X, w, ClusteringConfig(max_k=3, min_cluster_size=3, max_points=10), np.random.default_rng(0))
+    _, scaled = seed_centroids(
+        X, w, ClusteringConfig(max_k=3, min_cluster_size=3, max_points=10), np.random.default_rng(0)
+    )
     assert scaled.sum() == pytest.approx(20.0)
     assert sorted(scaled.tolist()) == pytest.approx([8.0, 12.0])
 
@@ -735,13 +737,16 @@ def test_discovered_niches_follow_the_config():
         g = 0 if n.size == 7 else 1
         np.testing.assert_allclose(n.centroid, unit(X[group == g].mean(axis=0)), atol=1e-6)
         np.testing.assert_allclose(n.scores, scores[group == g].mean(axis=0), atol=1e-12)
+
+    def sizes(config: NicheConfig) -> list[int]:
+        found = discover_subject_niches("s", X, scores, plurality, agreement, config, np.random.default_rng(0))
+        return sorted(n.size for n in found)
+
+    one = ClusteringConfig(max_k=1)
     # min_consensus above the agreement: no set, one niche of all questions
-    higher = NicheConfig(min_consensus=0.61, clustering=ClusteringConfig(max_k=1))
-    assert [n.size for n in discover_subject_niches("s", X, scores, plurality, agreement, higher, np.random.default_rng(0))] == [12]
+    assert sizes(NicheConfig(min_consensus=0.61, clustering=one)) == [12]
     # merging everything closer than cosine distance 1.5: one niche
-    merged = NicheConfig(merge_threshold=1.5, clustering=ClusteringConfig(max_k=1))
-    assert len(discover_subject_niches("s", X, scores, plurality, agreement, merged, np.random.default_rng(0))) == 1
-    # prune_top 2 with the same two best models ({0, 2} vs {1, 2}: Jaccard 1/3): nothing folds at 0.34
-    top2 = NicheConfig(prune_jaccard=0.34, prune_top=2, clustering=ClusteringConfig(max_k=1))
-    assert len(discover_subject_niches("s", X, scores, plurality, agreement, top2, np.random.default_rng(0))) == 2
-    assert len(discover_subject_niches("s", X, scores, plurality, agreement, NicheConfig(prune_jaccard=0.33, prune_top=2, clustering=ClusteringConfig(max_k=1)), np.random.default_rng(0))) == 1
+    assert sizes(NicheConfig(merge_threshold=1.5, clustering=one)) == [12]
+    # top-2 sets {0, 2} and {1, 2} (Jaccard 1/3): kept apart at 0.34, folded at 0.33
+    assert sizes(NicheConfig(prune_jaccard=0.34, prune_top=2, clustering=one)) == [5, 7]
+    assert sizes(NicheConfig(prune_jaccard=0.33, prune_top=2, clustering=one)) == [12]
