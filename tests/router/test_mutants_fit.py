@@ -794,3 +794,13 @@ def test_kmeans_niches_are_reproducible_for_a_random_state():
     first = centroids(7)
     np.testing.assert_array_equal(first, centroids(7))
     assert any(c.shape != first.shape or not np.allclose(c, first) for c in (centroids(8), centroids(9)))
+
+
+@pytest.mark.parametrize("quantile", [0.0, 1.0])
+def test_auto_fallback_at_the_extreme_quantiles_is_the_smallest_or_largest_distance(world, quantile):
+    X, responses = world
+    router = CascalRouter(random_state=0, fallback_quantile=quantile).fit(X, responses)
+    codes = np.searchsorted(router.subject_names_, responses.subjects)
+    _, fallback = _auto_constants(router, X, codes, quantile)
+    assert router.fallback_distance_ == pytest.approx(fallback, abs=1e-6)
+    assert fallback > 0.0
