@@ -101,6 +101,13 @@ def nan_mean_or_zero(scores: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- module-level helpers
+def test_calibration_rows_of_one_subject_use_the_whole_budget(monkeypatch):
+    monkeypatch.setattr(cr, "CALIBRATION_MAX_ENTRIES", 40_000)
+    np.testing.assert_array_equal(cr._calibration_rows(30_000, 1), np.arange(30_000))
+    assert cr._calibration_rows(30_000, 2).size == 20_000
+    assert cr._calibration_rows(30_000, 0).size == 30_000
+
+
 def test_calibration_rows_cap_boundary():
     cap = cr.CALIBRATION_MAX_ENTRIES // 1000
     assert cap > 10_000
@@ -124,6 +131,8 @@ def test_row_norms_over_several_blocks():
     assert norms.dtype == np.float64 and norms.shape == (n,)
     want = np.sqrt((X.astype(np.float64) ** 2).sum(axis=1))
     np.testing.assert_allclose(norms, want, rtol=1e-12)
+    # unit rows are fine: only a zero row is refused
+    np.testing.assert_array_equal(cr._row_norms(np.eye(3, dtype=np.float32)), np.ones(3))
 
 
 @pytest.mark.parametrize("bad_row", [0, 5, cr.ROW_CHUNK + 3])
