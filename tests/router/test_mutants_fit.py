@@ -626,6 +626,10 @@ def test_assign_and_score_drops_empty_centroids():
 def test_top_sets_ties_go_to_the_lower_column():
     sets = _top_sets(np.array([[0.5, 0.5, 0.5, 0.1], [0.1, 0.2, 0.2, 0.9]]), 2)
     assert sets == [frozenset({0, 1}), frozenset({3, 1})]
+    # a larger pool with many tied models: still the lowest columns among the tied
+    tied = np.full((1, 17), 0.5)
+    tied[0, 16] = 0.9
+    assert _top_sets(tied, 3) == [frozenset({16, 0, 1})]
 
 
 def _prune(X, scores, labels, jaccard=0.95, top=3):
