@@ -817,3 +817,22 @@ def test_auto_fallback_at_the_extreme_quantiles_is_the_smallest_or_largest_dista
     _, fallback = _auto_constants(router, X, codes, quantile)
     assert router.fallback_distance_ == pytest.approx(fallback, abs=1e-6)
     assert fallback > 0.0
+
+
+def test_merged_centre_is_a_unit_vector_whatever_the_counts():
+    a, b = unit([1.0, 0.1, 0.0]), unit([1.0, -0.1, 0.0])
+    merged, counts = merge_centroids(np.vstack([a, b]), np.array([0.25, 0.125]), 0.15)
+    np.testing.assert_allclose(merged, [unit(0.25 * a + 0.125 * b)], atol=1e-12)
+    np.testing.assert_array_equal(counts, [0.375])
+
+
+def test_every_row_counts_in_the_subject_temperature():
+    """Four rows: three labelled with their nearest subject, the first one with the far subject;
+    that one row keeps the temperature away from the lower bound."""
+    reps = np.eye(2)
+    X = unit(np.array([[1.0, 0.2], [1.0, 0.1], [0.1, 1.0], [0.3, 1.0]]))
+    labels = np.array([1, 0, 1, 1])
+    want = _grid_mle(X, reps, labels)
+    assert want > 0.1
+    assert cr.fit_subject_temperature(X, reps, labels) == pytest.approx(want, rel=5e-3)
+    assert cr.fit_subject_temperature(X[1:], reps, labels[1:]) < 0.01  # without it: as sharp as it gets
