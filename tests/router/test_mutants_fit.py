@@ -836,3 +836,56 @@ def test_every_row_counts_in_the_subject_temperature():
     assert want > 0.1
     assert cr.fit_subject_temperature(X, reps, labels) == pytest.approx(want, rel=5e-3)
     assert cr.fit_subject_temperature(X[1:], reps, labels[1:]) < 0.01  # without it: as sharp as it gets
+
+
+def _one_question_niches(centres: np.ndarray, scores: np.ndarray, labels) -> tuple:
+    labels = np.asarray(labels)
+    X = unit(centres[labels])
+    k = int(labels.max()) + 1
+    cents = unit(np.vstack([X[labels == c].mean(axis=0) for c in range(k)]))
+    niche_scores = np.vstack([scores[labels == c].mean(axis=0) for c in range(k)])
+    return X, cents, niche_scores
+
+
+def test_prune_folded_niche_takes_the_place_of_the_larger_or_the_earlier():
+    """Niche 0 (one question) and niche 2 (two questions) share their top-3 set, niche 1 does not:
+    niche 0 joins niche 2, which stays after niche 1; with equal sizes the earlier one stays."""
+    e = np.eye(3)
+    a = np.array([0.9, 0.8, 0.7, 0.1])
+    other = np.array([0.1, 0.2, 0.3, 0.9])
+    scores = np.vstack([a, other, a, a])
+    X, cents, ns = _one_question_niches(e, scores, [0, 1, 2, 2])
+    labels, out, _ = prune_niches(X, scores, np.array([0, 1, 2, 2]), cents, ns, 0.95, 3)
+    np.testing.assert_array_equal(labels, [1, 0, 1, 1])
+    np.testing.assert_allclose(out[0], e[1], atol=1e-12)
+    # equal sizes: niche 0 stays in front, niche 2 folds into it
+    X, cents, ns = _one_question_niches(e, scores[:3], [0, 1, 2])
+    labels, out, _ = prune_niches(X, scores[:3], np.array([0, 1, 2]), cents, ns, 0.95, 3)
+    np.testing.assert_array_equal(labels, [0, 1, 0])
+    np.testing.assert_allclose(out[1], e[1], atol=1e-12)
+
+
+def test_prune_full_ties_fold_the_first_pair():
+    """Three niches, every pair at Jaccard 0.5 and the same centroid distance: the first pair (0, 1)
+    folds; its joined scores rank {0, 1, 4} on top, too far from niche 2's set to fold again."""
+    scores = np.array(
+        [
+            [0.9, 0.85, 0.8, 0.0, 0.7],  # {0, 1, 2}
+            [0.9, 0.85, 0.0, 0.8, 0.7],  # {0, 1, 3}
+            [0.9, 0.0, 0.8, 0.85, 0.1],  # {0, 2, 3}
+        ]
+    )
+    X, cents, ns = _one_question_niches(np.eye(3), scores, [0, 1, 2])
+    labels, out, out_scores = prune_niches(X, scores, np.array([0, 1, 2]), cents, ns, 0.5, 3)
+    np.testing.assert_array_equal(labels, [0, 0, 1])
+    np.testing.assert_allclose(out_scores, [scores[:2].mean(axis=0), scores[2]], atol=1e-12)
+
+
+def test_prune_in_one_dimension():
+    X = np.array([[1.0], [1.0], [-1.0]])
+    scores = np.array([[0.9, 0.8, 0.7, 0.1]] * 3)
+    labels = np.array([0, 0, 1])
+    cents = np.array([[1.0], [-1.0]])
+    out_labels, out, _ = prune_niches(X, scores, labels, cents, scores[:2].copy(), 0.95, 3)
+    np.testing.assert_array_equal(out_labels, [0, 0, 0])
+    np.testing.assert_allclose(out, [[1.0]])
