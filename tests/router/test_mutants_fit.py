@@ -889,3 +889,18 @@ def test_prune_in_one_dimension():
     out_labels, out, _ = prune_niches(X, scores, labels, cents, scores[:2].copy(), 0.95, 3)
     np.testing.assert_array_equal(out_labels, [0, 0, 0])
     np.testing.assert_allclose(out, [[1.0]])
+
+
+def test_a_one_model_pool_fits_and_routes_to_it():
+    """The calibration probe asks for one model only, so a pool of one model fits (with top_k=1)."""
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    responses = ResponseMatrix(
+        answers=rng.integers(0, 4, size=(40, 1)),
+        n_options=np.full(40, 4),
+        subjects=np.repeat(["a", "b"], 20),
+        model_names=["solo"],
+    )
+    router = CascalRouter(random_state=0, top_k=1).fit(X, responses)
+    assert router.fallback_distance_ > 0.0
+    np.testing.assert_array_equal(router.route(X).ranked, np.zeros((40, 1)))
