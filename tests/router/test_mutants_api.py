@@ -91,11 +91,14 @@ def expected_suggestions(router: CascalRouter, X, responses: ResponseMatrix, n: 
         router = router.with_labels(y, router.label_base(X, responses))
         spread = router.label_fit_.spread
     else:
-        spread = np.full(len(MODELS), float(np.ptp(router.global_scores_)))
-    mean = np.nan_to_num(router.global_scores_, nan=0.0)
+        spread = None
+    mean = np.nan_to_num(router.global_scores_, nan=0.0)  # NaN = no data: 0, as routing reads it
+    if spread is None:
+        spread = np.full(len(MODELS), float(np.ptp(mean)))
     best = best_model_probabilities(mean, spread, seed=seed)
     value = disagreement_value(responses.answers, 0.5 * router.route_scores(X) + 0.5 * best[None, :])
     scores = reference_scores(responses)
+    # a row nobody answered has no plurality to be sure of: ease 0, as cascal.router.labels._ease
     asked = np.isfinite(scores)
     ease = np.where(asked.any(axis=1), np.max(np.where(asked, scores, -np.inf), axis=1), 0.0)
     return select_covering(value, responses.subjects, ease, n, y >= 0)
@@ -176,6 +179,41 @@ def test_suggest_labels_calibrates_with_labels_of_option_zero(world, router):
     y = zero_labels(responses, 15)
     got = router.suggest_labels(X, responses, 16, labels=y)
     np.testing.assert_array_equal(got, expected_suggestions(router, X, responses, 16, labels=y))
+
+
+def test_suggest_labels_ranks_rows_nobody_answered_with_the_least_sure(world, router):
+    # candidate rows: three where every answer is unparsable (sureness 0: every consensus score
+    # is 0), one asked of nobody (no score at all), four ordinary ones; the strata of two rows
+    # each group the row nobody answered with the least sure ones by row order
+    X, responses = world
+    rows = np.arange(8)
+    answers = responses.answers[rows].copy()
+    answers[:3] = -1
+    answers[3] = NOT_ASKED
+    logprobs = np.where(answers >= 0, responses.logprobs[rows], np.nan)
+    candidates = replace(
+        responses,
+        answers=answers,
+        n_options=responses.n_options[rows],
+        subjects=responses.subjects[rows],
+        gold=responses.gold[rows],
+        logprobs=logprobs,
+        question_ids=None,
+    )
+    got = router.suggest_labels(X[rows], candidates, 8)
+    np.testing.assert_array_equal(got, expected_suggestions(router, X[rows], candidates, 8))
+    assert sorted(got.tolist()) == list(range(8))
+
+
+def test_suggest_labels_reads_a_missing_global_score_as_zero(world, router):
+    # a loaded router may carry NaN global scores (RoutingTables: NaN = no data)
+    X, responses = world
+    record = router.to_record()
+    scores = np.asarray(record.tables.global_scores, dtype=np.float64).copy()
+    scores[int(np.argmin(scores))] = np.nan
+    loaded = CascalRouter.from_record(replace(record, tables=replace(record.tables, global_scores=scores)))
+    got = loaded.suggest_labels(X, responses, 16)
+    np.testing.assert_array_equal(got, expected_suggestions(loaded, X, responses, 16))
 
 
 def test_suggest_labels_without_random_state_is_deterministic(world):
