@@ -366,3 +366,41 @@ def test_fit_warns_about_a_silent_model_at_the_callers_line(world):
     with pytest.warns(UserWarning, match=r"^CascalRouter\.fit: 1 of 6 models have no usable answer") as caught:
         CascalRouter(random_state=0).fit(X, silent)
     assert [w.filename for w in caught] == [__file__]
+
+
+def test_routing_uses_every_routing_parameter_read_at_each_call(world):
+    from cascal.kernels import RouteParams
+
+    X, responses = world
+    given = {"k_nearest": 2, "distance_temp": 0.3, "score_temp": 0.4, "fallback_width": 0.5, "top_k": 2}
+    router = CascalRouter(random_state=7, fallback_distance=0.05, subject_temp=0.03, **given, **PARAMS)
+    router.fit(X, responses)
+    queries = np.random.default_rng(5).normal(size=(30, X.shape[1]))
+    unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    for change in ({}, {"score_temp": 0.05, "distance_temp": 0.02, "k_nearest": 1, "top_k": 4}):
+        router.set_params(**change)
+        values = {**given, **change}
+        params = RouteParams(fallback_distance=0.05, subject_temp=0.03, **values)
+        assert router.route_params() == params
+        ref = reference.route_batch(unit, router.tables_, params)
+        got = router.route_details(queries)
+        np.testing.assert_allclose(got.probs, ref.probs, atol=1e-6)
+        assert got.ranked.shape == (30, values["top_k"])
+        assert (ref.alpha > 0).any()  # the fallback width is in play
+
+
+def test_the_trust_diagnostic_names_the_consensus_favourite_whatever_its_column(world):
+    # m0 is right on 90 % of the questions, the others on 75 % or less: the consensus ranks it
+    # first; with the columns reversed it is the last column
+    X, responses = world
+    order = np.arange(len(MODELS))[::-1]
+    reversed_pool = replace(
+        responses,
+        answers=responses.answers[:, order],
+        logprobs=responses.logprobs[:, order],
+        model_names=[MODELS[i] for i in order],
+    )
+    for pool in (responses, reversed_pool):
+        fitted = CascalRouter(random_state=7, **PARAMS).fit(X, pool)
+        assert fitted.model_names_[int(np.argmax(fitted.global_scores_))] == "m0"
+        assert fitted.diagnostics_.favourite == "m0"
