@@ -404,3 +404,13 @@ def test_the_trust_diagnostic_names_the_consensus_favourite_whatever_its_column(
         fitted = CascalRouter(random_state=7, **PARAMS).fit(X, pool)
         assert fitted.model_names_[int(np.argmax(fitted.global_scores_))] == "m0"
         assert fitted.diagnostics_.favourite == "m0"
+
+
+def test_label_base_refuses_answers_of_another_pool_and_names_both(world, router):
+    X, responses = world
+    renamed = replace(responses, model_names=[f"other-{name}" for name in responses.model_names])
+    with pytest.raises(ValueError) as info:
+        router.label_base(X, renamed)
+    message = str(info.value)
+    assert message.startswith("responses: model columns")
+    assert "other-" + MODELS[0] in message and repr(MODELS[0]) in message
