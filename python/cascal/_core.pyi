@@ -28,6 +28,8 @@ __all__ = [
     "nearest_centroids",
     "route_batch",
     "softmax_nll",
+    "best_silhouette_cut",
+    "weighted_silhouettes",
 ]
 
 def num_threads() -> int: ...
@@ -136,3 +138,27 @@ def softmax_nll(dist: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], te
     """Mean negative log-likelihood of ``labels`` under ``softmax(-dist / temp)`` per row."""
 
 # ---- end calibration ----
+
+# ---- silhouette (per-set cut choice) ----
+
+def best_silhouette_cut(
+    distances: npt.NDArray[np.floating],
+    weights: npt.NDArray[np.float64],
+    anchors: npt.NDArray[np.int64],
+    method: str,
+    max_k: int,
+    min_cluster_size: int,
+    min_silhouette: float,
+) -> npt.NDArray[np.int64]:
+    """Labels of the best flat cut of one set by weighted silhouette (C-contiguous square float32/
+    float64 ``distances``); see :func:`cascal.kernels.best_silhouette_cut`."""
+
+def weighted_silhouettes(
+    distances: npt.NDArray[np.floating],
+    partitions: list[npt.NDArray[np.int64]],
+    weights: npt.NDArray[np.float64],
+    anchors: npt.NDArray[np.int64],
+) -> list[float]:
+    """Weighted silhouette of each partition, averaged over ``anchors``."""
+
+# ---- end silhouette ----

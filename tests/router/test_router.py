@@ -469,12 +469,12 @@ TOP3_FLOOR = 0.732
 # ---------------------------------------------------------------------- niche building blocks
 from sklearn.metrics import adjusted_rand_score, silhouette_score  # noqa: E402
 
+from cascal.kernels import weighted_silhouettes  # noqa: E402
 from cascal.router.clustering import (  # noqa: E402
     ClusteringConfig,
     cluster_proficiency_set,
     spherical_kmeans,
     weighted_silhouette,
-    weighted_silhouettes,
 )
 from cascal.router.niches import merge_centroids, proficiency_weights, prune_niches  # noqa: E402
 
@@ -531,6 +531,17 @@ def test_k_choice_finds_the_groups_and_ignores_outliers(rng, method):
     single, _ = blobs(rng, [60], noise=0.1)
     assert cluster_proficiency_set(single, np.ones(60), strict, np.random.default_rng(0)).max() == 0
     assert cluster_proficiency_set(X_all, np.ones(len(X_all)), strict, np.random.default_rng(0)).max() == 2
+
+
+@pytest.mark.parametrize("linkage", ["ward", "average", "complete"])
+def test_identical_blocks_split_although_tied_heights_collapse_some_cuts(linkage):
+    """Four blocks of identical questions: tied merge heights make the cuts into 2 and 3 groups come
+    out as fewer groups (one); such a cut is no split and must not veto the perfect cut into 4 (it
+    used to score NaN, which kept the whole set as one group)."""
+    X = np.repeat(np.eye(4), 6, axis=0)
+    config = ClusteringConfig(linkage=linkage, min_cluster_size=3)
+    labels = cluster_proficiency_set(X, np.ones(24), config, np.random.default_rng(0))
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(4), 6))
 
 
 def test_average_linkage_without_size_floor_splits_off_outliers(rng):

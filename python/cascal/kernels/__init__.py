@@ -13,3 +13,4 @@ from cascal.kernels.distance import *  # noqa: F401,F403
 from cascal.kernels.linkage import *  # noqa: F401,F403
 from cascal.kernels.niche import *  # noqa: F401,F403
 from cascal.kernels.routing import *  # noqa: F401,F403
+from cascal.kernels.silhouette import *  # noqa: F401,F403

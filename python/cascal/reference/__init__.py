@@ -7,3 +7,4 @@ from cascal.reference.distance import *  # noqa: F401,F403
 from cascal.reference.linkage import *  # noqa: F401,F403
 from cascal.reference.niche import *  # noqa: F401,F403
 from cascal.reference.routing import *  # noqa: F401,F403
+from cascal.reference.silhouette import *  # noqa: F401,F403

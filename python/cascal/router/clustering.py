@@ -16,10 +16,10 @@ below ``min_silhouette`` the set stays one group. The size floor is what keeps a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
-from scipy.spatial.distance import squareform
 
 from cascal import kernels
 
@@ -68,44 +68,10 @@ def weighted_silhouette(distances: np.ndarray, labels: np.ndarray, weights: np.n
 
     For point ``i`` in group ``g``: ``a_i`` = weighted mean distance to the other members of ``g``,
     ``b_i`` = smallest weighted mean distance to another group, ``s_i = (b_i - a_i) / max(a_i, b_i)``
-    (0 for a singleton group). The result is ``sum(w_i s_i) / sum(w_i)``.
+    (0 for a singleton group). The result is ``sum(w_i s_i) / sum(w_i)``
+    (:func:`cascal.kernels.weighted_silhouettes`).
     """
-    return weighted_silhouettes(distances, [labels], weights)[0]
-
-
-def weighted_silhouettes(
-    distances: np.ndarray, partitions: list[np.ndarray], weights: np.ndarray, anchors: Optional[np.ndarray] = None
-) -> list[float]:
-    """:func:`weighted_silhouette` of several partitions of the same points, with one matrix product.
-
-    ``distances`` may be ``(n, n)`` or, to save time, only the rows of the ``anchors`` (indices into
-    the ``n`` points): the silhouette is then averaged over the anchor points only (each still
-    compared with every point)."""
-    n = distances.shape[1]
-    anchors = np.arange(n) if anchors is None else np.asarray(anchors)
-    rows = np.arange(anchors.size)
-    sizes = [int(labels.max()) + 1 for labels in partitions]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    onehot = np.zeros((n, int(offsets[-1])), dtype=distances.dtype)
-    for labels, off in zip(partitions, offsets):
-        onehot[np.arange(n), labels + off] = weights
-    all_sums = (distances @ onehot).astype(np.float64)  # weighted distance sums from every anchor to every group
-    all_weights = onehot.sum(axis=0, dtype=np.float64)
-    w_anchor = weights[anchors]
-    out = []
-    for labels, off, k in zip(partitions, offsets, sizes):
-        own = labels[anchors]
-        sums = all_sums[:, off : off + k]
-        group_weight = all_weights[off : off + k]
-        own_weight = group_weight[own] - w_anchor
-        a = np.divide(sums[rows, own], own_weight, out=np.zeros(rows.size), where=own_weight > 0)
-        mean_to = sums / np.where(group_weight > 0, group_weight, np.inf)
-        mean_to[rows, own] = np.inf
-        b = mean_to.min(axis=1)
-        denom = np.maximum(a, b)
-        s = np.divide(b - a, denom, out=np.zeros(rows.size), where=(denom > 0) & (own_weight > 0))
-        out.append(float(np.sum(w_anchor * s) / np.sum(w_anchor)))
-    return out
+    return kernels.weighted_silhouettes(distances, [labels], weights)[0]
 
 
 def spherical_kmeans(
@@ -178,45 +144,35 @@ def cluster_proficiency_set(
     if distances is None:
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         distances = np.asarray(kernels.pairwise_distances(X32, X32, "cosine"))
-    candidates = _candidate_partitions(X, weights, distances, max_k, config, rng)
-    admissible = [labels for labels in candidates if np.bincount(labels).min() >= config.min_cluster_size]
+    anchors = _anchors(n, config.silhouette_sample)
+    if config.method == "agglomerative":
+        return kernels.best_silhouette_cut(
+            distances,
+            weights,
+            method=config.linkage,
+            max_k=max_k,
+            min_cluster_size=config.min_cluster_size,
+            min_silhouette=config.min_silhouette,
+            anchors=anchors,
+        )
+    candidates = [
+        spherical_kmeans(X, weights, k, rng, n_iter=config.kmeans_iter, n_init=config.kmeans_init)
+        for k in range(2, max_k + 1)
+    ]
+    admissible = [
+        labels for labels in candidates if labels.max() >= 1 and np.bincount(labels).min() >= config.min_cluster_size
+    ]
     if not admissible:
         return one_group
-    anchors = _anchors(n, config.silhouette_sample)
-    scores = weighted_silhouettes(distances[anchors], admissible, weights, anchors)
+    scores = kernels.weighted_silhouettes(distances, admissible, weights, anchors)
     best = int(np.argmax(scores))  # ties -> the smaller k
     return admissible[best] if scores[best] >= config.min_silhouette else one_group
 
 
+@lru_cache(maxsize=256)
 def _anchors(n: int, sample: int) -> np.ndarray:
-    """At most ``sample`` evenly spaced point indices (all points when ``n <= sample``)."""
-    if n <= sample:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, sample).round().astype(np.int64))
-
-
-def _candidate_partitions(
-    X: np.ndarray,
-    weights: np.ndarray,
-    distances: np.ndarray,
-    max_k: int,
-    config: ClusteringConfig,
-    rng: np.random.Generator,
-) -> list[np.ndarray]:
-    """One partition for every ``k`` in ``2..max_k`` (labels ``0..k-1``)."""
-    if config.method == "kmeans":
-        return [
-            spherical_kmeans(X, weights, k, rng, n_iter=config.kmeans_iter, n_init=config.kmeans_init)
-            for k in range(2, max_k + 1)
-        ]
-    condensed = squareform(distances, force="tovector", checks=False)
-    if config.linkage == "ward":
-        # Ward needs euclidean distances; between unit vectors ||x - y||^2 = 2 * cosine distance.
-        condensed = np.sqrt(2.0 * np.maximum(condensed, 0.0))
-        Z = kernels.linkage(condensed, "ward", "euclidean")
-    else:
-        Z = kernels.linkage(condensed, config.linkage, "cosine")
-    return [
-        _relabel_by_first_appearance(np.asarray(kernels.fcluster(Z, k, "maxclust"), dtype=np.int64))
-        for k in range(2, max_k + 1)
-    ]
+    """At most ``sample`` evenly spaced point indices (all points when ``n <= sample``); read-only
+    and cached (a fit asks for the same few sizes a thousand times)."""
+    anchors = np.arange(n) if n <= sample else np.unique(np.linspace(0, n - 1, sample).round().astype(np.int64))
+    anchors.setflags(write=False)
+    return anchors

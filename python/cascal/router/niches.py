@@ -94,11 +94,11 @@ def seed_centroids(
             scale = members.size / config.max_points
             members = members[np.linspace(0, members.size - 1, config.max_points).round().astype(np.int64)]
         w = weights[members, m]
-        X_set = X32[members]
-        distances = _unit_cosine_distances(X_set)
-        labels = cluster_proficiency_set(X[members], w, config, rng, distances)
+        X_set = X[members]
+        distances = _unit_cosine_distances(X32[members])
+        labels = cluster_proficiency_set(X_set, w, config, rng, distances)
         k = int(labels.max()) + 1
-        centroids.extend(spherical_means(X[members], labels, k, w))
+        centroids.extend(spherical_means(X_set, labels, k, w))
         counts.extend((scale * np.bincount(labels, minlength=k)).tolist())
     d = X.shape[1]
     return np.asarray(centroids, dtype=np.float64).reshape(-1, d), np.asarray(counts, dtype=np.float64)

@@ -6,6 +6,7 @@
 //! - [`consensus`]: confidence-weighted consensus voting over a response matrix,
 //! - [`niche`]: NaN-aware weighted cluster means and nearest-centroid search,
 //! - [`routing`]: batched CASCAL routing of query embeddings,
+//! - [`silhouette`]: one proficiency set's best flat cut by weighted silhouette (linkage + cuts),
 //! - [`calibration`]: likelihood of labels under a temperature softmax (subject-temperature fit),
 //! - [`real`]: the element type [`Real`] (`f32` / `f64`) every kernel is generic over,
 //! - [`alloc`]: fallible, size-checked allocation of data-sized buffers (out of memory is an
@@ -24,6 +25,7 @@ pub mod linkage;
 pub mod niche;
 pub mod real;
 pub mod routing;
+pub mod silhouette;
 
 pub use error::{ErrorKind, KResult, KernelError};
 pub use real::Real;

@@ -16,6 +16,7 @@ mod linkage;
 mod niche;
 mod pool;
 mod routing;
+mod silhouette;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     niche::register(m)?;
     routing::register(m)?;
     calibration::register(m)?;
+    silhouette::register(m)?;
     Ok(())
 }
 

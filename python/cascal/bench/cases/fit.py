@@ -72,8 +72,7 @@ def make_fit_input(n: int, n_subjects: int, n_models: int = N_MODELS, dim: int =
 #: kernels :meth:`CascalRouter.fit` calls, swapped for their numpy/scipy references in the reference run
 FIT_KERNELS = (
     "consensus_scores",
-    "linkage",
-    "fcluster",
+    "best_silhouette_cut",
     "pairwise_distances",
     "cluster_means",
     "nearest_centroids",

@@ -149,3 +149,27 @@ pub fn fcluster_maxclust(z: &[f64], k: usize) -> KResult<Vec<i32>> {
     let threshold = sorted[n - k - 1];
     cut(z, n, &max_height, threshold)
 }
+
+/// [`fcluster_maxclust`] for several `ks` of the same tree, validating `z` and sorting its
+/// heights once (the router cuts every proficiency set into 2..=max_k groups).
+pub fn fcluster_maxclust_many(z: &[f64], ks: &[usize]) -> KResult<Vec<Vec<i32>>> {
+    if ks.contains(&0) {
+        return Err(KernelError::new("t", "maxclust needs at least 1 cluster, got 0"));
+    }
+    let n = validate_linkage_matrix(z)?;
+    let max_height = subtree_max_heights(z, n)?;
+    let mut sorted = try_vec("Z", "sorted subtree heights", max_height.len(), 0.0)?;
+    sorted.copy_from_slice(&max_height);
+    sorted.sort_by(f64::total_cmp);
+    ks.iter()
+        .map(|&k| {
+            if k >= n {
+                let mut labels = try_with_capacity("Z", "flat cluster labels", n)?;
+                labels.extend(1..=n as i32);
+                Ok(labels)
+            } else {
+                cut(z, n, &max_height, sorted[n - k - 1])
+            }
+        })
+        .collect()
+}

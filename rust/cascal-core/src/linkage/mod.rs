@@ -24,7 +24,7 @@ pub mod storage;
 pub mod vectors;
 
 pub use condensed::{condensed_index, condensed_len, observations_from_len};
-pub use fcluster::{fcluster_distance, fcluster_maxclust, validate_linkage_matrix};
+pub use fcluster::{fcluster_distance, fcluster_maxclust, fcluster_maxclust_many, validate_linkage_matrix};
 pub use method::Method;
 pub use crate::distance::Metric;
 pub use real::Real;
