@@ -287,26 +287,28 @@ fn column_mean<T: Real>(x: &[T], d: usize) -> Vec<T> {
     if n == 0 {
         return vec![T::from_f64(0.0); d];
     }
-    let sums = x
-        .par_chunks(d)
-        .fold(
-            || vec![0.0f64; d],
-            |mut acc, row| {
+    // Fixed blocks summed in order: the same sums whatever the threads do (rayon's adaptive
+    // `fold` splits where work stealing happens, which made the centre, and with it every
+    // euclidean distance, differ in the last bit from one call to the next).
+    const BLOCK_ROWS: usize = 1024;
+    let partial: Vec<Vec<f64>> = x
+        .par_chunks(d * BLOCK_ROWS)
+        .map(|block| {
+            let mut acc = vec![0.0f64; d];
+            for row in block.chunks_exact(d) {
                 for (a, v) in acc.iter_mut().zip(row) {
                     *a += v.to_f64();
                 }
-                acc
-            },
-        )
-        .reduce(
-            || vec![0.0f64; d],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
-                a
-            },
-        );
+            }
+            acc
+        })
+        .collect();
+    let mut sums = vec![0.0f64; d];
+    for block in &partial {
+        for (s, b) in sums.iter_mut().zip(block) {
+            *s += b;
+        }
+    }
     sums.into_iter().map(|s| T::from_f64(s / n as f64)).collect()
 }
 
@@ -725,6 +727,27 @@ pub(crate) mod tests {
         let x = vec![0.0f64, 0.0, 1.0, 0.0, 0.0, 0.0];
         let out = pdist(&x, 3, 2, Metric::Cosine).unwrap();
         assert_eq!(out, vec![1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn euclidean_centre_and_distances_do_not_depend_on_the_threads() {
+        // the centre the euclidean geometry subtracts used to be summed in an order that depended
+        // on rayon's work stealing, so repeated calls differed in the last bit
+        let (n, d) = (20_000, 3);
+        let x = Lcg(9).matrix(n, d);
+        let in_pool = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| column_mean(&x, d))
+        };
+        let first = in_pool(1);
+        for threads in [2, 3, 4, 7] {
+            let again = in_pool(threads);
+            assert!(first.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "{first:?} != {again:?}");
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        let a = pool.install(|| pdist(&x[..600 * d], 600, d, Metric::Euclidean).unwrap());
+        let b = pool.install(|| pdist(&x[..600 * d], 600, d, Metric::Euclidean).unwrap());
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 
     #[test]
