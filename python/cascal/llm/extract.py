@@ -7,9 +7,10 @@ extractor reads what a careful human reader would read, and refuses what such a 
 What is read
 ------------
 Only the last :data:`TAIL_CHARS` characters of the reply (where the conclusion is), plus its first
-:data:`HEAD_CHARS` characters for replies that open with the letter (``B) because ...``). The text
-is NFKC-normalised (full-width ``（Ｃ）`` becomes ``(C)``), LaTeX and markdown wrappers are removed
-(``$``, ``**``, ``\\boxed{``, ``\\text{`` ...) and whitespace is squeezed before matching.
+:data:`HEAD_CHARS` characters for replies that open with the letter (``B) because ...``), also when
+that tail is blank (a long reply ending in thousands of newlines). The text is NFKC-normalised
+(full-width ``（Ｃ）`` becomes ``(C)``), LaTeX and markdown wrappers are removed (``$``, ``**``,
+``\\boxed{``, ``\\text{`` ...) and whitespace is squeezed before matching.
 
 Every pattern has bounded quantifiers only, so extraction is linear in the (bounded) text it reads:
 a typical reply takes well under a millisecond, and no reply, however long or pathological, more than
@@ -37,12 +38,17 @@ What is refused
 ---------------
 - a hedge at the deciding match: ``the answer is B or C``, ``either B or C``, ``\\boxed{B, C}``;
 - negations and conditions are no answer: ``The answer is not A`` and ``If the answer is A, ...``
-  name nothing (``not A but B`` names B), nor do dismissed lists (``A, B and C are all wrong``);
+  name nothing (``not A but B`` names B, in a verdict too: ``It's not A but B``), nor do dismissed
+  lists (``A, B and C are all wrong``);
 - verdicts and layout (rules 4-5) on a line that says the model cannot tell (``I cannot determine
   ...``, ``I don't know``, ``not enough information``);
 - a lone letter stated with no commitment (``E or F, I'm not sure``);
 - the English pronoun is never option I: ``I think the answer is B`` is B, ``I believe so.`` nothing;
   a capital used as a variable is no option either (``A = 5``, ``It is A priori clear``);
+- the English article is no option A in verdicts and layout (rules 4-5), nor after another option
+  (``So the answer is B, A solid choice.`` is B); ``A`` before a word that never follows the article
+  is the option (``A must be correct``, ``A stands out``, ``So it's A for sure``; ``I think A or C``
+  is a hedge), but ``A student might say B`` names nothing;
 - the template's own placeholder ``(X)`` (a model echoing the instruction) is skipped.
 
 A committed option beyond the question's options (``(K)`` for a 4-option question) makes the reply
@@ -71,8 +77,10 @@ from typing import Optional
 from cascal.data import LETTERS, MAX_OPTIONS, NO_ANSWER
 from cascal.errors import InvalidParameterError
 
-#: Bumped whenever some reply is read differently (1 was the first extractor, before this rule set).
-EXTRACTOR_VERSION = 2
+#: Bumped whenever some reply is read differently (1 was the first extractor, before this rule set; 3
+#: reads verdicts ``not A but B``, option A before a verb such as ``A must be correct``, and the head
+#: of a reply whose tail is blank).
+EXTRACTOR_VERSION = 3
 
 #: How many characters at the end of a reply are read (the conclusion of even a long reasoning).
 TAIL_CHARS = 4000
@@ -191,31 +199,44 @@ def _index(match: "re.Match[str]", numbered: bool) -> Optional[int]:
 
 
 _PRONOUN_I = re.compile(r" [a-z]|['’]")
-_NEXT_WORD = re.compile(r" ([a-z]{1,10})")
-_OPTION_VERBS = ("is", "because", "since", "as", "seems", "would", "fits")
+_NEXT_WORD = re.compile(r" [a-z]")
+# words that follow an option but never the article "a": verbs and modals of a sentence about the
+# option ("A must be correct", "A stands out", "A best matches"), reasons ("A for sure", "A since"),
+# "A then", "A here", "A it is", and the words joining a second option ("A or C"); a hyphen makes the
+# word part of a compound noun after the article ("A must-have", "A for-profit firm")
+_OPTION_WORD = re.compile(
+    r" (?:is|was|has|does|seems|appears|looks|stands|fits|matches|would|could|should|must|might|may"
+    r"|(?:best|most closely) (?:matches|fits|describes|explains|answers)"
+    r"|because|since|as|for|then|here|it|or|and|nor|oder|und|ou|et|o|y|e|es|est|ist)(?![A-Za-z-])"
+)
 
 
 def _is_word(text: str, match: "re.Match[str]", weak: bool) -> bool:
     """A bare capital that is an English word, not an option: the pronoun ``I`` (``I think``,
-    ``I'm``) always; the article ``A`` (``A good ...``) in the weak rules."""
+    ``I'm``) always; the article ``A`` (``A good ...``) in the weak rules, when a lowercase word
+    follows that cannot follow an option letter (``A must be correct`` is option A)."""
     letter = match.group("u")
     if letter not in ("I", "A"):
         return False
-    after = text[match.end() : match.end() + 12]
     if letter == "I":
-        return bool(_PRONOUN_I.match(after))
+        return bool(_PRONOUN_I.match(text, match.end()))
     if not weak:
         return False
-    word = _NEXT_WORD.match(after)
-    return word is not None and word.group(1) not in _OPTION_VERBS
+    return bool(_NEXT_WORD.match(text, match.end())) and not _OPTION_WORD.match(text, match.end())
 
 
 def _read_option(text: str, pos: int, numbered: bool, *, weak: bool, separated: bool = True) -> Read:
     """Read the option right after a cue ending at ``pos``: its index, ``_REFUSE`` (a hedge), or
     ``None`` (the cue names no option). Looks at a bounded number of characters."""
+    return _read_option_at(text, pos, numbered, weak=weak, separated=separated)[0]
+
+
+def _read_option_at(text: str, pos: int, numbered: bool, *, weak: bool, separated: bool = True) -> "tuple[Read, int]":
+    """:func:`_read_option`, and where the option it read ends (``B`` in ``not A but B``); ``pos``
+    when it read none."""
     slot = _SLOTS[numbered]
     if _HEDGE_WORD.match(text, _skip_sep(text, pos)):
-        return _REFUSE
+        return _REFUSE, pos
     negation = _NEGATION.match(text, _skip_sep(text, pos))
     if negation:
         # "not A but B" names B; any other negation names nothing
@@ -223,12 +244,12 @@ def _read_option(text: str, pos: int, numbered: bool, *, weak: bool, separated: 
         if first:
             but = slot.but.match(text, first.end())
             if but and not _is_word(text, but, weak):
-                return _finish(text, but, numbered, weak)
-        return None
+                return _finish(text, but, numbered, weak), but.end()
+        return None, pos
     match = (slot.option if separated else slot.bare).match(text, pos)
     if match is None or _is_word(text, match, weak):
-        return None
-    return _finish(text, match, numbered, weak)
+        return None, pos
+    return _finish(text, match, numbered, weak), match.end()
 
 
 def _finish(text: str, match: "re.Match[str]", numbered: bool, weak: bool) -> Read:
@@ -425,17 +446,16 @@ def _vetoed(lines: _Lines, pos: int, veto: "re.Pattern[str]") -> bool:
 def _verdicts(text: str, numbered: bool) -> Read:
     lines = _Lines(text)
     reads: list[tuple[int, Read]] = []
-    slot = _SLOTS[numbered].option
     for cue, end, veto in ((_VERDICT, _VERDICT_END, _VERDICT_VETO), (_OPTION_CUE, _OPTION_END, _OPTION_VETO)):
         for m in cue.finditer(text):
             if _vetoed(lines, m.start(), veto):
                 continue
-            read = _read_option(text, m.end(), numbered, weak=True)
+            # the option read ends at option_end: after "It's B" or after "It's not A but B"
+            read, option_end = _read_option_at(text, m.end(), numbered, weak=True)
             if read is not None and read != _REFUSE:
-                option = slot.match(text, m.end())
-                if option is None or not end.match(text, option.end()) or _listing(text, option.end(), numbered):
+                if not end.match(text, option_end) or _listing(text, option_end, numbered):
                     read = None
-                elif cue is _OPTION_CUE and _opens_listed_line(text, m.start(), option.end()):
+                elif cue is _OPTION_CUE and _opens_listed_line(text, m.start(), option_end):
                     read = None
             reads.append((m.start(), read))
     for m in _LETTER_FIRST[numbered].finditer(text):
@@ -527,7 +547,7 @@ def find_choice(text: str, numbered: bool = False) -> Optional[int]:
         lambda: _labels(flat, numbered),
         lambda: _boxes(raw, numbered),
         lambda: _verdicts(flat, numbered),
-        lambda: _layout(flat, head, numbered) if flat else None,
+        lambda: _layout(flat, head, numbered),
     ):
         found = read()
         if found is not None:
