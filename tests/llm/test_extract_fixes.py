@@ -156,3 +156,15 @@ def test_a_blank_tail_reads_only_what_the_head_rules_read(tail):
     assert find_letter("B) I cannot determine the answer." + blank) is None
     # the opener must sit in the first HEAD_CHARS characters
     assert find_letter("x" * HEAD_CHARS + "\nB) because rates rise." + blank) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # after "not C but" the article starts a noun phrase: the verdict names no option
+        f"{REASONING}\nIt's not C but A mix of several effects.",
+        f"{REASONING}\nI think it is not C but A combination of causes.",
+    ],
+)
+def test_the_article_a_after_not_x_but_names_nothing(text):
+    assert find_letter(text) is None
