@@ -56,6 +56,9 @@ class Terminal:
         pid, fd = pty.fork()
         if pid == 0:  # the child: the terminal is its stdin, stdout, stderr and controlling tty
             try:
+                # a command started from a terminal gets Ctrl-C's default action, even when these
+                # tests run in a background job (which starts with SIGINT ignored)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.execve(sys.executable, [sys.executable, "-m", "cascal", *argv], env)
             finally:
                 os._exit(127)

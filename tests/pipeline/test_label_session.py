@@ -290,6 +290,8 @@ def test_line_reader_raises_ctrl_c_caught_by_another_thread():
 
     from cascal.pipeline.label import LineReader
 
+    # Python's own SIGINT handler, also when the tests run in a background job (SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     r, w = os.pipe()
     timer = threading.Timer(0.3, signal.raise_signal, args=(signal.SIGINT,))  # handled in the timer's thread
     rescue = threading.Timer(20.0, os.write, args=(w, b"late\n"))  # unblocks a reader that missed it
@@ -304,6 +306,7 @@ def test_line_reader_raises_ctrl_c_caught_by_another_thread():
         rescue.cancel()
         os.close(w)
         os.close(r)
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_labels_file_held_by_another_session_is_refused_untouched(tmp_path):
