@@ -76,6 +76,18 @@ pub fn weighted_silhouettes<T: Real>(
 ) -> KResult<Vec<f64>> {
     check_square(distances, n, weights)?;
     check_anchors(anchors, n)?;
+    silhouettes_of_checked(distances, n, partitions, weights, anchors)
+}
+
+/// [`weighted_silhouettes`] on a matrix, weights and anchors already checked (the partitions are
+/// checked here: they are cheap, the matrix is not).
+fn silhouettes_of_checked<T: Real>(
+    distances: &[T],
+    n: usize,
+    partitions: &[Vec<i64>],
+    weights: &[f64],
+    anchors: &[usize],
+) -> KResult<Vec<f64>> {
     let mut sizes = Vec::with_capacity(partitions.len());
     for (p, labels) in partitions.iter().enumerate() {
         if labels.len() != n {
@@ -108,18 +120,21 @@ pub fn weighted_silhouettes<T: Real>(
             group_weight[off + l as usize] += weights[j];
         }
     }
-    // flat column index of point j's group in each partition
-    let mut column = try_vec("partitions", "group columns", n * partitions.len(), 0usize)?;
-    for (p, (labels, &off)) in partitions.iter().zip(&offsets).enumerate() {
-        for (j, &l) in labels.iter().enumerate() {
-            column[j * partitions.len() + p] = off + l as usize;
-        }
-    }
     let np = partitions.len();
     // Cuts of one hierarchy are nested: every partition then merges groups of the finest one, and
     // one pass over each anchor's row (summing into the finest groups) serves them all.
     let finest = (0..np).max_by_key(|&p| sizes[p]).unwrap_or(0);
     let coarsening = nested_maps(partitions, &sizes, finest);
+    // otherwise: the flat column index of point j's group in each partition
+    let mut column = Vec::new();
+    if coarsening.is_none() {
+        column = try_vec("partitions", "group columns", n * np, 0usize)?;
+        for (p, (labels, &off)) in partitions.iter().zip(&offsets).enumerate() {
+            for (j, &l) in labels.iter().enumerate() {
+                column[j * np + p] = off + l as usize;
+            }
+        }
+    }
     let mut sums = try_vec("partitions", "distance sums", total, 0.0f64)?;
     let mut fine_sums = vec![0.0f64; sizes.get(finest).copied().unwrap_or(0)];
     let mut weighted = vec![0.0f64; np];
@@ -153,7 +168,7 @@ pub fn weighted_silhouettes<T: Real>(
         anchor_weight += w_i;
         for p in 0..np {
             let (off, k) = (offsets[p], sizes[p]);
-            let own = column[i * np + p];
+            let own = off + partitions[p][i] as usize;
             let own_weight = group_weight[own] - w_i;
             if own_weight <= 0.0 {
                 continue; // alone in its group: s_i = 0
@@ -199,12 +214,18 @@ fn nested_maps(partitions: &[Vec<i64>], sizes: &[usize], finest: usize) -> Optio
 
 /// Labels renumbered `0..k` in order of first appearance.
 fn relabel_by_first_appearance(labels: &[i32]) -> Vec<i64> {
-    let mut map: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    // flat cluster labels are 1..=n for n points
+    let mut rank = vec![-1i64; labels.len() + 1];
+    let mut next = 0;
     labels
         .iter()
-        .map(|l| {
-            let next = map.len() as i64;
-            *map.entry(*l).or_insert(next)
+        .map(|&l| {
+            let slot = &mut rank[l as usize];
+            if *slot < 0 {
+                *slot = next;
+                next += 1;
+            }
+            *slot
         })
         .collect()
 }
@@ -282,7 +303,7 @@ pub fn best_silhouette_cut<T: Real>(
     if admissible.is_empty() {
         return Ok(one_group);
     }
-    let scores = weighted_silhouettes(distances, n, &admissible, weights, anchors)?;
+    let scores = silhouettes_of_checked(distances, n, &admissible, weights, anchors)?;
     let mut best = 0;
     for (p, s) in scores.iter().enumerate() {
         if *s > scores[best] {
