@@ -132,22 +132,8 @@ pub fn fcluster_distance(z: &[f64], t: f64) -> KResult<Vec<i32>> {
 /// heights can force fewer clusters). `k ≥ n` gives every observation its own cluster, labelled
 /// 1..n in observation order (as scipy does).
 pub fn fcluster_maxclust(z: &[f64], k: usize) -> KResult<Vec<i32>> {
-    if k == 0 {
-        return Err(KernelError::new("t", "maxclust needs at least 1 cluster, got 0"));
-    }
-    let n = validate_linkage_matrix(z)?;
-    if k >= n {
-        let mut labels = try_with_capacity("Z", "flat cluster labels", n)?;
-        labels.extend(1..=n as i32);
-        return Ok(labels);
-    }
-    let max_height = subtree_max_heights(z, n)?;
-    let mut sorted = try_vec("Z", "sorted subtree heights", max_height.len(), 0.0)?;
-    sorted.copy_from_slice(&max_height);
-    sorted.sort_by(f64::total_cmp);
-    // n − count(max_height ≤ r) clusters remain at threshold r; we need count ≥ n − k.
-    let threshold = sorted[n - k - 1];
-    cut(z, n, &max_height, threshold)
+    let mut cuts = fcluster_maxclust_many(z, &[k])?;
+    Ok(cuts.pop().expect("one cut per k"))
 }
 
 /// [`fcluster_maxclust`] for several `ks` of the same tree, validating `z` and sorting its
@@ -168,6 +154,7 @@ pub fn fcluster_maxclust_many(z: &[f64], ks: &[usize]) -> KResult<Vec<Vec<i32>>>
                 labels.extend(1..=n as i32);
                 Ok(labels)
             } else {
+                // n − count(max_height ≤ r) clusters remain at threshold r; we need count ≥ n − k.
                 cut(z, n, &max_height, sorted[n - k - 1])
             }
         })
