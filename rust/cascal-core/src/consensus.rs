@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use crate::distance::OutPtr;
 use crate::alloc::{checked_len, try_vec, try_with_capacity, try_zeroed};
 use crate::error::{KResult, KernelError};
+use crate::fastexp::exp_vectorisable;
 
 /// Largest number of options a question may have.
 pub const MAX_OPTIONS: usize = 20;
@@ -292,43 +293,6 @@ fn check_answers(answers: &[i8], n_options: &[i8], n_q: usize, n_m: usize) -> KR
     Ok(())
 }
 
-/// `exp(x)` accurate to a few ulp, written without branches or calls so that loops over it
-/// vectorise (glibc's scalar `exp` dominated the kernel). Inputs are clamped to [-708, 709], so the
-/// result is always finite and positive (below `exp(-708)` it returns `exp(-708)` instead of a
-/// value that would underflow; every caller adds or divides it away).
-#[inline(always)]
-fn exp_vectorisable(x: f64) -> f64 {
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2^52: adding it rounds to an integer
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    let x = x.clamp(-708.0, 709.0);
-    let t = x * std::f64::consts::LOG2_E + MAGIC;
-    let k = t - MAGIC;
-    let r = (x - k * LN2_HI) - k * LN2_LO; // |r| <= ln2/2
-    // Taylor series of exp(r) to r^13/13! (truncation error < 2e-16 on |r| <= 0.347), Horner form
-    let mut p = 1.0 / 6_227_020_800.0;
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    // 2^k from the integer sitting in the low mantissa bits of t
-    let k_bits = t.to_bits().wrapping_sub(MAGIC.to_bits());
-    p * f64::from_bits(k_bits.wrapping_add(1023) << 52)
-}
-
 /// Vote weight of one response; `lp` is NaN when unknown.
 #[inline(always)]
 fn vote_weight(lp: f64, mu: f64, sigma: f64, p: &ConsensusParams) -> f64 {
@@ -595,20 +559,6 @@ mod tests {
         assert_eq!(consensus_scores::<f64>(&[0], &[2], None, 1, 1, &bad_clamp, None).unwrap_err().arg, "clamp");
         let e = consensus_scores::<f64>(&[0], &[2], None, 1, 1, &p, Some((&[0.0], &[0.0]))).unwrap_err();
         assert_eq!(e.arg, "stats");
-    }
-
-    #[test]
-    fn vectorisable_exp_matches_std_exp() {
-        let mut worst = 0.0f64;
-        for i in 0..=200_000 {
-            let x = -708.0 + 1417.0 * (i as f64) / 200_000.0;
-            let rel = (exp_vectorisable(x) - x.exp()).abs() / x.exp();
-            worst = worst.max(rel);
-        }
-        assert!(worst < 1e-15, "worst relative error {worst}");
-        assert_eq!(exp_vectorisable(0.0), 1.0);
-        assert_eq!(exp_vectorisable(-1e300), exp_vectorisable(-708.0));
-        assert!(exp_vectorisable(1e300).is_finite());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`routing`]: batched CASCAL routing of query embeddings,
 //! - [`silhouette`]: one proficiency set's best flat cut by weighted silhouette (linkage + cuts),
 //! - [`calibration`]: likelihood of labels under a temperature softmax (subject-temperature fit),
+//! - [`fastexp`]: an `exp` that vectorises (consensus weights, routing weights),
 //! - [`real`]: the element type [`Real`] (`f32` / `f64`) every kernel is generic over,
 //! - [`alloc`]: fallible, size-checked allocation of data-sized buffers (out of memory is an
 //!   error, never an abort),
@@ -20,6 +21,7 @@ pub mod calibration;
 pub mod consensus;
 pub mod distance;
 pub mod error;
+pub mod fastexp;
 pub mod gemm_util;
 pub mod linkage;
 pub mod niche;

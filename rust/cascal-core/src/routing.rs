@@ -36,6 +36,7 @@ use rayon::prelude::*;
 
 use crate::alloc::{checked_len, try_zeroed};
 use crate::error::{KResult, KernelError};
+use crate::fastexp::exp_flush_in_place;
 use crate::gemm_util::dot_block;
 use crate::real::Real;
 
@@ -496,22 +497,22 @@ fn route_soft<T: Real>(
     // weight[i, s]: normalised subject weight of row i (0 = negligible, skipped)
     let mut weight = std::mem::take(&mut buf.weight);
     reset(&mut weight, nb * s_count, 0.0);
-    let mut needed = 0usize;
+    // the exponents first (skipped subjects get -inf), then one vectorised exp for the block
     for i in 0..nb {
         let best = out.subject[i] as usize;
         let inv_norm = 1.0 / norms[i];
         let row_dots = &dots[i * s_count..(i + 1) * s_count];
-        let row_weight = &mut weight[i * s_count..(i + 1) * s_count];
         // subject distances are 1 - dot/norm: the gap to the best one is (dot_best - dot)/norm
         let dot_best: f64 = row_dots[best].into();
-        let mut total = 0.0;
-        for (w, &dot) in row_weight.iter_mut().zip(row_dots) {
+        for (w, &dot) in weight[i * s_count..(i + 1) * s_count].iter_mut().zip(row_dots) {
             let exponent = -((dot_best - dot.into()) * inv_norm) / params.subject_temp;
-            if exponent >= -SOFT_SKIP_EXPONENT {
-                *w = exponent.exp();
-                total += *w;
-            }
+            *w = if exponent >= -SOFT_SKIP_EXPONENT { exponent } else { f64::NEG_INFINITY };
         }
+    }
+    exp_flush_in_place(&mut weight);
+    let mut needed = 0usize;
+    for row_weight in weight.chunks_exact_mut(s_count) {
+        let total: f64 = row_weight.iter().sum();
         for (s, w) in row_weight.iter_mut().enumerate() {
             if *w != 0.0 {
                 *w /= total;
@@ -562,19 +563,36 @@ fn route_soft_dense<T: Real>(
         dists.clear();
         dists.extend(cdots[i * c_count..(i + 1) * c_count].iter().map(|&dot| 1.0 - dot.into() * inv_norm));
         let row_coef = &mut coef[i * c_count..(i + 1) * c_count];
+        // the weighted subjects' nearest centroids and weight exponents first, then one vectorised
+        // exp for the row, then each subject's weights normalised (as `nearest_weights` does)
+        let Scratch { nearest, weights, picks, spans, .. } = &mut *scratch;
+        weights.clear();
+        picks.clear();
+        spans.clear();
         let mut d_min_best = f64::INFINITY;
         for (s, &w) in weight[i * s_count..(i + 1) * s_count].iter().enumerate() {
             if w == 0.0 {
                 continue;
             }
             let (lo, hi) = (prep.group_start[s], prep.group_start[s + 1]);
-            let d_min = nearest_weights(&dists[lo..hi], params, scratch);
-            for (&(_, j), &wj) in scratch.nearest.iter().zip(&scratch.weights) {
-                row_coef[lo + j] = w * wj;
+            let d_min = select_nearest(&dists[lo..hi], params.k_nearest, nearest);
+            for &(dist, j) in nearest.iter() {
+                weights.push(weight_exponent(dist, d_min, params));
+                picks.push(lo + j);
             }
+            spans.push((weights.len(), w));
             if s == best {
                 d_min_best = d_min;
             }
+        }
+        exp_flush_in_place(weights);
+        let mut start = 0;
+        for &(end, w) in spans.iter() {
+            let total: f64 = weights[start..end].iter().sum();
+            for (&g, &e) in picks[start..end].iter().zip(&weights[start..end]) {
+                row_coef[g] = w * (e / total);
+            }
+            start = end;
         }
         scratch.dists = dists;
         out.nearest[i] = d_min_best;
@@ -689,7 +707,10 @@ fn route_soft_grouped<T: Real>(
     }
 }
 
-/// Largest `k_nearest` whose nearest list [`nearest_weights`] keeps in a fixed array.
+/// Largest subject (in centroids) whose nearest centroids [`select_nearest`] ranks without branches.
+const RANK_SELECT_MAX: usize = 8;
+
+/// Largest `k_nearest` whose nearest list [`select_by_insertion`] keeps in a fixed array.
 const SMALL_K: usize = 8;
 
 /// Reused per-row buffers of [`nearest_weights`].
@@ -698,6 +719,10 @@ struct Scratch {
     /// The nearest centroids so far: (distance, position), sorted by distance then position.
     nearest: Vec<(f64, usize)>,
     weights: Vec<f64>,
+    /// Soft dense path: grouped centroid index of every weight in `weights` (one row, all subjects).
+    picks: Vec<usize>,
+    /// Soft dense path: (end of the subject's entries in `weights`, subject weight) per subject.
+    spans: Vec<(usize, f64)>,
     /// Cosine distances of one query to the centroids being considered.
     dists: Vec<f64>,
 }
@@ -708,14 +733,61 @@ struct Scratch {
 /// distance. `dists` are the query's cosine distances to the subject's centroids in ascending
 /// centroid index order; ties in distance go to the lower index.
 fn nearest_weights(dists: &[f64], params: &RouteParams, scratch: &mut Scratch) -> f64 {
-    let k = params.k_nearest.min(dists.len());
-    let nearest = &mut scratch.nearest;
+    let d_min = select_nearest(dists, params.k_nearest, &mut scratch.nearest);
+    let weights = &mut scratch.weights;
+    weights.clear();
+    weights.extend(scratch.nearest.iter().map(|&(dist, _)| weight_exponent(dist, d_min, params)));
+    exp_flush_in_place(weights);
+    let total: f64 = weights.iter().sum();
+    weights.iter_mut().for_each(|w| *w /= total);
+    d_min
+}
+
+/// Exponent of a centroid's unnormalised weight `exp(−(dist − d_min) / distance_temp)` (0 for the
+/// nearest one, whose weight is exactly 1).
+#[inline(always)]
+fn weight_exponent(dist: f64, d_min: f64, params: &RouteParams) -> f64 {
+    -(dist - d_min) / params.distance_temp
+}
+
+/// Fill `nearest` (cleared first) with the `min(k, dists.len())` smallest of `dists` as
+/// (distance, position) pairs, sorted by distance then position; returns the smallest distance.
+/// `dists` must not be empty.
+fn select_nearest(dists: &[f64], k: usize, nearest: &mut Vec<(f64, usize)>) -> f64 {
+    let k = k.min(dists.len());
     nearest.clear();
-    // insertion into a list of at most k kept sorted by (distance, position): positions arrive in
-    // increasing order, so an entry goes behind every kept entry at the same distance, and one
-    // not below the k-th kept distance is dropped at once (a subject has a handful of centroids)
+    if dists.len() <= RANK_SELECT_MAX {
+        select_by_rank(dists, k, nearest);
+    } else {
+        select_by_insertion(dists, k, nearest);
+    }
+    nearest[0].0
+}
+
+/// [`select_nearest`] for at most [`RANK_SELECT_MAX`] distances (the usual subject): every entry's
+/// rank is the count of entries ordered before it, computed without a data-dependent branch (the
+/// insertion mispredicts on about every other entry of random data). The ranks are a permutation,
+/// so `sorted` ends up as the whole list in order. O(len²) comparisons.
+#[inline]
+fn select_by_rank(dists: &[f64], k: usize, nearest: &mut Vec<(f64, usize)>) {
+    let mut sorted = [(0.0, 0usize); RANK_SELECT_MAX];
+    for (j, &dj) in dists.iter().enumerate() {
+        let mut rank = 0usize;
+        for (i, &di) in dists.iter().enumerate() {
+            rank += ((di < dj) | ((di == dj) & (i < j))) as usize;
+        }
+        sorted[rank] = (dj, j);
+    }
+    nearest.extend_from_slice(&sorted[..k]);
+}
+
+/// [`select_nearest`] for any number of distances: insertion into a list of at most `k` kept
+/// sorted by (distance, position). Positions arrive in increasing order, so an entry goes behind
+/// every kept entry at the same distance, and one not below the k-th kept distance is dropped at
+/// once. O(len·k).
+fn select_by_insertion(dists: &[f64], k: usize, nearest: &mut Vec<(f64, usize)>) {
     if k <= SMALL_K {
-        // the usual case: the list lives in registers / on the stack
+        // the list lives in registers / on the stack
         let mut best = [(f64::INFINITY, 0usize); SMALL_K];
         let mut len = 0;
         for (j, &dist) in dists.iter().enumerate() {
@@ -749,13 +821,6 @@ fn nearest_weights(dists: &[f64], params: &RouteParams, scratch: &mut Scratch) -
             nearest.insert(pos, (dist, j));
         }
     }
-    let d_min = nearest[0].0;
-    let weights = &mut scratch.weights;
-    weights.clear();
-    weights.extend(nearest.iter().map(|&(dist, _)| if dist == d_min { 1.0 } else { (-(dist - d_min) / params.distance_temp).exp() }));
-    let total: f64 = weights.iter().sum();
-    weights.iter_mut().for_each(|w| *w /= total);
-    d_min
 }
 
 /// Add `Σ_k w_k·sharp_k` over the `k_nearest` nearest of one subject's centroids (grouped rows
@@ -1036,6 +1101,44 @@ mod tests {
         assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &table(&[1.0, f64::NAN], &[1.0, 2.0]), &p).unwrap_err().arg, "centroid_costs");
         assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &table(&[1.0, 2.0], &[1.0]), &p).unwrap_err().arg, "global_costs");
         assert_eq!(route_batch(&[1.0, 0.0], 1, 2, &table(&[1.0, 2.0], &[1.0, f64::INFINITY]), &p).unwrap_err().arg, "global_costs");
+    }
+
+    #[test]
+    fn rank_and_insertion_selection_agree_on_ties_and_signed_zeros() {
+        // small integer grid values make ties common; -0.0 must tie with 0.0 (lower index first)
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut by_rank, mut by_insertion) = (Vec::new(), Vec::new());
+        for _ in 0..20_000 {
+            let len = 1 + (next() % RANK_SELECT_MAX as u64) as usize;
+            let dists: Vec<f64> = (0..len)
+                .map(|_| match next() % 7 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    r => (r as f64) * 0.25 - if next() % 2 == 0 { 1.0 } else { 0.5 },
+                })
+                .collect();
+            for k in 1..=len + 1 {
+                by_rank.clear();
+                by_insertion.clear();
+                let k = k.min(len);
+                select_by_rank(&dists, k, &mut by_rank);
+                select_by_insertion(&dists, k, &mut by_insertion);
+                assert_eq!(by_rank, by_insertion, "dists {dists:?}, k {k}");
+                // bitwise: the two zeros are told apart by the position they carry
+                assert!(by_rank.iter().zip(&by_insertion).all(|(a, b)| a.0.to_bits() == b.0.to_bits()));
+            }
+        }
+        // a subject just above the rank limit goes through the insertion
+        let wide: Vec<f64> = (0..RANK_SELECT_MAX + 1).map(|i| ((i * 5) % 7) as f64).collect();
+        let mut nearest = Vec::new();
+        assert_eq!(select_nearest(&wide, 3, &mut nearest), 0.0);
+        assert_eq!(nearest, vec![(0.0, 0), (0.0, 7), (1.0, 3)]);
     }
 
     #[test]
