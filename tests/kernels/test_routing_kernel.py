@@ -602,6 +602,37 @@ def test_soft_routing_with_many_subjects_matches_the_reference(subject_temp, dty
     np.testing.assert_allclose(want.probs, no_cutoff.probs, atol=1e-14, rtol=0)
 
 
+@pytest.mark.parametrize("k_nearest", [1, 2, 3, 5])
+@pytest.mark.parametrize("subject_temp", [0.0, 0.02, 1.0])
+def test_exact_distance_ties_within_subjects_match_the_reference(k_nearest, subject_temp):
+    """Subjects of 1 to 12 centroids with many duplicated centroids, on small-integer vectors whose
+    products are exact in any summation order: every tie in distance is exact, so the nearest
+    centroids must come out in (distance, index) order exactly as the reference takes them. The
+    duplicates carry different scores, so a wrongly broken tie shows in the probabilities.
+    Subjects of up to 8 centroids are ranked without branches, larger ones by insertion."""
+    rng = np.random.default_rng(13)
+    d, sizes, M = 8, [1, 2, 3, 5, 8, 9, 12], 6
+    reps = rng.integers(-3, 4, size=(len(sizes), d)).astype(np.float64)
+    reps[np.abs(reps).sum(axis=1) == 0, 0] = 1.0
+    csub = np.repeat(np.arange(len(sizes)), sizes)
+    # each subject's centroids: a few distinct small-integer vectors, repeated
+    cents = np.vstack([rng.integers(-2, 3, size=(max(1, n // 3), d))[rng.integers(0, max(1, n // 3), n)] for n in sizes])
+    cents = cents.astype(np.float64) + reps[csub]
+    cents[np.abs(cents).sum(axis=1) == 0, 0] = 1.0
+    scores = rng.random((len(csub), M))
+    glob = rng.random(M)
+    X = rng.integers(-3, 4, size=(4000, d)).astype(np.float64)
+    X[np.abs(X).sum(axis=1) == 0, 0] = 1.0
+    kwargs = dict(k_nearest=k_nearest, top_k=M, subject_temp=subject_temp, fallback_distance=0.4)
+    got = route_batch(X, reps, cents, csub, scores, glob, **kwargs)
+    assert_same(got, reference_route(X, reps, cents, csub, scores, glob, **kwargs))
+    # the input really is full of ties: many rows are equidistant from two centroids of a subject
+    dists = 1.0 - (X / np.linalg.norm(X, axis=1, keepdims=True)) @ (cents / np.linalg.norm(cents, axis=1, keepdims=True)).T
+    same_subject_pairs = [(a, b) for a in range(len(csub)) for b in range(a) if csub[a] == csub[b]]
+    tied = np.mean([np.any(dists[:, a] == dists[:, b]) for a, b in same_subject_pairs])
+    assert tied > 0.5, tied
+
+
 def _reference_without_cutoff(X, reps, cents, csub, scores, glob, **kwargs):
     """The reference with every subject weighed (cutoff at an exponent no gap reaches)."""
     import cascal.reference.routing as ref_routing

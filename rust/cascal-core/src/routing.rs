@@ -36,7 +36,7 @@ use rayon::prelude::*;
 
 use crate::alloc::{checked_len, try_zeroed};
 use crate::error::{KResult, KernelError};
-use crate::fastexp::exp_flush_in_place;
+use crate::fastexp::{exp_flush, exp_flush_in_place};
 use crate::gemm_util::dot_block;
 use crate::real::Real;
 
@@ -346,6 +346,11 @@ struct Buffers<T> {
     coef: Vec<f64>,
     /// Soft: `nb × S` normalised subject weights (0 = negligible).
     weight: Vec<f64>,
+    /// Soft: the subjects that are not skipped, row after row, with their weight exponents (then
+    /// unnormalised weights); `row_end[i]` is where row `i`'s entries end.
+    kept: Vec<usize>,
+    exps: Vec<f64>,
+    row_end: Vec<usize>,
     /// Rows of one subject, copied contiguously for its GEMM.
     gathered: Vec<T>,
     rows: Vec<usize>,
@@ -360,6 +365,9 @@ impl<T> Default for Buffers<T> {
             cdots: Vec::new(),
             coef: Vec::new(),
             weight: Vec::new(),
+            kept: Vec::new(),
+            exps: Vec::new(),
+            row_end: Vec::new(),
             gathered: Vec::new(),
             rows: Vec::new(),
             scratch: Scratch::default(),
@@ -497,28 +505,38 @@ fn route_soft<T: Real>(
     // weight[i, s]: normalised subject weight of row i (0 = negligible, skipped)
     let mut weight = std::mem::take(&mut buf.weight);
     reset(&mut weight, nb * s_count, 0.0);
-    // the exponents first (skipped subjects get -inf), then one vectorised exp for the block
+    // the exponents of the subjects that are not skipped first, then one vectorised exp for the
+    // block (with many subjects, most are skipped: their exp is never taken)
+    let Buffers { kept, exps, row_end, .. } = &mut *buf;
+    kept.clear();
+    exps.clear();
+    row_end.clear();
     for i in 0..nb {
         let best = out.subject[i] as usize;
         let inv_norm = 1.0 / norms[i];
         let row_dots = &dots[i * s_count..(i + 1) * s_count];
         // subject distances are 1 - dot/norm: the gap to the best one is (dot_best - dot)/norm
         let dot_best: f64 = row_dots[best].into();
-        for (w, &dot) in weight[i * s_count..(i + 1) * s_count].iter_mut().zip(row_dots) {
+        for (s, &dot) in row_dots.iter().enumerate() {
             let exponent = -((dot_best - dot.into()) * inv_norm) / params.subject_temp;
-            *w = if exponent >= -SOFT_SKIP_EXPONENT { exponent } else { f64::NEG_INFINITY };
-        }
-    }
-    exp_flush_in_place(&mut weight);
-    let mut needed = 0usize;
-    for row_weight in weight.chunks_exact_mut(s_count) {
-        let total: f64 = row_weight.iter().sum();
-        for (s, w) in row_weight.iter_mut().enumerate() {
-            if *w != 0.0 {
-                *w /= total;
-                needed += prep.group_start[s + 1] - prep.group_start[s];
+            if exponent >= -SOFT_SKIP_EXPONENT {
+                kept.push(s);
+                exps.push(exponent);
             }
         }
+        row_end.push(kept.len());
+    }
+    exp_flush_in_place(exps);
+    // each row's kept weights divided by their sum, taken in subject order
+    let mut needed = 0usize;
+    let mut start = 0;
+    for (i, &end) in row_end.iter().enumerate() {
+        let total: f64 = exps[start..end].iter().sum();
+        for (&s, &e) in kept[start..end].iter().zip(&exps[start..end]) {
+            weight[i * s_count + s] = e / total;
+            needed += prep.group_start[s + 1] - prep.group_start[s];
+        }
+        start = end;
     }
     if 2 * needed < nb * c_count {
         route_soft_grouped(x, norms, &weight, prep, params, out, buf);
@@ -736,8 +754,8 @@ fn nearest_weights(dists: &[f64], params: &RouteParams, scratch: &mut Scratch) -
     let d_min = select_nearest(dists, params.k_nearest, &mut scratch.nearest);
     let weights = &mut scratch.weights;
     weights.clear();
-    weights.extend(scratch.nearest.iter().map(|&(dist, _)| weight_exponent(dist, d_min, params)));
-    exp_flush_in_place(weights);
+    // a few values: the inlined scalar exp (same bits as the vectorised one the dense path uses)
+    weights.extend(scratch.nearest.iter().map(|&(dist, _)| exp_flush(weight_exponent(dist, d_min, params))));
     let total: f64 = weights.iter().sum();
     weights.iter_mut().for_each(|w| *w /= total);
     d_min
