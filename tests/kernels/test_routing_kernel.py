@@ -616,7 +616,9 @@ def test_exact_distance_ties_within_subjects_match_the_reference(k_nearest, subj
     reps[np.abs(reps).sum(axis=1) == 0, 0] = 1.0
     csub = np.repeat(np.arange(len(sizes)), sizes)
     # each subject's centroids: a few distinct small-integer vectors, repeated
-    cents = np.vstack([rng.integers(-2, 3, size=(max(1, n // 3), d))[rng.integers(0, max(1, n // 3), n)] for n in sizes])
+    cents = np.vstack(
+        [rng.integers(-2, 3, size=(max(1, n // 3), d))[rng.integers(0, max(1, n // 3), n)] for n in sizes]
+    )
     cents = cents.astype(np.float64) + reps[csub]
     cents[np.abs(cents).sum(axis=1) == 0, 0] = 1.0
     scores = rng.random((len(csub), M))
@@ -627,7 +629,9 @@ def test_exact_distance_ties_within_subjects_match_the_reference(k_nearest, subj
     got = route_batch(X, reps, cents, csub, scores, glob, **kwargs)
     assert_same(got, reference_route(X, reps, cents, csub, scores, glob, **kwargs))
     # the input really is full of ties: many rows are equidistant from two centroids of a subject
-    dists = 1.0 - (X / np.linalg.norm(X, axis=1, keepdims=True)) @ (cents / np.linalg.norm(cents, axis=1, keepdims=True)).T
+    dists = (
+        1.0 - (X / np.linalg.norm(X, axis=1, keepdims=True)) @ (cents / np.linalg.norm(cents, axis=1, keepdims=True)).T
+    )
     same_subject_pairs = [(a, b) for a in range(len(csub)) for b in range(a) if csub[a] == csub[b]]
     tied = np.mean([np.any(dists[:, a] == dists[:, b]) for a, b in same_subject_pairs])
     assert tied > 0.5, tied

@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import time
 
+import pytest
+
 from cascal.bench import Case, all_cases
-from cascal.bench.runner import run, run_case
+from cascal.bench.runner import run, run_case, select_cases
+from cascal.cli import main
+from cascal.errors import InvalidParameterError
 
 
 def sleeper(seconds: float):
@@ -48,3 +52,29 @@ def test_quick_run_prints_blas_and_a_table():
     assert "numpy BLAS:" in text and "cascal kernels:" in text
     assert rows and all(r["kernel_s"] > 0 for r in rows)
     assert all(entry["ratio"] > 0 for r in rows for entry in r["refs"].values())
+
+
+def test_several_match_texts_select_the_union_in_registration_order():
+    names = [c.name for c in all_cases()]
+    picked = [c.name for c in select_cases(["route_batch", "cluster_means"])]
+    assert picked == [n for n in names if "route_batch" in n or "cluster_means" in n]
+    assert any("route_batch" in n for n in picked) and any("cluster_means" in n for n in picked)
+    assert [c.name for c in select_cases("cluster_means")] == [n for n in names if "cluster_means" in n]
+    assert [c.name for c in select_cases(None)] == names
+
+
+def test_a_match_without_any_case_is_an_error_listing_the_cases(capsys):
+    with pytest.raises(InvalidParameterError, match="no benchmark case name contains 'no-such-kernel'"):
+        select_cases("no-such-kernel")
+    with pytest.raises(InvalidParameterError, match="expected a text or a list of texts"):
+        select_cases([3])  # type: ignore[list-item]
+    assert main(["bench", "--quick", "-k", "no-such-kernel", "-k", "nor-this"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: match: no benchmark case name contains 'no-such-kernel' or 'nor-this'")
+    assert "route_batch" in err and "\n" not in err.strip()
+
+
+def test_repeated_k_runs_both_cases_in_one_table(capsys):
+    assert main(["bench", "--quick", "-k", "cluster_means", "-k", "best_silhouette_cut"]) == 0
+    table = capsys.readouterr().out
+    assert "cluster_means" in table and "best_silhouette_cut" in table

@@ -9,10 +9,12 @@ import statistics
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional, TextIO
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, TextIO, Union
 
 from cascal.bench.cases import all_cases
 from cascal.bench.registry import Case
+from cascal.errors import InvalidParameterError
 
 
 def blas_info() -> str:
@@ -114,13 +116,36 @@ def run_case(case: Case, quick: bool) -> dict:
     return row
 
 
+def select_cases(match: Union[str, Sequence[str], None] = None) -> list[Case]:
+    """The registered cases whose name contains ``match`` (or any of several texts), in
+    registration order; every case for ``None``. Raises
+    :class:`~cascal.errors.InvalidParameterError` (a ``ValueError``) naming the registered cases
+    when nothing matches (a typo would otherwise print an empty table)."""
+    texts = [match] if isinstance(match, str) else list(match or [])
+    if any(not isinstance(t, str) for t in texts):
+        raise InvalidParameterError(f"match: expected a text or a list of texts, got {match!r}")
+    cases = [c for c in all_cases() if not texts or any(t in c.name for t in texts)]
+    if not cases:
+        names = " | ".join(c.name for c in all_cases())
+        raise InvalidParameterError(
+            f"match: no benchmark case name contains {' or '.join(map(repr, texts))}; the cases are: {names}"
+        )
+    return cases
+
+
 def run(
-    quick: bool = False, match: Optional[str] = None, out: TextIO = sys.stdout, json_path: Optional[str] = None
+    quick: bool = False,
+    match: Union[str, Sequence[str], None] = None,
+    out: Optional[TextIO] = None,
+    json_path: Optional[str] = None,
 ) -> list[dict]:
-    """Run every registered case (those whose name contains ``match``) and print the table."""
+    """Run every registered case whose name contains ``match`` (a text, or a list of texts any of
+    which may match; every case for ``None``) in one process, one after the other, and print the
+    table (on ``out``, standard output by default)."""
     from cascal import _core
 
-    cases: list[Case] = [c for c in all_cases() if match is None or match in c.name]
+    cases = select_cases(match)
+    out = sys.stdout if out is None else out
     print(
         f"cascal bench ({'quick' if quick else 'full'}) on {platform.machine()}, python {platform.python_version()}",
         file=out,

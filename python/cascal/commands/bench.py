@@ -10,7 +10,14 @@ HELP = "time the Rust kernels against their numpy/scipy references and print the
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs and few repeats (seconds, not minutes)")
-    parser.add_argument("-k", "--match", default=None, help="only cases whose name contains this text")
+    parser.add_argument(
+        "-k",
+        "--match",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="only cases whose name contains this text; repeat to run several in one process, e.g. -k fit -k route",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the raw timings as JSON")
 
 
