@@ -143,6 +143,26 @@ impl<T: Real> Geometry<T> {
     /// it vectorises: for the small inputs of a k-means step this preparation used to cost more
     /// than the GEMM itself.
     pub(crate) fn prepare(&self, src: &[T], d: usize, dst: &mut [T], sq: &mut [f64], zero: &mut [bool]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                return unsafe { self.prepare_avx2(src, d, dst, sq, zero) };
+            }
+        }
+        self.prepare_rows(src, d, dst, sq, zero)
+    }
+
+    /// [`Self::prepare_rows`] compiled for AVX2 (4 doubles per instruction; no FMA, so the same
+    /// bits as the baseline build).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn prepare_avx2(&self, src: &[T], d: usize, dst: &mut [T], sq: &mut [f64], zero: &mut [bool]) {
+        self.prepare_rows(src, d, dst, sq, zero)
+    }
+
+    #[inline(always)]
+    fn prepare_rows(&self, src: &[T], d: usize, dst: &mut [T], sq: &mut [f64], zero: &mut [bool]) {
         for (r, row) in src.chunks_exact(d).enumerate() {
             let out = &mut dst[r * d..(r + 1) * d];
             match self.metric {
@@ -239,9 +259,7 @@ impl<T: Real> Geometry<T> {
         out: &mut [f64],
     ) {
         if self.metric == Metric::Cosine && !a.zero && !b.any_zero {
-            for (o, g) in out.iter_mut().zip(dots) {
-                *o = (1.0 - g.to_f64()).clamp(0.0, 2.0);
-            }
+            cosine_from_dots(dots, out);
             return;
         }
         for (k, (o, g)) in out.iter_mut().zip(dots).enumerate() {
@@ -271,6 +289,30 @@ impl<T: Real> Geometry<T> {
             .sum();
         largest * sum.sqrt()
     }
+}
+
+/// `out[j] = clamp(1 − dots[j], 0, 2)`: cosine distances from the dot products of unit rows, with
+/// the widest SIMD the CPU has (the same bits on every path).
+fn cosine_from_dots<T: Real>(dots: &[T], out: &mut [f64]) {
+    #[inline(always)]
+    fn body<T: Real>(dots: &[T], out: &mut [f64]) {
+        for (o, g) in out.iter_mut().zip(dots) {
+            *o = (1.0 - g.to_f64()).clamp(0.0, 2.0);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn body_avx2<T: Real>(dots: &[T], out: &mut [f64]) {
+        body(dots, out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { body_avx2(dots, out) };
+        }
+    }
+    body(dots, out)
 }
 
 /// One side of a pair: original row, squared norm and zero flag of its prepared row.
@@ -562,7 +604,7 @@ const LANES: usize = 8;
 
 /// `Σ f(v)` over `row` in f64, accumulated in [`LANES`] independent partial sums (so the compiler
 /// can vectorise it); the summation order differs from a sequential sum only by rounding.
-#[inline]
+#[inline(always)]
 fn lane_sum<T: Real>(row: &[T], f: impl Fn(f64) -> f64) -> f64 {
     let mut acc = [0.0f64; LANES];
     let mut chunks = row.chunks_exact(LANES);
@@ -576,7 +618,7 @@ fn lane_sum<T: Real>(row: &[T], f: impl Fn(f64) -> f64) -> f64 {
 }
 
 /// Largest `|v|` of `row` (finite input), in [`LANES`] independent maxima.
-#[inline]
+#[inline(always)]
 fn lane_max_abs<T: Real>(row: &[T]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let mut chunks = row.chunks_exact(LANES);
@@ -614,6 +656,44 @@ pub(crate) mod tests {
         }
         pub(crate) fn matrix(&mut self, n: usize, d: usize) -> Vec<f64> {
             (0..n * d).map(|_| self.next()).collect()
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_and_baseline_preparation_give_the_same_bits() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let (n, d) = (37, 45); // odd sizes: the lane loops' remainders
+        let mut g = Lcg(21);
+        let mut x = g.matrix(n, d);
+        x[3 * d..4 * d].fill(0.0); // a zero row
+        x[5 * d..6 * d].iter_mut().for_each(|v| *v *= 1e-310); // a subnormal row
+        x[6 * d..7 * d].iter_mut().for_each(|v| *v *= 1e300);
+        let x32: Vec<f32> = x.iter().map(|&v| (v * 1e3) as f32).collect();
+        fn both<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) {
+            let geom = Geometry::fit(metric, x, &[x], d);
+            let (mut a, mut b) = (vec![T::from_f64(0.0); n * d], vec![T::from_f64(0.0); n * d]);
+            let (mut sa, mut sb) = (vec![0.0; n], vec![0.0; n]);
+            let (mut za, mut zb) = (vec![false; n], vec![false; n]);
+            geom.prepare_rows(x, d, &mut a, &mut sa, &mut za);
+            // SAFETY: AVX2 is present (checked by the caller)
+            unsafe { geom.prepare_avx2(x, d, &mut b, &mut sb, &mut zb) };
+            assert!(a.iter().zip(&b).all(|(u, v)| u.to_f64().to_bits() == v.to_f64().to_bits()), "{metric:?}");
+            assert!(sa.iter().zip(&sb).all(|(u, v)| u.to_bits() == v.to_bits()), "{metric:?}");
+            assert_eq!(za, zb);
+            // the cosine finish: dispatched vs the plain loop
+            let dots: Vec<T> = a[..d].to_vec();
+            let mut got = vec![0.0; d];
+            cosine_from_dots(&dots, &mut got);
+            for (o, g) in got.iter().zip(&dots) {
+                assert_eq!(o.to_bits(), (1.0 - g.to_f64()).clamp(0.0, 2.0).to_bits());
+            }
+        }
+        for metric in [Metric::Cosine, Metric::Euclidean, Metric::SqEuclidean] {
+            both(&x, n, d, metric);
+            both(&x32, n, d, metric);
         }
     }
 
