@@ -306,6 +306,20 @@ def test_diagnostics_warn_when_the_plurality_is_weakly_supported():
     assert calibrated.model_names_[int(np.argmax(calibrated.global_scores_))] == "strong"
 
 
+def test_fit_diagnostics_are_the_diagnostic_of_the_fitted_consensus():
+    """``fit`` takes the diagnostic beside the niche search: it must still be the one of the fitted
+    global scores and consensus (a wrong argument would change the favourite or the trust)."""
+    from cascal.kernels import consensus_scores
+    from cascal.router.diagnostics import diagnose
+
+    for X, responses in (weak_crowd_world(), lone_strong_world(trap=0.0)):
+        router = CascalRouter(random_state=0).fit(X, responses)
+        consensus = consensus_scores(responses.answers, responses.n_options, responses.logprobs)
+        want = diagnose(responses, consensus.plurality, consensus.agreement, router.tables_.global_scores)
+        assert router.diagnostics_ == want
+        assert router.diagnostics_.favourite == router.model_names_[int(np.argmax(router.tables_.global_scores))]
+
+
 def test_diagnostics_stay_quiet_on_a_reliable_consensus():
     X, responses = lone_strong_world(trap=0.0)
     router = CascalRouter(random_state=0).fit(X, responses)

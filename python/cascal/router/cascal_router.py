@@ -255,7 +255,12 @@ class CascalRouter(BaseRouter):
                 f"cost_weight: {self.cost_weight!r} needs expected costs; give fit(..., prices=...)"
             )
         scores, plurality, agreement = self._score_questions(responses)
-        self._fit_niches(X, responses, scores, plurality, agreement, norms=norms)
+        # the trust diagnostic reads the consensus only (not the niches): it runs beside the niche
+        # search, whose threads leave a core idle part of the time, instead of after it
+        with ThreadPoolExecutor(max_workers=1) as side:
+            trust = side.submit(diagnose, responses, plurality, agreement, _nan_mean_or_zero(scores))
+            self._fit_niches(X, responses, scores, plurality, agreement, norms=norms)
+            diagnostics = trust.result()
         has_labels = y is not None and bool((y >= 0).any())
         if checked_prices is not None or has_labels:
             # the cost tables and the label base read every training row as a unit row: only
@@ -263,7 +268,7 @@ class CascalRouter(BaseRouter):
             X = _unit_subset(X, norms, np.arange(X.shape[0]))
         if checked_prices is not None:
             self._fit_costs(X, responses, checked_prices)
-        self.diagnostics_ = diagnose(responses, plurality, agreement, self.tables_.global_scores)
+        self.diagnostics_ = diagnostics
         if has_labels:
             assert y is not None
             base = self._label_base(X, responses, scores)
