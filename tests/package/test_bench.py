@@ -78,3 +78,19 @@ def test_repeated_k_runs_both_cases_in_one_table(capsys):
     assert main(["bench", "--quick", "-k", "cluster_means", "-k", "best_silhouette_cut"]) == 0
     table = capsys.readouterr().out
     assert "cluster_means" in table and "best_silhouette_cut" in table
+
+
+def test_chunked_bench_embeddings_are_the_whole_matrix_draw(monkeypatch):
+    """make_embeddings draws its noise chunk by chunk (bounded temporaries); the rows must be the
+    ones a single whole-matrix draw gives, so the benchmark input did not change."""
+    import numpy as np
+
+    from cascal.bench.cases import distance
+
+    monkeypatch.setattr(distance, "MAKE_CHUNK_ROWS", 7)
+    rng = np.random.default_rng(4)
+    topics = rng.normal(size=(2, 5))
+    whole = topics[rng.integers(0, 2, 100)] + 0.7 * rng.normal(size=(100, 5))
+    got = distance.make_embeddings(100, d=5, dtype=np.float64, seed=4)
+    np.testing.assert_array_equal(got, whole)
+    assert got.flags.c_contiguous and distance.make_embeddings(100, d=5, seed=4).dtype == np.float32

@@ -18,12 +18,25 @@ FULL_N = 20_000
 QUICK_N = 2_000
 
 
+#: Rows generated per step by :func:`make_embeddings` (bounds its float64 temporaries).
+MAKE_CHUNK_ROWS = 65_536
+
+
 def make_embeddings(n: int, d: int = D, dtype=np.float32, seed: int = 0) -> np.ndarray:
-    """Embedding-like rows: a few hundred topic directions plus noise, C-contiguous."""
+    """Embedding-like rows: a few hundred topic directions plus noise, C-contiguous.
+
+    Generated in chunks of rows, so the float64 temporaries stay at a few hundred MB even for the
+    1M-row cases (whole-matrix temporaries took about 9 GB, and the freshly freed memory made the
+    first timed calls of the next kernel erratic); the random draws are consecutive, so the rows
+    are the same as drawing the whole noise matrix at once."""
     rng = np.random.default_rng(seed)
     topics = rng.normal(size=(max(1, n // 50), d))
-    X = topics[rng.integers(0, len(topics), n)] + 0.7 * rng.normal(size=(n, d))
-    return np.ascontiguousarray(X, dtype=dtype)
+    picks = rng.integers(0, len(topics), n)
+    X = np.empty((n, d), dtype=dtype)
+    for start in range(0, n, MAKE_CHUNK_ROWS):
+        stop = min(start + MAKE_CHUNK_ROWS, n)
+        X[start:stop] = topics[picks[start:stop]] + 0.7 * rng.normal(size=(stop - start, d))
+    return X
 
 
 def numpy_cosine_pdist(X: np.ndarray) -> np.ndarray:
