@@ -257,9 +257,10 @@ class CascalRouter(BaseRouter):
         scores, plurality, agreement = self._score_questions(responses)
         # the trust diagnostic reads the consensus only (not the niches): it runs beside the niche
         # search, whose threads leave a core idle part of the time, instead of after it
+        global_scores = _nan_mean_or_zero(scores)
         with ThreadPoolExecutor(max_workers=1) as side:
-            trust = side.submit(diagnose, responses, plurality, agreement, _nan_mean_or_zero(scores))
-            self._fit_niches(X, responses, scores, plurality, agreement, norms=norms)
+            trust = side.submit(diagnose, responses, plurality, agreement, global_scores)
+            self._fit_niches(X, responses, scores, plurality, agreement, norms=norms, global_scores=global_scores)
             diagnostics = trust.result()
         has_labels = y is not None and bool((y >= 0).any())
         if checked_prices is not None or has_labels:
@@ -423,13 +424,16 @@ class CascalRouter(BaseRouter):
         plurality: np.ndarray,
         agreement: np.ndarray,
         norms: Optional[np.ndarray] = None,
+        global_scores: Optional[np.ndarray] = None,
     ) -> "CascalRouter":
         """Niches, subject representatives, global ranking and routing tables from the embeddings
         ``X`` and per-question scores (docs/algorithm.md#skill-niches).
 
         ``X`` is used as given (float32 or float64, possibly memory-mapped; never copied whole): each
         subject's rows become float64 unit rows ``X[rows] / norms[rows]`` while that subject is
-        processed. ``norms`` are the row lengths (:func:`_row_norms`; computed when ``None``)."""
+        processed. ``norms`` are the row lengths (:func:`_row_norms`; computed when ``None``), and
+        ``global_scores`` the per-model means of ``scores`` (:func:`_nan_mean_or_zero`; computed when
+        ``None``)."""
         if norms is None:
             norms = _row_norms(X)
         config = self._niche_config()
@@ -472,7 +476,9 @@ class CascalRouter(BaseRouter):
         self.model_names_ = list(responses.model_names)
         self.embedding_model_ = self.embedding_model if self.embedding_model is not None else responses.embedding_model
         self.niches_ = niches
-        self.tables_ = self._tables_from_niches(np.asarray(reps, dtype=np.float32), _nan_mean_or_zero(scores))
+        if global_scores is None:
+            global_scores = _nan_mean_or_zero(scores)
+        self.tables_ = self._tables_from_niches(np.asarray(reps, dtype=np.float32), global_scores)
         with threadpool_limits(limits=1, user_api="blas"):
             self._calibrate_routing(X, codes, norms)
         return self

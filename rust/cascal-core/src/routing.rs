@@ -24,8 +24,9 @@
 //!
 //! Every `exp` of a weight is [`crate::fastexp::exp_flush`] (relative error below `1e−15`, exactly
 //! 0 below `exp(−708)`; the same bits scalar or vectorised), so soft routing takes a block's subject
-//! weights, and on the dense path a row's centroid weights, in one vectorised call each. A subject's nearest centroids are ranked without branches when it has at most
-//! 8 centroids (insertion otherwise); both orders are (distance, centroid index).
+//! weights, and on the dense path a row's centroid weights, in one vectorised call each. A
+//! subject's nearest centroids are ranked without branches when it has at most 8 centroids
+//! (insertion otherwise); both orders are (distance, centroid index).
 //!
 //! Queries are processed in blocks of rows in parallel (rayon). Per block, one GEMM against the
 //! subject representatives picks the subjects. Hard assignment then groups the block's rows by
