@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from cascal.errors import DataError
+from cascal.errors import DataError, NoUsableAnswerWarning
 
 NO_ANSWER = -1
 NOT_ASKED = -2
@@ -212,7 +212,7 @@ class ResponseMatrix:
         return [name for name, ok in zip(self.model_names, usable.tolist()) if not ok]
 
     def warn_models_without_answers(self, where: str, stacklevel: int = 2) -> None:
-        """Warn (``UserWarning``, message starting with ``where: ``) naming the models of
+        """Warn (:class:`~cascal.errors.NoUsableAnswerWarning`, a ``UserWarning``; message starting with ``where: ``) naming the models of
         :meth:`models_without_answers`, or saying that routing is uniform when no model has a
         usable answer; nothing when every model has one. ``stacklevel`` as for ``warnings.warn``,
         counted from the caller of this method."""
@@ -231,7 +231,7 @@ class ResponseMatrix:
                 f"unparsable or not asked: '?' or empty in predictions.csv): {shown}; they score 0 on every "
                 "question, so the router ranks them last"
             )
-        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+        warnings.warn(message, NoUsableAnswerWarning, stacklevel=stacklevel + 1)
 
     def correctness(self) -> np.ndarray:
         """``(n_q, n_m)`` float array: 1 where the answer equals ``gold``, 0 where it differs or is

@@ -51,7 +51,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from cascal.errors import EmbeddingError
+from cascal.errors import EmbedderFallbackWarning, EmbeddingError
+from cascal.vectors import unit_rows
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_HASHING_DIM = 256
@@ -97,8 +98,7 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+    return unit_rows(x).astype(np.float32, copy=False)
 
 
 class Embedder(ABC):
@@ -388,7 +388,7 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
         warnings.warn(
             f"sentence-transformers is not installed; embedding with the hashing fallback "
             f"'hashing-{DEFAULT_HASHING_DIM}' instead of {model!r} (pip install 'cascal[embed]' for real sentence embeddings)",
-            RuntimeWarning,
+            EmbedderFallbackWarning,
             stacklevel=2,
         )
         return HashingEmbedder(DEFAULT_HASHING_DIM)

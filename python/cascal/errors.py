@@ -11,21 +11,27 @@ The command line maps any :class:`CascalError` to one line on stderr and exit st
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterator, Optional
 
 __all__ = [
     "CascalError",
+    "CascalWarning",
     "ConfigError",
     "DataError",
     "EmbeddingError",
+    "EmbedderFallbackWarning",
     "EndpointError",
     "GenerationError",
     "InvalidParameterError",
     "KernelError",
+    "NoUsableAnswerWarning",
     "NotFittedError",
+    "PricingWarning",
     "ProtocolError",
+    "ReplyWarning",
     "RouterFileError",
     "UnknownModelError",
+    "exception_chain",
 ]
 
 
@@ -93,3 +99,50 @@ class EndpointError(CascalError, RuntimeError):
 
 class GenerationError(CascalError, RuntimeError):
     """Question generation produced no usable question at all (the report says why)."""
+
+
+# ---------------------------------------------------------------------------------------- warnings
+
+
+class CascalWarning(UserWarning):
+    """Base class of every warning cascal issues; filter one kind by its class, never by its text."""
+
+
+class NoUsableAnswerWarning(CascalWarning):
+    """Some (or all) models of a response matrix have no usable answer: they score 0 on every
+    question, and with none usable the router routes uniformly."""
+
+
+class PricingWarning(CascalWarning):
+    """A cost table was built from incomplete prices: a pool model without a price (priced 0), or
+    responses without completion-token counts (only the prompt is priced)."""
+
+
+class ReplyWarning(CascalWarning):
+    """A reply carried a value cascal cannot use (a usage number that is not a token count, an
+    impossible log-probability); the value was dropped and the rest of the reply kept."""
+
+
+class EmbedderFallbackWarning(CascalWarning, RuntimeWarning):
+    """The embedder asked for is not installed and the hashing fallback embeds instead."""
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def exception_chain(exc: BaseException, *, also: tuple[str, ...] = ()) -> Iterator[BaseException]:
+    """``exc`` and every exception behind it, nearest first: each one's ``__cause__`` (or, when that is
+    unset, ``__context__``), and the exceptions held in the attributes named in ``also`` (for
+    wrappers such as Ray's that keep the original in an attribute). Each exception is yielded once,
+    so a chain that loops ends."""
+    seen: set[int] = set()
+    todo: list[Optional[BaseException]] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        held = [getattr(current, name, None) for name in also]
+        todo += [e for e in held if isinstance(e, BaseException)]
+        todo.append(current.__cause__ or current.__context__)

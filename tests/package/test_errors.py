@@ -33,14 +33,49 @@ LEGACY_BASES: dict[type, tuple[type, ...]] = {
 }
 
 
+#: Every warning class of cascal.errors -> the builtin warning category it had before it had a class.
+WARNING_BASES: dict[type, type] = {
+    errors.NoUsableAnswerWarning: UserWarning,
+    errors.PricingWarning: UserWarning,
+    errors.ReplyWarning: UserWarning,
+    errors.EmbedderFallbackWarning: RuntimeWarning,
+}
+
+
 def test_every_error_class_is_a_cascal_error_and_keeps_its_builtin_base():
-    public = {getattr(errors, name) for name in errors.__all__} - {errors.CascalError}
-    assert public == set(LEGACY_BASES), "a class of cascal.errors is missing from LEGACY_BASES"
+    public = {getattr(errors, name) for name in errors.__all__}
+    public = {c for c in public if isinstance(c, type)} - {errors.CascalError, errors.CascalWarning}
+    assert public == set(LEGACY_BASES) | set(WARNING_BASES), "a class of cascal.errors is missing from a table"
     for cls, bases in LEGACY_BASES.items():
         assert issubclass(cls, errors.CascalError), cls
         for base in bases:
             assert issubclass(cls, base), (cls, base)
     assert not issubclass(errors.CascalError, (ValueError, RuntimeError))
+
+
+def test_every_warning_class_is_a_cascal_warning_and_keeps_its_builtin_category():
+    for cls, base in WARNING_BASES.items():
+        assert issubclass(cls, errors.CascalWarning) and issubclass(cls, base), cls
+    assert not issubclass(errors.CascalWarning, errors.CascalError)
+
+
+def test_exception_chain_walks_causes_contexts_and_named_attributes_once():
+    root = OSError("refused")
+    try:
+        try:
+            raise root
+        except OSError as inner:
+            raise TimeoutError("slow") from inner
+    except TimeoutError as caught:
+        middle = caught
+    wrapper = RuntimeError("wrapped")
+    wrapper.cause = middle  # type: ignore[attr-defined]  # as Ray's task errors hold their cause
+    assert list(errors.exception_chain(middle)) == [middle, root]
+    assert list(errors.exception_chain(wrapper)) == [wrapper]
+    assert list(errors.exception_chain(wrapper, also=("cause",))) == [wrapper, middle, root]
+    loop_a, loop_b = ValueError("a"), ValueError("b")
+    loop_a.__context__, loop_b.__context__ = loop_b, loop_a
+    assert list(errors.exception_chain(loop_a)) == [loop_a, loop_b]  # a loop ends
 
 
 def test_the_client_errors_that_reach_users_are_cascal_errors():

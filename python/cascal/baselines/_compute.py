@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cascal.baselines._inputs import normalize_rows
 from cascal.data import ResponseMatrix
 from cascal.kernels import consensus_scores as consensus_kernel
 from cascal.kernels import nearest_centroids
+from cascal.vectors import unit_rows
 
 
 def cosine_neighbors(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
@@ -18,7 +18,7 @@ def cosine_neighbors(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarra
     if not 1 <= k <= base.shape[0]:
         raise ValueError(f"k: must be between 1 and the {base.shape[0]} reference rows, got {k}")
     indices, _ = nearest_centroids(
-        normalize_rows(queries).astype(np.float32), normalize_rows(base).astype(np.float32), k, "cosine"
+        unit_rows(queries).astype(np.float32), unit_rows(base).astype(np.float32), k, "cosine"
     )
     return np.asarray(indices, dtype=np.int64)
 

@@ -16,12 +16,6 @@ def key_correctness(responses: ResponseMatrix) -> np.ndarray:
     return responses.correctness()
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
-
-
 def column_means(values: np.ndarray, default: float = 0.0) -> np.ndarray:
     """NaN-ignoring mean of every column; ``default`` for an all-NaN column."""
     known = ~np.isnan(values)

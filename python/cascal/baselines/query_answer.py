@@ -14,10 +14,11 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from cascal.baselines._compute import cosine_neighbors
-from cascal.baselines._inputs import column_means, key_correctness, normalize_rows
+from cascal.baselines._inputs import column_means, key_correctness
 from cascal.data import ResponseMatrix
 from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.validation import Interval
+from cascal.vectors import unit_rows
 
 
 class KNNCorrectness(BaseRouter):
@@ -40,7 +41,7 @@ class KNNCorrectness(BaseRouter):
         emb = check_fit_inputs(embeddings, responses)
         self.correct_ = key_correctness(responses)
         self.global_accuracy_ = column_means(self.correct_)
-        self.train_embeddings_ = normalize_rows(emb)
+        self.train_embeddings_ = unit_rows(emb)
         self._remember_pool(emb, responses)
         return self
 
@@ -87,11 +88,11 @@ class ClusterRank(BaseRouter):
 
     def fit(self, embeddings: np.ndarray, responses: ResponseMatrix) -> "ClusterRank":
         self.validate_params()
-        emb = normalize_rows(check_fit_inputs(embeddings, responses))
+        emb = unit_rows(check_fit_inputs(embeddings, responses))
         correct = key_correctness(responses)
         n_clusters = min(int(self.n_clusters), emb.shape[0])
         km = KMeans(n_clusters=n_clusters, n_init=int(self.n_init), random_state=self.random_state).fit(emb)
-        self.centers_ = normalize_rows(km.cluster_centers_)
+        self.centers_ = unit_rows(km.cluster_centers_)
         # training questions join their nearest centre by the same (cosine) rule queries use
         labels = cosine_neighbors(emb, self.centers_, 1)[:, 0]
         self.global_accuracy_ = column_means(correct)

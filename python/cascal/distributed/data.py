@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from cascal.errors import CascalError, InvalidParameterError
+from cascal.errors import CascalError, InvalidParameterError, exception_chain
 from cascal.pipeline.route_batch import (
     DEFAULT_BATCH_SIZE,
     BatchRouter,
@@ -280,16 +280,9 @@ def _cascal_cause(exc: BaseException) -> Optional[CascalError]:
     """
     import cascal.errors
 
-    seen: set[int] = set()
-    todo: list[Any] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in exception_chain(exc, also=("cause",)):
         if isinstance(e, CascalError):
             return e
-        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     found = re.findall(r"^\s*cascal\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
     if found:
         name, message = found[-1]

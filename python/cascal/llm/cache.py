@@ -33,17 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
-from cascal.errors import DataError, InvalidParameterError
+from cascal.errors import DataError, InvalidParameterError, ReplyWarning
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: The largest token count believed: no model reads or writes a billion tokens in one request.
 MAX_TOKEN_COUNT = 10**9
-
-
-class ReplyWarning(UserWarning):
-    """A reply carried a value cascal cannot use (a usage number that is not a token count, an
-    impossible log-probability); the value was dropped and the rest of the reply kept."""
 
 
 def token_count(value: Any) -> Optional[int]:

@@ -40,7 +40,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, S
 
 import openai
 
-from cascal.errors import CascalError, EndpointError, InvalidParameterError
+from cascal.errors import CascalError, EndpointError, InvalidParameterError, exception_chain
 from cascal.llm.cache import MAX_TOKEN_COUNT, ReplyWarning, ResponseCache, cache_key, token_count
 from cascal.llm.config import ModelConfig, RetryPolicy
 
@@ -556,14 +556,7 @@ def _as_logprob(value: Any) -> Optional[float]:
 
 def _cause_of_type(exc: BaseException, kind: type) -> Optional[BaseException]:
     """The first exception of type ``kind`` in the cause/context chain of ``exc``, or ``None``."""
-    seen = 0
-    cause: Optional[BaseException] = exc
-    while cause is not None and seen < 10:
-        if isinstance(cause, kind):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    return None
+    return next((cause for cause in exception_chain(exc) if isinstance(cause, kind)), None)
 
 
 def _retry_after_seconds(response: Any) -> Optional[float]:
@@ -593,14 +586,8 @@ def _retry_after_seconds(response: Any) -> Optional[float]:
 
 def _is_connect_failure(exc: BaseException) -> bool:
     """True when the connection itself could not be opened (refused, DNS, unreachable host)."""
-    seen = 0
-    cause: Optional[BaseException] = exc
-    while cause is not None and seen < 10:
-        if type(cause).__name__ in ("ConnectError", "ConnectionRefusedError", "gaierror"):
-            return True
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    return False
+    connect_failures = ("ConnectError", "ConnectionRefusedError", "gaierror")
+    return any(type(cause).__name__ in connect_failures for cause in exception_chain(exc))
 
 
 def _describe(exc: BaseException) -> str:

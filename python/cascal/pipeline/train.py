@@ -8,12 +8,11 @@ the same way.
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from cascal.errors import DataError
+from cascal.errors import DataError, NoUsableAnswerWarning
 
 __all__ = ["train_router", "describe", "labels_line"]
 
@@ -54,12 +53,11 @@ def train_router(
             the labels file is malformed or names questions the folder lacks.
 
     Warns:
-        UserWarning: some models (or all) have no usable answer (only ``?`` and empty cells, see
+        NoUsableAnswerWarning: some models (or all) have no usable answer (only ``?`` and empty cells, see
             :meth:`cascal.ResponseMatrix.models_without_answers`); the router is still trained.
     """
     from cascal.io import load_dataset
     from cascal.router import CascalRouter
-    from cascal.router.cascal_router import NO_USABLE_ANSWER_WARNING
 
     CascalRouter(**router_params).validate_params()
     # memory-mapped embeddings: fit reads them block by block and never copies the whole matrix
@@ -79,7 +77,7 @@ def train_router(
     router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
     with warnings.catch_warnings():
         # already warned above, naming the file
-        warnings.filterwarnings("ignore", message=re.escape(NO_USABLE_ANSWER_WARNING), category=UserWarning)
+        warnings.simplefilter("ignore", NoUsableAnswerWarning)
         router.fit(dataset.embeddings, dataset, labels=y, prices=prices)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

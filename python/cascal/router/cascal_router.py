@@ -18,7 +18,7 @@ from cascal.data import ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError, KernelError, RouterFileError
 from cascal.kernels.routing import RouteParams, RoutingTables
 from cascal.router.base import BaseRouter, Routing, check_fit_inputs, embedding_matrix
-from cascal.router.clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig, normalize_rows
+from cascal.router.clustering import CLUSTERING_METHODS, LINKAGE_METHODS, ClusteringConfig
 from cascal.router.costs import QUERIES_PER_UNIT, Prices, cost_tables, input_tokens, question_costs
 from cascal.router.diagnostics import diagnose
 from cascal.router.labels import (
@@ -35,6 +35,7 @@ from cascal.router.labels import (
 from cascal.router.niches import Niche, NicheConfig, discover_subject_niches
 from cascal.router.persistence import RouterRecord, load_record, save_record
 from cascal.validation import Interval, Options, Pair
+from cascal.vectors import unit_rows
 
 SUBJECT_REPRESENTATIVES = ("questions", "centroids")
 #: Value of ``fallback_distance`` / ``subject_temp`` that asks ``fit`` to calibrate it on the training data.
@@ -298,7 +299,7 @@ class CascalRouter(BaseRouter):
         needed; ``fit(X, R, labels)`` equals ``fit(X, R).with_labels(labels, label_base(X, R))``.
         """
         self._check_fitted()
-        X = _unit_rows(check_fit_inputs(embeddings, responses))
+        X = unit_rows(check_fit_inputs(embeddings, responses), zero_rows="refuse")
         self._check_pool(responses)
         low, high = self.clamp
         params = kernels.ConsensusParams(z_scale=self.z_scale, tau=self.tau, clamp=(low, high))
@@ -364,7 +365,7 @@ class CascalRouter(BaseRouter):
         self._check_fitted()
         if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
             raise InvalidParameterError(f"n: must be a non-negative integer, got {n!r}")
-        X = _unit_rows(check_fit_inputs(embeddings, responses))
+        X = unit_rows(check_fit_inputs(embeddings, responses), zero_rows="refuse")
         self._check_pool(responses)
         y = check_labels(labels, responses)
         if y is None:
@@ -529,7 +530,7 @@ class CascalRouter(BaseRouter):
             pool = X_subject
         else:
             pool = np.asarray([n.centroid for n in subject_niches], dtype=np.float64)
-        return normalize_rows(pool.mean(axis=0, keepdims=True))[0]
+        return unit_rows(pool.mean(axis=0, keepdims=True))[0]
 
     def _tables_from_niches(self, subject_reps: np.ndarray, global_scores: np.ndarray) -> RoutingTables:
         """The routing tables: ``niches_`` flattened in subject order, with the subject
@@ -877,8 +878,6 @@ SUBJECT_TEMP_BOUNDS = (1e-4, 1.0)
 
 #: Start of the warning :meth:`CascalRouter.fit` gives about models without a usable answer.
 FIT_WARNING_SOURCE = "CascalRouter.fit"
-#: (the message starts with the source, then ": ")
-NO_USABLE_ANSWER_WARNING = f"{FIT_WARNING_SOURCE}: "
 
 
 def fit_subject_temperature(
@@ -944,14 +943,6 @@ def _calibration_rows(n: int, n_subjects: int) -> np.ndarray:
     if n <= cap:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, cap).round().astype(np.int64))
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; a zero row has no direction to compare and is refused."""
-    norms = np.linalg.norm(X, axis=1)
-    if (norms == 0).any():
-        raise ValueError(f"embeddings: row {int(np.argmin(norms))} is all zeros (no direction to compare)")
-    return X / norms[:, None]
 
 
 def _row_norms(X: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from cascal import kernels
+from cascal.vectors import unit_rows
 
 CLUSTERING_METHODS = ("agglomerative", "kmeans")
 LINKAGE_METHODS = ("single", "complete", "average", "weighted", "ward")
@@ -57,12 +58,6 @@ class ClusteringConfig:
     max_points: int = 256
 
 
-def normalize_rows(X: np.ndarray) -> np.ndarray:
-    """Rows of ``X`` scaled to unit L2 norm (zero rows stay zero)."""
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1.0)
-
-
 def weighted_silhouette(distances: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
     """Weighted mean silhouette of a partition given its full ``(n, n)`` distance matrix.
 
@@ -94,7 +89,7 @@ def spherical_kmeans(
             means = onehot @ X
             empty = np.linalg.norm(means, axis=1) == 0
             means[empty] = centroids[empty]  # an emptied group keeps its old centre
-            centroids = normalize_rows(means)
+            centroids = unit_rows(means)
         fit = float(np.sum(weights * np.sum(X * centroids[labels], axis=1)))
         if fit > best_fit:
             best_labels, best_fit = labels, fit

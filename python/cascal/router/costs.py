@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from cascal.data import ResponseMatrix
-from cascal.errors import ConfigError, InvalidParameterError
+from cascal.errors import ConfigError, InvalidParameterError, PricingWarning
 
 __all__ = [
     "PRIOR_QUESTIONS",
@@ -109,7 +109,7 @@ class Prices:
 
     def for_pool(self, model_names: Sequence[str], *, warn: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(input, output)`` price arrays ``(M,)`` in pool order; models without a price cost 0
-        (with a :class:`UserWarning` naming them when ``warn``)."""
+        (with a :class:`~cascal.errors.PricingWarning` naming them when ``warn``)."""
         price_in = np.zeros(len(model_names))
         price_out = np.zeros(len(model_names))
         unpriced = []
@@ -121,7 +121,7 @@ class Prices:
                 price_in[m], price_out[m] = pair
         if unpriced and warn:
             warnings.warn(
-                f"prices: no price for model(s) {unpriced}; they are priced 0 (free)", UserWarning, stacklevel=3
+                f"prices: no price for model(s) {unpriced}; they are priced 0 (free)", PricingWarning, stacklevel=3
             )
         return price_in, price_out
 
@@ -152,7 +152,7 @@ def question_costs(responses: ResponseMatrix, prices: Prices, *, warn: bool = Tr
     """``(n_q, M)`` cost of every model on every question, USD per 1,000 queries (module docs).
 
     ``responses.cost`` holds the completion tokens; a NaN there (not asked) gives NaN. Without
-    ``responses.cost`` only the prompt is priced (a :class:`UserWarning` says so when ``warn``).
+    ``responses.cost`` only the prompt is priced (a :class:`~cascal.errors.PricingWarning` says so when ``warn``).
     """
     price_in, price_out = prices.for_pool(responses.model_names, warn=warn)
     tokens_in = input_tokens(responses, prices)
@@ -161,7 +161,7 @@ def question_costs(responses: ResponseMatrix, prices: Prices, *, warn: bool = Tr
             warnings.warn(
                 "prices: the responses carry no completion-token counts (cost.csv); expected costs "
                 "count the prompt tokens only",
-                UserWarning,
+                PricingWarning,
                 stacklevel=3,
             )
         tokens_out = np.zeros((responses.n_questions, responses.n_models))

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cascal import kernels
-from cascal.router.clustering import ClusteringConfig, cluster_proficiency_set, normalize_rows
+from cascal.router.clustering import ClusteringConfig, cluster_proficiency_set
+from cascal.vectors import unit_rows
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def spherical_means(X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarr
     """``(k, d)`` L2-normalised weighted means of the rows of ``X`` in each group ``0..k-1``."""
     onehot = np.zeros((k, X.shape[0]))
     onehot[labels, np.arange(X.shape[0])] = weights
-    return normalize_rows(onehot @ X)
+    return unit_rows(onehot @ X)
 
 
 def merge_centroids(centroids: np.ndarray, counts: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +208,7 @@ def prune_niches(
         keep, fold = (i, j) if sizes[i] >= sizes[j] else (j, i)
         labels[labels == fold] = keep
         members = labels == keep
-        centroids[keep] = normalize_rows(X[members].mean(axis=0, keepdims=True))[0]
+        centroids[keep] = unit_rows(X[members].mean(axis=0, keepdims=True))[0]
         survivors = np.delete(np.arange(centroids.shape[0]), fold)
         labels = np.searchsorted(survivors, labels)
         centroids = centroids[survivors]
@@ -240,7 +241,7 @@ def discover_subject_niches(
     weights = proficiency_weights(plurality, agreement, config.min_consensus)
     seeds, counts = seed_centroids(X, weights, config.clustering, rng)
     if seeds.shape[0] == 0:
-        seeds, counts = normalize_rows(X.mean(axis=0, keepdims=True)), np.array([float(X.shape[0])])
+        seeds, counts = unit_rows(X.mean(axis=0, keepdims=True)), np.array([float(X.shape[0])])
     merged, _ = merge_centroids(seeds, counts, config.merge_threshold)
     labels, centroids, niche_scores = assign_and_score(X, scores, merged)
     labels, centroids, niche_scores = prune_niches(

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from cascal.vectors import unit_rows
+
 __all__ = ["Decision", "RouteEngine", "Ticket"]
 
 
@@ -171,8 +173,7 @@ class RouteEngine:
         """``softmax(-cosine distance to each subject representative / subject_temp_)`` per row."""
         if self._reps is None:
             return None
-        x = X.astype(np.float64)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+        x = unit_rows(X.astype(np.float64))
         logits = -(1.0 - x @ self._reps.T) / self._subject_temp
         logits -= logits.max(axis=1, keepdims=True)
         w = np.exp(logits)

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - depends on the installed openai
     import httpx as _http  # type: ignore[no-redef]
 
 
+from cascal.errors import exception_chain
 from cascal.llm.config import ModelConfig, PoolConfig
 from cascal.serve.breaker import CircuitBreaker
 from cascal.serve.metrics import GatewayMetrics
@@ -107,14 +108,7 @@ def _split_body(body: dict) -> tuple[list, dict]:
 def _caused_by_refusal(exc: BaseException) -> bool:
     """Whether a refused or reset connection lies in ``exc``'s cause chain (the aiohttp backend
     reports a refused connection as a connect timeout)."""
-    seen: set[int] = set()
-    cause: Optional[BaseException] = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ConnectionError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any(isinstance(cause, ConnectionError) for cause in exception_chain(exc))
 
 
 def _failure(exc: Exception) -> UpstreamFailure:
