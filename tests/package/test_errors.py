@@ -27,9 +27,13 @@ LEGACY_BASES: dict[type, tuple[type, ...]] = {
     errors.EmbeddingError: (ValueError,),
     errors.UnknownModelError: (ValueError, LookupError),
     errors.KernelError: (ValueError,),
+    errors.ClosedError: (ValueError,),
+    errors.ArgumentTypeError: (TypeError,),
+    errors.NotFoundError: (KeyError,),
     errors.NotFittedError: (RuntimeError,),
     errors.EndpointError: (RuntimeError,),
     errors.GenerationError: (RuntimeError,),
+    errors.ServerStartError: (RuntimeError,),
 }
 
 
@@ -50,7 +54,7 @@ def test_every_error_class_is_a_cascal_error_and_keeps_its_builtin_base():
         assert issubclass(cls, errors.CascalError), cls
         for base in bases:
             assert issubclass(cls, base), (cls, base)
-    assert not issubclass(errors.CascalError, (ValueError, RuntimeError))
+    assert not issubclass(errors.CascalError, (ValueError, TypeError, LookupError, RuntimeError))
 
 
 def test_every_warning_class_is_a_cascal_warning_and_keeps_its_builtin_category():
