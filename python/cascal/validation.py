@@ -38,6 +38,7 @@ from typing import Any, Literal, Optional
 from cascal.errors import ArgumentTypeError, InvalidParameterError
 
 __all__ = [
+    "MAX_PRICE_PER_MTOK",
     "Constraint",
     "InstanceOf",
     "Interval",
@@ -51,6 +52,11 @@ __all__ = [
 
 #: Longest ``repr`` of a value quoted in an error message (longer ones are cut with ``...``).
 MAX_REPR = 80
+#: Largest list price accepted, USD per million tokens (pool.yaml and prices files, ``Prices``;
+#: docs/algorithm.md#prices-and-tokens). The dearest real prices are in the hundreds; a million is
+#: far beyond them yet keeps every cost table finite: the largest completion-token count a float32
+#: ``cost.csv`` holds (3.4e38) costs about 1e42 USD per 1,000 queries at this price.
+MAX_PRICE_PER_MTOK = 1e6
 
 
 def short_repr(value: object, limit: int = MAX_REPR) -> str:
