@@ -55,7 +55,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from cascal.errors import ConfigError
+from cascal.errors import ArgumentTypeError, ConfigError
 from cascal.validation import MAX_PRICE_PER_MTOK, Interval, short_repr
 from cascal.yaml_files import read_yaml
 
@@ -152,7 +152,7 @@ class _SchemaMeta(ModelMetaclass):
     def __call__(cls, *args: Any, **data: Any) -> Any:
         named = dict(zip(cast("type[BaseModel]", cls).model_fields, args))
         if len(named) < len(args) or named.keys() & data.keys():
-            raise TypeError(f"{cls.__name__}(): too many positional arguments, or one also given by name")
+            raise ArgumentTypeError(f"{cls.__name__}(): too many positional arguments, or one also given by name")
         data.update(named)
         try:
             return super().__call__(**data)

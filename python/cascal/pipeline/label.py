@@ -267,11 +267,11 @@ def _fresh_rows(suggest: Suggest, labels: np.ndarray, missing: int, skipped: set
     known = labels if (labels >= 0).any() else None
     rows = np.asarray(suggest(None if known is None else labels.copy(), missing + len(skipped)))
     if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-        raise ValueError(f"suggest: expected a 1-D array of row indices, got {rows.dtype} {rows.shape}")
+        raise InvalidParameterError(f"suggest: expected a 1-D array of row indices, got {rows.dtype} {rows.shape}")
     fresh: list[int] = []
     for r in rows.tolist():
         if not 0 <= r < labels.shape[0]:
-            raise ValueError(f"suggest: row {r} is not a row of the dataset (0..{labels.shape[0] - 1})")
+            raise InvalidParameterError(f"suggest: row {r} is not a row of the dataset (0..{labels.shape[0] - 1})")
         if labels[r] < 0 and r not in skipped and r not in fresh:
             fresh.append(r)
     return fresh[:missing]
