@@ -1,6 +1,6 @@
-"""CascalRouter's public surface pinned down where mutation testing found it unchecked: labels
-(``label_base``, ``with_labels``, ``suggest_labels``), routing results, the ensemble answer's
-``top_k``, tie-break statistics of a loaded router, and :meth:`Niche.best_models`.
+"""CascalRouter's public surface pinned against independent expectations: labels (``label_base``,
+``with_labels``, ``suggest_labels``), routing results, the ensemble answer's ``top_k``, tie-break
+statistics of a loaded router, the documented parameter defaults, and :meth:`Niche.best_models`.
 
 Expected values come from the plain numpy reference (:mod:`cascal.reference`) and the rules of
 docs/algorithm.md#labels and #choosing-questions-to-label, never from the code under test."""
