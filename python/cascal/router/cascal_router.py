@@ -287,9 +287,13 @@ class CascalRouter(BaseRouter):
         """Per-question model scores ``(n_q, M)`` (NaN = not asked), plurality membership and agreement
         ratios (:func:`cascal.router.fitting.score_consensus`); sets ``stats_``. A subclass may
         score differently (e.g. with an answer key) and reuse everything else."""
-        consensus = fitting.score_consensus(responses, fitting.consensus_params(self.get_params(deep=False)))
+        consensus = self._consensus(responses)
         self.stats_ = consensus.stats
         return consensus.scores, consensus.plurality, consensus.agreement
+
+    def _consensus(self, responses: ResponseMatrix) -> fitting.Consensus:
+        """The pool's consensus on ``responses`` with this router's consensus parameters."""
+        return fitting.score_consensus(responses, fitting.consensus_params(self.get_params(deep=False)))
 
     # ------------------------------------------------------------------ labels
     def label_base(self, embeddings: np.ndarray, responses: ResponseMatrix) -> LabelBase:
@@ -302,8 +306,7 @@ class CascalRouter(BaseRouter):
         self._check_fitted()
         X = unit_rows(check_fit_inputs(embeddings, responses), zero_rows="refuse")
         check_pool(responses, self.model_names_)
-        consensus = fitting.score_consensus(responses, fitting.consensus_params(self.get_params(deep=False)))
-        return make_label_base(X, responses, consensus.scores, self.subject_names_, self.tables_)
+        return make_label_base(X, responses, self._consensus(responses).scores, self.subject_names_, self.tables_)
 
     def with_labels(self, labels: np.ndarray, base: LabelBase) -> "CascalRouter":
         """A copy of this label-free router whose niche and global scores are calibrated with
@@ -340,11 +343,10 @@ class CascalRouter(BaseRouter):
         if y is None:
             y = np.full(responses.n_questions, UNLABELLED, dtype=np.int64)
         router = self.with_labels(y, self.label_base(X, responses)) if (y >= 0).any() else self
-        consensus = fitting.score_consensus(responses, fitting.consensus_params(self.get_params(deep=False)))
         return rows_to_label(
             responses,
             router.route_scores(X),
-            consensus.scores,
+            self._consensus(responses).scores,
             score_spread(router.tables_.global_scores, getattr(router, "label_fit_", None)),
             y >= 0,
             int(n),
