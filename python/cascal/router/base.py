@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 
 from cascal import validation
 from cascal.data import ResponseMatrix
-from cascal.errors import DataError, InvalidParameterError, NotFittedError
+from cascal.errors import ArgumentTypeError, DataError, InvalidParameterError, NotFittedError
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix, *, as_fl
     ``as_float64=False`` returns :func:`embedding_matrix` instead (float32/float64 without a copy,
     e.g. a memory-mapped file) and leaves the values unchecked: the caller checks them block by block."""
     if not isinstance(responses, ResponseMatrix):
-        raise TypeError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
+        raise ArgumentTypeError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
     emb = check_embeddings(embeddings) if as_float64 else embedding_matrix(embeddings)
     if emb.shape[0] != responses.n_questions:
         raise DataError(f"embeddings: {emb.shape[0]} rows but responses has {responses.n_questions} questions")

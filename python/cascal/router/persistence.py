@@ -54,7 +54,7 @@ import numpy as np
 
 from cascal._core import __version__
 from cascal.embedding import hashing_dim
-from cascal.errors import DataError, EmbeddingError, InvalidParameterError, RouterFileError
+from cascal.errors import ArgumentTypeError, DataError, EmbeddingError, InvalidParameterError, RouterFileError
 from cascal.kernels.routing import RoutingTables
 
 __all__ = ["FORMAT_VERSION", "RouterFileError", "RouterRecord", "load_record", "save_record"]
@@ -136,7 +136,7 @@ class RouterRecord:
     def __post_init__(self) -> None:
         tables = self.tables
         if not isinstance(tables, RoutingTables):
-            raise TypeError(f"tables: expected RoutingTables, got {type(tables).__name__}")
+            raise ArgumentTypeError(f"tables: expected RoutingTables, got {type(tables).__name__}")
         n_models, n_subjects = len(self.model_names), len(self.subject_names)
         if tables.n_models != n_models:
             raise DataError(f"tables: scores {tables.n_models} models, model_names lists {n_models}")
