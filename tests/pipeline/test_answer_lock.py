@@ -16,7 +16,7 @@ import pytest
 from test_answer import World, counts, make_dataset, write_pool
 
 from cascal.errors import DataError
-from cascal.io import LOCK_FILE, _atomic_write, dataset_lock, load_dataset
+from cascal.io import LOCK_FILE, atomic_write_text, dataset_lock, load_dataset
 from cascal.simulate.chat_server import ChatServer
 
 N = 16
@@ -123,7 +123,7 @@ def test_atomic_writes_from_threads_never_collide(tmp_path):
     def writer(tag: str) -> None:
         try:
             for _ in range(50):
-                _atomic_write(target, lambda fh: fh.write(tag * 1000))
+                atomic_write_text(target, tag * 1000)
         except BaseException as exc:  # pragma: no cover - the failure being tested for
             errors.append(exc)
 
