@@ -153,20 +153,6 @@ def test_logprobs_must_match_prediction_columns_and_be_numbers(tmp_path):
         load_dataset(folder)
 
 
-def test_embeddings_with_wrong_rows_or_ambiguous_files(tmp_path):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
-    np.save(folder / "embeddings_a.npy", np.zeros((3, 4), dtype=np.float32))
-    with pytest.raises(DataError, match=r"embeddings_a.npy: expected 2 rows"):
-        load_dataset(folder)
-    np.save(folder / "embeddings_a.npy", np.ones((2, 4), dtype=np.float32))
-    np.save(folder / "embeddings_b.npy", np.ones((2, 4), dtype=np.float32))
-    with pytest.raises(DataError, match="several embedding files"):
-        load_dataset(folder)
-    assert load_dataset(folder, embeddings="b").embedding_model == "b"
-    with pytest.raises(DataError, match="no embeddings for model 'c'"):
-        load_dataset(folder, embeddings="c")
-
-
 def test_missing_folder_and_files(tmp_path):
     with pytest.raises(DataError, match="not a dataset folder"):
         load_dataset(tmp_path / "nope")
@@ -406,55 +392,6 @@ def test_answer_stage_leaves_the_questions_file_untouched(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bad files are DataErrors
-class _Trap:
-    """Unpickling this object would create the file ``path``."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-def test_object_and_string_embeddings_are_refused_never_unpickled(tmp_path):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
-    trap = tmp_path / "unpickled"
-    np.save(folder / "embeddings_e.npy", np.array([[_Trap(str(trap))], [None]], dtype=object), allow_pickle=True)
-    with pytest.raises(DataError, match=r"embeddings_e.npy: holds Python objects \(pickled data\), not numbers"):
-        load_dataset(folder)
-    assert not trap.exists()
-    np.save(folder / "embeddings_e.npy", np.array([["0.5", "1"], ["2", "3"]]))  # before: a TypeError from isfinite
-    with pytest.raises(DataError, match=r"embeddings_e.npy: dtype <U3 is not numeric"):
-        load_dataset(folder)
-
-
-@pytest.mark.parametrize(
-    "make, message",
-    [
-        (lambda f: np.savez(f, a=np.ones((2, 3))), r"not a \.npy array \(an \.npz archive\?\)"),
-        (lambda f: f.write(b""), "not a readable .npy array"),
-        (
-            lambda f: f.write(
-                b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 10000000000), }".ljust(
-                    128, b" "
-                )[:127]
-                + b"\n"
-            ),
-            "not a readable .npy array",
-        ),
-        (lambda f: np.save(f, np.array([[1e300, 0.0], [0.0, 0.0]])), "values beyond the float32 range"),
-        (lambda f: np.save(f, np.array([[np.nan, 0.0], [0.0, 0.0]])), "contains NaN or infinite values"),
-        (lambda f: np.save(f, np.zeros((2, 2), dtype=complex)), "dtype complex128 is not numeric"),
-    ],
-)
-def test_unusable_embedding_files_name_the_file(tmp_path, make, message):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
-    with open(folder / "embeddings_e.npy", "wb") as fh:
-        make(fh)
-    with pytest.raises(DataError, match=r"embeddings_e\.npy: .*" + message):
-        load_dataset(folder)
-
-
 def test_a_huge_csv_cell_is_a_data_error_with_its_line(tmp_path):
     folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2," + "x" * 200_000 + "\n")
     with pytest.raises(DataError, match=r"predictions.csv:3: unreadable CSV \(field larger than field limit"):
@@ -523,17 +460,6 @@ def test_other_unchecked_cells(tmp_path):
         load_dataset(folder)
 
 
-def test_saving_over_an_unreadable_embeddings_file_is_refused_before_writing(tmp_path):
-    folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n")
-    rm = load_dataset(folder)
-    (folder / "embeddings_x.npy").write_bytes(b"junk")
-    before = (folder / "questions.jsonl").read_bytes()
-    rm.questions = ["changed", "too"]
-    with pytest.raises(DataError, match="embeddings_x.npy: not a readable .npy array"):
-        save_dataset(rm, folder)
-    assert (folder / "questions.jsonl").read_bytes() == before
-
-
 def test_cli_reports_a_bad_file_as_one_error_line(tmp_path, capsys):
     from cascal.cli import main
 
@@ -544,53 +470,15 @@ def test_cli_reports_a_bad_file_as_one_error_line(tmp_path, capsys):
     assert err.startswith("error: ") and "embeddings_e.npy: dtype <U1 is not numeric" in err and err.count("\n") == 1
 
 
-def test_load_embeddings_file_mmap_maps_float32_without_a_copy(tmp_path):
-    from cascal.io import load_embeddings_file
-
-    X = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    np.save(tmp_path / "e.npy", X)
-    mapped = load_embeddings_file(tmp_path / "e.npy", 300, mmap=True)
-    assert isinstance(mapped.base, np.memmap) and not mapped.flags.writeable
-    np.testing.assert_array_equal(mapped, X)
-    copied = load_embeddings_file(tmp_path / "e.npy", 300)
-    assert copied.base is None and copied.flags.writeable
-    # float64 files are converted (a float32 view of them cannot exist)
-    np.save(tmp_path / "d.npy", X.astype(np.float64))
-    assert load_embeddings_file(tmp_path / "d.npy", 300, mmap=True).dtype == np.float32
-    X[250, 3] = np.inf
-    np.save(tmp_path / "bad.npy", X)
-    with pytest.raises(DataError, match="NaN or infinite"):
-        load_embeddings_file(tmp_path / "bad.npy", 300, mmap=True)
-
-
-def test_train_fits_on_memory_mapped_embeddings(tmp_path, monkeypatch):
-    """``cascal train`` loads the dataset with ``mmap=True``: fit receives the mapping itself."""
+def test_the_public_names_of_cascal_io_are_importable_from_it():
     import cascal.io
-    from cascal.pipeline.train import train_router
-    from cascal.router import CascalRouter
 
-    seen = {}
-    real_fit = CascalRouter.fit
-
-    def spy(self, embeddings, responses, *args, **kwargs):
-        seen["base"] = embeddings.base
-        return real_fit(self, embeddings, responses, *args, **kwargs)
-
-    monkeypatch.setattr(CascalRouter, "fit", spy)
-    folder = _small_trainable_folder(tmp_path)
-    train_router(folder, tmp_path / "r.cascal")
-    assert isinstance(seen["base"], np.memmap)
-    assert cascal.io.load_dataset(folder).embeddings.base is None  # without mmap: in memory
-
-
-def _small_trainable_folder(tmp_path: Path) -> Path:
-    """A dataset folder of simulated answers with float32 embeddings (what ``cascal embed`` writes)."""
-    from dataclasses import replace
-
-    from simulated_data import simulated_responses
-
-    from cascal.simulate import SimWorld
-
-    data = simulated_responses(SimWorld(seed=0), n_subjects=3, per_subject=40)
-    emb = np.random.default_rng(1).normal(size=(data.n_questions, 16)).astype(np.float32)
-    return save_dataset(replace(data, embeddings=emb, embedding_model="toy"), tmp_path / "ds")
+    before = {  # what `from cascal.io import ...` offered when io was one module
+        *("LABELS_HEADER", "LOCK_FILE", "MAX_JSON_DEPTH", "MAX_LABELS_BYTES", "OUT_OF_RANGE_CHOICES"),
+        *("QUESTIONS_FILE", "PREDICTIONS_FILE", "LOGPROBS_FILE", "COST_FILE", "RESPONSE_CHARS_FILE"),
+        *("QUESTION_FIELDS", "QUESTION_RECORDS", "MMAP_CHECK_ROWS", "OutOfRange", "PathLike"),
+        *("dataset_lock", "embedding_files", "embeddings_path", "load_dataset", "load_embeddings_file"),
+        *("load_model_table", "load_labels", "save_answers", "save_dataset", "save_labels"),
+    }
+    assert before <= set(dir(cascal.io))
+    assert set(cascal.io.__all__) <= set(dir(cascal.io))
