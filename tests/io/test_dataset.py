@@ -258,7 +258,7 @@ def test_ids_options_and_fields_survive_load_save_load(tmp_path):
     assert written == ODD_RECORDS
     assert [list(r) for r in written] == [list(r) for r in ODD_RECORDS]  # key order kept too
     assert (tmp_path / "out" / "questions.jsonl").read_bytes() == (src / "questions.jsonl").read_bytes()
-    back = load_dataset(tmp_path / "out")  # before: "007" and 7 both became 7, a duplicate id
+    back = load_dataset(tmp_path / "out")  # "007" and 7 stay two ids, not both 7
     assert back.question_ids.tolist() == rm.question_ids.tolist()
     assert [type(q) for q in back.question_ids] == [str, int, str, int, str]
 
@@ -291,7 +291,7 @@ def test_subset_keeps_each_questions_own_fields(tmp_path):
     rm = load_dataset(write_records(tmp_path / "src", ODD_RECORDS))
     sub = rm.subset([2, 0])
     written = read_records(save_dataset(sub, tmp_path / "out"))
-    assert written == [ODD_RECORDS[2], ODD_RECORDS[0]]  # before: the fields of rows 0 and 1 were written
+    assert written == [ODD_RECORDS[2], ODD_RECORDS[0]]  # each row's own fields, not those of rows 0 and 1
     assert sub.extra["question_fields"] == [{"src": "s3"}, {"src": "s1"}]
     assert len(rm.extra["question_fields"]) == 5
 
@@ -338,7 +338,7 @@ def test_string_ids_of_digits_stay_strings(tmp_path):
         options=[["x", "y"], ["x", "y"]],
     )
     written = read_records(save_dataset(rm, tmp_path / "out"))
-    assert [r["question_id"] for r in written] == ["007", "-0"]  # before: 7 and 0
+    assert [r["question_id"] for r in written] == ["007", "-0"]  # not 7 and 0
 
 
 def test_save_answers_writes_answer_files_only(tmp_path):
@@ -395,13 +395,13 @@ def test_answer_stage_leaves_the_questions_file_untouched(tmp_path):
 def test_a_huge_csv_cell_is_a_data_error_with_its_line(tmp_path):
     folder = write_folder(tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2," + "x" * 200_000 + "\n")
     with pytest.raises(DataError, match=r"predictions.csv:3: unreadable CSV \(field larger than field limit"):
-        load_dataset(folder)  # before: _csv.Error
+        load_dataset(folder)  # not a bare _csv.Error
 
 
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("[" * 100_000, "questions.jsonl:3: JSON nested more than 100 levels deep"),  # before: RecursionError
+        ("[" * 100_000, "questions.jsonl:3: JSON nested more than 100 levels deep"),  # not a RecursionError
         (
             '{"question_id": 3, "category": ' + "[" * 150 + "]" * 150 + ', "question": "q", "options": ["a", "b"]}',
             "questions.jsonl:3: JSON nested more than 100 levels deep",
@@ -434,7 +434,7 @@ def test_invalid_utf8_names_the_file_and_line(tmp_path, name, line):
     data[line - 1] = data[line - 1][:3] + b"\xff\xfe" + data[line - 1][3:]
     (folder / name).write_bytes(b"\n".join(data))
     with pytest.raises(DataError, match=rf"{name}:{line}: not UTF-8 text \(invalid start byte at byte \d+\)"):
-        load_dataset(folder)  # before: no line (JSONL), or a UnicodeDecodeError
+        load_dataset(folder)  # the line is named (JSONL too), no UnicodeDecodeError
 
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
@@ -443,7 +443,7 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
     )
     for name in ("questions.jsonl", "predictions.csv", "cost.csv"):
         (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
-    rm = load_dataset(folder)  # before: "invalid JSON (Unexpected UTF-8 BOM)" and "first column must be 'question_id'"
+    rm = load_dataset(folder)  # no "Unexpected UTF-8 BOM", no "first column must be 'question_id'"
     assert rm.question_ids.tolist() == [1, 2] and rm.answers[:, 0].tolist() == [0, 1]
     assert rm.cost[:, 0].tolist() == [3.0, 4.0]
 
@@ -453,7 +453,7 @@ def test_other_unchecked_cells(tmp_path):
         tmp_path / "d", QUESTIONS, "question_id,m1\n1,A\n2,A\n", **{"logprobs.csv": "question_id,m1\n1,1e39\n2,\n"}
     )
     with pytest.raises(DataError, match=r"logprobs.csv:2: column 'm1': '1e39' is beyond the float32 range"):
-        load_dataset(folder)  # before: stored as inf
+        load_dataset(folder)  # not stored as inf
     (folder / "logprobs.csv").unlink()
     (folder / "predictions.csv").write_text("question_id,m1,\n1,A,\n2,A,\n")
     with pytest.raises(DataError, match=r"predictions.csv:1: model column 3 has no name"):

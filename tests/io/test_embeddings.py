@@ -44,7 +44,9 @@ def test_object_and_string_embeddings_are_refused_never_unpickled(tmp_path):
     with pytest.raises(DataError, match=r"embeddings_e.npy: holds Python objects \(pickled data\), not numbers"):
         load_dataset(folder)
     assert not trap.exists()
-    np.save(folder / "embeddings_e.npy", np.array([["0.5", "1"], ["2", "3"]]))  # before: a TypeError from isfinite
+    np.save(
+        folder / "embeddings_e.npy", np.array([["0.5", "1"], ["2", "3"]])
+    )  # a DataError, not a TypeError from isfinite
     with pytest.raises(DataError, match=r"embeddings_e.npy: dtype <U3 is not numeric"):
         load_dataset(folder)
 

@@ -199,7 +199,7 @@ def test_dataset_lock_refuses_a_second_holder_and_is_released(tmp_path):
 
 
 def test_atomic_writes_from_threads_never_collide(tmp_path):
-    # before: every writer used "<name>.tmp", so one writer's os.replace moved another's file away
+    # each writer has its own temporary file: no writer's os.replace moves another one's file away
     target = tmp_path / "predictions.csv"
     errors: list[BaseException] = []
 
@@ -307,7 +307,7 @@ def test_a_failed_router_save_keeps_the_old_router_file(tmp_path, monkeypatch):
     _fail_on_second_call(monkeypatch, zipfile.ZipFile, "writestr")
     with pytest.raises(OSError, match="disk full"):
         router.save(path)
-    assert path.read_bytes() == before  # before: the zip was truncated and half written in place
+    assert path.read_bytes() == before  # not truncated and half written in place
     assert leftovers(tmp_path, "r.cascal") == []
     monkeypatch.undo()
     assert CascalRouter.load(path).model_names_ == router.model_names_

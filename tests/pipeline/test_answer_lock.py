@@ -1,8 +1,8 @@
 """Two ``cascal answer`` runs on one folder: the folder lock, atomic writes, no column lost (the lock
 and the atomic writes themselves are tested in tests/io/test_files.py).
 
-Before the lock, two concurrent runs both paid for every prompt and, with different ``--models``,
-the last writer dropped the other's column (both wrote through the same temporary file name).
+Without the lock two concurrent runs would both pay for every prompt and, with different
+``--models``, the last writer would drop the other's column.
 """
 
 from __future__ import annotations
