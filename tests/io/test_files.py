@@ -174,9 +174,16 @@ def test_other_modes_are_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_missing_folder_is_an_os_error(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        atomic_write_text(tmp_path / "absent" / "f", "x")
+def test_errors_name_the_target_not_its_temporary_file(tmp_path):
+    target = tmp_path / "absent" / "f"
+    with pytest.raises(FileNotFoundError) as info:
+        atomic_write_text(target, "x")
+    assert info.value.filename == str(target) and info.value.filename2 is None
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError) as info:  # os.replace cannot put a file over a folder
+        atomic_write_text(tmp_path / "dir", "x")
+    assert info.value.filename == str(tmp_path / "dir") and info.value.filename2 is None
+    assert leftovers(tmp_path, "dir") == []  # no temporary file left behind
 
 
 # ----------------------------------------------------------------------------- locks

@@ -71,16 +71,30 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     before the block ends. The folder must exist.
     """
     final = Path(target)
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=TEMP_SUFFIX)
+    try:
+        fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise _about(exc, final) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, new_file_mode())  # as open() would create it, not tempfile's 0o600
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise _about(exc, final) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _about(exc: OSError, target: Path) -> OSError:
+    """``exc`` naming ``target`` instead of its temporary file (the file the user asked for);
+    the same subclass (``FileNotFoundError``, ``PermissionError``, ...) and reason."""
+    if exc.errno is None or exc.strerror is None:  # not from the system: nothing to rename
+        return exc
+    return OSError(exc.errno, exc.strerror, str(target))
 
 
 @contextmanager
