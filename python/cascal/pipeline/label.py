@@ -34,8 +34,6 @@ import os
 import select
 import sys
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, TextIO, Union
@@ -44,6 +42,7 @@ import numpy as np
 
 from cascal.data import LETTERS, ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
+from cascal.io.files import labels_lock
 from cascal.validation import short_repr
 
 __all__ = [
@@ -214,51 +213,6 @@ def _session(
         if total > before:  # after a Ctrl-C during a save the file may lack the last answer
             save_labels(path, responses, labels)
     return LabelSummary(total - before, len(skipped), total, n, stop, path)
-
-
-@contextmanager
-def labels_lock(path: Union[str, Path]) -> Iterator[Path]:
-    """Hold the exclusive lock of the labels file ``path`` while the ``with`` block runs, so that two
-    sessions never write one file (the second would overwrite the first one's answers).
-
-    The lock is an ``flock`` on ``.<name>.lock`` beside the file (created with its folder if
-    needed; it records the holder's pid and stays after the session, like a dataset folder's
-    ``.cascal.lock``). The kernel drops it when the process ends, however it ends. On a system
-    without ``fcntl`` (Windows) nothing is locked.
-
-    Yields:
-        the lock file's path.
-
-    Raises:
-        cascal.errors.DataError: another process holds the lock; the message names the file and
-            that process's pid.
-    """
-    file = Path(path)
-    lock = file.parent / f".{file.name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield lock
-        return
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise DataError(
-                f"{file}: another labelling session (pid {holder}) is writing it; finish or quit that one first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        try:
-            yield lock
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 def _fresh_rows(suggest: Suggest, labels: np.ndarray, missing: int, skipped: set[int]) -> list[int]:

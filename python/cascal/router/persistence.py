@@ -161,7 +161,8 @@ class RouterRecord:
 
 
 def save_record(record: RouterRecord, path: Union[str, "PathLike[str]"]) -> None:
-    """Write ``record`` to ``path`` (see the module docstring for the layout).
+    """Write ``record`` to ``path`` (see the module docstring for the layout), atomically: a reader
+    sees the old file or the new one, and a failed or killed save leaves the old file as it was.
 
     Raises:
         InvalidParameterError: (a ``ValueError``) a parameter cannot be stored as JSON (e.g. a non-integer ``random_state``).
@@ -185,7 +186,9 @@ def save_record(record: RouterRecord, path: Union[str, "PathLike[str]"]) -> None
     if record.tables.has_costs:
         arrays.update({name: (getattr(record.tables, name), dtype) for name, (dtype, _) in COST_ARRAYS.items()})
     arrays.update({name: (getattr(record, name), dtype) for name, (dtype, _) in STATS_ARRAYS.items()})
-    with zipfile.ZipFile(fspath(path), "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    from cascal.io.files import atomic_open  # a killed save leaves the old router file, never half a zip
+
+    with atomic_open(fspath(path), "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
         for name, (values, dtype) in arrays.items():
             buf = io.BytesIO()
