@@ -203,7 +203,7 @@ class _Cue:
     tries the pattern only where one of ``words`` starts at a word start (every branch opens with
     ``\\b``; a word may include what must follow it, ``"the best"``, ``"i'"``, to try fewer places)
     or where one of ``anywhere`` starts (CJK cues, which need no word start). The words must cover
-    the opening of every branch; tests/llm/test_extract_speed.py checks on real and generated replies
+    the opening of every branch; tests/llm/test_extract_cues.py and test_extract_real_replies.py check
     that the matches are those of ``regex.finditer``.
     """
 
@@ -235,17 +235,17 @@ def _cue_starts(low: str, cue: "_Cue") -> "list[int]":
     of its ``anywhere`` words starts. ``str.find`` per word: one pass of a pattern with a hundred
     branches costs more than all the finds."""
     ascii = low.isascii()
-    found: set[int] = set()
-    for word in cue.ascii_words if ascii else cue.words:
-        found.update(i for i in _find_all(low, word) if i == 0 or not _is_word_char(low[i - 1]))
+    found: list[int] = []
+    find = low.find
+    for word in cue.ascii_words if ascii else cue.words:  # (a plain loop: this is the hot path)
+        i = find(word)
+        while i != -1:
+            if i == 0 or not (low[i - 1].isalnum() or low[i - 1] == "_"):  # a word start (\\b)
+                found.append(i)
+            i = find(word, i + 1)
     for word in () if ascii else cue.anywhere:
-        found.update(_find_all(low, word))
-    return sorted(found)
-
-
-def _is_word_char(char: str) -> bool:
-    """What ``\\w`` matches: letters and digits of any script, and the underscore."""
-    return char.isalnum() or char == "_"
+        found.extend(_find_all(low, word))
+    return sorted(set(found))
 
 
 def _find_all(low: str, word: str) -> "Iterator[int]":
@@ -472,8 +472,8 @@ _CONDITION = re.compile(
 )
 
 
-def _statements(text: str, numbered: bool) -> Read:
-    return _decide(text, _cue_reads(text, _STATEMENT, numbered, conditional=True))
+def _statements(text: str, numbered: bool, whole: bool = True) -> Read:
+    return _decide(text, _cue_reads(text, _STATEMENT, numbered, conditional=True), whole)
 
 
 def _cue_reads(text: str, cue: "_Cue", numbered: bool, *, conditional: bool) -> "list[tuple[int, Read, int]]":
@@ -497,16 +497,16 @@ _LOOP_GAP = re.compile(
 _LOOP_GAP_CHARS = 40
 
 
-def _decide(text: str, reads: "list[tuple[int, Read, int]]") -> Read:
+def _decide(text: str, reads: "list[tuple[int, Read, int]]", whole: bool) -> Read:
     """The read that decides a strong rule: the first answer of the first loop, else the last
-    decisive read (``None`` when no read is decisive)."""
-    loop = _loop_start(text, reads)
+    decisive read (``None`` when no read is decisive). ``whole``: ``text`` is the whole reply."""
+    loop = _loop_start(text, reads, whole)
     if loop is not None:
         return reads[loop][1]
     return _last_decisive([(pos, read) for pos, read, _ in reads])
 
 
-def _loop_start(text: str, reads: "list[tuple[int, Read, int]]") -> Optional[int]:
+def _loop_start(text: str, reads: "list[tuple[int, Read, int]]", whole: bool) -> Optional[int]:
     """The index of the first answer of the first loop, or ``None``.
 
     A loop is a run of answers of one rule back to back (nothing but punctuation and a sentence
@@ -514,6 +514,11 @@ def _loop_start(text: str, reads: "list[tuple[int, Read, int]]") -> Optional[int
     name different options. A model repeating itself with conflicting letters has stopped reasoning;
     what it committed to is the answer it gave before the repetition began, the run's first. A run
     that names one option is no loop (its reading is the same either way).
+
+    A run that opens the reply (``whole``, and nothing before its first cue but a sentence opening)
+    is no loop either: with no reasoning before it, it is a list of answers to the several questions
+    of a few-shot prompt (its examples, then the question asked, which comes last), and the last
+    answer is the one to the question asked.
     """
     i = 0
     while i < len(reads) - 1:
@@ -524,7 +529,7 @@ def _loop_start(text: str, reads: "list[tuple[int, Read, int]]") -> Optional[int
             if j + 1 == len(reads) or not _back_to_back(text, reads[j][2], reads[j + 1][0]):
                 break
             j += 1
-        if j > i and len(named) > 1:
+        if j > i and len(named) > 1 and not (whole and _LOOP_GAP.fullmatch(text, 0, reads[i][0])):
             return i
         i = j + 1
     return None
@@ -562,8 +567,8 @@ _LABEL = _Cue(
 )
 
 
-def _labels(text: str, numbered: bool) -> Read:
-    return _decide(text, _cue_reads(text, _LABEL, numbered, conditional=False))
+def _labels(text: str, numbered: bool, whole: bool = True) -> Read:
+    return _decide(text, _cue_reads(text, _LABEL, numbered, conditional=False), whole)
 
 
 # --------------------------------------------------------------------------- rule 3: boxes
@@ -897,7 +902,8 @@ def own_part(text: str, numbered: bool = False) -> str:
         before = window[: m.start()]
         raw = unicodedata.normalize("NFKC", before[-TAIL_CHARS:])[-TAIL_CHARS:]
         flat = normalize(raw)
-        if any(read not in (None, _REFUSE) for read in _strong_reads(flat, raw, numbered)):
+        whole = len(before) <= TAIL_CHARS
+        if any(read not in (None, _REFUSE) for read in _strong_reads(flat, raw, numbered, whole)):
             return before
     return text
 
@@ -922,10 +928,10 @@ def _line_matches(
             yield m
 
 
-def _strong_reads(flat: str, raw: str, numbered: bool) -> "Iterator[Read]":
+def _strong_reads(flat: str, raw: str, numbered: bool, whole: bool) -> "Iterator[Read]":
     """What the strong rules (statements, labels, boxes) read, lazily, strongest first."""
-    yield _statements(flat, numbered)
-    yield _labels(flat, numbered)
+    yield _statements(flat, numbered, whole)
+    yield _labels(flat, numbered, whole)
     yield _boxes(raw, numbered)
 
 
@@ -949,10 +955,11 @@ def find_choice(text: str, numbered: bool = False) -> Optional[int]:
     # NFKC may lengthen text (one character can become 18): bound the tail again after it
     raw = unicodedata.normalize("NFKC", text[-TAIL_CHARS:])[-TAIL_CHARS:]
     flat = normalize(raw)
-    head = flat if len(text) <= TAIL_CHARS else normalize(text[:HEAD_CHARS])
+    whole = len(text) <= TAIL_CHARS
+    head = flat if whole else normalize(text[:HEAD_CHARS])
     for read in (
         lambda: _statements_of(text, flat, numbered),
-        lambda: _labels(flat, numbered),
+        lambda: _labels(flat, numbered, whole),
         lambda: _boxes(raw, numbered),
         lambda: _verdicts(flat, numbered),
         lambda: _layout(flat, head, numbered),
@@ -967,10 +974,12 @@ def _statements_of(text: str, flat: str, numbered: bool) -> Read:
     """The statement rule on the tail ``flat`` of ``text``; when the tail opens inside a loop (its
     first statement starts one), on the last :data:`LOOP_CHARS` characters, to find the loop's start."""
     reads = _cue_reads(flat, _STATEMENT, numbered, conditional=True)
-    if len(text) > TAIL_CHARS and _loop_start(flat, reads) == 0:
+    if len(text) <= TAIL_CHARS:
+        return _decide(flat, reads, True)
+    if _loop_start(flat, reads, False) == 0:
         wide = normalize(unicodedata.normalize("NFKC", text[-LOOP_CHARS:])[-LOOP_CHARS:])
-        reads, flat = _cue_reads(wide, _STATEMENT, numbered, conditional=True), wide
-    return _decide(flat, reads)
+        return _decide(wide, _cue_reads(wide, _STATEMENT, numbered, conditional=True), len(text) <= LOOP_CHARS)
+    return _decide(flat, reads, False)
 
 
 def find_letter(text: str) -> Optional[str]:
