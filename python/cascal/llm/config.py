@@ -23,6 +23,9 @@ same rules.
         model: meta-llama/Llama-3.1-8B-Instruct
         api_key_env: MY_KEY                   # optional; no key -> "EMPTY" (local servers)
         max_concurrency: 8
+      - name: base-8b                         # a base model on a few-shot prompt:
+        model: meta-llama/Meta-Llama-3-8B
+        stop: ["\\nQuestion:"]                 # end the reply where it starts the next question
 
 ``tasks.yaml``::
 
@@ -143,6 +146,23 @@ _Price = Annotated[float, _rule(Interval(Real, 0, None, closed="left"), at_most=
 _Description = Annotated[str, _rule(_text, "be a non-empty description string")]
 _SubjectName = Annotated[str, _rule(_text, "be a non-empty subject name")]
 _EMPTY_IF_NULL = BeforeValidator(lambda value: {} if value is None else value)
+#: Most stop sequences an OpenAI-compatible chat completion accepts.
+MAX_STOP = 4
+
+
+def _stop_list(value: Any) -> "tuple[str, ...]":
+    """A list of 1..MAX_STOP non-empty strings, kept as a tuple (a string alone is refused: a list is
+    what the YAML should say, and one character string is easily a mistake)."""
+    if (
+        not isinstance(value, (list, tuple))
+        or not 1 <= len(value) <= MAX_STOP
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise _problem(f"must be a list of 1 to {MAX_STOP} non-empty strings, got {short_repr(value)}")
+    return tuple(value)
+
+
+_Stop = Annotated["tuple[str, ...]", PlainValidator(_stop_list)]
 
 
 class _SchemaMeta(ModelMetaclass):
@@ -227,6 +247,10 @@ class ModelConfig(_Schema):
         stream: request streamed responses (server-sent events).
         temperature, top_p, max_tokens, seed: sampling parameters (``None`` = server default).
         logprobs: ask for token log-probabilities (the mean is the confidence signal).
+        stop: up to 4 stop sequences sent with every request (``None`` = none): the server ends the
+            reply where one begins. For few-shot prompts and base models, which answer and then write
+            their prompt's next example (``["\\nQuestion:"]``); part of the cache key, like the
+            sampling parameters, since it changes the reply.
         price_input_per_mtok, price_output_per_mtok: list price in USD per million input
             (prompt) and output (completion) tokens, for cost-aware routing (in ``[0, 1e6]``;
             ``None`` = unknown, priced 0 with a warning; docs/algorithm.md#cost-aware-routing).
@@ -249,6 +273,7 @@ class ModelConfig(_Schema):
         ]
     ] = None
     logprobs: _Flag = True
+    stop: Optional[_Stop] = None
     price_input_per_mtok: Optional[_Price] = None
     price_output_per_mtok: Optional[_Price] = None
 
@@ -272,6 +297,8 @@ class ModelConfig(_Schema):
         }
         if self.logprobs:
             params["logprobs"] = True
+        if self.stop is not None:
+            params["stop"] = list(self.stop)
         return params
 
 

@@ -4,24 +4,44 @@ The prompt asks for reasoning followed by ``The answer is (X)``. Replies drift f
 the letter, write ``Answer: X``, answer in another language, or just say ``I think (B)``. The
 extractor reads what a careful human reader would read, and refuses what such a reader would refuse.
 
+The reply's own part
+--------------------
+A few-shot base model that has answered often goes on writing its prompt's next example: ``... The
+answer is (B).`` then ``Question: ... Options: A. ... Answer: Let's think step by step. ... The answer
+is (F).`` Its answer is B; F answers a question nobody asked. So the reply is first cut where it starts
+a new question of its own (:func:`own_part`), and only the part before is read:
+
+- at the first line opening with ``Question:`` / ``Question 2:`` / ``Q:`` (markdown allowed), or with
+  a prompt's instruction ``The following are multiple choice questions``, that has text before it (a
+  reply that opens by echoing its question is not cut at the echo);
+- without such a heading, at an options list (``Options:`` then a line ``A. ...``) or the prompt's
+  scaffold ``Answer: Let's think step by step``, but only once the text before it commits to an
+  answer by a strong rule (1-3 below): before that the model may be continuing the options of its
+  own question, or restating it.
+
+A reply that restates its question under a ``Question:`` heading in the middle of its reasoning is cut
+there too; prompts that invite run-ons should also pass a stop sequence (``stop:`` in pool.yaml).
+
 What is read
 ------------
-Only the last :data:`TAIL_CHARS` characters of the reply (where the conclusion is), plus its first
+Of the reply's own part, only the last :data:`TAIL_CHARS` characters of the reply (where the conclusion is), plus its first
 :data:`HEAD_CHARS` characters for replies that open with the letter (``B) because ...``), also when
 that tail is blank (a long reply ending in thousands of newlines). The text is NFKC-normalised
 (full-width ``（Ｃ）`` becomes ``(C)``), LaTeX and markdown wrappers are removed (``$``, ``**``,
 ``\\boxed{``, ``\\text{`` ...) and whitespace is squeezed before matching.
 
-Every pattern has bounded quantifiers only, so extraction is linear in the (bounded) text it reads:
-a typical reply takes well under a millisecond, and no reply, however long or pathological, more than
-a few tens of milliseconds.
+Every pattern has bounded quantifiers only, so extraction is linear in the (bounded) text it reads.
+The cue patterns with many branches are tried only where one of their opening words occurs (found by
+``str.find``), not at every character: a typical reply takes about 0.1-0.2 ms, the slowest real reply
+a few milliseconds, and no reply, however long or pathological, more than a few tens of milliseconds.
 
 Priority
 --------
 Five rules, strongest first. The first rule with a decisive match decides; within a rule, the
 *last* match in the reply decides (a model that corrects itself is read by its final word):
 
-1. **answer statements**: ``the answer is (X)``, ``the correct option is X``, ``I choose X``,
+1. **answer statements**: ``the answer is (X)``, ``the correct option is X``, ``the closest option
+   is X``, ``the correct statement is X``, ``the statement that is not true is X``, ``I choose X``,
    ``La respuesta es (X)``, ``La réponse est X``, ``Die Antwort ist X``, ``答案是 (X)`` ...;
 2. **answer labels**: ``Answer: X``, ``Final answer - (X)``, ``Respuesta: X``, ``答案：X`` ...;
 3. **boxes**: ``\\boxed{X}`` anywhere (``\\boxed{\\text{(X)}}`` too);
@@ -33,6 +53,19 @@ Five rules, strongest first. The first rule with a decisive match decides; withi
 
 So ``... $\\boxed{B}$ ... So the answer is (C).`` is C (rule 1 beats rule 3), and ``The answer is
 (B).`` followed by a stray ``Answer: C`` (often a hallucinated next question) is B.
+
+Loops
+-----
+A degenerating model repeats its answer with changing letters: ``The answer is (B). The answer is
+(H). The answer is (E). ...``. In rules 1-2, answers of the rule back to back (nothing between one's
+option and the next cue but one punctuation mark, a line break and a sentence opening such as
+``The`` / ``So the``) that name different options form a loop, and the *first* answer of the first
+loop decides instead of the last match: the model committed to it before it stopped reasoning, and
+every later letter is noise (reading nothing would also defend, but the first answer is what the
+reply said while it still reasoned). A loop that repeats one option reads that option; answers with
+reasoning between them are no loop (``The answer is (A). Wait, re-checking ... the answer is (E).``
+is E). A loop that began before the last :data:`TAIL_CHARS` characters is followed back over the last
+:data:`LOOP_CHARS` characters.
 
 What is refused
 ---------------
@@ -72,15 +105,17 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from typing import Optional
+from typing import Iterator, Optional
 
 from cascal.data import LETTERS, MAX_OPTIONS, NO_ANSWER
 from cascal.errors import ArgumentTypeError, InvalidParameterError
 
 #: Bumped whenever some reply is read differently (1 was the first extractor, before this rule set; 3
 #: reads verdicts ``not A but B``, option A before a verb such as ``A must be correct``, and the head
-#: of a reply whose tail is blank).
-EXTRACTOR_VERSION = 3
+#: of a reply whose tail is blank; 4 cuts a reply where it starts a new question of its own, reads a
+#: loop of conflicting answers by its first answer, and reads ``the closest option is X`` and ``the
+#: correct statement is X``).
+EXTRACTOR_VERSION = 4
 
 #: How many characters at the end of a reply are read (the conclusion of even a long reasoning).
 TAIL_CHARS = 4000
@@ -158,6 +193,69 @@ _GOES_ON = re.compile(r" (?i:is|was|are|were|seems|looks|would|could|might|can|m
 # "not A but B"
 _BUT = r"[ ]?,?[ ]?(?i:but|rather|instead|sino|mais|sondern|而是|是)[ ]?(?i:(?:rather|option|choice)[ ])?" + _QUOTE
 
+
+# --------------------------------------------------------------------------- cues, found fast
+class _Cue:
+    """A cue pattern with many branches, and the lower-case openings its matches can start with.
+
+    Python's ``re`` tries every branch of such a pattern at every position of the text, which costs
+    about a microsecond per character. :meth:`finditer` gives the matches of ``regex.finditer`` but
+    tries the pattern only where one of ``words`` starts at a word start (every branch opens with
+    ``\\b``; a word may include what must follow it, ``"the best"``, ``"i'"``, to try fewer places)
+    or where one of ``anywhere`` starts (CJK cues, which need no word start). The words must cover
+    the opening of every branch; tests/llm/test_extract_cues.py and test_extract_real_replies.py check
+    that the matches are those of ``regex.finditer``.
+    """
+
+    def __init__(self, pattern: str, words: "tuple[str, ...]", anywhere: "tuple[str, ...]" = ()) -> None:
+        assert all(word[0].isalpha() and word == word.lower() for word in words)
+        self.regex = re.compile(pattern)
+        self.words = words
+        self.anywhere = anywhere
+        self.ascii_words = tuple(word for word in words if word.isascii())  # all an ASCII text can hold
+
+    def finditer(self, text: str) -> "Iterator[re.Match[str]]":
+        """The matches of the pattern in ``text``, as ``self.regex.finditer(text)`` gives them."""
+        low = text.lower()
+        if len(low) != len(text):  # a few characters lengthen when lower-cased: no positions to share
+            yield from self.regex.finditer(text)
+            return
+        pos = 0
+        for start in _cue_starts(low, self):
+            if start < pos:
+                continue
+            m = self.regex.match(text, start)
+            if m:
+                yield m
+                pos = max(m.end(), start + 1)
+
+
+def _cue_starts(low: str, cue: "_Cue") -> "list[int]":
+    """The sorted positions in the lower-cased text where one of the cue's words starts a word, or one
+    of its ``anywhere`` words starts. ``str.find`` per word: one pass of a pattern with a hundred
+    branches costs more than all the finds."""
+    ascii = low.isascii()
+    found: list[int] = []
+    find = low.find
+    for word in cue.ascii_words if ascii else cue.words:  # (a plain loop: this is the hot path)
+        i = find(word)
+        while i != -1:
+            if i == 0 or not (low[i - 1].isalnum() or low[i - 1] == "_"):  # a word start (\\b)
+                found.append(i)
+            i = find(word, i + 1)
+    for word in () if ascii else cue.anywhere:
+        found.extend(_find_all(low, word))
+    return sorted(set(found))
+
+
+def _find_all(low: str, word: str) -> "Iterator[int]":
+    """Every position where ``word`` starts in ``low`` (overlapping ones too)."""
+    i = low.find(word)
+    while i != -1:
+        yield i
+        i = low.find(word, i + 1)
+
+
 # a line saying the model cannot tell: verdicts and layout (rules 4-5) on such a line are ignored
 _CANNOT_TELL = re.compile(
     r"(?i:cannot|can't|can not|unable to|impossible to|no way to) (?:be )?(?:determine|determined|tell|decide"
@@ -165,6 +263,17 @@ _CANNOT_TELL = re.compile(
     r"|(?i:don't|do not) know|(?i:not|insufficient) enough information|(?i:insufficient) information"
     r"|(?i:no|none of the) (?:correct )?(?:answer|option|choice)s? (?:is|are) correct"
 )
+_CANNOT_TELL_WORDS = ("can", "unable", "impossible", "no", "do", "insufficient")  # where its matches start
+
+
+def _cannot_tell(text: str, start: int = 0, end: Optional[int] = None) -> bool:
+    """Whether ``text[start:end]`` says the model cannot tell: ``_CANNOT_TELL.search(text, start,
+    end)``, trying the pattern only where one of its opening words starts."""
+    end = len(text) if end is None else end
+    low = text[start:end].lower()
+    if len(low) != end - start:
+        return bool(_CANNOT_TELL.search(text, start, end))
+    return any(_CANNOT_TELL.match(text, start + i, end) for word in _CANNOT_TELL_WORDS for i in _find_all(low, word))
 
 
 class _Slot:
@@ -286,13 +395,16 @@ def _last_decisive(reads: "list[tuple[int, Read]]") -> Read:
 
 
 # --------------------------------------------------------------------------- rule 1: statements
-_STATEMENT = re.compile(
+_STATEMENT = _Cue(
     # English
     r"(?i:\banswer(?: to (?:this|the) (?:question|problem))?(?: here| choice| option| letter)?"
     r"(?:'s| is| would be| will be| should be| must be| has to be| seems to be| appears to be| then is| =))"
-    r"|(?i:\b(?:correct|right|best|proper|true|final|only|only remaining|remaining"
+    r"|(?i:\b(?:correct|right|best|proper|true|final|only|only remaining|remaining|closest|nearest"
     r"|most (?:appropriate|likely|accurate|plausible|reasonable))"
-    r" (?:option|choice|letter|response|selection|one|alternative)(?: here)? (?:is|would be|must be|should be))"
+    r" (?:option|choice|letter|response|selection|one|alternative|statement|answer choice)(?: here)?"
+    r" (?:is|would be|must be|should be))"
+    r"|(?i:\bthe (?:statement|option|choice|one) (?:that|which) (?:is|would be) (?:not )?(?:true|false|correct|incorrect"
+    r"|right|wrong|accurate|inaccurate) (?:is|would be))"
     r"|(?i:\bmy (?:final )?(?:choice|pick|selection|guess) (?:is|would be))"
     r"|\bI(?: (?i:choose|chose|select|selected|pick|picked|opt for|go with)|(?i:'ll|'d| will| would)"
     r" (?i:go with|choose|pick|select))(?![A-Za-z])"
@@ -309,7 +421,47 @@ _STATEMENT = re.compile(
     r"|(?i:\bответ(?: —| –| -| это)(?![A-Za-zА-Яа-я]))"
     r"|答案(?:是|为|為|应该是|应是|應該是|应为)|正确(?:答案|选项|的选项)(?:是|为)"
     r"|(?:故|所以|因此|应|應|我)选(?:择)?(?!项)"
-    r"|(?:答え|正解|解答)(?:は)|(?:정답|답)(?:은|는)"
+    r"|(?:答え|正解|解答)(?:は)|(?:정답|답)(?:은|는)",
+    words=(
+        "answer ",
+        "answer'",
+        "correct ",
+        "right ",
+        "best ",
+        "proper ",
+        "true ",
+        "final ",
+        "only ",
+        "remaining ",
+        "closest ",
+        "nearest ",
+        "most ",
+        "the statement ",
+        "the option ",
+        "the choice ",
+        "the one ",
+        "my ",
+        "i ",
+        "i'",
+        "respuesta ",
+        "opción ",
+        "elijo",
+        "escojo",
+        "selecciono",
+        "resposta ",
+        "opção ",
+        "eu ",
+        "escolho",
+        "risposta ",
+        "scelgo",
+        "réponse ",
+        "je ",
+        "antwort ",
+        "antwoord ",
+        "ich ",
+        "ответ ",
+    ),
+    anywhere=("答案", "正确", "故", "所以", "因此", "应", "應", "我", "答え", "正解", "解答", "정답", "답"),
 )
 
 
@@ -320,27 +472,103 @@ _CONDITION = re.compile(
 )
 
 
-def _statements(text: str, numbered: bool) -> Read:
-    reads = [
-        (m.start(), _read_option(text, m.end(), numbered, weak=False))
-        for m in _STATEMENT.finditer(text)
-        if not _CONDITION.search(text, max(0, m.start() - 30), m.start())
-    ]
-    return _last_decisive(reads)
+def _statements(text: str, numbered: bool, whole: bool = True) -> Read:
+    return _decide(text, _cue_reads(text, _STATEMENT, numbered, conditional=True), whole)
+
+
+def _cue_reads(text: str, cue: "_Cue", numbered: bool, *, conditional: bool) -> "list[tuple[int, Read, int]]":
+    """Every match of a strong cue (a statement or a label): where it starts, what it reads, and where
+    the option it read ends. Statements made under a condition are left out (``conditional``)."""
+    reads: list[tuple[int, Read, int]] = []
+    for m in cue.finditer(text):
+        if conditional and _CONDITION.search(text, max(0, m.start() - 30), m.start()):
+            continue
+        read, end = _read_option_at(text, m.end(), numbered, weak=False)
+        reads.append((m.start(), read, end))
+    return reads
+
+
+# --------------------------------------------------------------------------- loops
+# What may stand between two answers of a loop: one punctuation mark, spaces or a line break, and a
+# sentence opening ("The", "So the"). An ellipsis or any other word is text between two answers.
+_LOOP_GAP = re.compile(
+    r"[ )\]\"'”’»]{0,3}[.,;:!]?[ \n\"'“”‘’«»]{0,4}(?:(?i:so|thus|therefore|hence|and|then|the|my|final|correct|right|best)[ \n,]{1,3}){0,4}"
+)
+_LOOP_GAP_CHARS = 40
+
+
+def _decide(text: str, reads: "list[tuple[int, Read, int]]", whole: bool) -> Read:
+    """The read that decides a strong rule: the first answer of the first loop, else the last
+    decisive read (``None`` when no read is decisive). ``whole``: ``text`` is the whole reply."""
+    loop = _loop_start(text, reads, whole)
+    if loop is not None:
+        return reads[loop][1]
+    return _last_decisive([(pos, read) for pos, read, _ in reads])
+
+
+def _loop_start(text: str, reads: "list[tuple[int, Read, int]]", whole: bool) -> Optional[int]:
+    """The index of the first answer of the first loop, or ``None``.
+
+    A loop is a run of answers of one rule back to back (nothing but punctuation and a sentence
+    opening between one's option and the next cue: ``The answer is (B). The answer is (H).``) that
+    name different options. A model repeating itself with conflicting letters has stopped reasoning;
+    what it committed to is the answer it gave before the repetition began, the run's first. A run
+    that names one option is no loop (its reading is the same either way).
+
+    A run that opens the reply (``whole``, and nothing before its first cue but a sentence opening)
+    is no loop either: with no reasoning before it, it is a list of answers to the several questions
+    of a few-shot prompt (its examples, then the question asked, which comes last), and the last
+    answer is the one to the question asked.
+    """
+    i = 0
+    while i < len(reads) - 1:
+        named: set[Read] = set()
+        j = i
+        while reads[j][1] is not None:
+            named.add(reads[j][1])
+            if j + 1 == len(reads) or not _back_to_back(text, reads[j][2], reads[j + 1][0]):
+                break
+            j += 1
+        if j > i and len(named) > 1 and not (whole and _LOOP_GAP.fullmatch(text, 0, reads[i][0])):
+            return i
+        i = j + 1
+    return None
+
+
+def _back_to_back(text: str, end: int, start: int) -> bool:
+    """Whether only a loop gap stands between an option ending at ``end`` and a cue at ``start``."""
+    if not 0 <= start - end <= _LOOP_GAP_CHARS:
+        return False
+    gap = _LOOP_GAP.match(text, end)
+    return gap is not None and gap.end() >= start
 
 
 # --------------------------------------------------------------------------- rule 2: labels
-_LABEL = re.compile(
+_LABEL = _Cue(
     r"(?i:\b(?:answer|respuesta|réponse|antwort|resposta|risposta|antwoord|ответ|answer choice"
     r"|correct option|correct choice|final choice|choice|my guess|my choice|final|correct)(?: \(final\))?[ ]?"
     r"[:\-–—=](?![:\-–—=]))"
-    r"|(?:答案|答え|正解|정답|解答)[ ]?:"
+    r"|(?:答案|答え|正解|정답|解答)[ ]?:",
+    words=(
+        "answer",
+        "respuesta",
+        "réponse",
+        "antwort",
+        "resposta",
+        "risposta",
+        "antwoord",
+        "ответ",
+        "correct",
+        "final",
+        "choice",
+        "my ",
+    ),
+    anywhere=("答案", "答え", "正解", "정답", "解答"),
 )
 
 
-def _labels(text: str, numbered: bool) -> Read:
-    reads = [(m.start(), _read_option(text, m.end(), numbered, weak=False)) for m in _LABEL.finditer(text)]
-    return _last_decisive(reads)
+def _labels(text: str, numbered: bool, whole: bool = True) -> Read:
+    return _decide(text, _cue_reads(text, _LABEL, numbered, conditional=False), whole)
 
 
 # --------------------------------------------------------------------------- rule 3: boxes
@@ -371,7 +599,7 @@ def _boxes(raw: str, numbered: bool) -> Read:
 
 
 # --------------------------------------------------------------------------- rule 4: verdicts
-_VERDICT = re.compile(
+_VERDICT = _Cue(
     r"\bI (?i:think|believe|guess|suppose|suspect|reckon|feel)(?i: that)?"
     r"(?i: it(?:'s| is| would be| should be| must be| has to be))?"
     r"|\bI(?i:'d| would) (?i:say|answer|go for|guess|pick|lean towards|lean toward)"
@@ -379,14 +607,59 @@ _VERDICT = re.compile(
     r"|(?i:\b(?:it|this)(?:'s| is| must be| should be| would be| has to be| seems to be| appears to be))"
     r"|(?i:\b(?:so|thus|therefore|hence|consequently|overall|finally|in conclusion|in summary)(?:,)?"
     r"(?: (?:it's|it is|we (?:get|have|choose|pick|select)))?)"
-    r"|(?i:\b(?:we're|we are|I'm|I am) left with|\bthe (?:best|correct one|right one|best one) is)"
+    r"|(?i:\b(?:we're|we are|I'm|I am) left with|\bthe (?:best|correct one|right one|best one|closest|closest one|nearest)"
+    r" (?:is|would be))"
     r"|(?i:\b(?:probably|most likely|likely|presumably|go with|going with|leaves|leaves us with|leaving"
     r"|leaving us with))"
     r"|(?i:\b(?:creo que|pienso que|je pense que|je crois que|ich denke|ich glaube|penso che|acho que))"
-    r"|我(?:认为|覺得|觉得|認為)(?:是|应该是)?"
+    r"|我(?:认为|覺得|觉得|認為)(?:是|应该是)?",
+    words=(
+        "i ",
+        "i'",
+        "it ",
+        "it'",
+        "this ",
+        "this'",
+        "so",
+        "thus",
+        "therefore",
+        "hence",
+        "consequently",
+        "overall",
+        "finally",
+        "in conclusion",
+        "in summary",
+        "we're",
+        "we are",
+        "the best ",
+        "the correct one ",
+        "the right one ",
+        "the closest ",
+        "the nearest ",
+        "probably",
+        "most likely",
+        "likely",
+        "presumably",
+        "go with",
+        "going with",
+        "leaves",
+        "leaving",
+        "creo que",
+        "pienso que",
+        "je pense",
+        "je crois",
+        "ich denke",
+        "ich glaube",
+        "penso che",
+        "acho que",
+    ),
+    anywhere=("我",),
 )
 # "option (E)." / "... corresponds to option C": an option named at the end of a sentence
-_OPTION_CUE = re.compile(r"(?i:\b(?:option|choice|opción|opção|opzione)(?= ?[(\[0-9A-Za-z\"'“]))")
+_OPTION_CUE = _Cue(
+    r"(?i:\b(?:option|choice|opción|opção|opzione)(?= ?[(\[0-9A-Za-z\"'“]))",
+    words=("option", "choice", "opción", "opção", "opzione"),
+)
 # "(B) is correct", "B is the best answer", "option C is right", "C是正确的"
 _VERDICT_AFTER = re.compile(
     r" (?i:is|seems|appears|would be|must be|should be|looks)(?i: to be)? (?i:the )?"
@@ -422,19 +695,23 @@ _OPTION_VETO = re.compile(
 
 
 class _Lines:
-    """Which lines of a text say the model cannot tell, found in one pass (linear time)."""
+    """Which lines of a text say the model cannot tell (a match never spans lines)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
-        self.cannot = {self.line_of(m.start()) for m in _CANNOT_TELL.finditer(text)}
+        self.cannot: dict[int, bool] = {}
 
     def line_of(self, pos: int) -> int:
         return bisect.bisect_right(self.starts, pos) - 1
 
     def cannot_tell(self, pos: int) -> bool:
-        """Whether the line holding ``pos`` says the model cannot tell."""
-        return self.line_of(pos) in self.cannot
+        """Whether the line holding ``pos`` says the model cannot tell (each line searched once)."""
+        line = self.line_of(pos)
+        if line not in self.cannot:
+            end = self.starts[line + 1] if line + 1 < len(self.starts) else len(self.text)
+            self.cannot[line] = _cannot_tell(self.text, self.starts[line], end)
+        return self.cannot[line]
 
 
 def _vetoed(lines: _Lines, pos: int, veto: "re.Pattern[str]") -> bool:
@@ -458,11 +735,65 @@ def _verdicts(text: str, numbered: bool) -> Read:
                 elif cue is _OPTION_CUE and _opens_listed_line(text, m.start(), option_end):
                     read = None
             reads.append((m.start(), read))
-    for m in _LETTER_FIRST[numbered].finditer(text):
-        if _VERDICT_AFTER.match(text, m.end()) and not _is_word(text, m, True):
+    for m in _praised_options(text, numbered):
+        if not _is_word(text, m, True):
             if not _vetoed(lines, m.start(), _OPTION_VETO):
                 reads.append((m.start(), _index(m, numbered)))
     return _last_decisive(reads)
+
+
+# where _VERDICT_AFTER can match (it opens with one of these)
+_PRAISE_WORDS = (
+    " is",
+    " seems",
+    " appears",
+    " would",
+    " must",
+    " should",
+    " looks",
+    " stands",
+    " fits",
+    " best",
+    " most",
+    " es ",
+    " est ",
+    " ist ",
+    "是",
+    "为",
+    "正确",
+)
+_PRAISE_BACK = 32  # an option before praise is at most 15 characters long ("choice \"( 123 )")
+
+
+def _praised_options(text: str, numbered: bool) -> "Iterator[re.Match[str]]":
+    """The matches of ``_LETTER_FIRST`` followed by praise (``(B) is correct``), in order.
+
+    The same as filtering ``_LETTER_FIRST.finditer(text)`` by ``_VERDICT_AFTER`` at each match's end,
+    but the option pattern is only tried just before where the praise matches (the option pattern
+    can start almost anywhere; trying it everywhere costs microseconds per character): from
+    ``_PRAISE_BACK`` characters before, the way ``finditer`` walks.
+    """
+    option = _LETTER_FIRST[numbered]
+    low = text.lower()
+    ends = sorted({i for word in _PRAISE_WORDS for i in _find_all(low, word)}) if len(low) == len(text) else None
+    if ends is None:  # no shared positions: the plain scan
+        yield from (m for m in option.finditer(text) if _VERDICT_AFTER.match(text, m.end()))
+        return
+    pos = 0
+    for end in ends:
+        if end < pos or not _VERDICT_AFTER.match(text, end):
+            continue
+        i = max(pos, end - _PRAISE_BACK)
+        while i < end:
+            m = option.match(text, i)
+            if m is None:
+                i += 1
+            elif m.end() == end:
+                yield m
+                pos = end
+                break
+            else:
+                i = max(m.end(), i + 1)
 
 
 def _listing(text: str, pos: int, numbered: bool) -> bool:
@@ -512,12 +843,12 @@ def _layout(text: str, head: str, numbered: bool) -> Read:
     first_lines = head.split("\n")
     listed = _listed_options(first_lines + lines, numbered)
     last = lines[-1]
-    if not _CANNOT_TELL.search(last):
+    if not _cannot_tell(last):
         lone = _LONE[numbered].match(last)
         if lone and not _is_word(last, lone, True):
             return _finish(last, lone, numbered, True)
     for line in (last, first_lines[0]):
-        if listed or _CANNOT_TELL.search(line):
+        if listed or _cannot_tell(line):
             continue
         marker = _MARKER[numbered].match(line)
         if marker:
@@ -527,7 +858,89 @@ def _layout(text: str, head: str, numbered: bool) -> Read:
     return None
 
 
+# --------------------------------------------------------------------------- the reply's own part
+# A line that opens a new question: "Question:", "Question 2:", "Q:", "Q3:" (after optional markdown
+# or quote marks), or the instruction heading a multiple-choice prompt ("The following are multiple
+# choice questions ..."). A few-shot base model that has answered goes on writing the next example of
+# its prompt; what follows such a line answers a question nobody asked.
+_NEW_QUESTION = re.compile(
+    r"^[ \t>#*_]{0,8}(?:(?:Question|QUESTION)(?:[ \t]{0,3}[0-9]{1,4})?[ \t]{0,3}:|Q[ \t]{0,3}[0-9]{0,4}[ \t]{0,3}:"
+    r"|(?i:the following (?:are|is) (?:a )?multiple[- ]choice question))",
+    re.MULTILINE,
+)
+# The rest of a prompt's question block without its heading: an options list ("Options:" and a line
+# opening with option A or 1) or the scaffold the prompt ends with ("Answer: Let's think step by step").
+_QUESTION_BLOCK = re.compile(
+    r"^[ \t>#*_]{0,8}(?:(?i:options|choices)[ \t*_]{0,4}:[ \t*_]{0,4}\n[ \t>#*_-]{0,8}\(?(?:A|a|1)[.):]"
+    r"|(?i:answer)[ \t*_]{0,4}:[ \t*_]{0,4}(?i:let's|let us) think step by step)",
+    re.MULTILINE,
+)
+#: How many characters at the start of a reply are searched for a new question.
+SCAN_CHARS = 100_000
+_MAX_BLOCKS = 3  # question blocks checked for an answer before them (each check reads a tail)
+
+
+def own_part(text: str, numbered: bool = False) -> str:
+    """The reply up to where it starts a new question of its own, or all of it.
+
+    A new question starts at the first line opening with ``Question:`` / ``Q:`` (or a prompt's
+    instruction line) that has text before it: a reply that opens with the question (echoing it) is
+    not cut at its own echo. Without such a heading, an options list (``Options:`` then ``A. ...``) or
+    the prompt's scaffold ``Answer: Let's think step by step`` starts a new question only after the
+    reply has committed to an answer by a strong rule (a statement, a label or a box): before one, the
+    model may be continuing or echoing the question it was asked. Linear in the first
+    :data:`SCAN_CHARS` characters.
+    """
+    window = text[:SCAN_CHARS]
+    for m in _line_matches(window, _NEW_QUESTION, ("Question", "QUESTION", "Q"), ("following",)):
+        if window[: m.start()].strip():
+            text = window = text[: m.start()]
+            break
+    for k, m in enumerate(_line_matches(window, _QUESTION_BLOCK, (), ("options", "choices", "think step by step"))):
+        if k == _MAX_BLOCKS:
+            break
+        before = window[: m.start()]
+        raw = unicodedata.normalize("NFKC", before[-TAIL_CHARS:])[-TAIL_CHARS:]
+        flat = normalize(raw)
+        whole = len(before) <= TAIL_CHARS
+        if any(read not in (None, _REFUSE) for read in _strong_reads(flat, raw, numbered, whole)):
+            return before
+    return text
+
+
+def _line_matches(
+    text: str, pattern: "re.Pattern[str]", words: "tuple[str, ...]", any_case: "tuple[str, ...]"
+) -> "Iterator[re.Match[str]]":
+    """The matches of a line-opening ``pattern`` (``^`` multiline) in ``text``, in order: tried only
+    at the start of the lines holding one of ``words``, or one of ``any_case`` (lower case) in any
+    case; every match's line holds one."""
+    hits = [i for word in words for i in _find_all(text, word)]
+    if any_case:
+        low = text.lower()
+        if len(low) != len(text):
+            yield from pattern.finditer(text)
+            return
+        hits += [i for word in any_case for i in _find_all(low, word)]
+    starts = {text.rfind("\n", 0, i) + 1 for i in hits}
+    for start in sorted(starts):
+        m = pattern.match(text, start)
+        if m:
+            yield m
+
+
+def _strong_reads(flat: str, raw: str, numbered: bool, whole: bool) -> "Iterator[Read]":
+    """What the strong rules (statements, labels, boxes) read, lazily, strongest first."""
+    yield _statements(flat, numbered, whole)
+    yield _labels(flat, numbered, whole)
+    yield _boxes(raw, numbered)
+
+
 # --------------------------------------------------------------------------- the extractor
+#: How many characters at the end of a reply are read for the start of a loop that began before the
+#: tail (a loop of one-line answers runs to the reply's length limit).
+LOOP_CHARS = 40_000
+
+
 def find_choice(text: str, numbered: bool = False) -> Optional[int]:
     """The 0-based option the reply commits to (A or 1 is 0), not checked against any option count
     (letters U..Z give 20..25), or ``None`` when it names none or hedges.
@@ -538,13 +951,15 @@ def find_choice(text: str, numbered: bool = False) -> Optional[int]:
     if not isinstance(text, str):
         raise ArgumentTypeError(f"text: expected str, got {type(text).__name__}")
     numbered = bool(numbered)
+    text = own_part(text, numbered)
     # NFKC may lengthen text (one character can become 18): bound the tail again after it
     raw = unicodedata.normalize("NFKC", text[-TAIL_CHARS:])[-TAIL_CHARS:]
     flat = normalize(raw)
-    head = flat if len(text) <= TAIL_CHARS else normalize(text[:HEAD_CHARS])
+    whole = len(text) <= TAIL_CHARS
+    head = flat if whole else normalize(text[:HEAD_CHARS])
     for read in (
-        lambda: _statements(flat, numbered),
-        lambda: _labels(flat, numbered),
+        lambda: _statements_of(text, flat, numbered),
+        lambda: _labels(flat, numbered, whole),
         lambda: _boxes(raw, numbered),
         lambda: _verdicts(flat, numbered),
         lambda: _layout(flat, head, numbered),
@@ -553,6 +968,18 @@ def find_choice(text: str, numbered: bool = False) -> Optional[int]:
         if found is not None:
             return None if found == _REFUSE else found
     return None
+
+
+def _statements_of(text: str, flat: str, numbered: bool) -> Read:
+    """The statement rule on the tail ``flat`` of ``text``; when the tail opens inside a loop (its
+    first statement starts one), on the last :data:`LOOP_CHARS` characters, to find the loop's start."""
+    reads = _cue_reads(flat, _STATEMENT, numbered, conditional=True)
+    if len(text) <= TAIL_CHARS:
+        return _decide(flat, reads, True)
+    if _loop_start(flat, reads, False) == 0:
+        wide = normalize(unicodedata.normalize("NFKC", text[-LOOP_CHARS:])[-LOOP_CHARS:])
+        return _decide(wide, _cue_reads(wide, _STATEMENT, numbered, conditional=True), len(text) <= LOOP_CHARS)
+    return _decide(flat, reads, False)
 
 
 def find_letter(text: str) -> Optional[str]:
@@ -588,4 +1015,15 @@ def extract_answer(text: str, n_options: int, numbered: bool = False) -> int:
 
 assert len(LETTERS) == MAX_OPTIONS and _ALPHABET.startswith(LETTERS) and _PLACEHOLDER not in LETTERS
 
-__all__ = ["EXTRACTOR_VERSION", "HEAD_CHARS", "TAIL_CHARS", "extract_answer", "find_choice", "find_letter", "normalize"]
+__all__ = [
+    "EXTRACTOR_VERSION",
+    "HEAD_CHARS",
+    "LOOP_CHARS",
+    "SCAN_CHARS",
+    "TAIL_CHARS",
+    "extract_answer",
+    "find_choice",
+    "find_letter",
+    "normalize",
+    "own_part",
+]
