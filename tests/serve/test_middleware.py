@@ -33,7 +33,7 @@ def counted(gateway, endpoint: str, status: int) -> float:
 
 
 def test_every_endpoint_needs_the_key(gateway):
-    with TestClient(create_app(gateway), raise_server_exceptions=False) as http:
+    with TestClient(create_app(gateway)) as http:
         for path, method, name, _ in ENDPOINTS:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
                 response = http.request(method, path, headers=headers)
@@ -65,7 +65,7 @@ def test_a_handler_bug_answers_a_json_500_and_is_counted(gateway, monkeypatch, c
     monkeypatch.setattr(gateway.engine, "decide", broken)  # runs inside the batcher, for both endpoints
     body = {"model": "cascal", "messages": [{"role": "user", "content": "Which enzyme unwinds DNA?"}]}
     name = "route" if path == "/v1/route" else "chat"
-    with TestClient(create_app(gateway), raise_server_exceptions=False) as http, caplog.at_level(logging.ERROR):
+    with TestClient(create_app(gateway)) as http, caplog.at_level(logging.ERROR):
         response = http.post(path, json=body, headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == 500
     assert response.json() == {
@@ -112,6 +112,17 @@ def test_an_error_after_the_response_started_is_not_answered_twice():
     with pytest.raises(ConnectionResetError):
         asyncio.run(AnswerErrors(streaming_app)({"type": "http", "path": "/x", "headers": []}, receive, record))
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+
+
+def test_a_response_passes_through_the_error_middleware_untouched():
+    async def ok(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    assert run(AnswerErrors(ok)) == [
+        {"type": "http.response.start", "status": 204, "headers": []},
+        {"type": "http.response.body", "body": b""},
+    ]
 
 
 def test_an_api_error_is_answered_with_its_status_json_and_headers():

@@ -86,6 +86,7 @@ class AnswerErrors:
 
         try:
             await self.app(scope, receive, tracking_send)
+            return
         except APIError as error:
             if started:
                 raise
