@@ -36,10 +36,6 @@ __all__ = ["AnswerErrors", "CountRequests", "RequireKey", "error_response", "gat
 _logger = logging.getLogger("cascal.serve")
 
 
-def _gateway(scope: Scope) -> "Gateway":
-    return scope["app"].state.gateway
-
-
 def error_response(error: APIError) -> JSONResponse:
     """``error`` as OpenAI's error JSON with its status and headers."""
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
@@ -54,7 +50,8 @@ class CountRequests:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = _gateway(scope).metrics
+        gateway: Gateway = scope["app"].state.gateway
+        metrics = gateway.metrics
         started = time.perf_counter()
 
         async def counting_send(message: Message) -> None:
@@ -106,7 +103,8 @@ class RequireKey:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _gateway(scope).authorized(Headers(scope=scope)):
+        gateway: Gateway = scope["app"].state.gateway
+        if not gateway.authorized(Headers(scope=scope)):
             raise APIError(
                 401,
                 "missing or incorrect API key (send Authorization: Bearer <key>)",
