@@ -1,7 +1,8 @@
 """pytest-benchmark: CascalRouter fit and route on the real MMLU-Pro answers (pool large, seed 0).
 
 Target: ``fit`` on the 7.2k-question training split in <= 0.3 s (median); ``route`` of 1M real queries is
-timed end to end (no reference: the numpy path would take ~15 s). The ``reference`` variants
+timed end to end (no reference: the numpy path is too slow to repeat; docs/benchmarks.md has the
+``route_batch`` ratio). The ``reference`` variants
 run the same router with every kernel swapped for its numpy/scipy reference, so the speed-up of the
 Rust kernels is measured in the same run:
 

@@ -1,8 +1,9 @@
 """Every exception cascal raises on purpose, under one base class.
 
 Catch :class:`CascalError` to handle anything cascal refuses; each subclass also keeps the builtin
-base it had before this module existed (``ValueError`` for bad input, ``RuntimeError`` for failures
-of the world outside), so ``except ValueError`` in existing callers keeps working. Messages name the
+base it had before this module existed (``ValueError`` for bad input, ``TypeError`` for an argument
+of the wrong type, ``KeyError`` for a failed lookup, ``RuntimeError`` for failures of the world
+outside), so ``except ValueError`` in existing callers keeps working. Messages name the
 problem's place first: the file (and line or field), or the argument.
 
 The command line maps any :class:`CascalError` to one line on stderr and exit status 2
@@ -14,8 +15,10 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 __all__ = [
+    "ArgumentTypeError",
     "CascalError",
     "CascalWarning",
+    "ClosedError",
     "ConfigError",
     "DataError",
     "EmbeddingError",
@@ -26,10 +29,12 @@ __all__ = [
     "KernelError",
     "NoUsableAnswerWarning",
     "NotFittedError",
+    "NotFoundError",
     "PricingWarning",
     "ProtocolError",
     "ReplyWarning",
     "RouterFileError",
+    "ServerStartError",
     "UnknownModelError",
     "exception_chain",
 ]
@@ -83,6 +88,24 @@ class KernelError(CascalError, ValueError):
         self.arg = arg
 
 
+class ArgumentTypeError(CascalError, TypeError):
+    """An argument of the wrong type (a ``TypeError``, as Python raises for one), or a call Python
+    itself would refuse with ``TypeError``; the message starts with the argument's name."""
+
+
+class ClosedError(CascalError, ValueError):
+    """An object was used after it was closed (a response cache); a ``ValueError``, as for a closed
+    Python file. The message names the object."""
+
+
+class NotFoundError(CascalError, KeyError):
+    """A lookup by name found no entry (a row of a demo result); a ``KeyError``, whose message reads
+    as written (not quoted as ``KeyError`` quotes its key)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
 class NotFittedError(CascalError, RuntimeError):
     """A router was used before ``fit`` (or ``load``)."""
 
@@ -99,6 +122,11 @@ class EndpointError(CascalError, RuntimeError):
 
 class GenerationError(CascalError, RuntimeError):
     """Question generation produced no usable question at all (the report says why)."""
+
+
+class ServerStartError(CascalError, RuntimeError):
+    """A server cascal starts (the gateway's thread, a Ray Serve application) did not come up in
+    time, or stopped while starting; the message says which and, when known, why."""
 
 
 # ---------------------------------------------------------------------------------------- warnings

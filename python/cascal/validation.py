@@ -35,9 +35,10 @@ from collections.abc import Iterable, Mapping
 from numbers import Integral, Real
 from typing import Any, Literal, Optional
 
-from cascal.errors import InvalidParameterError
+from cascal.errors import ArgumentTypeError, InvalidParameterError
 
 __all__ = [
+    "MAX_PRICE_PER_MTOK",
     "Constraint",
     "InstanceOf",
     "Interval",
@@ -51,6 +52,11 @@ __all__ = [
 
 #: Longest ``repr`` of a value quoted in an error message (longer ones are cut with ``...``).
 MAX_REPR = 80
+#: Largest list price accepted, USD per million tokens (pool.yaml and prices files, ``Prices``;
+#: docs/algorithm.md#prices-and-tokens). The dearest real prices are in the hundreds; a million is
+#: far beyond them yet keeps every cost table finite: the largest completion-token count a float32
+#: ``cost.csv`` holds (3.4e38) costs about 1e42 USD per 1,000 queries at this price.
+MAX_PRICE_PER_MTOK = 1e6
 
 
 def short_repr(value: object, limit: int = MAX_REPR) -> str:
@@ -103,11 +109,11 @@ class Interval(Constraint):
         closed: Literal["left", "right", "both", "neither"],
     ) -> None:
         if type not in (Integral, Real):
-            raise TypeError(f"type: expected numbers.Integral or numbers.Real, got {type!r}")
+            raise ArgumentTypeError(f"type: expected numbers.Integral or numbers.Real, got {type!r}")
         if closed not in ("left", "right", "both", "neither"):
-            raise ValueError(f"closed: expected 'left', 'right', 'both' or 'neither', got {closed!r}")
+            raise InvalidParameterError(f"closed: expected 'left', 'right', 'both' or 'neither', got {closed!r}")
         if left is not None and right is not None and left > right:
-            raise ValueError(f"left: must not exceed right, got {left!r} > {right!r}")
+            raise InvalidParameterError(f"left: must not exceed right, got {left!r} > {right!r}")
         self.type = type
         self.left = left
         self.right = right
@@ -147,7 +153,7 @@ class Options(Constraint):
     def __init__(self, options: Iterable[object]) -> None:
         self.options = tuple(sorted(options, key=repr))  # no set: True and 1 are distinct options
         if not self.options:
-            raise ValueError("options: at least one option is required")
+            raise InvalidParameterError("options: at least one option is required")
 
     def is_satisfied_by(self, value: object) -> bool:
         return any(
@@ -234,7 +240,7 @@ def make_constraint(spec: object) -> Constraint:
         return _IsCallable()
     if isinstance(spec, type):
         return InstanceOf(spec)
-    raise TypeError(f"unknown parameter constraint {spec!r}")
+    raise ArgumentTypeError(f"unknown parameter constraint {spec!r}")
 
 
 def describe(constraints: Iterable[Constraint]) -> str:
@@ -254,12 +260,12 @@ def validate_params(name_to_value: Mapping[str, object], constraints: Mapping[st
     Raises:
         InvalidParameterError: the first value that satisfies none of its constraints; the message
             reads ``<name>: must be <description>, got <value>``.
-        TypeError: a parameter has no declared constraint, or a declaration is not a constraint
-            (mistakes of the declaring code, not of the caller).
+        ArgumentTypeError: (a ``TypeError``) a parameter has no declared constraint, or a
+            declaration is not a constraint (mistakes of the declaring code, not of the caller).
     """
     for name, value in name_to_value.items():
         if name not in constraints:
-            raise TypeError(f"{name}: no constraint declared for this parameter")
+            raise ArgumentTypeError(f"{name}: no constraint declared for this parameter")
         declared = constraints[name]
         allowed = [make_constraint(c) for c in (declared if isinstance(declared, list) else [declared])]
         if not any(c.is_satisfied_by(value) for c in allowed):

@@ -1,6 +1,7 @@
 """Invalid input to the Rust extension raises cascal.errors.KernelError: a CascalError and a
 ValueError whose message starts with the argument's name and whose ``.arg`` is that name, for the
-core's own checks and for the bindings' checks of dtype, layout and shape alike."""
+core's own checks, the bindings' checks of dtype, layout and shape, and the Python wrappers' checks
+alike; a parameter object of the wrong class is an ArgumentTypeError (a TypeError)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from cascal import _core, kernels
-from cascal.errors import CascalError, KernelError
+from cascal.errors import ArgumentTypeError, CascalError, KernelError
 
 X = np.array([[0.0, 1.0], [1.0, 0.5], [2.0, 2.0], [3.0, 0.0]])
 Z = kernels.linkage(X, method="average", metric="euclidean")
@@ -53,7 +54,32 @@ CASES = {
         "weights",
     ),
     "nearest_centroids: other width": (lambda: _core.nearest_centroids(X, np.ones((2, 3)), 1, "cosine"), "C"),
-    # through the public wrapper
+    # the public wrappers' own checks, before the kernel is called
+    "pdist: 3-D array": (lambda: kernels.pdist(np.ones((2, 2, 2))), "X"),
+    "pairwise_distances: other width": (lambda: kernels.pairwise_distances(X, np.ones((2, 3))), "Y"),
+    "pairwise_distances: unknown metric": (lambda: kernels.pairwise_distances(X, metric="manhattan"), "metric"),
+    "linkage: centroid": (lambda: kernels.linkage(X, method="centroid"), "method"),
+    "fcluster: unknown criterion": (lambda: kernels.fcluster(Z, 2, criterion="inconsistent"), "criterion"),
+    "fcluster: fractional maxclust": (lambda: kernels.fcluster(Z, 1.5, criterion="maxclust"), "t"),
+    "cluster_means: negative count": (lambda: kernels.cluster_means(np.zeros(4, dtype=np.int64), X, -1), "n_clusters"),
+    "cluster_means: 2-D labels": (lambda: kernels.cluster_means(np.zeros((4, 1), dtype=np.int64), X, 1), "labels"),
+    "consensus_scores: float answers": (
+        lambda: kernels.consensus_scores(ANSWERS.astype(float), N_OPTIONS, None, PARAMS),
+        "answers",
+    ),
+    "consensus_scores: one stat": (
+        lambda: kernels.consensus_scores(ANSWERS, N_OPTIONS, None, PARAMS, stats=(1,)),
+        "stats",
+    ),
+    "softmax_nll: 1-D dist": (lambda: kernels.softmax_nll(np.ones(3), np.zeros(3, dtype=np.int64), 1.0), "dist"),
+    "best_silhouette_cut: max_k": (
+        lambda: kernels.best_silhouette_cut(np.zeros((2, 2)), np.ones(2), max_k=-1),
+        "max_k",
+    ),
+    "weighted_silhouettes: float partition": (
+        lambda: kernels.weighted_silhouettes(np.zeros((2, 2)), [np.zeros(2)], np.ones(2)),
+        "partitions",
+    ),
     "route_batch: zero query": (
         lambda: kernels.route_batch(
             np.zeros((1, 2)), kernels.RoutingTables(X[:1], X[:1], [0], [[0.5]], [0.5]), kernels.RouteParams(top_k=1)
@@ -71,7 +97,19 @@ def test_kernel_errors_are_kernel_errors_naming_the_argument(case):
     err = info.value
     assert isinstance(err, CascalError) and isinstance(err, ValueError)
     assert err.arg == arg
-    assert str(err).startswith(f"{arg}: ") and len(str(err)) > len(arg) + 2
+    assert str(err).startswith((f"{arg}: ", f"{arg}[")) and len(str(err)) > len(arg) + 2  # [: one item of a list
+
+
+def test_a_wrong_parameter_object_is_an_argument_type_error():
+    tables = kernels.RoutingTables(X[:1], X[:1], [0], [[0.5]], [0.5])
+    for call, arg in (
+        (lambda: kernels.consensus_scores(ANSWERS, N_OPTIONS, None, {"tau": 1.0}), "params"),
+        (lambda: kernels.route_batch(X, tables, {"top_k": 1}), "params"),
+        (lambda: kernels.route_batch(X, {"dim": 2}), "tables"),
+    ):
+        with pytest.raises(ArgumentTypeError, match=f"^{arg}: expected ") as info:
+            call()
+        assert isinstance(info.value, CascalError) and isinstance(info.value, TypeError)
 
 
 def test_except_value_error_still_catches_them():

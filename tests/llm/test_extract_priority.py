@@ -57,7 +57,7 @@ def test_within_a_rule_the_last_match_wins(rule):
     assert find_letter(text) == "E", text
 
 
-def test_the_issue_examples():
+def test_a_statement_beats_an_earlier_box_and_a_later_label():
     assert find_letter("... $\\boxed{B}$ ... So the answer is (C).") == "C"
     assert find_letter(f"{REASONING} The answer is (B).\nAnswer: C") == "B"
     # all four rules at once, weakest last: the statement decides

@@ -396,7 +396,7 @@ def test_config_files_must_be_utf8(tmp_path):
     path = tmp_path / "pool.yaml"
     path.write_bytes(b"models:\n  - name: \xff\n")
     with pytest.raises(ConfigError, match=r"^pool.yaml:2: not UTF-8 text \(invalid start byte at byte 18\)"):
-        load_pool(path)  # before: UnicodeDecodeError
+        load_pool(path)  # a ConfigError naming the line and byte, not a UnicodeDecodeError
     path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump({"models": [good_model(0)]}).encode())
     assert load_pool(path).names == ["m0"]  # a byte-order mark is fine
 

@@ -4,9 +4,11 @@ status 2, while a bug keeps its traceback."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import socket
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,13 @@ LEGACY_BASES: dict[type, tuple[type, ...]] = {
     errors.EmbeddingError: (ValueError,),
     errors.UnknownModelError: (ValueError, LookupError),
     errors.KernelError: (ValueError,),
+    errors.ClosedError: (ValueError,),
+    errors.ArgumentTypeError: (TypeError,),
+    errors.NotFoundError: (KeyError,),
     errors.NotFittedError: (RuntimeError,),
     errors.EndpointError: (RuntimeError,),
     errors.GenerationError: (RuntimeError,),
+    errors.ServerStartError: (RuntimeError,),
 }
 
 
@@ -50,7 +56,74 @@ def test_every_error_class_is_a_cascal_error_and_keeps_its_builtin_base():
         assert issubclass(cls, errors.CascalError), cls
         for base in bases:
             assert issubclass(cls, base), (cls, base)
-    assert not issubclass(errors.CascalError, (ValueError, RuntimeError))
+    assert not issubclass(errors.CascalError, (ValueError, TypeError, LookupError, RuntimeError))
+
+
+#: Builtin exception classes that cascal never raises itself: it raises a CascalError subclass that
+#: keeps the builtin as a base (``NotImplementedError`` of abstract methods is not listed).
+BARE_BUILTINS = frozenset({"ValueError", "TypeError", "RuntimeError", "KeyError", "LookupError"})
+
+PACKAGE = Path(errors.__file__).parent
+
+#: Modules still raising bare builtins, with how many, while their rooms are being converted
+#: separately (router/, serve/, io.py). A count may only shrink; remove an entry once its module
+#: raises none, and the whole table once those conversions have landed.
+BARE_RAISES_ALLOWED: dict[str, int] = {
+    "serve/loadtest.py": 4,
+    "serve/routing.py": 1,
+    "serve/server.py": 2,
+}
+
+
+def bare_raises(source: str) -> list[tuple[int, str]]:
+    """``(line, class name)`` of every ``raise`` of a class in :data:`BARE_BUILTINS` in ``source``
+    (called or not, spelled ``ValueError`` or ``builtins.ValueError``); a bare ``raise`` and a
+    raise of a caught exception object are not counted."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Raise) or node.exc is None:
+            continue
+        target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "builtins":
+            name = target.attr
+        else:
+            name = target.id if isinstance(target, ast.Name) else ""
+        if name in BARE_BUILTINS:
+            found.append((node.lineno, name))
+    return found
+
+
+def test_bare_raises_finds_builtin_raises_only():
+    source = """
+def f(x):
+    if x == 1:
+        raise ValueError(f"x: {x}")
+    if x == 2:
+        raise builtins.KeyError
+    try:
+        g()
+    except TypeError as exc:
+        raise exc
+    except RuntimeError:
+        raise
+    raise DataError("x: bad")
+"""
+    assert bare_raises(source) == [(4, "ValueError"), (6, "KeyError")]
+
+
+def test_no_module_raises_a_bare_builtin_error():
+    """Every deliberate error is a CascalError: a new ``raise ValueError(...)`` anywhere in the
+    package (outside the modules of :data:`BARE_RAISES_ALLOWED`, and beyond their counts) fails."""
+    counts: Counter[str] = Counter()
+    where: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = path.relative_to(PACKAGE).as_posix()
+        for line, name in bare_raises(path.read_text(encoding="utf-8")):
+            counts[module] += 1
+            where.setdefault(module, []).append(f"{module}:{line}: raise {name}")
+    too_many = [w for module, n in counts.items() if n > BARE_RAISES_ALLOWED.get(module, 0) for w in where[module]]
+    assert not too_many, "raise a cascal.errors class instead:\n" + "\n".join(too_many)
+    assert all((PACKAGE / module).is_file() for module in BARE_RAISES_ALLOWED)
 
 
 def test_every_warning_class_is_a_cascal_warning_and_keeps_its_builtin_category():
@@ -125,6 +198,25 @@ def test_library_errors_are_caught_by_their_old_builtin(tmp_path):
     with pytest.raises(LookupError) as info:
         SimWorld().generator("sim-generator-nobody")
     assert type(info.value) is errors.UnknownModelError
+
+
+def test_wrong_types_closed_objects_and_failed_lookups_keep_their_builtin_too(tmp_path):
+    from cascal.demo.results import DemoConfig, DemoResult
+    from cascal.llm.cache import ResponseCache
+    from cascal.llm.extract import find_choice
+
+    with pytest.raises(TypeError) as info:
+        find_choice(b"B")  # type: ignore[arg-type]
+    assert type(info.value) is errors.ArgumentTypeError and str(info.value) == "text: expected str, got bytes"
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    cache.close()
+    with pytest.raises(ValueError) as info:
+        len(cache)
+    assert type(info.value) is errors.ClosedError
+    with pytest.raises(KeyError) as info:
+        DemoResult(DemoConfig.for_mode(quick=True), scores=[]).score("CASCAL", "weak")
+    assert type(info.value) is errors.NotFoundError
+    assert str(info.value) == "no score for router 'CASCAL', generator 'weak', data 'raw'"  # not quoted
 
 
 def test_an_unreachable_endpoint_names_itself_in_the_error_attributes():

@@ -1,22 +1,20 @@
-"""Two ``cascal answer`` runs on one folder: the folder lock, atomic writes, no column lost.
+"""Two ``cascal answer`` runs on one folder: the folder lock, atomic writes, no column lost (the lock
+and the atomic writes themselves are tested in tests/io/test_files.py).
 
-Before the lock, two concurrent runs both paid for every prompt and, with different ``--models``,
-the last writer dropped the other's column (both wrote through the same temporary file name).
+Without the lock two concurrent runs would both pay for every prompt and, with different
+``--models``, the last writer would drop the other's column.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import pytest
 from test_answer import World, counts, make_dataset, write_pool
 
-from cascal.errors import DataError
-from cascal.io import LOCK_FILE, _atomic_write, dataset_lock, load_dataset
+from cascal.io import load_dataset
 from cascal.simulate.chat_server import ChatServer
 
 N = 16
@@ -95,43 +93,3 @@ def test_sequential_runs_with_different_models_keep_both_columns(tmp_path):
     assert data.logprobs is not None and data.cost is not None
     assert (data.answers >= 0).all()
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
-
-
-def test_dataset_lock_refuses_a_second_holder_and_is_released(tmp_path):
-    with dataset_lock(tmp_path) as lock:
-        assert lock == tmp_path / LOCK_FILE
-        assert lock.read_text().strip() == str(__import__("os").getpid())
-        probe = (
-            "import sys; from cascal.io import dataset_lock\n"
-            "try:\n    with dataset_lock(sys.argv[1]): pass\n"
-            "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
-        )
-        out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60)
-        assert out.stdout.startswith("DataError") and "is being answered by another run (pid" in out.stdout
-    with dataset_lock(tmp_path):  # released: taken again at once
-        pass
-    with pytest.raises(DataError, match="no such dataset folder"):
-        with dataset_lock(tmp_path / "absent"):
-            pass
-
-
-def test_atomic_writes_from_threads_never_collide(tmp_path):
-    # before: every writer used "<name>.tmp", so one writer's os.replace moved another's file away
-    target = tmp_path / "predictions.csv"
-    errors: list[BaseException] = []
-
-    def writer(tag: str) -> None:
-        try:
-            for _ in range(50):
-                _atomic_write(target, lambda fh: fh.write(tag * 1000))
-        except BaseException as exc:  # pragma: no cover - the failure being tested for
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(c,)) for c in "abcd"]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert target.read_text() in {c * 1000 for c in "abcd"}
-    assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]

@@ -301,9 +301,9 @@ def test_cli_embed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     "spoil",
     [
-        lambda npy, meta: np.save(npy, np.array([["0.5"] * 8] * 5)),  # before: string rows were cast to floats
-        lambda npy, meta: meta.write_bytes(b"\xff\xfe"),  # before: UnicodeDecodeError
-        lambda npy, meta: meta.write_text("[1, 2]"),  # before: AttributeError
+        lambda npy, meta: np.save(npy, np.array([["0.5"] * 8] * 5)),  # string rows are not cast to floats
+        lambda npy, meta: meta.write_bytes(b"\xff\xfe"),  # not UTF-8
+        lambda npy, meta: meta.write_text("[1, 2]"),  # JSON, but not an object
     ],
 )
 def test_embed_dataset_recomputes_an_unusable_cache(tmp_path: Path, spoil) -> None:
@@ -318,7 +318,7 @@ def test_embed_dataset_recomputes_an_unusable_cache(tmp_path: Path, spoil) -> No
 
 @pytest.mark.parametrize("name", ["hashing-65537", "hashing-100000000", "hashing-99999999999999999999"])
 def test_hashing_dimension_is_capped(name):
-    # before: hashing-100000000 was accepted and the first encode asked for a 5.6 GiB projection
+    # uncapped, hashing-100000000 would ask for a 5.6 GiB projection at its first encode
     from cascal.embedding import MAX_HASHING_DIM, HashingEmbedder, get_embedder, load_embedder
     from cascal.errors import EmbeddingError
 

@@ -185,10 +185,10 @@ def test_cli_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_filter_refuses_an_unusable_embeddings_file_and_skips_an_unreadable_record(tmp_path: Path) -> None:
     source = save_dataset(hand_matrix(), tmp_path / "answered")
     embed_dataset(source, "hashing-8")
-    (source / "embeddings_hashing-8.json").write_bytes(b"\xff not json")  # before: UnicodeDecodeError
+    (source / "embeddings_hashing-8.json").write_bytes(b"\xff not json")  # skipped, not a UnicodeDecodeError
     filter_dataset(source, tmp_path / "f1")
     assert (tmp_path / "f1" / "embeddings_hashing-8.npy").exists()
     assert not (tmp_path / "f1" / "embeddings_hashing-8.json").exists()  # `cascal embed` recomputes there
-    np.save(source / "embeddings_hashing-8.npy", np.array([["x"]] * 7))  # before: copied as it was
+    np.save(source / "embeddings_hashing-8.npy", np.array([["x"]] * 7))  # refused, not copied
     with pytest.raises(DataError, match=r"embeddings_hashing-8.npy: dtype <U1 is not numeric"):
         filter_dataset(source, tmp_path / "f2")

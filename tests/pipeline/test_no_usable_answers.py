@@ -95,12 +95,12 @@ def test_training_on_zero_questions_is_a_data_error(tmp_path, capsys):
     (folder / "questions.jsonl").write_text("")
     (folder / "predictions.csv").write_text("question_id,m1,m2\n")
     np.save(folder / "embeddings_x.npy", np.zeros((0, 4), dtype=np.float32))
-    assert main(["train", str(folder), "--out", str(tmp_path / "r.cascal")]) == 2  # before: a ValueError traceback
+    assert main(["train", str(folder), "--out", str(tmp_path / "r.cascal")]) == 2  # one error line, no traceback
     assert capsys.readouterr().err.startswith(f"error: {folder}: questions.jsonl holds no question to train on")
 
 
 def test_fit_warns_naming_the_models_without_answers():
-    # before: CascalRouter.fit trained on all-'?' / empty columns without a word (every score 0)
+    # a column of all-'?' or empty answers scores 0 everywhere: fit says so instead of training silently
     from cascal.embedding import HashingEmbedder
     from cascal.router import CascalRouter
 

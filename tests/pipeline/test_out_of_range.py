@@ -47,7 +47,7 @@ def answered_folder(folder: Path, *, out_of_range_cell: bool = True) -> Path:
 def test_embed_reads_questions_only(tmp_path):
     folder = answered_folder(tmp_path / "d")
     (folder / "embeddings_hashing-32.npy").unlink()
-    x = embed_dataset(folder, "hashing-32")  # before: refused for the letter E in predictions.csv
+    x = embed_dataset(folder, "hashing-32")  # the letter E in predictions.csv is no concern of embed
     assert x.shape == (N_Q, 32)
 
 

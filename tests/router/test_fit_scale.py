@@ -11,8 +11,7 @@ import pytest
 import cascal.kernels
 import cascal.reference
 from cascal.bench.cases.fit import make_fit_input
-from cascal.router import CascalRouter
-from cascal.router import cascal_router as cr
+from cascal.router import CascalRouter, calibration
 from cascal.router.niches import merge_centroids
 
 
@@ -53,13 +52,13 @@ def test_fit_refuses_bad_rows_of_a_memory_map(synthetic, tmp_path):
 
 
 def test_calibration_rows_are_all_rows_until_the_cap_then_evenly_spaced():
-    np.testing.assert_array_equal(cr._calibration_rows(1000, 14), np.arange(1000))
-    cap = cr.CALIBRATION_MAX_ENTRIES // 200
-    rows = cr._calibration_rows(1_000_000, 200)
+    np.testing.assert_array_equal(calibration.calibration_rows(1000, 14), np.arange(1000))
+    cap = calibration.CALIBRATION_MAX_ENTRIES // 200
+    rows = calibration.calibration_rows(1_000_000, 200)
     assert rows.size == cap and rows[0] == 0 and rows[-1] == 999_999
     gaps = np.diff(rows)
     assert gaps.min() >= 1 and gaps.max() - gaps.min() <= 1  # evenly spaced
-    assert cr._calibration_rows(50_000, 10**9).size == 10_000  # never fewer than 10,000 rows
+    assert calibration.calibration_rows(50_000, 10**9).size == 10_000  # never fewer than 10,000 rows
 
 
 def test_subject_temperature_equals_the_dense_numpy_fit(synthetic):
@@ -74,7 +73,7 @@ def test_subject_temperature_equals_the_dense_numpy_fit(synthetic):
     reps = router.subject_reps_.astype(np.float64)
     labels = np.searchsorted(router.subject_names_, synthetic.responses.subjects)
     dist = 1.0 - unit @ reps.T
-    low, high = np.log(cr.SUBJECT_TEMP_BOUNDS[0]), np.log(cr.SUBJECT_TEMP_BOUNDS[1])
+    low, high = np.log(calibration.SUBJECT_TEMP_BOUNDS[0]), np.log(calibration.SUBJECT_TEMP_BOUNDS[1])
     dense = minimize_scalar(
         lambda lt: cascal.reference.softmax_nll(dist, labels, float(np.exp(lt))),
         bounds=(low, high),
@@ -82,8 +81,10 @@ def test_subject_temperature_equals_the_dense_numpy_fit(synthetic):
         options={"xatol": 1e-3},
     )
     want = float(np.exp(dense.x))
-    assert cr.fit_subject_temperature(unit, reps, labels) == pytest.approx(want, rel=1e-6)
-    assert cr.fit_subject_temperature(synthetic.embeddings, reps, labels, norms=norms) == pytest.approx(want, rel=1e-6)
+    assert calibration.fit_subject_temperature(unit, reps, labels) == pytest.approx(want, rel=1e-6)
+    assert calibration.fit_subject_temperature(synthetic.embeddings, reps, labels, norms=norms) == pytest.approx(
+        want, rel=1e-6
+    )
     assert router.subject_temp_ == pytest.approx(want, rel=1e-6)
 
 

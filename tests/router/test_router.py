@@ -15,7 +15,7 @@ from cascal.data import NO_ANSWER, NOT_ASKED, ResponseMatrix
 from cascal.kernels import ConsensusParams, RouteParams, RoutingTables
 from cascal.router import CascalRouter
 from cascal.router.base import NotFittedError, ensemble_vote
-from cascal.router.cascal_router import fit_subject_temperature
+from cascal.router.calibration import fit_subject_temperature
 from cascal.router.niches import Niche
 
 N_OPTIONS = 10

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cascal.data import ResponseMatrix
+from cascal.errors import InvalidParameterError
 from cascal.kernels import consensus_scores as consensus_kernel
 from cascal.kernels import nearest_centroids
 from cascal.vectors import unit_rows
@@ -16,7 +17,7 @@ def cosine_neighbors(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarra
     to each query, most similar first, ties -> lower index (Rust kernel
     :func:`cascal.kernels.nearest_centroids` on the L2-normalised float32 rows)."""
     if not 1 <= k <= base.shape[0]:
-        raise ValueError(f"k: must be between 1 and the {base.shape[0]} reference rows, got {k}")
+        raise InvalidParameterError(f"k: must be between 1 and the {base.shape[0]} reference rows, got {k}")
     indices, _ = nearest_centroids(
         unit_rows(queries).astype(np.float32), unit_rows(base).astype(np.float32), k, "cosine"
     )

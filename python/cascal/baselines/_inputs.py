@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 
 from cascal.data import ResponseMatrix
+from cascal.errors import ProtocolError
 
 
 def key_correctness(responses: ResponseMatrix) -> np.ndarray:
     """``(n_q, n_m)`` correctness against the answer key, refusing a key that is entirely unknown."""
     if not (np.asarray(responses.gold) >= 0).any():
-        raise ValueError("responses.gold: this router needs an answer key, but every gold entry is -1 (unknown)")
+        raise ProtocolError("responses.gold: this router needs an answer key, but every gold entry is -1 (unknown)")
     return responses.correctness()
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from cascal.baselines._compute import consensus_scores, cosine_neighbors
 from cascal.baselines._inputs import column_means
 from cascal.data import NOT_ASKED, ResponseMatrix
+from cascal.errors import ProtocolError
 from cascal.router.base import BaseRouter, check_fit_inputs
 from cascal.validation import Interval
 
@@ -109,7 +110,7 @@ class SmoothieTrain(BaseRouter):
         self.validate_params()
         emb = check_fit_inputs(embeddings, responses)
         if responses.n_models < 3:
-            raise ValueError(f"responses: SmoothieTrain needs a pool of at least 3 models, got {responses.n_models}")
+            raise ProtocolError(f"responses: SmoothieTrain needs a pool of at least 3 models, got {responses.n_models}")
         self.pair_distance_ = pairwise_squared_distances(responses.answers)
         self.global_distance_ = _nan_mean_axis0(self.pair_distance_, default=2.0)
         self.train_embeddings_ = emb.astype(np.float32)
@@ -148,7 +149,7 @@ def triplet_noise_estimates(distance: np.ndarray) -> np.ndarray:
     the mean over pairs ``{j, k}`` of the other models of ``(d_ij + d_ik − d_jk) / 2``."""
     m = distance.shape[-1]
     if m < 3:
-        raise ValueError(f"distance: the triplet estimate needs at least 3 models, got {m}")
+        raise ProtocolError(f"distance: the triplet estimate needs at least 3 models, got {m}")
     off = distance.copy()
     idx = np.arange(m)
     off[..., idx, idx] = 0.0

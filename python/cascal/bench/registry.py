@@ -15,7 +15,8 @@ class Case:
         setup: ``setup(quick) -> state``; builds the input once (``quick`` = small sizes for CI).
         kernel: ``kernel(state)``; the Rust kernel call being measured.
         references: label -> ``ref(state)``; the numpy/scipy references.
-        targets: label -> minimum speed-up of ``kernel`` over that reference (from the issue).
+        targets: label -> minimum speed-up of ``kernel`` over that reference (the
+            targets of docs/benchmarks.md).
         repeats: timed repetitions per function (the median is reported).
         quick_repeats: repetitions in quick mode.
         measure_memory: also sample the peak extra RSS of the kernel and of each reference.

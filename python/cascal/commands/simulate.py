@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cascal.io import atomic_write_text
     from cascal.simulate import SimWorld, serve_simulator
     from cascal.simulate.server import pool_yaml
 
@@ -40,9 +41,8 @@ def run(args: argparse.Namespace) -> int:
             (args.write_pool, text),
             (args.write_generators, pool_yaml(server.base_url, world, generators=True)),
         ):
-            if path:
-                with open(path, "w", encoding="utf-8") as fh:
-                    fh.write(content)
+            if path:  # read by a later `cascal answer --pool`: never left half written
+                atomic_write_text(path, content)
         print(f"SIMULATED LLM server on {server.base_url} (seed {args.seed}; no real model behind it)")
         print(f"generators: {', '.join(world.generator_names)}")
         print(f"pool: {', '.join(world.model_names)}")

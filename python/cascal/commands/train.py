@@ -93,24 +93,22 @@ def _router_params(args: argparse.Namespace) -> dict:
 
 def _prices(path: Optional[str]) -> Any:
     """The prices of ``--prices``: a prices file, or a pool.yaml's price fields (a file with a
-    ``models`` list)."""
+    ``models`` list). The file is read once, by :func:`cascal.yaml_files.read_yaml`."""
     if path is None:
         return None
-    import yaml
+    from pathlib import Path
 
-    from cascal.errors import ConfigError
-    from cascal.router.costs import load_prices
+    from cascal.router.costs import load_prices, parse_prices
+    from cascal.yaml_files import read_yaml
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the prices file ({exc})") from None
+    if not Path(path).exists():
+        return load_prices(path)  # its "no such prices file"
+    data = read_yaml(path)
     if isinstance(data, dict) and isinstance(data.get("models"), list):
-        from cascal.llm.config import load_pool
+        from cascal.llm.config import parse_pool
 
-        return load_pool(path).prices()
-    return load_prices(path)
+        return parse_pool(data, source=Path(path).name).prices()
+    return parse_prices(data, source=path)
 
 
 def run(args: argparse.Namespace) -> int:

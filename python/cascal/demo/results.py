@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from cascal.errors import InvalidParameterError
+from cascal.errors import InvalidParameterError, NotFoundError
 
 GENERATORS = ("weak", "strong")
 
@@ -83,7 +83,7 @@ class DemoResult:
         for s in self.scores:
             if s.router == router and s.generator == generator and s.data == data:
                 return s
-        raise KeyError(f"no score for router {router!r}, generator {generator!r}, data {data!r}")
+        raise NotFoundError(f"no score for router {router!r}, generator {generator!r}, data {data!r}")
 
     def to_dict(self) -> dict:
         return {

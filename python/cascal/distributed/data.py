@@ -236,7 +236,7 @@ def route_parquet_ray(
     context.enable_progress_bars = False  # the rows bar below reports progress
     try:
         # one item per row group, in file order: Ray Data's Parquet reader splits files into
-        # fragments whose output order is not the files' (measured with Ray 2.60, preserve_order on),
+        # fragments whose output order is not the files' (Ray 2.60, even with preserve_order on),
         # so the workers read the row groups themselves and the output keeps the input order
         pieces = _row_groups(files)
         dataset = ray.data.from_items(pieces, override_num_blocks=len(pieces))

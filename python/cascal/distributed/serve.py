@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from cascal.distributed.data import ensure_ray
-from cascal.errors import InvalidParameterError
+from cascal.errors import InvalidParameterError, ServerStartError
 
 __all__ = ["gateway_application", "run_gateway_ray", "RayGateway", "APP_NAME", "DEPLOYMENT_NAME"]
 
@@ -123,6 +123,7 @@ def run_gateway_ray(
     Raises:
         cascal.errors.RouterFileError, cascal.errors.EmbeddingError, cascal.errors.ConfigError: as
             ``cascal serve`` does, before anything is deployed (the gateway is built here first).
+        cascal.errors.ServerStartError: the Ray Serve application is not running within ``timeout``.
     """
     from cascal.serve.server import build_gateway
 
@@ -136,6 +137,6 @@ def run_gateway_ray(
     deadline = time.monotonic() + timeout
     while serve.status().applications[APP_NAME].status != "RUNNING":
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the Ray Serve application did not start in {timeout:.0f} s")
+            raise ServerStartError(f"the Ray Serve application did not start in {timeout:.0f} s")
         time.sleep(0.2)
     return RayGateway(checked, settings.host, settings.port)

@@ -33,6 +33,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from cascal.data import NO_ANSWER, ResponseMatrix
+from cascal.errors import ProtocolError
 from cascal.evaluation.metrics import mean_std
 from cascal.evaluation.protocol import make_split
 from cascal.router.costs import Prices, question_costs
@@ -122,7 +123,7 @@ def evaluate_cost_seed(
     train, test = split.train, split.test
     blank = train.with_gold(np.full(train.n_questions, NO_ANSWER, dtype=np.int8))
     if train.embeddings is None or test.embeddings is None:  # pragma: no cover - make_split checks
-        raise ValueError("data: no embeddings")
+        raise ProtocolError("data: no embeddings")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # unpriced / unanswered models: reported once by the caller
         router = CascalRouter(random_state=seed).fit(train.embeddings, blank, prices=prices)

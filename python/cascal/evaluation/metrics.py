@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import kendalltau
 
+from cascal.errors import DataError
 from cascal.router.base import ensemble_vote
 
 
@@ -19,9 +20,9 @@ def answer_correct(answers: np.ndarray, gold: np.ndarray) -> np.ndarray:
     answers = np.asarray(answers)
     gold = np.asarray(gold)
     if answers.shape != gold.shape or answers.ndim != 1:
-        raise ValueError(f"answers: expected shape {gold.shape} like gold, got {answers.shape}")
+        raise DataError(f"answers: expected shape {gold.shape} like gold, got {answers.shape}")
     if (gold < 0).any():
-        raise ValueError(
+        raise DataError(
             f"gold: {int((gold < 0).sum())} question(s) have no gold answer (-1); score only labelled questions"
         )
     return answers == gold
@@ -31,7 +32,7 @@ def accuracy(answers: np.ndarray, gold: np.ndarray) -> float:
     """Share of questions whose answer equals the gold option (see :func:`answer_correct`)."""
     correct = answer_correct(answers, gold)
     if correct.size == 0:
-        raise ValueError("answers: cannot compute an accuracy over zero questions")
+        raise DataError("answers: cannot compute an accuracy over zero questions")
     return float(correct.mean())
 
 
@@ -57,7 +58,7 @@ def ensemble_accuracy(
     """Share of questions whose routed ensemble votes the gold option (see :func:`ensemble_correct`)."""
     correct = ensemble_correct(ranked, answers, gold, confidence)
     if correct.size == 0:
-        raise ValueError("answers: cannot compute an accuracy over zero questions")
+        raise DataError("answers: cannot compute an accuracy over zero questions")
     return float(correct.mean())
 
 
@@ -67,13 +68,13 @@ def oracle_accuracy(answers: np.ndarray, gold: np.ndarray) -> float:
     answers = np.asarray(answers)
     gold = np.asarray(gold)
     if answers.ndim != 2 or answers.shape[0] != gold.shape[0] or gold.ndim != 1:
-        raise ValueError(f"answers: expected shape ({gold.shape[0]}, M), got {answers.shape}")
+        raise DataError(f"answers: expected shape ({gold.shape[0]}, M), got {answers.shape}")
     if (gold < 0).any():
-        raise ValueError(
+        raise DataError(
             f"gold: {int((gold < 0).sum())} question(s) have no gold answer (-1); score only labelled questions"
         )
     if gold.size == 0:
-        raise ValueError("answers: cannot compute an accuracy over zero questions")
+        raise DataError("answers: cannot compute an accuracy over zero questions")
     return float((answers == gold[:, None]).any(axis=1).mean())
 
 
@@ -82,7 +83,7 @@ def per_category_accuracy(correct: np.ndarray, categories: np.ndarray) -> dict[s
     correct = np.asarray(correct, dtype=bool)
     categories = np.asarray(categories).astype(str)
     if correct.shape != categories.shape:
-        raise ValueError(f"categories: expected shape {correct.shape}, got {categories.shape}")
+        raise DataError(f"categories: expected shape {correct.shape}, got {categories.shape}")
     return {str(c): float(correct[categories == c].mean()) for c in np.unique(categories)}
 
 
@@ -92,9 +93,9 @@ def model_accuracy(answers: np.ndarray, gold: np.ndarray) -> np.ndarray:
     answers = np.asarray(answers)
     gold = np.asarray(gold)
     if answers.ndim != 2 or answers.shape[0] != gold.shape[0]:
-        raise ValueError(f"answers: expected shape ({gold.shape[0]}, M), got {answers.shape}")
+        raise DataError(f"answers: expected shape ({gold.shape[0]}, M), got {answers.shape}")
     if (gold < 0).any():
-        raise ValueError("gold: model accuracy needs a gold answer for every question")
+        raise DataError("gold: model accuracy needs a gold answer for every question")
     asked = answers != -2
     correct = (answers == gold[:, None]) & asked
     counts = asked.sum(axis=0)
@@ -108,9 +109,9 @@ def kendall_tau(router_scores: npt.ArrayLike, gold_scores: npt.ArrayLike) -> flo
     a = np.asarray(router_scores, dtype=np.float64)
     b = np.asarray(gold_scores, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"router_scores: expected shape {b.shape} like gold_scores, got {a.shape}")
+        raise DataError(f"router_scores: expected shape {b.shape} like gold_scores, got {a.shape}")
     if a.size < 2:
-        raise ValueError("router_scores: Kendall tau needs at least 2 models")
+        raise DataError("router_scores: Kendall tau needs at least 2 models")
     keep = ~(np.isnan(a) | np.isnan(b))
     if keep.sum() < 2 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
         return math.nan

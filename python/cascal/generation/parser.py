@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from cascal.data import LETTERS, MAX_OPTIONS
+from cascal.errors import ArgumentTypeError
 
 MIN_OPTIONS = 2
 
@@ -252,10 +253,10 @@ def parse_questions(text: str) -> tuple[list[ParsedQuestion], ParseReport]:
         found and every skip by reason. Never raises on malformed content.
 
     Raises:
-        TypeError: if ``text`` is not a string.
+        ArgumentTypeError: (a ``TypeError``) ``text`` is not a string.
     """
     if not isinstance(text, str):
-        raise TypeError(f"text: expected the generator's reply as str, got {type(text).__name__}")
+        raise ArgumentTypeError(f"text: expected the generator's reply as str, got {type(text).__name__}")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     report = ParseReport(replies=1)
     blocks: list[_RawBlock] = []

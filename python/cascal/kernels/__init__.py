@@ -1,7 +1,8 @@
 """Public, validated entry points of the Rust kernels (docs/architecture.md#kernels-and-references).
 
 Each submodule wraps one kernel family of :mod:`cascal._core`: it checks shapes and dtypes, makes
-C-contiguous input without copying what already is, and raises ``ValueError`` naming the argument.
+C-contiguous input without copying what already is, and raises :class:`~cascal.errors.KernelError`
+(a ``ValueError``) naming the argument.
 An output or working buffer too large to allocate raises ``MemoryError`` (naming the kernel, the
 argument and the bytes) before any work starts, instead of aborting the interpreter; the limit is the
 physical memory, or ``CASCAL_MAX_OUTPUT_BYTES`` when set.

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cascal import _core
+from cascal.errors import KernelError
 
 __all__ = ["softmax_nll"]
 
@@ -33,14 +34,18 @@ def softmax_nll(dist: npt.ArrayLike, labels: npt.ArrayLike, temp: float) -> floa
     """
     d = np.asarray(dist)
     if d.ndim != 2:
-        raise ValueError(f"dist: expected a 2-D (n, S) array, got shape {d.shape}")
+        raise KernelError(f"dist: expected a 2-D (n, S) array, got shape {d.shape}", arg="dist")
     if d.dtype.kind not in "fiu":
-        raise ValueError(f"dist: expected a numeric array, got dtype {d.dtype}")
+        raise KernelError(f"dist: expected a numeric array, got dtype {d.dtype}", arg="dist")
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.dtype.kind not in "iu":
-        raise ValueError(f"labels: expected a 1-D integer array, got dtype {lab.dtype} and shape {lab.shape}")
+        raise KernelError(
+            f"labels: expected a 1-D integer array, got dtype {lab.dtype} and shape {lab.shape}", arg="labels"
+        )
     if lab.shape[0] != d.shape[0]:
-        raise ValueError(f"labels: expected one label per row of dist ({d.shape[0]}), got {lab.shape[0]}")
+        raise KernelError(
+            f"labels: expected one label per row of dist ({d.shape[0]}), got {lab.shape[0]}", arg="labels"
+        )
     return float(
         _core.softmax_nll(
             np.ascontiguousarray(d, dtype=np.float64), np.ascontiguousarray(lab, dtype=np.int64), float(temp)

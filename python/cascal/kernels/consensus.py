@@ -36,7 +36,7 @@ from typing import Optional
 import numpy as np
 
 from cascal import _core
-from cascal.errors import InvalidParameterError
+from cascal.errors import ArgumentTypeError, InvalidParameterError, KernelError
 
 __all__ = ["ConsensusParams", "ConsensusResult", "consensus_scores", "consensus_stats"]
 
@@ -114,15 +114,18 @@ class ConsensusParams:
 def _answers_int8(answers: object) -> np.ndarray:
     arr = np.asarray(answers)
     if arr.ndim != 2:
-        raise ValueError(f"answers: expected a 2-D (n_questions, n_models) array, got shape {arr.shape}")
+        raise KernelError(
+            f"answers: expected a 2-D (n_questions, n_models) array, got shape {arr.shape}", arg="answers"
+        )
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"answers: expected integer option codes, got dtype {arr.dtype}")
+        raise KernelError(f"answers: expected integer option codes, got dtype {arr.dtype}", arg="answers")
     if arr.dtype != np.int8 and arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < -2 or hi >= _MAX_OPTIONS:
             bad = np.argwhere((arr < -2) | (arr >= _MAX_OPTIONS))[0]
-            raise ValueError(
-                f"answers: row {bad[0]}, column {bad[1]} has code {arr[tuple(bad)]}; codes must lie in [-2, {_MAX_OPTIONS - 1}]"
+            raise KernelError(
+                f"answers: row {bad[0]}, column {bad[1]} has code {arr[tuple(bad)]}; codes must lie in [-2, {_MAX_OPTIONS - 1}]",
+                arg="answers",
             )
     return np.ascontiguousarray(arr, dtype=np.int8)
 
@@ -130,23 +133,25 @@ def _answers_int8(answers: object) -> np.ndarray:
 def _n_options_int8(n_options: object, n_q: int) -> np.ndarray:
     arr = np.asarray(n_options)
     if arr.shape != (n_q,):
-        raise ValueError(f"n_options: expected shape ({n_q},), got {arr.shape}")
+        raise KernelError(f"n_options: expected shape ({n_q},), got {arr.shape}", arg="n_options")
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"n_options: expected integers, got dtype {arr.dtype}")
+        raise KernelError(f"n_options: expected integers, got dtype {arr.dtype}", arg="n_options")
     if arr.size and (arr.min() < 2 or arr.max() > _MAX_OPTIONS):
         q = int(np.flatnonzero((arr < 2) | (arr > _MAX_OPTIONS))[0])
-        raise ValueError(f"n_options: row {q} has {arr[q]} options; every question needs 2..{_MAX_OPTIONS}")
+        raise KernelError(
+            f"n_options: row {q} has {arr[q]} options; every question needs 2..{_MAX_OPTIONS}", arg="n_options"
+        )
     return np.ascontiguousarray(arr, dtype=np.int8)
 
 
 def _logprobs_float(logprobs: object, shape: tuple[int, int]) -> np.ndarray:
     arr = np.asarray(logprobs)
     if arr.dtype.kind not in "fiu":
-        raise ValueError(f"logprobs: expected a float array, got dtype {arr.dtype}")
+        raise KernelError(f"logprobs: expected a float array, got dtype {arr.dtype}", arg="logprobs")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     if arr.shape != shape:
-        raise ValueError(f"logprobs: expected shape {shape} like answers, got {arr.shape}")
+        raise KernelError(f"logprobs: expected shape {shape} like answers, got {arr.shape}", arg="logprobs")
     return np.ascontiguousarray(arr)
 
 
@@ -155,12 +160,14 @@ def _stats_arrays(stats: object, n_m: int) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(stats, (tuple, list)):
         pair = tuple(stats)
     if len(pair) != 2:
-        raise ValueError("stats: expected a pair (mu, sigma) of per-model arrays")
+        raise KernelError("stats: expected a pair (mu, sigma) of per-model arrays", arg="stats")
     out = []
     for name, value in zip(("mu", "sigma"), pair):
         arr = np.ascontiguousarray(value, dtype=np.float64)
         if arr.shape != (n_m,):
-            raise ValueError(f"stats: {name} must have shape ({n_m},) (one value per model), got {arr.shape}")
+            raise KernelError(
+                f"stats: {name} must have shape ({n_m},) (one value per model), got {arr.shape}", arg="stats"
+            )
         out.append(arr)
     return out[0], out[1]
 
@@ -188,15 +195,15 @@ def consensus_scores(
         A :class:`ConsensusResult`.
 
     Raises:
-        ValueError: naming the argument (and row/column) of any invalid input.
-        TypeError: ``params`` is not a :class:`ConsensusParams`.
+        KernelError: (a ``ValueError``) naming the argument (and row/column) of any invalid input.
+        ArgumentTypeError: (a ``TypeError``) ``params`` is not a :class:`ConsensusParams`.
     """
     ans = _answers_int8(answers)
     n_q, n_m = ans.shape
     opts = _n_options_int8(n_options, n_q)
     lp = None if logprobs is None else _logprobs_float(logprobs, (n_q, n_m))
     if not isinstance(params, ConsensusParams):
-        raise TypeError(f"params: expected ConsensusParams, got {type(params).__name__}")
+        raise ArgumentTypeError(f"params: expected ConsensusParams, got {type(params).__name__}")
     mu = sigma = None
     if stats is not None:
         mu, sigma = _stats_arrays(stats, n_m)
@@ -207,9 +214,11 @@ def consensus_scores(
 def consensus_stats(logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-model robust ``(mu, sigma)`` of an ``(n_q, n_m)`` logprob matrix (step 1 of the module docs).
 
-    NaN entries are ignored; infinite entries raise ``ValueError``.
+    NaN entries are ignored; infinite entries raise :class:`~cascal.errors.KernelError`.
     """
     arr = np.asarray(logprobs)
     if arr.ndim != 2:
-        raise ValueError(f"logprobs: expected a 2-D (n_questions, n_models) array, got shape {arr.shape}")
+        raise KernelError(
+            f"logprobs: expected a 2-D (n_questions, n_models) array, got shape {arr.shape}", arg="logprobs"
+        )
     return _core.consensus_stats(_logprobs_float(arr, arr.shape))

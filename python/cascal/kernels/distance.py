@@ -4,12 +4,13 @@ Metrics (scipy's names): ``"cosine"``, ``"euclidean"``, ``"sqeuclidean"``.
 
 Input: 2-D arrays of float32 or float64 are used as they are when C-contiguous (no copy);
 non-contiguous or Fortran-ordered arrays are copied once to C order. Integer and bool arrays are
-converted to float64. Other dtypes (float16, longdouble, complex, object) raise ``ValueError``. The
-result has the input's float dtype (float64 if the two inputs differ).
+converted to float64. Other dtypes (float16, longdouble, complex, object) raise
+:class:`~cascal.errors.KernelError`. The result has the input's float dtype (float64 if the two
+inputs differ).
 
 Semantics, beyond scipy's:
 
-* NaN or infinity anywhere raises ``ValueError`` naming the argument and the row.
+* NaN or infinity anywhere raises :class:`~cascal.errors.KernelError` naming the argument and the row.
 * Arrays need at least one column; zero rows give an empty result of the right shape.
 * Cosine distance is clipped to ``[0, 2]``. A zero vector has no direction: its cosine distance is
   defined as 0 to another zero vector and 1 to any non-zero vector (scipy returns NaN there).
@@ -37,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cascal import _core
+from cascal.errors import KernelError
 
 __all__ = ["DISTANCE_METRICS", "pairwise_distances", "pdist"]
 
@@ -44,9 +46,11 @@ DISTANCE_METRICS = ("cosine", "euclidean", "sqeuclidean")
 
 
 def check_metric(metric: object) -> str:
-    """Return ``metric`` if it is one of :data:`DISTANCE_METRICS`, else raise ``ValueError``."""
+    """Return ``metric`` if it is one of :data:`DISTANCE_METRICS`, else raise :class:`~cascal.errors.KernelError`."""
     if not isinstance(metric, str) or metric not in DISTANCE_METRICS:
-        raise ValueError(f"metric: expected one of {', '.join(map(repr, DISTANCE_METRICS))}, got {metric!r}")
+        raise KernelError(
+            f"metric: expected one of {', '.join(map(repr, DISTANCE_METRICS))}, got {metric!r}", arg="metric"
+        )
     return metric
 
 
@@ -57,14 +61,14 @@ def float_dtype(arr: np.ndarray, name: str) -> np.dtype:
         return np.dtype(np.float32 if size == 4 else np.float64)
     if kind in "biu":
         return np.dtype(np.float64)
-    raise ValueError(f"{name}: unsupported dtype {arr.dtype}; expected float32, float64, integer or bool")
+    raise KernelError(f"{name}: unsupported dtype {arr.dtype}; expected float32, float64, integer or bool", arg=name)
 
 
 def as_matrix(X: npt.ArrayLike, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
     """``X`` as a C-contiguous 2-D float32/float64 array, copied only when it must be."""
     arr = np.asarray(X)
     if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
+        raise KernelError(f"{name}: expected a 2-D array, got {arr.ndim}-D with shape {arr.shape}", arg=name)
     target = float_dtype(arr, name) if dtype is None else dtype
     return np.ascontiguousarray(arr, dtype=target)
 
@@ -79,10 +83,10 @@ def as_matrix_pair(X: npt.ArrayLike, Y: npt.ArrayLike, names: tuple[str, str]) -
     x_arr, y_arr = np.asarray(X), np.asarray(Y)
     for arr, name in ((x_arr, names[0]), (y_arr, names[1])):
         if arr.ndim != 2:
-            raise ValueError(f"{name}: expected a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
+            raise KernelError(f"{name}: expected a 2-D array, got {arr.ndim}-D with shape {arr.shape}", arg=name)
     dtype = common_dtype(float_dtype(x_arr, names[0]), float_dtype(y_arr, names[1]))
     if x_arr.shape[1] != y_arr.shape[1]:
-        raise ValueError(f"{names[1]}: has {y_arr.shape[1]} columns but {names[0]} has {x_arr.shape[1]}")
+        raise KernelError(f"{names[1]}: has {y_arr.shape[1]} columns but {names[0]} has {x_arr.shape[1]}", arg=names[1])
     return as_matrix(x_arr, names[0], dtype), as_matrix(y_arr, names[1], dtype)
 
 
@@ -99,7 +103,8 @@ def pairwise_distances(X: npt.ArrayLike, Y: Optional[npt.ArrayLike] = None, metr
         ``scipy.spatial.distance.cdist(X, Y, metric)`` within the module's tolerances.
 
     Raises:
-        ValueError: bad metric, shapes, dtype, NaN/inf, or no columns; the message names the argument.
+        KernelError: (a ``ValueError``) bad metric, shapes, dtype, NaN/inf, or no columns; the
+            message names the argument.
     """
     metric = check_metric(metric)
     if Y is None:
@@ -120,6 +125,7 @@ def pdist(X: npt.ArrayLike, metric: str = "cosine") -> np.ndarray:
         metric: ``"cosine"``, ``"euclidean"`` or ``"sqeuclidean"``.
 
     Raises:
-        ValueError: bad metric, shape, dtype, NaN/inf, or no columns; the message names the argument.
+        KernelError: (a ``ValueError``) bad metric, shape, dtype, NaN/inf, or no columns; the
+            message names the argument.
     """
     return _core.pdist(as_matrix(X, "X"), check_metric(metric))

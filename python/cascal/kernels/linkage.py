@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cascal import _core
+from cascal.errors import KernelError
 
 __all__ = ["linkage", "fcluster", "LINKAGE_METHODS"]
 
@@ -46,7 +47,7 @@ def _as_float_array(data: npt.ArrayLike, name: str) -> np.ndarray:
         return np.ascontiguousarray(arr)
     if arr.dtype.kind in "iub":
         return np.ascontiguousarray(arr, dtype=np.float64)
-    raise ValueError(f"{name}: expected a float32, float64, integer or boolean array, got dtype {arr.dtype}")
+    raise KernelError(f"{name}: expected a float32, float64, integer or boolean array, got dtype {arr.dtype}", arg=name)
 
 
 def linkage(
@@ -62,7 +63,7 @@ def linkage(
             non-negative). Needs n >= 2. float32/float64 are used without copying when
             C-contiguous; integer and boolean input is converted to float64.
         method: ``"single"``, ``"complete"``, ``"average"``, ``"weighted"`` or ``"ward"``.
-            ``"centroid"`` and ``"median"`` raise ``ValueError`` (not implemented; use scipy).
+            ``"centroid"`` and ``"median"`` raise :class:`~cascal.errors.KernelError` (not implemented; use scipy).
         metric: for 2-D input, ``"cosine"`` (default; zero vectors are refused),
             ``"euclidean"`` or ``"sqeuclidean"``. ``"ward"`` requires ``"euclidean"``. Ignored
             for condensed input (ward then assumes euclidean distances, as scipy does).
@@ -72,24 +73,29 @@ def linkage(
         ``0..n-1``, the cluster formed at row ``k`` is ``n + k``, ``id_a < id_b``.
 
     Raises:
-        ValueError: bad shape, length, dtype, NaN/inf, negative distance, unknown method/metric.
+        KernelError: (a ``ValueError``) bad shape, length, dtype, NaN/inf, negative distance, unknown method/metric.
     """
     if method not in LINKAGE_METHODS:
         if method in ("centroid", "median"):
-            raise ValueError(f"method: {method!r} is not implemented; use scipy.cluster.hierarchy.linkage")
-        raise ValueError(f"method: unknown method {method!r}; expected one of {', '.join(LINKAGE_METHODS)}")
+            raise KernelError(
+                f"method: {method!r} is not implemented; use scipy.cluster.hierarchy.linkage", arg="method"
+            )
+        raise KernelError(
+            f"method: unknown method {method!r}; expected one of {', '.join(LINKAGE_METHODS)}", arg="method"
+        )
     ndim = np.ndim(data)
     if ndim not in (1, 2):
-        raise ValueError(
-            f"data: expected 2-D observation vectors or a 1-D condensed distance vector, got a {ndim}-D array of shape {np.shape(data)}"
+        raise KernelError(
+            f"data: expected 2-D observation vectors or a 1-D condensed distance vector, got a {ndim}-D array of shape {np.shape(data)}",
+            arg="data",
         )
     arr = _as_float_array(data, "data")
     if arr.ndim == 1:
         return _core.linkage_condensed(arr, method)
     if metric not in _METRICS:
-        raise ValueError(f"metric: unknown metric {metric!r}; expected one of {', '.join(_METRICS)}")
+        raise KernelError(f"metric: unknown metric {metric!r}; expected one of {', '.join(_METRICS)}", arg="metric")
     if arr.shape[0] < 2:
-        raise ValueError(f"data: at least 2 observations are needed, got {arr.shape[0]}")
+        raise KernelError(f"data: at least 2 observations are needed, got {arr.shape[0]}", arg="data")
     return _core.linkage_vectors(arr, method, metric)
 
 
@@ -116,17 +122,17 @@ def fcluster(
     """
     z = np.asarray(Z)
     if z.ndim != 2 or z.shape[1] != 4 or z.shape[0] < 1:
-        raise ValueError(f"Z: expected an (n-1) x 4 linkage matrix with n >= 2, got shape {z.shape}")
+        raise KernelError(f"Z: expected an (n-1) x 4 linkage matrix with n >= 2, got shape {z.shape}", arg="Z")
     if z.dtype.kind not in "fiu":
-        raise ValueError(f"Z: expected a numeric array, got dtype {z.dtype}")
+        raise KernelError(f"Z: expected a numeric array, got dtype {z.dtype}", arg="Z")
     z = np.ascontiguousarray(z, dtype=np.float64)
     if criterion == "distance":
         threshold = float(t)
         if np.isnan(threshold):
-            raise ValueError("t: threshold is NaN")
+            raise KernelError("t: threshold is NaN", arg="t")
         return _core.fcluster_distance(z, threshold)
     if criterion == "maxclust":
         if isinstance(t, (bool, np.bool_)) or float(t) != int(t) or int(t) < 1:
-            raise ValueError(f"t: maxclust needs an integer number of clusters >= 1, got {t!r}")
+            raise KernelError(f"t: maxclust needs an integer number of clusters >= 1, got {t!r}", arg="t")
         return _core.fcluster_maxclust(z, int(t))
-    raise ValueError(f"criterion: expected 'distance' or 'maxclust', got {criterion!r}")
+    raise KernelError(f"criterion: expected 'distance' or 'maxclust', got {criterion!r}", arg="criterion")

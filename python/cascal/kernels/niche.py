@@ -1,7 +1,7 @@
 """Niche kernels: weighted cluster means and nearest-centroid search (Rust; docs/algorithm.md#skill-niches, docs/algorithm.md#routing).
 
 Input conventions are those of :mod:`cascal.kernels.distance`: float32/float64 C-contiguous arrays
-are used without copying, integer/bool arrays become float64, other dtypes raise ``ValueError``.
+are used without copying, integer/bool arrays become float64, other dtypes raise :class:`~cascal.errors.KernelError`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cascal import _core
+from cascal.errors import KernelError
 from cascal.kernels.distance import as_matrix, as_matrix_pair, check_metric
 
 __all__ = ["cluster_means", "nearest_centroids"]
@@ -21,36 +22,38 @@ __all__ = ["cluster_means", "nearest_centroids"]
 def _as_count(value: object, name: str) -> int:
     """A non-negative Python int from ``value`` (bools and non-integers rejected)."""
     if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
+        raise KernelError(f"{name}: expected an integer, got {value!r}", arg=name)
     try:
         count = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+        raise KernelError(f"{name}: expected an integer, got {value!r}", arg=name) from None
     if count < 0:
-        raise ValueError(f"{name}: must be >= 0, got {count}")
+        raise KernelError(f"{name}: must be >= 0, got {count}", arg=name)
     return count
 
 
 def _as_labels(labels: npt.ArrayLike) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise ValueError(f"labels: expected a 1-D array, got shape {arr.shape}")
+        raise KernelError(f"labels: expected a 1-D array, got shape {arr.shape}", arg="labels")
     if arr.dtype.kind not in "iu":
         if arr.size == 0:
             arr = arr.astype(np.int64)
         else:
-            raise ValueError(f"labels: expected integer labels, got dtype {arr.dtype}")
+            raise KernelError(f"labels: expected integer labels, got dtype {arr.dtype}", arg="labels")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise ValueError("labels: value too large for int64")
+        raise KernelError("labels: value too large for int64", arg="labels")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _as_weights(weights: npt.ArrayLike) -> np.ndarray:
     arr = np.asarray(weights)
     if arr.ndim != 1:
-        raise ValueError(f"weights: expected a 1-D array, got shape {arr.shape}")
+        raise KernelError(f"weights: expected a 1-D array, got shape {arr.shape}", arg="weights")
     if not (arr.dtype.kind in "biu" or (arr.dtype.kind == "f" and arr.dtype.itemsize in (4, 8))):
-        raise ValueError(f"weights: unsupported dtype {arr.dtype}; expected float32, float64, integer or bool")
+        raise KernelError(
+            f"weights: unsupported dtype {arr.dtype}; expected float32, float64, integer or bool", arg="weights"
+        )
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
@@ -77,18 +80,18 @@ def cluster_means(
         ``(n_clusters, n_m)`` array of the dtype of ``values``.
 
     Raises:
-        ValueError: labels out of range, negative/NaN/inf weights, infinite values, shape mismatch.
+        KernelError: (a ``ValueError``) labels out of range, negative/NaN/inf weights, infinite values, shape mismatch.
     """
     k = _as_count(n_clusters, "n_clusters")
     lab = _as_labels(labels)
     vals = as_matrix(values, "values")
     if lab.shape[0] != vals.shape[0]:
-        raise ValueError(f"labels: has {lab.shape[0]} entries but values has {vals.shape[0]} rows")
+        raise KernelError(f"labels: has {lab.shape[0]} entries but values has {vals.shape[0]} rows", arg="labels")
     w = None
     if weights is not None:
         w = _as_weights(weights)
         if w.shape[0] != vals.shape[0]:
-            raise ValueError(f"weights: has {w.shape[0]} entries but values has {vals.shape[0]} rows")
+            raise KernelError(f"weights: has {w.shape[0]} entries but values has {vals.shape[0]} rows", arg="weights")
     return _core.cluster_means(lab, vals, k, w)
 
 
@@ -112,7 +115,7 @@ def nearest_centroids(
         ``(indices, distances)``: int64 ``(n, k)`` and ``(n, k)`` of the inputs' float dtype.
 
     Raises:
-        ValueError: ``k`` out of range, empty ``C``, bad shapes/dtypes, NaN/inf, bad metric.
+        KernelError: (a ``ValueError``) ``k`` out of range, empty ``C``, bad shapes/dtypes, NaN/inf, bad metric.
     """
     metric = check_metric(metric)
     kk = _as_count(k, "k")

@@ -48,7 +48,7 @@ from typing import Optional
 import numpy as np
 
 from cascal import _core
-from cascal.errors import InvalidParameterError, KernelError
+from cascal.errors import ArgumentTypeError, InvalidParameterError, KernelError
 
 __all__ = ["RouteParams", "RouteResult", "RoutingTables", "route_batch"]
 
@@ -295,12 +295,13 @@ def route_batch(
         KernelError: (a ``ValueError``) naming the argument of any invalid input: ``X`` (zero or
             non-finite rows, wrong width), a field of ``tables`` (non-finite values, subjects
             without centroids, ...) or ``top_k`` above the number of models.
-        TypeError: ``tables`` or ``params`` is not a :class:`RoutingTables` / :class:`RouteParams`.
+        ArgumentTypeError: (a ``TypeError``) ``tables`` or ``params`` is not a
+            :class:`RoutingTables` / :class:`RouteParams`.
     """
     if not isinstance(tables, RoutingTables):
-        raise TypeError(f"tables: expected RoutingTables, got {type(tables).__name__}")
+        raise ArgumentTypeError(f"tables: expected RoutingTables, got {type(tables).__name__}")
     if not isinstance(params, RouteParams):
-        raise TypeError(f"params: expected RouteParams, got {type(params).__name__}")
+        raise ArgumentTypeError(f"params: expected RouteParams, got {type(params).__name__}")
     x = _matrix(X, "X")
     if x.shape[1] != tables.dim:
         raise KernelError(f"X: expected {tables.dim} columns like the tables, got shape {x.shape}", arg="X")

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cascal import _core
+from cascal.errors import KernelError
 from cascal.kernels.linkage import LINKAGE_METHODS
 
 __all__ = ["best_silhouette_cut", "weighted_silhouettes"]
@@ -23,10 +24,10 @@ __all__ = ["best_silhouette_cut", "weighted_silhouettes"]
 def _square(distances: npt.ArrayLike) -> np.ndarray:
     D = np.asarray(distances)
     if D.ndim != 2 or D.shape[0] != D.shape[1] or D.shape[0] < 1:
-        raise ValueError(f"distances: expected a square (n, n) matrix, got shape {D.shape}")
+        raise KernelError(f"distances: expected a square (n, n) matrix, got shape {D.shape}", arg="distances")
     if D.dtype not in (np.float32, np.float64):
         if D.dtype.kind not in "iub":
-            raise ValueError(f"distances: expected a float32 or float64 array, got dtype {D.dtype}")
+            raise KernelError(f"distances: expected a float32 or float64 array, got dtype {D.dtype}", arg="distances")
         D = D.astype(np.float64)
     return np.ascontiguousarray(D)
 
@@ -34,7 +35,7 @@ def _square(distances: npt.ArrayLike) -> np.ndarray:
 def _weights(weights: npt.ArrayLike, n: int) -> np.ndarray:
     w = np.ascontiguousarray(weights, dtype=np.float64)
     if w.shape != (n,):
-        raise ValueError(f"weights: expected one weight per point ({n},), got shape {w.shape}")
+        raise KernelError(f"weights: expected one weight per point ({n},), got shape {w.shape}", arg="weights")
     return w
 
 
@@ -43,7 +44,9 @@ def _anchors(anchors: npt.ArrayLike | None, n: int) -> np.ndarray:
         return np.arange(n, dtype=np.int64)
     a = np.asarray(anchors)
     if a.ndim != 1 or a.dtype.kind not in "iu":
-        raise ValueError(f"anchors: expected a 1-D integer array, got dtype {a.dtype} and shape {a.shape}")
+        raise KernelError(
+            f"anchors: expected a 1-D integer array, got dtype {a.dtype} and shape {a.shape}", arg="anchors"
+        )
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
@@ -83,10 +86,10 @@ def best_silhouette_cut(
     D = _square(distances)
     n = D.shape[0]
     if method not in LINKAGE_METHODS:
-        raise ValueError(f"method: expected one of {LINKAGE_METHODS}, got {method!r}")
+        raise KernelError(f"method: expected one of {LINKAGE_METHODS}, got {method!r}", arg="method")
     for name, value in (("max_k", max_k), ("min_cluster_size", min_cluster_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+            raise KernelError(f"{name}: expected a non-negative integer, got {value!r}", arg=name)
     return _core.best_silhouette_cut(
         D, _weights(weights, n), _anchors(anchors, n), method, int(max_k), int(min_cluster_size), float(min_silhouette)
     )
@@ -112,8 +115,9 @@ def weighted_silhouettes(
     for p, labels in enumerate(partitions):
         lab = np.asarray(labels)
         if lab.ndim != 1 or lab.dtype.kind not in "iu":
-            raise ValueError(
-                f"partitions[{p}]: expected a 1-D integer array, got dtype {lab.dtype} and shape {lab.shape}"
+            raise KernelError(
+                f"partitions[{p}]: expected a 1-D integer array, got dtype {lab.dtype} and shape {lab.shape}",
+                arg="partitions",
             )
         parts.append(np.ascontiguousarray(lab, dtype=np.int64))
     return list(_core.weighted_silhouettes(D, parts, _weights(weights, n), _anchors(anchors, n)))

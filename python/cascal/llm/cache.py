@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
-from cascal.errors import DataError, InvalidParameterError, ReplyWarning
+from cascal.errors import ClosedError, DataError, InvalidParameterError, ReplyWarning
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -230,7 +230,7 @@ class ResponseCache:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise ValueError(f"cache {self.path}: already closed")
+            raise ClosedError(f"cache {self.path}: already closed")
         return self._conn
 
 

@@ -4,8 +4,10 @@ Both files are strict: a missing required field, a value of the wrong type (noth
 ``"8"`` is not an integer, ``true`` is not a number) or an unknown field raises
 :class:`~cascal.errors.ConfigError` whose message names the file and the field, e.g.
 ``pool.yaml: models[2].base_url: required``. Typos never pass silently. An empty section
-(``retry:`` alone) is an empty mapping. The files are UTF-8 YAML without anchors and aliases
-(``&name`` / ``*name`` are refused with the line: ``defaults:`` shares fields between models). The
+(``retry:`` alone) is an empty mapping. Every number has bounds far beyond sensible values
+(docs/algorithm.md#config-file-limits), so a 400-digit integer is refused, never overflowed later.
+The files are UTF-8 YAML of at most 1 MiB without anchors and aliases (``&name`` / ``*name`` are
+refused with the line: ``defaults:`` shares fields between models; :mod:`cascal.yaml_files`). The
 schemas are frozen pydantic models; building one directly (``ModelConfig(name=..., ...)``) checks the
 same rules.
 
@@ -41,7 +43,6 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, Sequence, TypeVar, Union, cast
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -54,8 +55,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from cascal.errors import ConfigError
-from cascal.validation import Interval, short_repr
+from cascal.errors import ArgumentTypeError, ConfigError
+from cascal.validation import MAX_PRICE_PER_MTOK, Interval, short_repr
+from cascal.yaml_files import read_yaml
 
 if TYPE_CHECKING:
     from pydantic._internal._model_construction import ModelMetaclass
@@ -69,23 +71,57 @@ PathLike = Union[str, "os.PathLike[str]"]
 EMPTY_API_KEY = "EMPTY"
 
 
+# ----------------------------------------------------------------------------- value bounds
+# Every number of pool.yaml and tasks.yaml has an upper bound (docs/algorithm.md#config-file-limits):
+# far beyond any sensible value, and low enough that no arithmetic on it overflows (a 400-digit
+# integer is refused here, never met later by float() or a timer).
+#: Seconds: timeouts, deadlines, backoff delays (a million is 11.6 days).
+MAX_SECONDS = 1e6
+#: ``max_attempts`` and ``reask_unparsable``.
+MAX_ATTEMPTS = 1000
+#: ``max_concurrency``: requests in flight to one model.
+MAX_CONCURRENCY = 100_000
+#: ``max_tokens`` (the token-count bound of the answer cache, ``cascal.llm.cache.MAX_TOKEN_COUNT``).
+MAX_TOKENS = 10**9
+#: ``seed``: a signed 64-bit integer, what OpenAI-compatible servers take.
+SEED_RANGE = (-(2**63), 2**63 - 1)
+#: ``questions_per_subject`` and a subject's ``questions``.
+MAX_QUESTIONS = 1_000_000
+
+
 # ----------------------------------------------------------------------------- field rules
 def _problem(message: str, *path: Union[str, int]) -> PydanticCustomError:
     """A validation problem; ``path`` locates it below the place pydantic reports it."""
     return PydanticCustomError("cascal_config", "{message}", {"message": message, "path": path})
 
 
-def _rule(test: Union[Interval, Callable[[Any], bool]], requirement: Optional[str] = None) -> PlainValidator:
+def _rule(
+    test: Union[Interval, Callable[[Any], bool]],
+    requirement: Optional[str] = None,
+    *,
+    at_least: Optional[float] = None,
+    at_most: Optional[float] = None,
+) -> PlainValidator:
     """Keep a value unchanged when it passes ``test``, else "must <requirement>, got <value>"
-    (an :class:`Interval` describes itself: "must be an integer >= 1")."""
+    (an :class:`Interval` describes itself: "must be an integer >= 1"); a number that passes but
+    lies beyond ``at_least`` / ``at_most`` gets "must be at most <bound>, got <value>"."""
     ok = test.is_satisfied_by if isinstance(test, Interval) else test
 
     def check(value: Any) -> Any:
         if not ok(value):
             raise _problem(f"must {requirement or f'be {test}'}, got {short_repr(value)}")
+        # the comparisons are exact for integers of any size (no float conversion)
+        if at_most is not None and value > at_most:
+            raise _problem(f"must be at most {_bound(at_most)}, got {short_repr(value)}")
+        if at_least is not None and value < at_least:
+            raise _problem(f"must be at least {_bound(at_least)}, got {short_repr(value)}")
         return value
 
     return PlainValidator(check)
+
+
+def _bound(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:.15g}"
 
 
 def _text(value: Any) -> bool:
@@ -98,9 +134,12 @@ _Url = Annotated[
 ]
 _EnvName = Annotated[str, _rule(lambda v: isinstance(v, str) and bool(v), "be an environment variable name")]
 _Flag = Annotated[bool, _rule(lambda v: isinstance(v, bool), "be true or false")]
-_Count = Annotated[int, _rule(Interval(Integral, 1, None, closed="left"))]
-_Seconds = Annotated[float, _rule(Interval(Real, 0, None, closed="left"))]
-_Price = Annotated[float, _rule(Interval(Real, 0, None, closed="left"))]
+_Questions = Annotated[int, _rule(Interval(Integral, 1, None, closed="left"), at_most=MAX_QUESTIONS)]
+_Seconds = Annotated[float, _rule(Interval(Real, 0, None, closed="left"), at_most=MAX_SECONDS)]
+_PositiveSeconds = Annotated[
+    float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds", at_most=MAX_SECONDS)
+]
+_Price = Annotated[float, _rule(Interval(Real, 0, None, closed="left"), at_most=MAX_PRICE_PER_MTOK)]
 _Description = Annotated[str, _rule(_text, "be a non-empty description string")]
 _SubjectName = Annotated[str, _rule(_text, "be a non-empty subject name")]
 _EMPTY_IF_NULL = BeforeValidator(lambda value: {} if value is None else value)
@@ -113,7 +152,7 @@ class _SchemaMeta(ModelMetaclass):
     def __call__(cls, *args: Any, **data: Any) -> Any:
         named = dict(zip(cast("type[BaseModel]", cls).model_fields, args))
         if len(named) < len(args) or named.keys() & data.keys():
-            raise TypeError(f"{cls.__name__}(): too many positional arguments, or one also given by name")
+            raise ArgumentTypeError(f"{cls.__name__}(): too many positional arguments, or one also given by name")
         data.update(named)
         try:
             return super().__call__(**data)
@@ -151,12 +190,12 @@ class RetryPolicy(_Schema):
         reask_unparsable: extra requests when a reply has no extractable answer letter.
     """
 
-    max_attempts: _Count = 6
+    max_attempts: Annotated[int, _rule(Interval(Integral, 1, None, closed="left"), at_most=MAX_ATTEMPTS)] = 6
     base_delay: _Seconds = 0.5
     max_delay: _Seconds = 30.0
     jitter: Annotated[float, _rule(Interval(Real, 0, 1, closed="both"))] = 0.25
     max_retry_after: _Seconds = 60.0
-    reask_unparsable: Annotated[int, _rule(Interval(Integral, 0, None, closed="left"))] = 1
+    reask_unparsable: Annotated[int, _rule(Interval(Integral, 0, None, closed="left"), at_most=MAX_ATTEMPTS)] = 1
 
     def backoff(self, attempt: int, u: float) -> float:
         """Wait after failed attempt ``attempt`` (0-based); ``u`` is a uniform draw in [-1, 1]."""
@@ -189,7 +228,7 @@ class ModelConfig(_Schema):
         temperature, top_p, max_tokens, seed: sampling parameters (``None`` = server default).
         logprobs: ask for token log-probabilities (the mean is the confidence signal).
         price_input_per_mtok, price_output_per_mtok: list price in USD per million input
-            (prompt) and output (completion) tokens, for cost-aware routing (finite, >= 0;
+            (prompt) and output (completion) tokens, for cost-aware routing (in ``[0, 1e6]``;
             ``None`` = unknown, priced 0 with a warning; docs/algorithm.md#cost-aware-routing).
     """
 
@@ -197,18 +236,18 @@ class ModelConfig(_Schema):
     base_url: _Url
     model: _Text
     api_key_env: Optional[_EnvName] = None
-    max_concurrency: _Count = 8
-    timeout: Annotated[float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")] = (
-        120.0
-    )
-    request_deadline: Annotated[
-        float, _rule(Interval(Real, 0, None, closed="neither"), "be a positive number of seconds")
-    ] = 1800.0
+    max_concurrency: Annotated[int, _rule(Interval(Integral, 1, None, closed="left"), at_most=MAX_CONCURRENCY)] = 8
+    timeout: _PositiveSeconds = 120.0
+    request_deadline: _PositiveSeconds = 1800.0
     stream: _Flag = False
     temperature: Optional[Annotated[float, _rule(Interval(Real, 0, 2, closed="both"))]] = 0.0
     top_p: Optional[Annotated[float, _rule(Interval(Real, 0, 1, closed="right"))]] = None
-    max_tokens: Optional[_Count] = 2048
-    seed: Optional[Annotated[int, _rule(Interval(Integral, None, None, closed="neither"))]] = None
+    max_tokens: Optional[Annotated[int, _rule(Interval(Integral, 1, None, closed="left"), at_most=MAX_TOKENS)]] = 2048
+    seed: Optional[
+        Annotated[
+            int, _rule(Interval(Integral, None, None, closed="neither"), at_least=SEED_RANGE[0], at_most=SEED_RANGE[1])
+        ]
+    ] = None
     logprobs: _Flag = True
     price_input_per_mtok: Optional[_Price] = None
     price_output_per_mtok: Optional[_Price] = None
@@ -326,7 +365,7 @@ class TasksConfig(_Schema):
     """
 
     subjects: dict[_SubjectName, _Description]
-    questions: dict[_SubjectName, _Count]
+    questions: dict[_SubjectName, _Questions]
     generator: Optional[ModelConfig] = None
     source: Optional[str] = None
 
@@ -354,7 +393,7 @@ class _Subject(_Schema):
     """One entry of ``subjects:``: a bare description, or ``{description, questions}``."""
 
     description: _Description
-    questions: Optional[_Count] = None
+    questions: Optional[_Questions] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -369,7 +408,7 @@ class _Subject(_Schema):
 class _TasksFile(_Schema):
     """The layout of ``tasks.yaml``."""
 
-    questions_per_subject: _Count = 50
+    questions_per_subject: _Questions = 50
     generator: Optional[ModelConfig] = None
     subjects: Annotated[dict[_SubjectName, _Subject], _EMPTY_IF_NULL]
 
@@ -410,55 +449,10 @@ def _validate(schema: type[_S], data: Any, source: str) -> _S:
         raise ConfigError(_describe(exc, source)) from None
 
 
-class _AliasFound(yaml.YAMLError):
-    """An anchor (``&name``) or alias (``*name``) where :class:`_PlainLoader` refuses one."""
-
-    def __init__(self, kind: str, mark: Any) -> None:
-        super().__init__(kind)
-        self.kind, self.mark = kind, mark
-
-
-class _PlainLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` without anchors and aliases.
-
-    Aliases let a few hundred bytes name billions of values (the "billion laughs"), which validation
-    and error messages would then walk; config files never need them (``pool.yaml`` shares fields
-    through ``defaults:``), so the first anchor or alias stops parsing.
-    """
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise _AliasFound(f"alias *{event.anchor[:40]}", event.start_mark)
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            raise _AliasFound(f"anchor &{anchor[:40]}", event.start_mark)
-        return super().compose_node(parent, index)
-
-
 def _read_yaml(path: PathLike) -> Any:
-    """The YAML document of ``path`` (UTF-8; anchors and aliases refused); errors name the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: file not found")
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{p.name}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    loader = _PlainLoader(text)
-    try:
-        return loader.get_single_data()
-    except _AliasFound as exc:
-        raise ConfigError(
-            f"{p.name}:{exc.mark.line + 1}: YAML anchors and aliases are not supported, found {exc.kind}; "
-            "write the value out (pool.yaml shares fields through 'defaults:')"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p.name}: not valid YAML: {exc}") from exc
-    finally:
-        loader.dispose()
+    """The YAML document of ``path`` (:func:`cascal.yaml_files.read_yaml`: UTF-8, at most 1 MiB,
+    anchors and aliases refused); errors name the file by its name."""
+    return read_yaml(path, label=Path(path).name)
 
 
 def _describe(exc: ValidationError, source: Optional[str] = None) -> str:

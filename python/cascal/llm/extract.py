@@ -75,7 +75,7 @@ import unicodedata
 from typing import Optional
 
 from cascal.data import LETTERS, MAX_OPTIONS, NO_ANSWER
-from cascal.errors import InvalidParameterError
+from cascal.errors import ArgumentTypeError, InvalidParameterError
 
 #: Bumped whenever some reply is read differently (1 was the first extractor, before this rule set; 3
 #: reads verdicts ``not A but B``, option A before a verb such as ``A must be correct``, and the head
@@ -533,10 +533,10 @@ def find_choice(text: str, numbered: bool = False) -> Optional[int]:
     (letters U..Z give 20..25), or ``None`` when it names none or hedges.
 
     Raises:
-        TypeError: ``text`` is not a string.
+        cascal.errors.ArgumentTypeError: ``text`` is not a string (a ``TypeError``).
     """
     if not isinstance(text, str):
-        raise TypeError(f"text: expected str, got {type(text).__name__}")
+        raise ArgumentTypeError(f"text: expected str, got {type(text).__name__}")
     numbered = bool(numbered)
     # NFKC may lengthen text (one character can become 18): bound the tail again after it
     raw = unicodedata.normalize("NFKC", text[-TAIL_CHARS:])[-TAIL_CHARS:]
@@ -559,7 +559,7 @@ def find_letter(text: str) -> Optional[str]:
     """The answer letter the reply commits to (upper case, A..Z), or ``None`` when it names none.
 
     Raises:
-        TypeError: ``text`` is not a string.
+        cascal.errors.ArgumentTypeError: ``text`` is not a string (a ``TypeError``).
     """
     index = find_choice(text)
     return None if index is None else _ALPHABET[index]
@@ -576,7 +576,7 @@ def extract_answer(text: str, n_options: int, numbered: bool = False) -> int:
 
     Raises:
         cascal.errors.InvalidParameterError: ``n_options`` outside 2..20 (a ``ValueError``).
-        TypeError: ``text`` is not a string.
+        cascal.errors.ArgumentTypeError: ``text`` is not a string (a ``TypeError``).
     """
     if isinstance(n_options, bool) or not isinstance(n_options, int) or not 2 <= n_options <= MAX_OPTIONS:
         raise InvalidParameterError(f"n_options: expected an integer in 2..{MAX_OPTIONS}, got {n_options!r}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from cascal.embedding import DEFAULT_MODEL, Embedder, embed_texts, get_embedder, texts_digest
 from cascal.errors import DataError
-from cascal.io import embeddings_path, load_dataset, load_embeddings_file
+from cascal.io import atomic_open, atomic_write_text, embeddings_path, load_dataset, load_embeddings_file
 
 PathLike = Union[str, Path]
 
@@ -70,10 +70,8 @@ def embed_dataset(
             except (OSError, DataError):  # a damaged or misaligned cache file is recomputed
                 pass
     vectors = embed_texts(embedder, texts, batch_size=batch_size, progress=progress)
-    tmp = target.with_name("." + target.name + ".tmp")  # not matched by the embeddings*.npy glob
-    with open(tmp, "wb") as fh:
+    with atomic_open(target, "wb") as fh:  # a killed run leaves the old file, never a truncated one
         np.save(fh, vectors)
-    tmp.replace(target)
     meta = {"embedder": embedder.name, "n": len(texts), "dim": int(vectors.shape[1]), "texts_sha256": digest}
-    meta_file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
     return vectors

@@ -234,19 +234,18 @@ def filter_responses(
 def _copy_embeddings(source: Path, target: Path, keep: np.ndarray, kept_texts: list[str]) -> None:
     """Row-subset every embeddings file of ``source`` into ``target`` (and refresh embed's cache record)."""
     from cascal.embedding import texts_digest  # the same digest `cascal embed` checks
-    from cascal.io import embedding_files, load_embeddings_file
+    from cascal.io import atomic_open, atomic_write_text, embedding_files, load_embeddings_file
 
     for name, file in embedding_files(source).items():
         emb = load_embeddings_file(file, keep.shape[0])  # checked as load_dataset checks it
         out = target / file.name
-        with open(target / f".{file.name}.tmp", "wb") as fh:
+        with atomic_open(out, "wb") as fh:
             np.save(fh, emb[keep])
-        (target / f".{file.name}.tmp").replace(out)
         meta = file.with_suffix(".json")
         record = _embed_record(meta) if name else None
         if record is not None:  # an unreadable record is not copied: `cascal embed` then recomputes
             record.update(n=int(keep.sum()), texts_sha256=texts_digest(kept_texts))
-            out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
 
 
 def _embed_record(file: Path) -> Optional[dict]:

@@ -32,7 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cascal.data import MAX_OPTIONS, ResponseMatrix
-from cascal.errors import ConfigError, GenerationError, InvalidParameterError
+from cascal.errors import ArgumentTypeError, ConfigError, GenerationError, InvalidParameterError
 from cascal.generation.dedupe import DEFAULT_NEAR_THRESHOLD, DedupeReport, Deduplicator
 from cascal.generation.parser import ParsedQuestion, ParseReport, parse_questions
 from cascal.generation.prompt import build_messages
@@ -224,9 +224,11 @@ async def agenerate_dataset(
     from cascal.llm.client import ChatClient
 
     if not isinstance(tasks, TasksConfig):
-        raise TypeError(f"tasks: expected a TasksConfig (cascal.llm.config.load_tasks), got {type(tasks).__name__}")
+        raise ArgumentTypeError(
+            f"tasks: expected a TasksConfig (cascal.llm.config.load_tasks), got {type(tasks).__name__}"
+        )
     if not isinstance(generator, ModelConfig):
-        raise TypeError(f"generator: expected a ModelConfig, got {type(generator).__name__}")
+        raise ArgumentTypeError(f"generator: expected a ModelConfig, got {type(generator).__name__}")
     if n_per_subject is not None:
         _positive_int(n_per_subject, "n_per_subject")
     _positive_int(batch_size, "batch_size")
@@ -348,8 +350,8 @@ def generate_dataset(
         ``out_dir`` as a :class:`~pathlib.Path`; ``generation_report.json`` there has the counts.
 
     Raises:
-        cascal.errors.InvalidParameterError: an argument out of range (``TypeError`` for ``tasks`` or
-            ``generator`` of the wrong type).
+        cascal.errors.InvalidParameterError: an argument out of range.
+        cascal.errors.ArgumentTypeError: ``tasks`` or ``generator`` of the wrong type (a ``TypeError``).
         cascal.errors.EndpointError: the generator endpoint is unreachable or rejects requests.
         cascal.errors.GenerationError: no valid question at all was produced.
     """

@@ -34,8 +34,6 @@ import os
 import select
 import sys
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, TextIO, Union
@@ -44,6 +42,7 @@ import numpy as np
 
 from cascal.data import LETTERS, ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
+from cascal.io.files import labels_lock
 from cascal.validation import short_repr
 
 __all__ = [
@@ -216,62 +215,17 @@ def _session(
     return LabelSummary(total - before, len(skipped), total, n, stop, path)
 
 
-@contextmanager
-def labels_lock(path: Union[str, Path]) -> Iterator[Path]:
-    """Hold the exclusive lock of the labels file ``path`` while the ``with`` block runs, so that two
-    sessions never write one file (the second would overwrite the first one's answers).
-
-    The lock is an ``flock`` on ``.<name>.lock`` beside the file (created with its folder if
-    needed; it records the holder's pid and stays after the session, like a dataset folder's
-    ``.cascal.lock``). The kernel drops it when the process ends, however it ends. On a system
-    without ``fcntl`` (Windows) nothing is locked.
-
-    Yields:
-        the lock file's path.
-
-    Raises:
-        cascal.errors.DataError: another process holds the lock; the message names the file and
-            that process's pid.
-    """
-    file = Path(path)
-    lock = file.parent / f".{file.name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield lock
-        return
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise DataError(
-                f"{file}: another labelling session (pid {holder}) is writing it; finish or quit that one first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        try:
-            yield lock
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def _fresh_rows(suggest: Suggest, labels: np.ndarray, missing: int, skipped: set[int]) -> list[int]:
     """Up to ``missing`` suggested rows that are neither labelled nor skipped (asking for as many
     more as were skipped, which the source may offer again)."""
     known = labels if (labels >= 0).any() else None
     rows = np.asarray(suggest(None if known is None else labels.copy(), missing + len(skipped)))
     if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-        raise ValueError(f"suggest: expected a 1-D array of row indices, got {rows.dtype} {rows.shape}")
+        raise InvalidParameterError(f"suggest: expected a 1-D array of row indices, got {rows.dtype} {rows.shape}")
     fresh: list[int] = []
     for r in rows.tolist():
         if not 0 <= r < labels.shape[0]:
-            raise ValueError(f"suggest: row {r} is not a row of the dataset (0..{labels.shape[0] - 1})")
+            raise InvalidParameterError(f"suggest: row {r} is not a row of the dataset (0..{labels.shape[0] - 1})")
         if labels[r] < 0 and r not in skipped and r not in fresh:
             fresh.append(r)
     return fresh[:missing]

@@ -21,7 +21,6 @@ reader never sees a partial file. :class:`BatchRouter` is the per-batch work; th
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from cascal.errors import ConfigError, DataError, EmbeddingError, InvalidParameterError, KernelError
+from cascal.io.files import atomic_path
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -352,42 +352,34 @@ def check_inputs(files: Sequence[Path], batch_router: BatchRouter) -> int:
 
 @contextmanager
 def write_parquet_atomic(out: PathLike) -> Iterator[Callable[[Any], None]]:
-    """``write(table)`` appending tables (one row group each) to a temporary file beside ``out``
-    (``.<name>.<random>.tmp``), renamed over ``out`` when the block ends, removed if it fails.
-    The writer is opened with the first table's schema; every later table must have the same."""
+    """``write(table)`` appending tables (one row group each) to a Parquet file that replaces
+    ``out`` atomically when the block ends (:func:`cascal.io.files.atomic_path`: a reader sees the
+    old file or the new one; a failed or killed run leaves ``out`` as it was).
+    The writer is opened with the first table's schema; every later table must have the same.
+
+    Raises:
+        cascal.errors.DataError: ``out`` is a directory, or the block wrote no table.
+    """
     pa = import_pyarrow()
     target = Path(out)
     if target.is_dir():
         raise DataError(f"{target}: is a directory (--out names the output file)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer: list[Any] = []
+    with atomic_path(target) as tmp:
+        writer: list[Any] = []
 
-    def write(table: Any) -> None:
-        if not writer:
-            writer.append(pa.parquet.ParquetWriter(tmp, table.schema))
-        writer[0].write_table(table)
+        def write(table: Any) -> None:
+            if not writer:
+                writer.append(pa.parquet.ParquetWriter(tmp, table.schema))
+            writer[0].write_table(table)
 
-    try:
-        yield write
-        if not writer:
-            raise DataError(f"{target}: nothing was routed, no output written")
-        writer[0].close()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        if writer:
-            writer[0].close()
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        try:
+            yield write
+            if not writer:
+                raise DataError(f"{target}: nothing was routed, no output written")
+        finally:
+            if writer:
+                writer[0].close()
 
 
 @dataclass(frozen=True)

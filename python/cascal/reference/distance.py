@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import distance as sd
 
+from cascal.errors import KernelError
+
 __all__ = ["pairwise_distances", "pdist"]
 
 
@@ -69,7 +71,7 @@ def _euclidean_rows(a: np.ndarray, b: np.ndarray, squared: bool) -> np.ndarray:
 
 def _euclidean(x64: np.ndarray, y64: np.ndarray, metric: str) -> np.ndarray:
     if metric not in ("euclidean", "sqeuclidean"):
-        raise ValueError(f"metric: expected 'cosine', 'euclidean' or 'sqeuclidean', got {metric!r}")
+        raise KernelError(f"metric: expected 'cosine', 'euclidean' or 'sqeuclidean', got {metric!r}", arg="metric")
     return _euclidean_rows(x64, y64, squared=(metric == "sqeuclidean"))
 
 

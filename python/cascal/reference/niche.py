@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
+from cascal.errors import KernelError
 from cascal.reference.distance import pairwise_distances
 
 __all__ = ["cluster_means", "nearest_centroids"]
@@ -20,7 +21,7 @@ def cluster_means(
     vals = np.asarray(values)
     n, m = vals.shape
     if lab.size and (lab.min() < 0 or lab.max() >= n_clusters):
-        raise ValueError("labels: out of range")
+        raise KernelError("labels: out of range", arg="labels")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     present = ~np.isnan(vals)
     v64 = np.where(present, vals.astype(np.float64), 0.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cascal.errors import ArgumentTypeError
 from cascal.kernels.routing import RouteParams, RouteResult, RoutingTables
 
 __all__ = ["route_batch"]
@@ -37,7 +38,7 @@ def route_batch(
     """numpy version of :func:`cascal.kernels.route_batch`: same arguments, same result; the tables
     and parameters are validated when they are made, the values are not checked here."""
     if not isinstance(tables, RoutingTables) or not isinstance(params, RouteParams):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"tables, params: expected RoutingTables and RouteParams, got {type(tables).__name__} "
             f"and {type(params).__name__}"
         )

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 
 from cascal import validation
 from cascal.data import ResponseMatrix
-from cascal.errors import NotFittedError
+from cascal.errors import ArgumentTypeError, DataError, InvalidParameterError, NotFittedError
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class BaseRouter(BaseEstimator):
         """``top_k`` as an int in ``1..pool size`` (fitted routers only)."""
         n_models = len(self.model_names_)
         if isinstance(top_k, bool) or not isinstance(top_k, Integral) or not 1 <= int(top_k) <= n_models:
-            raise ValueError(f"top_k: must be between 1 and the pool size {n_models}, got {top_k!r}")
+            raise InvalidParameterError(f"top_k: must be between 1 and the pool size {n_models}, got {top_k!r}")
         return int(top_k)
 
     def route(self, embeddings: np.ndarray, top_k: int = 3) -> Routing:
@@ -109,10 +109,7 @@ class BaseRouter(BaseEstimator):
         """Answers of the routed ensemble: the plurality of the ``top_k`` chosen models' answers
         (docs/algorithm.md#ensemble-answer). Returns ``(n,)`` int8 option indices, -1 where no chosen model answered."""
         self._check_fitted()
-        if list(responses.model_names) != list(self.model_names_):
-            raise ValueError(
-                f"responses: model columns {responses.model_names} differ from the fitted pool {self.model_names_}"
-            )
+        check_pool(responses, self.model_names_)
         routing = self.route(embeddings, top_k=top_k)
         return ensemble_vote(routing.ranked, responses.answers, self.tie_break_confidence(responses))
 
@@ -133,15 +130,25 @@ def check_fit_inputs(embeddings: np.ndarray, responses: ResponseMatrix, *, as_fl
     ``as_float64=False`` returns :func:`embedding_matrix` instead (float32/float64 without a copy,
     e.g. a memory-mapped file) and leaves the values unchecked: the caller checks them block by block."""
     if not isinstance(responses, ResponseMatrix):
-        raise TypeError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
+        raise ArgumentTypeError(f"responses: expected a ResponseMatrix, got {type(responses).__name__}")
     emb = check_embeddings(embeddings) if as_float64 else embedding_matrix(embeddings)
     if emb.shape[0] != responses.n_questions:
-        raise ValueError(f"embeddings: {emb.shape[0]} rows but responses has {responses.n_questions} questions")
+        raise DataError(f"embeddings: {emb.shape[0]} rows but responses has {responses.n_questions} questions")
     if responses.n_questions == 0:
-        raise ValueError("responses: cannot fit on zero questions")
+        raise DataError("responses: cannot fit on zero questions")
     if responses.n_models == 0:
-        raise ValueError("responses: cannot fit on a pool of zero models")
+        raise DataError("responses: cannot fit on a pool of zero models")
     return emb
+
+
+def check_pool(responses: ResponseMatrix, model_names: list[str]) -> None:
+    """Refuse ``responses`` whose model columns are not the fitted pool ``model_names``, in order.
+
+    Raises:
+        DataError: naming both lists.
+    """
+    if list(responses.model_names) != list(model_names):
+        raise DataError(f"responses: model columns {responses.model_names} differ from the fitted pool {model_names}")
 
 
 def embedding_matrix(embeddings: np.ndarray, n_features: Optional[int] = None) -> np.ndarray:
@@ -150,13 +157,13 @@ def embedding_matrix(embeddings: np.ndarray, n_features: Optional[int] = None) -
     The values are not inspected: see :func:`check_embeddings`."""
     emb = np.asarray(embeddings)
     if emb.ndim != 2:
-        raise ValueError(f"embeddings: expected a 2-D (n_queries, dim) array, got shape {emb.shape}")
+        raise DataError(f"embeddings: expected a 2-D (n_queries, dim) array, got shape {emb.shape}")
     if emb.dtype.kind not in "fiu":
-        raise ValueError(f"embeddings: expected a numeric array, got dtype {emb.dtype}")
+        raise DataError(f"embeddings: expected a numeric array, got dtype {emb.dtype}")
     if emb.shape[1] == 0:
-        raise ValueError("embeddings: rows have no dimensions")
+        raise DataError("embeddings: rows have no dimensions")
     if n_features is not None and emb.shape[1] != n_features:
-        raise ValueError(f"embeddings: expected {n_features} columns (the fitted dimension), got {emb.shape[1]}")
+        raise DataError(f"embeddings: expected {n_features} columns (the fitted dimension), got {emb.shape[1]}")
     if emb.dtype not in (np.float32, np.float64):
         emb = emb.astype(np.float64)
     return emb
@@ -167,7 +174,7 @@ def check_embeddings(embeddings: np.ndarray, n_features: Optional[int] = None) -
     ``n_features`` checks the width against the fitted dimension."""
     emb = embedding_matrix(embeddings, n_features).astype(np.float64, copy=False)
     if not np.isfinite(emb).all():
-        raise ValueError("embeddings: contains NaN or infinite values")
+        raise DataError("embeddings: contains NaN or infinite values")
     return emb
 
 

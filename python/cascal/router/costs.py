@@ -22,6 +22,7 @@ a model without any known cost costs its input tokens only.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from os import PathLike, fspath
@@ -30,14 +31,17 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from cascal.data import ResponseMatrix
-from cascal.errors import ConfigError, InvalidParameterError, PricingWarning
+from cascal.errors import ConfigError, DataError, InvalidParameterError, PricingWarning
+from cascal.validation import MAX_PRICE_PER_MTOK, short_repr
 
 __all__ = [
+    "MAX_PRICE_PER_MTOK",
     "PRIOR_QUESTIONS",
     "Prices",
     "cost_tables",
     "input_tokens",
     "load_prices",
+    "parse_prices",
     "question_costs",
 ]
 
@@ -49,13 +53,22 @@ DEFAULT_CHARS_PER_TOKEN = 4.0
 QUERIES_PER_UNIT = 1000
 
 
-def _finite_at_least_0(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InvalidParameterError(f"{name}: must be a finite number >= 0, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise InvalidParameterError(f"{name}: must be a finite number >= 0, got {value!r}")
-    return v
+#: Bounds of ``chars_per_token``: no tokenizer splits a character into more than 4 tokens (its
+#: UTF-8 bytes), nor makes a token of a million characters.
+CHARS_PER_TOKEN_RANGE = (0.01, 1e6)
+#: Largest ``prompt_overhead_tokens`` (a billion, far beyond any context window).
+MAX_PROMPT_OVERHEAD_TOKENS = 1e9
+
+
+def _number_in(value: object, name: str, low: float, high: float) -> float:
+    """``value`` as a float when it is a number in ``[low, high]`` (bool is not a number; an
+    integer too large for a float is out of range), else :class:`InvalidParameterError`."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if low <= value <= high:  # exact: a 400-digit integer never reaches float()
+            return float(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and low <= value <= high:
+        return float(value)
+    raise InvalidParameterError(f"{name}: must be a number in [{low:.15g}, {high:.15g}], got {short_repr(value)}")
 
 
 @dataclass(frozen=True)
@@ -63,15 +76,17 @@ class Prices:
     """List prices of the pool and how tokens are counted.
 
     Attributes:
-        per_model: model name -> ``(input, output)`` USD per million tokens (finite, >= 0). A name
+        per_model: model name -> ``(input, output)`` USD per million tokens (in ``[0, 1e6]``,
+            :data:`MAX_PRICE_PER_MTOK`). A name
             matches a pool column exactly, or the one column that is the name plus a ``_suffix``
             (``gpt-4o-2024-05-13`` prices ``gpt-4o-2024-05-13_5shots``).
-        chars_per_token: characters per token used to count the prompt's tokens (> 0).
+        chars_per_token: characters per token used to count the prompt's tokens (in ``[0.01, 1e6]``).
         prompt_overhead_tokens: tokens every prompt carries besides the question and its options
-            (system prompt, few-shot examples; >= 0).
+            (system prompt, few-shot examples; in ``[0, 1e9]``).
 
     Raises:
-        InvalidParameterError: a price or setting out of range; the message names it.
+        InvalidParameterError: a price or setting that is not a number in its range (booleans,
+            strings, NaN and infinities are not); the message names it.
     """
 
     per_model: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -84,17 +99,14 @@ class Prices:
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise InvalidParameterError(f"prices[{name!r}]: expected (input, output) USD per MTok, got {pair!r}")
             checked[str(name)] = (
-                _finite_at_least_0(pair[0], f"prices[{name!r}].price_input_per_mtok"),
-                _finite_at_least_0(pair[1], f"prices[{name!r}].price_output_per_mtok"),
+                _number_in(pair[0], f"prices[{name!r}].price_input_per_mtok", 0.0, MAX_PRICE_PER_MTOK),
+                _number_in(pair[1], f"prices[{name!r}].price_output_per_mtok", 0.0, MAX_PRICE_PER_MTOK),
             )
         object.__setattr__(self, "per_model", checked)
-        cpt = _finite_at_least_0(self.chars_per_token, "chars_per_token")
-        if cpt == 0:
-            raise InvalidParameterError("chars_per_token: must be > 0, got 0")
+        cpt = _number_in(self.chars_per_token, "chars_per_token", *CHARS_PER_TOKEN_RANGE)
         object.__setattr__(self, "chars_per_token", cpt)
-        object.__setattr__(
-            self, "prompt_overhead_tokens", _finite_at_least_0(self.prompt_overhead_tokens, "prompt_overhead_tokens")
-        )
+        overhead = _number_in(self.prompt_overhead_tokens, "prompt_overhead_tokens", 0.0, MAX_PROMPT_OVERHEAD_TOKENS)
+        object.__setattr__(self, "prompt_overhead_tokens", overhead)
 
     @classmethod
     def coerce(cls, prices: Union["Prices", Mapping[str, Any]]) -> "Prices":
@@ -167,8 +179,24 @@ def question_costs(responses: ResponseMatrix, prices: Prices, *, warn: bool = Tr
         tokens_out = np.zeros((responses.n_questions, responses.n_models))
     else:
         tokens_out = np.asarray(responses.cost, dtype=np.float64)
-    per_query = tokens_in[:, None] * price_in[None, :] + tokens_out * price_out[None, :]
-    return per_query * (QUERIES_PER_UNIT / 1e6)
+    with np.errstate(over="ignore"):  # an overflow is refused below, naming the model
+        per_query = (tokens_in[:, None] * price_in[None, :] + tokens_out * price_out[None, :]) * (
+            QUERIES_PER_UNIT / 1e6
+        )
+    _refuse_non_finite(per_query, responses.model_names, responses.question_ids)
+    return per_query
+
+
+def _refuse_non_finite(costs: np.ndarray, model_names: Sequence[str], question_ids: Any) -> None:
+    """:class:`DataError` naming the first model with an infinite cost (NaN = unknown is allowed)."""
+    infinite = np.isinf(costs)
+    if infinite.any():
+        m = int(np.flatnonzero(infinite.any(axis=0))[0])
+        rows = np.flatnonzero(infinite[:, m])
+        raise DataError(
+            f"cost: model {model_names[m]!r}: expected cost not finite on {len(rows)} question(s) (first: question "
+            f"{short_repr(np.asarray(question_ids)[rows[0]].item())}); its completion tokens (cost.csv) or prices are too large"
+        )
 
 
 def _nan_mean(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +214,7 @@ def cost_tables(
     costs: np.ndarray,
     *,
     fallback: Optional[np.ndarray] = None,
+    model_names: Optional[Sequence[str]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-niche and global cost tables from per-question costs (module docs).
 
@@ -197,11 +226,36 @@ def cost_tables(
         centroid_subject: ``(C,)`` subject of every centroid.
         costs: ``(n, M)`` cost of every model on every training question (NaN = unknown).
         fallback: ``(M,)`` cost of a model without any known cost (default 0).
+        model_names: the ``M`` model names, for the message when a table is not finite.
 
     Returns:
         ``(centroid_costs (C, M), global_costs (M,))``, finite.
+
+    Raises:
+        DataError: a table is not finite (costs whose sums overflow); the message names the model
+            (``model #m`` without ``model_names``). A router is never stored with such a table.
     """
     costs = np.asarray(costs, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        centroid_costs, global_costs = _tables(X, subject_index, centroids, centroid_subject, costs, fallback)
+    bad = ~(np.isfinite(centroid_costs).all(axis=0) & np.isfinite(global_costs))
+    if bad.any():
+        m = int(np.flatnonzero(bad)[0])
+        name = f"model {model_names[m]!r}" if model_names is not None else f"model #{m}"
+        raise DataError(
+            f"cost tables: {name}: expected costs not finite (the per-question costs are too large to average)"
+        )
+    return centroid_costs, global_costs
+
+
+def _tables(
+    X: np.ndarray,
+    subject_index: np.ndarray,
+    centroids: np.ndarray,
+    centroid_subject: np.ndarray,
+    costs: np.ndarray,
+    fallback: Optional[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
     global_costs, counts = _nan_mean(costs)
     fill = np.zeros(costs.shape[1]) if fallback is None else np.asarray(fallback, dtype=np.float64)
     global_costs = np.where(counts > 0, global_costs, fill)
@@ -225,31 +279,38 @@ def load_prices(path: Union[str, "PathLike[str]"]) -> Prices:
           gpt-4o-2024-05-13: {price_input_per_mtok: 5.0, price_output_per_mtok: 15.0, source: ..., date: ...}
 
     Any other keys of a model entry (``source``, ``date``, ``note``) are documentation and ignored.
+    The file is read by :func:`cascal.yaml_files.read_yaml` (at most 1 MiB, UTF-8, no anchors or
+    aliases); prices are numbers in ``[0, 1e6]`` USD per million tokens (:data:`MAX_PRICE_PER_MTOK`),
+    ``chars_per_token`` in ``[0.01, 1e6]``, ``prompt_overhead_tokens`` in ``[0, 1e9]``.
 
     Raises:
-        ConfigError: the file is missing or malformed; the message names the file and the field.
+        ConfigError: the file is missing or malformed, or a value is out of range; the message
+            starts with the file (as given) and names the model and the field.
     """
-    import yaml
+    from cascal.yaml_files import read_yaml
 
     name = fspath(path)
-    try:
-        with open(name, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{name}: no such prices file") from None
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: not a readable YAML file ({exc})") from None
+    if not os.path.exists(name):
+        raise ConfigError(f"{name}: no such prices file")
+    return parse_prices(read_yaml(name), source=name)
+
+
+def parse_prices(data: Any, source: str = "prices") -> Prices:
+    """Validate an already-parsed prices mapping (layout: :func:`load_prices`); messages start with
+    ``source``."""
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise ConfigError(f"{name}: expected a mapping with a 'models' mapping (model -> prices)")
-    unknown = sorted(set(data) - {"models", "chars_per_token", "prompt_overhead_tokens"})
+        raise ConfigError(f"{source}: expected a mapping with a 'models' mapping (model -> prices)")
+    unknown = sorted(map(str, set(data) - {"models", "chars_per_token", "prompt_overhead_tokens"}))
     if unknown:
         raise ConfigError(
-            f"{name}: unknown key(s) {unknown} (allowed: models, chars_per_token, prompt_overhead_tokens)"
+            f"{source}: unknown key(s) {short_repr(unknown)} (allowed: models, chars_per_token, prompt_overhead_tokens)"
         )
     per_model: dict[str, tuple[Any, Any]] = {}
     for model, entry in data["models"].items():
         if not isinstance(entry, dict) or "price_input_per_mtok" not in entry or "price_output_per_mtok" not in entry:
-            raise ConfigError(f"{name}: models.{model}: needs price_input_per_mtok and price_output_per_mtok")
+            raise ConfigError(
+                f"{source}: models.{short_repr(model)}: needs price_input_per_mtok and price_output_per_mtok"
+            )
         per_model[str(model)] = (entry["price_input_per_mtok"], entry["price_output_per_mtok"])
     try:
         return Prices(
@@ -258,4 +319,4 @@ def load_prices(path: Union[str, "PathLike[str]"]) -> Prices:
             prompt_overhead_tokens=data.get("prompt_overhead_tokens", 0.0),
         )
     except InvalidParameterError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+        raise ConfigError(f"{source}: {exc}") from None

@@ -32,6 +32,7 @@ from scipy.special import betaln, gammaln
 from cascal import kernels
 from cascal.data import ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
+from cascal.kernels.routing import RoutingTables
 
 #: Value of a ``labels`` entry meaning "not labelled".
 UNLABELLED = -1
@@ -112,6 +113,44 @@ def nearest_niche(
         )
         out[rows] = cols[idx[:, 0]]
     return out
+
+
+def make_label_base(
+    X_unit: np.ndarray, responses: ResponseMatrix, scores: np.ndarray, subject_names: list[str], tables: RoutingTables
+) -> LabelBase:
+    """The :class:`LabelBase` of a label-free fit (subjects ``subject_names``, tables ``tables``) on
+    the unit rows ``X_unit`` and their ``responses``, whose consensus scores are ``scores``.
+
+    Raises:
+        DataError: ``responses`` has subjects the router was not fitted on.
+    """
+    subject = np.searchsorted(subject_names, np.asarray(responses.subjects))
+    known = np.asarray(subject_names)[np.minimum(subject, len(subject_names) - 1)]
+    if not (known == np.asarray(responses.subjects)).all():
+        raise DataError("responses: has subjects the router was not fitted on")
+    return LabelBase(
+        scores=scores,
+        answers=np.asarray(responses.answers),
+        subject=subject,
+        niche=nearest_niche(X_unit, subject, tables.centroids, tables.centroid_subject),
+        centroid_subject=tables.centroid_subject,
+        centroid_scores=tables.centroid_scores,
+        global_scores=tables.global_scores,
+    )
+
+
+def check_base_labels(labels: object, base: LabelBase) -> np.ndarray:
+    """``labels`` as an int64 array aligned with the rows ``base`` was built from (``-1`` = unlabelled).
+
+    Raises:
+        InvalidParameterError: not an integer array of one entry per row of ``base``.
+    """
+    y = np.asarray(labels)
+    if y.dtype == bool or y.dtype.kind not in "iu" or y.shape != (base.answers.shape[0],):
+        raise InvalidParameterError(
+            f"labels: expected an integer array of shape ({base.answers.shape[0]},), got {y.dtype} {y.shape}"
+        )
+    return y.astype(np.int64)
 
 
 def correctness(answers: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -573,3 +612,40 @@ def select_covering(
         taken_bins[b] += 1
         per_subject[subject_idx[row]] += 1
     return np.asarray(picks, dtype=np.int64)
+
+
+def score_spread(global_scores: np.ndarray, fit: Optional[LabelFit]) -> tuple[np.ndarray, np.ndarray]:
+    """A router's global scores (NaN read as 0) and their uncertainty: the posterior standard
+    deviation after labels (``fit``); label-free, the range of the scores between models (the
+    consensus may misrank any model: a lone strong model can sit at the bottom of it)."""
+    scores = np.nan_to_num(np.asarray(global_scores, dtype=np.float64), nan=0.0)
+    if fit is None:
+        return scores, np.full(scores.shape, float(np.ptp(scores)) + 1e-6)
+    return scores, fit.spread
+
+
+def rows_to_label(
+    responses: ResponseMatrix,
+    probs: np.ndarray,
+    consensus_scores: np.ndarray,
+    spread: tuple[np.ndarray, np.ndarray],
+    labelled: np.ndarray,
+    n: int,
+    seed: int,
+) -> np.ndarray:
+    """Up to ``n`` rows of ``responses`` worth labelling next, best first
+    (docs/algorithm.md#choosing-questions-to-label).
+
+    A row's value is the disagreement (:func:`disagreement_value`) among the models weighted half by
+    its routing distribution ``probs`` ``(n_q, M)`` and half by each model's probability of being the
+    best overall (:func:`best_model_probabilities` of ``spread``, :func:`score_spread`, with
+    ``seed``); :func:`select_covering` then spreads the picks over subjects and over the ease of
+    the rows (the consensus posterior of their plurality, from ``consensus_scores``), skipping the
+    ``labelled`` rows.
+    """
+    mean, sd = spread
+    best = best_model_probabilities(mean, sd, seed=seed)
+    value = disagreement_value(responses.answers, 0.5 * probs + 0.5 * best[None, :])
+    scores = np.asarray(consensus_scores)
+    ease = np.nan_to_num(np.nanmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1), neginf=0.0)
+    return select_covering(value, np.asarray(responses.subjects), ease, int(n), labelled)

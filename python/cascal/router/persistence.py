@@ -54,7 +54,7 @@ import numpy as np
 
 from cascal._core import __version__
 from cascal.embedding import hashing_dim
-from cascal.errors import EmbeddingError, RouterFileError
+from cascal.errors import ArgumentTypeError, DataError, EmbeddingError, InvalidParameterError, RouterFileError
 from cascal.kernels.routing import RoutingTables
 
 __all__ = ["FORMAT_VERSION", "RouterFileError", "RouterRecord", "load_record", "save_record"]
@@ -120,7 +120,7 @@ class RouterRecord:
         stats_sigma: ``(M,)`` float64 logprob scale of each model.
 
     Raises:
-        ValueError: the parts do not fit together (names against table shapes, subject indices,
+        DataError: (a ``ValueError``) the parts do not fit together (names against table shapes, subject indices,
             statistics, constants); the message names the part.
     """
 
@@ -136,40 +136,41 @@ class RouterRecord:
     def __post_init__(self) -> None:
         tables = self.tables
         if not isinstance(tables, RoutingTables):
-            raise TypeError(f"tables: expected RoutingTables, got {type(tables).__name__}")
+            raise ArgumentTypeError(f"tables: expected RoutingTables, got {type(tables).__name__}")
         n_models, n_subjects = len(self.model_names), len(self.subject_names)
         if tables.n_models != n_models:
-            raise ValueError(f"tables: scores {tables.n_models} models, model_names lists {n_models}")
+            raise DataError(f"tables: scores {tables.n_models} models, model_names lists {n_models}")
         if tables.subject_reps.shape[0] != n_subjects:
-            raise ValueError(f"tables: {tables.subject_reps.shape[0]} subject_reps, subject_names lists {n_subjects}")
+            raise DataError(f"tables: {tables.subject_reps.shape[0]} subject_reps, subject_names lists {n_subjects}")
         cs = tables.centroid_subject
         if cs.size and (cs.min() < 0 or cs.max() >= n_subjects):
-            raise ValueError(f"centroid_subject holds indices outside 0..{n_subjects - 1}")
+            raise DataError(f"centroid_subject holds indices outside 0..{n_subjects - 1}")
         if tables.centroid_sizes is None:
-            raise ValueError("tables: centroid_sizes is required")
+            raise DataError("tables: centroid_sizes is required")
         for name in ("stats_mu", "stats_sigma"):
             arr = np.asarray(getattr(self, name), dtype=np.float64)
             if arr.shape != (n_models,):
-                raise ValueError(f"{name}: expected shape ({n_models},), got {arr.shape}")
+                raise DataError(f"{name}: expected shape ({n_models},), got {arr.shape}")
             object.__setattr__(self, name, arr)
         if set(self.constants) != set(CONSTANTS):
-            raise ValueError(f"routing must be an object with {' and '.join(CONSTANTS)}")
+            raise DataError(f"routing must be an object with {' and '.join(CONSTANTS)}")
         for key in CONSTANTS:
             value = self.constants[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"routing.{key} must be a finite number >= 0, got {value!r}")
+                raise DataError(f"routing.{key} must be a finite number >= 0, got {value!r}")
 
 
 def save_record(record: RouterRecord, path: Union[str, "PathLike[str]"]) -> None:
-    """Write ``record`` to ``path`` (see the module docstring for the layout).
+    """Write ``record`` to ``path`` (see the module docstring for the layout), atomically: a reader
+    sees the old file or the new one, and a failed or killed save leaves the old file as it was.
 
     Raises:
-        ValueError: a parameter cannot be stored as JSON (e.g. a non-integer ``random_state``).
+        InvalidParameterError: (a ``ValueError``) a parameter cannot be stored as JSON (e.g. a non-integer ``random_state``).
     """
     try:
         params_json = json.loads(json.dumps(record.params))
     except TypeError as exc:
-        raise ValueError(f"router parameters cannot be saved as JSON: {exc}") from None
+        raise InvalidParameterError(f"router parameters cannot be saved as JSON: {exc}") from None
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -185,7 +186,9 @@ def save_record(record: RouterRecord, path: Union[str, "PathLike[str]"]) -> None
     if record.tables.has_costs:
         arrays.update({name: (getattr(record.tables, name), dtype) for name, (dtype, _) in COST_ARRAYS.items()})
     arrays.update({name: (getattr(record, name), dtype) for name, (dtype, _) in STATS_ARRAYS.items()})
-    with zipfile.ZipFile(fspath(path), "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    from cascal.io.files import atomic_open  # a killed save leaves the old router file, never half a zip
+
+    with atomic_open(fspath(path), "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
         for name, (values, dtype) in arrays.items():
             buf = io.BytesIO()
@@ -369,7 +372,9 @@ def _read_npy_header(stream: IO[bytes], name: str, entry: str) -> tuple[tuple[in
         elif version == (2, 0):
             shape, fortran, file_dtype = npy_format.read_array_header_2_0(counted)
         else:
-            raise ValueError(f"unsupported .npy format version {version}")
+            raise RouterFileError(
+                f"{name}: {entry} is not a plain .npy array (unsupported .npy format version {version})"
+            )
     except RouterFileError:
         raise
     except _ZIP_ERRORS as exc:
@@ -393,7 +398,7 @@ class _CountingReader:
 
     def read(self, n: int = -1) -> bytes:
         if n < 0 or n > 2**20:
-            raise ValueError(f".npy header asks to read {n} bytes")
+            raise DataError(f".npy header asks to read {n} bytes")
         data = self.source.read(n)
         self.count += len(data)
         return data

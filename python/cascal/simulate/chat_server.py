@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
-from cascal.errors import InvalidParameterError
+from cascal.errors import ArgumentTypeError, InvalidParameterError
 
 PROMPT_HASH_CHARS = 16
 
@@ -85,7 +85,7 @@ class ChatReply:
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
-            raise TypeError(f"ChatReply.text: expected str, got {type(self.text).__name__}")
+            raise ArgumentTypeError(f"ChatReply.text: expected str, got {type(self.text).__name__}")
         if self.tokens is not None and self.token_logprobs is not None and len(self.tokens) != len(self.token_logprobs):
             raise InvalidParameterError(
                 f"ChatReply.tokens: {len(self.tokens)} tokens but {len(self.token_logprobs)} token_logprobs"
@@ -209,7 +209,7 @@ class Fault:
         """HTTP ``status`` with exactly ``body`` (JSON content type, or server-sent events when the
         request asked for a stream): any reply a test can think of, well-formed or not."""
         if not isinstance(body, bytes):
-            raise TypeError(f"Fault.raw_body: expected bytes, got {type(body).__name__}")
+            raise ArgumentTypeError(f"Fault.raw_body: expected bytes, got {type(body).__name__}")
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise InvalidParameterError(f"Fault.raw_body: status must be an HTTP status 100..599, got {status!r}")
         return cls("raw_body", body=body, status=status)
@@ -261,9 +261,9 @@ class ChatServer:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidParameterError(f"port: must be an integer in 0..65535, got {port!r}")
         if not callable(responder):
-            raise TypeError("responder: expected a callable ChatRequest -> ChatReply")
+            raise ArgumentTypeError("responder: expected a callable ChatRequest -> ChatReply")
         if faults is not None and not callable(faults) and not isinstance(faults, Sequence):
-            raise TypeError("faults: expected a callable, a sequence of Fault/None, or None")
+            raise ArgumentTypeError("faults: expected a callable, a sequence of Fault/None, or None")
         self.responder = responder
         self.faults = faults
         self._models = list(models) if models is not None else None
@@ -357,7 +357,7 @@ class ChatServer:
         else:
             fault = self.faults[request.index] if request.index < len(self.faults) else None
         if fault is not None and not isinstance(fault, Fault):
-            raise TypeError(f"faults: expected a Fault or None, got {type(fault).__name__}")
+            raise ArgumentTypeError(f"faults: expected a Fault or None, got {type(fault).__name__}")
         return fault
 
     def _model_ids(self) -> list[str]:

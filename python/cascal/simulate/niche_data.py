@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from cascal.data import LETTERS, ResponseMatrix
+from cascal.errors import InvalidParameterError
 
 __all__ = ["within_subject_niches"]
 
@@ -50,22 +51,24 @@ def within_subject_niches(
 
     Returns a matrix of ``n_subjects * topics * per_topic`` questions (subjects ``subject-0`` ...,
     question ids ``s<S>-t<T>-<i>`` naming each question's topic), ``n_models`` models
-    ``model-0`` ... (a model can be a specialist in several subjects), the true gold, unit ``(n, dim)`` embeddings and, when
-    asked, logprobs.
+    ``model-0`` ... (a model can be a specialist in several subjects), the true gold, unit
+    ``(n, dim)`` embeddings and, when asked, logprobs.
 
     Raises:
-        ValueError: fewer than 2 topics or models, more orthogonal directions needed
-            (``n_subjects * (topics + 1)``) than ``dim``, a probability outside [0, 1], or
-            ``n_options`` outside 2..20.
+        InvalidParameterError: (a ``ValueError``) fewer than 2 topics or models, more orthogonal
+            directions needed (``n_subjects * (topics + 1)``) than ``dim``, a probability outside
+            [0, 1], or ``n_options`` outside 2..20.
     """
     if topics < 2 or n_models < 2 or n_subjects < 1 or per_topic < 1:
-        raise ValueError("n_subjects, per_topic >= 1 and topics, n_models >= 2 are needed")
+        raise InvalidParameterError("n_subjects, per_topic >= 1 and topics, n_models >= 2 are needed")
     if n_subjects * (topics + 1) > dim:
-        raise ValueError(f"dim: {dim} is too small for {n_subjects} subjects x {topics} orthogonal topic directions")
+        raise InvalidParameterError(
+            f"dim: {dim} is too small for {n_subjects} subjects x {topics} orthogonal topic directions"
+        )
     if not all(0.0 <= p <= 1.0 for p in (strong, weak, generalist)):
-        raise ValueError("strong, weak, generalist: probabilities in [0, 1]")
+        raise InvalidParameterError("strong, weak, generalist: probabilities in [0, 1]")
     if not 2 <= n_options <= len(LETTERS):
-        raise ValueError(f"n_options: 2..{len(LETTERS)}, got {n_options}")
+        raise InvalidParameterError(f"n_options: 2..{len(LETTERS)}, got {n_options}")
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.normal(size=(dim, dim)))[0].T  # orthonormal rows
     n = n_subjects * topics * per_topic

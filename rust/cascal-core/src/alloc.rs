@@ -106,14 +106,21 @@ pub fn try_vec<T: Clone>(arg: &'static str, what: &str, len: usize, value: T) ->
 /// # Safety
 /// Implement only for types for which every byte being 0 is a valid, initialised value.
 pub unsafe trait Zeroable: Copy {}
-// SAFETY: all-zero bits are 0 / 0.0 / false for these primitive types.
+// SAFETY: all-zero bits are +0.0 (IEEE 754).
 unsafe impl Zeroable for f32 {}
+// SAFETY: all-zero bits are +0.0 (IEEE 754).
 unsafe impl Zeroable for f64 {}
+// SAFETY: every bit pattern of an integer is valid; all-zero bits are 0.
 unsafe impl Zeroable for i8 {}
+// SAFETY: every bit pattern of an integer is valid; all-zero bits are 0.
 unsafe impl Zeroable for i32 {}
+// SAFETY: every bit pattern of an integer is valid; all-zero bits are 0.
 unsafe impl Zeroable for i64 {}
+// SAFETY: every bit pattern of an integer is valid; all-zero bits are 0.
 unsafe impl Zeroable for u8 {}
+// SAFETY: every bit pattern of an integer is valid; all-zero bits are 0.
 unsafe impl Zeroable for usize {}
+// SAFETY: the byte 0 is `false` (a `bool` is one byte, 0 or 1).
 unsafe impl Zeroable for bool {}
 
 /// `len` zeros (like `vec![0; len]`, and like it a zeroed allocation: fresh pages from the

@@ -21,8 +21,7 @@
 
 use rayon::prelude::*;
 
-use crate::distance::OutPtr;
-use crate::alloc::{checked_len, try_vec, try_with_capacity, try_zeroed};
+use crate::alloc::{checked_len, try_vec, try_zeroed};
 use crate::error::{KResult, KernelError};
 use crate::fastexp::exp_vectorisable;
 
@@ -163,41 +162,39 @@ fn gather_columns<T: Copy + Into<f64> + Sync>(logprobs: &[T], n_q: usize, n_m: u
             c
         })
         .collect();
-    // offsets[b][m]: where block b starts writing in column m
     let mut totals = vec![0usize; n_m];
-    let offsets: Vec<Vec<usize>> = counts
-        .iter()
-        .map(|c| {
-            let start = totals.clone();
-            for (t, &k) in totals.iter_mut().zip(c) {
-                *t += k;
-            }
-            start
-        })
-        .collect();
+    for c in &counts {
+        for (t, &k) in totals.iter_mut().zip(c) {
+            *t += k;
+        }
+    }
+    // zeroed, so safe code can hand them out in pieces (fresh pages: no pass over the memory)
     let mut columns: Vec<Vec<f64>> = totals
         .iter()
-        .map(|&t| try_with_capacity("logprobs", "per-model logprob columns", t))
+        .map(|&t| try_zeroed("logprobs", "per-model logprob columns", t))
         .collect::<KResult<_>>()?;
-    let outs: Vec<OutPtr<f64>> = columns.iter_mut().map(|c| OutPtr::new(c.as_mut_ptr())).collect();
-    logprobs.par_chunks(block).zip(offsets.par_iter()).for_each(|(rows, start)| {
-        let mut at = start.clone();
+    // pieces[b][m]: the counts[b][m] entries of column m that block b fills, in block order
+    let mut pieces: Vec<Vec<&mut [f64]>> = counts.iter().map(|_| Vec::with_capacity(n_m)).collect();
+    for (m, col) in columns.iter_mut().enumerate() {
+        let mut rest: &mut [f64] = col;
+        for (piece, c) in pieces.iter_mut().zip(&counts) {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(c[m]);
+            piece.push(head);
+            rest = tail;
+        }
+    }
+    logprobs.par_chunks(block).zip(pieces.into_par_iter()).for_each(|(rows, mut outs)| {
+        let mut at = vec![0usize; n_m];
         for row in rows.chunks_exact(n_m) {
-            for ((&v, out), pos) in row.iter().zip(&outs).zip(at.iter_mut()) {
+            for ((&v, out), pos) in row.iter().zip(outs.iter_mut()).zip(at.iter_mut()) {
                 let v: f64 = v.into();
                 if !v.is_nan() {
-                    // SAFETY: block b owns positions offsets[b][m] .. offsets[b][m] + counts[b][m]
-                    // of column m, inside its capacity totals[m]; no other block writes there.
-                    unsafe { out.write(*pos, v) };
+                    out[*pos] = v;
                     *pos += 1;
                 }
             }
         }
     });
-    for (col, &t) in columns.iter_mut().zip(&totals) {
-        // SAFETY: the blocks above wrote every position 0..t of the column exactly once.
-        unsafe { col.set_len(t) };
-    }
     debug_assert_eq!(logprobs.len(), n_q * n_m);
     Ok(columns)
 }
@@ -448,6 +445,9 @@ fn score_block<T: Copy + Into<f64>>(input: &BlockInput<'_, T>, row0: usize, out:
 }
 
 /// [`score_block`] compiled for AVX2 (4 doubles per instruction in the exp/weight loops).
+///
+/// # Safety
+/// The CPU must support AVX2 (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn score_block_avx2<T: Copy + Into<f64>>(input: &BlockInput<'_, T>, row0: usize, out: BlockOutput<'_>) {

@@ -27,10 +27,11 @@
 
 use rayon::prelude::*;
 
-use crate::alloc::{checked_len, try_vec, try_with_capacity, try_zeroed};
+use crate::alloc::{checked_len, try_vec, try_zeroed};
 use crate::error::{KResult, KernelError};
 use crate::gemm_util::dot_block;
 use crate::real::Real;
+use crate::shared_out::SharedOut;
 
 /// Distance metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +141,7 @@ impl<T: Real> Geometry<T> {
     /// Prepare `rows` rows of `src` into `dst`, filling their squared norms and zero flags.
     ///
     /// Every loop below is a lane-wise map or reduction (no division in the per-element work), so
-    /// it vectorises: for the small inputs of a k-means step this preparation used to cost more
+    /// it vectorises: for the small inputs of a k-means step a scalar preparation would cost more
     /// than the GEMM itself.
     pub(crate) fn prepare(&self, src: &[T], d: usize, dst: &mut [T], sq: &mut [f64], zero: &mut [bool]) {
         #[cfg(target_arch = "x86_64")]
@@ -155,6 +156,9 @@ impl<T: Real> Geometry<T> {
 
     /// [`Self::prepare_rows`] compiled for AVX2 (4 doubles per instruction; no FMA, so the same
     /// bits as the baseline build).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (callers check `is_x86_feature_detected!("avx2")`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn prepare_avx2(&self, src: &[T], d: usize, dst: &mut [T], sq: &mut [f64], zero: &mut [bool]) {
@@ -300,6 +304,10 @@ fn cosine_from_dots<T: Real>(dots: &[T], out: &mut [f64]) {
             *o = (1.0 - g.to_f64()).clamp(0.0, 2.0);
         }
     }
+    /// `body` compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (checked by the caller).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn body_avx2<T: Real>(dots: &[T], out: &mut [f64]) {
@@ -386,31 +394,6 @@ impl<T: Real> Prepared<T> {
     }
 }
 
-/// Raw output pointer shared by the block tasks; every task writes disjoint positions.
-#[derive(Clone, Copy)]
-pub(crate) struct OutPtr<T>(*mut T);
-// SAFETY: used only to write disjoint indices from different tasks (see each call site).
-unsafe impl<T: Send> Send for OutPtr<T> {}
-unsafe impl<T: Send> Sync for OutPtr<T> {}
-impl<T> OutPtr<T> {
-    pub(crate) fn new(p: *mut T) -> Self {
-        Self(p)
-    }
-    /// SAFETY: `i` must be inside the allocation and written by no other task.
-    #[inline(always)]
-    pub(crate) unsafe fn write(self, i: usize, v: T) {
-        self.0.add(i).write(v)
-    }
-    /// SAFETY: `i` must have been written by this task and by no other.
-    #[inline(always)]
-    pub(crate) unsafe fn read(self, i: usize) -> T
-    where
-        T: Copy,
-    {
-        self.0.add(i).read()
-    }
-}
-
 /// Rows per task (the lhs of one GEMM).
 const ROW_BLOCK: usize = 128;
 /// Columns per GEMM tile.
@@ -437,19 +420,28 @@ pub(crate) struct Tile<'a, T> {
     pub zero: &'a [bool],
 }
 
+/// Number of row blocks [`sweep`] cuts `n` rows into (`row_block` rows each, the last one
+/// shorter).
+pub(crate) fn sweep_blocks(n: usize, row_block: usize) -> usize {
+    n.div_ceil(row_block.max(1))
+}
+
 /// Prepare `x` block by block (memory bounded by the block), multiply each block with tiles of
-/// the prepared `other` and hand every tile to `visit`. Parallel over row blocks.
-pub(crate) fn sweep<T: Real, F>(geom: &Geometry<T>, x: &[T], other: &Prepared<T>, d: usize, shape: Sweep, visit: F)
+/// the prepared `other` and hand every tile to `visit`, together with the block's own output
+/// `outs[b]` (one per row block, [`sweep_blocks`] of them: typically the block's disjoint
+/// `&mut` part of the result). Parallel over row blocks.
+pub(crate) fn sweep<T: Real, B: Send, F>(geom: &Geometry<T>, x: &[T], other: &Prepared<T>, d: usize, shape: Sweep, outs: Vec<B>, visit: F)
 where
-    F: Fn(&Tile<'_, T>) + Sync,
+    F: Fn(&Tile<'_, T>, &mut B) + Sync,
 {
     let n = x.len() / d;
     let nb = other.sq.len();
     let rb = shape.row_block.max(1);
     let ct = shape.col_tile.max(1);
-    let blocks = n.div_ceil(rb);
+    let blocks = sweep_blocks(n, rb);
+    assert_eq!(outs.len(), blocks, "sweep: one output per row block");
     let scratch = || (vec![T::from_f64(0.0); rb * d], vec![0.0f64; rb], vec![false; rb], vec![T::from_f64(0.0); rb * ct]);
-    let run_block = |(prep, sq, zero, dots): &mut (Vec<T>, Vec<f64>, Vec<bool>, Vec<T>), bi: usize| {
+    let run_block = |(prep, sq, zero, dots): &mut (Vec<T>, Vec<f64>, Vec<bool>, Vec<T>), bi: usize, out: &mut B| {
         let r0 = bi * rb;
         let rows = rb.min(n - r0);
         geom.prepare(&x[r0 * d..(r0 + rows) * d], d, &mut prep[..rows * d], &mut sq[..rows], &mut zero[..rows]);
@@ -457,16 +449,16 @@ where
         while c0 < nb {
             let cols = ct.min(nb - c0);
             dot_block(&prep[..rows * d], rows, &other.rows[c0 * d..(c0 + cols) * d], cols, d, &mut dots[..rows * cols]);
-            visit(&Tile { r0, rows, c0, cols, dots: &dots[..rows * cols], sq: &sq[..rows], zero: &zero[..rows] });
+            visit(&Tile { r0, rows, c0, cols, dots: &dots[..rows * cols], sq: &sq[..rows], zero: &zero[..rows] }, out);
             c0 += cols;
         }
     };
     if blocks <= 1 {
         // one block: nothing to share out, and waking the pool would cost more than the work
         let mut buffers = scratch();
-        (0..blocks).for_each(|bi| run_block(&mut buffers, bi));
+        outs.into_iter().enumerate().for_each(|(bi, mut out)| run_block(&mut buffers, bi, &mut out));
     } else {
-        (0..blocks).into_par_iter().for_each_init(scratch, |buffers, bi| run_block(buffers, bi));
+        outs.into_par_iter().enumerate().for_each_init(scratch, |buffers, (bi, mut out)| run_block(buffers, bi, &mut out));
     }
 }
 
@@ -477,18 +469,20 @@ pub fn condensed_index(n: usize, i: usize, j: usize) -> usize {
     i * n - i * (i + 1) / 2 + (j - i - 1)
 }
 
-/// Upper-triangle sweep of one set: calls `emit_row(i, j0, values)` with the distances of row
-/// `i` to rows `j0, j0 + 1, …` so that every pair `i < j` is emitted exactly once, and
-/// `after_tile(r0, rows, c0, cols)` once a tile's pairs have all been emitted (same task).
-fn upper_pairs<T: Real, F, G>(x: &[T], d: usize, metric: Metric, emit_row: F, after_tile: G) -> KResult<()>
+/// Upper-triangle sweep of one set, in row blocks of [`ROW_BLOCK`] rows: calls
+/// `emit_row(i, j0, values, out)` with the distances of row `i` to rows `j0, j0 + 1, …` so that
+/// every pair `i < j` is emitted exactly once, and `after_tile(r0, rows, c0, cols)` once a
+/// tile's pairs have all been emitted (same task). `out` is `outs[b]` of the row block holding
+/// `i` (one per block, see [`sweep`]).
+fn upper_pairs<T: Real, B: Send, F, G>(x: &[T], d: usize, metric: Metric, outs: Vec<B>, emit_row: F, after_tile: G) -> KResult<()>
 where
-    F: Fn(usize, usize, &[f64]) + Sync,
+    F: Fn(usize, usize, &[f64], &mut B) + Sync,
     G: Fn(usize, usize, usize, usize) + Sync,
 {
     let geom = Geometry::fit(metric, x, &[x], d);
     let prepared = Prepared::new(&geom, x, d, "X")?;
     let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: true };
-    sweep(&geom, x, &prepared, d, shape, |t| {
+    sweep(&geom, x, &prepared, d, shape, outs, |t, block_out| {
         let mut values = vec![0.0f64; t.cols];
         for ii in 0..t.rows {
             let i = t.r0 + ii;
@@ -501,7 +495,7 @@ where
             let dots = &t.dots[ii * t.cols + (j0 - t.c0)..(ii + 1) * t.cols];
             let out = &mut values[..end - j0];
             geom.finish_row(dots, a, j0, &prepared, x, d, out);
-            emit_row(i, j0, out);
+            emit_row(i, j0, out, block_out);
         }
         after_tile(t.r0, t.rows, t.c0, t.cols);
     });
@@ -515,19 +509,26 @@ pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Ve
     // n(n−1)/2 without overflowing in the product: halve the even factor first.
     let m = n.saturating_sub(1);
     let len = if n % 2 == 0 { checked_len("X", "condensed distance matrix", &[n / 2, m])? } else { checked_len("X", "condensed distance matrix", &[n, m / 2])? };
-    let mut out: Vec<T> = try_with_capacity("X", "condensed distance matrix", len)?;
+    // zeroed, so safe code can hand it out in pieces (fresh pages: no pass over the memory)
+    let mut out: Vec<T> = try_zeroed("X", "condensed distance matrix", len)?;
     if len > 0 {
-        let ptr = OutPtr::new(out.as_mut_ptr());
-        // SAFETY: each pair (i < j) is emitted exactly once and maps to a distinct index < len.
-        let emit_row = |i: usize, j0: usize, values: &[f64]| {
-            let base = condensed_index(n, i, j0);
-            for (k, &v) in values.iter().enumerate() {
-                unsafe { ptr.write(base + k, T::from_f64(v)) };
+        // The condensed rows of a row block are contiguous: block b owns the entries of its rows
+        // i (pairs (i, j > i)), starting at condensed_index(n, r0, r0 + 1).
+        let mut outs: Vec<(usize, &mut [T])> = Vec::with_capacity(sweep_blocks(n, ROW_BLOCK));
+        let (mut rest, mut base): (&mut [T], usize) = (&mut out, 0);
+        for r0 in (0..n).step_by(ROW_BLOCK) {
+            let block_len: usize = (r0..(r0 + ROW_BLOCK).min(n)).map(|i| n - i - 1).sum();
+            let (block, tail) = std::mem::take(&mut rest).split_at_mut(block_len);
+            outs.push((base, block));
+            (rest, base) = (tail, base + block_len);
+        }
+        let emit_row = |i: usize, j0: usize, values: &[f64], (base, block): &mut (usize, &mut [T])| {
+            let at = condensed_index(n, i, j0) - *base;
+            for (o, &v) in block[at..at + values.len()].iter_mut().zip(values) {
+                *o = T::from_f64(v);
             }
         };
-        upper_pairs(x, d, metric, emit_row, |_, _, _, _| {})?;
-        // SAFETY: all `len` positions were written above.
-        unsafe { out.set_len(len) };
+        upper_pairs(x, d, metric, outs, emit_row, |_, _, _, _| {})?;
     }
     Ok(out)
 }
@@ -536,35 +537,37 @@ pub fn pdist<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Ve
 pub fn pdist_square<T: Real>(x: &[T], n: usize, d: usize, metric: Metric) -> KResult<Vec<T>> {
     check_matrix("X", x, n, d)?;
     let len = checked_len("X", "square distance matrix", &[n, n])?;
-    let mut out: Vec<T> = try_with_capacity("X", "square distance matrix", len)?;
+    // zeroed: the diagonal is already 0, every other entry is written once below
+    let mut out: Vec<T> = try_zeroed("X", "square distance matrix", len)?;
     if len > 0 {
-        let ptr = OutPtr::new(out.as_mut_ptr());
-        // SAFETY: (i, j) and (j, i) with i < j are written only by the task owning pair (i, j):
-        // the upper entry when the pair is emitted, its mirror after the tile (reading back the
-        // entry this task just wrote; going column by column keeps the writes contiguous).
-        // Diagonal entries are written once each, before the sweep.
-        for i in 0..n {
-            unsafe { ptr.write(i * n + i, T::from_f64(0.0)) };
-        }
+        // A task writes the upper entries (i, j > i) of its block's rows and their mirrors (j, i)
+        // in other rows, so its entries are not one contiguous piece: they go through SharedOut.
+        let shared = SharedOut::new(&mut out);
         upper_pairs(
             x,
             d,
             metric,
-            |i, j0, values| {
-                for (k, &v) in values.iter().enumerate() {
-                    unsafe { ptr.write(i * n + j0 + k, T::from_f64(v)) };
+            vec![(); sweep_blocks(n, ROW_BLOCK)],
+            |i, j0, values, _| {
+                // SAFETY: the entries (i, j0 ..) of the emitted pairs i < j belong to the task
+                // of i's row block alone: each pair is emitted exactly once, by that task.
+                let row = unsafe { shared.slice_mut(i * n + j0, values.len()) };
+                for (o, &v) in row.iter_mut().zip(values) {
+                    *o = T::from_f64(v);
                 }
             },
             |r0, rows, c0, cols| {
+                // Mirror the tile just emitted (going column by column keeps the writes
+                // contiguous).
                 for j in c0..c0 + cols {
                     for i in r0..(r0 + rows).min(j) {
-                        unsafe { ptr.write(j * n + i, ptr.read(i * n + j)) };
+                        // SAFETY: the pair (i, j), i < j, belongs to this task (it just emitted
+                        // it): it alone wrote (i, j) and writes its mirror (j, i).
+                        unsafe { shared.write(j * n + i, shared.read(i * n + j)) };
                     }
                 }
             },
         )?;
-        // SAFETY: every position was written above.
-        unsafe { out.set_len(len) };
     }
     Ok(out)
 }
@@ -574,27 +577,27 @@ pub fn cdist<T: Real>(x: &[T], nx: usize, y: &[T], ny: usize, d: usize, metric: 
     check_matrix("X", x, nx, d)?;
     check_matrix("Y", y, ny, d)?;
     let len = checked_len("Y", "distance matrix", &[nx, ny])?;
-    let mut out: Vec<T> = try_with_capacity("Y", "distance matrix", len)?;
+    // zeroed, so safe code can hand it out in row blocks (fresh pages: no pass over the memory)
+    let mut out: Vec<T> = try_zeroed("Y", "distance matrix", len)?;
     if len > 0 {
         let geom = Geometry::fit(metric, y, &[x, y], d);
         let prepared = Prepared::new(&geom, y, d, "Y")?;
-        let ptr = OutPtr::new(out.as_mut_ptr());
         let shape = Sweep { row_block: ROW_BLOCK, col_tile: COL_TILE, upper: false };
-        sweep(&geom, x, &prepared, d, shape, |t| {
+        // row block b owns output rows b·ROW_BLOCK .. : one contiguous piece
+        let outs: Vec<&mut [T]> = out.chunks_mut(ROW_BLOCK * ny).collect();
+        sweep(&geom, x, &prepared, d, shape, outs, |t, block| {
             let mut values = vec![0.0f64; t.cols];
             for ii in 0..t.rows {
                 let i = t.r0 + ii;
                 let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
                 let dots = &t.dots[ii * t.cols..(ii + 1) * t.cols];
                 geom.finish_row(dots, a, t.c0, &prepared, y, d, &mut values);
-                for (jj, &v) in values.iter().enumerate() {
-                    // SAFETY: (i, c0 + jj) belongs to exactly one tile; index < nx * ny.
-                    unsafe { ptr.write(i * ny + t.c0 + jj, T::from_f64(v)) };
+                let row = &mut block[ii * ny + t.c0..ii * ny + t.c0 + t.cols];
+                for (o, &v) in row.iter_mut().zip(&values) {
+                    *o = T::from_f64(v);
                 }
             }
         });
-        // SAFETY: every (i, j) was written above.
-        unsafe { out.set_len(len) };
     }
     Ok(out)
 }
@@ -811,8 +814,8 @@ pub(crate) mod tests {
 
     #[test]
     fn euclidean_centre_and_distances_do_not_depend_on_the_threads() {
-        // the centre the euclidean geometry subtracts used to be summed in an order that depended
-        // on rayon's work stealing, so repeated calls differed in the last bit
+        // a centre summed in an order that depends on rayon's work stealing would make repeated
+        // calls differ in the last bit
         let (n, d) = (20_000, 3);
         let x = Lcg(9).matrix(n, d);
         let in_pool = |threads: usize| {

@@ -65,6 +65,9 @@ fn exp_flush_slice(xs: &mut [f64]) {
 }
 
 /// [`exp_flush_slice`] compiled for AVX2 (4 doubles per instruction).
+///
+/// # Safety
+/// The CPU must support AVX2 (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn exp_flush_slice_avx2(xs: &mut [f64]) {

@@ -9,9 +9,9 @@
 
 use rayon::prelude::*;
 
-use crate::distance::{check_matrix, Geometry, Metric, OutPtr, PairSide, Prepared, Sweep};
+use crate::distance::{check_matrix, Geometry, Metric, PairSide, Prepared, Sweep};
 use crate::real::Real;
-use crate::alloc::{check_bytes, checked_len, try_with_capacity};
+use crate::alloc::{check_bytes, checked_len, try_with_capacity, try_zeroed};
 use crate::error::{KResult, KernelError};
 
 /// Weighted means of `values` (`n × m`, row-major, NaN = missing) grouped by `labels`.
@@ -129,16 +129,19 @@ pub fn nearest_centroids<T: Real>(
         return Err(KernelError::new("k", format!("must be between 1 and the number of centroids ({nc}), got {k}")));
     }
     let len = checked_len("k", "nearest-centroid output", &[n, k])?;
-    let mut idx: Vec<i64> = try_with_capacity("k", "nearest-centroid indices", len)?;
-    let mut dist: Vec<T> = try_with_capacity("k", "nearest-centroid distances", len)?;
+    // zeroed, so safe code can hand them out in row blocks (fresh pages: no pass over the memory)
+    let mut idx: Vec<i64> = try_zeroed("k", "nearest-centroid indices", len)?;
+    let mut dist: Vec<T> = try_zeroed("k", "nearest-centroid distances", len)?;
     if len == 0 {
         return Ok((idx, dist));
     }
     let geom = Geometry::fit(metric, c, &[x, c], d);
     let prepared = Prepared::new(&geom, c, d, "C")?;
-    let (pi, pd) = (OutPtr::new(idx.as_mut_ptr()), OutPtr::new(dist.as_mut_ptr()));
-    let shape = Sweep { row_block: (BLOCK_ELEMENTS / nc).clamp(1, 1024), col_tile: nc, upper: false };
-    crate::distance::sweep(&geom, x, &prepared, d, shape, |t| {
+    let row_block = (BLOCK_ELEMENTS / nc).clamp(1, 1024);
+    let shape = Sweep { row_block, col_tile: nc, upper: false };
+    // row block b owns output rows b·row_block .. of both outputs (one tile per block: col_tile = nc)
+    let outs: Vec<(&mut [i64], &mut [T])> = idx.chunks_mut(row_block * k).zip(dist.chunks_mut(row_block * k)).collect();
+    crate::distance::sweep(&geom, x, &prepared, d, shape, outs, |t, (block_idx, block_dist)| {
         let mut row_dist = vec![0.0f64; nc];
         let mut best: Vec<(f64, usize)> = Vec::with_capacity(nc.min(INSERTION_K.max(k)));
         for ii in 0..t.rows {
@@ -146,20 +149,13 @@ pub fn nearest_centroids<T: Real>(
             let a = PairSide { row: &x[i * d..(i + 1) * d], sq: t.sq[ii], zero: t.zero[ii] };
             geom.finish_row(&t.dots[ii * nc..(ii + 1) * nc], a, 0, &prepared, c, d, &mut row_dist);
             smallest_k(&row_dist, k, &mut best);
-            for (r, &(dv, j)) in best.iter().enumerate() {
-                // SAFETY: row i belongs to exactly one tile (col_tile = nc); index i*k + r < n*k.
-                unsafe {
-                    pi.write(i * k + r, j as i64);
-                    pd.write(i * k + r, T::from_f64(dv));
-                }
+            let (row_idx, row_dist_out) = (&mut block_idx[ii * k..(ii + 1) * k], &mut block_dist[ii * k..(ii + 1) * k]);
+            for ((oi, od), &(dv, j)) in row_idx.iter_mut().zip(row_dist_out.iter_mut()).zip(&best) {
+                *oi = j as i64;
+                *od = T::from_f64(dv);
             }
         }
     });
-    // SAFETY: every row wrote its k entries above.
-    unsafe {
-        idx.set_len(len);
-        dist.set_len(len);
-    }
     Ok((idx, dist))
 }
 

@@ -3,7 +3,7 @@
 //!
 //! This is the whole per-set step of the router's niche discovery in one call, so that it runs
 //! without the Python interpreter: the router clusters about a thousand small sets per 100k
-//! questions, and each used to cost a dozen small calls holding the GIL.
+//! questions, and as a dozen small calls each, holding the GIL, they would dominate the fit.
 //!
 //! The weighted silhouette of a partition, averaged over anchor points `i` (each compared with all
 //! n points): `a_i` is the weighted mean distance from `i` to the other members of its group,

@@ -3,6 +3,10 @@
 //! Each file registers the functions of one kernel family. Bindings only convert arrays, release
 //! the GIL around the core call (running it on the process's kernel thread pool, which survives
 //! `fork()`: `pool`) and map errors; all logic lives in `cascal-core`.
+//!
+//! The only `unsafe` here is the fork-safe pool pointer of `pool` (documented there).
+
+#![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 use pyo3::prelude::*;
 

@@ -1,8 +1,9 @@
 """Benchmark cases of the distance kernels (``pdist``) against scipy and the numpy idiom.
 
-Targets (from the issue, float32, d = 384, cosine, n = 20,000): >= 40x ``scipy.spatial.distance.pdist``
-and >= 4x the numpy idiom (normalise, ``X @ X.T``, take the condensed upper triangle). scipy is slow
-at that size, so it has its own case timed once; quick mode uses n = 2,000 everywhere.
+Targets (docs/benchmarks.md; float32, d = 384, cosine, n = 20,000): >= 40x
+``scipy.spatial.distance.pdist`` and >= 4x the numpy idiom (normalise, ``X @ X.T``, take the
+condensed upper triangle). scipy is slow at that size, so it has its own case timed once; quick mode
+uses n = 2,000 everywhere.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def make_embeddings(n: int, d: int = D, dtype=np.float32, seed: int = 0) -> np.n
     """Embedding-like rows: a few hundred topic directions plus noise, C-contiguous.
 
     Generated in chunks of rows, so the float64 temporaries stay at a few hundred MB even for the
-    1M-row cases (whole-matrix temporaries took about 9 GB, and the freshly freed memory made the
-    first timed calls of the next kernel erratic); the random draws are consecutive, so the rows
-    are the same as drawing the whole noise matrix at once."""
+    1M-row cases (whole-matrix float64 temporaries would be three 1M x 384 arrays, about 9 GB, and
+    memory freed just before a timed call makes the next kernel's first calls erratic); the random
+    draws are consecutive, so the rows are the same as drawing the whole noise matrix at once."""
     rng = np.random.default_rng(seed)
     topics = rng.normal(size=(max(1, n // 50), d))
     picks = rng.integers(0, len(topics), n)

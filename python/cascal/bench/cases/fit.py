@@ -3,8 +3,8 @@
 The synthetic response matrix has the shape of a large router training set: ``n`` questions in
 ``n_subjects`` subjects, 384-d unit embeddings (a subject direction, one of five topic directions of
 that subject, and noise), 20 models whose accuracy depends on the (subject, topic) pair, 4 options,
-float32 logprobs that are higher on right answers. Targets (issue 13): fit 100k x 20 models, 50
-subjects <= 2 s; fit 1M x 20, 200 subjects <= 15 s with <= 3 GB peak RSS.
+float32 logprobs that are higher on right answers. Targets (docs/benchmarks.md): fit 100k x 20
+models, 50 subjects <= 2 s; fit 1M x 20, 200 subjects <= 15 s with <= 3 GB peak RSS.
 """
 
 from __future__ import annotations

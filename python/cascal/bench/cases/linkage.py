@@ -1,6 +1,6 @@
 """Benchmark cases of the linkage kernel against scipy.
 
-Targets (from the issue, float32, d = 384, n = 20,000; quick mode n = 2,000):
+Targets (docs/benchmarks.md; float32, d = 384, n = 20,000; quick mode n = 2,000):
 - average linkage from raw vectors (cosine): >= 5x scipy ``pdist`` + ``linkage``, with at most
   half of scipy's peak memory (scipy holds the float64 condensed matrix plus the copy ``linkage``
   makes; the kernel holds one float32 condensed buffer);

@@ -1,6 +1,6 @@
 """Benchmark cases of the niche kernels: ``nearest_centroids`` and ``cluster_means``.
 
-Target (from the issue): ``nearest_centroids`` on 1,000,000 x 200 centroids x 384 (float32,
+Target (docs/benchmarks.md): ``nearest_centroids`` on 1,000,000 x 200 centroids x 384 (float32,
 cosine) >= 1.0x numpy (blocked matmul + argpartition), with memory bounded by the block size
 (peak extra memory is reported). Quick mode: 50,000 queries.
 """
@@ -61,8 +61,8 @@ register(
         kernel=lambda s: nearest_centroids(s.X, s.C, K_NEAREST, "cosine"),
         references={"numpy blocked matmul+argpart": numpy_blocked_nearest},
         targets={"numpy blocked matmul+argpart": 1.0},
-        # single calls on this 2-core host spread by 15-60 % (other guests); the median of 3 is at
-        # their mercy (docs/benchmarks.md), so 9
+        # single calls on a shared host spread widely (docs/benchmarks.md); the median of 3 is at
+        # their mercy, so 9
         repeats=9,
         measure_memory=True,
     )

@@ -19,7 +19,6 @@ pub mod method;
 pub mod mst;
 pub mod nn_chain;
 pub mod real;
-mod shared;
 pub mod storage;
 pub mod vectors;
 

@@ -13,9 +13,9 @@ use super::condensed::{condensed_index, row_start};
 use super::method::Method;
 use super::nn_chain::Dissimilarities;
 use super::real::{infinity, Real};
-use super::shared::SharedBuffer;
 use crate::alloc::{checked_len, try_vec, try_zeroed};
 use crate::error::KResult;
+use crate::shared_out::{prefetch, SharedOut};
 
 /// Sweeps over fewer active clusters than this stay on one thread.
 const PARALLEL_MIN: usize = 8192;
@@ -108,11 +108,10 @@ impl<S: Real> Condensed<S> {
     fn scan_column(&self, active: &[usize], x: usize) -> (S, usize) {
         let (n, dist) = (self.n, &self.dist);
         let below = &active[..active.partition_point(|&i| i < x)];
-        let buffer = SharedBuffer { ptr: dist.as_ptr() as *mut S, len: dist.len() };
         let entry = |i: usize| row_start(n, i) + (x - i - 1);
         let (v, pos) = first_min_over(below, |ids: &[usize], k| {
             if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
-                buffer.prefetch(entry(ahead));
+                prefetch(dist, entry(ahead));
             }
             dist[entry(ids[k])]
         });
@@ -151,7 +150,7 @@ impl<S: Real> Dissimilarities for Condensed<S> {
         let n = self.n;
         let (start_x, start_y) = (row_start(n, x), row_start(n, y));
         let (fx, fy) = (size_x as f64, size_y as f64);
-        let buffer = SharedBuffer { ptr: self.dist.as_mut_ptr(), len: self.dist.len() };
+        let buffer = SharedOut::new(&mut self.dist);
         let entries = |i: usize| {
             let ix = if i < x { row_start(n, i) + (x - i - 1) } else { start_x + (i - x - 1) };
             let iy = if i < y { row_start(n, i) + (y - i - 1) } else { start_y + (i - y - 1) };
@@ -174,13 +173,20 @@ impl<S: Real> Dissimilarities for Condensed<S> {
                     continue;
                 }
                 let (ix, iy) = entries(i);
-                let updated = method.update(buffer.read(ix).to_f64(), buffer.read(iy).to_f64(), d_xy, fx, fy, size[i] as f64);
-                let stored = S::from_f64(updated);
-                buffer.write(iy, stored);
-                if i < x {
-                    // Row i is scanned contiguously by `nearest`; the dead x must never win.
-                    buffer.write(ix, infinity::<S>());
-                }
+                // SAFETY: the entries (i, x) and (i, y) belong to cluster i alone: each task
+                // sweeps its own clusters of `active`, which holds every cluster once and not x
+                // (already merged away), and y is skipped just above, so no two clusters share
+                // an entry.
+                let stored = unsafe {
+                    let updated = method.update(buffer.read(ix).to_f64(), buffer.read(iy).to_f64(), d_xy, fx, fy, size[i] as f64);
+                    let stored = S::from_f64(updated);
+                    buffer.write(iy, stored);
+                    if i < x {
+                        // Row i is scanned contiguously by `nearest`; the dead x must never win.
+                        buffer.write(ix, infinity::<S>());
+                    }
+                    stored
+                };
                 if i < y && stored < best.0 {
                     best = (stored, i);
                 }
@@ -238,7 +244,7 @@ impl<S: Real> Square<S> {
         // entry is written once below.
         let len = checked_len("data", "square working matrix", &[n, n])?;
         let mut dist: Vec<S> = try_zeroed("data", "square working matrix", len)?;
-        let buffer = SharedBuffer { ptr: dist.as_mut_ptr(), len: dist.len() };
+        let buffer = SharedOut::new(&mut dist);
         // Each task owns row band [i0, i0 + TILE): it writes (i, j) for j > i in its rows and the
         // mirror entries (j, i); every pair is written by exactly one task.
         (0..n.div_ceil(TILE)).into_par_iter().for_each(|band| {
@@ -250,8 +256,12 @@ impl<S: Real> Square<S> {
                 for i in i0..i1 {
                     for j in j0.max(i + 1)..j1 {
                         let v = condensed[row_start(n, i) + (j - i - 1)];
-                        buffer.write(i * n + j, v);
-                        buffer.write(j * n + i, v);
+                        // SAFETY: the pair (i, j), i < j, is visited by the task of i's band
+                        // only, and (i, j), (j, i) are entries of that pair alone (nothing reads).
+                        unsafe {
+                            buffer.write(i * n + j, v);
+                            buffer.write(j * n + i, v);
+                        }
                     }
                 }
                 j0 = j1;
@@ -287,7 +297,7 @@ impl<S: Real> Dissimilarities for Square<S> {
     fn merge(&mut self, active: &[usize], size: &[usize], method: Method, x: usize, y: usize, d_xy: f64, size_x: usize, size_y: usize) {
         let n = self.n;
         let (fx, fy) = (size_x as f64, size_y as f64);
-        let buffer = SharedBuffer { ptr: self.dist.as_mut_ptr(), len: self.dist.len() };
+        let buffer = SharedOut::new(&mut self.dist);
         for_chunks(active, |ids| {
             for (k, &i) in ids.iter().enumerate() {
                 if let Some(&ahead) = ids.get(k + PREFETCH_DISTANCE) {
@@ -296,10 +306,15 @@ impl<S: Real> Dissimilarities for Square<S> {
                 if i == y {
                     continue;
                 }
-                let updated = method.update(buffer.read(x * n + i).to_f64(), buffer.read(y * n + i).to_f64(), d_xy, fx, fy, size[i] as f64);
-                let stored = S::from_f64(updated);
-                buffer.write(y * n + i, stored);
-                buffer.write(i * n + y, stored);
+                // SAFETY: cluster i's task alone writes (y, i) and (i, y), and reads (y, i) and
+                // (x, i): `active` holds every cluster once and not x (merged away), y is skipped
+                // just above, so no other task writes any of these entries (row x is only read).
+                unsafe {
+                    let updated = method.update(buffer.read(x * n + i).to_f64(), buffer.read(y * n + i).to_f64(), d_xy, fx, fy, size[i] as f64);
+                    let stored = S::from_f64(updated);
+                    buffer.write(y * n + i, stored);
+                    buffer.write(i * n + y, stored);
+                }
             }
         });
     }

@@ -2,7 +2,7 @@
 random parity tests rarely reach: the std / 1 fallbacks of the logprob scale, overflowing z-scores
 with a zero or unit z_scale, saturated sigmoids, tiny temperatures, questions nobody answered, the
 documented output dtypes, float32 inputs (computed in float64), score rows at very different levels,
-the 2^-52 cut-off of soft subject weights, the TypeError message, and silence (no RuntimeWarning) on
+the 2^-52 cut-off of soft subject weights, the ArgumentTypeError message, and silence (no RuntimeWarning) on
 valid inputs. Expected values are computed by hand here; the Rust kernel is checked alongside."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cascal import reference
+from cascal.errors import ArgumentTypeError
 from cascal.kernels import ConsensusParams, RouteParams, RoutingTables, consensus_scores, consensus_stats
 from cascal.kernels import route_batch as kernel_route_batch
 
@@ -218,9 +219,9 @@ def test_score_rows_at_very_different_levels_are_sharpened_row_by_row(route):
 
 def test_reference_type_error_names_both_types():
     tables = RoutingTables(np.eye(2), np.eye(2), [0, 1], np.eye(2), np.ones(2))
-    with pytest.raises(TypeError, match=r"^tables, params: .* got dict and RouteParams$"):
+    with pytest.raises(ArgumentTypeError, match=r"^tables, params: .* got dict and RouteParams$"):
         reference.route_batch(np.eye(2), {"k": 1}, RouteParams())
-    with pytest.raises(TypeError, match=r"^tables, params: .* got RoutingTables and tuple$"):
+    with pytest.raises(ArgumentTypeError, match=r"^tables, params: .* got RoutingTables and tuple$"):
         reference.route_batch(np.eye(2), tables, (1, 2))
 
 

@@ -1,9 +1,10 @@
-"""Extractor behaviours that mutation testing found unpinned (docs/testing.md, "Mutation testing").
+"""The extractor on replies at the edges of its rules: hedges and lists (the bare letters A and I
+as article and pronoun), conditions and "cannot tell", a reply's opening letter and its option
+listings, boxed and numbered options, replies cut off after the cue, and input that is not text.
 
-A full mutmut run on ``cascal/llm/extract.py`` left mutants alive that change what the extractor
-reads on some reply. Each test below pins the documented behaviour on such a reply (the module
-docstring of :mod:`cascal.llm.extract`: the five rules, what is refused, the bounded read). Every
-expectation is what a careful reader reads by those rules, decided before running the extractor.
+Each test pins the behaviour the module docstring of :mod:`cascal.llm.extract` documents (the five
+rules, what is refused, the bounded read); every expectation is what a careful reader reads by
+those rules, decided before running the extractor.
 """
 
 from __future__ import annotations

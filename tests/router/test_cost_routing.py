@@ -1,5 +1,6 @@
-"""Cost-aware routing and the router file: the documented behaviour the mutation run
-(issue 14) showed other tests leave open (docs/algorithm.md#cost-aware-routing,
+"""Cost-aware routing and the router file, pinned on hand-worked values: the budget search
+(:mod:`cascal.router.budget`, ``cost_weight_for``), the cost-weighted tables and their cache, the
+cost tables of a fit with prices, and the loaded router (docs/algorithm.md#cost-aware-routing,
 docs/router-file.md).
 
 Most tests use "flat" tables: every niche and the global table give the same scores ``s`` and
@@ -22,7 +23,7 @@ from test_costs import MODELS, PRICES, make_world
 
 from cascal.data import ResponseMatrix
 from cascal.errors import InvalidParameterError, RouterFileError
-from cascal.router import CascalRouter
+from cascal.router import CascalRouter, budget
 from cascal.router.costs import Prices
 from cascal.router.persistence import MANIFEST
 
@@ -281,3 +282,60 @@ def test_fit_with_a_cost_weight_needs_prices(world):
     router = CascalRouter(random_state=0, cost_weight=0.001).fit(X, responses, prices=PRICES)
     assert router.cost_weighted_tables() is router.cost_weighted_tables(0.001)
     assert router.cost_weighted_tables() is not router.tables_
+
+
+# ----------------------------------------------------------------------------- the budget steps
+def test_smallest_weight_within_brackets_then_halves():
+    """A mean cost that steps down at weight 5.3: the bracket grows 1, 4, 16, then halvings of
+    (4, 16] close in on the first weight that meets the budget, from above."""
+    calls = []
+
+    def mean_cost(weight: float) -> float:
+        calls.append(weight)
+        return 1.0 if weight >= 5.3 else 3.0
+
+    got = budget.smallest_weight_within(2.0, mean_cost, lambda: pytest.fail("not needed"), 10)
+    assert calls[:4] == [0.0, 1.0, 4.0, 16.0]
+    # halving stops at adjacent floats: the end kept is the smallest float that meets the budget
+    assert got == 5.3 and np.nextafter(got, 0.0) < 5.3
+    assert 4 + 50 < len(calls) <= 4 + budget.BISECTIONS
+    # skill routing already within the budget: 0, after one call
+    assert budget.smallest_weight_within(3.0, mean_cost, lambda: pytest.fail("not needed"), 10) == 0.0
+    # met at weight 1: the bracket is (0, 1]
+    assert 0.0 < budget.smallest_weight_within(2.0, lambda w: 1.0 if w >= 0.25 else 3.0, lambda: 0.0, 1) < 0.26
+
+
+def test_smallest_weight_within_names_the_cheapest_reachable_cost():
+    with pytest.raises(InvalidParameterError, match=r"^budget: 0\.5 USD .* reachable \(0\.75 on these 7 queries\)$"):
+        budget.smallest_weight_within(0.5, lambda w: 1.0, lambda: 0.75, 7)
+    # the mean cost at the largest weight counts when it is lower than the bound
+    with pytest.raises(InvalidParameterError, match=r"\(0\.6 on these 7 queries\)$"):
+        budget.smallest_weight_within(0.5, lambda w: 0.6 if w > 1e12 else 1.0, lambda: 0.75, 7)
+
+
+def test_cheapest_mean_cost_sums_each_querys_smallest_costs():
+    cost = np.array([[3.0, 1.0, 2.0], [0.5, 4.0, 0.25]])
+    assert budget.cheapest_mean_cost(cost, 1) == pytest.approx((1.0 + 0.25) / 2)
+    assert budget.cheapest_mean_cost(cost, 2) == pytest.approx((3.0 + 0.75) / 2)
+
+
+def test_weighted_tables_reuse_only_the_same_weight_and_base(priced):
+    base = priced.tables_
+    first = budget.weighted_tables(base, 0.5)
+    assert isinstance(first, budget.WeightedTables) and first.base is base and first.weight == 0.5
+    np.testing.assert_array_equal(first.tables.global_scores, base.global_scores - 0.5 * base.global_costs)
+    assert budget.weighted_tables(base, 0.5, first) is first
+    assert budget.weighted_tables(base, 0.25, first) is not first
+    copy = dataclasses.replace(base)
+    assert budget.weighted_tables(copy, 0.5, first).base is copy
+    with pytest.raises(InvalidParameterError, match="^cost_weight: 0.5 needs expected costs"):
+        budget.weighted_tables(dataclasses.replace(base, centroid_costs=None, global_costs=None), 0.5)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1", True, None])
+def test_budget_and_cost_weight_checks_name_their_argument(bad):
+    with pytest.raises(InvalidParameterError, match=r"^budget: must be a finite number >= 0"):
+        budget.check_budget(bad)
+    with pytest.raises(InvalidParameterError, match=r"^cost_weight: must be a finite number >= 0"):
+        budget.check_cost_weight(bad)
+    assert budget.check_budget(np.int64(3)) == 3.0 and type(budget.check_budget(2)) is float
