@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cascal.errors import ServerStartError
 from cascal.serve.errors import GatewayError
 
 __all__ = ["run_load_benchmark", "format_results"]
@@ -103,14 +104,14 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise GatewayError(f"cascal serve exited with status {proc.returncode}")
+            raise ServerStartError(f"cascal serve exited with status {proc.returncode}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise GatewayError("cascal serve did not become ready")
+    raise ServerStartError("cascal serve did not become ready")
 
 
 def _train(folder: Path, world: object) -> tuple[Path, list]:

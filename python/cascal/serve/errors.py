@@ -3,8 +3,8 @@
 :class:`APIError` is raised anywhere a request is refused or cannot be served (bad body, unknown
 model, no upstream answered...); the gateway's error middleware (:mod:`cascal.serve.middleware`)
 renders it as ``{"error": {"message", "type", "param", "code"}}`` with its HTTP status, so no handler
-builds an error response itself. :class:`GatewayError` is the gateway itself failing: not started,
-shutting down, or unable to start.
+builds an error response itself. :class:`GatewayError` is the gateway itself failing: routing not
+started, or shutting down.
 """
 
 from __future__ import annotations
@@ -48,4 +48,6 @@ class APIError(CascalError):
 
 
 class GatewayError(CascalError, RuntimeError):
-    """The gateway cannot serve: it was not started, is shutting down, or failed to start."""
+    """The gateway cannot serve: its routing was not started, it is shutting down, or (load
+    benchmark) it answered a request with an error. A gateway that does not come up at all raises
+    :class:`cascal.errors.ServerStartError`."""

@@ -20,10 +20,9 @@ from typing import Any, Optional, Union
 
 import uvicorn
 
-from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError
+from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError, ServerStartError
 from cascal.serve.app import create_app
 from cascal.serve.decision_log import DecisionLog
-from cascal.serve.errors import GatewayError
 from cascal.serve.gateway import Gateway
 from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.routing import RouteEngine
@@ -224,9 +223,9 @@ class GatewayThread:
         deadline = time.monotonic() + timeout
         while not (self.server.started and self.gateway.ready):
             if self._error is not None or not self._thread.is_alive():
-                raise GatewayError(f"the gateway did not start: {self._error!r}")
+                raise ServerStartError(f"the gateway did not start: {self._error!r}")
             if time.monotonic() > deadline:
-                raise GatewayError("the gateway did not start in time")
+                raise ServerStartError("the gateway did not start in time")
             time.sleep(0.01)
         return self
 
