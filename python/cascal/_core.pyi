@@ -117,6 +117,7 @@ def route_batch(
     x: npt.NDArray[np.floating],
     tables: RoutingTables,
     params: RouteParams,
+    subject_weights: bool = False,
 ) -> tuple[
     npt.NDArray[np.float64],
     npt.NDArray[np.int64],
@@ -124,11 +125,13 @@ def route_batch(
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
     Optional[npt.NDArray[np.float64]],
+    Optional[npt.NDArray[np.float64]],
 ]:
-    """(probs, ranked, subject, nearest_distance, alpha, expected_cost); ``tables.subject_reps`` and
-    ``tables.centroids`` have x's dtype (any objects with the attributes of the two classes work);
-    ``expected_cost`` ``(n, M)`` is ``None`` unless the tables carry ``centroid_costs`` and
-    ``global_costs``."""
+    """(probs, ranked, subject, nearest_distance, alpha, expected_cost, subject_weights);
+    ``tables.subject_reps`` and ``tables.centroids`` have x's dtype (any objects with the attributes
+    of the two classes work); ``expected_cost`` ``(n, M)`` is ``None`` unless the tables carry
+    ``centroid_costs`` and ``global_costs``; ``subject_weights`` ``(n, S)`` is ``None`` unless asked
+    for."""
 
 # ---- end routing ----
 

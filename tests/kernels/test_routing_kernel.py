@@ -790,3 +790,72 @@ def test_cost_table_on_the_grouped_soft_path():
     want = reference.route_batch(X, tables, params)
     assert_same(got, want)
     np.testing.assert_allclose(got.expected_cost, want.expected_cost, rtol=1e-12, atol=1e-9)
+
+
+# ---------------------------------------------------------------- optional subject weights
+@pytest.mark.parametrize("subject_temp", [0.0, 0.002, 0.03, 0.5, 10.0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_subject_weights_match_the_reference_and_change_nothing_else(subject_temp, dtype):
+    """Asked for, the kernel returns the (n, S) subject weights it mixed with: the reference's
+    (same cutoff: negligible subjects exactly 0), one-hot of ``subject`` when hard, rows summing
+    to 1; every other output is the same bits as without them, and without them it is None. 60
+    subjects over 3000 rows cover both soft paths (grouped at the small temperatures, dense at
+    the large ones) and several row blocks."""
+    rng = np.random.default_rng(21)
+    d, S, C, M = 32, 60, 180, 7
+    reps, cents, csub, scores, glob = random_model(rng, d, S, C, M)
+    X = queries(rng, cents, 3000).astype(dtype)
+    tables = RoutingTables(reps.astype(dtype), cents.astype(dtype), csub, scores, glob)
+    params = RouteParams(k_nearest=3, top_k=M, subject_temp=subject_temp)
+    plain = kernel_route_batch(X, tables, params)
+    got = kernel_route_batch(X, tables, params, subject_weights=True)
+    assert plain.subject_weights is None
+    assert_same(got, plain, atol=0)
+    w = got.subject_weights
+    assert w.shape == (len(X), S) and w.dtype == np.float64
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(np.argmax(w, axis=1), got.subject)
+    if subject_temp == 0.0:
+        np.testing.assert_array_equal(w, np.eye(S)[got.subject])
+    want = reference.route_batch(
+        X.astype(np.float64), RoutingTables(reps, cents, csub, scores, glob), params, subject_weights=True
+    )
+    assert reference.route_batch(X, tables, params).subject_weights is None
+    if dtype == np.float64:
+        np.testing.assert_allclose(w, want.subject_weights, atol=1e-12, rtol=0)
+        np.testing.assert_array_equal(w == 0, want.subject_weights == 0)
+    else:  # float32 distances agree to ~1e-6, divided by the temperature
+        np.testing.assert_allclose(w, want.subject_weights, atol=1e-4 / max(subject_temp, 0.01) if subject_temp else 0)
+
+
+@pytest.mark.parametrize("subject_temp", [0.0, 0.01, 0.3])
+def test_subject_weights_are_the_weights_of_the_mixture(subject_temp):
+    """One centroid per subject makes the routing distribution linear in the subject weights:
+    ``probs = (1 - alpha) * W @ sharp + alpha * G``. The returned W reproduces the kernel's probs
+    to rounding, so they are the weights it used, not a recomputation nearby."""
+    rng = np.random.default_rng(5)
+    d, S, M = 16, 9, 5
+    reps = rng.normal(size=(S, d))
+    scores = rng.random((S, M))
+    glob = rng.random(M)
+    X = queries(rng, reps, 2000)
+    params = RouteParams(top_k=M, subject_temp=subject_temp, score_temp=0.2)
+    got = kernel_route_batch(X, RoutingTables(reps, reps, np.arange(S), scores, glob), params, subject_weights=True)
+    sharp = np.vstack([_softmax(row, 0.2) for row in scores])
+    a = got.alpha[:, None]
+    mixed = (1.0 - a) * got.subject_weights @ sharp + a * _softmax(glob, 0.2)[None, :]
+    np.testing.assert_allclose(got.probs, mixed, atol=1e-14, rtol=0)
+    assert (got.alpha > 0).any() and (got.alpha == 0).any()
+
+
+def test_subject_weights_of_an_empty_batch_and_through_the_extension(rng):
+    from cascal import _core
+
+    reps, cents, csub, scores, glob = random_model(rng, 8, 4, 12, 5)
+    tables = RoutingTables(reps, cents, csub, scores, glob)
+    empty = kernel_route_batch(np.zeros((0, 8)), tables, RouteParams(), subject_weights=True)
+    assert empty.subject_weights.shape == (0, 4)
+    X = queries(rng, cents, 10)
+    raw = _core.route_batch(X, tables, RouteParams(subject_temp=0.1), True)
+    assert len(raw) == 7 and raw[6].shape == (10, 4)
+    assert _core.route_batch(X, tables, RouteParams(subject_temp=0.1))[6] is None

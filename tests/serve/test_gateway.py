@@ -298,7 +298,7 @@ def test_tune_gc_freezes_the_startup_heap_and_raises_the_first_threshold():
 def test_load_benchmark_table_reports_client_and_gateway_cpu():
     import os
 
-    from cascal.serve.loadtest import _process_cpu, format_results
+    from cascal.bench.gateway_load import _process_cpu, format_results
 
     assert _process_cpu(os.getpid()) is None or _process_cpu(os.getpid()) >= 0
     route = {"decisions_per_s": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "requests": 300}

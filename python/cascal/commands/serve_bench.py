@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import_extra("cascal.serve.server", NAME, "serve")  # the benchmark starts a gateway process
-    from cascal.serve.loadtest import format_results, run_load_benchmark
+    from cascal.bench.gateway_load import format_results, run_load_benchmark
 
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
     print(format_results(run_load_benchmark(clients, seconds=args.seconds, chat_requests=args.chat_requests)))

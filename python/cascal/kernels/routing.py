@@ -22,6 +22,12 @@ carry ``centroid_costs`` ``(C, M)`` and ``global_costs`` ``(M,)``, the result al
 contributes ``global_costs``), never sharpened. The costs do not change ``probs`` or ``ranked``;
 cost-aware routing changes the scores it passes in.
 
+Optional subject weights (``route_batch(..., subject_weights=True)``): ``subject_weights``
+``(n, S)``, the weights ``pi`` step 2 mixed the subjects with, as the kernel computed them (so they
+agree bit for bit with its routing). Soft assignment: ``softmax(-subject_dist / subject_temp)``
+with the subjects below ``2^-52`` of the nearest one's weight at exactly 0 (the kernel skips them);
+hard assignment: the one-hot row of the chosen ``subject``. Not asked for, they cost nothing.
+
 The kernel releases the GIL and runs over blocks of queries in parallel: one GEMM per block against
 the subject representatives, then (hard) one GEMM per subject against only that subject's centroids
 or (soft) one GEMM against all centroids.
@@ -59,6 +65,9 @@ class RouteResult:
         alpha: ``(n,)`` float64 weight of the global distribution in the fallback blend.
         expected_cost: ``(n, M)`` float64 expected cost of every model for every query (the
             linear mix of the cost table), or ``None`` when the tables carry no cost table.
+        subject_weights: ``(n, S)`` float64 weight of every subject in every query's mixture
+            (rows sum to 1; one-hot of ``subject`` under hard assignment), or ``None`` unless
+            :func:`route_batch` was asked for them.
     """
 
     probs: np.ndarray
@@ -67,6 +76,7 @@ class RouteResult:
     nearest_distance: np.ndarray
     alpha: np.ndarray
     expected_cost: Optional[np.ndarray] = None
+    subject_weights: Optional[np.ndarray] = None
 
 
 def _matrix(value: object, name: str, dtype: Optional[np.dtype] = None) -> np.ndarray:
@@ -269,7 +279,9 @@ class RouteParams:
             object.__setattr__(self, name, value)
 
 
-def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = RouteParams()) -> RouteResult:
+def route_batch(
+    X: np.ndarray, tables: RoutingTables, params: RouteParams = RouteParams(), *, subject_weights: bool = False
+) -> RouteResult:
     """Route ``n`` query embeddings to the ``M`` models of ``tables`` (rules in the module docs).
 
     Args:
@@ -277,6 +289,7 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
             tables are used in the same dtype.
         tables: the trained model.
         params: the routing constants (default: :class:`RouteParams` defaults).
+        subject_weights: also return :attr:`RouteResult.subject_weights` (module docs).
 
     Raises:
         KernelError: (a ``ValueError``) naming the argument of any invalid input: ``X`` (zero or
@@ -292,5 +305,4 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
     x = _matrix(X, "X")
     if x.shape[1] != tables.dim:
         raise KernelError(f"X: expected {tables.dim} columns like the tables, got shape {x.shape}", arg="X")
-    probs, ranked, subject, nearest, alpha, expected_cost = _core.route_batch(x, tables.astype(x.dtype), params)
-    return RouteResult(probs, ranked, subject, nearest, alpha, expected_cost)
+    return RouteResult(*_core.route_batch(x, tables.astype(x.dtype), params, bool(subject_weights)))

@@ -32,7 +32,9 @@ def _sharpen(scores: np.ndarray, temp: float) -> np.ndarray:
         return e / e.sum(axis=1, keepdims=True)
 
 
-def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = RouteParams()) -> RouteResult:
+def route_batch(
+    X: np.ndarray, tables: RoutingTables, params: RouteParams = RouteParams(), *, subject_weights: bool = False
+) -> RouteResult:
     """numpy version of :func:`cascal.kernels.route_batch`: same arguments, same result; the tables
     and parameters are validated when they are made, the values are not checked here."""
     if not isinstance(tables, RoutingTables) or not isinstance(params, RouteParams):
@@ -108,4 +110,5 @@ def route_batch(X: np.ndarray, tables: RoutingTables, params: RouteParams = Rout
         nearest.astype(np.float64),
         alpha.astype(np.float64),
         expected_cost,
+        subject_weight.astype(np.float64) if subject_weights else None,
     )

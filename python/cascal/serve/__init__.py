@@ -6,18 +6,24 @@ the trained :class:`cascal.CascalRouter` and forwards the request to the best-ra
 Built on Starlette and uvicorn (the optional extra ``pip install 'cascal[serve]'``); nothing here is
 imported by ``import cascal``.
 
-Modules, one purpose each:
+Modules, one purpose each (a request passes them in this order):
 
-- :mod:`~cascal.serve.settings` — :class:`GatewaySettings`, every tunable of a running gateway;
-- :mod:`~cascal.serve.protocol` — OpenAI-style error bodies, request checks, the text to embed;
+- :mod:`~cascal.serve.app` — :func:`create_app`: the routes, their middleware and the lifespan;
+- :mod:`~cascal.serve.middleware` — request metrics, errors as OpenAI JSON, the API key (pure ASGI);
+- :mod:`~cascal.serve.endpoints` — one handler per endpoint, reading ``request.app.state.gateway``;
+- :mod:`~cascal.serve.protocol` — :func:`parse_chat` / :func:`parse_route`: a body decoded and
+  checked once into a :class:`ChatRequest` / :class:`RouteRequest`;
 - :mod:`~cascal.serve.routing` — :class:`RouteEngine`: embedding and routing with micro-batching;
-- :mod:`~cascal.serve.breaker` — the per-upstream :class:`CircuitBreaker`;
 - :mod:`~cascal.serve.upstream` — forwarding through the ``openai`` client, failover, streaming;
+- :mod:`~cascal.serve.breaker` — the per-upstream :class:`CircuitBreaker`;
 - :mod:`~cascal.serve.vote` — ``cascal-vote-K``: ask the top K models, plurality of their letters;
-- :mod:`~cascal.serve.metrics` — Prometheus metrics in a private registry;
-- :mod:`~cascal.serve.decision_log` — one JSON line per routed request;
-- :mod:`~cascal.serve.app` — the Starlette application (:func:`create_app`);
-- :mod:`~cascal.serve.server` — loading router, embedder and pool, running uvicorn, a thread helper.
+- :mod:`~cascal.serve.decision_log` — a :class:`DecisionRecord` per routed request, one JSON line each;
+
+and around them :mod:`~cascal.serve.gateway` (:class:`Gateway`, the running parts of one gateway),
+:mod:`~cascal.serve.settings` (:class:`GatewaySettings`), :mod:`~cascal.serve.errors`
+(:class:`APIError`, :class:`GatewayError`), :mod:`~cascal.serve.metrics` (Prometheus, private
+registry) and :mod:`~cascal.serve.server` (loading router, embedder and pool; uvicorn; a thread
+helper). The load benchmark is :mod:`cascal.bench.gateway_load`.
 
 See ``docs/serve.md``.
 """

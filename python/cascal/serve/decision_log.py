@@ -4,7 +4,8 @@ Each line holds ``time`` (UTC, ISO 8601), ``endpoint``, ``query_sha256`` (the fi
 the SHA-256 of the embedded text), ``text`` only when the gateway runs with ``--log-text``,
 ``ranking`` (model names, best first), ``model`` (the one that answered, ``null`` when none did),
 ``failovers``, ``status``, ``latency_ms`` and ``prompt_tokens`` / ``completion_tokens`` when the
-upstream reported them. Keys and request bodies are never written.
+upstream reported them, then the record's ``extra`` fields (``vote``, ``stream``, ``stream_error``).
+Keys and request bodies are never written. A :class:`DecisionRecord` is what a handler reports.
 """
 
 from __future__ import annotations
@@ -13,10 +14,38 @@ import datetime
 import hashlib
 import json
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
-__all__ = ["DecisionLog", "query_hash"]
+__all__ = ["DecisionLog", "DecisionRecord", "query_hash"]
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One routed request as the decision log writes it.
+
+    Attributes:
+        endpoint: ``chat``, ``vote`` or ``route``.
+        text: the embedded text (written as its hash, and as itself only with ``log_text``).
+        ranking: pool model names, best first (a pool model asked by name: that model alone).
+        model: the model that answered, ``None`` when none did (or none was asked).
+        failovers: models tried before the one that answered.
+        status: the HTTP status answered.
+        latency_ms: time from the request's arrival at its handler to the record.
+        usage: the upstream's ``usage`` object; its integer token counts are written.
+        extra: further fields written as they are.
+    """
+
+    endpoint: str
+    text: str
+    ranking: Sequence[str]
+    model: Optional[str] = None
+    failovers: int = 0
+    status: int = 200
+    latency_ms: float = 0.0
+    usage: Optional[Mapping[str, Any]] = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def query_hash(text: str) -> str:
@@ -34,39 +63,36 @@ class DecisionLog:
         self._file = open(self.path, "a", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
 
-    def write(
-        self,
-        *,
-        endpoint: str,
-        text: str,
-        ranking: Sequence[str],
-        model: Optional[str],
-        failovers: int = 0,
-        status: int = 200,
-        latency_ms: float = 0.0,
-        usage: Optional[dict[str, Any]] = None,
-        extra: Optional[dict[str, Any]] = None,
-    ) -> None:
-        """Append one record (see the module docstring for the fields)."""
-        record: dict[str, Any] = {
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-            "endpoint": endpoint,
-            "query_sha256": query_hash(text),
-        }
-        if self.log_text:
-            record["text"] = text
-        record.update(
-            ranking=list(ranking), model=model, failovers=failovers, status=status, latency_ms=round(latency_ms, 3)
-        )
-        for key in ("prompt_tokens", "completion_tokens"):
-            value = (usage or {}).get(key)
-            if isinstance(value, int):
-                record[key] = value
-        record.update(extra or {})
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+    def write(self, record: DecisionRecord) -> None:
+        """Append ``record`` as one JSON line (see the module docstring for the fields)."""
+        line = json.dumps(self.fields(record), ensure_ascii=False) + "\n"
         with self._lock:
             if not self._file.closed:
                 self._file.write(line)
+
+    def fields(self, record: DecisionRecord) -> dict[str, Any]:
+        """The JSON object of ``record``'s line, timed now."""
+        out: dict[str, Any] = {
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            "endpoint": record.endpoint,
+            "query_sha256": query_hash(record.text),
+        }
+        if self.log_text:
+            out["text"] = record.text
+        out.update(
+            ranking=list(record.ranking),
+            model=record.model,
+            failovers=record.failovers,
+            status=record.status,
+            latency_ms=round(record.latency_ms, 3),
+        )
+        usage = record.usage if isinstance(record.usage, Mapping) else {}
+        for key in ("prompt_tokens", "completion_tokens"):
+            value = usage.get(key)
+            if isinstance(value, int):
+                out[key] = value
+        out.update(record.extra)
+        return out
 
     def close(self) -> None:
         """Flush and close the file (idempotent)."""

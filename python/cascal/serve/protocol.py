@@ -1,56 +1,152 @@
-"""The OpenAI wire format as the gateway needs it: error bodies, request checks, the text to embed.
+"""Request bodies decoded once: :func:`parse_chat` and :func:`parse_route` turn the raw bytes of a
+request into a frozen :class:`ChatRequest` / :class:`RouteRequest`, or refuse it with a 4xx
+:class:`~cascal.serve.errors.APIError` in OpenAI's error form.
 
-Every refusal is an :class:`APIError` rendered as OpenAI's error JSON
-``{"error": {"message", "type", "param", "code"}}`` with the matching HTTP status.
+Every check of a body lives here, in the order a client meets them: JSON object, ``messages``,
+``model``, the ``cascal-vote-K`` size, the text to route on, the cost weight, and streaming (not
+with a vote). The handlers work on the parsed object only, never on the JSON.
+
+Plain dataclasses rather than a validation library's models: the refusals (status, message,
+``param``, ``code``) are part of the gateway's contract, and the chat body is forwarded upstream as
+the client sent it, unknown fields included, so it is kept as the dict it came as.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from cascal.serve.errors import APIError
+from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
+
 __all__ = [
-    "APIError",
-    "error_body",
-    "parse_json",
-    "check_messages",
-    "cost_weight",
-    "route_inputs",
-    "query_text",
+    "COST_WEIGHT_FIELD",
+    "COST_WEIGHT_HEADER",
+    "ChatRequest",
+    "RouteRequest",
     "message_text",
+    "parse_chat",
+    "parse_json",
+    "parse_route",
+    "query_text",
+    "vote_size",
 ]
 
+#: Request body field and header carrying a per-request cost weight (docs/serve.md).
+COST_WEIGHT_FIELD = "cascal_cost_weight"
+COST_WEIGHT_HEADER = "x-cascal-cost-weight"
 
-class APIError(Exception):
-    """A request the gateway refuses or cannot serve, with its HTTP status and OpenAI error fields."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        kind: str = "invalid_request_error",
-        *,
-        code: Optional[str] = None,
-        param: Optional[str] = None,
-        headers: Optional[Mapping[str, str]] = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-        self.code = code
-        self.param = param
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict:
-        """The OpenAI-style error JSON."""
-        return error_body(self.message, self.kind, code=self.code, param=self.param)
+_VOTE = re.compile(rf"^{re.escape(VOTE_PREFIX)}(?:-([0-9]+))?$")
 
 
-def error_body(message: str, kind: str, *, code: Optional[str] = None, param: Optional[str] = None) -> dict:
-    """``{"error": {"message", "type", "param", "code"}}``."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+@dataclass(frozen=True)
+class ChatRequest:
+    """A checked ``POST /v1/chat/completions`` body.
+
+    Attributes:
+        body: the body to forward upstream: as sent, without :data:`COST_WEIGHT_FIELD`.
+        model: the model asked for: ``cascal``, ``cascal-vote[-K]`` or a pool model's name.
+        messages: the chat messages (each a dict with a string ``role`` and a ``content``).
+        stream: whether the client asked for server-sent events.
+        routed: whether the gateway routes (``cascal`` or a vote); ``False`` for a pool model by name.
+        text: what routing embeds (:func:`query_text`); ``""`` when not routed.
+        cost_weight: the request's cost weight (``None`` = the router's own).
+        vote: K of ``cascal-vote-K``, ``None`` for another model.
+    """
+
+    body: dict
+    model: str
+    messages: list
+    stream: bool
+    routed: bool
+    text: str = ""
+    cost_weight: Optional[float] = None
+    vote: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """A checked ``POST /v1/route`` body: the texts to route, whether the client sent a list (and
+    gets a list back), and the cost weight (``None`` = the router's own)."""
+
+    texts: list
+    many: bool
+    cost_weight: Optional[float] = None
+
+
+def parse_chat(
+    raw: bytes, headers: Mapping[str, str], *, settings: GatewaySettings, pool: Sequence[str], priced: bool
+) -> ChatRequest:
+    """Decode and check a chat request body.
+
+    Args:
+        raw: the request body.
+        headers: the request headers (the cost weight may come as :data:`COST_WEIGHT_HEADER`).
+        settings: the gateway's settings (``top_k`` is a bare vote's K; ``whole_conversation``).
+        pool: the pool's model names.
+        priced: whether the router carries expected costs (a cost weight above 0 needs them).
+
+    Raises:
+        APIError: 400 for a body that is not a JSON object, missing or malformed ``messages`` or
+            ``model``, a vote K outside the pool, no text to route on, a bad cost weight or a
+            streamed vote; 404 for an unknown model.
+    """
+    body = parse_json(raw)
+    messages = _messages(body)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "model: required string", param="model")
+    vote = vote_size(model, settings.top_k, len(pool))
+    stream = bool(body.get("stream"))
+    if model in pool:  # a pool model by name: no routing
+        body.pop(COST_WEIGHT_FIELD, None)
+        return ChatRequest(body, model, messages, stream, routed=False)
+    if model != ROUTED_MODEL and vote is None:
+        raise APIError(
+            404,
+            f"model {model!r} not found: ask for {ROUTED_MODEL!r}, 'cascal-vote-K' or a pool model ({', '.join(pool)})",
+            code="model_not_found",
+            param="model",
+        )
+    text = query_text(messages, settings.whole_conversation)
+    weight = _cost_weight(body, headers, priced)
+    if vote is not None and stream:
+        raise APIError(400, "stream: not supported with cascal-vote (the vote needs whole replies)", param="stream")
+    return ChatRequest(body, model, messages, stream, routed=True, text=text, cost_weight=weight, vote=vote)
+
+
+def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySettings, priced: bool) -> RouteRequest:
+    """Decode and check a ``/v1/route`` body.
+
+    ``{"messages": [...]}`` routes one conversation as a chat request would; ``{"input": "text"}``
+    one text; ``{"input": ["a", "b"]}`` several.
+
+    Raises:
+        APIError: 400 for a body that is not a JSON object, malformed ``messages``, no text or an
+            empty ``input``, or a bad cost weight.
+    """
+    body = parse_json(raw)
+    if "messages" in body:
+        texts, many = [query_text(_messages(body), settings.whole_conversation)], False
+    else:
+        value = body.get("input")
+        if isinstance(value, str):
+            if not value.strip():
+                raise APIError(400, "input: must be a non-empty string", param="input")
+            texts, many = [value], False
+        elif isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+            texts, many = list(value), True
+        else:
+            raise APIError(
+                400,
+                "give messages (a chat) or input (a non-empty string or list of strings)",
+                param="input",
+                code="missing_messages",
+            )
+    return RouteRequest(texts, many, _cost_weight(body, headers, priced))
 
 
 def parse_json(raw: bytes) -> dict:
@@ -64,19 +160,8 @@ def parse_json(raw: bytes) -> dict:
     return body
 
 
-def message_text(content: Any) -> str:
-    """The text of a message's ``content``: a string, or the ``text`` of its text parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(part.get("text", "")) for part in content if isinstance(part, Mapping) and part.get("type") == "text"
-        )
-    return ""
-
-
-def check_messages(body: Mapping[str, Any]) -> list[dict]:
-    """The ``messages`` of a chat request; 400 when missing or malformed."""
+def _messages(body: Mapping[str, Any]) -> list:
+    """The ``messages`` of a request; 400 when missing or malformed."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(
@@ -86,6 +171,29 @@ def check_messages(body: Mapping[str, Any]) -> list[dict]:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
             raise APIError(400, f"messages[{i}]: each message needs a string role and a content", param="messages")
     return messages
+
+
+def vote_size(model: str, default: int, pool_size: int) -> Optional[int]:
+    """K of a ``cascal-vote[-K]`` model name (``default`` without a number, capped at the pool),
+    ``None`` for another name; 400 when K is outside ``1..pool_size``."""
+    match = _VOTE.match(model)
+    if match is None:
+        return None
+    k = int(match.group(1)) if match.group(1) else min(default, pool_size)
+    if not 1 <= k <= pool_size:
+        raise APIError(400, f"model: {model!r} asks {k} models; the pool has {pool_size}", param="model")
+    return k
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's ``content``: a string, or the ``text`` of its text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", "")) for part in content if isinstance(part, Mapping) and part.get("type") == "text"
+        )
+    return ""
 
 
 def query_text(messages: Sequence[Mapping[str, Any]], whole_conversation: bool = False) -> str:
@@ -102,16 +210,11 @@ def query_text(messages: Sequence[Mapping[str, Any]], whole_conversation: bool =
     return text
 
 
-#: Request body field and header carrying a per-request cost weight (docs/serve.md).
-COST_WEIGHT_FIELD = "cascal_cost_weight"
-COST_WEIGHT_HEADER = "x-cascal-cost-weight"
-
-
-def cost_weight(body: dict, headers: Mapping[str, str]) -> Optional[float]:
+def _cost_weight(body: dict, headers: Mapping[str, str], priced: bool) -> Optional[float]:
     """The request's cost weight: the body field :data:`COST_WEIGHT_FIELD` (removed from ``body``, so
     it is never forwarded upstream), else the header :data:`COST_WEIGHT_HEADER`, else ``None`` (the
-    router's own). Raises a 400 :class:`APIError` naming the field or header when it is not a
-    finite number >= 0."""
+    router's own). 400 naming the field or header when it is not a finite number >= 0, or is above
+    0 for a router without expected costs."""
     if COST_WEIGHT_FIELD in body:
         value, name = body.pop(COST_WEIGHT_FIELD), COST_WEIGHT_FIELD
     elif COST_WEIGHT_HEADER in headers:
@@ -125,27 +228,6 @@ def cost_weight(body: dict, headers: Mapping[str, str]) -> Optional[float]:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise APIError(400, f"{name}: must be a finite number >= 0, got {value!r}", param=name)
+    if value and not priced:
+        raise APIError(400, f"{name}: the router has no expected costs (train it with --prices)", param=name)
     return float(value)
-
-
-def route_inputs(body: Mapping[str, Any], whole_conversation: bool = False) -> tuple[list[str], bool]:
-    """The texts of a ``/v1/route`` request and whether it asked for a list.
-
-    ``{"messages": [...]}`` routes one conversation as a chat request would; ``{"input": "text"}``
-    one text; ``{"input": ["a", "b"]}`` several.
-    """
-    if "messages" in body:
-        return [query_text(check_messages(body), whole_conversation)], False
-    value = body.get("input")
-    if isinstance(value, str):
-        if not value.strip():
-            raise APIError(400, "input: must be a non-empty string", param="input")
-        return [value], False
-    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
-        return list(value), True
-    raise APIError(
-        400,
-        "give messages (a chat) or input (a non-empty string or list of strings)",
-        param="input",
-        code="missing_messages",
-    )

@@ -1,8 +1,10 @@
 """Embedding and routing for the gateway, with micro-batching of concurrent requests.
 
 :meth:`RouteEngine.decide` embeds texts with the router's embedder and ranks the whole pool with one
-``route_details`` call, the very call :meth:`cascal.CascalRouter.route` makes, so a decision's ranking
-is the router's (and ``cascal route``'s) for the same text.
+routing kernel call on the router's own tables and constants (``cost_weighted_tables`` and
+``route_params``, what :meth:`cascal.CascalRouter.route` routes with), so a decision's ranking is the
+router's (and ``cascal route``'s) for the same text. With soft subject assignment the kernel also
+returns the subject weights it mixed with, reported as :attr:`Decision.subject_weights`.
 
 :meth:`RouteEngine.route` is what request handlers await: queries arriving together are collected
 into one batch (at most ``batch_max``), embedded and routed by a single router call in a worker
@@ -21,7 +23,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from cascal.vectors import unit_rows
+from cascal import kernels
+from cascal.serve.errors import GatewayError
 
 __all__ = ["Decision", "RouteEngine", "Ticket"]
 
@@ -34,8 +37,9 @@ class Decision:
         ranking: pool model names, best first.
         scores: their routing scores (the router's distribution), aligned with ``ranking``.
         subject: the nearest (most weighted) subject.
-        subject_weights: subject -> weight under soft assignment, ``None`` when the router assigns
-            hard (``subject_temp_ == 0``).
+        subject_weights: subject -> weight under soft assignment (the routing kernel's own weights;
+            subjects too far to matter weigh exactly 0), ``None`` when the router assigns hard
+            (``subject_temp_ == 0``).
         nearest_distance: cosine distance to the nearest niche centroid of that subject.
         alpha: weight of the global ranking blended in (``0`` = none, ``1`` = the global ranking only).
         expected_costs: expected cost of each model of ``ranking``, USD per 1,000 queries
@@ -128,10 +132,7 @@ class RouteEngine:
         self.on_batch = on_batch
         self.model_names = list(router.model_names_)
         self.subject_names = list(getattr(router, "subject_names_", []))
-        temp = float(getattr(router, "subject_temp_", 0.0) or 0.0)
-        self._subject_temp = temp
-        reps = getattr(router, "subject_reps_", None)
-        self._reps = np.asarray(reps, dtype=np.float64) if reps is not None and temp > 0 else None
+        self._soft = float(getattr(router, "subject_temp_", 0.0) or 0.0) > 0
         self._queue: Optional[asyncio.Queue[_Pending]] = None
         self._worker: Optional[asyncio.Task[None]] = None
         self._announced = 0  # requests received whose queries are not queued yet
@@ -143,17 +144,18 @@ class RouteEngine:
 
     # ------------------------------------------------------------------ synchronous core
     def decide(self, texts: Sequence[str], cost_weights: Optional[Sequence[Optional[float]]] = None) -> list[Decision]:
-        """Embed ``texts`` and rank the whole pool for each with one router call per distinct cost
+        """Embed ``texts`` and rank the whole pool for each with one kernel call per distinct cost
         weight (``cost_weights[i]`` for text ``i``; ``None`` = the router's own)."""
         X = np.asarray(self.embedder.encode(list(texts)), dtype=np.float32)
         per_text = list(cost_weights) if cost_weights is not None else [None] * len(texts)
-        weights = self._subject_weights(X)
+        params = self.router.route_params(len(self.model_names))
         decisions: list[Optional[Decision]] = [None] * len(texts)
         for weight in dict.fromkeys(per_text):
             rows = [i for i, w in enumerate(per_text) if w == weight]
-            extra = {} if weight is None else {"cost_weight": weight}
-            result = self.router.route_details(X[rows], top_k=len(self.model_names), **extra)
-            costs = getattr(result, "expected_cost", None)
+            tables = self.router.cost_weighted_tables(weight)
+            result = kernels.route_batch(X[rows], tables, params, subject_weights=self._soft)
+            costs = result.expected_cost
+            weights = result.subject_weights
             for r, i in enumerate(rows):
                 order = [int(j) for j in result.ranked[r]]
                 subject = int(result.subject[r])
@@ -161,23 +163,13 @@ class RouteEngine:
                     ranking=tuple(self.model_names[j] for j in order),
                     scores=tuple(float(result.probs[r, j]) for j in order),
                     subject=self.subject_names[subject] if 0 <= subject < len(self.subject_names) else None,
-                    subject_weights=None if weights is None else dict(zip(self.subject_names, weights[i].tolist())),
+                    subject_weights=None if weights is None else dict(zip(self.subject_names, weights[r].tolist())),
                     nearest_distance=float(result.nearest_distance[r]),
                     alpha=float(result.alpha[r]),
                     expected_costs=None if costs is None else tuple(float(costs[r, j]) for j in order),
                     cost_weight=weight,
                 )
         return [d for d in decisions if d is not None]
-
-    def _subject_weights(self, X: np.ndarray) -> Optional[np.ndarray]:
-        """``softmax(-cosine distance to each subject representative / subject_temp_)`` per row."""
-        if self._reps is None:
-            return None
-        x = unit_rows(X.astype(np.float64))
-        logits = -(1.0 - x @ self._reps.T) / self._subject_temp
-        logits -= logits.max(axis=1, keepdims=True)
-        w = np.exp(logits)
-        return w / w.sum(axis=1, keepdims=True)
 
     # ------------------------------------------------------------------ batching
     async def start(self) -> None:
@@ -196,7 +188,7 @@ class RouteEngine:
         while self._queue is not None and not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
-                pending.future.set_exception(RuntimeError("the gateway is shutting down"))
+                pending.future.set_exception(GatewayError("the gateway is shutting down"))
 
     @contextlib.contextmanager
     def expect(self) -> Iterator[Ticket]:
@@ -221,7 +213,7 @@ class RouteEngine:
         """Decisions for several queries (they join the current batch), routed with ``cost_weight``
         (``None`` = the router's own)."""
         if self._queue is None:
-            raise RuntimeError("RouteEngine.start() was not called")
+            raise GatewayError("RouteEngine.start() was not called")
         if ticket is not None and not ticket.queued:
             ticket.queued = True
             self._announced -= 1

@@ -20,9 +20,10 @@ from typing import Any, Optional, Union
 
 import uvicorn
 
-from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError
-from cascal.serve.app import Gateway, create_app
+from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError, ServerStartError
+from cascal.serve.app import create_app
 from cascal.serve.decision_log import DecisionLog
+from cascal.serve.gateway import Gateway
 from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.routing import RouteEngine
 from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
@@ -40,11 +41,12 @@ GC_THRESHOLDS = (20_000, 20, 10)
 def tune_gc() -> None:
     """Keep CPython's cyclic GC from stalling a serving process.
 
-    A full (generation 2) collection walks every tracked object: about 155,000 once router, embedder,
-    numpy, Starlette and uvicorn are loaded, which took 84-107 ms each time on the benchmark machine,
-    about twice a second under load, stalling all requests in flight (the p99 tail at 64 clients).
-    ``gc.freeze()`` moves the objects alive after startup to a permanent generation that collections
-    skip (full collections then take about 1 ms), and the larger first threshold makes them rarer.
+    A full (generation 2) collection walks every tracked object, and once router, embedder, numpy,
+    Starlette and uvicorn are loaded there are many: under load the objects of requests in flight
+    get promoted and trigger full collections, each holding the GIL and stalling every request in
+    flight (the p99 tail at many clients; measured in docs/serve.md). ``gc.freeze()`` moves the
+    objects alive after startup to a permanent generation that collections skip, and the larger
+    first threshold makes full collections rarer.
     """
     gc.collect()
     gc.freeze()
@@ -221,9 +223,9 @@ class GatewayThread:
         deadline = time.monotonic() + timeout
         while not (self.server.started and self.gateway.ready):
             if self._error is not None or not self._thread.is_alive():
-                raise RuntimeError(f"the gateway did not start: {self._error!r}")
+                raise ServerStartError(f"the gateway did not start: {self._error!r}")
             if time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start in time")
+                raise ServerStartError("the gateway did not start in time")
             time.sleep(0.01)
         return self
 

@@ -34,19 +34,19 @@ except ImportError:  # pragma: no cover - depends on the installed openai
     import httpx as _http  # type: ignore[no-redef]
 
 
-from cascal.errors import exception_chain
+from cascal.errors import CascalError, exception_chain
 from cascal.llm.config import ModelConfig, PoolConfig
 from cascal.serve.breaker import CircuitBreaker
+from cascal.serve.errors import APIError
 from cascal.serve.metrics import GatewayMetrics
-from cascal.serve.protocol import APIError
 
 __all__ = ["Attempt", "Forwarded", "OpenStream", "Upstream", "UpstreamFailure", "UpstreamPool"]
 
 
 def _http_client() -> Any:
     """The HTTP client of an upstream: the ``openai`` client's aiohttp backend (``openai[aiohttp]``,
-    in the ``serve`` extra) when installed, about 1 ms a request faster on loopback than its default
-    transport (docs/serve.md); otherwise the default."""
+    in the ``serve`` extra) when installed, faster per request than its default transport (measured
+    in docs/serve.md); otherwise the default."""
     try:
         return openai.DefaultAioHttpClient()
     except (AttributeError, RuntimeError):  # an openai without it, or aiohttp missing
@@ -60,7 +60,7 @@ PASS_THROUGH_STATUS = frozenset({400, 413, 422})
 T = TypeVar("T")
 
 
-class UpstreamFailure(Exception):
+class UpstreamFailure(CascalError):
     """One failed upstream request: ``kind`` (``timeout``, ``connection``, ``http_<status>``,
     ``malformed``, ``empty_choices``, ``empty_stream``) and the HTTP status when there was one."""
 
@@ -149,7 +149,7 @@ class Upstream:
         request["model"] = self.config.model
         try:
             # the client's plain ``post`` with the request as it came: ``chat.completions.create``
-            # re-validates and transforms every parameter, about 0.5 ms a request (docs/serve.md)
+            # re-validates and transforms every parameter on every request (docs/serve.md)
             raw = await self.client.post("/chat/completions", body=request, cast_to=_http.Response)
             data = json.loads(await raw.aread())
         except openai.OpenAIError as exc:

@@ -1,4 +1,5 @@
-"""``model: "cascal-vote-K"``: ask the top K routed models and return the plurality answer.
+"""``model: "cascal-vote-K"``: ask the top K routed models and return the plurality answer (K is
+read by :func:`cascal.serve.protocol.vote_size`).
 
 Each reply's answer letter is read with :func:`cascal.llm.extract.extract_answer` (options A..T);
 the plurality of the letters wins and ties go to the higher-ranked model
@@ -15,29 +16,13 @@ reply is returned with ``"answer": null``.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Optional, Sequence
 
 from cascal.data import LETTERS
-from cascal.serve.protocol import APIError
-from cascal.serve.settings import VOTE_PREFIX
+from cascal.serve.errors import APIError
 from cascal.serve.upstream import Attempt, Forwarded, UpstreamPool
 
-__all__ = ["vote_size", "ask_and_vote"]
-
-_VOTE = re.compile(rf"^{re.escape(VOTE_PREFIX)}(?:-([0-9]+))?$")
-
-
-def vote_size(model: str, default: int, pool_size: int) -> Optional[int]:
-    """K of a ``cascal-vote[-K]`` model name (``default`` without a number), ``None`` for another
-    name; 400 when K is outside ``1..pool_size``."""
-    match = _VOTE.match(model)
-    if match is None:
-        return None
-    k = int(match.group(1)) if match.group(1) else min(default, pool_size)
-    if not 1 <= k <= pool_size:
-        raise APIError(400, f"model: {model!r} asks {k} models; the pool has {pool_size}", param="model")
-    return k
+__all__ = ["ask_and_vote"]
 
 
 def _letters(texts: Sequence[Optional[str]]) -> list[int]:
@@ -47,13 +32,12 @@ def _letters(texts: Sequence[Optional[str]]) -> list[int]:
 
 
 async def ask_and_vote(pool: UpstreamPool, ranking: Sequence[str], body: dict, k: int) -> Forwarded:
-    """Ask the first ``k`` healthy models of ``ranking`` at once and return the winning reply.
+    """Ask the first ``k`` healthy models of ``ranking`` at once and return the winning reply
+    (``body`` is a whole-reply request: :func:`cascal.serve.protocol.parse_chat` refuses a streamed vote).
 
     Raises:
-        APIError: 400 for a streamed request, 502 when no asked model answered.
+        APIError: 502 when no asked model answered.
     """
-    if body.get("stream"):
-        raise APIError(400, "stream: not supported with cascal-vote (the vote needs whole replies)", param="stream")
     names = pool.candidates(ranking)[:k]
 
     async def ask(name: str) -> Optional[Forwarded]:

@@ -22,6 +22,11 @@
 //! A centroid without any finite score contributes `global_costs`, as it contributes `G`. The
 //! costs never change `probs` or `ranked`.
 //!
+//! Optional subject weights ([`Outputs::subject_weights`], off by default): `subject_weights`
+//! (`n × S`) holds the weights `π` step 2 mixed the subjects with, the very values the kernel used:
+//! soft assignment gives the normalised `π` with the skipped subjects (below) at exactly 0; hard
+//! assignment gives the one-hot row of the chosen subject. Without the option nothing is written.
+//!
 //! Every `exp` of a weight is [`crate::fastexp::exp_flush`] (relative error below `1e−15`, exactly
 //! 0 below `exp(−708)`; the same bits scalar or vectorised), so soft routing takes a block's subject
 //! weights, and on the dense path a row's centroid weights, in one vectorised call each. A
@@ -113,6 +118,17 @@ pub struct RouteOutput {
     pub alpha: Vec<f64>,
     /// `n × M` expected cost of every model per query (only with a cost table in the model).
     pub expected_cost: Option<Vec<f64>>,
+    /// `n × S` subject weights of every query (only with [`Outputs::subject_weights`]).
+    pub subject_weights: Option<Vec<f64>>,
+}
+
+/// Outputs of [`route_batch_with`] that are computed only on request (none by default, which is
+/// [`route_batch`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outputs {
+    /// Fill [`RouteOutput::subject_weights`]: the subject weights the routing mixed with (one-hot
+    /// of the chosen subject under hard assignment).
+    pub subject_weights: bool,
 }
 
 /// The model-independent inputs of [`route_batch`], borrowed.
@@ -397,6 +413,8 @@ struct BlockOut<'a> {
     alpha: &'a mut [f64],
     /// `nb × M` expected costs (only with a cost table).
     cost: Option<&'a mut [f64]>,
+    /// `nb × S` subject weights (only when asked for; zeroed on entry).
+    subject_weights: Option<&'a mut [f64]>,
 }
 
 fn route_block<T: Real>(
@@ -404,7 +422,7 @@ fn route_block<T: Real>(
     row0: usize,
     prep: &Prepared<T>,
     params: &RouteParams,
-    out: BlockOut<'_>,
+    mut out: BlockOut<'_>,
     buf: &mut Buffers<T>,
 ) -> KResult<()> {
     let d = prep.d;
@@ -433,6 +451,11 @@ fn route_block<T: Real>(
     if params.subject_temp > 0.0 {
         route_soft(x, &dots, &norms, prep, params, out, buf);
     } else {
+        if let Some(weights) = out.subject_weights.as_deref_mut() {
+            for (row, &s) in weights.chunks_exact_mut(s_count).zip(out.subject.iter()) {
+                row[s as usize] = 1.0;
+            }
+        }
         route_hard(x, &norms, prep, params, out, buf);
     }
     buf.norms = norms;
@@ -502,7 +525,7 @@ fn route_soft<T: Real>(
     norms: &[f64],
     prep: &Prepared<T>,
     params: &RouteParams,
-    out: BlockOut<'_>,
+    mut out: BlockOut<'_>,
     buf: &mut Buffers<T>,
 ) {
     let nb = out.subject.len();
@@ -543,6 +566,9 @@ fn route_soft<T: Real>(
             needed += prep.group_start[s + 1] - prep.group_start[s];
         }
         start = end;
+    }
+    if let Some(out_weights) = out.subject_weights.as_deref_mut() {
+        out_weights.copy_from_slice(&weight);
     }
     if 2 * needed < nb * c_count {
         route_soft_grouped(x, norms, &weight, prep, params, out, buf);
@@ -901,6 +927,14 @@ fn top_k_into(p: &[f64], ranked: &mut [i64]) {
     }
 }
 
+/// `v` in chunks of `chunk` values, or `n_blocks` times `None` when there is no `v`.
+fn optional_blocks(v: Option<&mut [f64]>, chunk: usize, n_blocks: usize) -> Vec<Option<&mut [f64]>> {
+    match v {
+        Some(v) => v.chunks_mut(chunk).map(Some).collect(),
+        None => (0..n_blocks).map(|_| None).collect(),
+    }
+}
+
 /// Route `n` queries (`x`: row-major `n × d`) with a trained CASCAL model; see the module docs.
 pub fn route_batch<T: Real>(
     x: &[T],
@@ -908,6 +942,18 @@ pub fn route_batch<T: Real>(
     d: usize,
     model: &RoutingModel<'_, T>,
     params: &RouteParams,
+) -> KResult<RouteOutput> {
+    route_batch_with(x, n, d, model, params, Outputs::default())
+}
+
+/// [`route_batch`] with the optional `outputs` asked for too.
+pub fn route_batch_with<T: Real>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    model: &RoutingModel<'_, T>,
+    params: &RouteParams,
+    outputs: Outputs,
 ) -> KResult<RouteOutput> {
     if x.len() != n * d {
         return Err(KernelError::new("X", format!("expected {n}x{d} = {} values, got {}", n * d, x.len())));
@@ -925,16 +971,20 @@ pub fn route_batch<T: Real>(
             Some(_) => Some(try_zeroed("centroid_costs", "expected costs", checked_len("centroid_costs", "expected costs", &[n, m])?)?),
             None => None,
         },
+        subject_weights: if outputs.subject_weights {
+            let s = prep.n_subjects;
+            Some(try_zeroed("X", "subject weights", checked_len("X", "subject weights", &[n, s])?)?)
+        } else {
+            None
+        },
     };
     if n == 0 {
         return Ok(out);
     }
-    // one optional cost block per row block (empty blocks when there is no cost table)
+    // one optional block per row block of each optional output (`None` when it is not computed)
     let n_blocks = n.div_ceil(ROW_BLOCK);
-    let mut cost_blocks: Vec<Option<&mut [f64]>> = match out.expected_cost.as_deref_mut() {
-        Some(e) => e.chunks_mut(ROW_BLOCK * m).map(Some).collect(),
-        None => (0..n_blocks).map(|_| None).collect(),
-    };
+    let mut cost_blocks = optional_blocks(out.expected_cost.as_deref_mut(), ROW_BLOCK * m, n_blocks);
+    let mut weight_blocks = optional_blocks(out.subject_weights.as_deref_mut(), ROW_BLOCK * prep.n_subjects, n_blocks);
     let results: Vec<KResult<()>> = x
         .par_chunks(ROW_BLOCK * d)
         .zip(out.probs.par_chunks_mut(ROW_BLOCK * m))
@@ -943,9 +993,11 @@ pub fn route_batch<T: Real>(
         .zip(out.nearest_distance.par_chunks_mut(ROW_BLOCK))
         .zip(out.alpha.par_chunks_mut(ROW_BLOCK))
         .zip(cost_blocks.par_iter_mut())
+        .zip(weight_blocks.par_iter_mut())
         .enumerate()
-        .map_init(Buffers::default, |buf, (b, ((((((xb, probs), ranked), subject), nearest), alpha), cost))| {
-            route_block(xb, b * ROW_BLOCK, &prep, params, BlockOut { probs, ranked, subject, nearest, alpha, cost: cost.take() }, buf)
+        .map_init(Buffers::default, |buf, (b, (((((((xb, probs), ranked), subject), nearest), alpha), cost), weights))| {
+            let out = BlockOut { probs, ranked, subject, nearest, alpha, cost: cost.take(), subject_weights: weights.take() };
+            route_block(xb, b * ROW_BLOCK, &prep, params, out, buf)
         })
         .collect();
     results.into_iter().collect::<KResult<Vec<()>>>()?;
@@ -1163,6 +1215,47 @@ mod tests {
         let mut nearest = Vec::new();
         assert_eq!(select_nearest(&wide, 3, &mut nearest), 0.0);
         assert_eq!(nearest, vec![(0.0, 0), (0.0, 7), (1.0, 3)]);
+    }
+
+    #[test]
+    fn subject_weights_are_the_mixing_weights_and_change_nothing_else() {
+        let reps = [1.0, 0.0, 0.6, 0.8, 0.0, 1.0];
+        let cents = [1.0, 0.1, 0.9, 0.2, 0.5, 0.9, 0.1, 1.0];
+        let scores = [0.9, 0.1, 0.3, 0.2, 0.8, 0.1, 0.4, 0.4, 0.5, f64::NAN, 0.7, 0.2];
+        let global = [0.5, 0.4, 0.3];
+        let m = model(&reps, &cents, &[0, 0, 1, 2], &scores, &global);
+        let x = [1.0, 0.3, 0.2, 1.0, 0.7, 0.7, -0.3, 1.0, 0.9, -0.2];
+        let asked = Outputs { subject_weights: true };
+        for subject_temp in [0.0, 0.05, 0.5] {
+            let p = RouteParams { k_nearest: 2, subject_temp, ..Default::default() };
+            let plain = route_batch(&x, 5, 2, &m, &p).unwrap();
+            assert!(plain.subject_weights.is_none());
+            let with = route_batch_with(&x, 5, 2, &m, &p, asked).unwrap();
+            let w = with.subject_weights.clone().unwrap();
+            assert_eq!(RouteOutput { subject_weights: None, ..with }, plain);
+            for (i, row) in w.chunks_exact(3).enumerate() {
+                assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{row:?}");
+                let chosen = plain.subject[i] as usize;
+                if subject_temp == 0.0 {
+                    let mut one_hot = [0.0; 3];
+                    one_hot[chosen] = 1.0;
+                    assert_eq!(row, one_hot);
+                } else {
+                    // softmax(-subject distance / subject_temp): the chosen subject weighs most
+                    assert!(row.iter().all(|&v| v <= row[chosen]));
+                }
+            }
+        }
+        // by hand: query (0.6, 0.8) sits on subject 1; pi_0 / pi_1 = exp(-(0.4) / T)
+        let p = RouteParams { subject_temp: 0.5, ..Default::default() };
+        let w = route_batch_with(&[0.6, 0.8], 1, 2, &m, &p, asked).unwrap().subject_weights.unwrap();
+        let (e0, e2) = ((-0.4f64 / 0.5).exp(), (-0.2f64 / 0.5).exp());
+        let total = 1.0 + e0 + e2;
+        for (got, want) in w.iter().zip([e0 / total, 1.0 / total, e2 / total]) {
+            assert!((got - want).abs() < 1e-12, "{w:?}");
+        }
+        // an empty batch has an empty (0 x S) matrix
+        assert_eq!(route_batch_with(&[], 0, 2, &m, &p, asked).unwrap().subject_weights, Some(vec![]));
     }
 
     #[test]

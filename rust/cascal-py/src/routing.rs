@@ -1,11 +1,11 @@
 //! Python bindings of the batched routing kernel (`cascal_core::routing`).
 //!
-//! `route_batch(x, tables, params)` takes a `cascal.kernels.RoutingTables` and a
+//! `route_batch(x, tables, params, subject_weights=False)` takes a `cascal.kernels.RoutingTables` and a
 //! `cascal.kernels.RouteParams` (or any objects with the same attributes); this file reads their
 //! attributes, in one place each, into the core's `RoutingModel` and `RouteParams`. The defaults
 //! and the Python-side checks live in those classes; the core validates the values again.
 
-use cascal_core::routing::{self as core, CostTable, RouteOutput, RouteParams, RoutingModel};
+use cascal_core::routing::{self as core, CostTable, Outputs, RouteOutput, RouteParams, RoutingModel};
 use cascal_core::Real;
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -23,6 +23,7 @@ type RouteTuple<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<f64>>,
     Bound<'py, PyArray1<f64>>,
+    Option<Bound<'py, PyArray2<f64>>>,
     Option<Bound<'py, PyArray2<f64>>>,
 );
 
@@ -147,13 +148,15 @@ fn route_typed<'py, T: Real + Element>(
     x: PyReadonlyArray2<'py, T>,
     tables: &Bound<'py, PyAny>,
     params: &RouteParams,
+    outputs: Outputs,
 ) -> PyResult<RouteTuple<'py>> {
     let (n, d) = (x.shape()[0], x.shape()[1]);
     let tables = Tables::<T>::read(tables, d)?;
     let model = tables.model()?;
     let n_models = model.global_scores.len();
+    let n_subjects = model.subject_reps.len() / d.max(1);
     let xs = c_slice(&x, "X")?;
-    let out: RouteOutput = crate::pool::detach(py, || core::route_batch(xs, n, d, &model, params)).map_err(in_kernel("route_batch"))?;
+    let out: RouteOutput = crate::pool::detach(py, || core::route_batch_with(xs, n, d, &model, params, outputs)).map_err(in_kernel("route_batch"))?;
     let shape_err = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
     Ok((
         Array2::from_shape_vec((n, n_models), out.probs).map_err(shape_err)?.into_pyarray(py),
@@ -165,24 +168,32 @@ fn route_typed<'py, T: Real + Element>(
             Some(e) => Some(Array2::from_shape_vec((n, n_models), e).map_err(shape_err)?.into_pyarray(py)),
             None => None,
         },
+        match out.subject_weights {
+            Some(w) => Some(Array2::from_shape_vec((n, n_subjects), w).map_err(shape_err)?.into_pyarray(py)),
+            None => None,
+        },
     ))
 }
 
 /// Batched CASCAL routing. Returns `(probs, ranked, subject, nearest_distance, alpha,
-/// expected_cost)` (`expected_cost` is `None` without a cost table); see
-/// `cascal.kernels.route_batch`. `tables.subject_reps` and `tables.centroids` have `x`'s dtype.
+/// expected_cost, subject_weights)` (`expected_cost` is `None` without a cost table,
+/// `subject_weights` `None` unless asked for); see `cascal.kernels.route_batch`.
+/// `tables.subject_reps` and `tables.centroids` have `x`'s dtype.
 #[pyfunction]
+#[pyo3(signature = (x, tables, params, subject_weights = false))]
 fn route_batch<'py>(
     py: Python<'py>,
     x: Bound<'py, PyAny>,
     tables: Bound<'py, PyAny>,
     params: Bound<'py, PyAny>,
+    subject_weights: bool,
 ) -> PyResult<RouteTuple<'py>> {
     let params = read_params(&params)?;
+    let outputs = Outputs { subject_weights };
     if let Ok(x32) = x.extract::<PyReadonlyArray2<'py, f32>>() {
-        route_typed::<f32>(py, x32, &tables, &params)
+        route_typed::<f32>(py, x32, &tables, &params, outputs)
     } else if let Ok(x64) = x.extract::<PyReadonlyArray2<'py, f64>>() {
-        route_typed::<f64>(py, x64, &tables, &params)
+        route_typed::<f64>(py, x64, &tables, &params, outputs)
     } else {
         Err(arg_error("X", "expected a 2-D float32 or float64 array"))
     }

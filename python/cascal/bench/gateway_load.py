@@ -29,6 +29,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cascal.errors import ServerStartError
+from cascal.serve.errors import GatewayError
+
 __all__ = ["run_load_benchmark", "format_results"]
 
 
@@ -69,7 +72,7 @@ async def _load(
                 t0 = time.perf_counter()
                 status = await _request(reader, writer, head, bodies[i % len(bodies)])
                 if status != 200:
-                    raise RuntimeError(f"{path}: HTTP {status}")
+                    raise GatewayError(f"{path}: HTTP {status}")
                 latencies.append(time.perf_counter() - t0)
                 i += 1
         finally:
@@ -101,14 +104,14 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"cascal serve exited with status {proc.returncode}")
+            raise ServerStartError(f"cascal serve exited with status {proc.returncode}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError("cascal serve did not become ready")
+    raise ServerStartError("cascal serve did not become ready")
 
 
 def _train(folder: Path, world: object) -> tuple[Path, list]:
@@ -265,7 +268,7 @@ def _sequential(port: int, path: str, bodies: Sequence[bytes], n: int) -> list[f
                 t0 = time.perf_counter()
                 status = await _request(reader, writer, head, bodies[i % len(bodies)])
                 if status != 200:
-                    raise RuntimeError(f"{path} on port {port}: HTTP {status}")
+                    raise GatewayError(f"{path} on port {port}: HTTP {status}")
                 out.append(time.perf_counter() - t0)
         finally:
             writer.close()

@@ -1,0 +1,214 @@
+"""The gateway's endpoints: one function per route, taking the request and reading the gateway from
+``request.app.state.gateway``. Authentication, error responses and request metrics are the
+middleware's (:mod:`cascal.serve.middleware`); a handler raises an
+:class:`~cascal.serve.errors.APIError` to refuse.
+
+- ``POST /v1/chat/completions`` (:func:`chat_completions`): ``model: "cascal"`` routes (header
+  ``x-cascal-route``: the top ``top_k`` model names as a JSON list), a pool model's name goes to
+  that model, ``cascal-vote[-K]`` asks the top K and votes; ``stream: true`` passes server-sent
+  events through. A router trained with prices takes a per-request cost weight (body field
+  ``cascal_cost_weight`` or header ``x-cascal-cost-weight``) and reports the routed choice's
+  expected cost (header ``x-cascal-expected-cost``, USD per 1,000 queries: the first choice, or
+  the K voters' sum);
+- ``POST /v1/route`` (:func:`route`): the decision only (:meth:`cascal.serve.routing.Decision.to_json`;
+  the same cost weight field/header);
+- ``GET /v1/models`` (:func:`models`): the pool models plus ``cascal``;
+- ``GET /health`` (:func:`health`): 200 once router, embedder and pool are loaded and the gateway
+  serves, 503 while starting or draining;
+- ``GET /metrics`` (:func:`prometheus`): Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Optional
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from cascal.serve.decision_log import DecisionRecord
+from cascal.serve.errors import APIError, error_body
+from cascal.serve.gateway import Gateway
+from cascal.serve.metrics import CONTENT_TYPE_LATEST
+from cascal.serve.protocol import ChatRequest, parse_chat, parse_route
+from cascal.serve.routing import Decision
+from cascal.serve.settings import ROUTED_MODEL
+from cascal.serve.vote import ask_and_vote
+
+__all__ = ["chat_completions", "health", "models", "not_found", "prometheus", "read_body", "route"]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (declared or received)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body exceeds {limit} bytes", code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"the request body exceeds {limit} bytes", code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ---------------------------------------------------------------------- /v1/chat/completions
+@dataclass
+class _Answering:
+    """A checked chat request on its way to the pool: the models to ask, best first, the response
+    headers so far and when its handler started (for the decision log)."""
+
+    chat: ChatRequest
+    ranking: list
+    headers: dict
+    started: float
+
+    def record(self, endpoint: str = "chat", **fields: Any) -> DecisionRecord:
+        """The decision log record of this request, timed now (``fields``: of :class:`DecisionRecord`)."""
+        latency_ms = (time.perf_counter() - self.started) * 1000.0
+        return DecisionRecord(endpoint, self.chat.text, self.ranking, latency_ms=latency_ms, **fields)
+
+
+async def chat_completions(request: Request) -> Response:
+    """``POST /v1/chat/completions``: parse, route (unless a pool model is named), then ask the pool:
+    one model with failover, a stream, or a vote."""
+    gateway: Gateway = request.app.state.gateway
+    settings = gateway.settings
+    started = time.perf_counter()
+    with gateway.engine.expect() as ticket:
+        raw = await read_body(request, settings.max_body_bytes)
+        chat = parse_chat(
+            raw, request.headers, settings=settings, pool=gateway.upstreams.names, priced=gateway.engine.has_costs
+        )
+        decision = await gateway.engine.route(chat.text, ticket, chat.cost_weight) if chat.routed else None
+    ranking = [chat.model] if decision is None else list(decision.ranking)
+    headers = {"x-cascal-route": json.dumps(ranking[: settings.top_k], separators=(",", ":"))}
+    if decision is not None:
+        gateway.count_decisions([decision])
+        headers.update(_cost_headers(decision, chat.vote or 1))
+    answering = _Answering(chat, ranking, headers, started)
+    if chat.vote is not None:
+        return await _vote(gateway, answering, chat.vote)
+    if chat.stream:
+        return await _stream(gateway, answering)
+    return await _complete(gateway, answering)
+
+
+async def _complete(gateway: Gateway, answering: _Answering) -> Response:
+    """The first reply down the ranking (a pool model named: that model, one try)."""
+    tries = gateway.settings.max_failover if answering.chat.routed else 1
+    try:
+        forwarded = await gateway.upstreams.complete(answering.ranking, answering.chat.body, tries)
+    except APIError as error:
+        gateway.record(answering.record(failovers=max(0, tries - 1), status=error.status))
+        raise
+    answering.headers.update({"x-cascal-model": forwarded.model, "x-cascal-failovers": str(forwarded.failovers)})
+    usage = forwarded.body.get("usage")
+    gateway.record(answering.record(model=forwarded.model, failovers=forwarded.failovers, usage=usage))
+    return JSONResponse(forwarded.body, headers=answering.headers)
+
+
+async def _stream(gateway: Gateway, answering: _Answering) -> Response:
+    """The events of the first model down the ranking whose stream opens; logged when it ends."""
+    tries = gateway.settings.max_failover if answering.chat.routed else 1
+    try:
+        opened = await gateway.upstreams.stream(answering.ranking, answering.chat.body, tries)
+    except APIError as error:
+        gateway.record(answering.record(failovers=max(0, tries - 1), status=error.status))
+        raise
+    failovers = len(opened.attempts) - 1
+    answering.headers.update(
+        {"x-cascal-model": opened.model, "x-cascal-failovers": str(failovers), "cache-control": "no-cache"}
+    )
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for piece in opened.events():
+                yield piece
+        finally:
+            if opened.error is not None:
+                gateway.metrics.upstream_errors.labels(model=opened.model, kind=opened.error).inc()
+            extra = {"stream": True, **({"stream_error": opened.error} if opened.error else {})}
+            record = answering.record(model=opened.model, failovers=failovers, usage=opened.usage, extra=extra)
+            gateway.record(record)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=answering.headers)
+
+
+async def _vote(gateway: Gateway, answering: _Answering, k: int) -> Response:
+    """The plurality reply of the first ``k`` healthy models (:func:`cascal.serve.vote.ask_and_vote`)."""
+    forwarded = await ask_and_vote(gateway.upstreams, answering.ranking, answering.chat.body, k)
+    answering.headers["x-cascal-model"] = forwarded.model
+    usage, vote = forwarded.body.get("usage"), forwarded.body["cascal"]["vote"]
+    gateway.record(answering.record("vote", model=forwarded.model, usage=usage, extra={"vote": vote}))
+    return JSONResponse(forwarded.body, headers=answering.headers)
+
+
+def _cost_headers(decision: Decision, k: int) -> dict:
+    """``x-cascal-expected-cost`` (first ``k`` models, USD per 1,000 queries) and
+    ``x-cascal-cost-weight`` of a priced router's decision; nothing without prices."""
+    cost: Optional[float] = decision.expected_cost(k)
+    if cost is None:
+        return {}
+    headers = {"x-cascal-expected-cost": f"{cost:.6g}"}
+    if decision.cost_weight is not None:
+        headers["x-cascal-cost-weight"] = f"{decision.cost_weight:g}"
+    return headers
+
+
+# ---------------------------------------------------------------------- /v1/route
+async def route(request: Request) -> Response:
+    """``POST /v1/route``: the routing decision of one text, a conversation, or a list of texts."""
+    gateway: Gateway = request.app.state.gateway
+    settings = gateway.settings
+    started = time.perf_counter()
+    with gateway.engine.expect() as ticket:
+        raw = await read_body(request, settings.max_body_bytes)
+        asked = parse_route(raw, request.headers, settings=settings, priced=gateway.engine.has_costs)
+        decisions = await gateway.engine.route_many(asked.texts, ticket, asked.cost_weight)
+    gateway.count_decisions(decisions)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    for text, d in zip(asked.texts, decisions):
+        gateway.record(DecisionRecord("route", text, d.ranking, latency_ms=latency_ms))
+    items = [d.to_json(settings.top_k) for d in decisions]
+    if asked.many:
+        return JSONResponse({"object": "list", "data": items})
+    return JSONResponse({"object": "cascal.route", **items[0]})
+
+
+# ---------------------------------------------------------------------- the rest
+async def models(request: Request) -> Response:
+    """``GET /v1/models``: ``cascal`` and the pool models."""
+    gateway: Gateway = request.app.state.gateway
+    data = [{"id": ROUTED_MODEL, "object": "model", "created": 0, "owned_by": "cascal"}]
+    data += [{"id": n, "object": "model", "created": 0, "owned_by": "cascal-pool"} for n in gateway.upstreams.names]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def health(request: Request) -> Response:
+    """``GET /health``: 200 while serving, 503 while starting or draining; the breakers' states."""
+    gateway: Gateway = request.app.state.gateway
+    status = "draining" if gateway.draining else "ok" if gateway.ready else "starting"
+    body = {
+        "status": status,
+        "router": gateway.engine.router is not None,
+        "embedder": getattr(gateway.engine.embedder, "name", None),
+        "pool": gateway.upstreams.names,
+        "breakers": {n: u.breaker.state for n, u in gateway.upstreams.upstreams.items()},
+    }
+    return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+
+async def prometheus(request: Request) -> Response:
+    """``GET /metrics``: every metric in Prometheus text format."""
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405 as OpenAI error JSON."""
+    status = getattr(exc, "status_code", 404)
+    message = "method not allowed" if status == 405 else f"no such endpoint: {request.url.path}"
+    return JSONResponse(error_body(message, "invalid_request_error", code="not_found"), status_code=status)

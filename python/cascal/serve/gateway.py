@@ -1,0 +1,67 @@
+"""The running parts of one gateway in one object, :class:`Gateway`, which the application keeps as
+``app.state.gateway`` for its endpoints and middleware."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Mapping, Optional, Sequence
+
+from cascal.serve.decision_log import DecisionLog, DecisionRecord
+from cascal.serve.metrics import GatewayMetrics
+from cascal.serve.routing import Decision, RouteEngine
+from cascal.serve.settings import GatewaySettings
+from cascal.serve.upstream import UpstreamPool
+
+__all__ = ["Gateway"]
+
+
+class Gateway:
+    """Settings, routing engine, upstreams, metrics, decision log and serving state of one gateway.
+
+    Attributes:
+        ready: set once the application started (router, embedder and pool loaded, batcher running).
+        draining: set when shutdown begins; ``/health`` then answers 503.
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        engine: RouteEngine,
+        upstreams: UpstreamPool,
+        metrics: GatewayMetrics,
+        decision_log: Optional[DecisionLog] = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.upstreams = upstreams
+        self.metrics = metrics
+        self.decision_log = decision_log
+        self.ready = False
+        self.draining = False
+        self._key = settings.api_key.encode("utf-8") if settings.api_key else None
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        """Whether ``headers`` carry the gateway's key as ``Authorization: Bearer <key>`` (compared
+        in constant time; always true when no key is configured)."""
+        if self._key is None:
+            return True
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("utf-8"), self._key)
+
+    def count_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Count routing decisions by their top-ranked model."""
+        for d in decisions:
+            self.metrics.decisions.labels(model=d.ranking[0]).inc()
+
+    def record(self, record: DecisionRecord) -> None:
+        """Write ``record`` to the decision log, if the gateway keeps one."""
+        if self.decision_log is not None:
+            self.decision_log.write(record)
+
+    async def aclose(self) -> None:
+        """Stop the batcher, close the upstream clients and the decision log."""
+        self.ready = False
+        await self.engine.stop()
+        await self.upstreams.aclose()
+        if self.decision_log is not None:
+            self.decision_log.close()
