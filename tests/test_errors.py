@@ -8,7 +8,6 @@ import ast
 import asyncio
 import json
 import socket
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,11 +64,6 @@ BARE_BUILTINS = frozenset({"ValueError", "TypeError", "RuntimeError", "KeyError"
 
 PACKAGE = Path(errors.__file__).parent
 
-#: Modules still raising bare builtins, with how many, while their rooms are being converted
-#: separately. A count may only shrink; remove an entry once its module raises none (router/,
-#: serve/ and io.py have been converted: none is left).
-BARE_RAISES_ALLOWED: dict[str, int] = {}
-
 
 def bare_raises(source: str) -> list[tuple[int, str]]:
     """``(line, class name)`` of every ``raise`` of a class in :data:`BARE_BUILTINS` in ``source``
@@ -109,17 +103,13 @@ def f(x):
 
 def test_no_module_raises_a_bare_builtin_error():
     """Every deliberate error is a CascalError: a new ``raise ValueError(...)`` anywhere in the
-    package (outside the modules of :data:`BARE_RAISES_ALLOWED`, and beyond their counts) fails."""
-    counts: Counter[str] = Counter()
-    where: dict[str, list[str]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        module = path.relative_to(PACKAGE).as_posix()
-        for line, name in bare_raises(path.read_text(encoding="utf-8")):
-            counts[module] += 1
-            where.setdefault(module, []).append(f"{module}:{line}: raise {name}")
-    too_many = [w for module, n in counts.items() if n > BARE_RAISES_ALLOWED.get(module, 0) for w in where[module]]
-    assert not too_many, "raise a cascal.errors class instead:\n" + "\n".join(too_many)
-    assert all((PACKAGE / module).is_file() for module in BARE_RAISES_ALLOWED)
+    package fails."""
+    found = [
+        f"{path.relative_to(PACKAGE).as_posix()}:{line}: raise {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, name in bare_raises(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, "raise a cascal.errors class instead:\n" + "\n".join(found)
 
 
 def test_every_warning_class_is_a_cascal_warning_and_keeps_its_builtin_category():
