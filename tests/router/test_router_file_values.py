@@ -208,3 +208,16 @@ def test_fuzz_mutated_entries_load_valid_or_raise_router_file_error(priced_file,
     print(f"{n} mutated router files: {outcomes}")
     assert n >= 300, f"only {n} mutations in the time bound"
     assert outcomes["refused"] > 0 and outcomes["loaded"] > 0, outcomes
+
+
+def test_cascal_route_reports_a_damaged_header_as_one_error_line(priced_file, tmp_path, capsys):
+    from cascal.cli import main
+
+    entries = _entries(priced_file)
+    body = b"{'descr': '<f8', 'fortran_order': False, 'shape': (4, }".ljust(118) + b"\n"
+    entries["arrays/stats_mu.npy"] = b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+    path = _zip(tmp_path / "header.cascal", entries)
+    assert main(["route", str(path), "what is 2 + 2?"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and "stats_mu" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
