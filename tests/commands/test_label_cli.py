@@ -274,6 +274,21 @@ def test_a_second_session_on_the_same_file_is_refused(folder, tmp_path, capsys):
     assert len(labels_by_id(folder, out)) == 1  # the refused session wrote nothing
 
 
+def test_a_session_through_a_symlink_to_the_same_file_is_refused(folder, tmp_path, capsys):
+    """The lock is the resolved file's: ``b.csv -> a.csv`` is the same labels file as ``a.csv``."""
+    out = tmp_path / "a.csv"
+    link = tmp_path / "b.csv"
+    link.symlink_to(out)
+    term = label(folder, out, 3)
+    term.expect(HEADER)
+    term.expect(PROMPT)
+    argv = ["label", str(folder / "data"), "--router", str(folder / "router.cascal"), "--out", str(link)]
+    assert main(argv) == 2
+    assert f"error: {link}: another labelling session (pid {term.pid})" in capsys.readouterr().err
+    term.type("q\r")
+    assert term.wait() == 0
+
+
 def test_answers_can_be_piped_in(folder, tmp_path):
     """stdin need not be a terminal (scripting): one answer per line; the end of input stops."""
     out = tmp_path / "labels.csv"

@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="router actors with --engine ray (default: up to the cluster's CPUs less one, left to reading)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out that is not a route-batch output (an input is never replaced)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         embedder=args.embedder,
         progress=progress,
+        force=args.force,
     )
     if args.engine == "ray":
         distributed = import_extra("cascal.distributed", NAME, "ray")

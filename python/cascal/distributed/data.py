@@ -19,6 +19,7 @@ from cascal.pipeline.route_batch import (
     BatchRouter,
     BatchSummary,
     check_inputs,
+    check_output,
     parquet_inputs,
     progress_bar,
     write_parquet_atomic,
@@ -209,17 +210,20 @@ def route_parquet_ray(
     progress: bool = False,
     address: Optional[str] = None,
     workers: Optional[int] = None,
+    force: bool = False,
 ) -> BatchSummary:
     """``cascal route-batch --engine ray``: the output of :func:`~cascal.pipeline.route_batch.route_parquet`,
     with the row groups routed by Ray actors (:class:`RouteRowGroups`, ``map_batches`` over one item
     per row group, order preserved) and written by this process.
 
-    Files and schemas are checked here first (same errors as the local engine); a row-level error in
+    Files, schemas and ``out`` are checked here first (same errors as the local engine, including
+    :func:`~cascal.pipeline.route_batch.check_output` and ``force``); a row-level error in
     a worker is raised here as the original :class:`~cascal.errors.CascalError`, naming file and row.
     Joins ``address`` (default ``$RAY_ADDRESS``) or starts a local Ray instance when none is running.
     """
     started = time.perf_counter()
     files = parquet_inputs(inputs)
+    check_output(inputs, files, out, force=force)
     work = BatchRouter(
         os.fspath(router),
         embedding_column=embedding_column,

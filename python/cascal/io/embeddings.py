@@ -58,6 +58,10 @@ def open_npy(file: Path) -> np.ndarray:
         if holds_objects(file):
             raise DataError(f"{file}: holds Python objects (pickled data), not numbers; refused unread") from None
         raise DataError(f"{file}: not a readable .npy array ({str(exc)[:200]})") from None
+    except OSError:
+        raise
+    except Exception as exc:  # numpy parses the header with ast and tokenize: a damaged one raises anything
+        raise DataError(f"{file}: not a readable .npy array ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(arr, np.ndarray):  # np.load opens a zip archive as an .npz mapping
         close = getattr(arr, "close", None)
         if close is not None:

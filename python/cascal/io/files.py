@@ -4,11 +4,16 @@ Every file cascal writes for a later step to read goes through this module:
 
 - :func:`atomic_open` (a file object), :func:`atomic_write_text`, :func:`atomic_write_bytes` and
   :func:`atomic_path` (a path, for writers such as pyarrow's that open the file themselves) write a
-  uniquely named temporary file in the target's folder, ``.<name>.<random>.tmp``, and move it over
-  the target with :func:`os.replace` when the write is complete. A reader sees the old file or the
-  new one, never a mix; a write that raises removes its temporary file and leaves the old file as
-  it was; a killed writer leaves the old file and at most a hidden ``.tmp`` file that no dataset
-  file pattern matches. Two writers never share a temporary file: the last one to finish wins.
+  uniquely named temporary file in the target's folder, ``.<name>.<pid>@<host>.<random>.tmp``, and
+  move it over the target with :func:`os.replace` when the write is complete. A reader sees the old
+  file or the new one, never a mix; a write that raises removes its temporary file and leaves the
+  old file as it was; a killed writer leaves the old file and at most a hidden ``.tmp`` file that no
+  dataset file pattern matches. Two writers never share a temporary file: the last one to finish wins.
+- The next atomic write of the same target removes the temporary files that dead writers left
+  (:func:`remove_stale_temps`): only names of exactly that pattern, written on this host (``<host>``
+  is a short hash of the host name), whose writer ``<pid>`` no longer runs. A live writer's file,
+  another host's (a shared folder) and anything not named by this module are left alone. (A
+  reused pid only keeps a stale file longer.)
 - The new file gets the permissions a plain ``open()`` would give it (``0o666`` less the umask),
   not the ``0o600`` of :mod:`tempfile`.
 - A symbolic link at the target is replaced by the new file; the file it pointed to is left as it
@@ -23,8 +28,12 @@ so a killed run never leaves a file locked. On a system without ``fcntl`` (Windo
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +60,7 @@ __all__ = [
     "labels_lock",
     "labels_lock_path",
     "new_file_mode",
+    "remove_stale_temps",
 ]
 
 
@@ -71,8 +81,11 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     before the block ends. The folder must exist.
     """
     final = Path(target)
+    remove_stale_temps(final)
     try:
-        fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=TEMP_SUFFIX)
+        with _TEMPS_LOCK:  # another thread's cleanup must not see it before it is registered
+            fd, name = tempfile.mkstemp(dir=final.parent, prefix=_temp_prefix(final), suffix=TEMP_SUFFIX)
+            _LIVE_TEMPS.add(os.path.basename(name))
     except OSError as exc:
         raise _about(exc, final) from None
     os.close(fd)
@@ -87,6 +100,78 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _LIVE_TEMPS.discard(tmp.name)
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this host in temporary file names (a host name may hold dots)."""
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _temp_prefix(target: Path) -> str:
+    """``.<name>.<pid>@<host>.``: the start of this process's temporary files for ``target``."""
+    return f".{target.name}.{os.getpid()}@{_host_tag()}."
+
+
+#: names of the temporary files this process is writing now (a stale file may carry this process's
+#: pid too: a container starts every run with the same pid)
+_LIVE_TEMPS: set[str] = set()
+#: held while a temporary file is created and registered, and while one of this process's pid is removed
+_TEMPS_LOCK = threading.Lock()
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts: it cannot be signalled)."""
+    if pid <= 0:
+        return True  # not a pid a writer could have: never treat its file as stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(target: PathLike) -> list[Path]:
+    """Remove the temporary files of ``target`` that writers which died before finishing left in
+    its folder (e.g. after ``kill -9``); returns the removed paths.
+
+    A file is removed only if its name is ``.<name>.<pid>@<host>.<random>.tmp`` for exactly this
+    target's name, ``<host>`` is this host's tag and no process ``<pid>`` runs (or ``<pid>`` is this
+    process's and the file is not one it is writing now): a live writer's temporary file, another
+    host's, and any other file are never touched. Failures to list or
+    remove are ignored (the write itself reports a folder it cannot use).
+    """
+    final = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(\d+)@([0-9a-f]{{8}})\.[A-Za-z0-9_]+{re.escape(TEMP_SUFFIX)}$")
+    host = _host_tag()
+    removed: list[Path] = []
+    prefix = f".{final.name}."
+    try:
+        with os.scandir(final.parent) as entries:
+            names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.match(name)
+        if match is None or match.group(2) != host:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _pid_running(pid):
+            continue
+        path = final.parent / name
+        with _TEMPS_LOCK:
+            if name in _LIVE_TEMPS:
+                continue
+            try:
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                pass
+    return removed
 
 
 def _about(exc: OSError, target: Path) -> OSError:
@@ -183,7 +268,8 @@ def dataset_lock(folder: PathLike, *, wait: bool = False, purpose: str = "answer
         purpose: what the holder does to the folder, for the message.
 
     Yields:
-        The lock file's path.
+        The lock file's path, in the folder ``folder`` resolves to (symbolic links followed: every
+        name of one folder shares its lock).
 
     Raises:
         cascal.errors.DataError: ``folder`` is not a folder; ``wait`` is false and another process
@@ -197,13 +283,16 @@ def dataset_lock(folder: PathLike, *, wait: bool = False, purpose: str = "answer
             f"{folder}: folder is being {purpose} by another run (pid {holder}); wait for it to finish (or pass --wait)"
         )
 
-    with exclusive_lock(Path(folder) / LOCK_FILE, refusal, wait=wait) as path:
+    # the resolved folder: a link to the folder (or through a linked parent) shares its lock
+    with exclusive_lock(Path(folder).resolve() / LOCK_FILE, refusal, wait=wait) as path:
         yield path
 
 
 def labels_lock_path(path: PathLike) -> Path:
-    """The lock file of the labels file ``path``: ``.<name>.lock`` beside it."""
-    file = Path(path)
+    """The lock file of the labels file ``path``: ``.<name>.lock`` beside the file ``path`` resolves
+    to (symbolic links followed, as far as they exist), so that every name of one file (a link to
+    it, a path through a linked folder) shares one lock."""
+    file = Path(path).resolve()
     return file.parent / f".{file.name}.lock"
 
 
@@ -215,7 +304,8 @@ def labels_lock(path: PathLike) -> Iterator[Path]:
     created if needed; the lock never waits.
 
     Yields:
-        The lock file's path.
+        The lock file's path (:func:`labels_lock_path`: beside the resolved file, so a symbolic
+        link to a labels file is locked with it).
 
     Raises:
         cascal.errors.DataError: another process holds the lock; the message names the file and
@@ -229,5 +319,7 @@ def labels_lock(path: PathLike) -> Iterator[Path]:
         )
 
     file.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(labels_lock_path(file), refusal) as lock:
+    lock_path = labels_lock_path(file)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)  # a dangling link's target folder
+    with exclusive_lock(lock_path, refusal) as lock:
         yield lock

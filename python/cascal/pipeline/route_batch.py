@@ -14,7 +14,14 @@ with one row per input row, in input order:
 Rows are read in record batches of ``batch_size`` (only the needed columns), routed and appended to
 the output as one row group each, so memory stays bounded by a few batches whatever the size of the
 input. The output is written to a temporary file beside ``out`` and renamed over it at the end: a
-reader never sees a partial file. :class:`BatchRouter` is the per-batch work; the Ray engine
+reader never sees a partial file (and a killed run's temporary file is removed by the next run,
+:func:`cascal.io.files.remove_stale_temps`).
+
+The output never replaces an input: ``out`` may not be one of the input files (by any name: a
+symbolic or hard link is the same file, compared by device and inode) nor lie inside an input
+directory (:func:`check_output`). An existing ``out`` is replaced only if it is a previous
+route-batch output (its Parquet schema metadata holds the key :data:`OUTPUT_MARKER`) or with
+``force``. All input files with rows must give the id column one type (:func:`check_inputs`). :class:`BatchRouter` is the per-batch work; the Ray engine
 (:mod:`cascal.distributed`) runs the same class in every worker.
 """
 
@@ -37,7 +44,9 @@ __all__ = [
     "DEFAULT_EMBEDDING_COLUMN",
     "BatchRouter",
     "BatchSummary",
+    "OUTPUT_MARKER",
     "check_inputs",
+    "check_output",
     "parquet_inputs",
     "route_parquet",
     "write_parquet_atomic",
@@ -51,6 +60,8 @@ DEFAULT_BATCH_SIZE = 16_384
 DEFAULT_EMBEDDING_COLUMN = "embedding"
 #: output column names
 RANKING, SCORES, EXPECTED_COST = "ranking", "scores", "expected_cost"
+#: key of the Parquet schema metadata marking a file as route-batch output (value: the cascal version)
+OUTPUT_MARKER = b"cascal.route_batch"
 
 
 def import_pyarrow() -> Any:
@@ -334,14 +345,27 @@ def check_inputs(files: Sequence[Path], batch_router: BatchRouter) -> int:
     """Open every file's footer, check its schema; the total number of rows.
 
     Raises:
-        cascal.errors.DataError: a file that is not Parquet, a missing or mistyped column, no rows at all.
+        cascal.errors.DataError: a file that is not Parquet, a missing or mistyped column, no rows
+            at all, two files (with rows) whose id columns have different types (naming both).
     """
     total = 0
+    id_type: Optional[tuple[Path, Any]] = None  # the first file with rows, and its id column's type
     for path in files:
         pf = open_parquet(path)
         try:
             batch_router.check_schema(pf.schema_arrow, str(path))
-            total += int(pf.metadata.num_rows)
+            rows = int(pf.metadata.num_rows)
+            total += rows
+            column = batch_router.id_column
+            if column is not None and rows:  # a file without rows adds none to the output
+                t = pf.schema_arrow.field(column).type
+                if id_type is None:
+                    id_type = (path, t)
+                elif not t.equals(id_type[1]):
+                    raise DataError(
+                        f"{path}: column {column!r} is {t}, but {id_type[0]} has it as {id_type[1]}; the output "
+                        "has one id column: give every input file the same id type"
+                    )
         finally:
             pf.close()
     if total == 0:
@@ -350,11 +374,58 @@ def check_inputs(files: Sequence[Path], batch_router: BatchRouter) -> int:
     return total
 
 
+def check_output(inputs: PathLike, files: Sequence[Path], out: PathLike, *, force: bool = False) -> None:
+    """Refuse an output that would destroy an input or a file route-batch did not write.
+
+    ``out`` is refused when it is one of ``files`` (the same file under any name: compared by
+    ``os.stat`` device and inode, so a symbolic or hard link counts), when it lies inside the input
+    directory ``inputs`` (symbolic links resolved; a rerun would read it as input), and, unless
+    ``force``, when it exists and is not a previous route-batch output (no :data:`OUTPUT_MARKER` in
+    its Parquet schema metadata). ``force`` never allows replacing an input.
+
+    Raises:
+        cascal.errors.DataError: naming ``out`` and why.
+    """
+    target = Path(out)
+    root = Path(inputs)
+    if root.is_dir():
+        resolved_root = root.resolve()
+        resolved_out = target.parent.resolve() / target.name
+        if resolved_out == resolved_root or resolved_root in resolved_out.parents:
+            raise DataError(f"{target}: is inside the input directory {root}; write the output elsewhere")
+    try:
+        out_stat = target.stat()
+    except OSError:
+        return  # nothing there yet (or not reachable: the write reports it)
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (out_stat.st_dev, out_stat.st_ino):
+            raise DataError(f"{target}: is an input file ({path}); writing it would replace the queries being routed")
+    if force or target.is_dir():
+        return  # a directory is refused by the writer
+    if not _is_route_batch_output(target):
+        raise DataError(f"{target}: exists and is not a route-batch output; pass --force (force=True) to replace it")
+
+
+def _is_route_batch_output(path: Path) -> bool:
+    """Whether ``path`` is a Parquet file whose schema metadata carries :data:`OUTPUT_MARKER`."""
+    pa = import_pyarrow()
+    try:
+        metadata = pa.parquet.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError, ValueError):
+        return False
+    return OUTPUT_MARKER in metadata
+
+
 @contextmanager
 def write_parquet_atomic(out: PathLike) -> Iterator[Callable[[Any], None]]:
     """``write(table)`` appending tables (one row group each) to a Parquet file that replaces
     ``out`` atomically when the block ends (:func:`cascal.io.files.atomic_path`: a reader sees the
-    old file or the new one; a failed or killed run leaves ``out`` as it was).
+    old file or the new one; a failed or killed run leaves ``out`` as it was). The file's schema
+    metadata carries :data:`OUTPUT_MARKER`, which lets a later run replace it without ``force``.
     The writer is opened with the first table's schema; every later table must have the same.
 
     Raises:
@@ -369,6 +440,7 @@ def write_parquet_atomic(out: PathLike) -> Iterator[Callable[[Any], None]]:
         writer: list[Any] = []
 
         def write(table: Any) -> None:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), OUTPUT_MARKER: _version()})
             if not writer:
                 writer.append(pa.parquet.ParquetWriter(tmp, table.schema))
             writer[0].write_table(table)
@@ -380,6 +452,12 @@ def write_parquet_atomic(out: PathLike) -> Iterator[Callable[[Any], None]]:
         finally:
             if writer:
                 writer[0].close()
+
+
+def _version() -> bytes:
+    from cascal._core import __version__
+
+    return str(__version__).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -415,17 +493,20 @@ def route_parquet(
     batch_size: int = DEFAULT_BATCH_SIZE,
     embedder: Any = None,
     progress: bool = False,
+    force: bool = False,
 ) -> BatchSummary:
     """Route every row of the Parquet file or directory ``inputs`` and write the results to ``out``
     (one Parquet file, input order; columns in the module docstring), streaming record batches of
     ``batch_size`` rows in this process.
 
     Every file's schema is checked before the first row is routed; ``out`` appears only when every
-    row was routed.
+    row was routed. ``out`` may not be an input or inside the input directory, and an existing
+    ``out`` that is not a route-batch output is replaced only with ``force`` (:func:`check_output`).
 
     Raises:
-        cascal.errors.DataError: a missing input, a file that is not Parquet, no rows, a missing
-            column, a wrong type or dimension, a null/NaN/infinite/all-zero embedding, an empty
+        cascal.errors.DataError: a missing input, an ``out`` refused by :func:`check_output`, a file
+            that is not Parquet, no rows, a missing column, id columns of different types across
+            files, a wrong type or dimension, a null/NaN/infinite/all-zero embedding, an empty
             text; the message names the file, the column and the row (0-based, within the file).
         cascal.errors.InvalidParameterError: a bad ``batch_size``, ``top_k`` or column choice.
         cascal.errors.RouterFileError: the router file cannot be read.
@@ -434,6 +515,7 @@ def route_parquet(
         raise InvalidParameterError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
     started = time.perf_counter()
     files = parquet_inputs(inputs)
+    check_output(inputs, files, out, force=force)
     work = BatchRouter(
         router,
         embedding_column=embedding_column,

@@ -563,6 +563,8 @@ class CascalRouter(BaseRouter):
             return cls.from_record(record)
         except ValueError as exc:
             raise RouterFileError(f"{fspath(path)}: {exc}") from None
+        except Exception as exc:  # anything a damaged file provokes is reported as the file's fault
+            raise RouterFileError(f"{fspath(path)}: {type(exc).__name__}: {exc}") from None
 
     def to_record(self) -> RouterRecord:
         """Everything :meth:`from_record` needs to rebuild this fitted router, as plain values."""

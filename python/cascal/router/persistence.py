@@ -26,7 +26,12 @@ routing exactly as it did when it was written.
 
 Loading checks everything it reads: a file that is not a zip, is truncated, lacks an entry or a
 manifest key, holds arrays of the wrong shape or dtype, or was written in a newer format version
-raises :class:`RouterFileError` naming the file and the problem.
+raises :class:`RouterFileError` naming the file and the problem. The values are checked too
+(:func:`check_values`), as the routing kernel would check them at the first route: a file that
+loads routes, so a server never reports healthy on tables every request would fail with. Any other
+exception met while reading (a damaged ``.npy`` header can make numpy's header parser raise
+``tokenize.TokenError``, for one) is reported as :class:`RouterFileError` too: loading a router file
+raises nothing else.
 
 Reading is bounded: the manifest is read first (at most :data:`MAX_MANIFEST_BYTES`) and fixes ``M``,
 ``S`` and ``d``; each array entry's ``.npy`` header is parsed before any of its data, its declared
@@ -57,7 +62,7 @@ from cascal.embedding import hashing_dim
 from cascal.errors import ArgumentTypeError, DataError, EmbeddingError, InvalidParameterError, RouterFileError
 from cascal.kernels.routing import RoutingTables
 
-__all__ = ["FORMAT_VERSION", "RouterFileError", "RouterRecord", "load_record", "save_record"]
+__all__ = ["FORMAT_VERSION", "RouterFileError", "RouterRecord", "check_values", "load_record", "save_record"]
 
 FORMAT_NAME = "cascal-router"
 FORMAT_VERSION = 3
@@ -227,7 +232,51 @@ def load_record(path: Union[str, "PathLike[str]"]) -> RouterRecord:
         raise RouterFileError(f"{name}: no such file") from None
     except (*_ZIP_ERRORS, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise RouterFileError(f"{name}: not a readable router file (corrupt or truncated zip: {exc})") from None
+    except Exception as exc:  # whatever else damage provokes in zipfile or numpy: still this file's fault
+        raise RouterFileError(f"{name}: not a readable router file ({type(exc).__name__}: {exc})") from None
+    check_values(name, arrays, len(manifest["subject_names"]))
     return _build_record(name, manifest, arrays)
+
+
+def check_values(name: str, arrays: dict[str, np.ndarray], n_subjects: int) -> None:
+    """Refuse the arrays of router file ``name`` whose values the routing kernel would refuse at
+    the first route, or that no fit writes: what the format says is finite must be finite.
+
+    - ``subject_reps`` and ``centroids``: finite, no all-zero row (the kernel normalises the rows);
+    - ``centroid_scores`` and ``global_scores``: finite or NaN (NaN = no data), never infinite, and
+      at least one ``global_scores`` entry not NaN;
+    - ``centroid_subject``: every subject ``0..S-1`` owns a centroid (indices out of range are
+      refused by :class:`RouterRecord`); ``centroid_sizes``: ``>= 0``;
+    - ``centroid_costs`` and ``global_costs`` (when present): finite;
+    - ``stats_mu`` finite, ``stats_sigma`` finite and ``> 0`` (as the consensus kernel requires).
+
+    Raises:
+        RouterFileError: naming the file, the array and the first offending position.
+    """
+
+    def refuse(key: str, where: np.ndarray, problem: str) -> None:
+        bad = np.argwhere(where)
+        if bad.size:
+            at = tuple(int(i) for i in bad[0])
+            raise RouterFileError(f"{name}: array {key} holds {problem} at {at[0] if len(at) == 1 else at}")
+
+    for key in ("subject_reps", "centroids"):
+        values = arrays[key]
+        refuse(key, ~np.isfinite(values), "a NaN or infinite value")
+        refuse(key, ~np.any(values != 0, axis=1), "an all-zero row")
+    for key in ("centroid_scores", "global_scores"):
+        refuse(key, np.isinf(arrays[key]), "an infinite score (scores are finite, or NaN for no data)")
+    if arrays["global_scores"].size and np.isnan(arrays["global_scores"]).all():
+        raise RouterFileError(f"{name}: array global_scores is all NaN; at least one model needs a score")
+    owned = np.zeros(n_subjects, dtype=bool)
+    subjects = arrays["centroid_subject"]
+    owned[subjects[(subjects >= 0) & (subjects < n_subjects)]] = True
+    refuse("centroid_subject", ~owned, "no centroid for subject")
+    refuse("centroid_sizes", arrays["centroid_sizes"] < 0, "a negative size")
+    for key in (*COST_ARRAYS, "stats_mu", "stats_sigma"):
+        if key in arrays:
+            refuse(key, ~np.isfinite(arrays[key]), "a NaN or infinite value")
+    refuse("stats_sigma", arrays["stats_sigma"] <= 0, "a scale <= 0")
 
 
 def _entry_info(zf: zipfile.ZipFile, name: str, entry: str, missing: str) -> zipfile.ZipInfo:
@@ -379,8 +428,8 @@ def _read_npy_header(stream: IO[bytes], name: str, entry: str) -> tuple[tuple[in
         raise
     except _ZIP_ERRORS as exc:
         raise RouterFileError(f"{name}: entry {entry} is corrupt ({type(exc).__name__}: {exc})") from None
-    except (ValueError, SyntaxError, TypeError, OverflowError, MemoryError) as exc:
-        raise RouterFileError(f"{name}: {entry} is not a plain .npy array ({exc})") from None
+    except Exception as exc:  # numpy parses the header with ast and tokenize: anything can come out
+        raise RouterFileError(f"{name}: {entry} is not a plain .npy array ({type(exc).__name__}: {exc})") from None
     if file_dtype.hasobject:
         raise RouterFileError(f"{name}: {entry} is not a plain .npy array (object arrays are refused)")
     if any(not isinstance(n, int) or n < 0 for n in shape):
@@ -431,6 +480,8 @@ def _build_record(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
         )
     except ValueError as exc:
         raise RouterFileError(f"{name}: {exc}") from None
+    except Exception as exc:  # a value no check above foresaw: still this file's fault
+        raise RouterFileError(f"{name}: {type(exc).__name__}: {exc}") from None
 
 
 def _routing_constants(name: str, manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -188,11 +188,16 @@ async def models(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """``GET /health``: 200 while serving, 503 while starting or draining; the breakers' states."""
+    """``GET /health``: 200 while serving, 503 while starting, draining or when routing a probe
+    vector fails (``reason`` says why); the breakers' states."""
     gateway: Gateway = request.app.state.gateway
     status = "draining" if gateway.draining else "ok" if gateway.ready else "starting"
+    failure = gateway.self_test_error or gateway.self_test()  # a router that cannot route is not healthy
+    if failure and status == "ok":
+        status = "unhealthy"
     body = {
         "status": status,
+        **({"reason": failure} if failure else {}),
         "router": gateway.engine.router is not None,
         "embedder": getattr(gateway.engine.embedder, "name", None),
         "pool": gateway.upstreams.names,

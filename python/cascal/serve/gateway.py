@@ -21,6 +21,8 @@ class Gateway:
     Attributes:
         ready: set once the application started (router, embedder and pool loaded, batcher running).
         draining: set when shutdown begins; ``/health`` then answers 503.
+        self_test_error: why routing the probe failed when the gateway was built (:meth:`self_test`),
+            or ``None``.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class Gateway:
         self.decision_log = decision_log
         self.ready = False
         self.draining = False
+        self.self_test_error: Optional[str] = None
         self._key = settings.api_key.encode("utf-8") if settings.api_key else None
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
@@ -47,6 +50,22 @@ class Gateway:
             return True
         scheme, _, token = headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("utf-8"), self._key)
+
+    def self_test(self) -> Optional[str]:
+        """Route one probe vector (the router's first subject representative) through the router;
+        ``None`` when it routes, else the reason it failed.
+
+        A router whose tables load but cannot route (values the kernel refuses) would otherwise
+        look healthy while every request fails; ``/health`` answers 503 with this reason instead.
+        """
+        import numpy as np
+
+        try:
+            probe = np.asarray(self.engine.router.tables_.subject_reps[:1], dtype=np.float64)
+            self.engine.router.route(probe)
+        except Exception as exc:  # noqa: BLE001 - any failure makes the gateway unhealthy
+            return f"routing self-test failed: {type(exc).__name__}: {exc}"
+        return None
 
     def count_decisions(self, decisions: Sequence[Decision]) -> None:
         """Count routing decisions by their top-ranked model."""

@@ -132,7 +132,9 @@ def build_gateway(
         pool, metrics, breaker_failures=settings.breaker_failures, breaker_cooldown=settings.breaker_cooldown
     )
     log = DecisionLog(settings.log_decisions, log_text=settings.log_text) if settings.log_decisions else None
-    return Gateway(settings, engine, upstreams, metrics, log)
+    gateway = Gateway(settings, engine, upstreams, metrics, log)
+    gateway.self_test_error = gateway.self_test()  # /health reports it; it re-runs the probe too
+    return gateway
 
 
 class GatewayServer(uvicorn.Server):
