@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from numbers import Integral, Real
 from os import PathLike, fspath
-from typing import Any, ClassVar, Mapping, Optional, Union
+from typing import Any, ClassVar, Iterable, Mapping, Optional, Union
 
 import numpy as np
 
 from cascal import kernels
 from cascal.data import ResponseMatrix
-from cascal.errors import InvalidParameterError, KernelError, RouterFileError
+from cascal.errors import InvalidParameterError, KernelError, RouterFileError, UnknownModelError
 from cascal.kernels.routing import RouteParams, RoutingTables
 from cascal.router import fitting
 from cascal.router.base import BaseRouter, Routing, check_fit_inputs, check_pool, embedding_matrix
@@ -353,6 +353,58 @@ class CascalRouter(BaseRouter):
             seed=0 if self.random_state is None else int(self.random_state),
         )
 
+    # ------------------------------------------------------------------ pool changes
+    def without_models(self, names: Iterable[str]) -> "CascalRouter":
+        """A copy of this fitted router that never routes to the models ``names``, without refitting.
+
+        The models' columns leave every per-model table (niche and global scores, cost tables,
+        logprob statistics, label calibration, ``model_names_``); the niches, centroids, subject
+        representatives and routing constants are kept as fitted. Each niche's sharpened
+        distribution ``softmax(scores / score_temp)`` over the kept models is therefore the
+        original one restricted to them and renormalised: their relative order in every niche is
+        unchanged. A query's mixture of several niches renormalises each niche separately, so its
+        final ranking of the kept models can differ from the original one restricted.
+
+        What it does not redo (docs/operations.md#what-dropping-keeps): the consensus weights,
+        the niche scores and the niches themselves came from the full pool's votes; a refit on
+        the smaller pool can find other niches. ``diagnostics_`` still describes the full fit.
+        Dropping is a table slice (milliseconds); the original router is not changed.
+
+        Raises:
+            UnknownModelError: a name is not a model of this router (the message names it and the pool).
+            InvalidParameterError: ``names`` would drop every model, or is a single string.
+        """
+        self._check_fitted()
+        if isinstance(names, str):
+            raise InvalidParameterError(f"names: expected a list of model names, got the string {names!r}")
+        drop = list(dict.fromkeys(names))
+        unknown = [n for n in drop if n not in self.model_names_]
+        if unknown:
+            raise UnknownModelError(f"names: {unknown} not in the router's pool {list(self.model_names_)}")
+        keep = np.array([i for i, n in enumerate(self.model_names_) if n not in drop], dtype=np.int64)
+        if keep.size == 0:
+            raise InvalidParameterError(f"names: dropping {drop} would leave no model to route to")
+        router = copy.copy(self)
+        router.__dict__.pop("_weighted_tables", None)  # built from the full tables
+        tables = self.tables_
+        router.tables_ = replace(
+            tables,
+            centroid_scores=tables.centroid_scores[:, keep],
+            global_scores=tables.global_scores[keep],
+            centroid_costs=None if tables.centroid_costs is None else tables.centroid_costs[:, keep],
+            global_costs=None if tables.global_costs is None else tables.global_costs[keep],
+        )
+        router.model_names_ = [self.model_names_[i] for i in keep]
+        router.stats_ = ConsensusStats(mu=np.asarray(self.stats_.mu)[keep], sigma=np.asarray(self.stats_.sigma)[keep])
+        router.niches_ = {
+            subject: [replace(n, scores=np.asarray(n.scores)[keep]) for n in niches]
+            for subject, niches in self.niches_.items()
+        }
+        label_fit = getattr(self, "label_fit_", None)
+        if label_fit is not None:
+            router.label_fit_ = _label_fit_columns(label_fit, keep)
+        return router
+
     # ------------------------------------------------------------------ fitted tables
     # Read-only views of ``tables_`` (the :class:`cascal.kernels.RoutingTables` routing uses).
     @property
@@ -613,3 +665,22 @@ class CascalRouter(BaseRouter):
         router.stats_ = ConsensusStats(mu=record.stats_mu, sigma=record.stats_sigma)
         router.niches_ = fitting.niches_from_tables(record.tables, router.subject_names_)
         return router
+
+
+def _label_fit_columns(fit: LabelFit, keep: np.ndarray) -> LabelFit:
+    """``fit`` with only the model columns ``keep`` of its per-model arrays."""
+    prior = fit.prior
+    return replace(
+        fit,
+        centroid_scores=fit.centroid_scores[:, keep],
+        global_scores=fit.global_scores[keep],
+        spread=fit.spread[keep],
+        accuracy=fit.accuracy[:, keep],
+        prior=replace(
+            prior,
+            follows=prior.follows[keep],
+            accuracy=prior.accuracy[keep],
+            consensus_accuracy=prior.consensus_accuracy[keep],
+            own_accuracy=prior.own_accuracy[keep],
+        ),
+    )
