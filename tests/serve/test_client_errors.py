@@ -5,6 +5,7 @@ never counts against an upstream's circuit breaker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -261,3 +262,60 @@ def test_no_redirect_no_host_reflection_and_the_key_before_any_path(http, path):
 def test_a_wrong_method_needs_the_key_before_it_is_told_405(http):
     assert http.get("/v1/chat/completions").status_code == 401
     assert http.get("/v1/chat/completions", headers=AUTH).status_code == 405
+
+
+# ------------------------------------------------------------------ one client's text, one request's error
+def test_a_text_the_embedder_refuses_fails_only_its_own_request_in_a_batch(router_file):
+    from cascal.embedding import load_embedder
+    from cascal.router import CascalRouter
+    from cascal.serve.routing import RouteEngine
+
+    router = CascalRouter.load(router_file)
+    inner = load_embedder(router.embedding_model)
+
+    class Picky:
+        name = "picky"
+
+        def encode(self, texts):
+            if any("poison" in t for t in texts):
+                raise ValueError("the embedder cannot take this text")
+            return inner.encode(texts)
+
+    async def scenario():
+        engine = RouteEngine(router, Picky(), batch_wait=0.05)
+        await engine.start()
+        try:
+            tickets = [engine.expect() for _ in range(3)]
+            held = [t.__enter__() for t in tickets]  # all three announced: they form one batch
+            texts = ["Which enzyme unwinds DNA?", "poison", "What is 2 + 2?"]
+            results = await asyncio.gather(
+                *(engine.route(text, ticket) for text, ticket in zip(texts, held)), return_exceptions=True
+            )
+            for t in tickets:
+                t.__exit__(None, None, None)
+            return results
+        finally:
+            await engine.stop()
+
+    good, bad, other = asyncio.run(scenario())
+    assert isinstance(bad, ValueError)
+    assert not isinstance(good, BaseException) and not isinstance(other, BaseException)
+    assert good.ranking and other.ranking
+
+
+def test_route_takes_at_most_max_inputs_texts(http):
+    from cascal.serve.protocol import MAX_INPUTS
+
+    response = http.post("/v1/route", json={"input": ["a"] * (MAX_INPUTS + 1)}, headers=AUTH)
+    assert_refused(response, "input")
+    assert http.post("/v1/route", json={"input": ["a"] * 3}, headers=AUTH).status_code == 200
+
+
+def test_the_decision_log_never_fails_on_an_unencodable_text(tmp_path):
+    from cascal.serve.decision_log import DecisionLog, DecisionRecord, query_hash
+
+    log = DecisionLog(tmp_path / "log.jsonl", log_text=True)
+    log.write(DecisionRecord("route", "x \udc00", ["m1"]))
+    log.close()
+    line = json.loads((tmp_path / "log.jsonl").read_text(encoding="utf-8"))
+    assert line["text"] == "x \udc00" and line["query_sha256"] == query_hash("x \udc00")
