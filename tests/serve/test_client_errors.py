@@ -319,3 +319,28 @@ def test_the_decision_log_never_fails_on_an_unencodable_text(tmp_path):
     log.close()
     line = json.loads((tmp_path / "log.jsonl").read_text(encoding="utf-8"))
     assert line["text"] == "x \udc00" and line["query_sha256"] == query_hash("x \udc00")
+
+
+def test_a_client_disconnect_on_a_real_server_is_499_and_one_quiet_line(
+    router_file, world, simulator, tmp_path, caplog
+):
+    import socket
+    import time
+
+    from cascal.serve.server import GatewayThread
+
+    gateway = new_gateway(router_file, world, simulator, tmp_path)
+    with GatewayThread(gateway) as server, caplog.at_level(logging.DEBUG):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            head = (
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b'{"model": "cascal", "mess')
+            time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while sample(gateway, "cascal_requests_total", endpoint="chat", status="499") < 1:
+            assert time.monotonic() < deadline, "the disconnect was never counted"
+            time.sleep(0.05)
+    assert sample(gateway, "cascal_requests_total", endpoint="chat", status="500") == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info], caplog.text
