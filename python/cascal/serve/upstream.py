@@ -62,7 +62,9 @@ T = TypeVar("T")
 
 class UpstreamFailure(CascalError):
     """One failed upstream request: ``kind`` (``timeout``, ``connection``, ``http_<status>``,
-    ``malformed``, ``empty_choices``, ``empty_stream``) and the HTTP status when there was one."""
+    ``malformed``, ``empty_choices``, ``empty_stream``, or ``unsent_<exception>`` with ``unsent``
+    for a request that could not be built and never left the gateway) and the HTTP status when
+    there was one."""
 
     def __init__(self, kind: str, status: Optional[int] = None, body: Any = None, *, unsent: bool = False) -> None:
         super().__init__(kind)
