@@ -51,9 +51,12 @@ def test_every_endpoint_needs_the_key(gateway):
             allowed = http.request(method, path, headers={"Authorization": f"Bearer {KEY}"})
             assert allowed.status_code != 401, path
             assert counted(gateway, name, allowed.status_code) == 1
-        # the routes' 404 and 405 are the router's, outside the endpoints' middleware
-        assert http.get("/v1/nowhere").status_code == 404
-        assert http.get("/v1/chat/completions").status_code == 405
+        # the routes' 404 and 405 are the router's, outside the endpoints' middleware, and need the
+        # key too: without it a client learns no path or method
+        assert http.get("/v1/nowhere").status_code == 401
+        assert http.get("/v1/chat/completions").status_code == 401
+        assert http.get("/v1/nowhere", headers={"Authorization": f"Bearer {KEY}"}).status_code == 404
+        assert http.get("/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}).status_code == 405
     assert gateway.metrics.registry.get_sample_value("cascal_requests_in_flight") == 0
 
 

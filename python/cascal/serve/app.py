@@ -4,7 +4,10 @@
 
 With an API key configured every endpoint, ``/health`` and ``/metrics`` included, needs
 ``Authorization: Bearer <key>`` (compared with :func:`hmac.compare_digest`), else 401. Unknown
-paths and methods answer 404 / 405 in OpenAI's error form.
+paths and methods answer 404 / 405 in OpenAI's error form, and with a key configured only to a
+request that carries it (401 otherwise), so which paths exist does not leak to a client without
+the key. Paths are matched exactly: ``/v1/route/`` is a 404, never a redirect (a redirect would be
+answered before the key is checked and would build its ``Location`` from the client's ``Host``).
 """
 
 from __future__ import annotations
@@ -52,5 +55,6 @@ def create_app(gateway: Gateway) -> Starlette:
     ]
     handlers = {404: endpoints.not_found, 405: endpoints.not_found, HTTPException: endpoints.not_found}
     app = Starlette(routes=routes, lifespan=_lifespan, exception_handlers=handlers)
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     return app

@@ -49,8 +49,9 @@ class DecisionRecord:
 
 
 def query_hash(text: str) -> str:
-    """First 16 hex digits of the SHA-256 of ``text`` (UTF-8)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """First 16 hex digits of the SHA-256 of ``text`` (UTF-8; a lone surrogate, which the gateway
+    refuses before routing, is hashed as its ``surrogatepass`` bytes rather than failing the log)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class DecisionLog:
@@ -60,7 +61,9 @@ class DecisionLog:
         self.path = Path(path)
         self.log_text = log_text
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8", buffering=1)
+        # backslashreplace: a character UTF-8 cannot encode is written as its JSON escape (\\udc00),
+        # so a record never fails to be written and the line stays valid JSON
+        self._file = open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
         self._lock = threading.Lock()
 
     def write(self, record: DecisionRecord) -> None:

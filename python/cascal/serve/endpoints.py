@@ -32,6 +32,7 @@ from cascal.serve.decision_log import DecisionRecord
 from cascal.serve.errors import APIError, error_body
 from cascal.serve.gateway import Gateway
 from cascal.serve.metrics import CONTENT_TYPE_LATEST
+from cascal.serve.middleware import error_response, unauthorized
 from cascal.serve.protocol import ChatRequest, parse_chat, parse_route
 from cascal.serve.routing import Decision
 from cascal.serve.settings import ROUTED_MODEL
@@ -213,7 +214,13 @@ async def prometheus(request: Request) -> Response:
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    """The router's 404 and 405 as OpenAI error JSON."""
+    """The router's 404 and 405 as OpenAI error JSON; with a key configured, a request without it
+    gets the endpoints' 401 instead, whatever its path (no path or method is confirmed to it)."""
+    gateway: Gateway = request.app.state.gateway
+    if not gateway.authorized(request.headers):
+        return error_response(unauthorized())
     status = getattr(exc, "status_code", 404)
-    message = "method not allowed" if status == 405 else f"no such endpoint: {request.url.path}"
+    path = request.url.path
+    path = path if len(path) <= 100 else path[:97] + "..."
+    message = "method not allowed" if status == 405 else f"no such endpoint: {path}"
     return JSONResponse(error_body(message, "invalid_request_error", code="not_found"), status_code=status)

@@ -3,6 +3,9 @@
 - :class:`CountRequests`: ``cascal_requests_total{endpoint,status}`` and
   ``cascal_request_latency_seconds{endpoint}`` when the response starts (the latency to the
   response head, also of a stream), ``cascal_requests_in_flight`` until the response is complete;
+  a client that disconnects before its body arrived is counted as status :data:`CLIENT_CLOSED`
+  (499, nginx's "client closed request") and logged as one line at INFO, with no answer and no
+  traceback: it is neither the gateway's error nor anything a response could reach;
 - :class:`AnswerErrors`: an :class:`~cascal.serve.errors.APIError` becomes its OpenAI error JSON,
   any other exception a JSON 500 (logged with its traceback, never sent), as long as no response
   has started; after that the exception goes on to the server, which ends the connection;
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,9 +35,32 @@ from cascal.serve.errors import APIError
 if TYPE_CHECKING:
     from cascal.serve.gateway import Gateway
 
-__all__ = ["AnswerErrors", "CountRequests", "RequireKey", "error_response", "gateway_middleware"]
+__all__ = [
+    "CLIENT_CLOSED",
+    "AnswerErrors",
+    "CountRequests",
+    "RequireKey",
+    "error_response",
+    "gateway_middleware",
+    "unauthorized",
+]
 
 _logger = logging.getLogger("cascal.serve")
+
+
+def unauthorized() -> APIError:
+    """The refusal of a request without the gateway's key (a new error each time: a raised
+    exception keeps its traceback)."""
+    return APIError(
+        401,
+        "missing or incorrect API key (send Authorization: Bearer <key>)",
+        code="invalid_api_key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+#: the status a request is counted with when its client disconnected before it was answered
+CLIENT_CLOSED = 499
 
 
 def error_response(error: APIError) -> JSONResponse:
@@ -54,15 +81,26 @@ class CountRequests:
         metrics = gateway.metrics
         started = time.perf_counter()
 
+        counted = False
+
+        def count(status: int) -> None:
+            nonlocal counted
+            counted = True
+            metrics.requests.labels(endpoint=self.endpoint, status=str(status)).inc()
+            metrics.latency.labels(endpoint=self.endpoint).observe(time.perf_counter() - started)
+
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                metrics.requests.labels(endpoint=self.endpoint, status=str(message["status"])).inc()
-                metrics.latency.labels(endpoint=self.endpoint).observe(time.perf_counter() - started)
+                count(message["status"])
             await send(message)
 
         metrics.in_flight.inc()
         try:
             await self.app(scope, receive, counting_send)
+        except ClientDisconnect:
+            _logger.info("%s: the client disconnected before its request was read", scope.get("path", "?"))
+            if not counted:
+                count(CLIENT_CLOSED)
         finally:
             metrics.in_flight.dec()
 
@@ -88,6 +126,8 @@ class AnswerErrors:
             if started:
                 raise
             response = error_response(error)
+        except ClientDisconnect:  # nobody to answer: CountRequests counts it
+            raise
         except Exception as exc:  # noqa: BLE001 - a bug answers 500 in OpenAI form, never a traceback
             if started:
                 raise
@@ -105,12 +145,7 @@ class RequireKey:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway: Gateway = scope["app"].state.gateway
         if not gateway.authorized(Headers(scope=scope)):
-            raise APIError(
-                401,
-                "missing or incorrect API key (send Authorization: Bearer <key>)",
-                code="invalid_api_key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise unauthorized()
         await self.app(scope, receive, send)
 
 

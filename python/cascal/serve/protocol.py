@@ -2,9 +2,13 @@
 request into a frozen :class:`ChatRequest` / :class:`RouteRequest`, or refuse it with a 4xx
 :class:`~cascal.serve.errors.APIError` in OpenAI's error form.
 
-Every check of a body lives here, in the order a client meets them: JSON object, ``messages``,
-``model``, the ``cascal-vote-K`` size, the text to route on, the cost weight, and streaming (not
-with a vote). The handlers work on the parsed object only, never on the JSON.
+Every check of a body lives here, in the order a client meets them: strict JSON (no ``NaN`` or
+``Infinity``), nested at most :data:`MAX_DEPTH` levels, no lone UTF-16 surrogate in any string or
+key (the body is forwarded upstream, embedded and hashed as UTF-8, which cannot encode one), a JSON
+object, ``messages``, ``model``, the ``cascal-vote-K`` size, ``stream`` (a boolean), the text to
+route on, the cost weight, and streaming (not with a vote). The handlers work on the parsed object
+only, never on the JSON. Fields the gateway does not read itself (``n``, ``max_tokens``,
+``stream_options``...) are forwarded as sent: the upstream judges them.
 
 Plain dataclasses rather than a validation library's models: the refusals (status, message,
 ``param``, ``code``) are part of the gateway's contract, and the chat body is forwarded upstream as
@@ -24,6 +28,8 @@ from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
 
 __all__ = [
     "COST_WEIGHT_FIELD",
+    "MAX_DEPTH",
+    "MAX_INPUTS",
     "COST_WEIGHT_HEADER",
     "ChatRequest",
     "RouteRequest",
@@ -39,7 +45,15 @@ __all__ = [
 COST_WEIGHT_FIELD = "cascal_cost_weight"
 COST_WEIGHT_HEADER = "x-cascal-cost-weight"
 
+#: deepest nesting of arrays and objects a body may have (OpenAI bodies, tool schemas included,
+#: stay far below; deeper JSON could exhaust the recursion of the decoder or of a later encoder)
+MAX_DEPTH = 64
+
+#: most texts one ``/v1/route`` request may route (OpenAI's embeddings endpoint takes as many)
+MAX_INPUTS = 2048
+
 _VOTE = re.compile(rf"^{re.escape(VOTE_PREFIX)}(?:-([0-9]+))?$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -90,9 +104,10 @@ def parse_chat(
         priced: whether the router carries expected costs (a cost weight above 0 needs them).
 
     Raises:
-        APIError: 400 for a body that is not a JSON object, missing or malformed ``messages`` or
-            ``model``, a vote K outside the pool, no text to route on, a bad cost weight or a
-            streamed vote; 404 for an unknown model.
+        APIError: 400 for a body that is not a JSON object (or nested too deeply, or with a lone
+            surrogate: :func:`parse_json`), missing or malformed ``messages`` or ``model``, a vote
+            K outside the pool, a ``stream`` that is not a boolean, no text to route on, a bad cost
+            weight or a streamed vote; 404 for an unknown model.
     """
     body = parse_json(raw)
     messages = _messages(body)
@@ -100,14 +115,18 @@ def parse_chat(
     if not isinstance(model, str) or not model:
         raise APIError(400, "model: required string", param="model")
     vote = vote_size(model, settings.top_k, len(pool))
-    stream = bool(body.get("stream"))
+    stream = body.get("stream")
+    if stream is None:
+        stream = False
+    elif not isinstance(stream, bool):
+        raise APIError(400, f"stream: must be a boolean, got {_shown(stream)}", param="stream")
     if model in pool:  # a pool model by name: no routing
         body.pop(COST_WEIGHT_FIELD, None)
         return ChatRequest(body, model, messages, stream, routed=False)
     if model != ROUTED_MODEL and vote is None:
         raise APIError(
             404,
-            f"model {model!r} not found: ask for {ROUTED_MODEL!r}, 'cascal-vote-K' or a pool model ({', '.join(pool)})",
+            f"model {_shown(model, 100)} not found: ask for {ROUTED_MODEL!r}, 'cascal-vote-K' or a pool model ({', '.join(pool)})",
             code="model_not_found",
             param="model",
         )
@@ -125,8 +144,8 @@ def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySett
     one text; ``{"input": ["a", "b"]}`` several.
 
     Raises:
-        APIError: 400 for a body that is not a JSON object, malformed ``messages``, no text or an
-            empty ``input``, or a bad cost weight.
+        APIError: 400 for a body that is not a JSON object, malformed ``messages``, no text, an
+            empty ``input`` or one of more than :data:`MAX_INPUTS` texts, or a bad cost weight.
     """
     body = parse_json(raw)
     if "messages" in body:
@@ -138,6 +157,8 @@ def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySett
                 raise APIError(400, "input: must be a non-empty string", param="input")
             texts, many = [value], False
         elif isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+            if len(value) > MAX_INPUTS:
+                raise APIError(400, f"input: at most {MAX_INPUTS} texts per request, got {len(value)}", param="input")
             texts, many = list(value), True
         else:
             raise APIError(
@@ -150,14 +171,65 @@ def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySett
 
 
 def parse_json(raw: bytes) -> dict:
-    """The request body as a JSON object; 400 when it is not one."""
+    """The request body as a JSON object; 400 when it is not one.
+
+    Refused with 400 as well: ``NaN``/``Infinity`` (not JSON, though Python's decoder takes them),
+    nesting deeper than :data:`MAX_DEPTH`, and a lone UTF-16 surrogate (``"\\udc00"``) in any string
+    or key, named by its place (``messages[0].content``): UTF-8 cannot encode one, so such a body
+    could be neither embedded, hashed for the decision log, nor forwarded upstream.
+    """
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise APIError(400, f"the request body is nested deeper than {MAX_DEPTH} levels", code="invalid_json") from None
     except (ValueError, UnicodeDecodeError):
         raise APIError(400, "the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    _check_strings(body)
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    """``parse_constant`` of :func:`json.loads`: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON."""
+    raise APIError(400, f"the request body is not valid JSON ({name} is not a JSON number)", code="invalid_json")
+
+
+def _check_strings(body: dict) -> None:
+    """400 for nesting deeper than :data:`MAX_DEPTH` or a lone surrogate in a string or key of
+    ``body``, naming where (iterative: no recursion however the body is shaped)."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                _refuse_surrogate(where)
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise APIError(400, f"the request body is nested deeper than {MAX_DEPTH} levels", code="invalid_json")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if _SURROGATE.search(key):
+                        _refuse_surrogate(f"{where}.{key!a}" if where else ascii(key))
+                    stack.append((item, f"{where}.{key}" if where else key, depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def _refuse_surrogate(where: str) -> None:
+    """400: a lone surrogate at ``where``."""
+    raise APIError(
+        400,
+        f"{where}: contains a lone UTF-16 surrogate (such as \\udc00), which is not valid Unicode text",
+        param=where,
+        code="invalid_text",
+    )
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """``value`` for an error message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _messages(body: Mapping[str, Any]) -> list:
@@ -179,9 +251,12 @@ def vote_size(model: str, default: int, pool_size: int) -> Optional[int]:
     match = _VOTE.match(model)
     if match is None:
         return None
-    k = int(match.group(1)) if match.group(1) else min(default, pool_size)
+    digits = match.group(1)
+    if digits and len(digits.lstrip("0")) > 6:  # more models than any pool; int() of 5,000 digits fails
+        raise APIError(400, f"model: {_shown(model)} asks more models than the pool has ({pool_size})", param="model")
+    k = int(digits.lstrip("0") or "0") if digits else min(default, pool_size)
     if not 1 <= k <= pool_size:
-        raise APIError(400, f"model: {model!r} asks {k} models; the pool has {pool_size}", param="model")
+        raise APIError(400, f"model: {_shown(model)} asks {k} models; the pool has {pool_size}", param="model")
     return k
 
 
@@ -226,8 +301,21 @@ def _cost_weight(body: dict, headers: Mapping[str, str], priced: bool) -> Option
             value = raw
     else:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise APIError(400, f"{name}: must be a finite number >= 0, got {value!r}", param=name)
-    if value and not priced:
+    weight = _finite(value)
+    if weight is None or weight < 0:
+        raise APIError(400, f"{name}: must be a finite number >= 0, got {_shown(value)}", param=name)
+    if weight and not priced:
         raise APIError(400, f"{name}: the router has no expected costs (train it with --prices)", param=name)
-    return float(value)
+    return weight
+
+
+def _finite(value: Any) -> Optional[float]:
+    """``value`` as a finite float; ``None`` for a bool, a non-number, or a number that is not finite
+    or too large for a float (a JSON integer may have thousands of digits)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -243,13 +243,30 @@ class RouteEngine:
             start = time.perf_counter()
             try:
                 decisions = await asyncio.to_thread(self.decide, texts, [p.cost_weight for p in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - the batch's requests get the error, or their own
+                outcomes = [exc] if len(batch) == 1 else await asyncio.to_thread(self._decide_apart, batch)
+                for p, outcome in zip(batch, outcomes):
+                    if p.future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        p.future.set_exception(outcome)
+                    else:
+                        p.future.set_result(outcome)
                 continue
             if self.on_batch is not None:
                 self.on_batch(len(batch), time.perf_counter() - start)
             for p, decision in zip(batch, decisions):
                 if not p.future.done():
                     p.future.set_result(decision)
+
+    def _decide_apart(self, batch: Sequence[_Pending]) -> list:
+        """Each query of a failed batch decided alone: one text the embedder or router cannot take
+        (a client's) fails its own request, not the others batched with it. A decision or the
+        exception of each, in order."""
+        outcomes: list = []
+        for p in batch:
+            try:
+                outcomes.append(self.decide([p.text], [p.cost_weight])[0])
+            except Exception as exc:  # noqa: BLE001 - handed to that query's request
+                outcomes.append(exc)
+        return outcomes

@@ -62,18 +62,28 @@ T = TypeVar("T")
 
 class UpstreamFailure(CascalError):
     """One failed upstream request: ``kind`` (``timeout``, ``connection``, ``http_<status>``,
-    ``malformed``, ``empty_choices``, ``empty_stream``) and the HTTP status when there was one."""
+    ``malformed``, ``empty_choices``, ``empty_stream``, or ``unsent_<exception>`` with ``unsent``
+    for a request that could not be built and never left the gateway) and the HTTP status when
+    there was one."""
 
-    def __init__(self, kind: str, status: Optional[int] = None, body: Any = None) -> None:
+    def __init__(self, kind: str, status: Optional[int] = None, body: Any = None, *, unsent: bool = False) -> None:
         super().__init__(kind)
         self.kind = kind
         self.status = status
         self.body = body
+        self.unsent = unsent
 
     @property
     def retryable(self) -> bool:
-        """Whether another model might succeed (everything but a refused request)."""
-        return self.status not in PASS_THROUGH_STATUS
+        """Whether another model might succeed (everything but a refused request, or one that could
+        not even be built)."""
+        return self.status not in PASS_THROUGH_STATUS and not self.unsent
+
+
+def _unsent(exc: BaseException) -> UpstreamFailure:
+    """A request that failed before any byte went upstream (its body could not be encoded or
+    built): the request's fault, never the upstream's, so it does not feed the circuit breaker."""
+    return UpstreamFailure(f"unsent_{type(exc).__name__}", 400, unsent=True)
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,11 @@ class Upstream:
             # the client's plain ``post`` with the request as it came: ``chat.completions.create``
             # re-validates and transforms every parameter on every request (docs/serve.md)
             raw = await self.client.post("/chat/completions", body=request, cast_to=_http.Response)
+        except openai.OpenAIError as exc:
+            raise _failure(exc) from None
+        except (ValueError, TypeError, RecursionError) as exc:  # the openai client wraps every network error
+            raise _unsent(exc) from None
+        try:
             data = json.loads(await raw.aread())
         except openai.OpenAIError as exc:
             raise _failure(exc) from None
@@ -169,11 +184,14 @@ class Upstream:
         messages, extra = _split_body(body)
         stack = contextlib.AsyncExitStack()
         try:
-            response = await stack.enter_async_context(
-                self.client.chat.completions.with_streaming_response.create(
-                    model=self.config.model, messages=messages, stream=True, extra_body=extra
+            try:
+                response = await stack.enter_async_context(
+                    self.client.chat.completions.with_streaming_response.create(
+                        model=self.config.model, messages=messages, stream=True, extra_body=extra
+                    )
                 )
-            )
+            except (ValueError, TypeError, RecursionError) as exc:  # network errors come as OpenAIError
+                raise _unsent(exc) from None
             lines = response.iter_lines().__aiter__()
             head: list[str] = []
             while True:
@@ -186,6 +204,9 @@ class Upstream:
                 first = json.loads(payload)
                 if not isinstance(first, dict) or "error" in first:
                     raise UpstreamFailure("malformed")
+        except UpstreamFailure:
+            await stack.aclose()
+            raise
         except StopAsyncIteration:
             await stack.aclose()
             raise UpstreamFailure("empty_stream") from None
@@ -297,6 +318,8 @@ class UpstreamPool:
         return healthy or list(ranking)
 
     def _failed(self, name: str, failure: UpstreamFailure) -> None:
+        if failure.unsent:  # nothing reached the upstream: not its error, not its breaker's
+            return
         self.metrics.upstream_errors.labels(model=name, kind=failure.kind).inc()
         if failure.retryable and self.upstreams[name].breaker.record_failure():
             self.metrics.breaker_open.labels(model=name).set(1)
@@ -348,6 +371,10 @@ class UpstreamPool:
 
     @staticmethod
     def _refused(name: str, failure: UpstreamFailure) -> APIError:
+        if failure.unsent:
+            reason = failure.kind.removeprefix("unsent_")
+            message = f"the request to model {name!r} could not be built: its body cannot be encoded ({reason})"
+            return APIError(400, message, code="invalid_request_body")
         detail = ""
         if isinstance(failure.body, dict):
             inner = failure.body.get("error", failure.body)
