@@ -126,7 +126,7 @@ def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySett
 
     Raises:
         APIError: 400 for a body that is not a JSON object, malformed ``messages``, no text or an
-            empty ``input``, or a bad cost weight.
+            empty ``input``, more than ``settings.max_route_inputs`` texts, or a bad cost weight.
     """
     body = parse_json(raw)
     if "messages" in body:
@@ -137,6 +137,13 @@ def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySett
             if not value.strip():
                 raise APIError(400, "input: must be a non-empty string", param="input")
             texts, many = [value], False
+        elif isinstance(value, list) and len(value) > settings.max_route_inputs:
+            raise APIError(
+                400,
+                f"input: at most {settings.max_route_inputs} texts per request (max_route_inputs), got {len(value)}",
+                param="input",
+                code="too_many_inputs",
+            )
         elif isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
             texts, many = list(value), True
         else:
