@@ -304,9 +304,10 @@ def test_a_text_the_embedder_refuses_fails_only_its_own_request_in_a_batch(route
 
 
 def test_route_takes_at_most_max_inputs_texts(http):
-    from cascal.serve.protocol import MAX_INPUTS
+    from cascal.serve.settings import GatewaySettings
 
-    response = http.post("/v1/route", json={"input": ["a"] * (MAX_INPUTS + 1)}, headers=AUTH)
+    cap = GatewaySettings().max_route_inputs
+    response = http.post("/v1/route", json={"input": ["a"] * (cap + 1)}, headers=AUTH)
     assert_refused(response, "input")
     assert http.post("/v1/route", json={"input": ["a"] * 3}, headers=AUTH).status_code == 200
 

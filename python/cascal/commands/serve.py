@@ -14,6 +14,17 @@ NAME = "serve"
 HELP = "serve an OpenAI-compatible gateway that routes each chat request to the best pool model"
 
 
+def seconds(text: str) -> float:
+    """A finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("router", metavar="ROUTER", help="router file written by `cascal train`")
     parser.add_argument(
@@ -77,6 +88,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest request body accepted (default 1048576)",
     )
     parser.add_argument(
+        "--max-header",
+        type=positive_int,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="largest request head (request line and headers), 431 beyond (default 65536)",
+    )
+    parser.add_argument(
+        "--max-route-inputs",
+        type=positive_int,
+        default=2048,
+        metavar="N",
+        help="most texts one /v1/route request may route, 400 beyond (default 2048)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection that has not sent a request's headers within this time (default 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="close a connection whose request body stalls this long (default 30)",
+    )
+    parser.add_argument(
+        "--keepalive-timeout",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="close an idle keep-alive connection after this time (default 5)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help="most open connections; one more is answered 503 and closed (default 1024)",
+    )
+    parser.add_argument(
         "--ray",
         action="store_true",
         help="serve on Ray Serve as autoscaled replicas (needs cascal[ray]; docs/distributed.md)",
@@ -116,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
         breaker_failures=args.breaker_failures,
         breaker_cooldown=args.breaker_cooldown,
         max_body_bytes=args.max_body,
+        max_header_bytes=args.max_header,
+        max_route_inputs=args.max_route_inputs,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
         log_decisions=args.log_decisions,
         log_text=args.log_text,
     )

@@ -29,7 +29,6 @@ from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
 __all__ = [
     "COST_WEIGHT_FIELD",
     "MAX_DEPTH",
-    "MAX_INPUTS",
     "COST_WEIGHT_HEADER",
     "ChatRequest",
     "RouteRequest",
@@ -48,9 +47,6 @@ COST_WEIGHT_HEADER = "x-cascal-cost-weight"
 #: deepest nesting of arrays and objects a body may have (OpenAI bodies, tool schemas included,
 #: stay far below; deeper JSON could exhaust the recursion of the decoder or of a later encoder)
 MAX_DEPTH = 64
-
-#: most texts one ``/v1/route`` request may route (OpenAI's embeddings endpoint takes as many)
-MAX_INPUTS = 2048
 
 _VOTE = re.compile(rf"^{re.escape(VOTE_PREFIX)}(?:-([0-9]+))?$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -144,8 +140,8 @@ def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySett
     one text; ``{"input": ["a", "b"]}`` several.
 
     Raises:
-        APIError: 400 for a body that is not a JSON object, malformed ``messages``, no text, an
-            empty ``input`` or one of more than :data:`MAX_INPUTS` texts, or a bad cost weight.
+        APIError: 400 for a body that is not a JSON object, malformed ``messages``, no text or an
+            empty ``input``, more than ``settings.max_route_inputs`` texts, or a bad cost weight.
     """
     body = parse_json(raw)
     if "messages" in body:
@@ -156,9 +152,14 @@ def parse_route(raw: bytes, headers: Mapping[str, str], *, settings: GatewaySett
             if not value.strip():
                 raise APIError(400, "input: must be a non-empty string", param="input")
             texts, many = [value], False
+        elif isinstance(value, list) and len(value) > settings.max_route_inputs:
+            raise APIError(
+                400,
+                f"input: at most {settings.max_route_inputs} texts per request (max_route_inputs), got {len(value)}",
+                param="input",
+                code="too_many_inputs",
+            )
         elif isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
-            if len(value) > MAX_INPUTS:
-                raise APIError(400, f"input: at most {MAX_INPUTS} texts per request, got {len(value)}", param="input")
             texts, many = list(value), True
         else:
             raise APIError(

@@ -11,6 +11,10 @@ into one batch (at most ``batch_max``), embedded and routed by a single router c
 thread (the event loop keeps serving meanwhile). A batch waits for more queries at most
 ``batch_wait`` seconds, and only while other requests are known to be on their way
 (:meth:`RouteEngine.expect`): a lone request is routed at once.
+
+A request with many texts (``/v1/route`` with a list) queues them ``route_slice`` at a time, the
+next slice only once the previous one is routed, so the queries of other requests arriving
+meanwhile are routed between its slices instead of waiting for the whole list.
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ class RouteEngine:
         batch_max: most queries per router call.
         batch_wait: longest wait in seconds for a batch to fill (see the module docstring).
         on_batch: called with ``(batch size, seconds)`` after every router call (metrics).
+        route_slice: most texts of one request queued at a time (see the module docstring).
     """
 
     def __init__(
@@ -124,12 +129,14 @@ class RouteEngine:
         batch_max: int = 64,
         batch_wait: float = 0.003,
         on_batch: Optional[Callable[[int, float], None]] = None,
+        route_slice: int = 256,
     ) -> None:
         self.router = router
         self.embedder = embedder
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.on_batch = on_batch
+        self.route_slice = max(1, int(route_slice))
         self.model_names = list(router.model_names_)
         self.subject_names = list(getattr(router, "subject_names_", []))
         self._soft = float(getattr(router, "subject_temp_", 0.0) or 0.0) > 0
@@ -211,19 +218,22 @@ class RouteEngine:
         self, texts: Sequence[str], ticket: Optional[Ticket] = None, cost_weight: Optional[float] = None
     ) -> list[Decision]:
         """Decisions for several queries (they join the current batch), routed with ``cost_weight``
-        (``None`` = the router's own)."""
+        (``None`` = the router's own), queued ``route_slice`` at a time."""
         if self._queue is None:
             raise GatewayError("RouteEngine.start() was not called")
         if ticket is not None and not ticket.queued:
             ticket.queued = True
             self._announced -= 1
         loop = asyncio.get_running_loop()
-        futures = []
-        for text in texts:
-            future: asyncio.Future[Decision] = loop.create_future()
-            self._queue.put_nowait(_Pending(text, future, cost_weight))
-            futures.append(future)
-        return list(await asyncio.gather(*futures))
+        decisions: list[Decision] = []
+        for start in range(0, len(texts), self.route_slice):
+            futures = []
+            for text in texts[start : start + self.route_slice]:
+                future: asyncio.Future[Decision] = loop.create_future()
+                self._queue.put_nowait(_Pending(text, future, cost_weight))
+                futures.append(future)
+            decisions.extend(await asyncio.gather(*futures))
+        return decisions
 
     async def _run(self) -> None:
         assert self._queue is not None

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
+import logging
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ import uvicorn
 
 from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError, ServerStartError
 from cascal.serve.app import create_app
+from cascal.serve.connection import ConnectionLimits, attach_limits
 from cascal.serve.decision_log import DecisionLog
 from cascal.serve.gateway import Gateway
 from cascal.serve.metrics import GatewayMetrics
@@ -29,7 +33,16 @@ from cascal.serve.routing import RouteEngine
 from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
 from cascal.serve.upstream import UpstreamPool
 
-__all__ = ["build_gateway", "check_embedder", "run_gateway", "GatewayServer", "GatewayThread"]
+__all__ = [
+    "build_gateway",
+    "check_embedder",
+    "exposure_warning",
+    "run_gateway",
+    "GatewayServer",
+    "GatewayThread",
+]
+
+logger = logging.getLogger("cascal.serve")
 
 PathLike = Union[str, Path]
 
@@ -155,27 +168,108 @@ class GatewayServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def _http_protocol() -> Any:
+    """The HTTP protocol class: uvicorn's httptools protocol with the gateway's connection limits
+    (:mod:`cascal.serve.connection`), or uvicorn's h11 one when httptools is not installed."""
+    try:
+        from cascal.serve.connection import LimitedHttpToolsProtocol
+    except ImportError:  # httptools missing: h11 bounds the head itself; no read timeouts
+        logger.warning("httptools is not installed: header and body read timeouts are not enforced")
+        return "h11"
+    return LimitedHttpToolsProtocol
+
+
 def _uvicorn_config(gateway: Gateway, *, log_level: str = "warning") -> uvicorn.Config:
     s = gateway.settings
-    return uvicorn.Config(
+    config = uvicorn.Config(
         create_app(gateway),
         host=s.host,
         port=s.port,
+        http=_http_protocol(),
         log_level=log_level,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(round(s.graceful_timeout))) if s.graceful_timeout else None,
+        timeout_keep_alive=s.keepalive_timeout,  # type: ignore[arg-type]  # a float works (call_later)
+        h11_max_incomplete_event_size=s.max_header_bytes,
         server_header=False,
         backlog=2048,
     )
+    attach_limits(
+        config,
+        ConnectionLimits(
+            max_header_bytes=s.max_header_bytes,
+            header_timeout=s.header_timeout,
+            body_timeout=s.body_timeout,
+            max_connections=s.max_connections,
+        ),
+    )
+    return config
+
+
+def exposure_warning(settings: GatewaySettings) -> Optional[str]:
+    """The warning for a gateway reachable from other machines without a key, else ``None``.
+
+    A host other than a loopback address (``127.0.0.1``, ``::1``, ``localhost``) accepts
+    connections from the network; without ``api_key`` anyone who reaches it spends the pool's
+    upstream credits and reads its answers.
+    """
+    if settings.api_key:
+        return None
+    host = settings.host.strip()
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (
+        f"WARNING: the gateway listens on {host or 'every interface'!r}, reachable from other machines, "
+        "and requires no key: anyone who can reach it can send requests to the pool's models at your "
+        "expense. Set --api-key-env (or bind 127.0.0.1)."
+    )
+
+
+def raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft file-descriptor limit towards what ``max_connections`` needs (each connection
+    may hold a client and an upstream socket), up to the hard limit; warn when it cannot."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    needed = 2 * max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft < needed:
+        logger.warning(
+            "the file-descriptor limit (%d) is low for --max-connections %d: lower it or raise `ulimit -n`",
+            soft,
+            max_connections,
+        )
 
 
 def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
     """Serve ``gateway`` in the calling thread until SIGINT or SIGTERM (graceful shutdown).
 
     The process is the gateway's own, so its garbage collector is tuned for serving (:func:`tune_gc`)
-    once startup is done.
+    once startup is done and its file-descriptor limit raised for ``max_connections``
+    (:func:`raise_fd_limit`). A gateway reachable from other machines without a key starts with a
+    warning on stderr and in the log (:func:`exposure_warning`).
     """
+    warning = exposure_warning(gateway.settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+        logger.warning(warning)
+    raise_fd_limit(gateway.settings.max_connections)
     server = GatewayServer(_uvicorn_config(gateway, log_level=log_level), gateway, freeze_gc=True)
     server.run()
 

@@ -36,6 +36,18 @@ class GatewaySettings:
         log_decisions: JSON-lines file of routing decisions, or ``None``.
         log_text: write the query text into the decision log (otherwise only its hash).
         graceful_timeout: seconds shutdown waits for requests in flight before cancelling them.
+        max_route_inputs: most texts one ``/v1/route`` request may route (400 beyond); big lists are
+            routed in slices so they cannot hold the batcher from other requests.
+        max_header_bytes: largest request head (request line and headers), answered 431 beyond,
+            before any authentication.
+        header_timeout: seconds a connection may take to send a request's headers (from its opening,
+            or from the first byte of a keep-alive request); then it is closed.
+        body_timeout: seconds a request body may stall (no byte received) before the connection is
+            closed.
+        keepalive_timeout: seconds an idle keep-alive connection is kept between requests.
+        max_connections: most open connections; one more is answered 503 at once and closed.
+            Keep it below the file-descriptor limit (``ulimit -n``; ``cascal serve`` raises the soft
+            limit when it can).
     """
 
     host: str = "127.0.0.1"
@@ -52,9 +64,24 @@ class GatewaySettings:
     log_decisions: Optional[str] = None
     log_text: bool = False
     graceful_timeout: float = 30.0
+    max_route_inputs: int = 2048
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("top_k", "max_failover", "breaker_failures", "batch_max", "max_body_bytes"):
+        for name in (
+            "top_k",
+            "max_failover",
+            "breaker_failures",
+            "batch_max",
+            "max_body_bytes",
+            "max_route_inputs",
+            "max_header_bytes",
+            "max_connections",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidParameterError(f"{name}: must be an integer >= 1, got {value!r}")
@@ -62,6 +89,10 @@ class GatewaySettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise InvalidParameterError(f"{name}: must be a number >= 0, got {value!r}")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise InvalidParameterError(f"{name}: must be a number of seconds > 0, got {value!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidParameterError(f"port: must be an integer in 0..65535, got {self.port!r}")
         if self.api_key is not None and not self.api_key:
