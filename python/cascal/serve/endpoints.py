@@ -91,7 +91,7 @@ async def chat_completions(request: Request) -> Response:
         headers.update(_cost_headers(decision, chat.vote or 1))
     answering = _Answering(chat, ranking, headers, started)
     if chat.vote is not None:
-        return await _vote(gateway, answering, chat.vote)
+        return await _vote(request, gateway, answering, chat.vote)
     if chat.stream:
         return await _stream(gateway, answering)
     return await _complete(request, gateway, answering)
@@ -146,9 +146,12 @@ async def _stream(gateway: Gateway, answering: _Answering) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream", headers=answering.headers)
 
 
-async def _vote(gateway: Gateway, answering: _Answering, k: int) -> Response:
-    """The plurality reply of the first ``k`` healthy models (:func:`cascal.serve.vote.ask_and_vote`)."""
-    forwarded = await ask_and_vote(gateway.upstreams, answering.ranking, answering.chat.body, k)
+async def _vote(request: Request, gateway: Gateway, answering: _Answering, k: int) -> Response:
+    """The plurality reply of the first ``k`` healthy models (:func:`cascal.serve.vote.ask_and_vote`);
+    a client that leaves cancels every upstream call."""
+    forwarded = await unless_disconnected(
+        request.receive, ask_and_vote(gateway.upstreams, answering.ranking, answering.chat.body, k)
+    )
     answering.headers["x-cascal-model"] = gateway.upstreams.header_values[forwarded.model]
     usage, vote = forwarded.body.get("usage"), forwarded.body["cascal"]["vote"]
     gateway.record(answering.record("vote", model=forwarded.model, usage=usage, extra={"vote": vote}))
