@@ -32,7 +32,7 @@ def opened(clock: Clock, failures: int = 3, cooldown: float = 10.0) -> CircuitBr
 def test_a_new_breaker_is_closed_and_admits_requests_without_probing(clock):
     breaker = CircuitBreaker(clock=clock)
     assert (breaker.failures, breaker.cooldown) == (3, 30.0)
-    assert breaker.state == "closed" and breaker.allows() and not breaker.probing
+    assert breaker.state == "closed" and breaker.allows() and breaker.probing is False
     assert not breaker.try_probe()  # nothing to probe while closed
     assert breaker.state == "closed" and not breaker.probing
 
@@ -78,7 +78,7 @@ def test_half_open_admits_one_probe_at_a_time(clock):
     assert breaker.probing and breaker.state == "half_open"
     assert not breaker.allows() and breaker.try_probe() is False
     breaker.release_probe()  # ended without a verdict: the next request may probe
-    assert not breaker.probing and breaker.allows() and breaker.state == "half_open"
+    assert breaker.probing is False and breaker.allows() and breaker.state == "half_open"
     assert breaker.try_probe() is True
 
 
@@ -87,7 +87,7 @@ def test_a_failed_probe_reopens_for_another_cooldown(clock):
     clock.now += 12
     assert breaker.try_probe()
     assert breaker.record_failure() is True  # one failure is enough when half-open
-    assert breaker.state == "open" and not breaker.probing and not breaker.try_probe()
+    assert breaker.state == "open" and breaker.probing is False and not breaker.try_probe()
     clock.now += 9.9  # the new cool-down counts from the failed probe
     assert breaker.state == "open"
     clock.now += 0.1
@@ -99,7 +99,7 @@ def test_a_successful_probe_closes_and_restarts_the_count(clock):
     clock.now += 10
     assert breaker.try_probe()
     breaker.record_success()
-    assert breaker.state == "closed" and not breaker.probing and breaker.allows()
+    assert breaker.state == "closed" and breaker.probing is False and breaker.allows()
     assert breaker.record_failure() is False  # the count restarted: two failures open it again
     assert breaker.record_failure() is True
 
