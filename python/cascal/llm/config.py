@@ -41,6 +41,7 @@ same rules.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
@@ -132,6 +133,16 @@ def _text(value: Any) -> bool:
 
 
 _Text = Annotated[str, _rule(_text, "be a non-empty string")]
+#: Unicode categories a name may not contain: control and format characters, surrogates, private
+#: use, line and paragraph separators (a name goes into HTTP headers, logs and CSV columns)
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def _name(value: Any) -> bool:
+    return _text(value) and not any(unicodedata.category(c) in _UNPRINTABLE for c in value)
+
+
+_Name = Annotated[str, _rule(_name, "be a non-empty string without control characters (CR, LF, tab, ...)")]
 _Url = Annotated[
     str, _rule(lambda v: isinstance(v, str) and v.startswith(("http://", "https://")), "start with http:// or https://")
 ]
@@ -256,7 +267,7 @@ class ModelConfig(_Schema):
             ``None`` = unknown, priced 0 with a warning; docs/algorithm.md#cost-aware-routing).
     """
 
-    name: _Text
+    name: _Name
     base_url: _Url
     model: _Text
     api_key_env: Optional[_EnvName] = None

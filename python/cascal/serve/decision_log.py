@@ -5,7 +5,8 @@ the SHA-256 of the embedded text), ``text`` only when the gateway runs with ``--
 ``ranking`` (model names, best first), ``model`` (the one that answered, ``null`` when none did),
 ``failovers``, ``status``, ``latency_ms`` and ``prompt_tokens`` / ``completion_tokens`` when the
 upstream reported them, then the record's ``extra`` fields (``vote``, ``stream``, ``stream_error``).
-Keys and request bodies are never written. A :class:`DecisionRecord` is what a handler reports.
+Keys and request bodies are never written: the gateway sets :attr:`DecisionLog.redact` to its
+redactor, which every line passes through. A :class:`DecisionRecord` is what a handler reports.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 __all__ = ["DecisionLog", "DecisionRecord", "query_hash"]
 
@@ -65,10 +66,12 @@ class DecisionLog:
         # so a record never fails to be written and the line stays valid JSON
         self._file = open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
         self._lock = threading.Lock()
+        #: applied to every line before it is written (the gateway hides its keys with it)
+        self.redact: Callable[[str], str] = lambda line: line
 
     def write(self, record: DecisionRecord) -> None:
         """Append ``record`` as one JSON line (see the module docstring for the fields)."""
-        line = json.dumps(self.fields(record), ensure_ascii=False) + "\n"
+        line = self.redact(json.dumps(self.fields(record), ensure_ascii=False)) + "\n"
         with self._lock:
             if not self._file.closed:
                 self._file.write(line)

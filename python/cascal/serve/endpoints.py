@@ -36,6 +36,7 @@ from cascal.serve.middleware import error_response, unauthorized
 from cascal.serve.protocol import ChatRequest, parse_chat, parse_route
 from cascal.serve.routing import Decision
 from cascal.serve.settings import ROUTED_MODEL
+from cascal.serve.upstream import unless_disconnected
 from cascal.serve.vote import ask_and_vote
 
 __all__ = ["chat_completions", "health", "models", "not_found", "prometheus", "read_body", "route"]
@@ -91,21 +92,25 @@ async def chat_completions(request: Request) -> Response:
         headers.update(_cost_headers(decision, chat.vote or 1))
     answering = _Answering(chat, ranking, headers, started)
     if chat.vote is not None:
-        return await _vote(gateway, answering, chat.vote)
+        return await _vote(request, gateway, answering, chat.vote)
     if chat.stream:
         return await _stream(gateway, answering)
-    return await _complete(gateway, answering)
+    return await _complete(request, gateway, answering)
 
 
-async def _complete(gateway: Gateway, answering: _Answering) -> Response:
+async def _complete(request: Request, gateway: Gateway, answering: _Answering) -> Response:
     """The first reply down the ranking (a pool model named: that model, one try)."""
     tries = gateway.settings.max_failover if answering.chat.routed else 1
     try:
-        forwarded = await gateway.upstreams.complete(answering.ranking, answering.chat.body, tries)
+        # a client that leaves cancels the upstream call: nobody would read the reply
+        forwarded = await unless_disconnected(
+            request.receive, gateway.upstreams.complete(answering.ranking, answering.chat.body, tries)
+        )
     except APIError as error:
         gateway.record(answering.record(failovers=max(0, tries - 1), status=error.status))
         raise
-    answering.headers.update({"x-cascal-model": forwarded.model, "x-cascal-failovers": str(forwarded.failovers)})
+    model_header = gateway.upstreams.header_values[forwarded.model]  # encoded when the pool loaded
+    answering.headers.update({"x-cascal-model": model_header, "x-cascal-failovers": str(forwarded.failovers)})
     usage = forwarded.body.get("usage")
     gateway.record(answering.record(model=forwarded.model, failovers=forwarded.failovers, usage=usage))
     return JSONResponse(forwarded.body, headers=answering.headers)
@@ -121,7 +126,11 @@ async def _stream(gateway: Gateway, answering: _Answering) -> Response:
         raise
     failovers = len(opened.attempts) - 1
     answering.headers.update(
-        {"x-cascal-model": opened.model, "x-cascal-failovers": str(failovers), "cache-control": "no-cache"}
+        {
+            "x-cascal-model": gateway.upstreams.header_values[opened.model],
+            "x-cascal-failovers": str(failovers),
+            "cache-control": "no-cache",
+        }
     )
 
     async def events() -> AsyncIterator[bytes]:
@@ -138,10 +147,13 @@ async def _stream(gateway: Gateway, answering: _Answering) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream", headers=answering.headers)
 
 
-async def _vote(gateway: Gateway, answering: _Answering, k: int) -> Response:
-    """The plurality reply of the first ``k`` healthy models (:func:`cascal.serve.vote.ask_and_vote`)."""
-    forwarded = await ask_and_vote(gateway.upstreams, answering.ranking, answering.chat.body, k)
-    answering.headers["x-cascal-model"] = forwarded.model
+async def _vote(request: Request, gateway: Gateway, answering: _Answering, k: int) -> Response:
+    """The plurality reply of the first ``k`` healthy models (:func:`cascal.serve.vote.ask_and_vote`);
+    a client that leaves cancels every upstream call."""
+    forwarded = await unless_disconnected(
+        request.receive, ask_and_vote(gateway.upstreams, answering.ranking, answering.chat.body, k)
+    )
+    answering.headers["x-cascal-model"] = gateway.upstreams.header_values[forwarded.model]
     usage, vote = forwarded.body.get("usage"), forwarded.body["cascal"]["vote"]
     gateway.record(answering.record("vote", model=forwarded.model, usage=usage, extra={"vote": vote}))
     return JSONResponse(forwarded.body, headers=answering.headers)

@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Mapping, Optional, Sequence
 
 from cascal.serve.decision_log import DecisionLog, DecisionRecord
 from cascal.serve.metrics import GatewayMetrics
+from cascal.serve.outbound import RedactingFilter
 from cascal.serve.routing import Decision, RouteEngine
 from cascal.serve.settings import GatewaySettings
 from cascal.serve.upstream import UpstreamPool
 
 __all__ = ["Gateway"]
+
+#: the loggers whose records may quote a key (the error middleware's tracebacks, uvicorn's errors)
+_REDACTED_LOGGERS = ("cascal.serve", "uvicorn.error")
 
 
 class Gateway:
@@ -23,6 +28,8 @@ class Gateway:
         draining: set when shutdown begins; ``/health`` then answers 503.
         self_test_error: why routing the probe failed when the gateway was built (:meth:`self_test`),
             or ``None``.
+        redactor: hides every pool key and the gateway's own key; applied to what the upstreams
+            relay, the decision log and the gateway's error logs.
     """
 
     def __init__(
@@ -42,6 +49,13 @@ class Gateway:
         self.draining = False
         self.self_test_error: Optional[str] = None
         self._key = settings.api_key.encode("utf-8") if settings.api_key else None
+        upstreams.add_secrets([settings.api_key])
+        self.redactor = upstreams.redactor
+        if decision_log is not None:
+            decision_log.redact = self.redactor.text
+        self._log_filter = RedactingFilter(self.redactor)
+        for name in _REDACTED_LOGGERS:
+            logging.getLogger(name).addFilter(self._log_filter)
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
         """Whether ``headers`` carry the gateway's key as ``Authorization: Bearer <key>`` (compared
@@ -84,3 +98,5 @@ class Gateway:
         await self.upstreams.aclose()
         if self.decision_log is not None:
             self.decision_log.close()
+        for name in _REDACTED_LOGGERS:
+            logging.getLogger(name).removeFilter(self._log_filter)

@@ -5,26 +5,39 @@ key (``api_key_env`` of pool.yaml) and timeout, with no retries of its own, and 
 :class:`~cascal.serve.breaker.CircuitBreaker`. :class:`UpstreamPool` walks a ranking:
 
 - models whose breaker is open are skipped (the ranking is re-ranked among the healthy ones; when
-  none is healthy the full ranking is tried, best first);
-- a request that fails (connection refused, timeout, HTTP 5xx/429/401/403/404, malformed JSON, no
-  choices) moves on to the next model, for at most ``max_tries`` models;
+  no model's breaker is closed the full ranking is tried, best first);
+- a model whose breaker is half-open (cool-down over) is probed by one request at a time, in its
+  place in the ranking; other requests skip it while the probe is in flight, and a failed probe does
+  not count against ``max_tries``: a probe never costs a request one of its healthy candidates;
+- a request that fails (connection refused, timeout, deadline, HTTP 5xx/429/401/403/404, malformed
+  JSON, no choices) moves on to the next model, for at most ``max_tries`` models;
 - a request the upstream refuses as malformed (HTTP 400, 413, 422) is returned to the caller as is:
   another model would refuse it too;
 - a stream fails over only before its first event: once bytes went to the caller, an upstream
-  failure ends the stream.
+  failure (an error, an idle gap, a stream that ends without ``data: [DONE]``) ends the stream with
+  an OpenAI-style error event ``data: {"error": {...}}`` and no ``[DONE]``, so the client can tell
+  the reply was cut.
+
+Deadlines (each pool model's ``request_deadline`` and ``timeout`` of pool.yaml): a whole reply must
+arrive within ``request_deadline`` seconds of sending the request; a stream's first event must
+arrive within ``request_deadline`` and every later line within ``timeout`` seconds of the one before
+(a stream may run as long as it keeps talking; an upstream that trickles a byte a second is cut).
+The HTTP client's own ``timeout`` only bounds silences between bytes.
 
 The reply is passed on unchanged except ``model``, which becomes the name of the pool model that
-answered (in every event of a stream too). Failure messages name pool models and error kinds, never
-keys or URLs; a refused request carries the upstream's own error message.
+answered (in every event of a stream too), and every pool key or gateway key in it is redacted
+(:class:`~cascal.serve.outbound.Redactor`). Failure messages name pool models and error kinds, never
+keys or URLs; a refused request carries the upstream's own error message, redacted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional, Sequence, TypeVar
 
 import openai
 
@@ -37,10 +50,19 @@ except ImportError:  # pragma: no cover - depends on the installed openai
 from cascal.errors import CascalError, exception_chain
 from cascal.llm.config import ModelConfig, PoolConfig
 from cascal.serve.breaker import CircuitBreaker
-from cascal.serve.errors import APIError
+from cascal.serve.errors import APIError, error_body
 from cascal.serve.metrics import GatewayMetrics
+from cascal.serve.outbound import Redactor, header_value
 
-__all__ = ["Attempt", "Forwarded", "OpenStream", "Upstream", "UpstreamFailure", "UpstreamPool"]
+__all__ = [
+    "Attempt",
+    "Forwarded",
+    "OpenStream",
+    "Upstream",
+    "UpstreamFailure",
+    "UpstreamPool",
+    "unless_disconnected",
+]
 
 
 def _http_client() -> Any:
@@ -61,9 +83,10 @@ T = TypeVar("T")
 
 
 class UpstreamFailure(CascalError):
-    """One failed upstream request: ``kind`` (``timeout``, ``connection``, ``http_<status>``,
-    ``malformed``, ``empty_choices``, ``empty_stream``, or ``unsent_<exception>`` with ``unsent``
-    for a request that could not be built and never left the gateway) and the HTTP status when
+    """One failed upstream request: ``kind`` (``timeout``, ``deadline``, ``connection``,
+    ``http_<status>``, ``malformed``, ``empty_choices``, ``empty_stream``, or ``unsent_<exception>``
+    with ``unsent`` for a request that could not be built and never left the gateway) and the HTTP
+    status when
     there was one."""
 
     def __init__(self, kind: str, status: Optional[int] = None, body: Any = None, *, unsent: bool = False) -> None:
@@ -138,10 +161,11 @@ class Upstream:
         cascal.errors.ConfigError: the model's ``api_key_env`` variable is not set.
     """
 
-    def __init__(self, config: ModelConfig, breaker: CircuitBreaker) -> None:
+    def __init__(self, config: ModelConfig, breaker: CircuitBreaker, redactor: Optional[Redactor] = None) -> None:
         self.config = config
         self.name = config.name
         self.breaker = breaker
+        self.redactor = redactor or Redactor()
         self.client = openai.AsyncOpenAI(
             base_url=config.base_url,
             api_key=config.api_key(),
@@ -154,7 +178,14 @@ class Upstream:
         return f"Upstream({self.name!r}, model={self.config.model!r})"
 
     async def complete(self, body: dict) -> dict:
-        """The upstream's JSON reply to ``body`` (non-streamed) with ``model`` set to the pool name."""
+        """The upstream's JSON reply to ``body`` (non-streamed) with ``model`` set to the pool name,
+        within the model's ``request_deadline`` (else ``UpstreamFailure("deadline")``)."""
+        try:
+            return await asyncio.wait_for(self._complete(body), self.config.request_deadline)
+        except asyncio.TimeoutError:
+            raise UpstreamFailure("deadline") from None
+
+    async def _complete(self, body: dict) -> dict:
         request = {k: v for k, v in body.items() if k != "stream"}
         request["model"] = self.config.model
         try:
@@ -166,7 +197,7 @@ class Upstream:
         except (ValueError, TypeError, RecursionError) as exc:  # the openai client wraps every network error
             raise _unsent(exc) from None
         try:
-            data = json.loads(await raw.aread())
+            data = json.loads(self.redactor.bytes(await raw.aread()))
         except openai.OpenAIError as exc:
             raise _failure(exc) from None
         except ValueError:
@@ -179,8 +210,15 @@ class Upstream:
         return data
 
     async def open_stream(self, body: dict) -> "OpenStream":
-        """Start a streamed completion and read up to its first event (failures so far raise
-        :class:`UpstreamFailure`; later ones end the stream)."""
+        """Start a streamed completion and read up to its first event, within the model's
+        ``request_deadline`` (failures so far raise :class:`UpstreamFailure`; later ones end the
+        stream with an error event)."""
+        try:
+            return await asyncio.wait_for(self._open_stream(body), self.config.request_deadline)
+        except asyncio.TimeoutError:
+            raise UpstreamFailure("deadline") from None
+
+    async def _open_stream(self, body: dict) -> "OpenStream":
         messages, extra = _split_body(body)
         stack = contextlib.AsyncExitStack()
         try:
@@ -219,7 +257,7 @@ class Upstream:
         except BaseException:
             await stack.aclose()
             raise
-        return OpenStream(self.name, stack, head, lines)
+        return OpenStream(self.name, stack, head, lines, idle=self.config.timeout, redactor=self.redactor)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -232,11 +270,19 @@ class OpenStream:
     Attributes:
         model: the pool model answering.
         usage: the ``usage`` object of the stream, once an event carried one.
-        error: the failure that ended the stream early, or ``None``.
+        error: the failure that ended the stream early (``idle``, ``truncated``, an HTTP error kind
+            or an exception name), or ``None``.
     """
 
     def __init__(
-        self, model: str, stack: contextlib.AsyncExitStack, head: list[str], lines: AsyncIterator[str]
+        self,
+        model: str,
+        stack: contextlib.AsyncExitStack,
+        head: list[str],
+        lines: AsyncIterator[str],
+        *,
+        idle: Optional[float] = None,
+        redactor: Optional[Redactor] = None,
     ) -> None:
         self.model = model
         self.usage: Optional[dict] = None
@@ -244,12 +290,18 @@ class OpenStream:
         self._stack = stack
         self._head = head
         self._lines = lines
+        self._idle = idle
+        self._redactor = redactor or Redactor()
+        self._done = False
         self.attempts: list[Attempt] = []
 
     def _rewrite(self, line: str) -> bytes:
+        line = self._redactor.text(line)
         if line.startswith("data:"):
             payload = line[5:].strip()
-            if payload and payload != "[DONE]":
+            if payload == "[DONE]":
+                self._done = True
+            elif payload:
                 try:
                     chunk = json.loads(payload)
                 except ValueError:
@@ -263,15 +315,35 @@ class OpenStream:
                     )
         return (line + "\n").encode("utf-8")
 
+    def _error_event(self) -> bytes:
+        """The OpenAI-style error event that ends a cut stream (a blank line first closes any event
+        the upstream left half-sent)."""
+        message = f"the stream from model {self.model!r} was cut ({self.error}); the reply is incomplete"
+        body = error_body(self._redactor.text(message), "upstream_error", code="upstream_stream_cut")
+        return b"\ndata: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+    async def _next_line(self) -> str:
+        if self._idle is None:
+            return await self._lines.__anext__()
+        try:
+            return await asyncio.wait_for(self._lines.__anext__(), self._idle)
+        except asyncio.TimeoutError:
+            raise UpstreamFailure("idle") from None
+
     async def events(self) -> AsyncIterator[bytes]:
-        """The stream's lines as they arrive, ``model`` rewritten; closes the upstream at the end."""
+        """The stream's lines as they arrive, ``model`` rewritten and keys redacted; a stream cut
+        before ``data: [DONE]`` ends with an error event. Closes the upstream at the end."""
         try:
             for line in self._head:
                 yield self._rewrite(line)
-            while True:
+            while not self._done:
                 try:
-                    line = await self._lines.__anext__()
+                    line = await self._next_line()
                 except StopAsyncIteration:
+                    self.error = "truncated"
+                    break
+                except UpstreamFailure as failure:
+                    self.error = failure.kind
                     break
                 except openai.OpenAIError as exc:
                     self.error = _failure(exc).kind
@@ -280,6 +352,10 @@ class OpenStream:
                     self.error = type(exc).__name__
                     break
                 yield self._rewrite(line)
+            if self._done:  # nothing follows [DONE] but the blank line that ends its event
+                yield b"\n"
+            if self.error is not None:
+                yield self._error_event()
         finally:
             await self.aclose()
 
@@ -296,16 +372,39 @@ class UpstreamPool:
         pool: the pool (names, endpoints, keys, timeouts).
         metrics: where upstream errors, failovers, answers and breaker states are counted.
         breaker_failures, breaker_cooldown: the circuit breaker of every model.
+        secrets: further keys to redact besides the pool's (the gateway's own key).
+
+    Attributes:
+        redactor: hides every pool key and ``secrets`` in what the pool relays.
+        header_values: pool model name -> its ``x-cascal-model`` header value, encoded when the pool
+            is loaded, before any paid call (:func:`~cascal.serve.outbound.header_value`).
     """
 
     def __init__(
-        self, pool: PoolConfig, metrics: GatewayMetrics, *, breaker_failures: int = 3, breaker_cooldown: float = 30.0
+        self,
+        pool: PoolConfig,
+        metrics: GatewayMetrics,
+        *,
+        breaker_failures: int = 3,
+        breaker_cooldown: float = 30.0,
+        secrets: Sequence[Optional[str]] = (),
     ) -> None:
         self.pool = pool
         self.metrics = metrics
-        self.upstreams = {m.name: Upstream(m, CircuitBreaker(breaker_failures, breaker_cooldown)) for m in pool.models}
+        self.redactor = Redactor([*(m.api_key() for m in pool.models), *secrets])
+        self.upstreams = {
+            m.name: Upstream(m, CircuitBreaker(breaker_failures, breaker_cooldown), self.redactor) for m in pool.models
+        }
+        self.header_values = {name: header_value(self.redactor.text(name)) for name in self.upstreams}
         for name in self.upstreams:
             metrics.breaker_open.labels(model=name).set(0)
+
+    def add_secrets(self, secrets: Sequence[Optional[str]]) -> None:
+        """Redact ``secrets`` too (the gateway's own key), in this pool and every upstream."""
+        self.redactor = Redactor([*(m.api_key() for m in self.pool.models), *secrets])
+        for upstream in self.upstreams.values():
+            upstream.redactor = self.redactor
+        self.header_values = {name: header_value(self.redactor.text(name)) for name in self.upstreams}
 
     @property
     def names(self) -> list[str]:
@@ -313,8 +412,9 @@ class UpstreamPool:
         return list(self.upstreams)
 
     def candidates(self, ranking: Sequence[str]) -> list[str]:
-        """``ranking`` without the models whose breaker is open (all of it when every one is open)."""
-        healthy = [name for name in ranking if self.upstreams[name].breaker.allows()]
+        """``ranking`` without the models whose breaker is not closed (all of it when none is
+        closed). A vote asks these; it never probes a half-open model."""
+        healthy = [name for name in ranking if self.upstreams[name].breaker.state == "closed"]
         return healthy or list(ranking)
 
     def _failed(self, name: str, failure: UpstreamFailure) -> None:
@@ -348,11 +448,22 @@ class UpstreamPool:
     async def _first_answer(
         self, ranking: Sequence[str], max_tries: int, ask: Callable[[Upstream], Awaitable[T]]
     ) -> tuple[str, T, list[Attempt]]:
-        """``ask`` the models down ``ranking`` (healthy ones first, at most ``max_tries``) until one
-        answers; returns that model, its answer and every try. Failures feed the circuit breakers
-        and the metrics; a failure that is not retryable stops the search."""
+        """``ask`` the models down ``ranking`` until one answers; returns that model, its answer and
+        every try. Closed models are asked; an open one is skipped; a half-open one is asked when
+        this request claims its probe (else skipped), and a failed probe is not counted against
+        ``max_tries``. When no model of ``ranking`` is closed, every one is asked in order (the
+        probe claimed where free), each try counted. Failures feed the circuit breakers and the
+        metrics; a failure that is not retryable stops the search."""
         attempts: list[Attempt] = []
-        for name in self.candidates(ranking)[:max_tries]:
+        counted = 0
+        any_closed = any(self.upstreams[name].breaker.state == "closed" for name in ranking)
+        for name in ranking:
+            if counted >= max_tries:
+                break
+            breaker = self.upstreams[name].breaker
+            probe = breaker.try_probe()
+            if not probe and any_closed and breaker.state != "closed":
+                continue  # open, or half-open with another request's probe in flight
             if attempts:
                 self.metrics.failovers.inc()
             started = time.perf_counter()
@@ -363,14 +474,17 @@ class UpstreamPool:
                 attempts.append(Attempt(name, failure.kind))
                 if not failure.retryable:
                     raise self._refused(name, failure) from None
+                counted += 0 if probe and any_closed else 1
                 continue
+            finally:
+                if probe:  # a probe that ended without a verdict (refused, cancelled) frees the slot
+                    breaker.release_probe()
             self._succeeded(name, started)
             attempts.append(Attempt(name))
             return name, answer, attempts
         raise self._exhausted(attempts)
 
-    @staticmethod
-    def _refused(name: str, failure: UpstreamFailure) -> APIError:
+    def _refused(self, name: str, failure: UpstreamFailure) -> APIError:
         if failure.unsent:
             reason = failure.kind.removeprefix("unsent_")
             message = f"the request to model {name!r} could not be built: its body cannot be encoded ({reason})"
@@ -379,16 +493,44 @@ class UpstreamPool:
         if isinstance(failure.body, dict):
             inner = failure.body.get("error", failure.body)
             if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-                detail = ": " + inner["message"][:500]
-        return APIError(failure.status or 400, f"model {name!r} refused the request{detail}", code="upstream_refused")
+                # redacted before it is cut, so a key split by the cut cannot slip through
+                detail = ": " + self.redactor.text(inner["message"])[:500]
+        message = self.redactor.text(f"model {name!r} refused the request{detail}")
+        return APIError(failure.status or 400, message, code="upstream_refused")
 
-    @staticmethod
-    def _exhausted(attempts: list[Attempt]) -> APIError:
+    def _exhausted(self, attempts: list[Attempt]) -> APIError:
         tried = "; ".join(f"{a.model}: {a.error}" for a in attempts) or "no model available"
-        return APIError(502, f"no pool model could answer ({tried})", "upstream_error", code="upstream_unavailable")
+        message = self.redactor.text(f"no pool model could answer ({tried})")
+        return APIError(502, message, "upstream_error", code="upstream_unavailable")
 
     async def aclose(self) -> None:
         """Close every client."""
         for upstream in self.upstreams.values():
             with contextlib.suppress(Exception):
                 await upstream.aclose()
+
+
+async def unless_disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]], work: Awaitable[T]) -> T:
+    """Await ``work`` unless the client leaves first (ASGI ``receive`` reports ``http.disconnect``;
+    call it only once the request body was read): then ``work`` is cancelled, which closes its
+    upstream connection so a reply nobody will read stops being generated (and paid for), and
+    :class:`~cascal.serve.errors.APIError` 499 is raised.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await receive()).get("type") != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    if task.cancelled() or not task.done():
+        raise APIError(499, "the client closed the request", code="client_closed_request")
+    return task.result()
