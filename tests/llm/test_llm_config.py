@@ -257,7 +257,7 @@ def test_nested_bad_fields_name_file_and_path(tmp_path, name, data, message):
         ("max_tokens", 64.0, "must be an integer >= 1, got 64.0"),
         ("temperature", "0.5", "must be a number in [0, 2], got '0.5'"),
         ("stream", 1, "must be true or false, got 1"),
-        ("name", 3, "must be a non-empty string, got 3"),
+        ("name", 3, "must be a non-empty string without control characters (CR, LF, tab, ...), got 3"),
         ("seed", "7", "must be an integer, got '7'"),
     ],
 )

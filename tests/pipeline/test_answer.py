@@ -591,7 +591,7 @@ def test_kill_mid_run_against_a_misbehaving_server_then_rerun(tmp_path, capsys):
     with ChatServer(world, faults=faults) as server:
         data = {
             "retry": {"max_attempts": 3, "base_delay": 0.01, "max_delay": 0.02},
-            "defaults": {"base_url": server.base_url, "max_concurrency": 2, "timeout": 5, "request_deadline": 0.5},
+            "defaults": {"base_url": server.base_url, "max_concurrency": 2, "timeout": 5, "request_deadline": 2.0},
             "models": [{"name": "good", "model": "id-good"}, {"name": "plain", "model": "id-plain", "stream": True}],
         }
         pool = tmp_path / "pool.yaml"
