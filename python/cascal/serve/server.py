@@ -105,7 +105,7 @@ def build_gateway(
         cascal.errors.ConfigError: the pool lacks a routed model, uses a reserved name, or an
             ``api_key_env`` variable is not set.
     """
-    from cascal.embedding import Embedder, load_embedder
+    from cascal.embedding import resolve_router_embedder
     from cascal.llm.config import load_pool
     from cascal.pipeline.route import load_router
 
@@ -114,12 +114,10 @@ def build_gateway(
     recorded = getattr(router, "embedding_model", None)
     if not recorded:
         raise EmbeddingError("the router records no embedder; retrain it with `cascal train`")
-    if embedder is None:
-        embedder = load_embedder(recorded)
-    elif not isinstance(embedder, Embedder):
-        check_embedder(recorded, str(embedder))
-        embedder = load_embedder(str(embedder))
-    check_embedder(recorded, embedder.name)
+    recorded_hash = getattr(router, "embedding_sha256", None)
+    if embedder is not None and not recorded_hash:
+        check_embedder(recorded, str(getattr(embedder, "name", embedder)))
+    embedder = resolve_router_embedder(recorded, recorded_hash, embedder)
     if isinstance(pool, (str, Path)):
         pool = load_pool(pool)
     missing = [m for m in router.model_names_ if m not in pool.names]
