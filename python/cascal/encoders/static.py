@@ -157,14 +157,15 @@ class StaticModel:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit-norm vectors."""
+        from scipy.sparse import csr_matrix
+
         ids = self.token_ids(texts)
         counts = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
-        out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        filled = counts > 0
-        if filled.any():
-            flat = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=int(counts.sum()))
-            starts = np.concatenate(([0], np.cumsum(counts[filled])[:-1]))
-            out[filled] = np.add.reduceat(self.table[flat], starts, axis=0)
+        flat = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=int(counts.sum()))
+        indptr = np.concatenate(([0], np.cumsum(counts)))
+        # one sparse (texts x vocabulary) count matrix times the table: gather and sum in one pass
+        counts_matrix = csr_matrix((np.ones(len(flat), dtype=np.float32), flat, indptr), shape=(len(ids), len(self.table)))
+        out = np.asarray(counts_matrix @ self.table, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1)
         empty = norms == 0
         out[empty, 0] = 1.0
