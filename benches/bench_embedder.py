@@ -128,7 +128,14 @@ def main() -> int:
     backends += [("hashing-256", sys.executable)]
     env = {**os.environ, **THREAD_ENV}
     passthrough = ["--data", args.data, "--static", args.static, "--minilm", args.minilm]
-    passthrough += ["--queries", str(args.queries), "--slow-queries", str(args.slow_queries), "--repeats", str(args.repeats)]
+    passthrough += [
+        "--queries",
+        str(args.queries),
+        "--slow-queries",
+        str(args.slow_queries),
+        "--repeats",
+        str(args.repeats),
+    ]
     load_start = os.getloadavg()
     rows = []
     for backend, python in backends:
@@ -149,16 +156,16 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ratio = (
-            f"{r['qps_one'] / base['qps_one']:.0f}× / {r['qps_batch'] / base['qps_batch']:.0f}×" if base else "n/a"
-        )
+        ratio = f"{r['qps_one'] / base['qps_one']:.0f}× / {r['qps_batch'] / base['qps_batch']:.0f}×" if base else "n/a"
         lines.append(
             f"| {r['backend']} | {r['qps_one']:,.0f} | {r['qps_batch']:,.0f} | {ratio} | {r['load_seconds']:.2f} "
             f"| {r['rss_added_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
         )
     print("\n".join(lines))
     if args.json is not None:
-        args.json.write_text(json.dumps({"load": [load_start, load_end], "rows": rows}, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(
+            json.dumps({"load": [load_start, load_end], "rows": rows}, indent=2) + "\n", encoding="utf-8"
+        )
     return 0
 
 

@@ -48,16 +48,24 @@ def main() -> int:
     table: dict[str, dict[str, dict[str, float]]] = {}
     for label, data in variants.items():
         result = run_evaluation(
-            data, pools=args.pools.split(","), keys=["real"], seeds=args.seeds, routers=["cascal"],
-            progress=False, plots=False,
+            data,
+            pools=args.pools.split(","),
+            keys=["real"],
+            seeds=args.seeds,
+            routers=["cascal"],
+            progress=False,
+            plots=False,
         )
         for pool, res in result["pools"].items():
             runs = [r for r in res["runs"] if r["router"] == "cascal"]
             top1 = np.array([r["top1"] for r in runs]) * 100
             top3 = np.array([r["top3"] for r in runs]) * 100
             table.setdefault(pool, {})[label] = {
-                "top1": float(top1.mean()), "top1_std": float(top1.std()),
-                "top3": float(top3.mean()), "top3_std": float(top3.std()), "seeds": len(runs),
+                "top1": float(top1.mean()),
+                "top1_std": float(top1.std()),
+                "top3": float(top3.mean()),
+                "top3_std": float(top3.std()),
+                "seeds": len(runs),
             }
         print(f"done {label}", flush=True)
     lines = ["| pool | embedder | top-1 | top-3 | Δ top-1 vs MiniLM | Δ top-3 vs MiniLM |", "|---|---|---|---|---|---|"]

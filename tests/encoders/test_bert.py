@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import real_data_dir
 
 from cascal.encoders.bert import BertEncoder
@@ -44,11 +43,16 @@ def test_batching_does_not_change_a_vector(encoder):
     "damage, named",
     [
         (lambda d: (d / "model.safetensors").unlink(), "model.safetensors: no such file"),
-        (lambda d: (d / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage"), "model.safetensors"),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage"),
+            "model.safetensors",
+        ),
         (lambda d: (d / "config.json").write_text("{not json", encoding="utf-8"), "config.json: not valid JSON"),
         (lambda d: (d / "tokenizer.json").write_text("{}", encoding="utf-8"), "tokenizer.json: not a readable"),
         (
-            lambda d: (d / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}', encoding="utf-8"),
+            lambda d: (d / "1_Pooling" / "config.json").write_text(
+                '{"pooling_mode_cls_token": true}', encoding="utf-8"
+            ),
             "only mean pooling",
         ),
     ],

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from conftest import pool_file
+from simulated_data import simulated_responses  # noqa: E402
 
 from cascal.cli import main as cli_main
 from cascal.embedding import StaticEmbedder
@@ -23,8 +23,6 @@ from cascal.errors import EmbeddingError
 from cascal.io import embeddings_path, save_dataset
 from cascal.pipeline.route import rank_question
 from cascal.router import CascalRouter
-
-from simulated_data import simulated_responses  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,9 @@ def other_files_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def test_every_path_embeds_and_ranks_identically(trained, static_embedder_dir, simulator, world, start_gateway, tmp_path):
+def test_every_path_embeds_and_ranks_identically(
+    trained, static_embedder_dir, simulator, world, start_gateway, tmp_path
+):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     dataset, router_file, texts = trained
@@ -83,7 +83,9 @@ def test_every_path_embeds_and_ranks_identically(trained, static_embedder_dir, s
     assert httpx.get(gw.url + "/health", timeout=10).json()["embedder"] == embedder.name
 
 
-def test_a_router_refuses_an_embedder_with_other_files(trained, static_embedder_dir, simulator, world, start_gateway, tmp_path):
+def test_a_router_refuses_an_embedder_with_other_files(
+    trained, static_embedder_dir, simulator, world, start_gateway, tmp_path
+):
     _, router_file, texts = trained
     router = CascalRouter.load(router_file)
     other = other_files_copy(static_embedder_dir, tmp_path / "other")

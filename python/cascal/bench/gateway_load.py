@@ -107,7 +107,8 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerStartError(f"cascal serve exited with status {proc.returncode}")
+            said = proc.stderr.read().decode("utf-8", "replace").strip()[-2000:] if proc.stderr else ""
+            raise ServerStartError(f"cascal serve exited with status {proc.returncode}: {said}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                 if r.status == 200:
@@ -183,9 +184,7 @@ def _start_gateway(folder: Path, router: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     command = [sys.executable, "-m", "cascal", "serve", str(router), "--pool", str(folder / "pool.yaml")]
-    proc = subprocess.Popen(
-        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
-    )
+    proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _wait_ready(port, proc)
     return proc, port
 
@@ -263,7 +262,9 @@ def _get(port: int, path: str) -> bytes:
 
 def _chat_latency(port: int, sim_port: int, questions: list, chat_requests: int, build_messages: Any) -> dict:
     """Median latency of chat completions through the gateway minus straight to the simulator."""
-    chat = [json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode() for q in questions]
+    chat = [
+        json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode() for q in questions
+    ]
     top = [
         json.dumps({"model": m, "messages": build_messages(q.question, q.options)}).encode()
         for q, m in zip(questions, _top_models(port, questions))

@@ -18,10 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SRC", help="sentence-transformers model folder (BERT, mean pooling)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the embedder to")
     parser.add_argument(
-        "--dim", type=positive_int, default=DEFAULT_DIM, help=f"output dimension (PCA components; default {DEFAULT_DIM})"
+        "--dim",
+        type=positive_int,
+        default=DEFAULT_DIM,
+        help=f"output dimension (PCA components; default {DEFAULT_DIM})",
     )
     parser.add_argument(
-        "--sif", type=float, default=DEFAULT_SIF, help=f"SIF coefficient of the token rank weights (default {DEFAULT_SIF})"
+        "--sif",
+        type=float,
+        default=DEFAULT_SIF,
+        help=f"SIF coefficient of the token rank weights (default {DEFAULT_SIF})",
     )
     parser.add_argument(
         "--max-tokens",

@@ -30,7 +30,13 @@ from cascal.errors import EmbeddingError
 __all__ = ["BertEncoder", "SOURCE_FILES"]
 
 #: The files of a sentence-transformers BERT folder that determine its output (hashed by a build).
-SOURCE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "sentence_bert_config.json", "1_Pooling/config.json")
+SOURCE_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+)
 
 
 @dataclass(frozen=True)

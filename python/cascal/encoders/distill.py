@@ -165,7 +165,13 @@ def build_static(
             "model": model,
             "files": {f: sha256_file(source / f) for f in SOURCE_FILES if (source / f).is_file()},
         },
-        "build": {"method": "model2vec", "pca_dim": dim, "pca_variance_kept": round(kept, 6), "sif": float(sif), "vocab_limit": vocab_limit},
+        "build": {
+            "method": "model2vec",
+            "pca_dim": dim,
+            "pca_variance_kept": round(kept, 6),
+            "sif": float(sif),
+            "vocab_limit": vocab_limit,
+        },
         "files": {f: sha256_file(out / f) for f in static.HASHED_FILES},
     }
     (out / static.MANIFEST).write_text(static.manifest_json(manifest), encoding="utf-8")

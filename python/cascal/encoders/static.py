@@ -112,7 +112,9 @@ class StaticModel:
         vocab = int(manifest["vocab_size"])
         if table is None or table.shape != (vocab, self.dim) or table.dtype != np.float32:
             got = "nothing" if table is None else f"{table.dtype}{table.shape}"
-            raise EmbeddingError(f"{table_file}: tensor {TABLE_KEY!r} should be float32({vocab}, {self.dim}), got {got}")
+            raise EmbeddingError(
+                f"{table_file}: tensor {TABLE_KEY!r} should be float32({vocab}, {self.dim}), got {got}"
+            )
         if not np.isfinite(table).all():
             raise EmbeddingError(f"{table_file}: tensor {TABLE_KEY!r} holds NaN or infinite values")
         self.table = table
@@ -132,7 +134,9 @@ class StaticModel:
             raise EmbeddingError(f"{path}: format is {manifest['format']!r}, expected {FORMAT_NAME!r}")
         version = manifest["format_version"]
         if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-            raise EmbeddingError(f"{path}: format_version {version!r} is not one this cascal reads (1..{FORMAT_VERSION})")
+            raise EmbeddingError(
+                f"{path}: format_version {version!r} is not one this cascal reads (1..{FORMAT_VERSION})"
+            )
         for key in ("dim", "vocab_size", "max_tokens"):
             value = manifest[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -164,7 +168,9 @@ class StaticModel:
         flat = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=int(counts.sum()))
         indptr = np.concatenate(([0], np.cumsum(counts)))
         # one sparse (texts x vocabulary) count matrix times the table: gather and sum in one pass
-        counts_matrix = csr_matrix((np.ones(len(flat), dtype=np.float32), flat, indptr), shape=(len(ids), len(self.table)))
+        counts_matrix = csr_matrix(
+            (np.ones(len(flat), dtype=np.float32), flat, indptr), shape=(len(ids), len(self.table))
+        )
         out = np.asarray(counts_matrix @ self.table, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1)
         empty = norms == 0

@@ -86,7 +86,7 @@ V1_PARAMS = {"fallback_quantile": 0.99, "subject_temp": 0.0}
 #: Parameters a version-1 or -2 file lacks, with the values that reproduce how it routed.
 V2_PARAMS = {"cost_weight": 0.0}
 #: Parameters a file of version 3 or earlier lacks (its embedder is checked by name only).
-V3_PARAMS = {"embedding_sha256": None}
+V3_PARAMS: dict[str, Any] = {"embedding_sha256": None}
 #: The calibrated routing constants of a record (the manifest's ``routing`` object).
 CONSTANTS = ("fallback_distance", "subject_temp")
 #: Routing-table arrays in the file: field of :class:`RoutingTables` -> (dtype, shape in terms of
