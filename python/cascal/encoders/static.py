@@ -60,6 +60,8 @@ HASHED_FILES = (TABLE, "tokenizer.json", "config.json")
 CHARS_PER_TOKEN = 16
 MANIFEST_KEYS = ("format", "format_version", "name", "dim", "vocab_size", "max_tokens", "source", "build", "files")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: Batches up to this many texts sum their token rows text by text (no sparse matrix).
+_SMALL_BATCH = 8
 
 
 def is_static_folder(path: Union[str, Path]) -> bool:
@@ -161,17 +163,22 @@ class StaticModel:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit-norm vectors."""
-        from scipy.sparse import csr_matrix
-
         ids = self.token_ids(texts)
-        counts = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=int(counts.sum()))
-        indptr = np.concatenate(([0], np.cumsum(counts)))
-        # one sparse (texts x vocabulary) count matrix times the table: gather and sum in one pass
-        counts_matrix = csr_matrix(
-            (np.ones(len(flat), dtype=np.float32), flat, indptr), shape=(len(ids), len(self.table))
-        )
-        out = np.asarray(counts_matrix @ self.table, dtype=np.float32)
+        if len(ids) <= _SMALL_BATCH:  # a few texts: a gather per text beats building a sparse matrix
+            out = np.zeros((len(ids), self.dim), dtype=np.float32)
+            for i, row in enumerate(ids):
+                if row:
+                    out[i] = self.table[row].sum(axis=0)
+        else:
+            from scipy.sparse import csr_matrix
+
+            counts = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+            flat = np.fromiter((t for row in ids for t in row), dtype=np.int64, count=int(counts.sum()))
+            indptr = np.concatenate(([0], np.cumsum(counts)))
+            # one sparse (texts x vocabulary) count matrix times the table: gather and sum in one pass
+            shape = (len(ids), len(self.table))
+            counts_matrix = csr_matrix((np.ones(len(flat), dtype=np.float32), flat, indptr), shape=shape)
+            out = np.asarray(counts_matrix @ self.table, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1)
         empty = norms == 0
         out[empty, 0] = 1.0
