@@ -497,7 +497,7 @@ def resolve_router_embedder(
     if not isinstance(embedder, Embedder):
         given = str(embedder)
         if not recorded_hash:
-            _check_same_name(recorded, given)
+            _check_same_name(recorded, given)  # before loading: a wrong name costs nothing
         embedder = load_embedder(given)
     if recorded_hash:
         if embedder.content_hash != recorded_hash:

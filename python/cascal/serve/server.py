@@ -35,7 +35,6 @@ from cascal.serve.upstream import UpstreamPool
 
 __all__ = [
     "build_gateway",
-    "check_embedder",
     "exposure_warning",
     "run_gateway",
     "GatewayServer",
@@ -66,26 +65,6 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def check_embedder(recorded: str, given: str) -> None:
-    """Refuse an embedder other than the router's: names must match, except that an ``openai:``
-    endpoint embedder may be reached at another URL as long as the model is the same.
-
-    Raises:
-        EmbeddingError: the embedders differ.
-    """
-    from cascal.embedding import parse_openai_name
-
-    if recorded == given:
-        return
-    a, b = parse_openai_name(recorded), parse_openai_name(given)
-    if a is not None and b is not None and a[0] == b[0]:
-        return
-    raise EmbeddingError(
-        f"--embedder {given!r} differs from the router's embedder {recorded!r}: queries must be embedded "
-        "like the training questions"
-    )
-
-
 def build_gateway(
     router: Any,
     pool: Any,
@@ -114,10 +93,7 @@ def build_gateway(
     recorded = getattr(router, "embedding_model", None)
     if not recorded:
         raise EmbeddingError("the router records no embedder; retrain it with `cascal train`")
-    recorded_hash = getattr(router, "embedding_sha256", None)
-    if embedder is not None and not recorded_hash:
-        check_embedder(recorded, str(getattr(embedder, "name", embedder)))
-    embedder = resolve_router_embedder(recorded, recorded_hash, embedder)
+    embedder = resolve_router_embedder(recorded, getattr(router, "embedding_sha256", None), embedder)
     if isinstance(pool, (str, Path)):
         pool = load_pool(pool)
     missing = [m for m in router.model_names_ if m not in pool.names]
