@@ -11,7 +11,8 @@
    frequent tokens count little; the weight is folded into the token's row.
 
 The folder it writes is described in :mod:`cascal.encoders.static`. Building is deterministic:
-the same source files and options give byte-identical files, hence the same content hash.
+the same source files and options give the same files, hence the same content hash, with the same
+numpy and BLAS (another build of them may round the PCA differently).
 """
 
 from __future__ import annotations
