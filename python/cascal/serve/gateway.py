@@ -101,7 +101,7 @@ class Gateway:
         self._key = settings.api_key.encode("utf-8") if settings.api_key else None
         self._secrets: list[Optional[str]] = [settings.api_key]
         self._holders: dict[ServingState, int] = {}
-        self._retired: dict[ServingState, list[Upstream]] = {}
+        self._open: dict[int, Upstream] = {}  # every upstream not closed yet, by id
         self._closing: set[asyncio.Task[None]] = set()
         self._reload_lock: Optional[asyncio.Lock] = None
         self.serving = serving
@@ -132,13 +132,14 @@ class Gateway:
         self.redactor = Redactor(self._secrets)
         self._log_filter.redactor = self.redactor
         self.serving = state
+        self._open.update({id(u): u for u in state.upstreams.upstreams.values()})
         self.engine.routing = state.routing
         self.metrics.name_router(state.sha256, state.loaded_at_iso, state.loaded_at, state.routing.model_names)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[ServingState]:
         """The current state, held for the duration of a request: the clients of a replaced state
-        are closed only once every request holding it is done."""
+        are closed only once no request holds a state that uses them."""
         state = self.serving
         self._holders[state] = self._holders.get(state, 0) + 1
         try:
@@ -149,17 +150,20 @@ class Gateway:
                 self._holders[state] = left
             else:
                 del self._holders[state]
-                self._close_retired(state)
+                if state is not self.serving:
+                    self._close_unused()
 
-    def _close_retired(self, state: ServingState) -> None:
-        """Close the upstreams only ``state`` used, once it is replaced and no request holds it."""
-        if state in self._holders or state not in self._retired:
+    def _close_unused(self) -> None:
+        """Close every upstream that neither the current state nor a state still held uses."""
+        live = {id(u) for s in (self.serving, *self._holders) for u in s.upstreams.upstreams.values()}
+        unused = [u for key, u in self._open.items() if key not in live]
+        if not unused:
             return
-        retired = self._retired.pop(state)
-        if retired:
-            task = asyncio.get_running_loop().create_task(_close_all(retired))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        for upstream in unused:
+            del self._open[id(upstream)]
+        task = asyncio.get_running_loop().create_task(_close_all(unused))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # ------------------------------------------------------------------ reload
     async def reload(self, trigger: str = "reload") -> ReloadResult:
@@ -217,8 +221,7 @@ class Gateway:
             if name not in state.upstreams.upstreams:
                 with contextlib.suppress(KeyError):
                     self.metrics.breaker_open.remove(name)
-        self._retired[previous] = previous.upstreams.retired(state.upstreams)
-        self._close_retired(previous)
+        self._close_unused()
 
     # ------------------------------------------------------------------ requests
     def authorized(self, headers: Mapping[str, str]) -> bool:
@@ -255,11 +258,8 @@ class Gateway:
         await self.engine.stop()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
-        upstreams = {id(u): u for u in self.serving.upstreams.upstreams.values()}
-        for retired in self._retired.values():
-            upstreams.update({id(u): u for u in retired})
-        self._retired.clear()
-        await _close_all(list(upstreams.values()))
+        upstreams, self._open = list(self._open.values()), {}
+        await _close_all(upstreams)
         if self.decision_log is not None:
             self.decision_log.close()
         for name in _REDACTED_LOGGERS:

@@ -376,7 +376,7 @@ class UpstreamPool:
         previous: the pool this one replaces (a reload): a model of the same name, endpoint
             (``base_url``) and model id keeps its circuit breaker, and when its whole entry and key
             are unchanged its :class:`Upstream` (client and connections) too; models new to the pool
-            start closed. ``previous`` itself is not changed; :meth:`retired` lists what it alone uses.
+            start closed. ``previous`` itself is not changed.
 
     Attributes:
         redactor: hides every pool key and ``secrets`` in what the pool relays.
@@ -410,12 +410,6 @@ class UpstreamPool:
         self.header_values = {name: header_value(self.redactor.text(name)) for name in self.upstreams}
         for name, upstream in self.upstreams.items():
             metrics.breaker_open.labels(model=name).set(1 if upstream.breaker.state != "closed" else 0)
-
-    def retired(self, successor: "UpstreamPool") -> list[Upstream]:
-        """The upstreams of this pool that ``successor`` does not use (to close once the requests
-        still holding this pool are done)."""
-        kept = {id(u) for u in successor.upstreams.values()}
-        return [u for u in self.upstreams.values() if id(u) not in kept]
 
     def add_secrets(self, secrets: Sequence[Optional[str]]) -> None:
         """Redact ``secrets`` too (the gateway's own key), in this pool and every upstream."""
