@@ -151,8 +151,16 @@ def test_a_gateway_that_cannot_reload_answers_501(router_file, served):
 BROKEN = {
     "truncated router": lambda s, w, sim, tmp, src: ("router", truncated_router(src, tmp / "t.cascal"), "truncated"),
     "NaN router": lambda s, w, sim, tmp, src: ("router", nan_router(src, tmp / "n.cascal"), "subject_reps"),
-    "other embedder": lambda s, w, sim, tmp, src: ("router", other_embedder_router(src, tmp / "e.cascal"), "hashing-128"),
-    "unreadable pool.yaml": lambda s, w, sim, tmp, src: ("pool", _write(tmp / "bad.yaml", "models: [\n"), "pool.yaml: not valid YAML"),
+    "other embedder": lambda s, w, sim, tmp, src: (
+        "router",
+        other_embedder_router(src, tmp / "e.cascal"),
+        "hashing-128",
+    ),
+    "unreadable pool.yaml": lambda s, w, sim, tmp, src: (
+        "pool",
+        _write(tmp / "bad.yaml", "models: [\n"),
+        "pool.yaml: not valid YAML",
+    ),
     "pool with a bad field": lambda s, w, sim, tmp, src: (
         "pool",
         _write(tmp / "field.yaml", "models:\n  - name: sim-model-1\n    model: m\n    base_url: 7\n"),

@@ -205,6 +205,7 @@ class Gateway:
             self._swap(previous, state)
         self.metrics.reloads.labels(outcome="success").inc()
         self.last_reload_error = None
+        # WARNING, so that it shows without any logging configuration: a swap is an operator's event
         logger.warning(
             "%s: now serving router %s (was %s) over %s%s",
             trigger,
