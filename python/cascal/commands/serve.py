@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 from cascal.commands._args import import_extra, positive_int
 
@@ -180,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.ray:
         return run_on_ray(args, settings)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # while loading; the running gateway reloads on it
     gateway = build_gateway(args.router, args.pool, settings, embedder=args.embedder)
     names = ", ".join(gateway.upstreams.names)
     print(f"cascal serve: {args.router} ({gateway.engine.embedder.name}) over {names}")
@@ -195,7 +198,6 @@ def run_on_ray(args: argparse.Namespace, settings: object) -> int:
     """``cascal serve --ray``: deploy on Ray Serve, serve until Ctrl-C, then shut Serve down.
     ``SIGHUP`` does not reload here (the replicas would not all see it): it prints why and is
     otherwise ignored."""
-    import signal
     import sys
     import time
 

@@ -150,6 +150,7 @@ class GatewayServer(uvicorn.Server):
         self.gateway.draining = True
         if self.sighup and self.loop is not None and hasattr(signal, "SIGHUP"):
             self.loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a late SIGHUP must not end the draining
         await super().shutdown(sockets)
 
 
@@ -256,6 +257,8 @@ def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
         print(warning, file=sys.stderr, flush=True)
         logger.warning(warning)
     raise_fd_limit(gateway.settings.max_connections)
+    if gateway.reloadable and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server is up and handles it
     server = GatewayServer(
         _uvicorn_config(gateway, log_level=log_level), gateway, freeze_gc=True, sighup=gateway.reloadable
     )
