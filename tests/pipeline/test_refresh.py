@@ -42,6 +42,7 @@ def setup(small_drift, tmp_path):
     out, _ = small_drift
     shutil.copytree(out / "train_filtered", tmp_path / "ds", ignore=shutil.ignore_patterns("*.sqlite", ".cascal.lock"))
     shutil.copy(out / "refresh" / "previous.cascal", tmp_path / "router.cascal")
+    shutil.copy(out / "decisions.jsonl", tmp_path / "decisions.jsonl")
     tasks = tmp_path / "tasks.yaml"
     tasks.write_text(
         "questions_per_subject: 20\nsubjects:\n  law: Bar-exam style law questions on contracts, criminal law and constitutional law.\n",
@@ -135,7 +136,8 @@ def test_kill_mid_answer_then_rerun_pays_nothing_twice_and_a_refused_reload_leav
         # the rerun also asks a gateway that is not there to reload: refused, router written all the same
         monkeypatch.setenv("CASCAL_TEST_KEY", KEY)
         reload = ["--reload-url", f"http://127.0.0.1:{free_port()}", "--key-env", "CASCAL_TEST_KEY"]
-        status, stdout, stderr = run_cli(capsys, *refresh_args(setup, pool, generators, *reload))
+        shadow = ["--decisions", str(setup / "decisions.jsonl"), "--report", str(setup / "report.json")]
+        status, stdout, stderr = run_cli(capsys, *refresh_args(setup, pool, generators, *shadow, *reload))
         second = server.request_log[len(first) :]
 
     assert status == 2
@@ -151,7 +153,9 @@ def test_kill_mid_answer_then_rerun_pays_nothing_twice_and_a_refused_reload_leav
     assert len(set(answers)) == 6 * generated
     # only the requests in flight at the kill (6 models x 2 at a time) were paid twice
     assert len(answers) - 6 * generated <= 12
-    assert "answering the new questions:" in stdout and "shadow check" not in stdout.split("mean consensus")[0]
+    assert "answering the new questions:" in stdout and "shadow check on 90 logged queries" in stdout
+    report = json.loads((setup / "report.json").read_text())
+    assert report["subjects"] == ["law"] and report["shadow"]["traffic"][-1]["queries"] == 90
 
 
 def test_a_tasks_file_naming_only_subjects_the_dataset_has_is_refused(setup, capsys):
@@ -171,13 +175,21 @@ def test_a_missing_tasks_file_is_named(setup, capsys):
 
 
 def test_reload_url_without_a_key_is_refused_before_anything_runs(setup, capsys, monkeypatch):
-    status, _, stderr = run_cli(capsys, *refresh_args(setup, setup / "p.yaml", setup / "g.yaml", "--reload-url", "http://127.0.0.1:9"))
+    status, _, stderr = run_cli(
+        capsys, *refresh_args(setup, setup / "p.yaml", setup / "g.yaml", "--reload-url", "http://127.0.0.1:9")
+    )
     assert status == 2 and "--reload-url: needs --key-env" in stderr
     monkeypatch.delenv("CASCAL_UNSET_KEY", raising=False)
     status, _, stderr = run_cli(
         capsys,
         *refresh_args(
-            setup, setup / "p.yaml", setup / "g.yaml", "--reload-url", "http://127.0.0.1:9", "--key-env", "CASCAL_UNSET_KEY"
+            setup,
+            setup / "p.yaml",
+            setup / "g.yaml",
+            "--reload-url",
+            "http://127.0.0.1:9",
+            "--key-env",
+            "CASCAL_UNSET_KEY",
         ),
     )
     assert status == 2 and "CASCAL_UNSET_KEY is not set" in stderr

@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="subjects to cover (e.g. the draft of `cascal coverage`); subjects DATASET already has are skipped",
     )
     parser.add_argument(
-        "--pool", required=True, metavar="POOL_YAML", help="pool.yaml with every model of DATASET (answers the new questions)"
+        "--pool",
+        required=True,
+        metavar="POOL_YAML",
+        help="pool.yaml with every model of DATASET (answers the new questions)",
     )
     parser.add_argument(
         "--out",
@@ -53,7 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--generator-pool", default=None, metavar="POOL_YAML", help="pool file holding the generator entry"
     )
     parser.add_argument(
-        "--work", default=None, metavar="DIR", help="work folder: caches, new questions, merged dataset (default DATASET-refresh)"
+        "--work",
+        default=None,
+        metavar="DIR",
+        help="work folder: caches, new questions, merged dataset (default DATASET-refresh)",
     )
     parser.add_argument(
         "--n", type=positive_int, default=None, metavar="N", help="questions per new subject (overrides the tasks file)"
@@ -79,10 +85,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="logged queries read for the shadow check, at most (the first N; default 50000)",
     )
     parser.add_argument(
-        "--no-filter", action="store_true", help="keep every new question (default: only those the pool's plurality answers as the key)"
+        "--no-filter",
+        action="store_true",
+        help="keep every new question (default: only those the pool's plurality answers as the key)",
     )
     parser.add_argument(
-        "--concurrency", type=positive_int, default=None, metavar="N", help="override every pool model's max_concurrency"
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="override every pool model's max_concurrency",
     )
     parser.add_argument(
         "--prices",
@@ -100,7 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--key-env", default=None, metavar="VAR", help="environment variable holding the gateway key for --reload-url"
     )
     parser.add_argument(
-        "--report", default=None, metavar="PATH", help="also write the refresh report (JSON) here (always in the work folder)"
+        "--report",
+        default=None,
+        metavar="PATH",
+        help="also write the refresh report (JSON) here (always in the work folder)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no step lines or progress bars")
 
@@ -184,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
     summary = result.to_dict()
     if args.report is not None:
         atomic_write_text(args.report, json.dumps(summary, indent=2) + "\n")
-    print(f"wrote the new router to {result.router_path}" + (f" (the old one: {result.previous_router})" if result.previous_router else ""))
+    print(
+        f"wrote the new router to {result.router_path}"
+        + (f" (the old one: {result.previous_router})" if result.previous_router else "")
+    )
     if args.reload_url is not None:
         assert key is not None
         try:

@@ -88,18 +88,17 @@ def read_queries(path: Union[str, Path], *, limit: int = 50_000) -> LoggedQuerie
                 continue
             if jsonl is None:
                 jsonl = line.startswith("{")
-            if not jsonl:
-                text: Optional[str] = line
-            else:
+            text: Optional[str] = line
+            if jsonl:
                 try:
                     record = json.loads(line)
                 except (ValueError, RecursionError):
                     out.damaged_line = number
                     break
                 text = _text_of(record)
-                if text is None:
-                    out.without_text += 1
-                    continue
+            if text is None:
+                out.without_text += 1
+                continue
             if len(out.texts) >= limit:
                 out.truncated = True
                 break

@@ -111,8 +111,6 @@ def merge_folders(first: PathLike, second: PathLike, out: PathLike, *, embedding
     for source in (Path(first), Path(second)):
         if target.exists() and source.exists() and target.resolve() == source.resolve():
             raise DataError(f"out: {target} is an input folder; merge into a new folder")
-    merged = merge_responses(
-        load_dataset(first, embeddings=embeddings), load_dataset(second, embeddings=embeddings)
-    )
+    merged = merge_responses(load_dataset(first, embeddings=embeddings), load_dataset(second, embeddings=embeddings))
     save_dataset(merged, target)
     return merged

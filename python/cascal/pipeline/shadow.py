@@ -90,7 +90,9 @@ class ShadowReport:
             c = self.consensus
             if lines:
                 lines.append("")
-            lines.append(f"mean consensus score on the {c.questions} new questions (label-free; the new router is fitted on them)")
+            lines.append(
+                f"mean consensus score on the {c.questions} new questions (label-free; the new router is fitted on them)"
+            )
             lines.append(f"{'router':<8}  {'top-1':>6}  {f'top-{c.top_k}':>6}")
             lines.append(f"{'old':<8}  {c.top1_before:>6.3f}  {c.topk_before:>6.3f}")
             lines.append(f"{'new':<8}  {c.top1_after:>6.3f}  {c.topk_after:>6.3f}")
