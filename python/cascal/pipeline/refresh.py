@@ -240,6 +240,13 @@ def refresh_router(
     embedder_name = old.embedding_model_
     if not embedder_name:
         raise DataError(f"{old_file}: the router records no embedder; it cannot embed the new questions")
+    from cascal.io import embeddings_path
+
+    if not embeddings_path(source, embedder_name).is_file():
+        raise DataError(
+            f"{source}: no {embeddings_path(source, embedder_name).name} (the router's embedder {embedder_name!r}); "
+            "the merged dataset needs the old questions' embeddings: run `cascal embed` on it with that embedder"
+        )
     dataset = load_dataset(source, embeddings=None)
     models = list(dataset.model_names)
     if not models:
