@@ -253,3 +253,18 @@ def test_reload_errors_say_what_went_wrong(gateway):
         reload_url("127.0.0.1:8000")
     with pytest.raises(ConfigError, match="empty"):
         reload_gateway("http://127.0.0.1:9", " ")
+
+
+def test_subjects_the_dataset_has_are_skipped_and_the_others_kept_with_their_counts():
+    from cascal.llm.config import TasksConfig
+    from cascal.pipeline.refresh import new_subjects
+
+    tasks = TasksConfig(
+        subjects={"biology": "Bio.", "law": "Law.", "physics": "Physics."},
+        questions={"biology": 5, "law": 7, "physics": 9},
+        source="new_tasks.yaml",
+    )
+    fresh = new_subjects(tasks, ["biology", "chemistry"], "data/train")
+    assert fresh.names == ["law", "physics"] and fresh.questions == {"law": 7, "physics": 9}
+    with pytest.raises(ConfigError, match=r"new_tasks.yaml: every subject it names \(biology, law, physics\)"):
+        new_subjects(tasks, ["biology", "law", "physics"], "data/train")
