@@ -166,6 +166,7 @@ def test_a_tasks_file_naming_only_subjects_the_dataset_has_is_refused(setup, cap
         assert server.request_log == []
     assert status == 2
     assert "tasks.yaml: every subject it names (biology) is already in" in stderr and "nothing to refresh" in stderr
+    assert not (setup / "work").exists()
 
 
 def test_a_missing_tasks_file_is_named(setup, capsys):

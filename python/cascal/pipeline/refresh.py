@@ -215,7 +215,7 @@ def refresh_router(
         cascal.errors.EndpointError: the generator or a pool endpoint failed; what was received is
             cached, so running again resumes.
     """
-    from cascal.io import atomic_write_bytes, atomic_write_text, load_dataset
+    from cascal.io import atomic_write_bytes, atomic_write_text, embeddings_path, load_dataset
     from cascal.pipeline.answer import answer_dataset
     from cascal.pipeline.embed import embed_dataset
     from cascal.pipeline.filter import filter_dataset
@@ -230,7 +230,6 @@ def refresh_router(
     work = Path(work_dir) if work_dir is not None else default_work_dir(source)
     if not source.is_dir():
         raise DataError(f"{source}: no such dataset folder")
-    work.mkdir(parents=True, exist_ok=True)
     state = _read_state(work)
     previous_file = work / PREVIOUS_ROUTER
     # a rerun after this refresh already replaced the router compares against the router it replaced
@@ -240,8 +239,6 @@ def refresh_router(
     embedder_name = old.embedding_model_
     if not embedder_name:
         raise DataError(f"{old_file}: the router records no embedder; it cannot embed the new questions")
-    from cascal.io import embeddings_path
-
     if not embeddings_path(source, embedder_name).is_file():
         raise DataError(
             f"{source}: no {embeddings_path(source, embedder_name).name} (the router's embedder {embedder_name!r}); "
@@ -263,6 +260,7 @@ def refresh_router(
         _say(progress, f"skipping subject(s) the dataset already has: {', '.join(skipped)}")
     del dataset
 
+    work.mkdir(parents=True, exist_ok=True)
     generated_dir = work / GENERATED
     fingerprint = {
         "subjects": fresh.subjects,
