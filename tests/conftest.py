@@ -58,3 +58,15 @@ def ray_local():
         except Exception:  # noqa: BLE001 - Serve may never have started
             pass
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_drift(tmp_path_factory):
+    """A small drift experiment on the simulator (:func:`cascal.demo.drift.run_drift`): a router
+    trained on 2 subjects, traffic a third of which comes from a third subject, a refresh for it.
+    ``(out folder, result)``; the refresh tests reuse its dataset folder and old router."""
+    from cascal.demo.drift import DriftConfig, run_drift
+
+    out = tmp_path_factory.mktemp("drift")
+    config = DriftConfig(n_old=2, n_new=1, n_train=40, n_traffic=30, seed=0)
+    return out, run_drift(out, config, progress=False)

@@ -35,6 +35,7 @@ LEGACY_BASES: dict[type, tuple[type, ...]] = {
     errors.EndpointError: (RuntimeError,),
     errors.GenerationError: (RuntimeError,),
     errors.ServerStartError: (RuntimeError,),
+    errors.ReloadError: (RuntimeError,),
 }
 
 
@@ -44,6 +45,7 @@ WARNING_BASES: dict[type, type] = {
     errors.PricingWarning: UserWarning,
     errors.ReplyWarning: UserWarning,
     errors.EmbedderFallbackWarning: RuntimeWarning,
+    errors.QueriesFileWarning: UserWarning,
 }
 
 

@@ -23,7 +23,9 @@ from reload_files import (
     truncated_router,
 )
 
+from cascal.errors import ReloadError
 from cascal.pipeline.answer import build_messages
+from cascal.pipeline.reload import reload_gateway
 from cascal.serve.app import create_app
 from cascal.serve.server import build_gateway
 from cascal.serve.settings import GatewaySettings
@@ -132,11 +134,15 @@ def test_reload_needs_a_configured_key(start_gateway, served):
     assert metric(open_gw, "cascal_reloads_total", {"outcome": "success"}) == 0
     assert health(open_gw)["reloadable"] is False
 
+    with pytest.raises(ReloadError, match="no reload endpoint"):  # the client `cascal refresh` uses
+        reload_gateway(open_gw.url, KEY)
+
     keyed = start_gateway(served["pool"], router=served["router"], api_key=KEY)
     assert reload(keyed, key="not-the-key").status_code == 401
     assert httpx.post(keyed.url + "/admin/reload", timeout=30).status_code == 401
     assert metric(keyed, "cascal_reloads_total", {"outcome": "success"}) == 0
     assert reload(keyed).status_code == 200
+    assert reload_gateway(keyed.url, KEY)["router_sha256"] == sha256(served["router"])
 
 
 def test_a_gateway_that_cannot_reload_answers_501(router_file, served):

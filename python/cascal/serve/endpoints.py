@@ -34,9 +34,10 @@ from typing import Any, AsyncIterator, Optional
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from cascal.errors import ReloadError
 from cascal.serve.decision_log import DecisionRecord
 from cascal.serve.errors import APIError, error_body
-from cascal.serve.gateway import Gateway, ReloadError
+from cascal.serve.gateway import Gateway, ReloadUnavailable
 from cascal.serve.metrics import CONTENT_TYPE_LATEST
 from cascal.serve.middleware import error_response, serving_state, unauthorized
 from cascal.serve.protocol import ChatRequest, parse_chat, parse_route
@@ -271,9 +272,9 @@ async def admin_reload(request: Request) -> Response:
     await read_body(request, gateway.settings.max_body_bytes)  # any body is read and ignored
     try:
         result = await gateway.reload("POST /admin/reload")
+    except ReloadUnavailable as error:
+        raise APIError(501, str(error), "reload_error", code="reload_unavailable") from None
     except ReloadError as error:
-        if not error.available:
-            raise APIError(501, str(error), "reload_error", code="reload_unavailable") from None
         message = f"reload refused, still serving router {gateway.serving.sha256}: {error}"
         raise APIError(409, message, "reload_error", code="reload_failed") from None
     return JSONResponse(result.to_json())

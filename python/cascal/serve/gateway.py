@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from cascal.errors import CascalError
+from cascal.errors import CascalError, ReloadError
 from cascal.serve.decision_log import DecisionLog, DecisionRecord
 from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.outbound import RedactingFilter, Redactor
@@ -27,7 +27,7 @@ from cascal.serve.settings import GatewaySettings
 from cascal.serve.state import ServingState, load_state, self_test
 from cascal.serve.upstream import Upstream, UpstreamPool
 
-__all__ = ["Gateway", "ReloadError", "ReloadResult"]
+__all__ = ["Gateway", "ReloadResult", "ReloadUnavailable"]
 
 #: the loggers whose records may quote a key (the error middleware's tracebacks, uvicorn's errors)
 _REDACTED_LOGGERS = ("cascal.serve", "uvicorn.error")
@@ -35,16 +35,9 @@ _REDACTED_LOGGERS = ("cascal.serve", "uvicorn.error")
 logger = logging.getLogger("cascal.serve")
 
 
-class ReloadError(CascalError):
-    """A reload that was refused or could not run; the gateway keeps serving its state.
-
-    Attributes:
-        available: False when this gateway cannot reload at all (no files to read again).
-    """
-
-    def __init__(self, message: str, *, available: bool = True) -> None:
-        super().__init__(message)
-        self.available = available
+class ReloadUnavailable(ReloadError):
+    """The gateway cannot reload at all: its router and pool were not read from files, or it runs
+    on Ray Serve."""
 
 
 @dataclass(frozen=True)
@@ -173,13 +166,13 @@ class Gateway:
         :attr:`last_reload_error` (cleared by the next success).
 
         Raises:
-            ReloadError: the reload failed or this gateway cannot reload (:attr:`ReloadError.available`).
+            cascal.errors.ReloadError: the files were refused (the old state keeps serving).
+            ReloadUnavailable: this gateway cannot reload.
         """
         if not self.reloadable:
-            raise ReloadError(
+            raise ReloadUnavailable(
                 "this gateway cannot reload: its router and pool were not read from files, or it runs on "
-                "Ray Serve (redeploy it instead)",
-                available=False,
+                "Ray Serve (redeploy it instead)"
             )
         if self._reload_lock is None:
             self._reload_lock = asyncio.Lock()

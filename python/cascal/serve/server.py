@@ -26,11 +26,11 @@ from typing import Any, Optional, Union
 
 import uvicorn
 
-from cascal.errors import ServerStartError
+from cascal.errors import ReloadError, ServerStartError
 from cascal.serve.app import create_app
 from cascal.serve.connection import ConnectionLimits, attach_limits
 from cascal.serve.decision_log import DecisionLog
-from cascal.serve.gateway import Gateway, ReloadError
+from cascal.serve.gateway import Gateway
 from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.routing import RouteEngine
 from cascal.serve.settings import GatewaySettings
@@ -318,7 +318,7 @@ class GatewayThread:
 
     def reload(self, timeout: float = 60.0) -> Any:
         """Run :meth:`Gateway.reload` on the server's event loop and wait for it; its
-        :class:`~cascal.serve.gateway.ReloadResult`, or its :class:`~cascal.serve.gateway.ReloadError`."""
+        :class:`~cascal.serve.gateway.ReloadResult`, or its :class:`~cascal.errors.ReloadError`."""
         if self.server.loop is None:
             raise ServerStartError("the gateway is not running")
         future = asyncio.run_coroutine_threadsafe(self.gateway.reload(), self.server.loop)
