@@ -127,8 +127,9 @@ class GenerationError(CascalError, RuntimeError):
 
 
 class ReloadError(CascalError, RuntimeError):
-    """A running gateway did not take a new router file (refused the key, has no reload endpoint,
-    unreachable); the router file itself is written."""
+    """A running gateway did not take a new router file. Asked as a client (refused the key, has no
+    reload endpoint, unreachable): the router file itself is written. In the gateway (a file refused
+    by its checks, or no files to read again): the router and pool it served keep serving."""
 
 
 class ServerStartError(CascalError, RuntimeError):

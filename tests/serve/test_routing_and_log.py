@@ -57,6 +57,7 @@ def test_decision_log_lines(tmp_path):
             latency_ms=12.34567,
             usage={"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": "14"},
             extra={"stream": True},
+            router_sha256="ab" * 32,
         )
     )
     log.write(DecisionRecord("route", "x", ["m1"], usage={"prompt_tokens": "many"}))
@@ -66,6 +67,7 @@ def test_decision_log_lines(tmp_path):
     assert list(first) == [
         "time",
         "endpoint",
+        "router_sha256",
         "query_sha256",
         "ranking",
         "model",
@@ -80,6 +82,7 @@ def test_decision_log_lines(tmp_path):
     assert (first["ranking"], first["model"], first["failovers"], first["status"]) == (["m2", "m1"], "m1", 1, 200)
     assert (first["latency_ms"], first["prompt_tokens"], first["completion_tokens"]) == (12.346, 11, 3)
     assert first["stream"] is True and first["time"].endswith("+00:00")
+    assert first["router_sha256"] == "ab" * 32 and second["router_sha256"] is None  # on every line
     assert second == {**second, "endpoint": "route", "model": None, "failovers": 0, "status": 200}
     assert "prompt_tokens" not in second and "text" not in second
     with_text = DecisionLog(tmp_path / "text.jsonl", log_text=True)

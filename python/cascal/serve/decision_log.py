@@ -1,7 +1,8 @@
 """The decision log: one JSON line per routed request, appended to a file.
 
-Each line holds ``time`` (UTC, ISO 8601), ``endpoint``, ``query_sha256`` (the first 16 hex digits of
-the SHA-256 of the embedded text), ``text`` only when the gateway runs with ``--log-text``,
+Each line holds ``time`` (UTC, ISO 8601), ``endpoint``, ``router_sha256`` (the SHA-256 of the
+router file the request was routed with, ``null`` when unknown), ``query_sha256`` (the first 16 hex
+digits of the SHA-256 of the embedded text), ``text`` only when the gateway runs with ``--log-text``,
 ``ranking`` (model names, best first), ``model`` (the one that answered, ``null`` when none did),
 ``failovers``, ``status``, ``latency_ms`` and ``prompt_tokens`` / ``completion_tokens`` when the
 upstream reported them, then the record's ``extra`` fields (``vote``, ``stream``, ``stream_error``).
@@ -36,6 +37,7 @@ class DecisionRecord:
         latency_ms: time from the request's arrival at its handler to the record.
         usage: the upstream's ``usage`` object; its integer token counts are written.
         extra: further fields written as they are.
+        router_sha256: the SHA-256 of the router file the request was served with.
     """
 
     endpoint: str
@@ -47,6 +49,7 @@ class DecisionRecord:
     latency_ms: float = 0.0
     usage: Optional[Mapping[str, Any]] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    router_sha256: Optional[str] = None
 
 
 def query_hash(text: str) -> str:
@@ -81,6 +84,7 @@ class DecisionLog:
         out: dict[str, Any] = {
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
             "endpoint": record.endpoint,
+            "router_sha256": record.router_sha256,
             "query_sha256": query_hash(record.text),
         }
         if self.log_text:

@@ -2,8 +2,9 @@
 
 :func:`build_gateway` loads the router, checks the embedder against the one the router file records
 (a different embedder would put queries in another space than the training questions, so it is
-refused), loads the pool and checks that it serves every routed model. :func:`run_gateway` serves it
-until SIGINT/SIGTERM; shutdown stops accepting connections, lets the requests in flight finish (up to
+refused), loads the pool and checks that it serves every routed model
+(:func:`cascal.serve.state.load_state`). :func:`run_gateway` serves it until SIGINT/SIGTERM and
+reloads it on SIGHUP; shutdown stops accepting connections, lets the requests in flight finish (up to
 ``graceful_timeout`` seconds; ``/health`` answers 503 meanwhile) and closes the upstream clients.
 :class:`GatewayThread` runs one in a background thread (tests, ``cascal demo --serve``).
 """
@@ -11,9 +12,11 @@ until SIGINT/SIGTERM; shutdown stops accepting connections, lets the requests in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -23,15 +26,15 @@ from typing import Any, Optional, Union
 
 import uvicorn
 
-from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError, ServerStartError
+from cascal.errors import ReloadError, ServerStartError
 from cascal.serve.app import create_app
 from cascal.serve.connection import ConnectionLimits, attach_limits
 from cascal.serve.decision_log import DecisionLog
 from cascal.serve.gateway import Gateway
 from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.routing import RouteEngine
-from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
-from cascal.serve.upstream import UpstreamPool
+from cascal.serve.settings import GatewaySettings
+from cascal.serve.state import check_embedder, load_state
 
 __all__ = [
     "build_gateway",
@@ -66,38 +69,21 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def check_embedder(recorded: str, given: str) -> None:
-    """Refuse an embedder other than the router's: names must match, except that an ``openai:``
-    endpoint embedder may be reached at another URL as long as the model is the same.
-
-    Raises:
-        EmbeddingError: the embedders differ.
-    """
-    from cascal.embedding import parse_openai_name
-
-    if recorded == given:
-        return
-    a, b = parse_openai_name(recorded), parse_openai_name(given)
-    if a is not None and b is not None and a[0] == b[0]:
-        return
-    raise EmbeddingError(
-        f"--embedder {given!r} differs from the router's embedder {recorded!r}: queries must be embedded "
-        "like the training questions"
-    )
-
-
 def build_gateway(
     router: Any,
     pool: Any,
     settings: GatewaySettings,
     *,
     embedder: Any = None,
+    reloadable: bool = True,
 ) -> Gateway:
     """A :class:`Gateway` over a router (a path or a fitted router) and a pool (a path or a
     :class:`~cascal.llm.config.PoolConfig`).
 
     Args:
         embedder: an embedder or an embedder name; default the one the router records.
+        reloadable: whether :meth:`Gateway.reload` may read the files again (it can only when
+            router and pool are paths).
 
     Raises:
         cascal.errors.RouterFileError: the router file cannot be read.
@@ -106,65 +92,65 @@ def build_gateway(
             ``api_key_env`` variable is not set.
     """
     from cascal.embedding import Embedder, load_embedder
-    from cascal.llm.config import load_pool
-    from cascal.pipeline.route import load_router
 
-    if isinstance(router, (str, Path)):
-        router = load_router(router)
-    recorded = getattr(router, "embedding_model", None)
-    if not recorded:
-        raise EmbeddingError("the router records no embedder; retrain it with `cascal train`")
-    if embedder is None:
-        embedder = load_embedder(recorded)
-    elif not isinstance(embedder, Embedder):
-        check_embedder(recorded, str(embedder))
-        embedder = load_embedder(str(embedder))
-    check_embedder(recorded, embedder.name)
-    if isinstance(pool, (str, Path)):
-        pool = load_pool(pool)
-    missing = [m for m in router.model_names_ if m not in pool.names]
-    if missing:
-        raise ConfigError(f"{pool.source or 'pool'}: no entry for routed model(s) {missing}; the pool has {pool.names}")
-    reserved = [n for n in pool.names if n == ROUTED_MODEL or n.startswith(VOTE_PREFIX)]
-    if reserved:
-        raise ConfigError(f"{pool.source or 'pool'}: model name(s) {reserved} are reserved by the gateway")
-    if settings.top_k > len(router.model_names_):
-        raise InvalidParameterError(
-            f"top_k: must be at most the pool size {len(router.model_names_)}, got {settings.top_k}"
-        )
     metrics = GatewayMetrics()
+    name = embedder.name if isinstance(embedder, Embedder) else None if embedder is None else str(embedder)
+    state = load_state(router, pool, settings, metrics, embedder_name=name)
+    if not isinstance(embedder, Embedder):
+        embedder = load_embedder(name or state.router.embedding_model)
+    check_embedder(state.router.embedding_model, embedder.name)
 
     def on_batch(size: int, seconds: float) -> None:
         metrics.batch_size.observe(size)
         metrics.routing_latency.observe(seconds)
 
     engine = RouteEngine(
-        router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
-    )
-    upstreams = UpstreamPool(
-        pool, metrics, breaker_failures=settings.breaker_failures, breaker_cooldown=settings.breaker_cooldown
+        state.router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
     )
     log = DecisionLog(settings.log_decisions, log_text=settings.log_text) if settings.log_decisions else None
-    gateway = Gateway(settings, engine, upstreams, metrics, log)
-    gateway.self_test_error = gateway.self_test()  # /health reports it; it re-runs the probe too
-    return gateway
+    return Gateway(settings, engine, state, metrics, log, reloadable=reloadable)
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn's server that marks the gateway as draining as soon as shutdown begins."""
+    """uvicorn's server that marks the gateway as draining as soon as shutdown begins and, with
+    ``sighup``, reloads it on ``SIGHUP`` (:meth:`Gateway.reload`; the main thread only)."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway, *, freeze_gc: bool = False) -> None:
+    def __init__(
+        self, config: uvicorn.Config, gateway: Gateway, *, freeze_gc: bool = False, sighup: bool = False
+    ) -> None:
         super().__init__(config)
         self.gateway = gateway
         self.freeze_gc = freeze_gc
+        self.sighup = sighup
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self._reloads: set[asyncio.Task[Any]] = set()
 
     async def startup(self, sockets: Optional[list[socket.socket]] = None) -> None:
+        self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.sighup and hasattr(signal, "SIGHUP"):
+            self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         if self.freeze_gc and not self.should_exit:
             tune_gc()  # everything loaded at startup is long-lived (see tune_gc)
 
+    def _on_sighup(self) -> None:
+        """Start a reload (a failed one is logged and reported by the gateway; nothing is raised)."""
+        if self.loop is None or self.should_exit:
+            return
+
+        async def reload() -> None:
+            with contextlib.suppress(ReloadError):
+                await self.gateway.reload("SIGHUP")
+
+        task = self.loop.create_task(reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     async def shutdown(self, sockets: Optional[list[socket.socket]] = None) -> None:
         self.gateway.draining = True
+        if self.sighup and self.loop is not None and hasattr(signal, "SIGHUP"):
+            self.loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a late SIGHUP must not end the draining
         await super().shutdown(sockets)
 
 
@@ -258,7 +244,8 @@ def raise_fd_limit(max_connections: int) -> None:
 
 
 def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
-    """Serve ``gateway`` in the calling thread until SIGINT or SIGTERM (graceful shutdown).
+    """Serve ``gateway`` in the calling thread until SIGINT or SIGTERM (graceful shutdown);
+    ``SIGHUP`` reloads router and pool (:meth:`Gateway.reload`) when the gateway can reload.
 
     The process is the gateway's own, so its garbage collector is tuned for serving (:func:`tune_gc`)
     once startup is done and its file-descriptor limit raised for ``max_connections``
@@ -270,7 +257,11 @@ def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
         print(warning, file=sys.stderr, flush=True)
         logger.warning(warning)
     raise_fd_limit(gateway.settings.max_connections)
-    server = GatewayServer(_uvicorn_config(gateway, log_level=log_level), gateway, freeze_gc=True)
+    if gateway.reloadable and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server is up and handles it
+    server = GatewayServer(
+        _uvicorn_config(gateway, log_level=log_level), gateway, freeze_gc=True, sighup=gateway.reloadable
+    )
     server.run()
 
 
@@ -324,6 +315,14 @@ class GatewayThread:
                 raise ServerStartError("the gateway did not start in time")
             time.sleep(0.01)
         return self
+
+    def reload(self, timeout: float = 60.0) -> Any:
+        """Run :meth:`Gateway.reload` on the server's event loop and wait for it; its
+        :class:`~cascal.serve.gateway.ReloadResult`, or its :class:`~cascal.errors.ReloadError`."""
+        if self.server.loop is None:
+            raise ServerStartError("the gateway is not running")
+        future = asyncio.run_coroutine_threadsafe(self.gateway.reload(), self.server.loop)
+        return future.result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful shutdown: stop accepting, finish the requests in flight, close (idempotent)."""
