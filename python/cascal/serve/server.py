@@ -24,6 +24,7 @@ from typing import Any, Optional, Union
 import uvicorn
 
 from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError, ServerStartError
+from cascal.io.decision_embeddings import EmbeddingSidecar, default_sidecar
 from cascal.serve.app import create_app
 from cascal.serve.connection import ConnectionLimits, attach_limits
 from cascal.serve.decision_log import DecisionLog
@@ -144,7 +145,10 @@ def build_gateway(
     upstreams = UpstreamPool(
         pool, metrics, breaker_failures=settings.breaker_failures, breaker_cooldown=settings.breaker_cooldown
     )
-    log = DecisionLog(settings.log_decisions, log_text=settings.log_text) if settings.log_decisions else None
+    log = None
+    if settings.log_decisions:
+        sidecar = EmbeddingSidecar(default_sidecar(settings.log_decisions)) if settings.log_embeddings else None
+        log = DecisionLog(settings.log_decisions, log_text=settings.log_text, embeddings=sidecar)
     gateway = Gateway(settings, engine, upstreams, metrics, log)
     gateway.self_test_error = gateway.self_test()  # /health reports it; it re-runs the probe too
     return gateway
