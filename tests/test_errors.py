@@ -43,6 +43,7 @@ WARNING_BASES: dict[type, type] = {
     errors.NoUsableAnswerWarning: UserWarning,
     errors.PricingWarning: UserWarning,
     errors.ReplyWarning: UserWarning,
+    errors.DecisionLogWarning: UserWarning,
     errors.EmbedderFallbackWarning: RuntimeWarning,
 }
 

@@ -21,6 +21,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "DataError",
+    "DecisionLogWarning",
     "EmbeddingError",
     "EmbedderFallbackWarning",
     "EndpointError",
@@ -149,6 +150,11 @@ class PricingWarning(CascalWarning):
 class ReplyWarning(CascalWarning):
     """A reply carried a value cascal cannot use (a usage number that is not a token count, an
     impossible log-probability); the value was dropped and the rest of the reply kept."""
+
+
+class DecisionLogWarning(CascalWarning):
+    """A decision log was read only in part (a damaged line stopped the reading), or holds lines
+    that do not record which router wrote them (accepted unchecked)."""
 
 
 class EmbedderFallbackWarning(CascalWarning, RuntimeWarning):
