@@ -82,8 +82,11 @@ def test_a_clean_log_with_its_routers_hash_is_read_whole_without_warning(fitted,
         (b'{"id": "x", "endpoint": "route", "ranking": ["a"], "subj', "cut short"),  # a crash mid-write
         (b"\xff\xfe garbage\n", "not UTF-8"),
         (b"[1, 2, 3]\n", "expected a JSON object"),
-        (b'{"endpoint": "route", "ranking": [], "subject": "s", "subject_weight": 1, "niche": 0, '
-         b'"nearest_distance": "far", "fallback_weight": 0}\n', "nearest_distance"),
+        (
+            b'{"endpoint": "route", "ranking": [], "subject": "s", "subject_weight": 1, "niche": 0, '
+            b'"nearest_distance": "far", "fallback_weight": 0}\n',
+            "nearest_distance",
+        ),
     ],
 )
 def test_a_damaged_line_ends_the_reading_and_the_warning_says_where(fitted, tmp_path, damage, reason):
@@ -140,7 +143,9 @@ def test_lines_without_routing_fields_count_as_not_routed(fitted, tmp_path):
     log = tmp_path / "decisions.jsonl"
     write_log(log, router, 20, sha=file_sha256(path))
     with open(log, "a", encoding="utf-8") as f:  # a pool model asked by name: no routing fields
-        f.write(json.dumps({"id": "n1", "endpoint": "chat", "ranking": ["m"], "router_sha256": file_sha256(path)}) + "\n")
+        f.write(
+            json.dumps({"id": "n1", "endpoint": "chat", "ranking": ["m"], "router_sha256": file_sha256(path)}) + "\n"
+        )
     report = analyse(log, path)
     assert (report.lines, report.routed) == (21, 20)
     assert report.to_dict()["lines"]["not_routed"] == 1

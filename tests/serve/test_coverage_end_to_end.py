@@ -28,7 +28,9 @@ def held_out(world, subject, n: int) -> list[str]:
     out: list[str] = []
     attempt = 50
     while len(out) < n:
-        reply = responder.reply("sim-generator-strong", build_messages(subject.key, subject.description, 20, attempt=attempt))
+        reply = responder.reply(
+            "sim-generator-strong", build_messages(subject.key, subject.description, 20, attempt=attempt)
+        )
         out += [q.question for q in parse_questions(reply.text)[0]]
         attempt += 1
     return out[:n]
@@ -114,3 +116,11 @@ def test_without_log_text_no_text_is_written_and_clusters_come_from_the_sidecar(
     generators.write_text(pool_yaml(simulator.base_url, world, generators=True))
     assert main([*args, "--describe", "--generator-pool", str(generators)]) == 2
     assert "--log-text" in capsys.readouterr().err
+
+
+def test_log_embeddings_needs_a_decision_log():
+    from cascal.errors import InvalidParameterError
+    from cascal.serve.settings import GatewaySettings
+
+    with pytest.raises(InvalidParameterError, match="log_embeddings: needs log_decisions"):
+        GatewaySettings(log_embeddings=True)

@@ -110,7 +110,9 @@ def test_routed_lines_carry_the_coverage_fields_and_the_sidecar_their_embeddings
         assert line["fallback_weight"] == pytest.approx(d.alpha, abs=1e-6)
         # the logged niche is the one the kernel measured its distance to
         niches = router.niches_[d.subject]
-        distances = [1.0 - float(x @ n.centroid) / float(np.linalg.norm(x) * np.linalg.norm(n.centroid)) for n in niches]
+        distances = [
+            1.0 - float(x @ n.centroid) / float(np.linalg.norm(x) * np.linalg.norm(n.centroid)) for n in niches
+        ]
         assert int(np.argmin(distances)) == d.niche
         assert line["nearest_distance"] == pytest.approx(min(distances), abs=1e-5)
         assert "text" not in line

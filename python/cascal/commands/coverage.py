@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "without one, logged text is embedded again)",
     )
     parser.add_argument(
-        "--out", default=None, metavar="DIR", help="folder for coverage.json, tasks.yaml, coverage.png (default DECISIONS.coverage)"
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="folder for coverage.json, tasks.yaml, coverage.png (default DECISIONS.coverage)",
     )
     parser.add_argument(
         "--uncovered-above",
@@ -71,10 +74,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most uncovered queries sampled for clustering (default 2000)",
     )
     parser.add_argument(
-        "--examples", type=int, default=5, metavar="N", help="example texts per cluster, when text was logged (default 5)"
+        "--examples",
+        type=int,
+        default=5,
+        metavar="N",
+        help="example texts per cluster, when text was logged (default 5)",
     )
     parser.add_argument(
-        "--questions", type=positive_int, default=50, metavar="N", help="questions per subject in the tasks.yaml draft (default 50)"
+        "--questions",
+        type=positive_int,
+        default=50,
+        metavar="N",
+        help="questions per subject in the tasks.yaml draft (default 50)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample of uncovered queries (default 0)")
     parser.add_argument(
@@ -86,7 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--generator-pool", default=None, metavar="POOL.yaml", help="pool file holding the generator of --describe"
     )
     parser.add_argument(
-        "--generator", default=None, metavar="NAME", help="the generator's name in --generator-pool (default its first model)"
+        "--generator",
+        default=None,
+        metavar="NAME",
+        help="the generator's name in --generator-pool (default its first model)",
     )
     parser.add_argument(
         "--cache", default=None, metavar="PATH", help="response cache of --describe (default OUT/describe_cache.sqlite)"

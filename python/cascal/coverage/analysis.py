@@ -218,8 +218,8 @@ class _Tally:
         self.per_niche: Counter = Counter()
         self.mostly_fallback: Counter = Counter()
         self.uncovered_of: Counter = Counter()
-        self.fallback_sum: Counter = Counter()
-        self.distance_sum: Counter = Counter()
+        self.fallback_sum: dict[str, float] = {}
+        self.distance_sum: dict[str, float] = {}
         self.sample: list[tuple[str, Optional[str], float, Optional[str]]] = []
 
     def add(self, record: dict, number: int) -> None:
@@ -229,8 +229,8 @@ class _Tally:
         subject, alpha = record["subject"], float(record["fallback_weight"])
         self.per_subject[subject] += 1
         self.per_niche[(subject, record.get("niche"))] += 1
-        self.fallback_sum[subject] += alpha
-        self.distance_sum[subject] += float(record["nearest_distance"])
+        self.fallback_sum[subject] = self.fallback_sum.get(subject, 0.0) + alpha
+        self.distance_sum[subject] = self.distance_sum.get(subject, 0.0) + float(record["nearest_distance"])
         if alpha >= MOSTLY:
             self.mostly_fallback[subject] += 1
             self.mostly += 1
@@ -257,12 +257,17 @@ def _subject_rows(router: Any, tally: _Tally) -> list[dict]:
     for subject in names:
         count = tally.per_subject.get(subject, 0)
         trained = router.niches_.get(subject, [])
-        niches = [
-            {"niche": k, "trained_size": int(n.size), "count": tally.per_niche.get((subject, k), 0)}
-            for k, n in enumerate(trained)
-        ]
-        for niche in niches:
-            niche["share"] = niche["count"] / tally.routed if tally.routed else 0.0
+        niches = []
+        for k, n in enumerate(trained):
+            seen = tally.per_niche.get((subject, k), 0)
+            niches.append(
+                {
+                    "niche": k,
+                    "trained_size": int(n.size),
+                    "count": seen,
+                    "share": seen / tally.routed if tally.routed else 0.0,
+                }
+            )
         rows.append(
             {
                 "subject": subject,
@@ -270,8 +275,8 @@ def _subject_rows(router: Any, tally: _Tally) -> list[dict]:
                 "share": count / tally.routed if tally.routed else 0.0,
                 "uncovered": tally.uncovered_of.get(subject, 0),
                 "mostly_fallback": tally.mostly_fallback.get(subject, 0),
-                "mean_fallback_weight": tally.fallback_sum[subject] / count if count else None,
-                "mean_nearest_distance": tally.distance_sum[subject] / count if count else None,
+                "mean_fallback_weight": tally.fallback_sum.get(subject, 0.0) / count if count else None,
+                "mean_nearest_distance": tally.distance_sum.get(subject, 0.0) / count if count else None,
                 "niches": niches,
             }
         )
@@ -312,9 +317,7 @@ def _cosine_to(rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - rows @ unit_rows(np.asarray(targets, dtype=np.float64)).T, 0.0, 2.0)
 
 
-def _clusters(
-    tally: _Tally, router: Any, rows: list[int], X: np.ndarray, cut: float
-) -> tuple[list[Cluster], int]:
+def _clusters(tally: _Tally, router: Any, rows: list[int], X: np.ndarray, cut: float) -> tuple[list[Cluster], int]:
     """The reported clusters (largest first) and how many fell below the size floor."""
     s = tally.settings
     U = unit_rows(np.asarray(X, dtype=np.float64))

@@ -25,7 +25,7 @@ DESCRIBE_HEADER = "Describe the kind of questions in these examples as a subject
 #: Characters kept of each quoted example.
 EXAMPLE_CHARS = 400
 
-_LABEL = re.compile(r"^\s*\**\s*(name|description)\s*\**\s*:\s*(.*)$", re.I)
+_LABEL = re.compile(r"^\s*\**\s*(name|description)\s*\**\s*:\s*\**\s*(.*)$", re.I)
 
 
 def build_describe_messages(examples: Sequence[str], *, avoid_names: Sequence[str] = ()) -> list[dict[str, str]]:

@@ -100,7 +100,9 @@ class GatewaySettings:
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidParameterError(f"port: must be an integer in 0..65535, got {self.port!r}")
         if self.log_embeddings and not self.log_decisions:
-            raise InvalidParameterError("log_embeddings: needs log_decisions (the sidecar sits beside the decision log)")
+            raise InvalidParameterError(
+                "log_embeddings: needs log_decisions (the sidecar sits beside the decision log)"
+            )
         if self.api_key is not None and not self.api_key:
             raise InvalidParameterError("api_key: must be a non-empty string or None")
 
