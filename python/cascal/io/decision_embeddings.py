@@ -5,7 +5,8 @@
 file with two arrays: ``ids`` (unicode, one decision id per row) and ``embeddings`` (float32
 ``(rows, d)``). A writer (:class:`EmbeddingSidecar`) buffers rows and writes a part atomically
 (temporary file, then rename) when the buffer holds ``part_rows`` rows, when its oldest row is
-``max_age`` seconds old, and when it is closed. Every writer names its parts with its own random
+``max_age`` seconds old, and when it is closed; parts are written by one background thread, so
+the caller (the gateway's event loop) only appends to a list. Every writer names its parts with its own random
 token, so several processes (gateway replicas) append to one sidecar without coordination and a
 reader never sees half a part; a crash loses at most the rows still buffered.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -62,6 +64,8 @@ class EmbeddingSidecar:
         self._oldest = 0.0
         self._lock = threading.Lock()
         self._closed = False
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascal-sidecar")
+        self._pending: list[Future] = []
 
     def add(self, decision_id: str, embedding: np.ndarray) -> None:
         """Buffer one row; writes a part when the buffer is full or old (see the class docstring)."""
@@ -76,27 +80,38 @@ class EmbeddingSidecar:
                 self._flush_locked()
 
     def flush(self) -> None:
-        """Write the buffered rows as one part now (nothing when the buffer is empty)."""
+        """Write the buffered rows as one part and wait until every part handed to the writer
+        thread is on disk (re-raising a write's error)."""
         with self._lock:
             self._flush_locked()
+            pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def close(self) -> None:
-        """Write what is buffered and refuse further rows (idempotent)."""
+        """Write what is buffered, wait for the writer thread and refuse further rows (idempotent)."""
         with self._lock:
-            self._flush_locked()
+            if self._closed:
+                return
             self._closed = True
+        self.flush()
+        self._writer.shutdown(wait=True)
 
     def _flush_locked(self) -> None:
         if not self._ids:
             return
-        ids = np.asarray(self._ids, dtype=np.str_)
-        rows = np.asarray(np.stack(self._rows), dtype=np.float32)
-        self._ids, self._rows = [], []
         target = self.folder / f"part-{self._token}-{self._parts:06d}.npz"
         self._parts += 1
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, ids=ids, embeddings=rows)
+        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
+        self._pending.append(self._writer.submit(_write_part, target, self._ids, self._rows))
+        self._ids, self._rows = [], []
+
+
+def _write_part(target: Path, ids: list[str], rows: list[np.ndarray]) -> None:
+    """One part, written atomically."""
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=np.asarray(ids, dtype=np.str_), embeddings=np.asarray(np.stack(rows), dtype=np.float32))
 
 
 def read_sidecar(folder: PathLike, wanted: Iterable[str], *, dim: Optional[int] = None) -> dict[str, np.ndarray]:
