@@ -44,6 +44,7 @@ WARNING_BASES: dict[type, type] = {
     errors.NoUsableAnswerWarning: UserWarning,
     errors.PricingWarning: UserWarning,
     errors.ReplyWarning: UserWarning,
+    errors.DecisionLogWarning: UserWarning,
     errors.EmbedderFallbackWarning: RuntimeWarning,
     errors.QueriesFileWarning: UserWarning,
 }

@@ -21,6 +21,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "DataError",
+    "DecisionLogWarning",
     "EmbeddingError",
     "EmbedderFallbackWarning",
     "EndpointError",
@@ -162,6 +163,11 @@ class ReplyWarning(CascalWarning):
 class QueriesFileWarning(CascalWarning):
     """A decision log or queries file was damaged part-way (a truncated or garbled line); the
     queries before the damage were read."""
+
+
+class DecisionLogWarning(CascalWarning):
+    """A decision log was read only in part (a damaged line stopped the reading), or holds lines
+    that do not record which router wrote them (accepted unchecked)."""
 
 
 class EmbedderFallbackWarning(CascalWarning, RuntimeWarning):

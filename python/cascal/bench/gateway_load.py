@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from cascal.errors import ServerStartError
+from cascal.errors import InvalidParameterError, ServerStartError
 from cascal.serve.errors import GatewayError
 
 __all__ = ["run_load_benchmark", "format_results"]
@@ -166,8 +166,15 @@ def run_load_benchmark(
     seconds: float = 3.0,
     chat_requests: int = 300,
     workdir: Optional[str] = None,
+    decision_log: str = "off",
 ) -> dict:
-    """Measure the gateway (see the module docstring); returns the numbers as a dict."""
+    """Measure the gateway (see the module docstring); returns the numbers as a dict.
+
+    ``decision_log``: ``"off"``, ``"lines"`` (the gateway writes a decision log) or
+    ``"embeddings"`` (and its embedding sidecar), to measure what logging costs.
+    """
+    if decision_log not in DECISION_LOG_MODES:
+        raise InvalidParameterError(f"decision_log: expected one of {DECISION_LOG_MODES}, got {decision_log!r}")
     from cascal.pipeline.answer import build_messages
     from cascal.simulate import SimWorld, serve_simulator
     from cascal.simulate.server import pool_yaml
@@ -190,6 +197,7 @@ def run_load_benchmark(
                 str(folder / "pool.yaml"),
                 "--port",
                 str(port),
+                *_log_args(decision_log, folder),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -243,6 +251,18 @@ def run_load_benchmark(
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+#: what :func:`run_load_benchmark` may have the gateway log
+DECISION_LOG_MODES = ("off", "lines", "embeddings")
+
+
+def _log_args(mode: str, folder: Path) -> list[str]:
+    """The ``cascal serve`` options of a decision-log mode."""
+    if mode == "off":
+        return []
+    args = ["--log-decisions", str(folder / "decisions.jsonl")]
+    return args + ["--log-embeddings"] if mode == "embeddings" else args
 
 
 def _top_models(port: int, questions: list) -> list[str]:

@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-text", action="store_true", help="write the query text into the decision log (default: its hash only)"
     )
     parser.add_argument(
+        "--log-embeddings",
+        action="store_true",
+        help="write each routed query's embedding to the sidecar folder <log-decisions PATH>.embeddings "
+        "(for cascal coverage; never the text unless --log-text)",
+    )
+    parser.add_argument(
         "--whole-conversation",
         action="store_true",
         help="embed the text of every message instead of the last user message",
@@ -178,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         log_decisions=args.log_decisions,
         log_text=args.log_text,
+        log_embeddings=args.log_embeddings,
     )
     if args.ray:
         return run_on_ray(args, settings)

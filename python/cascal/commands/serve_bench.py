@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=300,
         help="sequential chat requests each way for the added latency (default 300)",
     )
+    parser.add_argument(
+        "--decision-log",
+        choices=("off", "lines", "embeddings"),
+        default="off",
+        help="have the gateway write a decision log (lines) and its embedding sidecar (embeddings) (default off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,5 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from cascal.bench.gateway_load import format_results, run_load_benchmark
 
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
-    print(format_results(run_load_benchmark(clients, seconds=args.seconds, chat_requests=args.chat_requests)))
+    print(
+        format_results(
+            run_load_benchmark(
+                clients, seconds=args.seconds, chat_requests=args.chat_requests, decision_log=args.decision_log
+            )
+        )
+    )
     return 0

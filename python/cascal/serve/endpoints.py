@@ -81,19 +81,27 @@ async def read_body(request: Request, limit: int) -> bytes:
 @dataclass
 class _Answering:
     """A checked chat request on its way to the pool: the serving state it holds, the models to
-    ask, best first, the response headers so far and when its handler started (for the decision log)."""
+    ask, best first, the response headers so far, when its handler started and its routing decision
+    (for the decision log)."""
 
     chat: ChatRequest
     state: ServingState
     ranking: list
     headers: dict
     started: float
+    decision: Optional[Decision] = None
 
     def record(self, endpoint: str = "chat", **fields: Any) -> DecisionRecord:
         """The decision log record of this request, timed now (``fields``: of :class:`DecisionRecord`)."""
         latency_ms = (time.perf_counter() - self.started) * 1000.0
         return DecisionRecord(
-            endpoint, self.chat.text, self.ranking, latency_ms=latency_ms, router_sha256=self.state.sha256, **fields
+            endpoint,
+            self.chat.text,
+            self.ranking,
+            latency_ms=latency_ms,
+            router_sha256=self.state.sha256,
+            decision=self.decision,
+            **fields,
         )
 
 
@@ -120,7 +128,7 @@ async def chat_completions(request: Request) -> Response:
     if decision is not None:
         gateway.count_decisions([decision])
         headers.update(_cost_headers(decision, chat.vote or 1))
-    answering = _Answering(chat, state, ranking, headers, started)
+    answering = _Answering(chat, state, ranking, headers, started, decision)
     if chat.vote is not None:
         return await _vote(request, gateway, answering, chat.vote)
     if chat.stream:
@@ -216,7 +224,9 @@ async def route(request: Request) -> Response:
     gateway.count_decisions(decisions)
     latency_ms = (time.perf_counter() - started) * 1000.0
     for text, d in zip(asked.texts, decisions):
-        gateway.record(DecisionRecord("route", text, d.ranking, latency_ms=latency_ms, router_sha256=state.sha256))
+        gateway.record(
+            DecisionRecord("route", text, d.ranking, latency_ms=latency_ms, router_sha256=state.sha256, decision=d)
+        )
     items = [d.to_json(settings.top_k) for d in decisions]
     if asked.many:
         return JSONResponse({"object": "list", "data": items, "router_sha256": state.sha256})

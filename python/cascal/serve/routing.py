@@ -4,7 +4,9 @@
 routing kernel call on the router's own tables and constants (``cost_weighted_tables`` and
 ``route_params``, what :meth:`cascal.CascalRouter.route` routes with), so a decision's ranking is the
 router's (and ``cascal route``'s) for the same text. With soft subject assignment the kernel also
-returns the subject weights it mixed with, reported as :attr:`Decision.subject_weights`.
+returns the subject weights it mixed with, reported as :attr:`Decision.subject_weights`. Each
+decision also names its nearest niche (:attr:`Decision.niche`) and keeps the query's embedding
+(:attr:`Decision.embedding`) for the decision log.
 
 :meth:`RouteEngine.route` is what request handlers await: queries arriving together are collected
 into one batch (at most ``batch_max``), embedded and routed by a single router call in a worker
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -49,6 +51,9 @@ class Decision:
         expected_costs: expected cost of each model of ``ranking``, USD per 1,000 queries
             (``None`` when the router has no prices; docs/algorithm.md#cost-aware-routing).
         cost_weight: the cost weight the query was routed with (``None`` = the router's own).
+        niche: index, among ``subject``'s niches (the router's ``niches_[subject]`` order), of the
+            niche centroid nearest to the query (the one ``nearest_distance`` is measured to).
+        embedding: the query's embedding as routed (not part of the JSON form).
     """
 
     ranking: tuple[str, ...]
@@ -59,6 +64,15 @@ class Decision:
     alpha: float
     expected_costs: Optional[tuple[float, ...]] = None
     cost_weight: Optional[float] = None
+    niche: Optional[int] = None
+    embedding: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def subject_weight(self) -> float:
+        """The weight of :attr:`subject` in the query's subject mixture (1 under hard assignment)."""
+        if self.subject_weights is None or self.subject is None:
+            return 1.0
+        return float(self.subject_weights.get(self.subject, 1.0))
 
     def expected_cost(self, k: int = 1) -> Optional[float]:
         """Expected cost of asking the first ``k`` models (USD per 1,000 queries), or ``None``."""
@@ -124,7 +138,7 @@ class LoadedRouter:
         router: a fitted :class:`cascal.CascalRouter`.
     """
 
-    __slots__ = ("router", "model_names", "subject_names", "soft", "has_costs")
+    __slots__ = ("router", "model_names", "subject_names", "soft", "has_costs", "_centroid_subject", "_niche_index")
 
     def __init__(self, router: Any) -> None:
         self.router = router
@@ -132,6 +146,13 @@ class LoadedRouter:
         self.subject_names: tuple[str, ...] = tuple(getattr(router, "subject_names_", []))
         self.soft = float(getattr(router, "subject_temp_", 0.0) or 0.0) > 0
         self.has_costs = getattr(router, "global_costs_", None) is not None
+        owners = np.asarray(router.tables_.centroid_subject, dtype=np.int64)
+        self._centroid_subject = owners
+        # the rank of every centroid among its subject's centroids (its index in niches_[subject])
+        self._niche_index = np.zeros(owners.shape[0], dtype=np.int64)
+        for s in np.unique(owners):
+            members = np.flatnonzero(owners == s)
+            self._niche_index[members] = np.arange(members.size)
 
     def decide(self, X: np.ndarray, cost_weights: Sequence[Optional[float]]) -> list[Decision]:
         """Rank the whole pool for each row of the embedded queries ``X`` with one kernel call per
@@ -144,6 +165,7 @@ class LoadedRouter:
             result = kernels.route_batch(X[rows], tables, params, subject_weights=self.soft)
             costs = result.expected_cost
             weights = result.subject_weights
+            niches = self._nearest_niches(X[rows], tables, result.subject)
             for r, i in enumerate(rows):
                 order = [int(j) for j in result.ranked[r]]
                 subject = int(result.subject[r])
@@ -156,8 +178,19 @@ class LoadedRouter:
                     alpha=float(result.alpha[r]),
                     expected_costs=None if costs is None else tuple(float(costs[r, j]) for j in order),
                     cost_weight=weight,
+                    niche=int(niches[r]),
+                    embedding=X[i],
                 )
         return [d for d in decisions if d is not None]
+
+    def _nearest_niches(self, X: np.ndarray, tables: Any, subjects: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid of each query's subject, among that subject's centroids
+        (cosine: the largest dot product with the unit centroids; ties to the lower index, as the
+        kernel breaks them)."""
+        cents = np.asarray(tables.centroids, dtype=np.float32)
+        sims = X @ cents.T / np.maximum(np.linalg.norm(cents, axis=1), 1e-30)
+        sims[self._centroid_subject[None, :] != np.asarray(subjects)[:, None]] = -np.inf
+        return self._niche_index[np.argmax(sims, axis=1)]
 
 
 class RouteEngine:

@@ -27,6 +27,7 @@ from typing import Any, Optional, Union
 import uvicorn
 
 from cascal.errors import ReloadError, ServerStartError
+from cascal.io.decision_embeddings import EmbeddingSidecar, default_sidecar
 from cascal.serve.app import create_app
 from cascal.serve.connection import ConnectionLimits, attach_limits
 from cascal.serve.decision_log import DecisionLog
@@ -107,7 +108,10 @@ def build_gateway(
     engine = RouteEngine(
         state.router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
     )
-    log = DecisionLog(settings.log_decisions, log_text=settings.log_text) if settings.log_decisions else None
+    log = None
+    if settings.log_decisions:
+        sidecar = EmbeddingSidecar(default_sidecar(settings.log_decisions)) if settings.log_embeddings else None
+        log = DecisionLog(settings.log_decisions, log_text=settings.log_text, embeddings=sidecar)
     return Gateway(settings, engine, state, metrics, log, reloadable=reloadable)
 
 
