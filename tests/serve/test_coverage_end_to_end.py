@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
@@ -70,7 +71,10 @@ def test_coverage_finds_the_planted_topic_and_nothing_of_the_covered_traffic(
     args = ["coverage", str(log), "--router", str(router_file), "--out", str(out), "--min-size", "10", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr()
-    assert "uncovered_01" in printed.out and "do not record router_sha256" in printed.err
+    # the gateway records the router file's hash on every line, so the reader checks each one
+    router_hash = hashlib.sha256(router_file.read_bytes()).hexdigest()
+    assert {line["router_sha256"] for line in lines} == {router_hash}
+    assert "uncovered_01" in printed.out and "do not record router_sha256" not in printed.err
     report = json.loads((out / "coverage.json").read_text())
     text_of = {line["id"]: line["text"] for line in lines}
     planted_ids = {i for i, t in text_of.items() if t in set(planted)}
