@@ -98,3 +98,15 @@ def static_embedder_dir(minilm_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("static_embedder") / "minilm-static"
     build_static(minilm_dir, out, vocab_limit=STATIC_TEST_VOCAB)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_drift(tmp_path_factory):
+    """A small drift experiment on the simulator (:func:`cascal.demo.drift.run_drift`): a router
+    trained on 2 subjects, traffic a third of which comes from a third subject, a refresh for it.
+    ``(out folder, result)``; the refresh tests reuse its dataset folder and old router."""
+    from cascal.demo.drift import DriftConfig, run_drift
+
+    out = tmp_path_factory.mktemp("drift")
+    config = DriftConfig(n_old=2, n_new=1, n_train=40, n_traffic=30, seed=0)
+    return out, run_drift(out, config, progress=False)

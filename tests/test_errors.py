@@ -35,6 +35,7 @@ LEGACY_BASES: dict[type, tuple[type, ...]] = {
     errors.EndpointError: (RuntimeError,),
     errors.GenerationError: (RuntimeError,),
     errors.ServerStartError: (RuntimeError,),
+    errors.ReloadError: (RuntimeError,),
 }
 
 
@@ -43,7 +44,9 @@ WARNING_BASES: dict[type, type] = {
     errors.NoUsableAnswerWarning: UserWarning,
     errors.PricingWarning: UserWarning,
     errors.ReplyWarning: UserWarning,
+    errors.DecisionLogWarning: UserWarning,
     errors.EmbedderFallbackWarning: RuntimeWarning,
+    errors.QueriesFileWarning: UserWarning,
 }
 
 

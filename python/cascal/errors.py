@@ -21,6 +21,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "DataError",
+    "DecisionLogWarning",
     "EmbeddingError",
     "EmbedderFallbackWarning",
     "EndpointError",
@@ -32,6 +33,8 @@ __all__ = [
     "NotFoundError",
     "PricingWarning",
     "ProtocolError",
+    "QueriesFileWarning",
+    "ReloadError",
     "ReplyWarning",
     "RouterFileError",
     "ServerStartError",
@@ -124,6 +127,12 @@ class GenerationError(CascalError, RuntimeError):
     """Question generation produced no usable question at all (the report says why)."""
 
 
+class ReloadError(CascalError, RuntimeError):
+    """A running gateway did not take a new router file. Asked as a client (refused the key, has no
+    reload endpoint, unreachable): the router file itself is written. In the gateway (a file refused
+    by its checks, or no files to read again): the router and pool it served keep serving."""
+
+
 class ServerStartError(CascalError, RuntimeError):
     """A server cascal starts (the gateway's thread, a Ray Serve application) did not come up in
     time, or stopped while starting; the message says which and, when known, why."""
@@ -149,6 +158,16 @@ class PricingWarning(CascalWarning):
 class ReplyWarning(CascalWarning):
     """A reply carried a value cascal cannot use (a usage number that is not a token count, an
     impossible log-probability); the value was dropped and the rest of the reply kept."""
+
+
+class QueriesFileWarning(CascalWarning):
+    """A decision log or queries file was damaged part-way (a truncated or garbled line); the
+    queries before the damage were read."""
+
+
+class DecisionLogWarning(CascalWarning):
+    """A decision log was read only in part (a damaged line stopped the reading), or holds lines
+    that do not record which router wrote them (accepted unchecked)."""
 
 
 class EmbedderFallbackWarning(CascalWarning, RuntimeWarning):

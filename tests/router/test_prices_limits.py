@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cascal.commands.train import _prices
+from cascal.commands._args import read_prices as _prices
 from cascal.data import ResponseMatrix
 from cascal.errors import ConfigError, DataError, InvalidParameterError
 from cascal.router import CascalRouter

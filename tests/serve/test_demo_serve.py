@@ -1,4 +1,5 @@
-"""``cascal demo --quick --serve``: the trained router behind the gateway, asked through the openai client."""
+"""``cascal demo --quick --serve``: the trained router behind the gateway, asked through the openai client;
+then a model added to the running gateway's pool by reloads, and traffic moving to it."""
 
 from __future__ import annotations
 
@@ -15,3 +16,13 @@ def test_demo_serve_prints_which_model_answered(tmp_path, capsys):
     for model, _, _, route in answered:
         assert route.split(",")[0].strip(" '") == model  # the top-ranked model answered
     assert re.search(r"cascal-vote-3: [A-J] \(sim-model-\d=", out)
+    assert re.search(r"adding (sim-model-\d) to the pool while the gateway runs", out)
+    shares = re.findall(
+        r"\[demo\]\s+(\S+)\s+(\d+)% ->\s+(\d+)%\s+\(accuracy ([\d.]+); best other model ([\d.]+)\)", out
+    )
+    assert len(shares) == 2  # the quick demo's two subjects
+    assert all(before == "0" for _, before, _, _, _ in shares)  # not routed to before the router knew it
+    # after the second reload its traffic is largest where it is strongest against the others
+    busiest = max(shares, key=lambda row: int(row[2]))
+    strongest = max(shares, key=lambda row: float(row[3]) - float(row[4]))
+    assert int(busiest[2]) > 0 and busiest[0] == strongest[0]

@@ -57,6 +57,7 @@ def test_decision_log_lines(tmp_path):
             latency_ms=12.34567,
             usage={"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": "14"},
             extra={"stream": True},
+            router_sha256="ab" * 32,
         )
     )
     log.write(DecisionRecord("route", "x", ["m1"], usage={"prompt_tokens": "many"}))
@@ -65,7 +66,9 @@ def test_decision_log_lines(tmp_path):
     first, second = [json.loads(line) for line in path.read_text().splitlines()]
     assert list(first) == [
         "time",
+        "id",
         "endpoint",
+        "router_sha256",
         "query_sha256",
         "ranking",
         "model",
@@ -80,9 +83,47 @@ def test_decision_log_lines(tmp_path):
     assert (first["ranking"], first["model"], first["failovers"], first["status"]) == (["m2", "m1"], "m1", 1, 200)
     assert (first["latency_ms"], first["prompt_tokens"], first["completion_tokens"]) == (12.346, 11, 3)
     assert first["stream"] is True and first["time"].endswith("+00:00")
+    assert first["router_sha256"] == "ab" * 32 and second["router_sha256"] is None  # on every line
     assert second == {**second, "endpoint": "route", "model": None, "failovers": 0, "status": 200}
-    assert "prompt_tokens" not in second and "text" not in second
+    assert "prompt_tokens" not in second and "text" not in second and "subject" not in second
+    assert first["id"] != second["id"] and first["id"].split("-")[0] == second["id"].split("-")[0]
     with_text = DecisionLog(tmp_path / "text.jsonl", log_text=True)
     with_text.write(DecisionRecord("route", "the question", ["m1"]))
     with_text.close()
     assert json.loads((tmp_path / "text.jsonl").read_text())["text"] == "the question"
+
+
+def test_routed_lines_carry_the_coverage_fields_and_the_sidecar_their_embeddings(router, questions, tmp_path):
+    from cascal.io.decision_embeddings import EmbeddingSidecar, default_sidecar, read_sidecar
+
+    embedder = load_embedder(router.embedding_model)
+    texts = [q.question for q in questions[:5]]
+    decisions = RouteEngine(router, embedder).decide(texts)
+    X = np.asarray(embedder.encode(texts), dtype=np.float32)
+    path = tmp_path / "decisions.jsonl"
+    log = DecisionLog(path, embeddings=EmbeddingSidecar(default_sidecar(path), part_rows=2))
+    for text, d in zip(texts, decisions):
+        log.write(DecisionRecord("route", text, d.ranking, decision=d))
+    log.write(DecisionRecord("chat", "asked by name", ["m1"]))  # not routed: no fields, no embedding
+    log.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line, d, x in zip(lines, decisions, X):
+        assert (line["subject"], line["niche"]) == (d.subject, d.niche)
+        assert line["subject_weight"] == pytest.approx(d.subject_weights[d.subject], abs=1e-6)
+        assert line["fallback_weight"] == pytest.approx(d.alpha, abs=1e-6)
+        # the logged niche is the one the kernel measured its distance to
+        niches = router.niches_[d.subject]
+        distances = [
+            1.0 - float(x @ n.centroid) / float(np.linalg.norm(x) * np.linalg.norm(n.centroid)) for n in niches
+        ]
+        assert int(np.argmin(distances)) == d.niche
+        assert line["nearest_distance"] == pytest.approx(min(distances), abs=1e-5)
+        assert "text" not in line
+    assert "subject" not in lines[-1]
+    parts = sorted(default_sidecar(path).glob("part-*.npz"))
+    assert len(parts) == 3  # 2 + 2 + the last one written at close
+    stored = read_sidecar(default_sidecar(path), [line["id"] for line in lines], dim=X.shape[1])
+    assert set(stored) == {line["id"] for line in lines[:-1]}
+    for line, x in zip(lines, X):
+        np.testing.assert_array_equal(stored[line["id"]], x)
+    assert not any("asked by name" in p.read_bytes().decode("latin-1") for p in parts)

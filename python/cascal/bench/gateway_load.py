@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from cascal.errors import ServerStartError
+from cascal.errors import InvalidParameterError, ServerStartError
 from cascal.serve.errors import GatewayError
 
 __all__ = ["run_load_benchmark", "format_results"]
@@ -180,7 +180,7 @@ def _question_texts(path: Path, limit: int = 4096) -> list[str]:
     return texts
 
 
-def _start_gateway(folder: Path, router: Path) -> tuple[subprocess.Popen, int]:
+def _start_gateway(folder: Path, router: Path, decision_log: str = "off") -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     command = [sys.executable, "-m", "cascal", "serve", str(router), "--pool", str(folder / "pool.yaml")]
@@ -225,9 +225,16 @@ def run_load_benchmark(
     workdir: Optional[str] = None,
     embedders: Sequence[str] = ("hashing-256",),
     questions_file: Optional[Path] = None,
+    decision_log: str = "off",
 ) -> dict:
     """Measure the gateway (see the module docstring); returns the numbers as a dict:
-    ``route`` maps each embedder's name to its levels, ``chat`` is measured with the first embedder."""
+    ``route`` maps each embedder's name to its levels, ``chat`` is measured with the first embedder.
+
+    ``decision_log``: ``"off"``, ``"lines"`` (the gateway writes a decision log) or
+    ``"embeddings"`` (and its embedding sidecar), to measure what logging costs.
+    """
+    if decision_log not in DECISION_LOG_MODES:
+        raise InvalidParameterError(f"decision_log: expected one of {DECISION_LOG_MODES}, got {decision_log!r}")
     from cascal.pipeline.answer import build_messages
     from cascal.simulate import SimWorld, serve_simulator
     from cascal.simulate.server import pool_yaml
@@ -241,7 +248,7 @@ def run_load_benchmark(
         for index, embedder in enumerate(embedders):
             router, questions = _train(folder, world, embedder)
             route_texts = texts if texts is not None else [q.question for q in questions]
-            proc, port = _start_gateway(folder, router)
+            proc, port = _start_gateway(folder, router, decision_log)
             try:
                 bodies = [json.dumps({"input": t}).encode() for t in route_texts]
                 name = json.loads(_get(port, "/health"))["embedder"]
@@ -251,6 +258,18 @@ def run_load_benchmark(
             finally:
                 _stop(proc)
     return results
+
+
+#: what :func:`run_load_benchmark` may have the gateway log
+DECISION_LOG_MODES = ("off", "lines", "embeddings")
+
+
+def _log_args(mode: str, folder: Path) -> list[str]:
+    """The ``cascal serve`` options of a decision-log mode."""
+    if mode == "off":
+        return []
+    args = ["--log-decisions", str(folder / "decisions.jsonl")]
+    return args + ["--log-embeddings"] if mode == "embeddings" else args
 
 
 def _get(port: int, path: str) -> bytes:

@@ -7,9 +7,9 @@ value these types refuse makes ``argparse`` print the usage and exit with status
 from __future__ import annotations
 
 import argparse
-from typing import Any, Union
+from typing import Any, Optional, Union
 
-__all__ = ["add_out_of_range", "comma_list", "number_or_auto", "positive_int", "share"]
+__all__ = ["add_out_of_range", "comma_list", "number_or_auto", "positive_int", "read_prices", "share"]
 
 
 def comma_list(text: str) -> list[str]:
@@ -80,3 +80,23 @@ def import_extra(module: str, command: str, extra: str) -> Any:
         raise ConfigError(
             f"cascal {command} needs the optional extra: pip install 'cascal[{extra}]' ({(exc.name or '?').split('.')[0]} is missing)"
         ) from None
+
+
+def read_prices(path: Optional[str]) -> Any:
+    """The prices of a ``--prices`` option: a prices file, or a pool.yaml's price fields (a file with a
+    ``models`` list). The file is read once, by :func:`cascal.yaml_files.read_yaml`."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from cascal.router.costs import load_prices, parse_prices
+    from cascal.yaml_files import read_yaml
+
+    if not Path(path).exists():
+        return load_prices(path)  # its "no such prices file"
+    data = read_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("models"), list):
+        from cascal.llm.config import parse_pool
+
+        return parse_pool(data, source=Path(path).name).prices()
+    return parse_prices(data, source=path)

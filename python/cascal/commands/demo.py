@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="then serve the router with the `cascal serve` gateway and send a few requests through it "
         "(needs cascal[serve])",
     )
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        help="then the drift step: train on some subjects, send traffic a third of which comes from subjects "
+        "the tasks never named, `cascal refresh` for them, and measure accuracy before and after (OUT/drift)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +48,16 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         print(result["table"])
         print(f"report: {result['report']}")
+    if args.drift:
+        from pathlib import Path
+
+        from cascal.demo.drift import DriftConfig, run_drift
+
+        drift = run_drift(
+            Path(args.out) / "drift", DriftConfig.for_mode(args.quick, args.seed), progress=not args.no_progress
+        )
+        if args.no_progress:
+            print(drift["table"])
     if args.serve:
         from cascal.demo.gateway import serve_demo
 

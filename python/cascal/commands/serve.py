@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 from cascal.commands._args import import_extra, positive_int
 
@@ -56,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-text", action="store_true", help="write the query text into the decision log (default: its hash only)"
+    )
+    parser.add_argument(
+        "--log-embeddings",
+        action="store_true",
+        help="write each routed query's embedding to the sidecar folder <log-decisions PATH>.embeddings "
+        "(for cascal coverage; never the text unless --log-text)",
     )
     parser.add_argument(
         "--whole-conversation",
@@ -177,9 +184,12 @@ def run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         log_decisions=args.log_decisions,
         log_text=args.log_text,
+        log_embeddings=args.log_embeddings,
     )
     if args.ray:
         return run_on_ray(args, settings)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # while loading; the running gateway reloads on it
     gateway = build_gateway(args.router, args.pool, settings, embedder=args.embedder)
     names = ", ".join(gateway.upstreams.names)
     print(f"cascal serve: {args.router} ({gateway.engine.embedder.name}) over {names}")
@@ -192,13 +202,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_on_ray(args: argparse.Namespace, settings: object) -> int:
-    """``cascal serve --ray``: deploy on Ray Serve, serve until Ctrl-C, then shut Serve down."""
+    """``cascal serve --ray``: deploy on Ray Serve, serve until Ctrl-C, then shut Serve down.
+    ``SIGHUP`` does not reload here (the replicas would not all see it): it prints why and is
+    otherwise ignored."""
+    import sys
     import time
+
+    def refuse_reload(signum: int, frame: object) -> None:
+        print(
+            "cascal serve --ray: SIGHUP ignored: hot reload does not apply to Ray Serve replicas; "
+            "deploy again with the new router or pool (docs/serve.md#reload)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     distributed = import_extra("cascal.distributed.serve", NAME, "ray")
     import_extra("ray.serve", NAME, "ray")
     from ray import serve
 
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, refuse_reload)
     try:
         gateway = distributed.run_gateway_ray(
             args.router, args.pool, settings, embedder=args.embedder, replicas=args.replicas, address=args.ray_address

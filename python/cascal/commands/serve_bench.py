@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="questions.jsonl whose question texts are the /v1/route queries (default: the simulated questions)",
     )
+    parser.add_argument(
+        "--decision-log",
+        choices=("off", "lines", "embeddings"),
+        default="off",
+        help="have the gateway write a decision log (lines) and its embedding sidecar (embeddings) (default off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         chat_requests=args.chat_requests,
         embedders=args.embedder or ["hashing-256"],
         questions_file=args.questions,
+        decision_log=args.decision_log,
     )
     print(format_results(results))
     return 0

@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import Any, Optional
 
-from cascal.commands._args import add_out_of_range, number_or_auto
+from cascal.commands._args import add_out_of_range, number_or_auto, read_prices
 
 NAME = "train"
 HELP = "fit a CASCAL router on a dataset folder (answers + embeddings) and save it to one file"
@@ -91,26 +91,6 @@ def _router_params(args: argparse.Namespace) -> dict:
     return params
 
 
-def _prices(path: Optional[str]) -> Any:
-    """The prices of ``--prices``: a prices file, or a pool.yaml's price fields (a file with a
-    ``models`` list). The file is read once, by :func:`cascal.yaml_files.read_yaml`."""
-    if path is None:
-        return None
-    from pathlib import Path
-
-    from cascal.router.costs import load_prices, parse_prices
-    from cascal.yaml_files import read_yaml
-
-    if not Path(path).exists():
-        return load_prices(path)  # its "no such prices file"
-    data = read_yaml(path)
-    if isinstance(data, dict) and isinstance(data.get("models"), list):
-        from cascal.llm.config import parse_pool
-
-        return parse_pool(data, source=Path(path).name).prices()
-    return parse_prices(data, source=path)
-
-
 def run(args: argparse.Namespace) -> int:
     from cascal.pipeline.train import describe, labels_line, train_router
 
@@ -122,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 embeddings=args.embeddings,
                 out_of_range=args.out_of_range,
-                prices=_prices(args.prices),
+                prices=read_prices(args.prices),
                 labels=args.labels,
                 **_router_params(args),
             )

@@ -1,7 +1,8 @@
 """``cascal demo``: the whole pipeline, end to end, on a simulated pool (no language model involved).
 
 * :mod:`cascal.demo.runner`: :func:`run_demo` (generate → answer → embed → filter → train → route → score);
-* :mod:`cascal.demo.report`: the demo's table, plots and ``report.md``.
+* :mod:`cascal.demo.report`: the demo's table, plots and ``report.md``;
+* :mod:`cascal.demo.drift`: the ``--drift`` step (traffic drifts to new subjects, ``cascal refresh`` follows).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ spreads the requests over the replicas and scales their number between 1 and ``r
 requests in flight. State stays per replica: circuit breakers, the micro-batcher and the
 Prometheus metrics (``/metrics`` shows the replica that answered); a decision log is appended to by
 every replica (one JSON line per write).
+
+Hot reload does not apply here: a reload would reach one replica (``POST /admin/reload``) or none
+(``SIGHUP`` goes to the driver, not the replicas), and replicas serving different routers is what a
+reload must not cause. The replicas are built not reloadable (``/admin/reload`` answers 501
+``reload_unavailable``); to change router or pool, deploy again (``cascal serve --ray`` anew, or
+``serve.run`` of a new :func:`gateway_application`: Ray Serve replaces the replicas one by one).
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ def gateway_application(
         from cascal.serve.app import create_app
         from cascal.serve.server import build_gateway
 
-        return create_app(build_gateway(router_path, pool_path, settings, embedder=embedder))
+        return create_app(build_gateway(router_path, pool_path, settings, embedder=embedder, reloadable=False))
 
     make_deployment = serve.deployment(
         name=DEPLOYMENT_NAME,
@@ -127,7 +133,7 @@ def run_gateway_ray(
     """
     from cascal.serve.server import build_gateway
 
-    checked = build_gateway(router, pool, settings, embedder=embedder)
+    checked = build_gateway(router, pool, settings, embedder=embedder, reloadable=False)
     ensure_ray(address)
     from ray import serve
 

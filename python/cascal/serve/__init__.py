@@ -19,7 +19,9 @@ Modules, one purpose each (a request passes them in this order):
 - :mod:`~cascal.serve.vote` — ``cascal-vote-K``: ask the top K models, plurality of their letters;
 - :mod:`~cascal.serve.decision_log` — a :class:`DecisionRecord` per routed request, one JSON line each;
 
-and around them :mod:`~cascal.serve.gateway` (:class:`Gateway`, the running parts of one gateway),
+and around them :mod:`~cascal.serve.state` (:class:`ServingState`: router, pool and upstreams as one
+immutable object a request holds; :func:`load_state`), :mod:`~cascal.serve.gateway` (:class:`Gateway`,
+the running parts of one gateway, and its reload),
 :mod:`~cascal.serve.settings` (:class:`GatewaySettings`), :mod:`~cascal.serve.errors`
 (:class:`APIError`, :class:`GatewayError`), :mod:`~cascal.serve.metrics` (Prometheus, private
 registry) and :mod:`~cascal.serve.server` (loading router, embedder and pool; uvicorn; a thread

@@ -32,6 +32,7 @@ ENDPOINTS = (
     ("/v1/models", "GET", "models", endpoints.models),
     ("/health", "GET", "health", endpoints.health),
     ("/metrics", "GET", "metrics", endpoints.prometheus),
+    ("/admin/reload", "POST", "admin_reload", endpoints.admin_reload),
 )
 
 

@@ -1,23 +1,42 @@
 """The decision log: one JSON line per routed request, appended to a file.
 
-Each line holds ``time`` (UTC, ISO 8601), ``endpoint``, ``query_sha256`` (the first 16 hex digits of
-the SHA-256 of the embedded text), ``text`` only when the gateway runs with ``--log-text``,
-``ranking`` (model names, best first), ``model`` (the one that answered, ``null`` when none did),
-``failovers``, ``status``, ``latency_ms`` and ``prompt_tokens`` / ``completion_tokens`` when the
-upstream reported them, then the record's ``extra`` fields (``vote``, ``stream``, ``stream_error``).
-Keys and request bodies are never written: the gateway sets :attr:`DecisionLog.redact` to its
-redactor, which every line passes through. A :class:`DecisionRecord` is what a handler reports.
+Each line holds ``time`` (UTC, ISO 8601), ``id`` (unique per line: a random token of the log
+writer and a counter), ``endpoint``, ``router_sha256`` (the SHA-256 of the router file the request
+was routed with, ``null`` when unknown), ``query_sha256`` (the first 16 hex digits of the SHA-256 of the
+embedded text), ``text`` only when the gateway runs with ``--log-text``, ``ranking`` (model names,
+best first), ``model`` (the one that answered, ``null`` when none did), ``failovers``, ``status``,
+``latency_ms`` and ``prompt_tokens`` / ``completion_tokens`` when the upstream reported them.
+
+A routed request (not a pool model asked by name) adds what a coverage analysis reads
+(``cascal coverage``): ``subject`` (the nearest, most weighted subject), ``subject_weight`` (its
+weight in the query's subject mixture; 1 under hard assignment), ``niche`` (the index of the
+nearest niche centroid among that subject's niches), ``nearest_distance`` (the cosine distance to
+it) and ``fallback_weight`` (the share of the ranking that came from the global ranking: the
+router's fallback blend ``alpha``, 0 near a niche, 1 far from all).
+
+Then come the record's ``extra`` fields (``vote``, ``stream``, ``stream_error``). With
+``embeddings`` (``--log-embeddings``) the query's embedding goes to the sidecar folder under the
+line's ``id`` (:mod:`cascal.io.decision_embeddings`), never the text. Keys and request bodies are
+never written: the gateway sets :attr:`DecisionLog.redact` to its redactor, which every line passes
+through. A :class:`DecisionRecord` is what a handler reports.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import json
+import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
+
+from cascal.io.decision_embeddings import EmbeddingSidecar
+
+if TYPE_CHECKING:
+    from cascal.serve.routing import Decision
 
 __all__ = ["DecisionLog", "DecisionRecord", "query_hash"]
 
@@ -36,6 +55,9 @@ class DecisionRecord:
         latency_ms: time from the request's arrival at its handler to the record.
         usage: the upstream's ``usage`` object; its integer token counts are written.
         extra: further fields written as they are.
+        router_sha256: the SHA-256 of the router file the request was served with.
+        decision: the routing decision, when the request was routed (its subject, niche,
+            distance, fallback weight and embedding are logged).
     """
 
     endpoint: str
@@ -47,6 +69,8 @@ class DecisionRecord:
     latency_ms: float = 0.0
     usage: Optional[Mapping[str, Any]] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    router_sha256: Optional[str] = None
+    decision: Optional["Decision"] = None
 
 
 def query_hash(text: str) -> str:
@@ -56,11 +80,21 @@ def query_hash(text: str) -> str:
 
 
 class DecisionLog:
-    """Appends decision records to ``path`` (created with its folder; line-buffered, thread-safe)."""
+    """Appends decision records to ``path`` (created with its folder; line-buffered, thread-safe).
 
-    def __init__(self, path: Union[str, Path], *, log_text: bool = False) -> None:
+    Args:
+        log_text: write the embedded text itself.
+        embeddings: the sidecar that receives each routed query's embedding, or ``None``.
+    """
+
+    def __init__(
+        self, path: Union[str, Path], *, log_text: bool = False, embeddings: Optional[EmbeddingSidecar] = None
+    ) -> None:
         self.path = Path(path)
         self.log_text = log_text
+        self.embeddings = embeddings
+        self._token = secrets.token_hex(6)
+        self._counter = itertools.count()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # backslashreplace: a character UTF-8 cannot encode is written as its JSON escape (\\udc00),
         # so a record never fails to be written and the line stays valid JSON
@@ -70,17 +104,25 @@ class DecisionLog:
         self.redact: Callable[[str], str] = lambda line: line
 
     def write(self, record: DecisionRecord) -> None:
-        """Append ``record`` as one JSON line (see the module docstring for the fields)."""
-        line = self.redact(json.dumps(self.fields(record), ensure_ascii=False)) + "\n"
+        """Append ``record`` as one JSON line (see the module docstring for the fields), and its
+        embedding to the sidecar when there is one."""
+        out = self.fields(record)
+        line = self.redact(json.dumps(out, ensure_ascii=False)) + "\n"
         with self._lock:
-            if not self._file.closed:
-                self._file.write(line)
+            if self._file.closed:
+                return
+            self._file.write(line)
+        decision = record.decision
+        if self.embeddings is not None and decision is not None and decision.embedding is not None:
+            self.embeddings.add(out["id"], decision.embedding)
 
     def fields(self, record: DecisionRecord) -> dict[str, Any]:
         """The JSON object of ``record``'s line, timed now."""
         out: dict[str, Any] = {
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            "id": f"{self._token}-{next(self._counter)}",
             "endpoint": record.endpoint,
+            "router_sha256": record.router_sha256,
             "query_sha256": query_hash(record.text),
         }
         if self.log_text:
@@ -97,10 +139,21 @@ class DecisionLog:
             value = usage.get(key)
             if isinstance(value, int):
                 out[key] = value
+        d = record.decision
+        if d is not None:
+            out.update(
+                subject=d.subject,
+                subject_weight=round(d.subject_weight, 6),
+                niche=d.niche,
+                nearest_distance=round(d.nearest_distance, 6),
+                fallback_weight=round(d.alpha, 6),
+            )
         out.update(record.extra)
         return out
 
     def close(self) -> None:
-        """Flush and close the file (idempotent)."""
+        """Flush and close the file and the sidecar (idempotent)."""
         with self._lock:
             self._file.close()
+        if self.embeddings is not None:
+            self.embeddings.close()

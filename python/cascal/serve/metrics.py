@@ -2,14 +2,19 @@
 in the tests, never share or clash), rendered in the text exposition format for ``GET /metrics``.
 
 No label ever carries a key, a URL or a query text: labels are endpoint names, status codes, pool
-model names and error kinds.
+model names, error kinds, reload outcomes and the router in use (:meth:`GatewayMetrics.name_router`).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import Sequence
 
-__all__ = ["GatewayMetrics", "CONTENT_TYPE_LATEST"]
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+__all__ = ["GatewayMetrics", "CONTENT_TYPE_LATEST", "RELOAD_OUTCOMES"]
+
+#: the ``outcome`` label values of ``cascal_reloads_total``
+RELOAD_OUTCOMES = ("success", "failure")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -60,6 +65,18 @@ class GatewayMetrics:
             "cascal_circuit_open", "1 while a model's circuit breaker is open", ["model"], registry=r
         )
         self.in_flight = Gauge("cascal_requests_in_flight", "requests being served", registry=r)
+        self.reloads = Counter("cascal_reloads", "reloads of router and pool by outcome", ["outcome"], registry=r)
+        for outcome in RELOAD_OUTCOMES:
+            self.reloads.labels(outcome=outcome)
+        self.router_info = Info("cascal_router", "the router in use: file sha256, load time, pool models", registry=r)
+        self.router_loaded = Gauge(
+            "cascal_router_loaded_timestamp_seconds", "Unix time the router in use was loaded", registry=r
+        )
+
+    def name_router(self, sha256: str, loaded_at: str, loaded_unix: float, models: Sequence[str]) -> None:
+        """Name the router in use (``cascal_router_info``, one label set: a swap replaces it)."""
+        self.router_info.info({"sha256": sha256, "loaded_at": loaded_at, "models": ",".join(models)})
+        self.router_loaded.set(loaded_unix)
 
     def render(self) -> bytes:
         """The text exposition of every metric."""

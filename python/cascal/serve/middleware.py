@@ -10,7 +10,10 @@
   any other exception a JSON 500 (logged with its traceback, never sent), as long as no response
   has started; after that the exception goes on to the server, which ends the connection;
 - :class:`RequireKey`: with an API key configured, a request without it is refused with 401 and
-  ``WWW-Authenticate: Bearer``.
+  ``WWW-Authenticate: Bearer``;
+- :class:`HoldState`: the gateway's serving state (router and pool) taken once, held until the
+  response is complete (:meth:`~cascal.serve.gateway.Gateway.hold`) and handed to the endpoint as
+  ``scope["cascal.state"]`` (:func:`serving_state`): a reload during the request never changes it.
 
 Pure ASGI (not Starlette's ``BaseHTTPMiddleware``) so that a streamed response passes through
 message by message. The gateway is read from ``scope["app"].state.gateway``.
@@ -34,16 +37,23 @@ from cascal.serve.errors import APIError
 
 if TYPE_CHECKING:
     from cascal.serve.gateway import Gateway
+    from cascal.serve.state import ServingState
 
 __all__ = [
     "CLIENT_CLOSED",
+    "STATE_KEY",
     "AnswerErrors",
     "CountRequests",
+    "HoldState",
     "RequireKey",
     "error_response",
     "gateway_middleware",
+    "serving_state",
     "unauthorized",
 ]
+
+#: the scope key of the serving state a request holds
+STATE_KEY = "cascal.state"
 
 _logger = logging.getLogger("cascal.serve")
 
@@ -149,6 +159,30 @@ class RequireKey:
         await self.app(scope, receive, send)
 
 
+class HoldState:
+    """Take the gateway's serving state once and hold it until the response is complete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway: Gateway = scope["app"].state.gateway
+        with gateway.hold() as state:
+            scope[STATE_KEY] = state
+            await self.app(scope, receive, send)
+
+
+def serving_state(scope: Scope) -> "ServingState":
+    """The serving state the request holds (set by :class:`HoldState`)."""
+    state: ServingState = scope[STATE_KEY]
+    return state
+
+
 def gateway_middleware(endpoint: str) -> list[Middleware]:
     """The middleware of one gateway endpoint, outermost first; ``endpoint`` labels its metrics."""
-    return [Middleware(CountRequests, endpoint=endpoint), Middleware(AnswerErrors), Middleware(RequireKey)]
+    return [
+        Middleware(CountRequests, endpoint=endpoint),
+        Middleware(AnswerErrors),
+        Middleware(RequireKey),
+        Middleware(HoldState),
+    ]

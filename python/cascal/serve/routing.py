@@ -4,7 +4,9 @@
 routing kernel call on the router's own tables and constants (``cost_weighted_tables`` and
 ``route_params``, what :meth:`cascal.CascalRouter.route` routes with), so a decision's ranking is the
 router's (and ``cascal route``'s) for the same text. With soft subject assignment the kernel also
-returns the subject weights it mixed with, reported as :attr:`Decision.subject_weights`.
+returns the subject weights it mixed with, reported as :attr:`Decision.subject_weights`. Each
+decision also names its nearest niche (:attr:`Decision.niche`) and keeps the query's embedding
+(:attr:`Decision.embedding`) for the decision log.
 
 :meth:`RouteEngine.route` is what request handlers await: queries arriving together are collected
 into one batch (at most ``batch_max``), embedded and routed by a single router call in a worker
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -30,7 +32,7 @@ import numpy as np
 from cascal import kernels
 from cascal.serve.errors import GatewayError
 
-__all__ = ["Decision", "RouteEngine", "Ticket"]
+__all__ = ["Decision", "LoadedRouter", "RouteEngine", "Ticket"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Decision:
         expected_costs: expected cost of each model of ``ranking``, USD per 1,000 queries
             (``None`` when the router has no prices; docs/algorithm.md#cost-aware-routing).
         cost_weight: the cost weight the query was routed with (``None`` = the router's own).
+        niche: index, among ``subject``'s niches (the router's ``niches_[subject]`` order), of the
+            niche centroid nearest to the query (the one ``nearest_distance`` is measured to).
+        embedding: the query's embedding as routed (not part of the JSON form).
     """
 
     ranking: tuple[str, ...]
@@ -59,6 +64,15 @@ class Decision:
     alpha: float
     expected_costs: Optional[tuple[float, ...]] = None
     cost_weight: Optional[float] = None
+    niche: Optional[int] = None
+    embedding: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def subject_weight(self) -> float:
+        """The weight of :attr:`subject` in the query's subject mixture (1 under hard assignment)."""
+        if self.subject_weights is None or self.subject is None:
+            return 1.0
+        return float(self.subject_weights.get(self.subject, 1.0))
 
     def expected_cost(self, k: int = 1) -> Optional[float]:
         """Expected cost of asking the first ``k`` models (USD per 1,000 queries), or ``None``."""
@@ -101,19 +115,94 @@ class Ticket:
 
 
 class _Pending:
-    __slots__ = ("text", "future", "cost_weight")
+    __slots__ = ("text", "future", "cost_weight", "routing")
 
-    def __init__(self, text: str, future: "asyncio.Future[Decision]", cost_weight: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        future: "asyncio.Future[Decision]",
+        cost_weight: Optional[float] = None,
+        routing: Optional["LoadedRouter"] = None,
+    ) -> None:
         self.text = text
         self.future = future
         self.cost_weight = cost_weight
+        self.routing = routing
 
 
-class RouteEngine:
-    """A fitted router and its embedder, routing batches of queries.
+class LoadedRouter:
+    """A fitted router as the engine routes with it: its model and subject names, whether it assigns
+    subjects soft, whether it carries costs. Built once per router; never changed afterwards.
 
     Args:
         router: a fitted :class:`cascal.CascalRouter`.
+    """
+
+    __slots__ = ("router", "model_names", "subject_names", "soft", "has_costs", "_centroid_subject", "_niche_index")
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+        self.model_names: tuple[str, ...] = tuple(router.model_names_)
+        self.subject_names: tuple[str, ...] = tuple(getattr(router, "subject_names_", []))
+        self.soft = float(getattr(router, "subject_temp_", 0.0) or 0.0) > 0
+        self.has_costs = getattr(router, "global_costs_", None) is not None
+        owners = np.asarray(router.tables_.centroid_subject, dtype=np.int64)
+        self._centroid_subject = owners
+        # the rank of every centroid among its subject's centroids (its index in niches_[subject])
+        self._niche_index = np.zeros(owners.shape[0], dtype=np.int64)
+        for s in np.unique(owners):
+            members = np.flatnonzero(owners == s)
+            self._niche_index[members] = np.arange(members.size)
+
+    def decide(self, X: np.ndarray, cost_weights: Sequence[Optional[float]]) -> list[Decision]:
+        """Rank the whole pool for each row of the embedded queries ``X`` with one kernel call per
+        distinct cost weight (``cost_weights[i]`` for row ``i``; ``None`` = the router's own)."""
+        params = self.router.route_params(len(self.model_names))
+        decisions: list[Optional[Decision]] = [None] * len(X)
+        for weight in dict.fromkeys(cost_weights):
+            rows = [i for i, w in enumerate(cost_weights) if w == weight]
+            tables = self.router.cost_weighted_tables(weight)
+            result = kernels.route_batch(X[rows], tables, params, subject_weights=self.soft)
+            costs = result.expected_cost
+            weights = result.subject_weights
+            niches = self._nearest_niches(X[rows], tables, result.subject)
+            for r, i in enumerate(rows):
+                order = [int(j) for j in result.ranked[r]]
+                subject = int(result.subject[r])
+                decisions[i] = Decision(
+                    ranking=tuple(self.model_names[j] for j in order),
+                    scores=tuple(float(result.probs[r, j]) for j in order),
+                    subject=self.subject_names[subject] if 0 <= subject < len(self.subject_names) else None,
+                    subject_weights=None if weights is None else dict(zip(self.subject_names, weights[r].tolist())),
+                    nearest_distance=float(result.nearest_distance[r]),
+                    alpha=float(result.alpha[r]),
+                    expected_costs=None if costs is None else tuple(float(costs[r, j]) for j in order),
+                    cost_weight=weight,
+                    niche=int(niches[r]),
+                    embedding=X[i],
+                )
+        return [d for d in decisions if d is not None]
+
+    def _nearest_niches(self, X: np.ndarray, tables: Any, subjects: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid of each query's subject, among that subject's centroids
+        (cosine: the largest dot product with the unit centroids; ties to the lower index, as the
+        kernel breaks them)."""
+        cents = np.asarray(tables.centroids, dtype=np.float32)
+        sims = X @ cents.T / np.maximum(np.linalg.norm(cents, axis=1), 1e-30)
+        sims[self._centroid_subject[None, :] != np.asarray(subjects)[:, None]] = -np.inf
+        return self._niche_index[np.argmax(sims, axis=1)]
+
+
+class RouteEngine:
+    """An embedder and the batching of queries, each routed by the router its request names.
+
+    A request passes the :class:`LoadedRouter` it was admitted with (:meth:`route`, ``routing``); the
+    queries of one batch are embedded together and each group of queries of the same router is
+    routed by one kernel call on that router. A gateway that swaps its router therefore routes every
+    query with the router its request started with, even in a batch that mixes both.
+
+    Args:
+        router: a fitted :class:`cascal.CascalRouter`: :attr:`routing`, used when a request names none.
         embedder: the embedder of the router's training embeddings.
         batch_max: most queries per router call.
         batch_wait: longest wait in seconds for a batch to fill (see the module docstring).
@@ -131,51 +220,44 @@ class RouteEngine:
         on_batch: Optional[Callable[[int, float], None]] = None,
         route_slice: int = 256,
     ) -> None:
-        self.router = router
         self.embedder = embedder
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.on_batch = on_batch
         self.route_slice = max(1, int(route_slice))
-        self.model_names = list(router.model_names_)
-        self.subject_names = list(getattr(router, "subject_names_", []))
-        self._soft = float(getattr(router, "subject_temp_", 0.0) or 0.0) > 0
+        self.routing = LoadedRouter(router)
         self._queue: Optional[asyncio.Queue[_Pending]] = None
         self._worker: Optional[asyncio.Task[None]] = None
         self._announced = 0  # requests received whose queries are not queued yet
 
     @property
+    def router(self) -> Any:
+        """The router of :attr:`routing`."""
+        return self.routing.router
+
+    @property
     def has_costs(self) -> bool:
-        """Whether the router carries expected costs (trained with prices)."""
-        return getattr(self.router, "global_costs_", None) is not None
+        """Whether :attr:`routing`'s router carries expected costs (trained with prices)."""
+        return self.routing.has_costs
 
     # ------------------------------------------------------------------ synchronous core
-    def decide(self, texts: Sequence[str], cost_weights: Optional[Sequence[Optional[float]]] = None) -> list[Decision]:
-        """Embed ``texts`` and rank the whole pool for each with one kernel call per distinct cost
-        weight (``cost_weights[i]`` for text ``i``; ``None`` = the router's own)."""
+    def decide(
+        self,
+        texts: Sequence[str],
+        cost_weights: Optional[Sequence[Optional[float]]] = None,
+        routings: Optional[Sequence[Optional[LoadedRouter]]] = None,
+    ) -> list[Decision]:
+        """Embed ``texts`` together and rank the whole pool for each, text ``i`` with the router
+        ``routings[i]`` (``None``: :attr:`routing`) and the cost weight ``cost_weights[i]`` (``None``:
+        the router's own); one kernel call per distinct (router, cost weight)."""
         X = np.asarray(self.embedder.encode(list(texts)), dtype=np.float32)
-        per_text = list(cost_weights) if cost_weights is not None else [None] * len(texts)
-        params = self.router.route_params(len(self.model_names))
+        weights = list(cost_weights) if cost_weights is not None else [None] * len(texts)
+        chosen = [r or self.routing for r in routings] if routings is not None else [self.routing] * len(texts)
         decisions: list[Optional[Decision]] = [None] * len(texts)
-        for weight in dict.fromkeys(per_text):
-            rows = [i for i, w in enumerate(per_text) if w == weight]
-            tables = self.router.cost_weighted_tables(weight)
-            result = kernels.route_batch(X[rows], tables, params, subject_weights=self._soft)
-            costs = result.expected_cost
-            weights = result.subject_weights
-            for r, i in enumerate(rows):
-                order = [int(j) for j in result.ranked[r]]
-                subject = int(result.subject[r])
-                decisions[i] = Decision(
-                    ranking=tuple(self.model_names[j] for j in order),
-                    scores=tuple(float(result.probs[r, j]) for j in order),
-                    subject=self.subject_names[subject] if 0 <= subject < len(self.subject_names) else None,
-                    subject_weights=None if weights is None else dict(zip(self.subject_names, weights[r].tolist())),
-                    nearest_distance=float(result.nearest_distance[r]),
-                    alpha=float(result.alpha[r]),
-                    expected_costs=None if costs is None else tuple(float(costs[r, j]) for j in order),
-                    cost_weight=weight,
-                )
+        for routing in {id(r): r for r in chosen}.values():
+            rows = [i for i, r in enumerate(chosen) if r is routing]
+            for i, decision in zip(rows, routing.decide(X[rows], [weights[i] for i in rows])):
+                decisions[i] = decision
         return [d for d in decisions if d is not None]
 
     # ------------------------------------------------------------------ batching
@@ -210,15 +292,26 @@ class RouteEngine:
                 ticket.queued = True
                 self._announced -= 1
 
-    async def route(self, text: str, ticket: Optional[Ticket] = None, cost_weight: Optional[float] = None) -> Decision:
+    async def route(
+        self,
+        text: str,
+        ticket: Optional[Ticket] = None,
+        cost_weight: Optional[float] = None,
+        routing: Optional[LoadedRouter] = None,
+    ) -> Decision:
         """The decision for one query, batched with the queries arriving at the same time."""
-        return (await self.route_many([text], ticket, cost_weight))[0]
+        return (await self.route_many([text], ticket, cost_weight, routing))[0]
 
     async def route_many(
-        self, texts: Sequence[str], ticket: Optional[Ticket] = None, cost_weight: Optional[float] = None
+        self,
+        texts: Sequence[str],
+        ticket: Optional[Ticket] = None,
+        cost_weight: Optional[float] = None,
+        routing: Optional[LoadedRouter] = None,
     ) -> list[Decision]:
-        """Decisions for several queries (they join the current batch), routed with ``cost_weight``
-        (``None`` = the router's own), queued ``route_slice`` at a time."""
+        """Decisions for several queries (they join the current batch), routed by ``routing``
+        (``None``: :attr:`routing`) with ``cost_weight`` (``None`` = the router's own), queued
+        ``route_slice`` at a time."""
         if self._queue is None:
             raise GatewayError("RouteEngine.start() was not called")
         if ticket is not None and not ticket.queued:
@@ -230,7 +323,7 @@ class RouteEngine:
             futures = []
             for text in texts[start : start + self.route_slice]:
                 future: asyncio.Future[Decision] = loop.create_future()
-                self._queue.put_nowait(_Pending(text, future, cost_weight))
+                self._queue.put_nowait(_Pending(text, future, cost_weight, routing))
                 futures.append(future)
             decisions.extend(await asyncio.gather(*futures))
         return decisions
@@ -252,7 +345,9 @@ class RouteEngine:
             texts = [p.text for p in batch]
             start = time.perf_counter()
             try:
-                decisions = await asyncio.to_thread(self.decide, texts, [p.cost_weight for p in batch])
+                decisions = await asyncio.to_thread(
+                    self.decide, texts, [p.cost_weight for p in batch], [p.routing for p in batch]
+                )
             except Exception as exc:  # noqa: BLE001 - the batch's requests get the error, or their own
                 outcomes = [exc] if len(batch) == 1 else await asyncio.to_thread(self._decide_apart, batch)
                 for p, outcome in zip(batch, outcomes):
@@ -276,7 +371,7 @@ class RouteEngine:
         outcomes: list = []
         for p in batch:
             try:
-                outcomes.append(self.decide([p.text], [p.cost_weight])[0])
+                outcomes.append(self.decide([p.text], [p.cost_weight], [p.routing])[0])
             except Exception as exc:  # noqa: BLE001 - handed to that query's request
                 outcomes.append(exc)
         return outcomes

@@ -2,8 +2,9 @@
 
 :func:`build_gateway` loads the router, checks the embedder against the one the router file records
 (a different embedder would put queries in another space than the training questions, so it is
-refused), loads the pool and checks that it serves every routed model. :func:`run_gateway` serves it
-until SIGINT/SIGTERM; shutdown stops accepting connections, lets the requests in flight finish (up to
+refused), loads the pool and checks that it serves every routed model
+(:func:`cascal.serve.state.load_state`). :func:`run_gateway` serves it until SIGINT/SIGTERM and
+reloads it on SIGHUP; shutdown stops accepting connections, lets the requests in flight finish (up to
 ``graceful_timeout`` seconds; ``/health`` answers 503 meanwhile) and closes the upstream clients.
 :class:`GatewayThread` runs one in a background thread (tests, ``cascal demo --serve``).
 """
@@ -11,9 +12,11 @@ until SIGINT/SIGTERM; shutdown stops accepting connections, lets the requests in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -23,18 +26,20 @@ from typing import Any, Optional, Union
 
 import uvicorn
 
-from cascal.errors import ConfigError, EmbeddingError, InvalidParameterError, ServerStartError
+from cascal.errors import ReloadError, ServerStartError
+from cascal.io.decision_embeddings import EmbeddingSidecar, default_sidecar
 from cascal.serve.app import create_app
 from cascal.serve.connection import ConnectionLimits, attach_limits
 from cascal.serve.decision_log import DecisionLog
 from cascal.serve.gateway import Gateway
 from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.routing import RouteEngine
-from cascal.serve.settings import ROUTED_MODEL, VOTE_PREFIX, GatewaySettings
-from cascal.serve.upstream import UpstreamPool
+from cascal.serve.settings import GatewaySettings
+from cascal.serve.state import check_embedder, load_state
 
 __all__ = [
     "build_gateway",
+    "check_embedder",
     "exposure_warning",
     "run_gateway",
     "GatewayServer",
@@ -71,12 +76,15 @@ def build_gateway(
     settings: GatewaySettings,
     *,
     embedder: Any = None,
+    reloadable: bool = True,
 ) -> Gateway:
     """A :class:`Gateway` over a router (a path or a fitted router) and a pool (a path or a
     :class:`~cascal.llm.config.PoolConfig`).
 
     Args:
         embedder: an embedder or an embedder name; default the one the router records.
+        reloadable: whether :meth:`Gateway.reload` may read the files again (it can only when
+            router and pool are paths).
 
     Raises:
         cascal.errors.RouterFileError: the router file cannot be read.
@@ -84,61 +92,72 @@ def build_gateway(
         cascal.errors.ConfigError: the pool lacks a routed model, uses a reserved name, or an
             ``api_key_env`` variable is not set.
     """
-    from cascal.embedding import resolve_router_embedder
-    from cascal.llm.config import load_pool
-    from cascal.pipeline.route import load_router
+    from cascal.embedding import Embedder, load_embedder
 
-    if isinstance(router, (str, Path)):
-        router = load_router(router)
-    recorded = getattr(router, "embedding_model", None)
-    if not recorded:
-        raise EmbeddingError("the router records no embedder; retrain it with `cascal train`")
-    embedder = resolve_router_embedder(recorded, getattr(router, "embedding_sha256", None), embedder)
-    if isinstance(pool, (str, Path)):
-        pool = load_pool(pool)
-    missing = [m for m in router.model_names_ if m not in pool.names]
-    if missing:
-        raise ConfigError(f"{pool.source or 'pool'}: no entry for routed model(s) {missing}; the pool has {pool.names}")
-    reserved = [n for n in pool.names if n == ROUTED_MODEL or n.startswith(VOTE_PREFIX)]
-    if reserved:
-        raise ConfigError(f"{pool.source or 'pool'}: model name(s) {reserved} are reserved by the gateway")
-    if settings.top_k > len(router.model_names_):
-        raise InvalidParameterError(
-            f"top_k: must be at most the pool size {len(router.model_names_)}, got {settings.top_k}"
-        )
     metrics = GatewayMetrics()
+    state = load_state(router, pool, settings, metrics, embedder_name=None)
+    recorded = state.router.embedding_model
+    recorded_hash = getattr(state.router, "embedding_sha256", None)
+    if embedder is not None and not isinstance(embedder, Embedder) and not recorded_hash:
+        check_embedder(recorded, str(embedder))  # by name, before loading: a wrong name costs nothing
+    if not isinstance(embedder, Embedder):
+        embedder = load_embedder(recorded if embedder is None else str(embedder))
+    check_embedder(recorded, embedder.name, recorded_hash=recorded_hash, given_hash=embedder.content_hash)
 
     def on_batch(size: int, seconds: float) -> None:
         metrics.batch_size.observe(size)
         metrics.routing_latency.observe(seconds)
 
     engine = RouteEngine(
-        router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
+        state.router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
     )
-    upstreams = UpstreamPool(
-        pool, metrics, breaker_failures=settings.breaker_failures, breaker_cooldown=settings.breaker_cooldown
-    )
-    log = DecisionLog(settings.log_decisions, log_text=settings.log_text) if settings.log_decisions else None
-    gateway = Gateway(settings, engine, upstreams, metrics, log)
-    gateway.self_test_error = gateway.self_test()  # /health reports it; it re-runs the probe too
-    return gateway
+    log = None
+    if settings.log_decisions:
+        sidecar = EmbeddingSidecar(default_sidecar(settings.log_decisions)) if settings.log_embeddings else None
+        log = DecisionLog(settings.log_decisions, log_text=settings.log_text, embeddings=sidecar)
+    return Gateway(settings, engine, state, metrics, log, reloadable=reloadable)
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn's server that marks the gateway as draining as soon as shutdown begins."""
+    """uvicorn's server that marks the gateway as draining as soon as shutdown begins and, with
+    ``sighup``, reloads it on ``SIGHUP`` (:meth:`Gateway.reload`; the main thread only)."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway, *, freeze_gc: bool = False) -> None:
+    def __init__(
+        self, config: uvicorn.Config, gateway: Gateway, *, freeze_gc: bool = False, sighup: bool = False
+    ) -> None:
         super().__init__(config)
         self.gateway = gateway
         self.freeze_gc = freeze_gc
+        self.sighup = sighup
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self._reloads: set[asyncio.Task[Any]] = set()
 
     async def startup(self, sockets: Optional[list[socket.socket]] = None) -> None:
+        self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.sighup and hasattr(signal, "SIGHUP"):
+            self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         if self.freeze_gc and not self.should_exit:
             tune_gc()  # everything loaded at startup is long-lived (see tune_gc)
 
+    def _on_sighup(self) -> None:
+        """Start a reload (a failed one is logged and reported by the gateway; nothing is raised)."""
+        if self.loop is None or self.should_exit:
+            return
+
+        async def reload() -> None:
+            with contextlib.suppress(ReloadError):
+                await self.gateway.reload("SIGHUP")
+
+        task = self.loop.create_task(reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     async def shutdown(self, sockets: Optional[list[socket.socket]] = None) -> None:
         self.gateway.draining = True
+        if self.sighup and self.loop is not None and hasattr(signal, "SIGHUP"):
+            self.loop.remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a late SIGHUP must not end the draining
         await super().shutdown(sockets)
 
 
@@ -232,7 +251,8 @@ def raise_fd_limit(max_connections: int) -> None:
 
 
 def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
-    """Serve ``gateway`` in the calling thread until SIGINT or SIGTERM (graceful shutdown).
+    """Serve ``gateway`` in the calling thread until SIGINT or SIGTERM (graceful shutdown);
+    ``SIGHUP`` reloads router and pool (:meth:`Gateway.reload`) when the gateway can reload.
 
     The process is the gateway's own, so its garbage collector is tuned for serving (:func:`tune_gc`)
     once startup is done and its file-descriptor limit raised for ``max_connections``
@@ -244,7 +264,11 @@ def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
         print(warning, file=sys.stderr, flush=True)
         logger.warning(warning)
     raise_fd_limit(gateway.settings.max_connections)
-    server = GatewayServer(_uvicorn_config(gateway, log_level=log_level), gateway, freeze_gc=True)
+    if gateway.reloadable and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server is up and handles it
+    server = GatewayServer(
+        _uvicorn_config(gateway, log_level=log_level), gateway, freeze_gc=True, sighup=gateway.reloadable
+    )
     server.run()
 
 
@@ -298,6 +322,14 @@ class GatewayThread:
                 raise ServerStartError("the gateway did not start in time")
             time.sleep(0.01)
         return self
+
+    def reload(self, timeout: float = 60.0) -> Any:
+        """Run :meth:`Gateway.reload` on the server's event loop and wait for it; its
+        :class:`~cascal.serve.gateway.ReloadResult`, or its :class:`~cascal.errors.ReloadError`."""
+        if self.server.loop is None:
+            raise ServerStartError("the gateway is not running")
+        future = asyncio.run_coroutine_threadsafe(self.gateway.reload(), self.server.loop)
+        return future.result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful shutdown: stop accepting, finish the requests in flight, close (idempotent)."""

@@ -35,6 +35,9 @@ class GatewaySettings:
         max_body_bytes: larger request bodies are refused with 413.
         log_decisions: JSON-lines file of routing decisions, or ``None``.
         log_text: write the query text into the decision log (otherwise only its hash).
+        log_embeddings: write each routed query's embedding to the decision log's sidecar folder
+            ``<log_decisions>.embeddings`` (needs ``log_decisions``; the text is still only written
+            with ``log_text``).
         graceful_timeout: seconds shutdown waits for requests in flight before cancelling them.
         max_route_inputs: most texts one ``/v1/route`` request may route (400 beyond); big lists are
             routed in slices so they cannot hold the batcher from other requests.
@@ -63,6 +66,7 @@ class GatewaySettings:
     max_body_bytes: int = 1 << 20
     log_decisions: Optional[str] = None
     log_text: bool = False
+    log_embeddings: bool = False
     graceful_timeout: float = 30.0
     max_route_inputs: int = 2048
     max_header_bytes: int = 64 * 1024
@@ -95,6 +99,10 @@ class GatewaySettings:
                 raise InvalidParameterError(f"{name}: must be a number of seconds > 0, got {value!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidParameterError(f"port: must be an integer in 0..65535, got {self.port!r}")
+        if self.log_embeddings and not self.log_decisions:
+            raise InvalidParameterError(
+                "log_embeddings: needs log_decisions (the sidecar sits beside the decision log)"
+            )
         if self.api_key is not None and not self.api_key:
             raise InvalidParameterError("api_key: must be a non-empty string or None")
 

@@ -371,8 +371,12 @@ class UpstreamPool:
     Args:
         pool: the pool (names, endpoints, keys, timeouts).
         metrics: where upstream errors, failovers, answers and breaker states are counted.
-        breaker_failures, breaker_cooldown: the circuit breaker of every model.
+        breaker_failures, breaker_cooldown: the circuit breaker of every new model.
         secrets: further keys to redact besides the pool's (the gateway's own key).
+        previous: the pool this one replaces (a reload): a model of the same name, endpoint
+            (``base_url``) and model id keeps its circuit breaker, and when its whole entry and key
+            are unchanged its :class:`Upstream` (client and connections) too; models new to the pool
+            start closed. ``previous`` itself is not changed.
 
     Attributes:
         redactor: hides every pool key and ``secrets`` in what the pool relays.
@@ -388,16 +392,24 @@ class UpstreamPool:
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
         secrets: Sequence[Optional[str]] = (),
+        previous: Optional["UpstreamPool"] = None,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.redactor = Redactor([*(m.api_key() for m in pool.models), *secrets])
-        self.upstreams = {
-            m.name: Upstream(m, CircuitBreaker(breaker_failures, breaker_cooldown), self.redactor) for m in pool.models
-        }
+        self.upstreams: dict[str, Upstream] = {}
+        for m in pool.models:
+            before = previous.upstreams.get(m.name) if previous is not None else None
+            if before is not None and before.config == m and before.client.api_key == m.api_key():
+                before.redactor = self.redactor
+                self.upstreams[m.name] = before
+            elif before is not None and (before.config.base_url, before.config.model) == (m.base_url, m.model):
+                self.upstreams[m.name] = Upstream(m, before.breaker, self.redactor)
+            else:
+                self.upstreams[m.name] = Upstream(m, CircuitBreaker(breaker_failures, breaker_cooldown), self.redactor)
         self.header_values = {name: header_value(self.redactor.text(name)) for name in self.upstreams}
-        for name in self.upstreams:
-            metrics.breaker_open.labels(model=name).set(0)
+        for name, upstream in self.upstreams.items():
+            metrics.breaker_open.labels(model=name).set(1 if upstream.breaker.state != "closed" else 0)
 
     def add_secrets(self, secrets: Sequence[Optional[str]]) -> None:
         """Redact ``secrets`` too (the gateway's own key), in this pool and every upstream."""

@@ -2,7 +2,9 @@
 
 :class:`SimulatedResponder` plugs into :class:`cascal.simulate.chat_server.ChatServer`; requests are routed by
 model name: ``sim-generator-*`` models read a generation prompt (subject description, number of
-questions and options) and reply with tagged question blocks; ``sim-model-*`` models read an
+questions and options) and reply with tagged question blocks, or read a description request
+(:mod:`cascal.generation.describe`: example questions) and name the catalogue subject the examples'
+words point at; ``sim-model-*`` models read an
 answering prompt (a simulated question with lettered options), reply with one line of reasoning and
 ``The answer is (X)``, and attach token logprobs. Every reply is a pure function of the world seed and
 the request, so it is identical across runs, orders and threads.
@@ -18,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from cascal.data import LETTERS
 from cascal.errors import InvalidParameterError, UnknownModelError
+from cascal.generation.describe import DESCRIBE_HEADER
 from cascal.simulate.catalogue import SUBJECTS, match_subject, recognise_niche
 from cascal.simulate.hashing import stable_int, stable_rng
 from cascal.simulate.questions import (
@@ -99,12 +102,21 @@ class SimulatedResponder:
     # ------------------------------------------------------------------ generators
     def _generate(self, model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> SimReply:
         prompt = _user_text(messages)
+        if DESCRIBE_HEADER in prompt:
+            return self._describe(prompt)
         subject = match_subject(subject_text(prompt))
         n_questions, n_options = requested_counts(prompt)
         request_id = stable_int("request", _message_text(messages), params.get("seed"))
         questions = [write_question(self.world, subject, n_options, model, request_id, i) for i in range(n_questions)]
         keys = [self.world.generator_key(model, q.case, n_options) for q in questions]
         return SimReply(text=format_blocks(questions, keys))
+
+    @staticmethod
+    def _describe(prompt: str) -> SimReply:
+        """A description request (:mod:`cascal.generation.describe`): the catalogue subject whose
+        words dominate the examples, named by its key and described by its own description."""
+        subject = match_subject(prompt.split(DESCRIBE_HEADER, 1)[1].split("Reply with", 1)[0])
+        return SimReply(text=f"Name: {subject.key}\nDescription: {subject.description}")
 
     # ------------------------------------------------------------------ pool models
     def _answer(self, model: str, messages: Sequence[Mapping[str, Any]]) -> SimReply:

@@ -48,9 +48,12 @@ def simulator_generator(base_url: str, name: str = "sim-generator-weak") -> Any:
     return ModelConfig(name=name, base_url=base_url, model=name, max_tokens=8192, logprobs=False)
 
 
-def pool_yaml(base_url: str, world: Optional[SimWorld] = None, *, generators: bool = False) -> str:
+def pool_yaml(
+    base_url: str, world: Optional[SimWorld] = None, *, generators: bool = False, models: Optional[list[str]] = None
+) -> str:
     """A ``pool.yaml`` text pointing at a running simulator (what ``cascal simulate`` prints): its
-    pool models, or with ``generators=True`` its generators (for ``cascal generate --pool``)."""
+    pool models (or the named ``models`` of them), or with ``generators=True`` its generators (for
+    ``cascal generate --pool``)."""
     world = world if world is not None else SimWorld()
     what = "generators" if generators else "pool"
     lines = [
@@ -61,6 +64,6 @@ def pool_yaml(base_url: str, world: Optional[SimWorld] = None, *, generators: bo
         f"  logprobs: {'false' if generators else 'true'}",
         "models:",
     ]
-    for name in world.generator_names if generators else world.model_names:
+    for name in world.generator_names if generators else models if models is not None else world.model_names:
         lines += [f"  - name: {name}", f"    model: {name}"]
     return "\n".join(lines) + "\n"
