@@ -89,6 +89,7 @@ __all__ = [
     "EMBEDDINGS_API_KEY_ENV",
     "get_embedder",
     "load_embedder",
+    "check_embedder_identity",
     "parse_openai_name",
     "resolve_router_embedder",
     "static_folder",
@@ -497,21 +498,31 @@ def resolve_router_embedder(
     if not isinstance(embedder, Embedder):
         given = str(embedder)
         if not recorded_hash:
-            _check_same_name(recorded, given)  # before loading: a wrong name costs nothing
+            check_embedder_identity(recorded, None, given)  # before loading: a wrong name costs nothing
         embedder = load_embedder(given)
-    if recorded_hash:
-        if embedder.content_hash != recorded_hash:
-            raise EmbeddingError(
-                f"embedder {embedder.name!r} (files sha256 {embedder.content_hash or 'none'}) differs from the "
-                f"router's embedder {recorded!r} (files sha256 {recorded_hash}): queries must be embedded like "
-                "the training questions; use the embedder folder the router was trained with, or retrain"
-            )
-    else:
-        _check_same_name(recorded, embedder.name)
+    check_embedder_identity(recorded, recorded_hash, embedder.name, embedder.content_hash)
     return embedder
 
 
-def _check_same_name(recorded: Optional[str], given: str) -> None:
+def check_embedder_identity(
+    recorded: Optional[str], recorded_hash: Optional[str], given: str, given_hash: Optional[str] = None
+) -> None:
+    """Refuse the embedder ``given`` (files hash ``given_hash``) for a router that records
+    ``recorded`` (files hash ``recorded_hash``): with a recorded hash the hashes must be equal,
+    whatever the names; without one the names must be equal, or be ``openai:`` names of the same
+    model (the endpoint may move).
+
+    Raises:
+        EmbeddingError: the embedders differ; the message names both (and both hashes).
+    """
+    if recorded_hash:
+        if given_hash != recorded_hash:
+            raise EmbeddingError(
+                f"embedder {given!r} (files sha256 {given_hash or 'none'}) differs from the router's embedder "
+                f"{recorded!r} (files sha256 {recorded_hash}): queries must be embedded like the training "
+                "questions; use the embedder folder the router was trained with, or retrain"
+            )
+        return
     if not recorded or recorded == given:
         return
     a, b = parse_openai_name(recorded), parse_openai_name(given)

@@ -84,33 +84,17 @@ def file_sha256(data: bytes) -> str:
 def check_embedder(
     recorded: str, given: str, *, recorded_hash: Optional[str] = None, given_hash: Optional[str] = None
 ) -> None:
-    """Refuse an embedder other than the router's. A router that records its embedder's files hash
-    (``recorded_hash``, a static embedder) accepts exactly the embedders with that hash
-    (``given_hash``), whatever their name; otherwise names must match, except that an ``openai:``
-    endpoint embedder may be reached at another URL as long as the model is the same.
+    """Refuse an embedder other than the router's (:func:`cascal.embedding.check_embedder_identity`):
+    a router that records its embedder's files hash accepts exactly the embedders with that hash,
+    whatever their name; otherwise names must match, except that an ``openai:`` endpoint embedder
+    may be reached at another URL as long as the model is the same.
 
     Raises:
         EmbeddingError: the embedders differ (the message names both).
     """
-    from cascal.embedding import parse_openai_name
+    from cascal.embedding import check_embedder_identity
 
-    if recorded_hash:
-        if given_hash != recorded_hash:
-            raise EmbeddingError(
-                f"embedder {given!r} (files sha256 {given_hash or 'none'}) differs from the router's embedder "
-                f"{recorded!r} (files sha256 {recorded_hash}): queries must be embedded like the training "
-                "questions; use the embedder folder the router was trained with, or retrain"
-            )
-        return
-    if recorded == given:
-        return
-    a, b = parse_openai_name(recorded), parse_openai_name(given)
-    if a is not None and b is not None and a[0] == b[0]:
-        return
-    raise EmbeddingError(
-        f"--embedder {given!r} differs from the router's embedder {recorded!r}: queries must be embedded "
-        "like the training questions"
-    )
+    check_embedder_identity(recorded, recorded_hash, given, given_hash)
 
 
 def self_test(router: Any) -> Optional[str]:
