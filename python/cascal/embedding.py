@@ -31,8 +31,17 @@ Backends:
   variable ``CASCAL_EMBEDDINGS_API_KEY`` (``"EMPTY"`` when unset). Texts go in batches of
   ``batch_size``; rows come back in input order (by the reply's ``index``) and are L2-normalised.
 
+* ``static`` (the optional extra ``cascal[static]``: ``tokenizers`` and ``safetensors``, no torch):
+  a static embedder folder built by ``cascal embedder build`` from a sentence-transformers model
+  (the Model2Vec method, :mod:`cascal.encoders`): a tokenizer, a table lookup and a mean, about a
+  thousand times cheaper than the encoder it was distilled from. Named ``static:<folder>`` with the
+  folder's absolute path (a folder holding ``cascal_embedder.json`` may also be given as a plain
+  path: it gets that name). Its :attr:`StaticEmbedder.content_hash` (a SHA-256 of its files) is
+  what a router records besides the name: see :func:`resolve_router_embedder`.
+
 With ``backend="auto"`` a name of the form ``hashing-<d>`` selects the hashing embedder, a name
-starting with ``openai:`` the endpoint embedder; any other
+starting with ``openai:`` the endpoint embedder, ``static:<folder>`` or a folder holding a static
+embedder manifest the static embedder; any other
 name selects sentence-transformers and, if that package is missing, falls back to ``hashing-256``
 with a warning (the returned embedder's name says which one was used).
 
@@ -60,7 +69,8 @@ DEFAULT_HASHING_DIM = 256
 MAX_HASHING_DIM = 65_536
 HASHING_FEATURES = 2**20
 HASHING_SEED = 0x5EED_CA5CA1
-BACKENDS = ("auto", "sentence-transformers", "hashing", "openai")
+BACKENDS = ("auto", "sentence-transformers", "hashing", "openai", "static")
+STATIC_PREFIX = "static:"
 _PROJECTION_BLOCK = 16384  # hashed features projected at once
 _HASHING_NAME = re.compile(r"^hashing-([0-9]+)$")
 _OPENAI_NAME = re.compile(r"^openai:(?P<model>[^@\s]+)@(?P<url>https?://\S+)$")
@@ -74,11 +84,15 @@ __all__ = [
     "HashingEmbedder",
     "SentenceTransformerEmbedder",
     "OpenAIEmbeddingsEmbedder",
+    "StaticEmbedder",
     "EmbeddingError",
     "EMBEDDINGS_API_KEY_ENV",
     "get_embedder",
     "load_embedder",
+    "check_embedder_identity",
     "parse_openai_name",
+    "resolve_router_embedder",
+    "static_folder",
     "embed_texts",
     "texts_digest",
     "DEFAULT_MODEL",
@@ -102,9 +116,14 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder(ABC):
-    """Turns texts into L2-normalised float32 vectors; :attr:`name` reproduces it via :func:`load_embedder`."""
+    """Turns texts into L2-normalised float32 vectors; :attr:`name` reproduces it via :func:`load_embedder`.
+
+    :attr:`content_hash` is the SHA-256 of the files the embedder computes with, for embedders made
+    from files (the static embedder), else ``None``.
+    """
 
     name: str
+    content_hash: Optional[str] = None
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -328,6 +347,43 @@ class OpenAIEmbeddingsEmbedder(Embedder):
         return vectors
 
 
+# ------------------------------------------------------------------------------ static embedder folders
+class StaticEmbedder(Embedder):
+    """A static embedder folder built by ``cascal embedder build`` (see :mod:`cascal.encoders.static`).
+
+    Args:
+        folder: the folder holding ``cascal_embedder.json``.
+
+    Raises:
+        EmbeddingError: the folder or one of its files is missing, unreadable or corrupt (the
+            message names the file), or ``tokenizers``/``safetensors`` are not installed.
+    """
+
+    def __init__(self, folder: PathLike) -> None:
+        from cascal.encoders.static import StaticModel
+
+        self.folder = Path(folder).expanduser().resolve()
+        self.model = StaticModel(self.folder)
+        self.name = f"{STATIC_PREFIX}{self.folder}"
+        self.content_hash = self.model.content_hash
+        self.dim = self.model.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.encode(_check_texts(texts))
+
+
+def static_folder(name: str) -> Optional[str]:
+    """The folder of a static embedder name or path: ``static:<folder>``, or a path to a folder
+    holding a static embedder manifest; ``None`` for any other name."""
+    if not isinstance(name, str):
+        return None
+    if name.startswith(STATIC_PREFIX):
+        return name[len(STATIC_PREFIX) :]
+    from cascal.encoders.static import is_static_folder
+
+    return name if is_static_folder(name) else None
+
+
 def parse_openai_name(name: str) -> Optional[tuple[str, str]]:
     """``(model, base_url)`` of an ``openai:<model>@<base_url>`` embedder name, else ``None``."""
     match = _OPENAI_NAME.match(name) if isinstance(name, str) else None
@@ -357,9 +413,10 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
     """The embedder to *create* embeddings with (``cascal embed``).
 
     Args:
-        model: a sentence-transformers model name or path, ``hashing-<d>``, or ``openai:<model>@<base_url>``.
-        backend: ``"auto"``, ``"sentence-transformers"``, ``"hashing"`` or ``"openai"`` (which needs
-            an ``openai:`` name). ``"hashing"`` with a
+        model: a sentence-transformers model name or path, ``hashing-<d>``, ``openai:<model>@<base_url>``,
+            or ``static:<folder>`` (or the path of a static embedder folder).
+        backend: ``"auto"``, ``"sentence-transformers"``, ``"hashing"``, ``"openai"`` (which needs
+            an ``openai:`` name) or ``"static"`` (a static embedder folder). ``"hashing"`` with a
             non-hashing ``model`` gives ``hashing-256``. ``"auto"`` falls back to ``hashing-256``
             with a warning when sentence-transformers is not installed.
         batch_size: batch size of the sentence-transformers backend.
@@ -368,6 +425,9 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
         raise EmbeddingError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if not isinstance(model, str) or not model.strip():
         raise EmbeddingError(f"model: expected a model name or path, got {model!r}")
+    folder = static_folder(model)
+    if backend == "static" or (backend == "auto" and folder is not None):
+        return StaticEmbedder(folder if folder is not None else model)
     endpoint = parse_openai_name(model)
     if backend == "openai" or (backend == "auto" and model.startswith("openai:")):
         if endpoint is None:
@@ -396,7 +456,7 @@ def get_embedder(model: str = DEFAULT_MODEL, backend: str = "auto", *, batch_siz
 
 def load_embedder(name: str, *, batch_size: int = 64) -> Embedder:
     """The embedder whose :attr:`Embedder.name` is ``name`` (route time): ``hashing-<d>``,
-    ``openai:<model>@<base_url>`` or a sentence-transformers model. Never falls back: a missing
+    ``openai:<model>@<base_url>``, ``static:<folder>`` or a sentence-transformers model. Never falls back: a missing
     package raises :class:`EmbeddingError`,
     because other embeddings would not match the router's training embeddings."""
     if not isinstance(name, str) or not name.strip():
@@ -404,12 +464,74 @@ def load_embedder(name: str, *, batch_size: int = 64) -> Embedder:
     dim = hashing_dim(name)
     if dim is not None:
         return HashingEmbedder(dim)
+    folder = static_folder(name)
+    if folder is not None:
+        return StaticEmbedder(folder)
     if name.startswith("openai:"):
         endpoint = parse_openai_name(name)
         if endpoint is None:
             raise EmbeddingError(f"name: expected openai:<model>@<base_url>, got {name!r}")
         return OpenAIEmbeddingsEmbedder(*endpoint, batch_size=batch_size)
     return SentenceTransformerEmbedder(name, batch_size=batch_size)
+
+
+def resolve_router_embedder(
+    recorded: Optional[str], recorded_hash: Optional[str], embedder: Union[Embedder, str, None] = None
+) -> Embedder:
+    """The embedder to embed a router's queries with: ``embedder`` (an :class:`Embedder` or a
+    name), else the one the router records (``recorded``), checked against the router.
+
+    A router that records a content hash (``recorded_hash``, the SHA-256 of its embedder's files)
+    accepts only an embedder with that hash, whatever its name (a static embedder folder may be
+    moved or copied); one without a hash (written before hashes were recorded, or with an embedder
+    not made from files) accepts the recorded name only, or an ``openai:`` embedder of the same
+    model at another URL.
+
+    Raises:
+        EmbeddingError: the router records no embedder and none is given, the embedder cannot be
+            loaded, or it differs from the router's; the message names both.
+    """
+    if embedder is None:
+        if not recorded:
+            raise EmbeddingError("the router records no embedder: pass the embedder of its training questions")
+        embedder = recorded
+    if not isinstance(embedder, Embedder):
+        given = str(embedder)
+        if not recorded_hash:
+            check_embedder_identity(recorded, None, given)  # before loading: a wrong name costs nothing
+        embedder = load_embedder(given)
+    check_embedder_identity(recorded, recorded_hash, embedder.name, embedder.content_hash)
+    return embedder
+
+
+def check_embedder_identity(
+    recorded: Optional[str], recorded_hash: Optional[str], given: str, given_hash: Optional[str] = None
+) -> None:
+    """Refuse the embedder ``given`` (files hash ``given_hash``) for a router that records
+    ``recorded`` (files hash ``recorded_hash``): with a recorded hash the hashes must be equal,
+    whatever the names; without one the names must be equal, or be ``openai:`` names of the same
+    model (the endpoint may move).
+
+    Raises:
+        EmbeddingError: the embedders differ; the message names both (and both hashes).
+    """
+    if recorded_hash:
+        if given_hash != recorded_hash:
+            raise EmbeddingError(
+                f"embedder {given!r} (files sha256 {given_hash or 'none'}) differs from the router's embedder "
+                f"{recorded!r} (files sha256 {recorded_hash}): queries must be embedded like the training "
+                "questions; use the embedder folder the router was trained with, or retrain"
+            )
+        return
+    if not recorded or recorded == given:
+        return
+    a, b = parse_openai_name(recorded), parse_openai_name(given)
+    if a is not None and b is not None and a[0] == b[0]:
+        return
+    raise EmbeddingError(
+        f"embedder {given!r} differs from the router's embedder {recorded!r}: queries must be embedded "
+        "like the training questions"
+    )
 
 
 # ------------------------------------------------------------------------------ texts

@@ -124,6 +124,25 @@ def test_version_1_file_keeps_routing_as_it_was_written(fitted, saved, tmp_path,
         CascalRouter.load(old)
 
 
+def test_version_3_file_loads_without_an_embedder_hash(fitted, saved, tmp_path, rng):
+    """A file from before format 4 records no embedder files hash: it loads with ``None`` (its
+    embedder is checked by name), and a hash given at fit time round-trips."""
+    router, X = fitted
+    manifest = _manifest(saved)
+    assert manifest["params"]["embedding_sha256"] is None
+    manifest["format_version"] = 3
+    del manifest["params"]["embedding_sha256"]
+    old = tmp_path / "v3.cascal"
+    _rewrite(saved, old, manifest=manifest)
+    loaded = CascalRouter.load(old)
+    assert loaded.embedding_sha256 is None
+    queries = rng.normal(size=(20, X.shape[1]))
+    assert np.array_equal(loaded.route_scores(queries), router.route_scores(queries))
+    hashed = CascalRouter.load(saved).set_params(embedding_sha256="ab" * 32)
+    hashed.save(tmp_path / "hashed.cascal")
+    assert CascalRouter.load(tmp_path / "hashed.cascal").embedding_sha256 == "ab" * 32
+
+
 def test_file_holds_no_pickles(saved):
     with zipfile.ZipFile(saved) as zf:
         for name in zf.namelist():

@@ -314,7 +314,7 @@ def documented_defaults() -> dict[str, object]:
 
 def test_defaults_are_the_documented_ones():
     documented = documented_defaults()
-    assert len(documented) == 24
+    assert len(documented) == 25
     params = CascalRouter().get_params(deep=False)
     assert set(params) == set(documented)
     for name, value in documented.items():
@@ -346,6 +346,7 @@ NON_DEFAULT = {
     "random_state": 11,
     "embedding_model": "mini",
     "cost_weight": 0.5,
+    "embedding_sha256": "0f" * 32,
 }
 
 

@@ -303,8 +303,8 @@ def test_load_benchmark_table_reports_client_and_gateway_cpu():
     assert _process_cpu(os.getpid()) is None or _process_cpu(os.getpid()) >= 0
     route = {"decisions_per_s": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "requests": 300}
     results = {
-        "route": {64: {**route, "client_cpu": 0.17, "server_cpu": None}},
+        "route": {"hashing-256": {64: {**route, "client_cpu": 0.17, "server_cpu": None}}},
         "chat": {"gateway_p50_ms": 3.0, "direct_p50_ms": 0.4, "added_p50_ms": 2.6, "requests": 300},
     }
     table = format_results(results)
-    assert "| 64 | 100 | 1.00 | 2.00 | 17% | n/a |" in table
+    assert "| hashing-256 | 64 | 100 | 1.00 | 2.00 | 17% | n/a |" in table

@@ -5,7 +5,10 @@ gateway as a separate ``cascal serve`` process (so that the load generator and t
 share an interpreter), then measures with a minimal keep-alive HTTP/1.1 client written on asyncio
 streams (cheaper than a full client library, so the client machine's cost stays small):
 
-1. ``/v1/route`` at 1, 16 and 64 concurrent clients: routing decisions per second and p50/p99 latency;
+1. ``/v1/route`` at 1, 16 and 64 concurrent clients: routing decisions per second and p50/p99 latency,
+   once per embedder given (default ``hashing-256``; e.g. also a ``static:<folder>`` embedder): the
+   router is trained with that embedder and a fresh gateway serves it. The queries are the simulated
+   questions, or the ``question`` texts of a questions.jsonl file (e.g. the real MMLU-Pro questions);
 2. ``/v1/chat/completions`` with ``model="cascal"``, one client: the median latency through the
    gateway minus the median latency of the same requests sent straight to the simulator (the
    gateway's added latency: parsing, embedding, routing and forwarding through the ``openai`` client).
@@ -25,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -104,7 +107,8 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerStartError(f"cascal serve exited with status {proc.returncode}")
+            said = proc.stderr.read().decode("utf-8", "replace").strip()[-2000:] if proc.stderr else ""
+            raise ServerStartError(f"cascal serve exited with status {proc.returncode}: {said}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
                 if r.status == 200:
@@ -114,8 +118,9 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     raise ServerStartError("cascal serve did not become ready")
 
 
-def _train(folder: Path, world: object) -> tuple[Path, list]:
-    """A CASCAL router fitted on the simulated pool's answers to generated questions, and the questions."""
+def _train(folder: Path, world: object, embedder_name: str) -> tuple[Path, list]:
+    """A CASCAL router fitted on the simulated pool's answers to generated questions embedded by
+    ``embedder_name``, and the questions."""
     from cascal.data import ResponseMatrix
     from cascal.embedding import load_embedder
     from cascal.generation.parser import parse_questions
@@ -155,10 +160,62 @@ def _train(folder: Path, world: object) -> tuple[Path, list]:
         questions=[q.question for q in questions],
         options=[list(q.options) for q in questions],
     )
-    X = load_embedder("hashing-256").encode([q.question for q in questions])
-    path = folder / "router.cascal"
-    CascalRouter(embedding_model="hashing-256", random_state=0).fit(X, data).save(path)
+    embedder = load_embedder(embedder_name)
+    X = embedder.encode([q.question for q in questions])
+    path = folder / f"router-{len(list(folder.glob('router-*')))}.cascal"
+    router = CascalRouter(embedding_model=embedder.name, embedding_sha256=embedder.content_hash, random_state=0)
+    router.fit(X, data).save(path)
     return path, questions
+
+
+def _question_texts(path: Path, limit: int = 4096) -> list[str]:
+    """The first ``limit`` ``question`` texts of a questions.jsonl file."""
+    texts = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                texts.append(json.loads(line)["question"])
+            if len(texts) >= limit:
+                break
+    return texts
+
+
+def _start_gateway(folder: Path, router: Path, decision_log: str = "off") -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    command = [sys.executable, "-m", "cascal", "serve", str(router), "--pool", str(folder / "pool.yaml")]
+    proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _wait_ready(port, proc)
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _route_levels(port: int, pid: int, bodies: Sequence[bytes], concurrency: Sequence[int], seconds: float) -> dict:
+    """``/v1/route`` at each concurrency level: decisions/s, p50/p99 and the CPU of both sides."""
+    out: dict = {}
+    asyncio.run(_load(port, "/v1/route", bodies, 8, 1.0))  # warm-up
+    for clients in concurrency:
+        wall, client_cpu, server_cpu = time.perf_counter(), time.process_time(), _process_cpu(pid)
+        lat, elapsed = asyncio.run(_load(port, "/v1/route", bodies, clients, seconds))
+        wall = time.perf_counter() - wall
+        server_after = _process_cpu(pid)
+        out[clients] = {
+            "decisions_per_s": len(lat) / elapsed,
+            "p50_ms": float(np.percentile(lat, 50) * 1e3),
+            "p99_ms": float(np.percentile(lat, 99) * 1e3),
+            "requests": len(lat),
+            # share of one core: the load generator (this process) and the gateway process
+            "client_cpu": (time.process_time() - client_cpu) / wall,
+            "server_cpu": None if server_cpu is None or server_after is None else (server_after - server_cpu) / wall,
+        }
+    return out
 
 
 def run_load_benchmark(
@@ -166,9 +223,12 @@ def run_load_benchmark(
     seconds: float = 3.0,
     chat_requests: int = 300,
     workdir: Optional[str] = None,
+    embedders: Sequence[str] = ("hashing-256",),
+    questions_file: Optional[Path] = None,
     decision_log: str = "off",
 ) -> dict:
-    """Measure the gateway (see the module docstring); returns the numbers as a dict.
+    """Measure the gateway (see the module docstring); returns the numbers as a dict:
+    ``route`` maps each embedder's name to its levels, ``chat`` is measured with the first embedder.
 
     ``decision_log``: ``"off"``, ``"lines"`` (the gateway writes a decision log) or
     ``"embeddings"`` (and its embedding sidecar), to measure what logging costs.
@@ -180,77 +240,24 @@ def run_load_benchmark(
     from cascal.simulate.server import pool_yaml
 
     world = SimWorld(seed=3)
+    texts = _question_texts(questions_file) if questions_file is not None else None
+    results: dict = {"route": {}, "cpu_count": os.cpu_count(), "queries": str(questions_file or "simulated")}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp, serve_simulator(world) as simulator:
         folder = Path(tmp)
-        router, questions = _train(folder, world)
         (folder / "pool.yaml").write_text(pool_yaml(simulator.base_url, world), encoding="utf-8")
-        port = _free_port()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cascal",
-                "serve",
-                str(router),
-                "--pool",
-                str(folder / "pool.yaml"),
-                "--port",
-                str(port),
-                *_log_args(decision_log, folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        try:
-            _wait_ready(port, proc)
-            route_bodies = [json.dumps({"input": q.question}).encode() for q in questions]
-            results: dict = {"route": {}, "cpu_count": os.cpu_count()}
-            asyncio.run(_load(port, "/v1/route", route_bodies, 8, 1.0))  # warm-up
-            for clients in concurrency:
-                wall, client_cpu, server_cpu = time.perf_counter(), time.process_time(), _process_cpu(proc.pid)
-                lat, elapsed = asyncio.run(_load(port, "/v1/route", route_bodies, clients, seconds))
-                wall = time.perf_counter() - wall
-                server_after = _process_cpu(proc.pid)
-                results["route"][clients] = {
-                    "decisions_per_s": len(lat) / elapsed,
-                    "p50_ms": float(np.percentile(lat, 50) * 1e3),
-                    "p99_ms": float(np.percentile(lat, 99) * 1e3),
-                    "requests": len(lat),
-                    # share of one core: the load generator (this process) and the gateway process
-                    "client_cpu": (time.process_time() - client_cpu) / wall,
-                    "server_cpu": None
-                    if server_cpu is None or server_after is None
-                    else (server_after - server_cpu) / wall,
-                }
-            chat = [
-                json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode()
-                for q in questions
-            ]
-            top = [
-                json.dumps({"model": m, "messages": build_messages(q.question, q.options)}).encode()
-                for q, m in zip(questions, _top_models(port, questions))
-            ]
-            sim_port = simulator.port
-            per = max(1, chat_requests // 3)
-            via, direct = [], []
-            for _ in range(3):  # interleaved rounds, so drift hits both sides alike
-                direct += _sequential(sim_port, "/v1/chat/completions", top, per)
-                via += _sequential(port, "/v1/chat/completions", chat, per)
-            results["chat"] = {
-                "gateway_p50_ms": float(np.median(via) * 1e3),
-                "direct_p50_ms": float(np.median(direct) * 1e3),
-                "added_p50_ms": float((np.median(via) - np.median(direct)) * 1e3),
-                "requests": len(via),
-            }
-            return results
-        finally:
-            proc.terminate()
+        for index, embedder in enumerate(embedders):
+            router, questions = _train(folder, world, embedder)
+            route_texts = texts if texts is not None else [q.question for q in questions]
+            proc, port = _start_gateway(folder, router, decision_log)
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                bodies = [json.dumps({"input": t}).encode() for t in route_texts]
+                name = json.loads(_get(port, "/health"))["embedder"]
+                results["route"][name] = _route_levels(port, proc.pid, bodies, concurrency, seconds)
+                if index == 0:
+                    results["chat"] = _chat_latency(port, simulator.port, questions, chat_requests, build_messages)
+            finally:
+                _stop(proc)
+    return results
 
 
 #: what :func:`run_load_benchmark` may have the gateway log
@@ -263,6 +270,36 @@ def _log_args(mode: str, folder: Path) -> list[str]:
         return []
     args = ["--log-decisions", str(folder / "decisions.jsonl")]
     return args + ["--log-embeddings"] if mode == "embeddings" else args
+
+
+def _get(port: int, path: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+        return bytes(r.read())
+
+
+def _chat_latency(port: int, sim_port: int, questions: list, chat_requests: int, build_messages: Any) -> dict:
+    """Median latency of chat completions through the gateway minus straight to the simulator."""
+    chat = [
+        json.dumps({"model": "cascal", "messages": build_messages(q.question, q.options)}).encode() for q in questions
+    ]
+    top = [
+        json.dumps({"model": m, "messages": build_messages(q.question, q.options)}).encode()
+        for q, m in zip(questions, _top_models(port, questions))
+    ]
+    per = max(1, chat_requests // 3)
+    via: list[float] = []
+    direct: list[float] = []
+    for _ in range(3):  # interleaved rounds, so drift hits both sides alike
+        direct += _sequential(sim_port, "/v1/chat/completions", top, per)
+        via += _sequential(port, "/v1/chat/completions", chat, per)
+    return {
+        "gateway_p50_ms": float(np.median(via) * 1e3),
+        "direct_p50_ms": float(np.median(direct) * 1e3),
+        "added_p50_ms": float((np.median(via) - np.median(direct)) * 1e3),
+        "requests": len(via),
+    }
 
 
 def _top_models(port: int, questions: list) -> list[str]:
@@ -298,20 +335,23 @@ def _sequential(port: int, path: str, bodies: Sequence[bytes], n: int) -> list[f
 
 
 def format_results(results: dict) -> str:
-    """A Markdown table of :func:`run_load_benchmark`'s numbers."""
+    """A Markdown table of :func:`run_load_benchmark`'s numbers, one row per embedder and level."""
     lines = [
-        "| /v1/route clients | decisions/s | p50 ms | p99 ms | client CPU | gateway CPU |",
-        "|---:|---:|---:|---:|---:|---:|",
+        f"/v1/route queries: {results.get('queries', 'simulated')}",
+        "",
+        "| embedder | /v1/route clients | decisions/s | p50 ms | p99 ms | client CPU | gateway CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def share(x: Optional[float]) -> str:
         return "n/a" if x is None else f"{x * 100:.0f}%"
 
-    for clients, r in results["route"].items():
-        lines.append(
-            f"| {clients} | {r['decisions_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {share(r.get('client_cpu'))} | {share(r.get('server_cpu'))} |"
-        )
+    for embedder, levels in results["route"].items():
+        for clients, r in levels.items():
+            lines.append(
+                f"| {embedder} | {clients} | {r['decisions_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+                f"| {share(r.get('client_cpu'))} | {share(r.get('server_cpu'))} |"
+            )
     c = results["chat"]
     lines += [
         "",

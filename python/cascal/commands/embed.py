@@ -10,7 +10,7 @@ import warnings
 from cascal.commands._args import positive_int
 
 NAME = "embed"
-HELP = "embed the questions of a dataset folder (sentence-transformers, an OpenAI-compatible endpoint, or the hashing fallback)"
+HELP = "embed the questions of a dataset folder (a static embedder folder, sentence-transformers, an OpenAI-compatible endpoint, or the hashing fallback)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"sentence-transformers model name or path, hashing-<d>, or openai:MODEL@BASE_URL for an "
-        f"OpenAI-compatible /v1/embeddings endpoint (key from $CASCAL_EMBEDDINGS_API_KEY; default {DEFAULT_MODEL})",
+        help=f"sentence-transformers model name or path, static:DIR (a folder of `cascal embedder build`), "
+        f"hashing-<d>, or openai:MODEL@BASE_URL for an OpenAI-compatible /v1/embeddings endpoint "
+        f"(key from $CASCAL_EMBEDDINGS_API_KEY; default {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--backend",

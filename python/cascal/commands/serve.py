@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--embedder",
         default=None,
         metavar="SPEC",
-        help="embedder name (hashing-<d>, a sentence-transformers model, openai:MODEL@BASE_URL); "
-        "default the router's own; a different one is refused",
+        help="embedder name (hashing-<d>, static:DIR, a sentence-transformers model, openai:MODEL@BASE_URL); "
+        "default the router's own; a different one is refused (for static:DIR: other files than the router's)",
     )
     parser.add_argument(
         "--api-key-env",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cascal.commands._args import import_extra, positive_int
 
 NAME = "serve-bench"
-HELP = "measure the gateway on 127.0.0.1: /v1/route decisions/s and p50/p99 at 1/16/64 clients, added chat latency"
+HELP = "measure the gateway on 127.0.0.1: /v1/route decisions/s and p50/p99 at 1/16/64 clients per embedder, added chat latency"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=300,
         help="sequential chat requests each way for the added latency (default 300)",
+    )
+    parser.add_argument(
+        "--embedder",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="embedder of the router and the gateway, e.g. static:DIR (repeat for one row group each; "
+        "default hashing-256)",
+    )
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="questions.jsonl whose question texts are the /v1/route queries (default: the simulated questions)",
     )
     parser.add_argument(
         "--decision-log",
@@ -32,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from cascal.bench.gateway_load import format_results, run_load_benchmark
 
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
-    print(
-        format_results(
-            run_load_benchmark(
-                clients, seconds=args.seconds, chat_requests=args.chat_requests, decision_log=args.decision_log
-            )
-        )
+    results = run_load_benchmark(
+        clients,
+        seconds=args.seconds,
+        chat_requests=args.chat_requests,
+        embedders=args.embedder or ["hashing-256"],
+        questions_file=args.questions,
+        decision_log=args.decision_log,
     )
+    print(format_results(results))
     return 0

@@ -2,15 +2,17 @@
 
 The ``question`` texts are embedded (options are not included, as for the shipped MMLU-Pro
 embeddings) and saved as ``embeddings_<name>.npy`` in the folder, next to ``embeddings_<name>.json``
-holding a SHA-256 of the texts: a rerun with the same questions reuses the file, a changed question
-set recomputes it. The embedders themselves live in :mod:`cascal.embedding`.
+holding the embedder's name, a SHA-256 of the texts and, for an embedder made from files (the static
+embedder), the content hash of those files (``embedder_sha256``): a rerun with the same questions and
+embedder reuses the file, changed questions or embedder files recompute it. :func:`embedder_identity`
+reads the name and hash back for training. The embedders themselves live in :mod:`cascal.embedding`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -20,12 +22,34 @@ from cascal.io import atomic_open, atomic_write_text, embeddings_path, load_data
 
 PathLike = Union[str, Path]
 
-__all__ = ["embed_dataset", "embeddings_meta_path"]
+__all__ = ["embed_dataset", "embedder_identity", "embeddings_meta_path"]
 
 
 def embeddings_meta_path(npy: Path) -> Path:
     """The JSON file recording which texts and embedder produced the embeddings file ``npy``."""
     return npy.with_suffix(".json")
+
+
+def _read_meta(meta_file: Path) -> dict:
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # missing, unreadable, not UTF-8, not JSON
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def embedder_identity(dataset_dir: PathLike, name: str) -> tuple[str, Optional[str]]:
+    """The embedder name and files hash of the embeddings file of ``name`` in a dataset folder, as
+    recorded by :func:`embed_dataset`: ``name`` as read from the file name (a ``/`` written ``__``)
+    gives the name the embedder really has, and its ``embedder_sha256`` (``None`` when not recorded)."""
+    folder = Path(dataset_dir)
+    target = embeddings_path(folder, name)
+    meta = _read_meta(embeddings_meta_path(target))
+    recorded = meta.get("embedder")
+    if isinstance(recorded, str) and embeddings_path(folder, recorded) == target:
+        sha = meta.get("embedder_sha256")
+        return recorded, sha if isinstance(sha, str) else None
+    return name, None
 
 
 def embed_dataset(
@@ -60,11 +84,12 @@ def embed_dataset(
     meta_file = embeddings_meta_path(target)
     digest = texts_digest(texts)
     if not force and target.exists() and meta_file.exists():
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON: recompute
-            meta = {}
-        if isinstance(meta, dict) and meta.get("texts_sha256") == digest and meta.get("embedder") == embedder.name:
+        meta = _read_meta(meta_file)  # unreadable: recompute
+        if (
+            meta.get("texts_sha256") == digest
+            and meta.get("embedder") == embedder.name
+            and meta.get("embedder_sha256") == embedder.content_hash
+        ):
             try:
                 return load_embeddings_file(target, len(texts))
             except (OSError, DataError):  # a damaged or misaligned cache file is recomputed
@@ -73,5 +98,7 @@ def embed_dataset(
     with atomic_open(target, "wb") as fh:  # a killed run leaves the old file, never a truncated one
         np.save(fh, vectors)
     meta = {"embedder": embedder.name, "n": len(texts), "dim": int(vectors.shape[1]), "texts_sha256": digest}
+    if embedder.content_hash is not None:
+        meta["embedder_sha256"] = embedder.content_hash
     atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
     return vectors

@@ -318,6 +318,7 @@ def refresh_router(
     _say(progress, f"train: {merged.n_questions} questions, the old router's parameters")
     params = old.get_params(deep=False)
     params.pop("embedding_model", None)
+    params.pop("embedding_sha256", None)  # train records the merged embeddings' own
     new = train_router(work / MERGED, work / NEW_ROUTER, embeddings=embedder_name, prices=prices, **params)
 
     _say(progress, "shadow check")

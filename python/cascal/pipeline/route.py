@@ -59,24 +59,24 @@ def rank_question(
     Args:
         router: a fitted router (``route`` and ``model_names_``); CASCAL's records its embedder.
         question: the question text (as it would appear in a dataset's ``question`` field).
-        embedder: the embedder to use; default ``load_embedder(router.embedding_model)``.
+        embedder: the embedder to use (an embedder or a name); default the router's own. It is
+            checked against the router (:func:`cascal.embedding.resolve_router_embedder`).
         cost_weight: cost weight of a cost-aware router (default: the router's own;
             docs/algorithm.md#cost-aware-routing).
 
     Raises:
         cascal.errors.InvalidParameterError: an empty question, or a router without a recorded
             embedder and none given.
-        cascal.errors.EmbeddingError: the recorded embedder cannot be loaded.
+        cascal.errors.EmbeddingError: the embedder cannot be loaded or differs from the router's.
     """
     if not isinstance(question, str) or not question.strip():
         raise InvalidParameterError("question: must be a non-empty string")
-    if embedder is None:
-        name = getattr(router, "embedding_model", None)
-        if not name:
-            raise InvalidParameterError("router: it records no embedding model; pass the embedder explicitly")
-        from cascal.embedding import load_embedder
+    name = getattr(router, "embedding_model", None)
+    if embedder is None and not name:
+        raise InvalidParameterError("router: it records no embedding model; pass the embedder explicitly")
+    from cascal.embedding import resolve_router_embedder
 
-        embedder = load_embedder(name)
+    embedder = resolve_router_embedder(name, getattr(router, "embedding_sha256", None), embedder)
     x = np.asarray(embedder.encode([question]), dtype=np.float32)
     n_models = len(router.model_names_)
     if hasattr(router, "route_details"):

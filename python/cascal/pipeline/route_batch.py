@@ -322,22 +322,10 @@ def _resolve_embedder(router: Any, embedder: Any) -> Any:
     """The embedder for text queries: ``embedder`` (an :class:`~cascal.embedding.Embedder` or a
     name) or the router's own; refused when it is not the router's (an ``openai:`` embedder may be
     reached at another URL as long as the model is the same)."""
-    from cascal.embedding import Embedder, load_embedder, parse_openai_name
+    from cascal.embedding import resolve_router_embedder
 
     recorded = getattr(router, "embedding_model", None)
-    if embedder is None:
-        if not recorded:
-            raise EmbeddingError("the router records no embedder: pass the embedder of its training questions")
-        return load_embedder(recorded)
-    name = embedder.name if isinstance(embedder, Embedder) else str(embedder)
-    if recorded and name != recorded:
-        a, b = parse_openai_name(recorded), parse_openai_name(name)
-        if a is None or b is None or a[0] != b[0]:
-            raise EmbeddingError(
-                f"embedder {name!r} differs from the router's embedder {recorded!r}: queries must be embedded "
-                "like the training questions"
-            )
-    return embedder if isinstance(embedder, Embedder) else load_embedder(name)
+    return resolve_router_embedder(recorded, getattr(router, "embedding_sha256", None), embedder)
 
 
 # ------------------------------------------------------------------------------------ files

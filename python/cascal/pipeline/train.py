@@ -2,8 +2,9 @@
 
 The dataset needs the pool's answers (``predictions.csv``, e.g. from ``cascal answer``) and question
 embeddings (``embeddings_<name>.npy``, e.g. from ``cascal embed``). The answer key is never read:
-CASCAL is query-only. The router file records the embedder's name, so routing embeds new questions
-the same way.
+CASCAL is query-only. The router file records the embedder's name (as ``cascal embed`` recorded it
+next to the embeddings file) and, for an embedder made from files, their content hash, so routing
+embeds new questions the same way and refuses an embedder with other files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from cascal.errors import DataError, NoUsableAnswerWarning
+from cascal.pipeline.embed import embedder_identity
 
 __all__ = ["train_router", "describe", "labels_line"]
 
@@ -74,7 +76,10 @@ def train_router(
         from cascal.io import load_labels
 
         y = load_labels(labels, dataset)
-    router = CascalRouter(embedding_model=dataset.embedding_model, **router_params)
+    embedder_name, embedder_sha256 = (
+        embedder_identity(dataset_dir, dataset.embedding_model) if dataset.embedding_model else (None, None)
+    )
+    router = CascalRouter(embedding_model=embedder_name, embedding_sha256=embedder_sha256, **router_params)
     with warnings.catch_warnings():
         # already warned above, naming the file
         warnings.simplefilter("ignore", NoUsableAnswerWarning)

@@ -98,6 +98,9 @@ class CascalRouter(BaseRouter):
             temperature of the training questions' subjects (calibrated probabilities).
         random_state: seed of the k-means starts (the only randomness); ``None`` = fresh entropy.
         embedding_model: name of the embedding model, saved with the router.
+        embedding_sha256: content hash of the embedder's files (``Embedder.content_hash``, the
+            static embedder's), saved with the router: route time refuses an embedder with other
+            files (:func:`cascal.embedding.resolve_router_embedder`). ``None``: checked by name only.
         cost_weight: each niche ranks models by skill minus ``cost_weight`` x expected cost (USD per
             1,000 queries; docs/algorithm.md#cost-aware-routing); needs ``fit(..., prices=...)``.
 
@@ -136,6 +139,7 @@ class CascalRouter(BaseRouter):
         "subject_temp": [Interval(Real, 0, None, closed="left"), AUTO],
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "embedding_model": [str, None],
+        "embedding_sha256": [str, None],
         "cost_weight": [Interval(Real, 0, None, closed="left")],
     }
 
@@ -168,6 +172,7 @@ class CascalRouter(BaseRouter):
         random_state: Optional[int] = None,
         embedding_model: Optional[str] = None,
         cost_weight: float = 0.0,
+        embedding_sha256: Optional[str] = None,
     ) -> None:
         self.z_scale = z_scale
         self.clamp = clamp
@@ -193,6 +198,7 @@ class CascalRouter(BaseRouter):
         self.random_state = random_state
         self.embedding_model = embedding_model
         self.cost_weight = cost_weight
+        self.embedding_sha256 = embedding_sha256
 
     # ------------------------------------------------------------------ fit
     def fit(

@@ -16,7 +16,9 @@ and the embedding model and dimension. The arrays are the fields of the routing 
 (``subject_reps`` and ``centroids`` as float32) and the consensus statistics ``stats_mu`` and
 ``stats_sigma``.
 
-Format versions: 3 added cost-aware routing: the ``cost_weight`` parameter and, for a router
+Format versions: 4 added the ``embedding_sha256`` parameter (the content hash of the embedder's
+files, ``null`` when not known); a file of an earlier version loads with ``embedding_sha256 = None``
+(its embedder is checked by name only, as before). 3 added cost-aware routing: the ``cost_weight`` parameter and, for a router
 fitted with prices, the optional arrays ``centroid_costs`` ``(C, M)`` and ``global_costs`` ``(M,)``
 (float64, expected USD per 1,000 queries; both or neither). A version-1 or -2 file loads with
 ``cost_weight = 0`` and no costs, i.e. it routes exactly as it did. 2 added the routing constants and the ``fallback_quantile`` and ``subject_temp``
@@ -65,7 +67,7 @@ from cascal.kernels.routing import RoutingTables
 __all__ = ["FORMAT_VERSION", "RouterFileError", "RouterRecord", "check_values", "load_record", "save_record"]
 
 FORMAT_NAME = "cascal-router"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 MANIFEST_KEYS = (
     "format",
@@ -83,6 +85,8 @@ MANIFEST_KEYS_V2 = ("routing",)
 V1_PARAMS = {"fallback_quantile": 0.99, "subject_temp": 0.0}
 #: Parameters a version-1 or -2 file lacks, with the values that reproduce how it routed.
 V2_PARAMS = {"cost_weight": 0.0}
+#: Parameters a file of version 3 or earlier lacks (its embedder is checked by name only).
+V3_PARAMS: dict[str, Any] = {"embedding_sha256": None}
 #: The calibrated routing constants of a record (the manifest's ``routing`` object).
 CONSTANTS = ("fallback_distance", "subject_temp")
 #: Routing-table arrays in the file: field of :class:`RoutingTables` -> (dtype, shape in terms of
@@ -465,6 +469,9 @@ def _build_record(name: str, manifest: dict[str, Any], arrays: dict[str, np.ndar
             params.setdefault(key, value)
     if manifest["format_version"] <= 2:
         for key, value in V2_PARAMS.items():
+            params.setdefault(key, value)
+    if manifest["format_version"] <= 3:
+        for key, value in V3_PARAMS.items():
             params.setdefault(key, value)
     embedding_model = manifest["embedding_model"]
     try:

@@ -186,6 +186,7 @@ class Gateway:
                     self.settings,
                     self.metrics,
                     embedder_name=self.engine.embedder.name,
+                    embedder_hash=self.engine.embedder.content_hash,
                     previous=previous,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old state serving

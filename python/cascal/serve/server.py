@@ -95,11 +95,14 @@ def build_gateway(
     from cascal.embedding import Embedder, load_embedder
 
     metrics = GatewayMetrics()
-    name = embedder.name if isinstance(embedder, Embedder) else None if embedder is None else str(embedder)
-    state = load_state(router, pool, settings, metrics, embedder_name=name)
+    state = load_state(router, pool, settings, metrics, embedder_name=None)
+    recorded = state.router.embedding_model
+    recorded_hash = getattr(state.router, "embedding_sha256", None)
+    if embedder is not None and not isinstance(embedder, Embedder) and not recorded_hash:
+        check_embedder(recorded, str(embedder))  # by name, before loading: a wrong name costs nothing
     if not isinstance(embedder, Embedder):
-        embedder = load_embedder(name or state.router.embedding_model)
-    check_embedder(state.router.embedding_model, embedder.name)
+        embedder = load_embedder(recorded if embedder is None else str(embedder))
+    check_embedder(recorded, embedder.name, recorded_hash=recorded_hash, given_hash=embedder.content_hash)
 
     def on_batch(size: int, seconds: float) -> None:
         metrics.batch_size.observe(size)

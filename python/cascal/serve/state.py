@@ -81,24 +81,20 @@ def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_embedder(recorded: str, given: str) -> None:
-    """Refuse an embedder other than the router's: names must match, except that an ``openai:``
-    endpoint embedder may be reached at another URL as long as the model is the same.
+def check_embedder(
+    recorded: str, given: str, *, recorded_hash: Optional[str] = None, given_hash: Optional[str] = None
+) -> None:
+    """Refuse an embedder other than the router's (:func:`cascal.embedding.check_embedder_identity`):
+    a router that records its embedder's files hash accepts exactly the embedders with that hash,
+    whatever their name; otherwise names must match, except that an ``openai:`` endpoint embedder
+    may be reached at another URL as long as the model is the same.
 
     Raises:
-        EmbeddingError: the embedders differ.
+        EmbeddingError: the embedders differ (the message names both).
     """
-    from cascal.embedding import parse_openai_name
+    from cascal.embedding import check_embedder_identity
 
-    if recorded == given:
-        return
-    a, b = parse_openai_name(recorded), parse_openai_name(given)
-    if a is not None and b is not None and a[0] == b[0]:
-        return
-    raise EmbeddingError(
-        f"--embedder {given!r} differs from the router's embedder {recorded!r}: queries must be embedded "
-        "like the training questions"
-    )
+    check_embedder_identity(recorded, recorded_hash, given, given_hash)
 
 
 def self_test(router: Any) -> Optional[str]:
@@ -155,12 +151,14 @@ def load_state(
     metrics: GatewayMetrics,
     *,
     embedder_name: Optional[str],
+    embedder_hash: Optional[str] = None,
     previous: Optional[ServingState] = None,
 ) -> ServingState:
     """Read and check a router (a path or a fitted router) and a pool (a path or a
     :class:`~cascal.llm.config.PoolConfig`) into a :class:`ServingState`.
 
-    The router must record the embedder ``embedder_name`` (``None``: any). Without ``previous``
+    The router must record the embedder ``embedder_name`` (``None``: any; with its files hash
+    ``embedder_hash`` when the router records one, see :func:`check_embedder`). Without ``previous``
     (startup) the pool must serve every model the router routes to. With it (a reload) the router
     must record the same embedder as ``embedder_name``, the one serving; the
     routed models the pool lacks are dropped (:meth:`cascal.CascalRouter.without_models`, logged),
@@ -186,16 +184,17 @@ def load_state(
     recorded = getattr(router, "embedding_model", None)
     if not recorded:
         raise EmbeddingError("the router records no embedder; retrain it with `cascal train`")
+    hashes = {"recorded_hash": getattr(router, "embedding_sha256", None), "given_hash": embedder_hash}
     if previous is not None and embedder_name is not None:
         try:
-            check_embedder(recorded, embedder_name)
+            check_embedder(recorded, embedder_name, **hashes)
         except EmbeddingError:
             raise EmbeddingError(
                 f"{router_path or 'router'}: embedder {recorded!r} differs from the serving router's "
                 f"embedder {embedder_name!r}: a reload cannot change the embedder; restart the gateway"
             ) from None
     elif embedder_name is not None:
-        check_embedder(recorded, embedder_name)
+        check_embedder(recorded, embedder_name, **hashes)
     if isinstance(pool, (str, Path)):
         pool_path = str(pool)
         pool = load_pool(pool)
