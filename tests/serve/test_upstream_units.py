@@ -94,16 +94,17 @@ def test_a_stream_with_done_passes_through_renamed_and_redacted():
     assert s.error is None and s.usage == {"total_tokens": 3}
 
 
+# the lines' generator is made in the test: one made at collection would be spent by a first run
 @pytest.mark.parametrize(
-    "lines, kwargs, error",
+    "items, ending, kwargs, error",
     [
-        (_lines(['data: {"a": 1}', ""]), {}, "truncated"),
-        (_lines(['data: {"a": 1}'], fail=ConnectionResetError()), {}, "ConnectionResetError"),
-        (_lines(['data: {"a": 1}', ""], stall=5), {"idle": 0.05}, "idle"),
+        (['data: {"a": 1}', ""], {}, {}, "truncated"),
+        (['data: {"a": 1}'], {"fail": ConnectionResetError()}, {}, "ConnectionResetError"),
+        (['data: {"a": 1}', ""], {"stall": 5}, {"idle": 0.05}, "idle"),
     ],
 )
-def test_a_stream_cut_before_done_ends_with_an_error_event(lines, kwargs, error):
-    s = _stream(lines, **kwargs)
+def test_a_stream_cut_before_done_ends_with_an_error_event(items, ending, kwargs, error):
+    s = _stream(_lines(items, **ending), **kwargs)
     out = _collect(s).decode()
     assert s.error == error and "[DONE]" not in out
     last = out.rstrip("\n").splitlines()[-1]
