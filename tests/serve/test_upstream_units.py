@@ -207,6 +207,8 @@ def test_a_probe_ended_by_a_refusal_or_a_cancel_frees_the_half_open_slot(tmp_pat
         with pytest.raises(APIError) as err:
             await pool.complete(["a", "b"], {}, 1)
         assert err.value.status == 400 and a.breaker.state == "half_open" and not a.breaker.probing
+        # an OpenAI-style error body: its message is passed on
+        assert err.value.message == f"model 'a' refused the request: bad {KEY}"
         a.complete = hang
         task = asyncio.ensure_future(pool.complete(["a", "b"], {}, 1))
         await asyncio.sleep(0.01)
