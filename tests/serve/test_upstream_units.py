@@ -109,7 +109,12 @@ def test_a_stream_cut_before_done_ends_with_an_error_event(items, ending, kwargs
     assert s.error == error and "[DONE]" not in out
     last = out.rstrip("\n").splitlines()[-1]
     event = json.loads(last[len("data: ") :])
-    assert event["error"]["code"] == "upstream_stream_cut" and error in event["error"]["message"]
+    assert event["error"] == {
+        "message": f"the stream from model 'pool-m' was cut ({error}); the reply is incomplete",
+        "type": "upstream_error",
+        "param": None,
+        "code": "upstream_stream_cut",
+    }
     assert out.endswith("\n\n") and '\n\ndata: {"error"' in out
 
 
