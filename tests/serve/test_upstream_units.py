@@ -9,6 +9,7 @@ import json
 import logging
 from urllib.parse import unquote
 
+import openai
 import pytest
 
 from cascal.serve.errors import APIError
@@ -100,6 +101,7 @@ def test_a_stream_with_done_passes_through_renamed_and_redacted():
     [
         (['data: {"a": 1}', ""], {}, {}, "truncated"),
         (['data: {"a": 1}'], {"fail": ConnectionResetError()}, {}, "ConnectionResetError"),
+        (['data: {"a": 1}'], {"fail": openai.OpenAIError("gone")}, {}, "OpenAIError"),  # no status, no timeout
         (['data: {"a": 1}', ""], {"stall": 5}, {"idle": 0.05}, "idle"),
     ],
 )
