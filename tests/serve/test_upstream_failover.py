@@ -9,6 +9,7 @@ import asyncio
 import json
 import socket
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from misbehaving_upstream import MisbehavingUpstream
@@ -37,18 +38,18 @@ def dead_url() -> str:
 
 @pytest.fixture
 def make_pool(upstream, tmp_path, monkeypatch):
-    """``make_pool(behaviours, **kwargs)``: a pool whose model ``m-<behaviour>`` asks the misbehaving
-    upstream for ``<behaviour>`` (``dead``: a refused port; ``slow`` with a 0.3 s timeout), every one
-    with the key ``KEY``."""
+    """``make_pool(behaviours, fields=None, **kwargs)``: a pool whose model ``m-<behaviour>`` asks the
+    misbehaving upstream for ``<behaviour>`` (``dead``: a refused port; ``slow`` with a 0.3 s timeout
+    unless ``fields`` gives it others), every one with the key ``KEY``."""
     monkeypatch.setenv("FAILOVER_KEY", KEY)
 
-    def make(behaviours: list[str], **kwargs) -> UpstreamPool:
+    def make(behaviours: list[str], fields: Optional[dict] = None, **kwargs) -> UpstreamPool:
         lines = ["models:"]
         for b in behaviours:
             url = dead_url() if b == "dead" else upstream.base_url
             lines += [f"  - name: m-{b}", f"    model: {b}", f"    base_url: {url}", "    api_key_env: FAILOVER_KEY"]
-            if b == "slow":
-                lines += ["    timeout: 0.3"]
+            own = (fields or {}).get(b, {"timeout": 0.3} if b == "slow" else {})
+            lines += [f"    {k}: {v}" for k, v in own.items()]
         path: Path = tmp_path / "pool.yaml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return UpstreamPool(load_pool(path), GatewayMetrics(), **kwargs)
@@ -183,3 +184,17 @@ def test_a_stream_of_nothing_but_done_is_an_empty_reply(make_pool):
 
     opened, raw = run(pool, work)
     assert raw == b"data: [DONE]\n\n" and opened.error is None and opened.attempts[0].error is None
+    assert opened.usage is None  # no event carried one
+
+
+def test_a_reply_or_first_event_later_than_the_request_deadline_fails_over(make_pool):
+    # the upstream never answers; the client's own timeout (5 s) is not what ends the wait
+    pool = make_pool(["slow", "ok"], fields={"slow": {"timeout": 5, "request_deadline": 0.4}})
+    body = {"messages": QUESTION}
+
+    async def work(pool):
+        return await pool.complete(pool.names, body, 2), await pool.stream(pool.names, {**body, "stream": True}, 2)
+
+    reply, opened = run(pool, work)
+    for answer in (reply, opened):
+        assert [(a.model, a.error) for a in answer.attempts] == [("m-slow", "deadline"), ("m-ok", None)]

@@ -81,9 +81,9 @@ def _collect(stream: OpenStream) -> bytes:
     return asyncio.run(run())
 
 
-def _stream(lines, **kwargs) -> OpenStream:
+def _stream(lines, stack=None, **kwargs) -> OpenStream:
     it = lines.__aiter__()
-    return OpenStream("pool-m", contextlib.AsyncExitStack(), [], it, **kwargs)
+    return OpenStream("pool-m", stack or contextlib.AsyncExitStack(), [], it, **kwargs)
 
 
 def test_a_stream_with_done_passes_through_renamed_and_redacted():
@@ -93,6 +93,29 @@ def test_a_stream_with_done_passes_through_renamed_and_redacted():
     assert '"model":"pool-m"' in out and KEY not in out and MASK in out
     assert out.endswith("data: [DONE]\n\n") and "after" not in out
     assert s.error is None and s.usage == {"total_tokens": 3}
+
+
+def test_a_stream_passes_other_lines_and_non_ascii_text_as_sent_and_releases_its_connection():
+    released = []
+
+    async def release():
+        released.append(True)
+        raise ConnectionResetError("the upstream connection was already gone")
+
+    stack = contextlib.AsyncExitStack()
+    stack.push_async_callback(release)
+    body = {"choices": [{"delta": {"content": "Grüße, 模型"}}], "model": "up"}
+    lines = [": ping", "data: not json", "", f"data: {json.dumps(body, ensure_ascii=False)}", "", "data: [DONE]", ""]
+    s = _stream(_lines(lines), stack)
+    out = _collect(s).decode()  # a connection that fails to close does not break the finished stream
+    assert out.startswith(": ping\ndata: not json\n\n") and "Grüße, 模型" in out
+    assert released == [True] and s.error is None and s.usage is None
+
+
+def test_an_upstream_failure_is_named_by_its_kind_and_retryable_unless_refused():
+    assert str(UpstreamFailure("http_500", 500)) == "http_500" and UpstreamFailure("http_500", 500).retryable
+    assert not any(UpstreamFailure(f"http_{s}", s).retryable for s in (400, 413, 422))
+    assert not UpstreamFailure("unsent_TypeError", unsent=True).retryable
 
 
 # the lines' generator is made in the test: one made at collection would be spent by a first run
