@@ -16,7 +16,9 @@ thread), for the gateway's hardening tests. The ``model`` field of a request pic
   characters long and ends with the ``Authorization`` header it received;
 - streams only: ``tight`` sends ``data:`` lines without the space and a comment line first;
   ``done_only`` sends nothing but ``data: [DONE]``; ``error_first`` opens with an error event;
-  ``list_first`` opens with a JSON list; ``silent`` closes before any event.
+  ``list_first`` opens with a JSON list; ``garbage_first`` opens with an event that is not JSON;
+  ``silent`` closes before any event; ``done_open`` sends a whole stream, keeps the connection open
+  and notes when the client closed it.
 """
 
 from __future__ import annotations
@@ -206,3 +208,10 @@ class MisbehavingUpstream:
 
     async def _silent(self, reader, writer, body, auth) -> None:
         await self._stream(writer, b"")
+
+    async def _garbage_first(self, reader, writer, body, auth) -> None:
+        await self._stream(writer, b"data: {oops\n\ndata: [DONE]\n\n")
+
+    async def _done_open(self, reader, writer, body, auth) -> None:
+        await self._stream(writer, chunk("done_open", "Hi", "stop") + b"data: [DONE]\n\n")
+        await self._slow(reader, writer, body, auth)

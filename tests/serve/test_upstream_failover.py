@@ -151,17 +151,20 @@ def test_a_refusal_is_returned_as_sent_without_failover_or_breaker(make_pool, up
 
 
 def test_a_stream_opens_on_the_first_usable_event_and_is_relayed_renamed(make_pool):
-    pool = make_pool(["error_first", "list_first", "silent", "tight"])
+    pool = make_pool(["busy", "dead", "error_first", "list_first", "garbage_first", "silent", "tight"])
 
     async def work(pool):
-        opened = await pool.stream(pool.names, {"messages": QUESTION, "stream": True}, 4)
+        opened = await pool.stream(pool.names, {"messages": QUESTION, "stream": True}, 7)
         text = b"".join([piece async for piece in opened.events()]).decode()
         return opened, text
 
     opened, text = run(pool, work)
     assert [(a.model, a.error) for a in opened.attempts] == [
+        ("m-busy", "http_429"),
+        ("m-dead", "connection"),
         ("m-error_first", "malformed"),
         ("m-list_first", "malformed"),
+        ("m-garbage_first", "malformed"),
         ("m-silent", "empty_stream"),
         ("m-tight", None),
     ]
@@ -198,3 +201,19 @@ def test_a_reply_or_first_event_later_than_the_request_deadline_fails_over(make_
     reply, opened = run(pool, work)
     for answer in (reply, opened):
         assert [(a.model, a.error) for a in answer.attempts] == [("m-slow", "deadline"), ("m-ok", None)]
+
+
+def test_a_relayed_stream_releases_its_upstream_connection(make_pool, upstream):
+    pool = make_pool(["done_open"])
+
+    async def work(pool):
+        opened = await pool.stream(pool.names, {"messages": QUESTION, "stream": True}, 1)
+        raw = b"".join([piece async for piece in opened.events()])
+        waited = 0.0  # the upstream keeps the connection open: the gateway must close it
+        while "done_open" not in upstream.closed_at and waited < 5:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        return raw, "done_open" in upstream.closed_at  # read before the pool closes its clients
+
+    raw, released = run(pool, work)
+    assert raw.endswith(b"data: [DONE]\n\n") and released

@@ -189,6 +189,7 @@ def test_unless_disconnected_cancels_the_work_when_the_client_leaves():
     with pytest.raises(APIError) as err:
         asyncio.run(run())
     assert err.value.status == 499 and cancelled == [True]
+    assert (err.value.code, err.value.message) == ("client_closed_request", "the client closed the request")
 
 
 def test_unless_disconnected_passes_the_works_error_on():
