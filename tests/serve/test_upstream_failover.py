@@ -80,7 +80,8 @@ def test_each_failure_kind_is_named_counted_and_failed_over_in_order(make_pool, 
 
     async def work(pool):
         first = await pool.complete(ranking, {"messages": QUESTION}, len(ranking))
-        again = await pool.complete(ranking, {"messages": QUESTION}, 1)
+        # a whole reply is asked for whatever the body's ``stream`` says
+        again = await pool.complete(ranking, {"messages": QUESTION, "stream": True}, 1)
         return first, again
 
     first, again = run(pool, work)
@@ -91,6 +92,7 @@ def test_each_failure_kind_is_named_counted_and_failed_over_in_order(make_pool, 
     # every failure opened its model's breaker (one failure allowed): the next request goes straight
     # to the healthy model, within a single try
     assert [(a.model, a.error) for a in again.attempts] == [("m-ok", None)] and again.failovers == 0
+    assert again.body["choices"][0]["message"]["content"] == "Hello world"
     for name, kind in zip(ranking, kinds):
         assert sample(pool, "cascal_upstream_errors_total", model=name, kind=kind) == 1
         assert sample(pool, "cascal_circuit_open", model=name) == 1

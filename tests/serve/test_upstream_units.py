@@ -259,3 +259,36 @@ def test_candidates_are_the_closed_models_or_the_whole_ranking(tmp_path):
     pool.upstreams["b"].breaker.record_failure()
     assert pool.candidates(["c", "b", "a"]) == ["c", "a"]
     assert pool.candidates(["b"]) == ["b"]
+
+
+def test_a_model_that_answers_its_probe_is_closed_and_no_longer_reported_open(tmp_path):
+    from cascal.serve.breaker import CircuitBreaker
+
+    now = [0.0]
+    pool = _pool(tmp_path, ["a", "b"])
+    a = pool.upstreams["a"]
+    a.breaker = CircuitBreaker(1, 10.0, clock=lambda: now[0])
+
+    def gauge(name: str) -> float:
+        return pool.metrics.registry.get_sample_value("cascal_circuit_open", {"model": name})
+
+    async def fail(body):
+        raise UpstreamFailure("http_500", 500)
+
+    async def answer(body):
+        return {"choices": [{"message": {"content": "ok"}}], "model": "a"}
+
+    async def run():
+        a.complete = fail
+        with pytest.raises(APIError):
+            await pool.complete(["a"], {}, 1)
+        opened = (a.breaker.state, gauge("a"))
+        now[0] = 10.0  # cool-down over: the next request probes it, and it answers
+        a.complete = answer
+        reply = await pool.complete(["a", "b"], {}, 1)
+        await pool.aclose()
+        return opened, reply
+
+    opened, reply = asyncio.run(run())
+    assert opened == ("open", 1.0)
+    assert reply.model == "a" and a.breaker.state == "closed" and (gauge("a"), gauge("b")) == (0.0, 0.0)
