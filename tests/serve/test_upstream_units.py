@@ -292,3 +292,13 @@ def test_a_model_that_answers_its_probe_is_closed_and_no_longer_reported_open(tm
     opened, reply = asyncio.run(run())
     assert opened == ("open", 1.0)
     assert reply.model == "a" and a.breaker.state == "closed" and (gauge("a"), gauge("b")) == (0.0, 0.0)
+
+
+def test_a_pool_built_without_breaker_settings_has_the_gateways_defaults(tmp_path):
+    from cascal.serve.settings import GatewaySettings
+
+    defaults = GatewaySettings()
+    pool = _pool(tmp_path, ["a", "b"])
+    breakers = {(u.breaker.failures, u.breaker.cooldown) for u in pool.upstreams.values()}
+    assert breakers == {(defaults.breaker_failures, defaults.breaker_cooldown)}
+    asyncio.run(pool.aclose())
