@@ -101,6 +101,7 @@ def test_each_failure_kind_is_named_counted_and_failed_over_in_order(make_pool, 
     assert sample(pool, "cascal_failovers_total") == 6
     assert sample(pool, "cascal_upstream_answers_total", model="m-ok") == 2
     assert sample(pool, "cascal_upstream_latency_seconds_count", model="m-ok") == 2
+    assert 0 < sample(pool, "cascal_upstream_latency_seconds_sum", model="m-ok") < 60  # seconds per reply, summed
     assert repr(pool.upstreams["m-ok"]) == "Upstream('m-ok', model='ok')"
 
 
