@@ -13,7 +13,10 @@ thread), for the gateway's hardening tests. The ``model`` field of a request pic
 - ``busy``: HTTP 429; ``no_choices``: a 200 reply with an empty ``choices`` list; ``not_json``: a
   200 reply whose body is not JSON; ``a_list``: a 200 reply whose JSON is a list;
 - ``too_large``: HTTP 413 with a plain-text body; ``verbose``: HTTP 422 whose message is 600
-  characters long and ends with the ``Authorization`` header it received;
+  characters long and ends with the ``Authorization`` header it received; ``no_message``: HTTP 422
+  whose JSON has no message (``{"detail": ...}``);
+- ``stall_body``: a reply's head and 20 bytes of its body, then silence until the client closes;
+  ``cut_body``: the same, but the connection is closed after the 20 bytes;
 - streams only: ``tight`` sends ``data:`` lines without the space and a comment line first;
   ``done_only`` sends nothing but ``data: [DONE]``; ``error_first`` opens with an error event;
   ``list_first`` opens with a JSON list; ``garbage_first`` opens with an event that is not JSON;
@@ -215,3 +218,17 @@ class MisbehavingUpstream:
     async def _done_open(self, reader, writer, body, auth) -> None:
         await self._stream(writer, chunk("done_open", "Hi", "stop") + b"data: [DONE]\n\n")
         await self._slow(reader, writer, body, auth)
+
+    async def _stall_body(self, reader, writer, body, auth) -> None:
+        raw = json.dumps(completion("stall_body", "Hello world")).encode()
+        writer.write(self._head(200, "application/json", f"Content-Length: {len(raw)}\r\n") + raw[:20])
+        await writer.drain()
+        await self._slow(reader, writer, body, auth)
+
+    async def _cut_body(self, reader, writer, body, auth) -> None:
+        raw = json.dumps(completion("cut_body", "Hello world")).encode()
+        writer.write(self._head(200, "application/json", f"Content-Length: {len(raw)}\r\n") + raw[:20])
+        await writer.drain()
+
+    async def _no_message(self, reader, writer, body, auth) -> None:
+        await self._json(writer, 422, {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]})

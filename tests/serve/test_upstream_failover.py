@@ -39,8 +39,8 @@ def dead_url() -> str:
 @pytest.fixture
 def make_pool(upstream, tmp_path, monkeypatch):
     """``make_pool(behaviours, fields=None, **kwargs)``: a pool whose model ``m-<behaviour>`` asks the
-    misbehaving upstream for ``<behaviour>`` (``dead``: a refused port; ``slow`` with a 0.3 s timeout
-    unless ``fields`` gives it others), every one with the key ``KEY``."""
+    misbehaving upstream for ``<behaviour>`` (``dead``: a refused port; ``slow`` and ``stall_body``
+    with a 0.3 s timeout unless ``fields`` gives them others), every one with the key ``KEY``."""
     monkeypatch.setenv("FAILOVER_KEY", KEY)
 
     def make(behaviours: list[str], fields: Optional[dict] = None, **kwargs) -> UpstreamPool:
@@ -48,7 +48,7 @@ def make_pool(upstream, tmp_path, monkeypatch):
         for b in behaviours:
             url = dead_url() if b == "dead" else upstream.base_url
             lines += [f"  - name: m-{b}", f"    model: {b}", f"    base_url: {url}", "    api_key_env: FAILOVER_KEY"]
-            own = (fields or {}).get(b, {"timeout": 0.3} if b == "slow" else {})
+            own = (fields or {}).get(b, {"timeout": 0.3} if b in ("slow", "stall_body") else {})
             lines += [f"    {k}: {v}" for k, v in own.items()]
         path: Path = tmp_path / "pool.yaml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -74,7 +74,7 @@ def run(pool: UpstreamPool, work):
 
 
 def test_each_failure_kind_is_named_counted_and_failed_over_in_order(make_pool, upstream):
-    failing = ["busy", "no_choices", "not_json", "a_list", "dead", "slow"]
+    failing = ["busy", "no_choices", "not_json", "a_list", "dead", "slow", "stall_body", "cut_body"]
     pool = make_pool([*failing, "ok"], breaker_failures=1)
     ranking = [f"m-{b}" for b in [*failing, "ok"]]
 
@@ -85,20 +85,20 @@ def test_each_failure_kind_is_named_counted_and_failed_over_in_order(make_pool, 
         return first, again
 
     first, again = run(pool, work)
-    kinds = ["http_429", "empty_choices", "malformed", "malformed", "connection", "timeout"]
+    kinds = ["http_429", "empty_choices", "malformed", "malformed", "connection", "timeout", "timeout", "connection"]
     assert [(a.model, a.error) for a in first.attempts] == [*zip(ranking, kinds), ("m-ok", None)]
-    assert first.model == "m-ok" and first.body["model"] == "m-ok" and first.failovers == 6
+    assert first.model == "m-ok" and first.body["model"] == "m-ok" and first.failovers == 8
     assert first.body["choices"][0]["message"]["content"] == "Hello world"
     # every failure opened its model's breaker (one failure allowed): the next request goes straight
     # to the healthy model, within a single try
     assert [(a.model, a.error) for a in again.attempts] == [("m-ok", None)] and again.failovers == 0
     assert again.body["choices"][0]["message"]["content"] == "Hello world"
     for name, kind in zip(ranking, kinds):
-        assert sample(pool, "cascal_upstream_errors_total", model=name, kind=kind) == 1
+        assert sample(pool, "cascal_upstream_errors_total", model=name, kind=kind) == 1, name
         assert sample(pool, "cascal_circuit_open", model=name) == 1
         assert pool.upstreams[name].breaker.state == "open"
     assert sample(pool, "cascal_circuit_open", model="m-ok") == 0
-    assert sample(pool, "cascal_failovers_total") == 6
+    assert sample(pool, "cascal_failovers_total") == 8
     assert sample(pool, "cascal_upstream_answers_total", model="m-ok") == 2
     assert sample(pool, "cascal_upstream_latency_seconds_count", model="m-ok") == 2
     assert 0 < sample(pool, "cascal_upstream_latency_seconds_sum", model="m-ok") < 60  # seconds per reply, summed
@@ -128,26 +128,27 @@ def test_no_answer_within_max_tries_is_a_502_naming_each_try(make_pool, upstream
 
 
 def test_a_refusal_is_returned_as_sent_without_failover_or_breaker(make_pool, upstream):
-    pool = make_pool(["too_large", "verbose", "ok"], breaker_failures=1)
+    pool = make_pool(["too_large", "no_message", "verbose", "ok"], breaker_failures=1)
     asked = len(upstream.received)
 
     async def work(pool):
         errors = []
-        for first in ("m-too_large", "m-verbose"):
+        for first in ("m-too_large", "m-no_message", "m-verbose"):
             with pytest.raises(APIError) as err:
                 await pool.complete([first, "m-ok"], {"messages": QUESTION}, 2)
             errors.append(err.value)
         return errors
 
-    plain, verbose = run(pool, work)
+    plain, bare, verbose = run(pool, work)
     assert (plain.status, plain.code) == (413, "upstream_refused")
-    assert plain.message == "model 'm-too_large' refused the request"  # a body with no message
+    assert plain.message == "model 'm-too_large' refused the request"  # a body that is not JSON
+    assert (bare.status, bare.message) == (422, "model 'm-no_message' refused the request")  # JSON, no message
     # the upstream's message, its key redacted before the cut to 500 characters
     assert verbose.status == 422
     assert verbose.message == "model 'm-verbose' refused the request: " + ("x" * 600 + " Bearer [redacted]")[:500]
     verbose_key_first = pool.redactor.text("x" * 600 + f" Bearer {KEY}")[:500]
     assert KEY not in verbose.message and verbose_key_first in verbose.message
-    assert upstream.received[asked:] == ["too_large", "verbose"]  # no failover to the healthy model
+    assert upstream.received[asked:] == ["too_large", "no_message", "verbose"]  # no failover to the healthy model
     assert {u.breaker.state for u in pool.upstreams.values()} == {"closed"}
     assert sample(pool, "cascal_upstream_errors_total", model="m-verbose", kind="http_422") == 1
     assert sample(pool, "cascal_failovers_total") == 0

@@ -143,6 +143,11 @@ def test_a_stream_cut_before_done_ends_with_an_error_event(items, ending, kwargs
     assert out.endswith("\n\n") and '\n\ndata: {"error"' in out
 
 
+def test_a_cut_stream_names_a_non_ascii_model_as_text():
+    s = OpenStream("模型-ü", contextlib.AsyncExitStack(), [], _lines(['data: {"a": 1}', ""]).__aiter__())
+    assert "the stream from model '模型-ü' was cut (truncated)" in _collect(s).decode()
+
+
 def test_a_stream_of_an_upstream_failure_reports_its_kind():
     async def failing():
         yield 'data: {"a": 1}'
@@ -302,3 +307,27 @@ def test_a_pool_built_without_breaker_settings_has_the_gateways_defaults(tmp_pat
     breakers = {(u.breaker.failures, u.breaker.cooldown) for u in pool.upstreams.values()}
     assert breakers == {(defaults.breaker_failures, defaults.breaker_cooldown)}
     asyncio.run(pool.aclose())
+
+
+def test_when_no_breaker_is_closed_every_model_is_tried_in_order(tmp_path):
+    pool = _pool(tmp_path, ["a", "b", "c"])
+    for u in pool.upstreams.values():
+        u.breaker.failures = 1
+        u.breaker.record_failure()
+
+    async def fail(body):
+        raise UpstreamFailure("http_503", 503)
+
+    async def answer(body):
+        return {"choices": [{"message": {"content": "ok"}}]}
+
+    pool.upstreams["a"].complete = fail
+    pool.upstreams["b"].complete = answer
+
+    async def run():
+        reply = await pool.complete(["a", "b", "c"], {}, 2)
+        await pool.aclose()
+        return reply
+
+    reply = asyncio.run(run())
+    assert [(a.model, a.error) for a in reply.attempts] == [("a", "http_503"), ("b", None)]
