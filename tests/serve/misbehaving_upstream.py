@@ -15,6 +15,7 @@ thread), for the gateway's hardening tests. The ``model`` field of a request pic
 - ``too_large``: HTTP 413 with a plain-text body; ``verbose``: HTTP 422 whose message is 600
   characters long and ends with the ``Authorization`` header it received; ``no_message``: HTTP 422
   whose JSON has no message (``{"detail": ...}``);
+- ``echo_ok``: a 200 reply whose content quotes the ``Authorization`` header it received;
 - ``stall_body``: a reply's head and 20 bytes of its body, then silence until the client closes;
   ``cut_body``: the same, but the connection is closed after the 20 bytes;
 - streams only: ``tight`` sends ``data:`` lines without the space and a comment line first;
@@ -232,3 +233,6 @@ class MisbehavingUpstream:
 
     async def _no_message(self, reader, writer, body, auth) -> None:
         await self._json(writer, 422, {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]})
+
+    async def _echo_ok(self, reader, writer, body, auth) -> None:
+        await self._json(writer, 200, completion("echo_ok", f"you sent {auth}"))

@@ -221,3 +221,13 @@ def test_a_relayed_stream_releases_its_upstream_connection(make_pool, upstream):
 
     raw, released = run(pool, work)
     assert raw.endswith(b"data: [DONE]\n\n") and released
+
+
+def test_a_reply_quoting_a_pool_key_comes_back_redacted(make_pool):
+    pool = make_pool(["echo_ok"])  # no gateway: the pool's own redactor, no gateway key added
+
+    async def work(pool):
+        return await pool.complete(pool.names, {"messages": QUESTION}, 1)
+
+    reply = run(pool, work)
+    assert reply.body["choices"][0]["message"]["content"] == "you sent Bearer [redacted]"

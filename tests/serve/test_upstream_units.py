@@ -331,3 +331,14 @@ def test_when_no_breaker_is_closed_every_model_is_tried_in_order(tmp_path):
 
     reply = asyncio.run(run())
     assert [(a.model, a.error) for a in reply.attempts] == [("a", "http_503"), ("b", None)]
+
+
+def test_closing_the_pool_closes_every_client_even_when_one_fails(tmp_path):
+    pool = _pool(tmp_path, ["a", "b"])
+
+    async def broken():
+        raise ConnectionResetError("already gone")
+
+    pool.upstreams["a"].aclose = broken
+    asyncio.run(pool.aclose())
+    assert pool.upstreams["b"].client.is_closed()
