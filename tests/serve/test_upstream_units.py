@@ -300,13 +300,21 @@ def test_a_model_that_answers_its_probe_is_closed_and_no_longer_reported_open(tm
 
 
 def test_a_pool_built_without_breaker_settings_has_the_gateways_defaults(tmp_path):
+    from cascal.llm.config import load_pool
+    from cascal.serve.metrics import GatewayMetrics
     from cascal.serve.settings import GatewaySettings
+    from cascal.serve.upstream import UpstreamPool
 
     defaults = GatewaySettings()
-    pool = _pool(tmp_path, ["a", "b"])
+    pool = _pool(tmp_path, ["a", "模型"])
     breakers = {(u.breaker.failures, u.breaker.cooldown) for u in pool.upstreams.values()}
     assert breakers == {(defaults.breaker_failures, defaults.breaker_cooldown)}
+    # the header values are ready without a gateway adding its key
+    assert pool.header_values == {"a": "a", "模型": "%E6%A8%A1%E5%9E%8B"}
     asyncio.run(pool.aclose())
+    tuned = UpstreamPool(load_pool(tmp_path / "pool.yaml"), GatewayMetrics(), breaker_failures=2, breaker_cooldown=5.0)
+    assert {(u.breaker.failures, u.breaker.cooldown) for u in tuned.upstreams.values()} == {(2, 5.0)}
+    asyncio.run(tuned.aclose())
 
 
 def test_when_no_breaker_is_closed_every_model_is_tried_in_order(tmp_path):
