@@ -33,6 +33,9 @@ import threading
 import time
 from typing import Optional
 
+#: a chat request's messages for the misbehaving upstream
+QUESTION = [{"role": "user", "content": "What is 2 + 2? A) 3 B) 4"}]
+
 
 def completion(model: str, text: str) -> dict:
     return {

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from misbehaving_upstream import MisbehavingUpstream
+from misbehaving_upstream import QUESTION
 
 from cascal.llm.config import load_pool
 from cascal.serve.errors import APIError
@@ -20,13 +20,6 @@ from cascal.serve.metrics import GatewayMetrics
 from cascal.serve.upstream import UpstreamPool
 
 KEY = "sk-failover-SECRET-24680"
-QUESTION = [{"role": "user", "content": "What is 2 + 2? A) 3 B) 4"}]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with MisbehavingUpstream() as up:
-        yield up
 
 
 def dead_url() -> str:
