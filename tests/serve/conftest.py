@@ -62,6 +62,15 @@ def simulator(world) -> Iterator:
         yield server
 
 
+@pytest.fixture(scope="module")
+def upstream() -> Iterator:
+    """The misbehaving upstream of ``misbehaving_upstream.py`` on 127.0.0.1, one per test module."""
+    from misbehaving_upstream import MisbehavingUpstream
+
+    with MisbehavingUpstream() as up:
+        yield up
+
+
 @pytest.fixture(scope="session")
 def questions(world) -> list:
     """Held-out style questions (another generation attempt) to send through the gateway."""

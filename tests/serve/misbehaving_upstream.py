@@ -9,7 +9,20 @@ thread), for the gateway's hardening tests. The ``model`` field of a request pic
 - ``trickle``: a whole reply sent one byte every 0.1 s (streamed: the first event at once, then
   the rest byte by byte);
 - ``cut``: a stream that stops after two events (connection closed, no ``[DONE]``);
-- ``cut_chunked``: the same over chunked encoding, stopped inside a chunk.
+- ``cut_chunked``: the same over chunked encoding, stopped inside a chunk;
+- ``busy``: HTTP 429; ``no_choices``: a 200 reply with an empty ``choices`` list; ``not_json``: a
+  200 reply whose body is not JSON; ``a_list``: a 200 reply whose JSON is a list;
+- ``too_large``: HTTP 413 with a plain-text body; ``verbose``: HTTP 422 whose message is 600
+  characters long and ends with the ``Authorization`` header it received; ``no_message``: HTTP 422
+  whose JSON has no message (``{"detail": ...}``);
+- ``echo_ok``: a 200 reply whose content quotes the ``Authorization`` header it received;
+- ``stall_body``: a reply's head and 20 bytes of its body, then silence until the client closes;
+  ``cut_body``: the same, but the connection is closed after the 20 bytes;
+- streams only: ``tight`` sends ``data:`` lines without the space and a comment line first;
+  ``done_only`` sends nothing but ``data: [DONE]``; ``error_first`` opens with an error event;
+  ``list_first`` opens with a JSON list; ``garbage_first`` opens with an event that is not JSON;
+  ``silent`` closes before any event; ``done_open`` sends a whole stream, keeps the connection open
+  and notes when the client closed it.
 """
 
 from __future__ import annotations
@@ -19,6 +32,9 @@ import json
 import threading
 import time
 from typing import Optional
+
+#: a chat request's messages for the misbehaving upstream
+QUESTION = [{"role": "user", "content": "What is 2 + 2? A) 3 B) 4"}]
 
 
 def completion(model: str, text: str) -> dict:
@@ -155,3 +171,71 @@ class MisbehavingUpstream:
         writer.write(f"{len(events):x}\r\n".encode() + events + b"\r\n")
         writer.write(b'400\r\ndata: {"id"')  # a chunk announced at 1024 bytes, cut short
         await writer.drain()
+
+    async def _busy(self, reader, writer, body, auth) -> None:
+        await self._json(writer, 429, {"error": {"message": "slow down", "type": "rate_limit"}})
+
+    async def _no_choices(self, reader, writer, body, auth) -> None:
+        await self._json(writer, 200, {**completion("no_choices", ""), "choices": []})
+
+    async def _raw(self, writer, status: int, raw: bytes, content_type: str = "application/json") -> None:
+        writer.write(self._head(status, content_type, f"Content-Length: {len(raw)}\r\n") + raw)
+        await writer.drain()
+
+    async def _not_json(self, reader, writer, body, auth) -> None:
+        await self._raw(writer, 200, b"<html>gateway timeout</html>")
+
+    async def _a_list(self, reader, writer, body, auth) -> None:
+        await self._raw(writer, 200, b"[1, 2]")
+
+    async def _too_large(self, reader, writer, body, auth) -> None:
+        await self._raw(writer, 413, b"request entity too large", "text/plain")
+
+    async def _verbose(self, reader, writer, body, auth) -> None:
+        message = "x" * 600 + f" {auth}"
+        await self._json(writer, 422, {"error": {"message": message, "type": "invalid_request_error"}})
+
+    async def _stream(self, writer, raw: bytes) -> None:
+        writer.write(self._head(200, "text/event-stream") + raw)
+        await writer.drain()
+
+    async def _tight(self, reader, writer, body, auth) -> None:
+        events = chunk("tight", "Hel") + chunk("tight", "lo", "stop") + b"data: [DONE]\n\n"
+        await self._stream(writer, b": keep-alive\n\n" + events.replace(b"data: ", b"data:"))
+
+    async def _done_only(self, reader, writer, body, auth) -> None:
+        await self._stream(writer, b"data: [DONE]\n\n")
+
+    async def _error_first(self, reader, writer, body, auth) -> None:
+        error = {"error": {"message": "overloaded", "type": "server_error"}}
+        await self._stream(writer, b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n")
+
+    async def _list_first(self, reader, writer, body, auth) -> None:
+        await self._stream(writer, b"data: [1]\n\ndata: [DONE]\n\n")
+
+    async def _silent(self, reader, writer, body, auth) -> None:
+        await self._stream(writer, b"")
+
+    async def _garbage_first(self, reader, writer, body, auth) -> None:
+        await self._stream(writer, b"data: {oops\n\ndata: [DONE]\n\n")
+
+    async def _done_open(self, reader, writer, body, auth) -> None:
+        await self._stream(writer, chunk("done_open", "Hi", "stop") + b"data: [DONE]\n\n")
+        await self._slow(reader, writer, body, auth)
+
+    async def _stall_body(self, reader, writer, body, auth) -> None:
+        raw = json.dumps(completion("stall_body", "Hello world")).encode()
+        writer.write(self._head(200, "application/json", f"Content-Length: {len(raw)}\r\n") + raw[:20])
+        await writer.drain()
+        await self._slow(reader, writer, body, auth)
+
+    async def _cut_body(self, reader, writer, body, auth) -> None:
+        raw = json.dumps(completion("cut_body", "Hello world")).encode()
+        writer.write(self._head(200, "application/json", f"Content-Length: {len(raw)}\r\n") + raw[:20])
+        await writer.drain()
+
+    async def _no_message(self, reader, writer, body, auth) -> None:
+        await self._json(writer, 422, {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]})
+
+    async def _echo_ok(self, reader, writer, body, auth) -> None:
+        await self._json(writer, 200, completion("echo_ok", f"you sent {auth}"))

@@ -134,7 +134,8 @@ def test_an_unencodable_body_reaching_the_pool_is_the_requests_error_not_the_ups
 
     errors = asyncio.run(ask())
     assert {e.status for e in errors} == {400}
-    assert all("could not be built" in e.message for e in errors)
+    assert all("could not be built" in e.message and e.message.endswith("(UnicodeEncodeError)") for e in errors)
+    assert {e.code for e in errors} == {"invalid_request_body"}
     assert breakers(gateway) == {"closed"}
     assert upstream_errors(gateway) == 0
     assert sample(gateway, "cascal_failovers_total") == 0

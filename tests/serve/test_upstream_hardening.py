@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import httpx
 import openai
 import pytest
-from misbehaving_upstream import MisbehavingUpstream
+from misbehaving_upstream import QUESTION
 
 from cascal.errors import ConfigError
 from cascal.llm.config import load_pool
@@ -25,13 +25,6 @@ from cascal.serve.upstream import UpstreamPool
 
 UPSTREAM_KEY = "sk-upstream-SECRET-0123456789"
 GATEWAY_KEY = "gw-key-SECRET-9876543210"
-QUESTION = [{"role": "user", "content": "What is 2 + 2? A) 3 B) 4"}]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with MisbehavingUpstream() as up:
-        yield up
 
 
 def write_pool(path: Path, world, simulator, extra: list[tuple[str, str, str]], **fields) -> Path:

@@ -9,6 +9,7 @@ import json
 import logging
 from urllib.parse import unquote
 
+import openai
 import pytest
 
 from cascal.serve.errors import APIError
@@ -80,9 +81,9 @@ def _collect(stream: OpenStream) -> bytes:
     return asyncio.run(run())
 
 
-def _stream(lines, **kwargs) -> OpenStream:
+def _stream(lines, stack=None, **kwargs) -> OpenStream:
     it = lines.__aiter__()
-    return OpenStream("pool-m", contextlib.AsyncExitStack(), [], it, **kwargs)
+    return OpenStream("pool-m", stack or contextlib.AsyncExitStack(), [], it, **kwargs)
 
 
 def test_a_stream_with_done_passes_through_renamed_and_redacted():
@@ -94,22 +95,57 @@ def test_a_stream_with_done_passes_through_renamed_and_redacted():
     assert s.error is None and s.usage == {"total_tokens": 3}
 
 
+def test_a_stream_passes_other_lines_and_non_ascii_text_as_sent_and_releases_its_connection():
+    released = []
+
+    async def release():
+        released.append(True)
+        raise ConnectionResetError("the upstream connection was already gone")
+
+    stack = contextlib.AsyncExitStack()
+    stack.push_async_callback(release)
+    body = {"choices": [{"delta": {"content": "Grüße, 模型"}}], "model": "up"}
+    lines = [": ping", "data: not json", "", f"data: {json.dumps(body, ensure_ascii=False)}", "", "data: [DONE]", ""]
+    s = _stream(_lines(lines), stack)
+    out = _collect(s).decode()  # a connection that fails to close does not break the finished stream
+    assert out.startswith(": ping\ndata: not json\n\n") and "Grüße, 模型" in out
+    assert released == [True] and s.error is None and s.usage is None
+
+
+def test_an_upstream_failure_is_named_by_its_kind_and_retryable_unless_refused():
+    assert str(UpstreamFailure("http_500", 500)) == "http_500" and UpstreamFailure("http_500", 500).retryable
+    assert not any(UpstreamFailure(f"http_{s}", s).retryable for s in (400, 413, 422))
+    assert not UpstreamFailure("unsent_TypeError", unsent=True).retryable
+
+
+# the lines' generator is made in the test: one made at collection would be spent by a first run
 @pytest.mark.parametrize(
-    "lines, kwargs, error",
+    "items, ending, kwargs, error",
     [
-        (_lines(['data: {"a": 1}', ""]), {}, "truncated"),
-        (_lines(['data: {"a": 1}'], fail=ConnectionResetError()), {}, "ConnectionResetError"),
-        (_lines(['data: {"a": 1}', ""], stall=5), {"idle": 0.05}, "idle"),
+        (['data: {"a": 1}', ""], {}, {}, "truncated"),
+        (['data: {"a": 1}'], {"fail": ConnectionResetError()}, {}, "ConnectionResetError"),
+        (['data: {"a": 1}'], {"fail": openai.OpenAIError("gone")}, {}, "OpenAIError"),  # no status, no timeout
+        (['data: {"a": 1}', ""], {"stall": 5}, {"idle": 0.05}, "idle"),
     ],
 )
-def test_a_stream_cut_before_done_ends_with_an_error_event(lines, kwargs, error):
-    s = _stream(lines, **kwargs)
+def test_a_stream_cut_before_done_ends_with_an_error_event(items, ending, kwargs, error):
+    s = _stream(_lines(items, **ending), **kwargs)
     out = _collect(s).decode()
     assert s.error == error and "[DONE]" not in out
     last = out.rstrip("\n").splitlines()[-1]
     event = json.loads(last[len("data: ") :])
-    assert event["error"]["code"] == "upstream_stream_cut" and error in event["error"]["message"]
+    assert event["error"] == {
+        "message": f"the stream from model 'pool-m' was cut ({error}); the reply is incomplete",
+        "type": "upstream_error",
+        "param": None,
+        "code": "upstream_stream_cut",
+    }
     assert out.endswith("\n\n") and '\n\ndata: {"error"' in out
+
+
+def test_a_cut_stream_names_a_non_ascii_model_as_text():
+    s = OpenStream("模型-ü", contextlib.AsyncExitStack(), [], _lines(['data: {"a": 1}', ""]).__aiter__())
+    assert "the stream from model '模型-ü' was cut (truncated)" in _collect(s).decode()
 
 
 def test_a_stream_of_an_upstream_failure_reports_its_kind():
@@ -158,6 +194,7 @@ def test_unless_disconnected_cancels_the_work_when_the_client_leaves():
     with pytest.raises(APIError) as err:
         asyncio.run(run())
     assert err.value.status == 499 and cancelled == [True]
+    assert (err.value.code, err.value.message) == ("client_closed_request", "the client closed the request")
 
 
 def test_unless_disconnected_passes_the_works_error_on():
@@ -206,6 +243,8 @@ def test_a_probe_ended_by_a_refusal_or_a_cancel_frees_the_half_open_slot(tmp_pat
         with pytest.raises(APIError) as err:
             await pool.complete(["a", "b"], {}, 1)
         assert err.value.status == 400 and a.breaker.state == "half_open" and not a.breaker.probing
+        # an OpenAI-style error body: its message is passed on
+        assert err.value.message == f"model 'a' refused the request: bad {KEY}"
         a.complete = hang
         task = asyncio.ensure_future(pool.complete(["a", "b"], {}, 1))
         await asyncio.sleep(0.01)
@@ -225,3 +264,89 @@ def test_candidates_are_the_closed_models_or_the_whole_ranking(tmp_path):
     pool.upstreams["b"].breaker.record_failure()
     assert pool.candidates(["c", "b", "a"]) == ["c", "a"]
     assert pool.candidates(["b"]) == ["b"]
+
+
+def test_a_model_that_answers_its_probe_is_closed_and_no_longer_reported_open(tmp_path):
+    from cascal.serve.breaker import CircuitBreaker
+
+    now = [0.0]
+    pool = _pool(tmp_path, ["a", "b"])
+    a = pool.upstreams["a"]
+    a.breaker = CircuitBreaker(1, 10.0, clock=lambda: now[0])
+
+    def gauge(name: str) -> float:
+        return pool.metrics.registry.get_sample_value("cascal_circuit_open", {"model": name})
+
+    async def fail(body):
+        raise UpstreamFailure("http_500", 500)
+
+    async def answer(body):
+        return {"choices": [{"message": {"content": "ok"}}], "model": "a"}
+
+    async def run():
+        a.complete = fail
+        with pytest.raises(APIError):
+            await pool.complete(["a"], {}, 1)
+        opened = (a.breaker.state, gauge("a"))
+        now[0] = 10.0  # cool-down over: the next request probes it, and it answers
+        a.complete = answer
+        reply = await pool.complete(["a", "b"], {}, 1)
+        await pool.aclose()
+        return opened, reply
+
+    opened, reply = asyncio.run(run())
+    assert opened == ("open", 1.0)
+    assert reply.model == "a" and a.breaker.state == "closed" and (gauge("a"), gauge("b")) == (0.0, 0.0)
+
+
+def test_a_pool_built_without_breaker_settings_has_the_gateways_defaults(tmp_path):
+    from cascal.llm.config import load_pool
+    from cascal.serve.metrics import GatewayMetrics
+    from cascal.serve.settings import GatewaySettings
+    from cascal.serve.upstream import UpstreamPool
+
+    defaults = GatewaySettings()
+    pool = _pool(tmp_path, ["a", "模型"])
+    breakers = {(u.breaker.failures, u.breaker.cooldown) for u in pool.upstreams.values()}
+    assert breakers == {(defaults.breaker_failures, defaults.breaker_cooldown)}
+    # the header values are ready without a gateway adding its key
+    assert pool.header_values == {"a": "a", "模型": "%E6%A8%A1%E5%9E%8B"}
+    asyncio.run(pool.aclose())
+    tuned = UpstreamPool(load_pool(tmp_path / "pool.yaml"), GatewayMetrics(), breaker_failures=2, breaker_cooldown=5.0)
+    assert {(u.breaker.failures, u.breaker.cooldown) for u in tuned.upstreams.values()} == {(2, 5.0)}
+    asyncio.run(tuned.aclose())
+
+
+def test_when_no_breaker_is_closed_every_model_is_tried_in_order(tmp_path):
+    pool = _pool(tmp_path, ["a", "b", "c"])
+    for u in pool.upstreams.values():
+        u.breaker.failures = 1
+        u.breaker.record_failure()
+
+    async def fail(body):
+        raise UpstreamFailure("http_503", 503)
+
+    async def answer(body):
+        return {"choices": [{"message": {"content": "ok"}}]}
+
+    pool.upstreams["a"].complete = fail
+    pool.upstreams["b"].complete = answer
+
+    async def run():
+        reply = await pool.complete(["a", "b", "c"], {}, 2)
+        await pool.aclose()
+        return reply
+
+    reply = asyncio.run(run())
+    assert [(a.model, a.error) for a in reply.attempts] == [("a", "http_503"), ("b", None)]
+
+
+def test_closing_the_pool_closes_every_client_even_when_one_fails(tmp_path):
+    pool = _pool(tmp_path, ["a", "b"])
+
+    async def broken():
+        raise ConnectionResetError("already gone")
+
+    pool.upstreams["a"].aclose = broken
+    asyncio.run(pool.aclose())
+    assert pool.upstreams["b"].client.is_closed()

@@ -86,8 +86,7 @@ class UpstreamFailure(CascalError):
     """One failed upstream request: ``kind`` (``timeout``, ``deadline``, ``connection``,
     ``http_<status>``, ``malformed``, ``empty_choices``, ``empty_stream``, or ``unsent_<exception>``
     with ``unsent`` for a request that could not be built and never left the gateway) and the HTTP
-    status when
-    there was one."""
+    status when there was one (never for an unsent request)."""
 
     def __init__(self, kind: str, status: Optional[int] = None, body: Any = None, *, unsent: bool = False) -> None:
         super().__init__(kind)
@@ -106,7 +105,7 @@ class UpstreamFailure(CascalError):
 def _unsent(exc: BaseException) -> UpstreamFailure:
     """A request that failed before any byte went upstream (its body could not be encoded or
     built): the request's fault, never the upstream's, so it does not feed the circuit breaker."""
-    return UpstreamFailure(f"unsent_{type(exc).__name__}", 400, unsent=True)
+    return UpstreamFailure(f"unsent_{type(exc).__name__}", unsent=True)
 
 
 @dataclass(frozen=True)
