@@ -169,6 +169,21 @@ def test_a_tasks_file_naming_only_subjects_the_dataset_has_is_refused(setup, cap
     assert not (setup / "work").exists()
 
 
+def test_a_decision_log_of_another_router_is_refused_before_anything_is_paid(setup, capsys):
+    log = setup / "decisions.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    foreign = json.loads(lines[4])
+    foreign["router_sha256"] = "0" * 64
+    log.write_text("".join(lines[:4]) + json.dumps(foreign) + "\n" + "".join(lines[5:]), encoding="utf-8")
+    with serve(SlowResponder(delay=0.0)) as server:
+        pool, generators = write_pools(setup, server)
+        status, _, stderr = run_cli(capsys, *refresh_args(setup, pool, generators, "--decisions", str(log)))
+        assert server.request_log == []
+    assert status == 2
+    assert "decisions.jsonl:5: router_sha256 0000000000000000..." in stderr and "another router" in stderr, stderr
+    assert not (setup / "work").exists()
+
+
 def test_a_missing_tasks_file_is_named(setup, capsys):
     (setup / "tasks.yaml").unlink()
     status, _, stderr = run_cli(capsys, *refresh_args(setup, setup / "pool.yaml", setup / "generators.yaml"))
