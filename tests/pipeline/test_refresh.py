@@ -42,7 +42,13 @@ def setup(small_drift, tmp_path):
     out, _ = small_drift
     shutil.copytree(out / "train_filtered", tmp_path / "ds", ignore=shutil.ignore_patterns("*.sqlite", ".cascal.lock"))
     shutil.copy(out / "refresh" / "previous.cascal", tmp_path / "router.cascal")
-    shutil.copy(out / "decisions.jsonl", tmp_path / "decisions.jsonl")
+    # the drift run's gateway logged the traffic with the old router, then again after the reload:
+    # the old router's lines are the log of the router refreshed here
+    old_hash = sha(tmp_path / "router.cascal")
+    lines = (out / "decisions.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    mine = [line for line in lines if json.loads(line)["router_sha256"] == old_hash]
+    assert len(mine) == len(lines) // 2
+    (tmp_path / "decisions.jsonl").write_text("".join(mine), encoding="utf-8")
     tasks = tmp_path / "tasks.yaml"
     tasks.write_text(
         "questions_per_subject: 20\nsubjects:\n  law: Bar-exam style law questions on contracts, criminal law and constitutional law.\n",

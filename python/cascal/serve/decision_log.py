@@ -151,6 +151,15 @@ class DecisionLog:
         out.update(record.extra)
         return out
 
+    def flush(self) -> None:
+        """Write out every line recorded so far, and the sidecar's buffered embeddings as a part
+        (a reader of the log while the gateway runs sees all of it)."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+        if self.embeddings is not None:
+            self.embeddings.flush()
+
     def close(self) -> None:
         """Flush and close the file and the sidecar (idempotent)."""
         with self._lock:
