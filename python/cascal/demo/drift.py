@@ -166,23 +166,6 @@ def _references(traffic: Any, rows: np.ndarray) -> dict[str, float]:
     }
 
 
-def _write_decision_log(path: Path, router: Any, traffic: Any) -> Path:
-    """The old router's decisions on the traffic, logged with texts as the gateway logs them."""
-    from cascal.serve.decision_log import DecisionLog, DecisionRecord
-
-    path.unlink(missing_ok=True)
-    assert traffic.embeddings is not None
-    routing = router.route(traffic.embeddings)
-    log = DecisionLog(path, log_text=True)
-    try:
-        for text, ranked in zip(traffic.questions or [], routing.ranked):
-            ranking = [router.model_names_[m] for m in ranked]
-            log.write(DecisionRecord(endpoint="chat", text=text, ranking=ranking, model=ranking[0]))
-    finally:
-        log.close()
-    return path
-
-
 def run_drift(out_dir: PathLike, config: DriftConfig, *, progress: bool = True) -> dict:
     """Run the drift experiment (module docstring) in ``out_dir``; returns what ``drift.json`` holds,
     plus ``"table"`` (the printed table)."""
