@@ -20,8 +20,9 @@ line's ``id`` (:mod:`cascal.io.decision_embeddings`), never the text. Keys and r
 never written: the gateway sets :attr:`DecisionLog.redact` to its redactor, which every line passes
 through. A :class:`DecisionRecord` is what a handler reports.
 
-**Off the event loop.** :meth:`DecisionLog.write` only builds the line's fields and puts them on a
-bounded queue (``max_pending`` lines); a writer thread serialises, redacts and appends them,
+**Off the event loop.** :meth:`DecisionLog.write` only stamps the record with its time and id and
+puts it on a bounded queue (``max_pending`` lines); a writer thread builds the line's fields,
+serialises, redacts and appends them,
 everything queued at once in one write, then flushes. When the queue is full the line is dropped,
 never waited for (a handler must not stall on a slow disk) and never kept (memory stays bounded):
 :attr:`DecisionLog.dropped` counts the dropped lines (and those a failed write lost), and the
@@ -39,6 +40,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
@@ -142,15 +144,15 @@ class DecisionLog:
         queue), and add its embedding to the sidecar when there is one."""
         if self._closed:
             return
-        out = self.fields(record)
-        try:
-            self._queue.put_nowait(out)
+        line_id = f"{self._token}-{next(self._counter)}"
+        try:  # the line's time and id now; its fields, JSON and redaction in the writer thread
+            self._queue.put_nowait((record, time.time(), line_id))
         except queue.Full:
             self._count_dropped(1)
             return
         decision = record.decision
         if self.embeddings is not None and decision is not None and decision.embedding is not None:
-            self.embeddings.add(out["id"], decision.embedding)
+            self.embeddings.add(line_id, decision.embedding)
 
     def _count_dropped(self, n: int) -> None:
         with self._lock:
@@ -169,7 +171,11 @@ class DecisionLog:
                 except queue.Empty:
                     break
             stop = any(item is _STOP for item in batch)
-            lines = [self.redact(json.dumps(item, ensure_ascii=False)) + "\n" for item in batch if item is not _STOP]
+            lines = [
+                self.redact(json.dumps(self.fields(*item), ensure_ascii=False)) + "\n"
+                for item in batch
+                if item is not _STOP
+            ]
             try:
                 if lines:
                     self._file.write("".join(lines))
@@ -189,11 +195,15 @@ class DecisionLog:
         if self.embeddings is not None:
             self.embeddings.flush()
 
-    def fields(self, record: DecisionRecord) -> dict[str, Any]:
-        """The JSON object of ``record``'s line, timed now."""
+    def fields(
+        self, record: DecisionRecord, at: Optional[float] = None, line_id: Optional[str] = None
+    ) -> dict[str, Any]:
+        """The JSON object of ``record``'s line, timed ``at`` (Unix time; default now), with the id
+        ``line_id`` (default the writer's next)."""
+        when = datetime.datetime.fromtimestamp(time.time() if at is None else at, datetime.timezone.utc)
         out: dict[str, Any] = {
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-            "id": f"{self._token}-{next(self._counter)}",
+            "time": when.isoformat(timespec="milliseconds"),
+            "id": line_id if line_id is not None else f"{self._token}-{next(self._counter)}",
             "endpoint": record.endpoint,
             "router_sha256": record.router_sha256,
             "query_sha256": query_hash(record.text),
