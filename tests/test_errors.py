@@ -46,7 +46,6 @@ WARNING_BASES: dict[type, type] = {
     errors.ReplyWarning: UserWarning,
     errors.DecisionLogWarning: UserWarning,
     errors.EmbedderFallbackWarning: RuntimeWarning,
-    errors.QueriesFileWarning: UserWarning,
 }
 
 

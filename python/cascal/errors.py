@@ -33,7 +33,6 @@ __all__ = [
     "NotFoundError",
     "PricingWarning",
     "ProtocolError",
-    "QueriesFileWarning",
     "ReloadError",
     "ReplyWarning",
     "RouterFileError",
@@ -160,14 +159,9 @@ class ReplyWarning(CascalWarning):
     impossible log-probability); the value was dropped and the rest of the reply kept."""
 
 
-class QueriesFileWarning(CascalWarning):
-    """A decision log or queries file was damaged part-way (a truncated or garbled line); the
-    queries before the damage were read."""
-
-
 class DecisionLogWarning(CascalWarning):
-    """A decision log was read only in part (a damaged line stopped the reading), or holds lines
-    that do not record which router wrote them (accepted unchecked)."""
+    """A decision log (or a file of logged queries) was read only in part (a damaged line stopped
+    the reading), or holds lines that do not record which router wrote them (accepted unchecked)."""
 
 
 class EmbedderFallbackWarning(CascalWarning, RuntimeWarning):

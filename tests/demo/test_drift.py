@@ -1,5 +1,6 @@
-"""The drift experiment end to end, small: a refresh for the subjects the traffic drifted to raises
-routing accuracy there (true answers of the simulator) and keeps it on the old subjects."""
+"""The drift experiment end to end, small: traffic through a real gateway, ``cascal coverage`` finds
+and describes the subject it drifted to, a refresh for it (reloaded into the gateway) raises routing
+accuracy there (true answers of the simulator) and keeps it on the old subjects."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from cascal.demo.drift import DriftConfig
 from cascal.errors import InvalidParameterError
+from cascal.io.decision_log import DecisionLogReader, file_sha256
+from cascal.llm.config import load_tasks
 
 #: How far top-1 accuracy on the old subjects' traffic may fall after the refresh (2 of 60 queries).
 OLD_SUBJECTS_TOLERANCE = 2 / 60
@@ -29,6 +32,22 @@ def test_refresh_raises_new_topic_accuracy_and_keeps_the_old_topics(small_drift)
     for k in ("top1", "top3"):
         assert old["after"][k] >= old["before"][k] - OLD_SUBJECTS_TOLERANCE
     assert new["after"]["top1"] <= new["oracle"]
+
+
+def test_coverage_names_the_new_subject_and_the_reloaded_gateway_serves_the_refreshed_router(small_drift):
+    out, result = small_drift
+    # the tasks the refresh used are the coverage draft, described by the generator from the log's examples
+    clusters = result["coverage"]["clusters"]
+    assert [c["name"] for c in clusters] == ["law"] and clusters[0]["size"] >= 20
+    assert load_tasks(out / "coverage" / "tasks.yaml").names == ["law"] == result["refresh"]["subjects"]
+    # the gateway answered with the old router's hash, then after POST /admin/reload with the new file's
+    served = result["served"]
+    assert served["before"] == file_sha256(out / "refresh" / "previous.cascal")
+    assert served["after"] == served["reload"]["router_sha256"] == file_sha256(out / "router.cascal")
+    # every line of the decision log records the router that routed it: the traffic twice, before and after
+    hashes = [line["router_sha256"] for line in DecisionLogReader(out / "decisions.jsonl", None)]
+    assert hashes == [served["before"]] * 90 + [served["after"]] * 90
+    assert any((out / "decisions.jsonl.embeddings").glob("part-*.npz"))
 
 
 def test_refresh_pays_only_for_the_new_questions_and_reports_the_shadow_check(small_drift):

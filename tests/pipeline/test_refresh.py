@@ -42,7 +42,13 @@ def setup(small_drift, tmp_path):
     out, _ = small_drift
     shutil.copytree(out / "train_filtered", tmp_path / "ds", ignore=shutil.ignore_patterns("*.sqlite", ".cascal.lock"))
     shutil.copy(out / "refresh" / "previous.cascal", tmp_path / "router.cascal")
-    shutil.copy(out / "decisions.jsonl", tmp_path / "decisions.jsonl")
+    # the drift run's gateway logged the traffic with the old router, then again after the reload:
+    # the old router's lines are the log of the router refreshed here
+    old_hash = sha(tmp_path / "router.cascal")
+    lines = (out / "decisions.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    mine = [line for line in lines if json.loads(line)["router_sha256"] == old_hash]
+    assert len(mine) == len(lines) // 2
+    (tmp_path / "decisions.jsonl").write_text("".join(mine), encoding="utf-8")
     tasks = tmp_path / "tasks.yaml"
     tasks.write_text(
         "questions_per_subject: 20\nsubjects:\n  law: Bar-exam style law questions on contracts, criminal law and constitutional law.\n",
@@ -166,6 +172,21 @@ def test_a_tasks_file_naming_only_subjects_the_dataset_has_is_refused(setup, cap
         assert server.request_log == []
     assert status == 2
     assert "tasks.yaml: every subject it names (biology) is already in" in stderr and "nothing to refresh" in stderr
+    assert not (setup / "work").exists()
+
+
+def test_a_decision_log_of_another_router_is_refused_before_anything_is_paid(setup, capsys):
+    log = setup / "decisions.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    foreign = json.loads(lines[4])
+    foreign["router_sha256"] = "0" * 64
+    log.write_text("".join(lines[:4]) + json.dumps(foreign) + "\n" + "".join(lines[5:]), encoding="utf-8")
+    with serve(SlowResponder(delay=0.0)) as server:
+        pool, generators = write_pools(setup, server)
+        status, _, stderr = run_cli(capsys, *refresh_args(setup, pool, generators, "--decisions", str(log)))
+        assert server.request_log == []
+    assert status == 2
+    assert "decisions.jsonl:5: router_sha256 0000000000000000..." in stderr and "another router" in stderr, stderr
     assert not (setup / "work").exists()
 
 

@@ -127,3 +127,45 @@ def test_routed_lines_carry_the_coverage_fields_and_the_sidecar_their_embeddings
     for line, x in zip(lines, X):
         np.testing.assert_array_equal(stored[line["id"]], x)
     assert not any("asked by name" in p.read_bytes().decode("latin-1") for p in parts)
+
+
+def test_the_writer_thread_keeps_writes_off_the_caller_and_drops_beyond_a_full_queue(tmp_path):
+    import threading
+
+    path = tmp_path / "decisions.jsonl"
+    dropped: list[int] = []
+    log = DecisionLog(path, max_pending=4, on_drop=dropped.append)
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_redact(line: str) -> str:  # a disk that hangs: the writer thread waits here
+        entered.set()
+        assert release.wait(30)
+        return line.replace("secret-key", "[redacted]")
+
+    log.redact = slow_redact
+    log.write(DecisionRecord("route", "first", ["m1"]))
+    assert entered.wait(30)  # the writer thread took the first line and is stuck on it
+    for i in range(10):  # the caller never waits: 4 lines fit in the queue, the other 6 are dropped
+        log.write(DecisionRecord("route", f"q{i} secret-key", ["m1"]))
+    assert log.dropped == 6 and dropped == [1] * 6
+    assert path.read_text() == ""  # nothing written while the writer is stuck
+    release.set()
+    log.flush()  # a reader mid-run: every line queued so far is in the file
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["query_sha256"] for line in lines] == [
+        query_hash(t) for t in ["first"] + [f"q{i} secret-key" for i in range(4)]
+    ]
+    log.write(DecisionRecord("route", "last", ["m1"]))
+    log.close()
+    assert len(path.read_text().splitlines()) == 6 and log.dropped == 6
+
+
+def test_the_redaction_runs_on_every_line_the_thread_writes(tmp_path):
+    path = tmp_path / "decisions.jsonl"
+    log = DecisionLog(path, log_text=True)
+    log.redact = lambda line: line.replace("sk-live-123", "[redacted]")
+    for i in range(200):
+        log.write(DecisionRecord("chat", f"my key is sk-live-123 ({i})", ["m1"]))
+    log.close()
+    text = path.read_text()
+    assert "sk-live-123" not in text and text.count("[redacted]") == 200

@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--drift",
         action="store_true",
-        help="then the drift step: train on some subjects, send traffic a third of which comes from subjects "
-        "the tasks never named, `cascal refresh` for them, and measure accuracy before and after (OUT/drift)",
+        help="then the drift step: train on some subjects, route traffic a third of which comes from subjects "
+        "the tasks never named through a logging gateway, `cascal coverage --describe` drafts their tasks, "
+        "`cascal refresh` and a reload follow; accuracy before and after (OUT/drift)",
     )
 
 

@@ -159,12 +159,21 @@ def run(args: argparse.Namespace) -> int:
     tasks, generator, retry = _generator(args)
     queries, source = None, None
     if args.decisions is not None or args.queries is not None:
+        from cascal.io.decision_log import file_sha256
         from cascal.io.queries import read_queries
+        from cascal.pipeline.refresh import router_in_use
 
         source = args.decisions if args.decisions is not None else args.queries
+        routed_by = router_in_use(args.router, args.dataset, args.work)
+        if not routed_by.is_file():
+            from cascal.errors import RouterFileError
+
+            raise RouterFileError(f"{routed_by}: no such router file")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            logged = read_queries(source, limit=args.max_queries)
+            logged = read_queries(
+                source, limit=args.max_queries, router_sha256=file_sha256(routed_by), router_name=str(routed_by)
+            )
         for warning in caught:
             print(f"cascal refresh: warning: {warning.message}", file=sys.stderr)
         queries = logged.texts

@@ -2,9 +2,8 @@
 
 Modules, one purpose each:
 
-- :mod:`~cascal.coverage.log` — :class:`DecisionLogReader`: a decision log read line by line,
-  up to its first damaged line, refusing lines of another router;
-- :mod:`~cascal.coverage.analysis` — :func:`analyse_coverage`: traffic per subject and niche, the
+- :mod:`~cascal.coverage.analysis` — :func:`analyse_coverage` (reading the log with
+  :class:`cascal.io.decision_log.DecisionLogReader`): traffic per subject and niche, the
   share routed mostly by the global fallback, and the clusters of that uncovered traffic
   (:class:`CoverageReport`);
 - :mod:`~cascal.coverage.describe` — :func:`describe_clusters`: a generator model names and
@@ -16,7 +15,7 @@ Modules, one purpose each:
 from __future__ import annotations
 
 from cascal.coverage.analysis import Cluster, CoverageReport, CoverageSettings, analyse_coverage
-from cascal.coverage.log import DecisionLogReader, file_sha256
+from cascal.io.decision_log import DecisionLogReader, file_sha256
 
 __all__ = [
     "Cluster",

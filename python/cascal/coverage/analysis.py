@@ -1,6 +1,6 @@
 """The coverage of live traffic by a router: what ``cascal coverage`` computes (docs/coverage.md).
 
-One pass over the decision log (:class:`cascal.coverage.log.DecisionLogReader`) counts the routed
+One pass over the decision log (:class:`cascal.io.decision_log.DecisionLogReader`) counts the routed
 queries per subject and per niche, those routed *mostly by the global fallback* (fallback weight at
 least :data:`MOSTLY`) and the *uncovered* ones: fallback weight above ``uncovered_above`` (default 0:
 the global ranking was blended in at all, i.e. the query lies farther from every niche of its subject
@@ -21,7 +21,6 @@ nearest subject representative and to the nearest niche centroid of the router.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,9 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cascal import kernels
-from cascal.coverage.log import DecisionLogReader, file_sha256
-from cascal.errors import DataError, DecisionLogWarning, InvalidParameterError
+from cascal.errors import DataError, InvalidParameterError
 from cascal.io.decision_embeddings import default_sidecar, read_sidecar
+from cascal.io.decision_log import DecisionLogReader, file_sha256
 from cascal.io.files import PathLike
 from cascal.vectors import unit_rows
 
@@ -414,21 +413,7 @@ def analyse_coverage(
         tally.add(record, number)
     if reader.lines == 0:
         raise DataError(f"{log}: no decision line to analyse")
-    if reader.damage is not None:
-        d = reader.damage
-        warnings.warn(
-            f"{log}:{d.line}: damaged line ({d.reason}); analysed the {reader.lines} lines before it, "
-            f"left {d.lines_after} after it unread",
-            DecisionLogWarning,
-            stacklevel=2,
-        )
-    if reader.unverified:
-        warnings.warn(
-            f"{log}: {reader.unverified} of {reader.lines} lines do not record router_sha256; "
-            f"accepted as written by {router_path}",
-            DecisionLogWarning,
-            stacklevel=2,
-        )
+    reader.warn()
     fd = float(fitted.fallback_distance_)
     cut = float(settings.cut) if settings.cut != AUTO_CUT else min(2.0, max(1e-6, 1.0 - (1.0 - fd) ** 2))
     notes: list[str] = []

@@ -2,7 +2,7 @@
 
 * :mod:`cascal.demo.runner`: :func:`run_demo` (generate → answer → embed → filter → train → route → score);
 * :mod:`cascal.demo.report`: the demo's table, plots and ``report.md``;
-* :mod:`cascal.demo.drift`: the ``--drift`` step (traffic drifts to new subjects, ``cascal refresh`` follows).
+* :mod:`cascal.demo.drift`: the ``--drift`` step (traffic drifts to new subjects; ``cascal coverage`` finds them through a gateway's decision log, ``cascal refresh`` and a reload follow).
 """
 
 from __future__ import annotations

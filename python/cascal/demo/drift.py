@@ -7,17 +7,23 @@ On the simulator (every step the real library function, over HTTP):
 2. **traffic**: held-out questions from those subjects *and* from ``n_new`` further subjects the
    tasks never named (a third of the queries with the defaults); the simulated pool has niche
    specialists there too. The oracle generator writes them, so their key is the simulator's hidden
-   truth; the old router's decisions on them are written as a gateway decision log with texts
-   (:class:`cascal.serve.decision_log.DecisionLog`, as ``cascal serve --log-text`` writes it);
-3. **refresh** (:func:`cascal.pipeline.refresh.refresh_router`) with a tasks file for the new
-   subjects, written here from the simulator's subject descriptions, and the decision log for the
-   shadow check;
-4. **measure** with the true answers the routing accuracy of both routers (top-1: the routed
-   model's answer; top-3: the vote of the three routed models) on the old subjects' traffic and on
-   the new subjects' traffic.
+   truth. They are routed by a real gateway (:func:`cascal.serve.server.build_gateway` over uvicorn,
+   ``POST /v1/route``) serving the router, logging as ``cascal serve --log-decisions --log-text
+   --log-embeddings`` does;
+3. **coverage** (:func:`cascal.coverage.analyse_coverage`, as ``cascal coverage --describe``):
+   clusters the uncovered traffic of the decision log and has the simulator's generator describe
+   each cluster from its examples; the ``tasks.yaml`` draft it writes names the new subjects —
+   nothing of the simulator's catalogue is handed to the refresh;
+4. **refresh** (:func:`cascal.pipeline.refresh.refresh_router`) with that ``tasks.yaml`` and the
+   decision log for the shadow check (read by the decision-log reader, checked against the router's
+   hash), writing the router file the gateway serves, then ``POST /admin/reload``
+   (:func:`cascal.pipeline.reload.reload_gateway`);
+5. **measure** with the true answers the routing accuracy of the gateway's rankings before and
+   after the reload (top-1: the first model's answer; top-3: the vote of the three ranked models)
+   on the old subjects' traffic and on the new subjects' traffic.
 
-The results (``drift.json``) hold both accuracies per group, the requests the refresh paid, and the
-shadow check.
+The results (``drift.json``) hold both accuracies per group, the coverage clusters and the tasks
+they drafted, the requests the refresh paid, the reload and the shadow check.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ PathLike = Union[str, Path]
 
 __all__ = ["DriftConfig", "run_drift", "format_drift_table"]
 
-TASKS_FILE = "new_tasks.yaml"
 DECISION_LOG = "decisions.jsonl"
+COVERAGE_DIR = "coverage"
+SERVED_POOL = "pool.yaml"
 
 
 @dataclass(frozen=True)
@@ -90,16 +97,6 @@ def _tasks(subjects: Any, n: int) -> Any:
     return TasksConfig(subjects={s.key: s.description for s in subjects}, questions={s.key: n for s in subjects})
 
 
-def _write_tasks_file(path: Path, subjects: Any, n: int) -> Path:
-    """A tasks.yaml for ``subjects`` from the simulator's descriptions (what ``cascal coverage`` drafts)."""
-    import yaml
-
-    body = {"questions_per_subject": n, "subjects": {s.key: s.description for s in subjects}}
-    header = "# tasks for the subjects the traffic drifted to (written from the simulator's catalogue)\n"
-    path.write_text(header + yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _answer_and_embed(folder: Path, pool: Any, cache: Path, config: DriftConfig, progress: bool) -> Any:
     """Answer and embed a generated dataset folder; return it with its embeddings."""
     from cascal.io import load_dataset
@@ -111,11 +108,50 @@ def _answer_and_embed(folder: Path, pool: Any, cache: Path, config: DriftConfig,
     return load_dataset(folder, embeddings=EMBEDDER)
 
 
-def _accuracy(router: Any, traffic: Any, rows: np.ndarray) -> dict[str, float]:
-    from cascal.demo.runner import evaluate_fitted
+def _served_rankings(http: Any, texts: list[str], names: list[str]) -> tuple[np.ndarray, str]:
+    """The gateway's top-3 rankings of ``texts`` (``POST /v1/route`` in slices) as column indices of
+    ``names``, and the router hash the gateway answered with."""
+    column = {name: i for i, name in enumerate(names)}
+    ranked: list[list[int]] = []
+    served = ""
+    for start in range(0, len(texts), 500):
+        response = http.post("/v1/route", json={"input": texts[start : start + 500]})
+        if response.status_code != 200:
+            from cascal.serve.errors import GatewayError
 
-    top1, top3 = evaluate_fitted(router, traffic.subset(rows))
+            raise GatewayError(f"the drift experiment's /v1/route failed: {response.status_code} {response.text}")
+        answer = response.json()
+        served = answer["router_sha256"]
+        ranked += [[column[m] for m in item["models"][:3]] for item in answer["data"]]
+    return np.asarray(ranked, dtype=np.int64), served
+
+
+def _accuracy(router: Any, ranked: np.ndarray, traffic: Any, rows: np.ndarray) -> dict[str, float]:
+    """Top-1 and top-3-vote accuracy of the rankings ``ranked`` on the traffic ``rows`` (true key;
+    vote ties broken as the evaluation harness breaks them for ``router``)."""
+    from cascal.evaluation.metrics import ensemble_accuracy
+
+    part = traffic.subset(rows)
+    gold, confidence = np.asarray(part.gold), router.tie_break_confidence(part)
+    top1 = ensemble_accuracy(ranked[rows][:, :1], part.answers, gold, confidence)
+    top3 = ensemble_accuracy(ranked[rows], part.answers, gold, confidence)
     return {"top1": top1, "top3": top3}
+
+
+def _coverage(log: Path, router_file: Path, out: Path, generator: Any, config: DriftConfig) -> Any:
+    """``cascal coverage LOG --router R --describe``: the uncovered clusters, described by
+    ``generator``, and their ``tasks.yaml`` draft in ``out``."""
+    from cascal.coverage import CoverageSettings, analyse_coverage
+    from cascal.coverage.describe import describe_clusters
+    from cascal.coverage.outputs import write_outputs
+
+    # the size floor: a quarter of one new subject's traffic (stray queries of the old subjects stay below it)
+    settings = CoverageSettings(min_size=max(5, config.n_traffic // 4), seed=config.seed)
+    report = analyse_coverage(log, router_file, settings=settings)
+    out.mkdir(parents=True, exist_ok=True)
+    describe_clusters(report, generator, cache_path=out / "describe_cache.sqlite")
+    write_outputs(report, out, questions=config.n_train)
+    return report
 
 
 def _references(traffic: Any, rows: np.ndarray) -> dict[str, float]:
@@ -130,34 +166,28 @@ def _references(traffic: Any, rows: np.ndarray) -> dict[str, float]:
     }
 
 
-def _write_decision_log(path: Path, router: Any, traffic: Any) -> Path:
-    """The old router's decisions on the traffic, logged with texts as the gateway logs them."""
-    from cascal.serve.decision_log import DecisionLog, DecisionRecord
-
-    path.unlink(missing_ok=True)
-    assert traffic.embeddings is not None
-    routing = router.route(traffic.embeddings)
-    log = DecisionLog(path, log_text=True)
-    try:
-        for text, ranked in zip(traffic.questions or [], routing.ranked):
-            ranking = [router.model_names_[m] for m in ranked]
-            log.write(DecisionRecord(endpoint="chat", text=text, ranking=ranking, model=ranking[0]))
-    finally:
-        log.close()
-    return path
-
-
 def run_drift(out_dir: PathLike, config: DriftConfig, *, progress: bool = True) -> dict:
     """Run the drift experiment (module docstring) in ``out_dir``; returns what ``drift.json`` holds,
     plus ``"table"`` (the printed table)."""
+    import secrets
+    import shutil
+
+    import httpx
+
+    from cascal.coverage.outputs import TASKS_FILE
+    from cascal.io.decision_embeddings import default_sidecar
+    from cascal.io.decision_log import file_sha256
     from cascal.io.queries import read_queries
     from cascal.llm.config import load_tasks
     from cascal.pipeline.filter import filter_dataset
     from cascal.pipeline.generate import generate_dataset
-    from cascal.pipeline.refresh import refresh_router
+    from cascal.pipeline.refresh import refresh_router, router_in_use
+    from cascal.pipeline.reload import reload_gateway
     from cascal.pipeline.train import train_router
+    from cascal.serve.server import GatewayThread, build_gateway
+    from cascal.serve.settings import GatewaySettings
     from cascal.simulate import SUBJECTS, SimWorld, serve_simulator, simulator_pool
-    from cascal.simulate.server import simulator_generator
+    from cascal.simulate.server import pool_yaml, simulator_generator
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +217,7 @@ def run_drift(out_dir: PathLike, config: DriftConfig, *, progress: bool = True) 
         dataset_dir = _fresh_folder(out / "train_filtered")
         filter_dataset(raw_dir, dataset_dir)
         router_file = out / "router.cascal"
-        old = train_router(dataset_dir, router_file, embeddings=EMBEDDER, random_state=config.seed)
+        train_router(dataset_dir, router_file, embeddings=EMBEDDER, random_state=config.seed)
         timings["train"] = round(time.perf_counter() - start, 2)
 
         stage(f"traffic: {config.n_traffic} queries per subject, new subjects {', '.join(s.key for s in new_subjects)}")
@@ -199,30 +229,56 @@ def run_drift(out_dir: PathLike, config: DriftConfig, *, progress: bool = True) 
             progress=progress,
         )
         traffic = _answer_and_embed(traffic_dir, pool, out / ANSWER_CACHE, config, progress)
-        log_file = _write_decision_log(out / DECISION_LOG, old, traffic)
-
-        stage("refresh")
-        work = out / "refresh"
-        if work.exists():
-            import shutil
-
-            shutil.rmtree(work)  # the caches live beside it, in out/: a rerun replays them for free
-        tasks_file = _write_tasks_file(out / TASKS_FILE, new_subjects, config.n_train)
-        sent_before = len(server.request_log)
-        refreshed = refresh_router(
-            dataset_dir,
-            router_file,
-            load_tasks(tasks_file),
-            generator,
-            pool,
-            work_dir=work,
-            queries=read_queries(log_file).texts,
-            queries_source=str(log_file),
-            concurrency=config.concurrency,
-            progress=progress,
+        texts, names = list(traffic.questions or []), list(traffic.model_names)
+        served_pool = out / SERVED_POOL
+        served_pool.write_text(pool_yaml(server.base_url, world), encoding="utf-8")
+        log_file = out / DECISION_LOG
+        log_file.unlink(missing_ok=True)
+        shutil.rmtree(default_sidecar(log_file), ignore_errors=True)
+        key = secrets.token_urlsafe(16)
+        settings = GatewaySettings(
+            port=0, api_key=key, top_k=3, log_decisions=str(log_file), log_text=True, log_embeddings=True
         )
-        refresh_requests = len(server.request_log) - sent_before
-    timings["total"] = round(time.perf_counter() - start, 2)
+        gateway = build_gateway(router_file, served_pool, settings)
+        with (
+            GatewayThread(gateway) as thread,
+            httpx.Client(base_url=thread.url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as http,
+        ):
+            stage(f"traffic through the gateway at {thread.url} (decision log {log_file.name}, texts and embeddings)")
+            before, served_before = _served_rankings(http, texts, names)
+            assert gateway.decision_log is not None
+            gateway.decision_log.flush()  # coverage reads the log while the gateway runs
+            timings["traffic"] = round(time.perf_counter() - start, 2)
+
+            stage("coverage: cluster the uncovered traffic, the generator describes each cluster")
+            coverage = _coverage(log_file, router_file, out / COVERAGE_DIR, generator, config)
+            tasks_file = out / COVERAGE_DIR / TASKS_FILE
+            timings["coverage"] = round(time.perf_counter() - start, 2)
+
+            stage(f"refresh with {tasks_file}")
+            work = out / "refresh"
+            if work.exists():
+                shutil.rmtree(work)  # the caches live beside it, in out/: a rerun replays them for free
+            sent_before = len(server.request_log)
+            routed_by = router_in_use(router_file, dataset_dir, work)
+            refreshed = refresh_router(
+                dataset_dir,
+                router_file,
+                load_tasks(tasks_file),
+                generator,
+                pool,
+                work_dir=work,
+                queries=read_queries(log_file, router_sha256=file_sha256(routed_by), router_name=str(routed_by)).texts,
+                queries_source=str(log_file),
+                n_per_subject=config.n_train,
+                concurrency=config.concurrency,
+                progress=progress,
+            )
+            refresh_requests = len(server.request_log) - sent_before
+            reloaded = reload_gateway(thread.url, key)
+            stage(f"reloaded the gateway: router {str(reloaded.get('router_sha256'))[:12]}")
+            after, served_after = _served_rankings(http, texts, names)
+        timings["total"] = round(time.perf_counter() - start, 2)
 
     new_names = {s.key for s in new_subjects}
     is_new = np.array([s in new_names for s in traffic.subjects.tolist()])
@@ -233,8 +289,8 @@ def run_drift(out_dir: PathLike, config: DriftConfig, *, progress: bool = True) 
             {
                 "traffic": name,
                 "queries": int(mask.sum()),
-                "before": _accuracy(refreshed.previous, traffic, mask),
-                "after": _accuracy(refreshed.router, traffic, mask),
+                "before": _accuracy(refreshed.previous, before, traffic, mask),
+                "after": _accuracy(refreshed.router, after, traffic, mask),
                 **_references(traffic, mask),
             }
         )
@@ -245,7 +301,19 @@ def run_drift(out_dir: PathLike, config: DriftConfig, *, progress: bool = True) 
         "new_share": float(is_new.mean()),
         "traffic_key_matches_truth": _key_accuracy(world, traffic),
         "accuracy": rows,
+        "coverage": {
+            "uncovered": coverage.uncovered,
+            "routed": coverage.routed,
+            "clusters": [
+                {"name": c.name, "size": c.size, "nearest_subject": c.nearest_subject, "description": c.description}
+                for c in coverage.clusters
+            ],
+            "clusters_below_floor": coverage.clusters_below_floor,
+        },
+        "served": {"before": served_before, "after": served_after, "reload": reloaded},
         "refresh": {
+            "subjects": refreshed.subjects,
+            "skipped_subjects": refreshed.skipped_subjects,
             "requests": refresh_requests,
             "generated": refreshed.generated,
             "kept": refreshed.kept,

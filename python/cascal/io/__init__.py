@@ -9,7 +9,9 @@ One module per kind of file (docs/data-format.md describes the formats):
 - :mod:`cascal.io.tables`: the per-model CSV tables (``predictions.csv``, ``logprobs.csv``,
   ``cost.csv``, ``response_chars.csv``);
 - :mod:`cascal.io.embeddings`: the ``embeddings_<model>.npy`` files;
-- :mod:`cascal.io.decision_embeddings`: the embedding sidecar of a gateway's decision log;
+- :mod:`cascal.io.decision_log`: a gateway's decision log read line by line (the one reader of
+  ``cascal coverage`` and ``cascal refresh``), and :mod:`cascal.io.decision_embeddings` its embedding sidecar;
+- :mod:`cascal.io.queries`: the query texts of a decision log or a texts file;
 - :mod:`cascal.io.labels`: labels files (:func:`load_labels`, :func:`save_labels`);
 - :mod:`cascal.io.text`: UTF-8 text read with errors naming the file and the line;
 - :mod:`cascal.io.files`: atomic writes (a reader sees the old file or the new one) and the locks

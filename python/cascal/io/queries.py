@@ -1,15 +1,20 @@
 """Reading the texts of logged traffic: a gateway's decision log, or a file of query texts.
 
-Two layouts are read, told apart by their content, line by line (a large file is never read whole):
+Three layouts are read, told apart by their first line, line by line (a large file is never read whole):
 
-- **JSON lines** (a line starting with ``{``): a ``cascal serve`` decision log (the gateway writes
-  ``text`` only with ``--log-text``) or any JSONL file whose objects carry the query in ``text`` or
-  ``question`` (a dataset's questions.jsonl). Lines without either field are counted, not read.
+- **a decision log** of ``cascal serve`` (its first line an object with ``endpoint`` and
+  ``ranking``; the gateway writes ``text`` only with ``--log-text``): read by the decision-log
+  reader, :class:`cascal.io.decision_log.DecisionLogReader`, so damage and the router check are
+  those of ``cascal coverage``: the first damaged line ends the reading; with ``router_sha256``
+  given, a line written by another router is refused and lines without a hash are accepted with a
+  warning;
+- **other JSON lines** (a line starting with ``{``): objects carrying the query in ``text`` or
+  ``question`` (a dataset's questions.jsonl). A line that is not valid JSON ends the reading there;
 - **plain text**: one query per non-empty line.
 
-A line that is not valid JSON in a JSON-lines file (a log cut by a crash, a garbled write) ends the
-reading there: the queries before it are kept and a :class:`~cascal.errors.QueriesFileWarning`
-names the file and the line. At most ``limit`` queries are kept (the first ones).
+Lines without a text field are counted, not read. Damage keeps the queries before it and a
+:class:`~cascal.errors.DecisionLogWarning` names ``file:line``. At most ``limit`` queries are kept
+(the first ones).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from cascal.errors import DataError, InvalidParameterError, QueriesFileWarning
+from cascal.errors import DataError, DecisionLogWarning, InvalidParameterError
+from cascal.io.decision_log import DecisionLogReader, is_decision_line
 
 __all__ = ["LoggedQueries", "read_queries"]
 
@@ -39,6 +45,8 @@ class LoggedQueries:
         without_text: JSON lines that held no query text (a decision log written without ``--log-text``).
         damaged_line: the 1-based line where reading stopped on damage, or ``None``.
         truncated: reading stopped at ``limit`` queries.
+        decision_log: the file is a gateway decision log.
+        unverified: decision lines that record no ``router_sha256`` (accepted unchecked).
     """
 
     path: Path
@@ -47,6 +55,8 @@ class LoggedQueries:
     without_text: int = 0
     damaged_line: Optional[int] = None
     truncated: bool = False
+    decision_log: bool = False
+    unverified: int = 0
 
 
 def _text_of(record: object) -> Optional[str]:
@@ -59,31 +69,45 @@ def _text_of(record: object) -> Optional[str]:
     return None
 
 
-def read_queries(path: Union[str, Path], *, limit: int = 50_000) -> LoggedQueries:
-    """The query texts of a decision log or a texts file (module docstring).
-
-    Raises:
-        cascal.errors.DataError: the file is missing or not UTF-8 (naming the line), or it holds
-            no query text at all (a decision log without ``text`` fields says to log with ``--log-text``).
-        cascal.errors.InvalidParameterError: ``limit`` below 1.
-
-    Warns:
-        QueriesFileWarning: a damaged line ended the reading (the queries before it are returned).
-    """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidParameterError(f"limit: must be an integer >= 1, got {limit!r}")
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"{file}: no such queries file")
-    out = LoggedQueries(path=file)
-    jsonl: Optional[bool] = None
+def _first_record(file: Path) -> object:
+    """The parsed first non-empty line of ``file`` when it is a JSON line, else ``None``."""
     with open(file, "rb") as fh:
+        for raw in fh:
+            line = raw.decode("utf-8-sig", errors="replace").strip()
+            if line:
+                try:
+                    return json.loads(line) if line.startswith("{") else None
+                except (ValueError, RecursionError):
+                    return None
+    return None
+
+
+def _read_decision_log(out: LoggedQueries, limit: int, router_sha256: Optional[str], router_name: str) -> None:
+    reader = DecisionLogReader(out.path, router_sha256, router_name=router_name)
+    for record in reader:
+        text = _text_of(record)
+        if text is None:
+            out.without_text += 1
+            continue
+        if len(out.texts) >= limit:
+            out.truncated = True
+            break
+        out.texts.append(text)
+    out.lines = reader.lines
+    out.unverified = reader.unverified
+    out.damaged_line = None if reader.damage is None else reader.damage.line
+    reader.warn(used="read", stacklevel=4)
+
+
+def _read_lines(out: LoggedQueries, limit: int) -> None:
+    jsonl: Optional[bool] = None
+    with open(out.path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             out.lines = number
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
             except UnicodeDecodeError as exc:
-                raise DataError(f"{file}:{number}: not UTF-8 text ({exc.reason})") from None
+                raise DataError(f"{out.path}:{number}: not UTF-8 text ({exc.reason})") from None
             if not line:
                 continue
             if jsonl is None:
@@ -105,11 +129,50 @@ def read_queries(path: Union[str, Path], *, limit: int = 50_000) -> LoggedQuerie
             out.texts.append(text)
     if out.damaged_line is not None:
         warnings.warn(
-            f"{file}:{out.damaged_line}: not a JSON line (a truncated or garbled write); read the "
-            f"{len(out.texts)} queries before it and stopped there",
-            QueriesFileWarning,
-            stacklevel=2,
+            f"{out.path}:{out.damaged_line}: damaged line (not JSON); read the {len(out.texts)} queries "
+            "before it and stopped there",
+            DecisionLogWarning,
+            stacklevel=4,
         )
+
+
+def read_queries(
+    path: Union[str, Path],
+    *,
+    limit: int = 50_000,
+    router_sha256: Optional[str] = None,
+    router_name: str = "the router",
+) -> LoggedQueries:
+    """The query texts of a decision log or a texts file (module docstring).
+
+    Args:
+        path: the file.
+        limit: queries kept at most.
+        router_sha256: the hex SHA-256 of the router a decision log must come from (``None``: not checked).
+        router_name: how that router is named in errors and warnings.
+
+    Raises:
+        cascal.errors.DataError: the file is missing or not UTF-8 (naming the line), a decision log
+            is damaged from its first line or holds a line of another router (naming the line), or
+            the file holds no query text at all (a decision log without ``text`` fields says to log
+            with ``--log-text``).
+        cascal.errors.InvalidParameterError: ``limit`` below 1.
+
+    Warns:
+        DecisionLogWarning: a damaged line ended the reading (the queries before it are returned);
+            decision lines that record no router.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidParameterError(f"limit: must be an integer >= 1, got {limit!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{file}: no such queries file")
+    out = LoggedQueries(path=file)
+    out.decision_log = is_decision_line(_first_record(file))
+    if out.decision_log:
+        _read_decision_log(out, limit, router_sha256, router_name)
+    else:
+        _read_lines(out, limit)
     if not out.texts:
         if out.without_text:
             raise DataError(

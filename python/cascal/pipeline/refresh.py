@@ -37,7 +37,6 @@ next refresh.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -46,12 +45,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from cascal.errors import ConfigError, DataError
+from cascal.io.decision_log import file_sha256
 from cascal.llm.config import ModelConfig, PoolConfig, RetryPolicy, TasksConfig
 from cascal.pipeline.shadow import ShadowReport
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["RefreshResult", "default_work_dir", "new_subjects", "refresh_router"]
+__all__ = ["RefreshResult", "default_work_dir", "new_subjects", "refresh_router", "router_in_use"]
 
 #: Names inside the work folder.
 GENERATED, FILTERED, MERGED = "generated", "filtered", "dataset"
@@ -145,13 +145,7 @@ def _say(progress: bool, message: str) -> None:
 
 
 def _sha256(path: Path) -> Optional[str]:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path) if path.is_file() else None
 
 
 def _read_state(work: Path) -> dict:
@@ -166,6 +160,19 @@ def _write_state(work: Path, state: dict) -> None:
     from cascal.io import atomic_write_text
 
     atomic_write_text(work / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def router_in_use(router_path: PathLike, dataset_dir: PathLike, work_dir: Optional[PathLike] = None) -> Path:
+    """The router file the refresh compares against: ``router_path``, or, on a rerun after this
+    refresh already replaced it, the router it replaced (``previous.cascal`` in the work folder).
+    The logged traffic of the shadow check must have been routed by this one."""
+    router_file = Path(router_path)
+    work = Path(work_dir) if work_dir is not None else default_work_dir(dataset_dir)
+    written = _read_state(work).get("written_sha256")
+    previous_file = work / PREVIOUS_ROUTER
+    if written is not None and written == _sha256(router_file) and previous_file.is_file():
+        return previous_file
+    return router_file
 
 
 def refresh_router(
@@ -232,9 +239,8 @@ def refresh_router(
         raise DataError(f"{source}: no such dataset folder")
     state = _read_state(work)
     previous_file = work / PREVIOUS_ROUTER
-    # a rerun after this refresh already replaced the router compares against the router it replaced
-    replaced_before = state.get("written_sha256") is not None and state.get("written_sha256") == _sha256(router_file)
-    old_file = previous_file if replaced_before and previous_file.is_file() else router_file
+    old_file = router_in_use(router_file, source, work)
+    replaced_before = old_file != router_file
     old = CascalRouter.load(old_file)
     embedder_name = old.embedding_model_
     if not embedder_name:

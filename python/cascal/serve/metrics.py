@@ -65,6 +65,11 @@ class GatewayMetrics:
             "cascal_circuit_open", "1 while a model's circuit breaker is open", ["model"], registry=r
         )
         self.in_flight = Gauge("cascal_requests_in_flight", "requests being served", registry=r)
+        self.decision_log_dropped = Counter(
+            "cascal_decision_log_dropped",
+            "decision-log lines dropped: the writer thread's queue was full, or a write failed",
+            registry=r,
+        )
         self.reloads = Counter("cascal_reloads", "reloads of router and pool by outcome", ["outcome"], registry=r)
         for outcome in RELOAD_OUTCOMES:
             self.reloads.labels(outcome=outcome)

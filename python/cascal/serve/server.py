@@ -114,7 +114,12 @@ def build_gateway(
     log = None
     if settings.log_decisions:
         sidecar = EmbeddingSidecar(default_sidecar(settings.log_decisions)) if settings.log_embeddings else None
-        log = DecisionLog(settings.log_decisions, log_text=settings.log_text, embeddings=sidecar)
+        log = DecisionLog(
+            settings.log_decisions,
+            log_text=settings.log_text,
+            embeddings=sidecar,
+            on_drop=metrics.decision_log_dropped.inc,
+        )
     return Gateway(settings, engine, state, metrics, log, reloadable=reloadable)
 
 

@@ -1,7 +1,9 @@
 """Reading a gateway's decision log (``cascal serve --log-decisions``) line by line, in bounded memory.
 
-:class:`DecisionLogReader` yields every line as a checked dict (the fields are those of
-:mod:`cascal.serve.decision_log`), never holding more than one line:
+The one reader of decision logs: ``cascal coverage`` analyses them with it, and ``cascal refresh``
+reads the logged query texts of its shadow check through it (:mod:`cascal.io.queries`).
+:class:`DecisionLogReader` yields every line as a checked dict (the fields are those the gateway's
+decision log writes), never holding more than one line:
 
 - **Damage**: the first line that is not a decision (not UTF-8, not a JSON object, no ``endpoint``
   or ``ranking``, a routing field of the wrong type, or a last line cut short by a crash) ends the
@@ -11,6 +13,9 @@
 - **Another router**: a line whose ``router_sha256`` differs from the router file's SHA-256 is
   refused (:class:`DataError` naming ``file:line``): its subjects and niches are another
   router's. Lines without the field are accepted and counted (:attr:`DecisionLogReader.unverified`).
+
+After the reading, :meth:`DecisionLogReader.warn` issues the warnings of both cases (damage, lines
+without a router hash) in one wording for every command.
 """
 
 from __future__ import annotations
@@ -18,14 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from cascal.errors import DataError
+from cascal.errors import DataError, DecisionLogWarning
 from cascal.io.files import PathLike
 
-__all__ = ["Damage", "DecisionLogReader", "file_sha256", "ROUTING_FIELDS"]
+__all__ = ["Damage", "DecisionLogReader", "file_sha256", "is_decision_line", "ROUTING_FIELDS"]
 
 #: the fields a routed line carries for a coverage analysis
 ROUTING_FIELDS = ("subject", "subject_weight", "niche", "nearest_distance", "fallback_weight")
@@ -66,6 +72,12 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_decision_line(record: Any) -> bool:
+    """Whether ``record`` (a parsed JSON line) looks like a decision line: an object with an
+    ``endpoint`` and a ``ranking`` (telling a decision log from other JSON-lines files)."""
+    return isinstance(record, dict) and "endpoint" in record and "ranking" in record
+
+
 def _problem(record: Any) -> Optional[str]:
     """Why ``record`` is not a decision line, or ``None``."""
     if not isinstance(record, dict):
@@ -85,9 +97,11 @@ def _problem(record: Any) -> Optional[str]:
         niche = record.get("niche")
         if not (niche is None or (isinstance(niche, int) and not isinstance(niche, bool) and niche >= 0)):
             return "'niche' is not a niche index"
-    for key in ("text", "id", "router_sha256"):
+    for key in ("text", "id"):
         if key in record and not isinstance(record[key], str):
             return f"{key!r} is not a string"
+    if not (record.get("router_sha256") is None or isinstance(record["router_sha256"], str)):
+        return "'router_sha256' is not a string"  # null: a gateway that did not know its router's hash
     return None
 
 
@@ -96,7 +110,8 @@ class DecisionLogReader:
 
     Args:
         path: the decision log (JSON lines).
-        router_sha256: the hex SHA-256 of the router file the log must come from.
+        router_sha256: the hex SHA-256 of the router file the log must come from (``None``: not
+            checked, and no line is counted as unverified).
         router_name: how the router is named in errors.
         progress: show a progress bar over the file's bytes (tqdm).
 
@@ -105,7 +120,7 @@ class DecisionLogReader:
     """
 
     def __init__(
-        self, path: PathLike, router_sha256: str, *, router_name: str = "the router", progress: bool = False
+        self, path: PathLike, router_sha256: Optional[str], *, router_name: str = "the router", progress: bool = False
     ) -> None:
         self.path = Path(path)
         self.router_sha256 = router_sha256
@@ -161,6 +176,8 @@ class DecisionLogReader:
         return (None, problem) if problem else (record, None)
 
     def _check_router(self, record: dict, number: int) -> None:
+        if self.router_sha256 is None:
+            return
         written_by = record.get("router_sha256")
         if written_by is None:
             self.unverified += 1
@@ -169,4 +186,24 @@ class DecisionLogReader:
                 f"{self.path}:{number}: router_sha256 {written_by[:16]}... is not the SHA-256 of "
                 f"{self.router_name} ({self.router_sha256[:16]}...): the log was written by another router; "
                 "analyse it with that router file"
+            )
+
+    def warn(self, *, used: str = "analysed", stacklevel: int = 3) -> None:
+        """After the reading: a :class:`~cascal.errors.DecisionLogWarning` naming ``file:line`` of
+        the damage (``used`` says what was done with the lines before it), and one counting the
+        lines that do not record their router."""
+        if self.damage is not None:
+            d = self.damage
+            warnings.warn(
+                f"{self.path}:{d.line}: damaged line ({d.reason}); {used} the {self.lines} lines before it, "
+                f"left {d.lines_after} after it unread",
+                DecisionLogWarning,
+                stacklevel=stacklevel,
+            )
+        if self.unverified:
+            warnings.warn(
+                f"{self.path}: {self.unverified} of {self.lines} lines do not record router_sha256; "
+                f"accepted as written by {self.router_name}",
+                DecisionLogWarning,
+                stacklevel=stacklevel,
             )
