@@ -58,6 +58,18 @@ class LoggedQueries:
     decision_log: bool = False
     unverified: int = 0
 
+    def take(self, text: Optional[str], limit: int) -> bool:
+        """Count ``text`` (``None``: a line without a query text) and keep it unless ``limit`` texts
+        are kept already; returns whether reading should go on."""
+        if text is None:
+            self.without_text += 1
+            return True
+        if len(self.texts) >= limit:
+            self.truncated = True
+            return False
+        self.texts.append(text)
+        return True
+
 
 def _text_of(record: object) -> Optional[str]:
     if not isinstance(record, dict):
@@ -85,14 +97,8 @@ def _first_record(file: Path) -> object:
 def _read_decision_log(out: LoggedQueries, limit: int, router_sha256: Optional[str], router_name: str) -> None:
     reader = DecisionLogReader(out.path, router_sha256, router_name=router_name)
     for record in reader:
-        text = _text_of(record)
-        if text is None:
-            out.without_text += 1
-            continue
-        if len(out.texts) >= limit:
-            out.truncated = True
+        if not out.take(_text_of(record), limit):
             break
-        out.texts.append(text)
     out.lines = reader.lines
     out.unverified = reader.unverified
     out.damaged_line = None if reader.damage is None else reader.damage.line
@@ -120,13 +126,8 @@ def _read_lines(out: LoggedQueries, limit: int) -> None:
                     out.damaged_line = number
                     break
                 text = _text_of(record)
-            if text is None:
-                out.without_text += 1
-                continue
-            if len(out.texts) >= limit:
-                out.truncated = True
+            if not out.take(text, limit):
                 break
-            out.texts.append(text)
     if out.damaged_line is not None:
         warnings.warn(
             f"{out.path}:{out.damaged_line}: damaged line (not JSON); read the {len(out.texts)} queries "
