@@ -18,7 +18,10 @@ from cascal.data import MAX_OPTIONS
 from cascal.generation.parser import SKIP_REASONS, parse_questions
 
 FUZZ = settings(max_examples=120, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
-BUDGET = 1.0  # seconds per pathological case
+# seconds per pathological case, the faster of two runs: linear parsing takes about 0.3 s on the largest
+# (30k blocks) on an idle 2-core machine, and one run of 1.2 s was seen on a busy CI machine; a quadratic
+# or backtracking path is slow on every run
+BUDGET = 1.5
 
 
 # ----------------------------------------------------------------------------- generation parser
@@ -115,7 +118,10 @@ PARSER_CASES = {
 @pytest.mark.parametrize("name", list(PARSER_CASES))
 def test_parser_pathological_inputs_are_fast(name):
     text = PARSER_CASES[name]
-    start = time.perf_counter()
-    assert_parse_contract(text)
-    elapsed = time.perf_counter() - start
+    runs = []
+    for _ in range(2):
+        start = time.perf_counter()
+        assert_parse_contract(text)
+        runs.append(time.perf_counter() - start)
+    elapsed = min(runs)
     assert elapsed < BUDGET, f"{name}: {elapsed:.2f} s"
