@@ -128,3 +128,56 @@ def test_log_embeddings_needs_a_decision_log():
 
     with pytest.raises(InvalidParameterError, match="log_embeddings: needs log_decisions"):
         GatewaySettings(log_embeddings=True)
+
+
+def test_describe_merges_clusters_the_generator_names_alike(simulator, world, traffic, tmp_path):
+    """One topic split in two clusters (as the drift demo's history was) comes back as one subject to
+    generate for; a name that is a router subject is suffixed instead of merged into it."""
+    from cascal.coverage.analysis import Cluster, CoverageReport, CoverageSettings
+    from cascal.coverage.describe import describe_clusters
+    from cascal.llm.config import load_pool
+
+    _, planted = traffic
+
+    def cluster(name, texts, size, distance):
+        return Cluster(
+            name=name,
+            size=size,
+            sampled=len(texts),
+            share=size / 100,
+            nearest_subject=SUBJECTS[0].key,
+            subject_distance=distance,
+            niche_distance=distance + 0.01,
+            mean_fallback_weight=0.3 if size > 10 else 0.6,
+            routed_subjects={SUBJECTS[0].key: len(texts)},
+            examples=texts[:5],
+            ids=[f"{name}-{i}" for i in range(len(texts))],
+        )
+
+    parts = [
+        cluster("uncovered_01", planted[:20], 20, 0.30),
+        cluster("uncovered_02", planted[20:], 10, 0.25),
+        cluster("uncovered_03", held_out(world, SUBJECTS[0], 6), 6, 0.40),
+    ]
+    subjects = [{"subject": s.key, "count": 40, "uncovered": 0} for s in SUBJECTS[:2]]
+    report = CoverageReport(
+        log="decisions.jsonl", router="r.cascal", router_sha256="0" * 64, settings=CoverageSettings(),
+        cut=0.3, lines=100, routed=100, unverified=0, damage=None, uncovered=36, mostly_fallback=0,
+        subjects=subjects, clusters=parts, clusters_below_floor=0, sampled=36,
+        embedding_source="sidecar", missing_embeddings=0,
+    )  # fmt: skip
+    generators = tmp_path / "generators.yaml"
+    generators.write_text(pool_yaml(simulator.base_url, world, generators=True))
+    generator = load_pool(generators).models[0]
+    assert describe_clusters(report, generator, cache_path=tmp_path / "cache.sqlite") == 3
+    names = [c.name for c in report.clusters]
+    assert names == [PLANTED.key, f"{SUBJECTS[0].key}_2"]
+    merged = report.clusters[0]
+    assert (merged.size, merged.sampled) == (30, 30) and merged.share == pytest.approx(0.30)
+    assert sorted(merged.ids) == sorted(
+        [f"uncovered_01-{i}" for i in range(20)] + [f"uncovered_02-{i}" for i in range(10)]
+    )
+    assert merged.subject_distance == 0.25  # the part nearest a router subject
+    assert merged.mean_fallback_weight == pytest.approx((20 * 0.3 + 10 * 0.6) / 30)
+    assert merged.examples[:2] == [planted[0], planted[20]] and len(merged.examples) == 5
+    assert merged.routed_subjects == {SUBJECTS[0].key: 30}
