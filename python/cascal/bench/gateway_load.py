@@ -184,6 +184,7 @@ def _start_gateway(folder: Path, router: Path, decision_log: str = "off") -> tup
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     command = [sys.executable, "-m", "cascal", "serve", str(router), "--pool", str(folder / "pool.yaml")]
+    command += _log_args(decision_log, folder)
     proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _wait_ready(port, proc)
     return proc, port
