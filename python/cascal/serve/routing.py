@@ -18,8 +18,8 @@ Up to ``pipeline`` batches are in flight at once, each in one of the engine's ow
 worker threads: while one batch is embedded and routed, the next one is collected and started, so
 the event loop's work on requests (HTTP, JSON, answering the batch before) overlaps with the
 embedding of the next batch. The static embedder's tokenizer and the routing kernel release the
-GIL, so on a machine with two cores the two run in parallel (measured in docs/serve.md); with one
-batch in flight they would alternate, each waiting for the other.
+GIL, so where a second core is free the two run in parallel; with one batch in flight they would
+alternate, each waiting for the other (docs/embedding.md, "Where a request's CPU goes").
 
 A request with many texts (``/v1/route`` with a list) queues them ``route_slice`` at a time, the
 next slice only once the previous one is routed, so the queries of other requests arriving
