@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cascal.embedding import StaticEmbedder, get_embedder, load_embedder
 from cascal.encoders.static import CHARS_PER_TOKEN, MANIFEST, StaticModel
@@ -108,3 +110,28 @@ def test_a_missing_or_corrupt_folder_names_the_file(static_embedder_dir, tmp_pat
         StaticModel(folder)
     with pytest.raises(EmbeddingError, match=named):
         load_embedder(f"static:{folder}")
+
+
+ASCII = st.text(alphabet=st.characters(max_codepoint=127), max_size=300)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.one_of(ASCII, st.text(max_size=60).filter(lambda t: not _surrogate(t))), max_size=6))
+def test_the_ascii_shortcut_gives_the_full_tokenizers_ids(embedder, texts):
+    """ASCII texts skip the tokenizer's normaliser (``_BERT_ASCII`` + ``lower``): same ids, in order,
+    as the tokenizer with its normaliser, ASCII and other texts mixed in one batch."""
+    model = embedder.model
+    assert model._ascii_encode_batch is not None  # MiniLM's BertNormalizer takes the shortcut
+    full = [e.ids for e in model.tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert [e.ids for e in model._encode(texts)] == full
+
+
+def test_the_ascii_shortcut_on_control_characters_and_case(embedder):
+    texts = ["Tab\there\r\nNew\x0bline\x0cFeed\x1f\x7fEND", "\x00\x01 ONLY controls \x08", "MiXeD CaSe Ünïcode"]
+    full = [e.ids for e in embedder.model.tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert [e.ids for e in embedder.model._encode(texts)] == full
+    assert np.array_equal(embedder.encode(texts), np.vstack([embedder.encode([t]) for t in texts]))
+
+
+def _surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)

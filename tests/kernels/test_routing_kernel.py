@@ -4,6 +4,8 @@ RoutingTables / RouteParams boundary, validation, and real MMLU-Pro embeddings."
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -141,6 +143,25 @@ def test_parity_spans_many_blocks_and_empty_batch(rng):
     assert_same(route_batch(X, reps, cents, csub, scores, glob), reference_route(X, reps, cents, csub, scores, glob))
     empty = route_batch(np.zeros((0, 8)), reps, cents, csub, scores, glob)
     assert empty.probs.shape == (0, 5) and empty.ranked.shape == (0, 3) and empty.subject.shape == (0,)
+
+
+@pytest.mark.parametrize("subject_temp", [0.0, 0.05])
+def test_one_block_on_the_calling_thread_equals_the_pools_blocks(rng, subject_temp):
+    """Up to 512 queries are routed on the calling thread, more on the kernel pool: the same
+    rankings and subjects for the same rows, the same numbers to rounding (subject weights and
+    costs included; a row's last bits depend on the batch it is routed in, on the pool too)."""
+    reps, cents, csub, scores, glob = random_model(rng, 8, 4, 12, 5)
+    costs = rng.random((12, 5)), rng.random(5)
+    tables = RoutingTables(reps, cents, csub, scores, glob, centroid_costs=costs[0], global_costs=costs[1])
+    params = RouteParams(subject_temp=subject_temp)
+    X = queries(rng, cents, 1100)
+    pooled = kernel_route_batch(X, tables, params, subject_weights=True)  # three blocks on the pool
+    for rows in (slice(0, 1), slice(3, 67), slice(600, 1100)):  # one block each: this thread
+        alone = kernel_route_batch(X[rows], tables, params, subject_weights=True)
+        part = {f.name: getattr(pooled, f.name) for f in dataclasses.fields(RouteResult)}
+        assert_same(alone, RouteResult(**{k: None if v is None else v[rows] for k, v in part.items()}))
+        for field in ("expected_cost", "subject_weights"):
+            np.testing.assert_allclose(getattr(alone, field), getattr(pooled, field)[rows], atol=1e-12, err_msg=field)
 
 
 # ---------------------------------------------------------------- hand-computed cases

@@ -308,3 +308,43 @@ def test_load_benchmark_table_reports_client_and_gateway_cpu():
     }
     table = format_results(results)
     assert "| hashing-256 | 64 | 100 | 1.00 | 2.00 | 17% | n/a |" in table
+
+
+def test_load_benchmark_reports_the_gateways_resident_memory():
+    import os
+    import sys
+
+    from cascal.bench.gateway_load import _process_rss_mib, format_results
+
+    rss = _process_rss_mib(os.getpid())
+    if sys.platform.startswith("linux"):
+        with open("/proc/self/status", encoding="ascii") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        assert rss is not None and abs(rss - kib / 1024) < 64  # this process, read twice
+    else:
+        assert rss is None
+    route = {"decisions_per_s": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "requests": 300}
+    results = {
+        "route": {"static:/x": {64: {**route, "client_cpu": 0.1, "server_cpu": 0.9}}},
+        "gateway_rss_mib": {"static:/x": 267.4, "hashing-256": None},
+        "chat": {"gateway_p50_ms": 3.0, "direct_p50_ms": 0.4, "added_p50_ms": 2.6, "requests": 300},
+    }
+    assert "gateway resident memory (VmRSS) after its /v1/route levels: static:/x 267 MiB" in format_results(results)
+
+
+def test_load_benchmark_starts_the_gateway_with_its_decision_log(monkeypatch, tmp_path):
+    from cascal.bench import gateway_load
+
+    started = []
+
+    class Started:
+        def __init__(self, command, **kwargs):
+            started.append(command)
+
+    monkeypatch.setattr(gateway_load.subprocess, "Popen", Started)
+    monkeypatch.setattr(gateway_load, "_wait_ready", lambda port, proc: None)
+    gateway_load._start_gateway(tmp_path, tmp_path / "router.cascal", "embeddings")
+    gateway_load._start_gateway(tmp_path, tmp_path / "router.cascal", "off")
+    with_log, without = started
+    assert with_log[with_log.index("--log-decisions") + 1] == str(tmp_path / "decisions.jsonl")
+    assert "--log-embeddings" in with_log and "--log-decisions" not in without

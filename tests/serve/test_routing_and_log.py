@@ -4,6 +4,7 @@ the decision log's lines."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -169,3 +170,46 @@ def test_the_redaction_runs_on_every_line_the_thread_writes(tmp_path):
     log.close()
     text = path.read_text()
     assert "sk-live-123" not in text and text.count("[redacted]") == 200
+
+
+@pytest.mark.parametrize("pipeline", [1, 2])
+def test_the_next_batch_is_embedded_while_one_is_in_flight(router, questions, pipeline):
+    """With ``pipeline=2`` a second batch starts embedding while the first is still being embedded
+    (the embedder below lets a batch finish only once another one is inside it, or after 2 s);
+    with ``pipeline=1`` the second waits for the first, so the first waits its full 2 s."""
+    import asyncio
+    import threading
+
+    inner = load_embedder(router.embedding_model)
+    both_inside = threading.Barrier(2)
+
+    class Waiting:
+        name = inner.name
+
+        def encode(self, texts):
+            try:
+                both_inside.wait(timeout=2.0)
+            except threading.BrokenBarrierError:
+                pass
+            return inner.encode(texts)
+
+    async def scenario():
+        engine = RouteEngine(router, Waiting(), pipeline=pipeline)
+        await engine.start()
+        try:
+            started = time.perf_counter()
+            first = asyncio.create_task(engine.route(questions[0].question))
+            await asyncio.sleep(0.05)  # the first batch is in the embedder by now
+            second = asyncio.create_task(engine.route(questions[1].question))
+            decisions = await asyncio.gather(first, second)
+            return decisions, time.perf_counter() - started
+        finally:
+            await engine.stop()
+
+    decisions, seconds = asyncio.run(scenario())
+    expected = RouteEngine(router, inner).decide([questions[0].question, questions[1].question])
+    assert [d.ranking for d in decisions] == [d.ranking for d in expected]
+    if pipeline == 2:
+        assert seconds < 1.5 and not both_inside.broken
+    else:
+        assert seconds >= 2.0 and both_inside.broken

@@ -14,7 +14,9 @@ streams (cheaper than a full client library, so the client machine's cost stays 
    gateway's added latency: parsing, embedding, routing and forwarding through the ``openai`` client).
 
 Each /v1/route level also reports the CPU used by the load generator and by the gateway process, as a
-share of one core, so that a run where the client competes with the server for the cores shows it.
+share of one core, so that a run where the client competes with the server for the cores shows it;
+after an embedder's levels the gateway's resident memory (``VmRSS``) is read, so the embedder's
+memory in a served process shows beside its speed.
 """
 
 from __future__ import annotations
@@ -93,6 +95,18 @@ def _process_cpu(pid: int) -> Optional[float]:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _process_rss_mib(pid: int) -> Optional[float]:
+    """Resident memory (``VmRSS``) of process ``pid`` in MiB (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _free_port() -> int:
@@ -184,6 +198,7 @@ def _start_gateway(folder: Path, router: Path, decision_log: str = "off") -> tup
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     command = [sys.executable, "-m", "cascal", "serve", str(router), "--pool", str(folder / "pool.yaml")]
+    command += _log_args(decision_log, folder)
     proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _wait_ready(port, proc)
     return proc, port
@@ -253,6 +268,7 @@ def run_load_benchmark(
                 bodies = [json.dumps({"input": t}).encode() for t in route_texts]
                 name = json.loads(_get(port, "/health"))["embedder"]
                 results["route"][name] = _route_levels(port, proc.pid, bodies, concurrency, seconds)
+                results.setdefault("gateway_rss_mib", {})[name] = _process_rss_mib(proc.pid)
                 if index == 0:
                     results["chat"] = _chat_latency(port, simulator.port, questions, chat_requests, build_messages)
             finally:
@@ -352,6 +368,10 @@ def format_results(results: dict) -> str:
                 f"| {embedder} | {clients} | {r['decisions_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
                 f"| {share(r.get('client_cpu'))} | {share(r.get('server_cpu'))} |"
             )
+    rss = {k: v for k, v in results.get("gateway_rss_mib", {}).items() if v is not None}
+    if rss:
+        shown = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in rss.items())
+        lines += ["", f"gateway resident memory (VmRSS) after its /v1/route levels: {shown}"]
     c = results["chat"]
     lines += [
         "",

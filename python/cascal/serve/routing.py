@@ -14,6 +14,13 @@ thread (the event loop keeps serving meanwhile). A batch waits for more queries 
 ``batch_wait`` seconds, and only while other requests are known to be on their way
 (:meth:`RouteEngine.expect`): a lone request is routed at once.
 
+Up to ``pipeline`` batches are in flight at once, each in one of the engine's own ``pipeline``
+worker threads: while one batch is embedded and routed, the next one is collected and started, so
+the event loop's work on requests (HTTP, JSON, answering the batch before) overlaps with the
+embedding of the next batch. The static embedder's tokenizer and the routing kernel release the
+GIL, so where a second core is free the two run in parallel; with one batch in flight they would
+alternate, each waiting for the other (docs/embedding.md, "Where a request's CPU goes").
+
 A request with many texts (``/v1/route`` with a list) queues them ``route_slice`` at a time, the
 next slice only once the previous one is routed, so the queries of other requests arriving
 meanwhile are routed between its slices instead of waiting for the whole list.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -208,6 +216,8 @@ class RouteEngine:
         batch_wait: longest wait in seconds for a batch to fill (see the module docstring).
         on_batch: called with ``(batch size, seconds)`` after every router call (metrics).
         route_slice: most texts of one request queued at a time (see the module docstring).
+        pipeline: most batches in flight at once, and the number of worker threads (see the
+            module docstring); ``1`` routes one batch at a time.
     """
 
     def __init__(
@@ -219,15 +229,20 @@ class RouteEngine:
         batch_wait: float = 0.003,
         on_batch: Optional[Callable[[int, float], None]] = None,
         route_slice: int = 256,
+        pipeline: int = 2,
     ) -> None:
         self.embedder = embedder
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.on_batch = on_batch
         self.route_slice = max(1, int(route_slice))
+        self.pipeline = max(1, int(pipeline))
         self.routing = LoadedRouter(router)
         self._queue: Optional[asyncio.Queue[_Pending]] = None
         self._worker: Optional[asyncio.Task[None]] = None
+        self._slots: Optional[asyncio.Semaphore] = None
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._announced = 0  # requests received whose queries are not queued yet
 
     @property
@@ -265,15 +280,22 @@ class RouteEngine:
         """Start the batching worker on the running event loop."""
         if self._worker is None:
             self._queue = asyncio.Queue()
+            self._slots = asyncio.Semaphore(self.pipeline)
+            self._executor = ThreadPoolExecutor(self.pipeline, thread_name_prefix="cascal-route")
             self._worker = asyncio.create_task(self._run(), name="cascal-route-batcher")
 
     async def stop(self) -> None:
-        """Stop the worker; queries still queued are refused."""
+        """Stop the worker; batches already routing finish, queries still queued are refused."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
         while self._queue is not None and not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
@@ -329,27 +351,43 @@ class RouteEngine:
         return decisions
 
     async def _run(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
+        assert self._queue is not None and self._slots is not None
+        queue, slots = self._queue, self._slots
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await queue.get()]
-            deadline = loop.time() + self.batch_wait
-            while len(batch) < self.batch_max:
-                while len(batch) < self.batch_max and not queue.empty():
-                    batch.append(queue.get_nowait())
-                # wait only for requests already in the house (received, not yet queued)
-                if len(batch) >= self.batch_max or self._announced <= 0 or loop.time() >= deadline:
-                    break
-                await asyncio.sleep(0.0005)
+            await slots.acquire()  # a worker thread is free: collect the next batch
+            try:
+                batch = [await queue.get()]
+                deadline = loop.time() + self.batch_wait
+                while len(batch) < self.batch_max:
+                    while len(batch) < self.batch_max and not queue.empty():
+                        batch.append(queue.get_nowait())
+                    # wait only for requests already in the house (received, not yet queued)
+                    if len(batch) >= self.batch_max or self._announced <= 0 or loop.time() >= deadline:
+                        break
+                    await asyncio.sleep(0.0005)
+            except BaseException:
+                slots.release()
+                raise
+            task = loop.create_task(self._route_batch(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _route_batch(self, batch: list[_Pending]) -> None:
+        """Route one batch in a worker thread and hand each query its decision (or an error)."""
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
+        try:
             texts = [p.text for p in batch]
             start = time.perf_counter()
             try:
-                decisions = await asyncio.to_thread(
-                    self.decide, texts, [p.cost_weight for p in batch], [p.routing for p in batch]
+                decisions = await loop.run_in_executor(
+                    self._executor, self.decide, texts, [p.cost_weight for p in batch], [p.routing for p in batch]
                 )
             except Exception as exc:  # noqa: BLE001 - the batch's requests get the error, or their own
-                outcomes = [exc] if len(batch) == 1 else await asyncio.to_thread(self._decide_apart, batch)
+                outcomes = (
+                    [exc] if len(batch) == 1 else await loop.run_in_executor(self._executor, self._decide_apart, batch)
+                )
                 for p, outcome in zip(batch, outcomes):
                     if p.future.done():
                         continue
@@ -357,12 +395,14 @@ class RouteEngine:
                         p.future.set_exception(outcome)
                     else:
                         p.future.set_result(outcome)
-                continue
+                return
             if self.on_batch is not None:
                 self.on_batch(len(batch), time.perf_counter() - start)
             for p, decision in zip(batch, decisions):
                 if not p.future.done():
                     p.future.set_result(decision)
+        finally:
+            self._slots.release()
 
     def _decide_apart(self, batch: Sequence[_Pending]) -> list:
         """Each query of a failed batch decided alone: one text the embedder or router cannot take

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
@@ -49,6 +50,9 @@ __all__ = [
 logger = logging.getLogger("cascal.serve")
 
 PathLike = Union[str, Path]
+
+#: the environment variable switching the ``tokenizers`` library's thread pool (read at every call)
+TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
 
 #: gc thresholds of a serving process: a larger first generation promotes fewer objects of requests
 #: in flight to the older generations, so full collections are rarer (measured in docs/serve.md).
@@ -108,8 +112,16 @@ def build_gateway(
         metrics.batch_size.observe(size)
         metrics.routing_latency.observe(seconds)
 
+    # the engine's worker threads (settings.batch_pipeline) are the gateway's parallelism: the
+    # tokenizers library's own thread pool stays off, whatever the environment says
+    os.environ[TOKENIZERS_PARALLELISM] = "false"
     engine = RouteEngine(
-        state.router, embedder, batch_max=settings.batch_max, batch_wait=settings.batch_wait, on_batch=on_batch
+        state.router,
+        embedder,
+        batch_max=settings.batch_max,
+        batch_wait=settings.batch_wait,
+        on_batch=on_batch,
+        pipeline=settings.batch_pipeline,
     )
     log = None
     if settings.log_decisions:

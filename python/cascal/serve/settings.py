@@ -32,6 +32,8 @@ class GatewaySettings:
         batch_max: most queries embedded and routed by one router call.
         batch_wait: longest wait, in seconds, for more queries to join a batch (only while other
             requests are known to be on their way).
+        batch_pipeline: most batches embedded and routed at once, each in one of as many worker
+            threads (the next batch is embedded while the event loop answers the one before).
         max_body_bytes: larger request bodies are refused with 413.
         log_decisions: JSON-lines file of routing decisions, or ``None``.
         log_text: write the query text into the decision log (otherwise only its hash).
@@ -63,6 +65,7 @@ class GatewaySettings:
     breaker_cooldown: float = 30.0
     batch_max: int = 64
     batch_wait: float = 0.003
+    batch_pipeline: int = 2
     max_body_bytes: int = 1 << 20
     log_decisions: Optional[str] = None
     log_text: bool = False
@@ -81,6 +84,7 @@ class GatewaySettings:
             "max_failover",
             "breaker_failures",
             "batch_max",
+            "batch_pipeline",
             "max_body_bytes",
             "max_route_inputs",
             "max_header_bytes",

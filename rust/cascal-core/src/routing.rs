@@ -935,6 +935,13 @@ fn optional_blocks(v: Option<&mut [f64]>, chunk: usize, n_blocks: usize) -> Vec<
     }
 }
 
+/// Whether [`route_batch_with`] routes `n` queries as one block on the calling thread, without the
+/// thread pool (a gateway's micro-batches: handing a few rows to a pool thread and waiting for it
+/// costs more than routing them, and on a busy machine the pool thread may wait for a core).
+pub fn runs_in_one_block(n: usize) -> bool {
+    n <= ROW_BLOCK
+}
+
 /// Route `n` queries (`x`: row-major `n × d`) with a trained CASCAL model; see the module docs.
 pub fn route_batch<T: Real>(
     x: &[T],
@@ -979,6 +986,20 @@ pub fn route_batch_with<T: Real>(
         },
     };
     if n == 0 {
+        return Ok(out);
+    }
+    if runs_in_one_block(n) {
+        // one block: computed on the calling thread, the same way a pool worker would compute it
+        let block = BlockOut {
+            probs: &mut out.probs,
+            ranked: &mut out.ranked,
+            subject: &mut out.subject,
+            nearest: &mut out.nearest_distance,
+            alpha: &mut out.alpha,
+            cost: out.expected_cost.as_deref_mut(),
+            subject_weights: out.subject_weights.as_deref_mut(),
+        };
+        route_block(x, 0, &prep, params, block, &mut Buffers::default())?;
         return Ok(out);
     }
     // one optional block per row block of each optional output (`None` when it is not computed)

@@ -156,7 +156,10 @@ fn route_typed<'py, T: Real + Element>(
     let n_models = model.global_scores.len();
     let n_subjects = model.subject_reps.len() / d.max(1);
     let xs = c_slice(&x, "X")?;
-    let out: RouteOutput = crate::pool::detach(py, || core::route_batch_with(xs, n, d, &model, params, outputs)).map_err(in_kernel("route_batch"))?;
+    let route = || core::route_batch_with(xs, n, d, &model, params, outputs);
+    // one block runs on this thread (no pool hand-off), without the GIL like the pool's work
+    let out: RouteOutput =
+        if core::runs_in_one_block(n) { py.detach(route) } else { crate::pool::detach(py, route) }.map_err(in_kernel("route_batch"))?;
     let shape_err = |e: numpy::ndarray::ShapeError| PyValueError::new_err(e.to_string());
     Ok((
         Array2::from_shape_vec((n, n_models), out.probs).map_err(shape_err)?.into_pyarray(py),
