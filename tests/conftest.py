@@ -110,3 +110,14 @@ def small_drift(tmp_path_factory):
     out = tmp_path_factory.mktemp("drift")
     config = DriftConfig(n_old=2, n_new=1, n_train=40, n_traffic=30, seed=0)
     return out, run_drift(out, config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """``run_demo(quick=True)`` once per session: ``(out folder, result)``. tests/demo reads it and
+    reruns it from its caches; ``cascal demo --serve`` runs on a copy of the folder, whose caches
+    spare it the demo's generation and answering (the serve step itself is not cached)."""
+    from cascal.demo.runner import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    return out, run_demo(out, quick=True, progress=False)

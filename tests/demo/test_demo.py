@@ -7,15 +7,15 @@ import json
 import pytest
 
 from cascal.cli import main
-from cascal.demo.runner import DemoConfig, run_demo
+from cascal.demo.runner import DemoConfig
 
 ROUTERS = {"CASCAL": "query-only", "kNN correctness": "query-answer", "best single (consensus)": "label-free"}
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(out, quick=True, progress=False)
+def demo(quick_demo):
+    """The session's quick demo (tests/conftest.py; the --serve test reuses its caches)."""
+    return quick_demo
 
 
 def score(result: dict, router: str, generator: str = "-", data: str = "raw") -> dict:
