@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_label_budget(args: argparse.Namespace) -> int:
-    from cascal.evaluation.label_budget import _groups, budget_table, run_label_budget
+    from cascal.evaluation.label_budget import _groups, budget_table, goal_table, run_label_budget
 
     try:
         budgets = [int(b) for b in args.labels]
@@ -177,7 +177,7 @@ def _run_label_budget(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     for name, summary in _groups(results):
-        print(f"\npool {name}\n{budget_table(summary)}")
+        print(f"\npool {name}\n{goal_table(summary)}\n\n{budget_table(summary)}")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
     return 0
 

@@ -37,11 +37,11 @@ from cascal.router.costs import Prices
 from cascal.router.diagnostics import diagnose
 from cascal.router.fitting import SUBJECT_REPRESENTATIVES, ConsensusStats
 from cascal.router.geometry import row_norms, unit_subset
+from cascal.router.label_choice import choose
 from cascal.router.labels import (
     UNLABELLED,
     LabelBase,
     LabelFit,
-    calibrate,
     check_base_labels,
     check_labels,
     make_label_base,
@@ -286,7 +286,7 @@ class CascalRouter(BaseRouter):
         if has_labels:
             assert y is not None
             base = make_label_base(X, responses, scores, self.subject_names_, self.tables_)
-            self._set_label_tables(calibrate(base, y))
+            self._set_label_tables(base, y)
         return self
 
     def _score_questions(self, responses: ResponseMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -322,12 +322,17 @@ class CascalRouter(BaseRouter):
         y = check_base_labels(labels, base)
         router = copy.copy(self)
         if (y >= 0).any():
-            router._set_label_tables(calibrate(base, y))
+            router._set_label_tables(base, y)
         return router
 
-    def _set_label_tables(self, fit: LabelFit) -> None:
-        self.label_fit_ = fit
-        self.tables_ = replace(self.tables_, centroid_scores=fit.centroid_scores, global_scores=fit.global_scores)
+    def _set_label_tables(self, base: LabelBase, labels: np.ndarray) -> None:
+        """Calibrate with ``labels`` and route with the candidate tables the labels score best
+        (:func:`cascal.router.label_choice.choose`); the choice goes to ``diagnostics_.labels``."""
+        chosen = choose(base, labels)
+        self.label_fit_ = chosen.fit
+        self.__dict__.pop("_weighted_tables", None)  # built from the label-free tables
+        self.tables_ = replace(self.tables_, centroid_scores=chosen.centroid_scores, global_scores=chosen.global_scores)
+        self.diagnostics_ = replace(self.diagnostics_, labels=chosen.choice)
 
     def suggest_labels(
         self, embeddings: np.ndarray, responses: ResponseMatrix, n: int, labels: Optional[np.ndarray] = None
@@ -335,8 +340,8 @@ class CascalRouter(BaseRouter):
         """Up to ``n`` rows of ``responses`` worth labelling next, best first, as int64 indices
         (docs/algorithm.md#choosing-questions-to-label; :func:`cascal.router.labels.rows_to_label`).
 
-        A row is worth more when the models that are candidates for the routing decision there
-        answer it differently; picks are spread over subjects. Rows already labelled in ``labels``
+        The picks are a uniform sample, stratified by subject, of the rows where the models that are
+        candidates for the routing decision do not all answer alike. Rows already labelled in ``labels``
         (``(n_q,)``, ``-1`` = unlabelled) are never returned, and the ranking uses the router
         calibrated with them. ``responses`` must have the fitted pool's columns.
         """
@@ -349,11 +354,11 @@ class CascalRouter(BaseRouter):
         if y is None:
             y = np.full(responses.n_questions, UNLABELLED, dtype=np.int64)
         router = self.with_labels(y, self.label_base(X, responses)) if (y >= 0).any() else self
+        fit = getattr(router, "label_fit_", None)
         return rows_to_label(
             responses,
             router.route_scores(X),
-            self._consensus(responses).scores,
-            score_spread(router.tables_.global_scores, getattr(router, "label_fit_", None)),
+            score_spread(router.tables_.global_scores if fit is None else fit.global_scores, fit),
             y >= 0,
             int(n),
             seed=0 if self.random_state is None else int(self.random_state),
