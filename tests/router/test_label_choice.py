@@ -54,6 +54,24 @@ def test_a_right_consensus_is_not_switched_on_noise(honest):
     assert kept >= 9
 
 
+def test_an_untrusted_fit_gives_the_labels_the_argmax(honest):
+    # the same labels, with and without trust in the label-free fit: no margin when it is not trusted
+    _, responses, _, base = honest
+    switched = {True: 0, False: 0}
+    for seed in range(10):
+        y = random_labels(responses, 20, seed)
+        for trusted in (True, False):
+            choice = choose(base, y, trusted=trusted).choice
+            switched[trusted] += choice.chosen != "label-free"
+            best = max(choice.scores.values())
+            if not trusted:
+                # the plain argmax: label-free only when nothing scores higher
+                assert (choice.chosen == "label-free") == (choice.scores["label-free"] == best)
+                if choice.chosen != "label-free":
+                    assert choice.scores[choice.chosen] == best and "not trusted" in choice.reason
+    assert switched[False] > switched[True]
+
+
 def test_candidates_that_route_alike_have_no_standard_error_and_lose_the_tie(honest):
     _, responses, free, base = honest
     # labels equal to the favourite's own answers: every candidate agrees with label-free

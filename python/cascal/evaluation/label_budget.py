@@ -180,8 +180,8 @@ def _one_seed(
 
 
 def _chosen(router: CascalRouter) -> str:
-    choice = router.diagnostics_.labels
-    return "label-free" if choice is None else choice.chosen
+    choice = getattr(router, "label_choice_", None)
+    return "label-free" if choice is None else str(choice.chosen)
 
 
 def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -112,7 +112,9 @@ class CascalRouter(BaseRouter):
         subject_reps_, centroids_, centroid_subject_, centroid_scores_, centroid_sizes_,
         centroid_costs_, global_costs_), niches_ (subject -> list of :class:`cascal.router.niches.Niche`),
         stats_ (:class:`ConsensusStats`), diagnostics_ (:class:`cascal.router.diagnostics.Diagnostics`),
-        label_fit_ (:class:`cascal.router.labels.LabelFit`, after a fit with labels).
+        label_fit_ (:class:`cascal.router.labels.LabelFit`, the calibration, after a fit with labels)
+        and label_choice_ (:class:`cascal.router.label_choice.LabelChoice`, the candidate whose tables
+        routing uses, also in ``diagnostics_.labels``).
     """
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
@@ -215,8 +217,11 @@ class CascalRouter(BaseRouter):
             embeddings: ``(n_q, d)`` finite question embeddings (rows are L2-normalised here).
             responses: the pool's answers on the same ``n_q`` questions.
             labels: optional ``(n_q,)`` integer answer key of a few questions (``-1`` = unlabelled):
-                they calibrate every model's niche and global scores (docs/algorithm.md#labels);
-                the niches still come from the consensus. ``None`` or all ``-1``: label-free.
+                they calibrate every model's niche and global scores, and the router keeps whichever
+                of the label-free, calibrated, best-on-labels and per-subject best-on-labels tables
+                scores best on held-out labels (docs/algorithm.md#labels; the choice is in
+                ``diagnostics_.labels``); the niches still come from the consensus. ``None`` or all
+                ``-1``: label-free.
             prices: list prices of the pool (:class:`cascal.router.costs.Prices`, or a mapping
                 model -> ``(input, output)`` USD per million tokens): the router also learns each
                 model's expected cost per niche from the tokens it used on these questions
@@ -315,8 +320,9 @@ class CascalRouter(BaseRouter):
         return make_label_base(X, responses, self._consensus(responses).scores, self.subject_names_, self.tables_)
 
     def with_labels(self, labels: np.ndarray, base: LabelBase) -> "CascalRouter":
-        """A copy of this label-free router whose niche and global scores are calibrated with
-        ``labels`` (aligned with the rows ``base`` was built from, ``-1`` = unlabelled); the
+        """A copy of this label-free router whose niche and global scores are those ``labels``
+        choose (aligned with the rows ``base`` was built from, ``-1`` = unlabelled;
+        :func:`cascal.router.label_choice.choose`, the choice in ``diagnostics_.labels``); the
         niches and routing constants are shared. No labelled row: an unchanged copy."""
         self._check_fitted()
         y = check_base_labels(labels, base)
@@ -328,11 +334,14 @@ class CascalRouter(BaseRouter):
     def _set_label_tables(self, base: LabelBase, labels: np.ndarray) -> None:
         """Calibrate with ``labels`` and route with the candidate tables the labels score best
         (:func:`cascal.router.label_choice.choose`); the choice goes to ``diagnostics_.labels``."""
-        chosen = choose(base, labels)
+        diagnostics = getattr(self, "diagnostics_", None)  # a loaded router has none: trusted
+        chosen = choose(base, labels, trusted=diagnostics is None or bool(diagnostics.trustworthy))
         self.label_fit_ = chosen.fit
+        self.label_choice_ = chosen.choice
         self.__dict__.pop("_weighted_tables", None)  # built from the label-free tables
         self.tables_ = replace(self.tables_, centroid_scores=chosen.centroid_scores, global_scores=chosen.global_scores)
-        self.diagnostics_ = replace(self.diagnostics_, labels=chosen.choice)
+        if diagnostics is not None:
+            self.diagnostics_ = replace(diagnostics, labels=chosen.choice)
 
     def suggest_labels(
         self, embeddings: np.ndarray, responses: ResponseMatrix, n: int, labels: Optional[np.ndarray] = None

@@ -20,7 +20,8 @@ niche the label calibration also uses, :class:`cascal.router.labels.LabelBase`).
 ``calibrated`` by :data:`CV_FOLDS`-fold cross-validation (a fixed, seeded fold assignment).
 
 A candidate replaces the label-free tables only when its score beats the label-free one by more
-than :data:`SWITCH_Z` standard errors of the difference, and the standard error is read from the
+than :data:`SWITCH_Z` standard errors of the difference (:data:`UNTRUSTED_Z` when the trust
+diagnostic of the label-free fit does not trust it), and the standard error is read from the
 unlabelled training answers: two routers' top-1 correctness can only differ on rows where their
 top-1 answers differ, so the variance of the mean difference on ``L`` labelled rows is at most
 ``p / L``, ``p`` the share of rows on which the two routers give different answers: read on the
@@ -45,9 +46,14 @@ CANDIDATES = ("label-free", "calibrated", "best-on-labels", "subject-best")
 CV_FOLDS = 5
 #: Seed of the fold assignment (the choice is deterministic for a label set).
 CV_SEED = 0
-#: A candidate must beat the label-free score by this many standard errors of the difference
-#: (measured on the design pools ``large`` and ``small``, docs/labelling.md).
-SWITCH_Z = 2.0
+#: A candidate must beat the label-free score by this many standard errors of the difference when
+#: the trust diagnostic trusts the label-free fit (the smallest margin that keeps the design pools
+#: ``large`` and ``small`` within 0.5 points of label-free at every budget, docs/labelling.md).
+SWITCH_Z = 1.5
+#: The margin when the trust diagnostic does not trust the label-free fit
+#: (:mod:`cascal.router.diagnostics`): none, the plain argmax of the held-out scores, since the
+#: answers themselves then give no reason to prefer the consensus.
+UNTRUSTED_Z = 0.0
 #: Pseudo-labels at the global labelled accuracy added to every subject count of ``subject-best``.
 SUBJECT_PSEUDO_LABELS = 5.0
 #: Fewest labelled rows for a choice; with fewer the label-free tables are kept.
@@ -181,9 +187,13 @@ def _differ_share(base: LabelBase, free_top: np.ndarray, n_subjects: int) -> np.
     return total / np.maximum(count, 1.0)[:, None]
 
 
-def choose(base: LabelBase, labels: np.ndarray, fit: Optional[LabelFit] = None) -> ChosenTables:
+def choose(
+    base: LabelBase, labels: np.ndarray, fit: Optional[LabelFit] = None, *, trusted: bool = True
+) -> ChosenTables:
     """The candidate tables with the best cross-validated top-1 accuracy on the labelled rows
-    (module docstring); ``fit`` is ``calibrate(base, labels)`` when already computed."""
+    (module docstring); ``fit`` is ``calibrate(base, labels)`` when already computed; ``trusted``:
+    whether the trust diagnostic trusts the label-free fit (margin :data:`SWITCH_Z`, else
+    :data:`UNTRUSTED_Z`)."""
     rows = np.flatnonzero(labels >= 0)
     fit = calibrate(base, labels) if fit is None else fit
     correct = correctness(base.answers[rows], labels[rows])
@@ -235,19 +245,20 @@ def choose(base: LabelBase, labels: np.ndarray, fit: Optional[LabelFit] = None) 
         expected = np.where(pick == free_pick, 0.0, differ[subject, pick]).mean()
         seen = np.where(pick == free_pick, False, (base.answers[rows, pick] != free_answer) | (free_answer < 0)).mean()
         errors[name] = float(np.sqrt(max(expected, seen) / rows.size))
-    passing = [n for n in CANDIDATES[1:] if scores[n] - scores["label-free"] > SWITCH_Z * errors[n]]
+    z = SWITCH_Z if trusted else UNTRUSTED_Z
+    passing = [n for n in CANDIDATES[1:] if scores[n] - scores["label-free"] > z * errors[n]]
     if passing:
         chosen = max(passing, key=lambda n: (scores[n], -CANDIDATES.index(n)))
         reason = (
             f"{chosen} scores {100 * scores[chosen]:.1f} % top-1 on {rows.size} held-out labels against "
-            f"{100 * scores['label-free']:.1f} % label-free (margin {SWITCH_Z} x standard error "
-            f"{100 * errors[chosen]:.1f} points)"
+            f"{100 * scores['label-free']:.1f} % label-free (margin {z:g} x standard error "
+            f"{100 * errors[chosen]:.1f} points{'' if trusted else ', the label-free fit is not trusted'})"
         )
     else:
         chosen = "label-free"
         reason = (
             f"no candidate beats the label-free {100 * scores['label-free']:.1f} % top-1 on {rows.size} "
-            f"held-out labels by {SWITCH_Z} standard errors"
+            f"held-out labels by {z:g} standard errors"
         )
     c, g = tables[chosen]
     choice = LabelChoice(chosen, scores, errors, int(rows.size), reason)
