@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N,N",
         help="label-budget curves instead of the router comparison: numbers of gold labels drawn from "
-        "the training split, e.g. 0,10,20,50,100 (CASCAL with labels, best single and kNN on the labels)",
+        "the training split, e.g. 0,10,20,50,100 (CASCAL with labels, label-free CASCAL, best single and kNN "
+        "on the labels; the table first compares CASCAL with labels to the better of label-free and best single)",
     )
     parser.add_argument(
         "--label-strategy",
