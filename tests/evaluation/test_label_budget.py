@@ -86,11 +86,20 @@ def test_label_budget_curves(tmp_path):
         progress=False,
     )
     runs = results["pools"][pool]["runs"]
-    # budget 0: label-free CASCAL only; random: 2 draws x 3 routers; active: 1 draw x 3 routers
+    # budget 0: label-free CASCAL only; random: 2 draws x 4 routers; active: 1 draw x 4 routers
     per_seed = [r for r in runs if r["seed"] == 0]
     assert sum(r["n_labels"] == 0 for r in per_seed) == 2
-    assert sum(r["strategy"] == "random" and r["n_labels"] == 10 for r in per_seed) == 6
-    assert sum(r["strategy"] == "active" and r["n_labels"] == 40 for r in per_seed) == 3
+    assert sum(r["strategy"] == "random" and r["n_labels"] == 10 for r in per_seed) == 8
+    assert sum(r["strategy"] == "active" and r["n_labels"] == 40 for r in per_seed) == 4
+    # the label-free curve repeats the budget-0 fit at every budget; CASCAL + labels names its choice
+    free = next(r for r in per_seed if r["n_labels"] == 0)
+    assert all(r["top1"] == free["top1"] for r in per_seed if r["router"] == "label-free")
+    assert {r["choice"] for r in per_seed if r["router"] == "cascal+labels" and r["n_labels"] > 0} <= {
+        "label-free",
+        "calibrated",
+        "best-on-labels",
+        "subject-best",
+    }
     # best single on 40 labels picks the strongest model, whose test accuracy is its top-1
     split = make_split(data, columns, 0)
     strongest = (split.test.answers[:, -1] == split.test.gold).mean()
@@ -106,7 +115,19 @@ def test_label_budget_curves(tmp_path):
     assert row["n_runs"] == 4 and row["top1"]["mean"] == pytest.approx(np.mean(values))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["config"]["labels"] == [0, 10, 40]
-    assert "| random | 10 | knn-labels |" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "| random | 10 | knn-labels |" in report
+    # the goal's column: CASCAL + labels minus the better of label-free and best on labels
+    mean = {
+        name: 100
+        * np.mean(
+            [r["top1"] for r in runs if r["strategy"] == "active" and r["n_labels"] == 40 and r["router"] == name]
+        )
+        for name in ("cascal+labels", "label-free", "best-single-labels")
+    }
+    gap = mean["cascal+labels"] - max(mean["label-free"], mean["best-single-labels"])
+    assert f"| active | 40 | {mean['cascal+labels']:.1f} | {mean['label-free']:.1f} | " in report
+    assert f"| {gap:+.1f} |" in report
     assert (tmp_path / "label_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -17,7 +17,7 @@ from cascal.data import NOT_ASKED, ResponseMatrix
 from cascal.errors import DataError, InvalidParameterError
 from cascal.kernels import ConsensusParams
 from cascal.router import CascalRouter
-from cascal.router.labels import best_model_probabilities, disagreement_value, select_covering
+from cascal.router.labels import best_model_probabilities
 from cascal.router.niches import Niche
 
 N_OPTIONS = 5
@@ -82,26 +82,43 @@ def zero_labels(responses: ResponseMatrix, count: int) -> np.ndarray:
 
 
 def expected_suggestions(router: CascalRouter, X, responses: ResponseMatrix, n: int, labels=None, seed: int = 7):
-    """docs/algorithm.md#choosing-questions-to-label step by step: weights are half the routing
-    distribution, half the probability of being the best model (normal posteriors: the label
-    fit's spread, or label-free the range of the global scores), Monte Carlo seeded with
-    ``seed``; strata by the plurality's consensus score (0 where nobody answered)."""
+    """docs/algorithm.md#choosing-questions-to-label step by step: the candidates are the models
+    with a probability of at least 1 % of being the best (normal posteriors: the calibrated global
+    scores and their spread after labels, label-free the global scores and their range; Monte Carlo
+    seeded with ``seed``) plus each row's first routing choice; eligible rows are those where the
+    candidates asked do not all answer alike; the picks are a seeded uniform sample of them,
+    stratified by subject (each pick to the subject furthest below its share), then the others."""
     y = np.full(responses.n_questions, -1, dtype=np.int64) if labels is None else labels
     if (y >= 0).any():
         router = router.with_labels(y, router.label_base(X, responses))
-        spread = router.label_fit_.spread
+        mean, spread = np.nan_to_num(router.label_fit_.global_scores, nan=0.0), router.label_fit_.spread
     else:
-        spread = None
-    mean = np.nan_to_num(router.global_scores_, nan=0.0)  # NaN = no data: 0, as routing reads it
-    if spread is None:
-        spread = np.full(len(MODELS), float(np.ptp(mean)))
+        mean = np.nan_to_num(router.global_scores_, nan=0.0)  # NaN = no data: 0, as routing reads it
+        spread = np.full(len(mean), float(np.ptp(mean)) + 1e-6)
     best = best_model_probabilities(mean, spread, seed=seed)
-    value = disagreement_value(responses.answers, 0.5 * router.route_scores(X) + 0.5 * best[None, :])
-    scores = reference_scores(responses)
-    # a row nobody answered has no plurality to be sure of: ease 0, as cascal.router.labels._ease
-    asked = np.isfinite(scores)
-    ease = np.where(asked.any(axis=1), np.max(np.where(asked, scores, -np.inf), axis=1), 0.0)
-    return select_covering(value, responses.subjects, ease, n, y >= 0)
+    first = np.argmax(router.route_scores(X), axis=1)
+    eligible = np.zeros(responses.n_questions, dtype=bool)
+    for q in range(responses.n_questions):
+        models = set(np.flatnonzero(best >= 0.01).tolist()) | {int(first[q])}
+        given = {int(responses.answers[q, m]) for m in models if responses.answers[q, m] != NOT_ASKED}
+        eligible[q] = len(given) > 1
+    order = np.random.default_rng(seed).permutation(responses.n_questions)
+    names = sorted(set(responses.subjects.tolist()))
+    picks: list[int] = []
+    for pool in (eligible, ~eligible):
+        size = {s: sum(pool[q] and responses.subjects[q] == s for q in range(len(pool))) for s in names}
+        taken = {s: sum(pool[q] and y[q] >= 0 and responses.subjects[q] == s for q in range(len(pool))) for s in names}
+        queue = {s: [int(q) for q in order if pool[q] and y[q] < 0 and responses.subjects[q] == s] for s in names}
+        total, all_rows = sum(taken.values()), sum(size.values())
+        while len(picks) < n and any(queue.values()):
+            s = max(
+                (s for s in names if queue[s]),
+                key=lambda s: (size[s] / all_rows * (total + 1) - taken[s], -names.index(s)),
+            )
+            picks.append(queue[s].pop(0))
+            taken[s] += 1
+            total += 1
+    return np.asarray(picks, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------- label_base / with_labels
@@ -181,10 +198,9 @@ def test_suggest_labels_calibrates_with_labels_of_option_zero(world, router):
     np.testing.assert_array_equal(got, expected_suggestions(router, X, responses, 16, labels=y))
 
 
-def test_suggest_labels_ranks_rows_nobody_answered_with_the_least_sure(world, router):
-    # candidate rows: three where every answer is unparsable (sureness 0: every consensus score
-    # is 0), one asked of nobody (no score at all), four ordinary ones; the strata of two rows
-    # each group the row nobody answered with the least sure ones by row order
+def test_suggest_labels_takes_rows_where_the_candidates_agree_last(world, router):
+    # candidate rows: three where every answer is unparsable (every model answers alike), one asked
+    # of nobody, four ordinary ones: the ordinary ones where the candidates disagree come first
     X, responses = world
     rows = np.arange(8)
     answers = responses.answers[rows].copy()
@@ -203,6 +219,7 @@ def test_suggest_labels_ranks_rows_nobody_answered_with_the_least_sure(world, ro
     got = router.suggest_labels(X[rows], candidates, 8)
     np.testing.assert_array_equal(got, expected_suggestions(router, X[rows], candidates, 8))
     assert sorted(got.tolist()) == list(range(8))
+    assert set(got[:4].tolist()) <= {4, 5, 6, 7} and set(got[-4:].tolist()) >= {0, 1, 2, 3}
 
 
 def test_suggest_labels_reads_a_missing_global_score_as_zero(world, router):

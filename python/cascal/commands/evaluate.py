@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N,N",
         help="label-budget curves instead of the router comparison: numbers of gold labels drawn from "
-        "the training split, e.g. 0,10,20,50,100 (CASCAL with labels, best single and kNN on the labels)",
+        "the training split, e.g. 0,10,20,50,100 (CASCAL with labels, label-free CASCAL, best single and kNN "
+        "on the labels; the table first compares CASCAL with labels to the better of label-free and best single)",
     )
     parser.add_argument(
         "--label-strategy",
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_label_budget(args: argparse.Namespace) -> int:
-    from cascal.evaluation.label_budget import _groups, budget_table, run_label_budget
+    from cascal.evaluation.label_budget import _groups, budget_table, goal_table, run_label_budget
 
     try:
         budgets = [int(b) for b in args.labels]
@@ -177,7 +178,7 @@ def _run_label_budget(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     for name, summary in _groups(results):
-        print(f"\npool {name}\n{budget_table(summary)}")
+        print(f"\npool {name}\n{goal_table(summary)}\n\n{budget_table(summary)}")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'report.md'}")
     return 0
 

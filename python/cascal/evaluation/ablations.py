@@ -27,7 +27,6 @@ mean consensus) and the oracle are reported alongside. Differences to ``full`` a
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,21 +78,11 @@ ABLATIONS: tuple[Ablation, ...] = (
 )
 ABLATIONS_BY_NAME: dict[str, Ablation] = {a.name: a for a in ABLATIONS}
 
-_RANDOM_POOL = re.compile(r"random:(\d+):(\d+)")
-
 
 def resolve_ablation_pool(spec: str, available: Sequence[str]) -> list[str]:
-    """Column names of a pool: what :func:`cascal.evaluation.protocol.resolve_pool` accepts, or
-    ``random:K:SEED``: ``K`` models drawn without replacement from all the dataset's models with
-    ``numpy.random.default_rng(SEED)``, in dataset column order."""
-    match = _RANDOM_POOL.fullmatch(spec.strip())
-    if match is None:
-        return resolve_pool(spec, available)
-    size, seed = int(match.group(1)), int(match.group(2))
-    if not 2 <= size <= len(available):
-        raise ProtocolError(f"pool {spec!r}: a random pool needs 2..{len(available)} models, got {size}")
-    picked = np.random.default_rng(seed).choice(len(available), size=size, replace=False)
-    return [available[i] for i in sorted(picked)]
+    """Column names of a pool: what :func:`cascal.evaluation.protocol.resolve_pool` accepts,
+    including ``random:K:SEED`` (:func:`cascal.evaluation.protocol.random_pool`)."""
+    return resolve_pool(spec, available)
 
 
 def select_ablations(names: Optional[Sequence[str]]) -> list[Ablation]:

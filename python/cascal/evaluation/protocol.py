@@ -59,13 +59,38 @@ def resolve_model(name: str, available: Sequence[str]) -> str:
     raise ProtocolError(f"unknown model {name!r}; available models: {', '.join(available)}")
 
 
+#: Prefix of a random pool specification ``random:K:SEED``.
+RANDOM_POOL = "random"
+
+
+def random_pool(spec: str, available: Sequence[str]) -> list[str]:
+    """Columns of the pool ``random:K:SEED``: ``K`` models drawn uniformly without replacement from
+    ``available`` by ``numpy.random.default_rng(SEED)``, in column order.
+
+    Raises:
+        ProtocolError: not of that form, ``K`` below 2 or above the number of models, or a
+            negative ``SEED``.
+    """
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] != RANDOM_POOL or not all(p.strip().isdigit() for p in parts[1:]):
+        raise ProtocolError(f"pool {spec!r}: a random pool is random:K:SEED with integers K >= 2 and SEED >= 0")
+    k, seed = int(parts[1]), int(parts[2])
+    if not 2 <= k <= len(available):
+        raise ProtocolError(f"pool {spec!r}: a random pool needs 2..{len(available)} models, got {k}")
+    picked = np.sort(np.random.default_rng(seed).choice(len(available), k, replace=False))
+    return [available[int(i)] for i in picked]
+
+
 def resolve_pool(spec: str, available: Sequence[str]) -> list[str]:
-    """Column names of a pool: a preset (``large``, ``small``, ``all``) or comma-separated names."""
+    """Column names of a pool: a preset (``large``, ``small``, ``all``), a random pool
+    ``random:K:SEED`` (:func:`random_pool`) or comma-separated names."""
     spec = spec.strip()
     if not spec:
         raise ProtocolError("pool: empty pool specification")
     if spec == "all":
         return list(available)
+    if spec.startswith(RANDOM_POOL + ":"):
+        return random_pool(spec, list(available))
     names = POOL_PRESETS.get(spec) or tuple(n.strip() for n in spec.split(",") if n.strip())
     columns = [resolve_model(n, available) for n in names]
     duplicates = sorted({c for c in columns if columns.count(c) > 1})

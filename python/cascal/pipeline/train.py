@@ -125,9 +125,14 @@ def _routing_line(router: Any) -> str:
 
 
 def labels_line(router: Any, path: Union[str, Path]) -> str:
-    """The summary line of a fit with the labels file ``path``: how many labelled questions it used."""
+    """The summary of a fit with the labels file ``path``: how many labelled questions it used, then
+    (on a second line) which candidate router they chose and why (docs/algorithm.md#labels)."""
     fit = getattr(router, "label_fit_", None)
     used = int(fit.n_labels) if fit is not None else 0
     if used == 0:
         return f"labels: none in {path} (label-free fit)"
-    return f"labels: {used} labelled question{'s' if used != 1 else ''} from {path} calibrate the scores"
+    line = f"labels: {used} labelled question{'s' if used != 1 else ''} from {path} calibrate the scores"
+    choice = getattr(router, "label_choice_", None)
+    if choice is not None:
+        line += f"\nlabels chose {choice.chosen}: {choice.reason}"
+    return line

@@ -37,11 +37,11 @@ from cascal.router.costs import Prices
 from cascal.router.diagnostics import diagnose
 from cascal.router.fitting import SUBJECT_REPRESENTATIVES, ConsensusStats
 from cascal.router.geometry import row_norms, unit_subset
+from cascal.router.label_choice import choose
 from cascal.router.labels import (
     UNLABELLED,
     LabelBase,
     LabelFit,
-    calibrate,
     check_base_labels,
     check_labels,
     make_label_base,
@@ -112,7 +112,9 @@ class CascalRouter(BaseRouter):
         subject_reps_, centroids_, centroid_subject_, centroid_scores_, centroid_sizes_,
         centroid_costs_, global_costs_), niches_ (subject -> list of :class:`cascal.router.niches.Niche`),
         stats_ (:class:`ConsensusStats`), diagnostics_ (:class:`cascal.router.diagnostics.Diagnostics`),
-        label_fit_ (:class:`cascal.router.labels.LabelFit`, after a fit with labels).
+        label_fit_ (:class:`cascal.router.labels.LabelFit`, the calibration, after a fit with labels)
+        and label_choice_ (:class:`cascal.router.label_choice.LabelChoice`, the candidate whose tables
+        routing uses, also in ``diagnostics_.labels``).
     """
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
@@ -215,8 +217,11 @@ class CascalRouter(BaseRouter):
             embeddings: ``(n_q, d)`` finite question embeddings (rows are L2-normalised here).
             responses: the pool's answers on the same ``n_q`` questions.
             labels: optional ``(n_q,)`` integer answer key of a few questions (``-1`` = unlabelled):
-                they calibrate every model's niche and global scores (docs/algorithm.md#labels);
-                the niches still come from the consensus. ``None`` or all ``-1``: label-free.
+                they calibrate every model's niche and global scores, and the router keeps whichever
+                of the label-free, calibrated, best-on-labels and per-subject best-on-labels tables
+                scores best on held-out labels (docs/algorithm.md#labels; the choice is in
+                ``diagnostics_.labels``); the niches still come from the consensus. ``None`` or all
+                ``-1``: label-free.
             prices: list prices of the pool (:class:`cascal.router.costs.Prices`, or a mapping
                 model -> ``(input, output)`` USD per million tokens): the router also learns each
                 model's expected cost per niche from the tokens it used on these questions
@@ -286,7 +291,7 @@ class CascalRouter(BaseRouter):
         if has_labels:
             assert y is not None
             base = make_label_base(X, responses, scores, self.subject_names_, self.tables_)
-            self._set_label_tables(calibrate(base, y))
+            self._set_label_tables(base, y)
         return self
 
     def _score_questions(self, responses: ResponseMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -315,19 +320,28 @@ class CascalRouter(BaseRouter):
         return make_label_base(X, responses, self._consensus(responses).scores, self.subject_names_, self.tables_)
 
     def with_labels(self, labels: np.ndarray, base: LabelBase) -> "CascalRouter":
-        """A copy of this label-free router whose niche and global scores are calibrated with
-        ``labels`` (aligned with the rows ``base`` was built from, ``-1`` = unlabelled); the
+        """A copy of this label-free router whose niche and global scores are those ``labels``
+        choose (aligned with the rows ``base`` was built from, ``-1`` = unlabelled;
+        :func:`cascal.router.label_choice.choose`, the choice in ``diagnostics_.labels``); the
         niches and routing constants are shared. No labelled row: an unchanged copy."""
         self._check_fitted()
         y = check_base_labels(labels, base)
         router = copy.copy(self)
         if (y >= 0).any():
-            router._set_label_tables(calibrate(base, y))
+            router._set_label_tables(base, y)
         return router
 
-    def _set_label_tables(self, fit: LabelFit) -> None:
-        self.label_fit_ = fit
-        self.tables_ = replace(self.tables_, centroid_scores=fit.centroid_scores, global_scores=fit.global_scores)
+    def _set_label_tables(self, base: LabelBase, labels: np.ndarray) -> None:
+        """Calibrate with ``labels`` and route with the candidate tables the labels score best
+        (:func:`cascal.router.label_choice.choose`); the choice goes to ``diagnostics_.labels``."""
+        diagnostics = getattr(self, "diagnostics_", None)  # a loaded router has none: trusted
+        chosen = choose(base, labels, trusted=diagnostics is None or bool(diagnostics.trustworthy))
+        self.label_fit_ = chosen.fit
+        self.label_choice_ = chosen.choice
+        self.__dict__.pop("_weighted_tables", None)  # built from the label-free tables
+        self.tables_ = replace(self.tables_, centroid_scores=chosen.centroid_scores, global_scores=chosen.global_scores)
+        if diagnostics is not None:
+            self.diagnostics_ = replace(diagnostics, labels=chosen.choice)
 
     def suggest_labels(
         self, embeddings: np.ndarray, responses: ResponseMatrix, n: int, labels: Optional[np.ndarray] = None
@@ -335,8 +349,8 @@ class CascalRouter(BaseRouter):
         """Up to ``n`` rows of ``responses`` worth labelling next, best first, as int64 indices
         (docs/algorithm.md#choosing-questions-to-label; :func:`cascal.router.labels.rows_to_label`).
 
-        A row is worth more when the models that are candidates for the routing decision there
-        answer it differently; picks are spread over subjects. Rows already labelled in ``labels``
+        The picks are a uniform sample, stratified by subject, of the rows where the models that are
+        candidates for the routing decision do not all answer alike. Rows already labelled in ``labels``
         (``(n_q,)``, ``-1`` = unlabelled) are never returned, and the ranking uses the router
         calibrated with them. ``responses`` must have the fitted pool's columns.
         """
@@ -349,11 +363,11 @@ class CascalRouter(BaseRouter):
         if y is None:
             y = np.full(responses.n_questions, UNLABELLED, dtype=np.int64)
         router = self.with_labels(y, self.label_base(X, responses)) if (y >= 0).any() else self
+        fit = getattr(router, "label_fit_", None)
         return rows_to_label(
             responses,
             router.route_scores(X),
-            self._consensus(responses).scores,
-            score_spread(router.tables_.global_scores, getattr(router, "label_fit_", None)),
+            score_spread(router.tables_.global_scores if fit is None else fit.global_scores, fit),
             y >= 0,
             int(n),
             seed=0 if self.random_state is None else int(self.random_state),

@@ -22,10 +22,14 @@ score and one minus that share.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from cascal.data import ResponseMatrix
+
+if TYPE_CHECKING:
+    from cascal.router.label_choice import LabelChoice
 
 #: Leave-one-out agreement from which a question counts as easy (its plurality answer near certain).
 EASY_AGREEMENT = 0.8
@@ -57,6 +61,8 @@ class Diagnostics:
         message: one line for the ``train`` summary: ``"label N questions ..."`` when untrustworthy.
         rival: name of the model most at odds with the consensus favourite, or ``None``.
         favourite: name of the consensus favourite.
+        labels: after a fit with labels, which candidate router the labels chose and why
+            (:class:`cascal.router.label_choice.LabelChoice`); ``None`` label-free.
     """
 
     trust: float
@@ -66,6 +72,7 @@ class Diagnostics:
     message: str
     rival: str | None
     favourite: str
+    labels: Optional[LabelChoice] = None
 
 
 def diagnose(

@@ -522,98 +522,6 @@ def best_model_probabilities(scores: np.ndarray, spread: np.ndarray, draws: int 
     return np.bincount(np.argmax(sample, axis=1), minlength=scores.shape[0]) / draws
 
 
-def disagreement_value(answers: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``(n,)`` weighted share of model pairs that answer each question differently:
-    ``sum_{m, m'} w_qm w_qm' [a_qm != a_qm']`` with each row of ``weights`` (``(M,)`` or
-    ``(n, M)``) normalised to sum 1 over the models asked (an unparsable answer differs from every
-    letter)."""
-    A = answers.astype(np.int64)
-    asked = A != -2
-    W = np.broadcast_to(np.asarray(weights, dtype=np.float64), A.shape)
-    W = np.where(asked, W, 0.0)
-    W = W / np.maximum(W.sum(axis=1, keepdims=True), 1e-12)
-    # sum over pairs = 1 - sum over answer letters of (weight choosing it)^2; unparsable answers
-    # each form their own class
-    same = (np.where(A == -1, W, 0.0) ** 2).sum(axis=1)
-    for c in np.unique(A[A >= 0]):
-        same += np.where(A == c, W, 0.0).sum(axis=1) ** 2
-    return np.maximum(1.0 - same, 0.0) * (W.sum(axis=1) > 0)
-
-
-def spread_over_groups(
-    value: np.ndarray, groups: np.ndarray, n: int, candidates: np.ndarray, already: Optional[dict] = None
-) -> np.ndarray:
-    """Up to ``n`` of ``candidates`` (row indices), best first: greedily the highest ``value``
-    divided by ``1 + rows of the same group already taken`` (``already``: group -> rows taken
-    before; ties -> lower row)."""
-    order = candidates[np.lexsort((candidates, -value[candidates]))]
-    taken: list[int] = []
-    per_group: dict[object, int] = dict(already or {})
-    # per group, a queue of its rows by value; each step takes the best head after the discount
-    queues: dict[object, list[int]] = {}
-    for row in order.tolist():
-        queues.setdefault(groups[row], []).append(row)
-    heads = {g: 0 for g in queues}
-    while len(taken) < n:
-        best_g, best_v, best_row = None, -np.inf, -1
-        for g, q in queues.items():
-            if heads[g] >= len(q):
-                continue
-            row = q[heads[g]]
-            v = value[row] / (1.0 + per_group.get(g, 0))
-            if v > best_v or (v == best_v and row < best_row):
-                best_g, best_v, best_row = g, v, row
-        if best_g is None:
-            break
-        taken.append(best_row)
-        heads[best_g] += 1
-        per_group[best_g] = per_group.get(best_g, 0) + 1
-    return np.asarray(taken, dtype=np.int64)
-
-
-#: Ease strata of :func:`select_covering` (quantile bins of the plurality's consensus posterior).
-EASE_BINS = 4
-
-
-def select_covering(
-    value: np.ndarray, subjects: np.ndarray, ease: np.ndarray, n: int, labelled: np.ndarray
-) -> np.ndarray:
-    """Up to ``n`` unlabelled rows, best first, that cover every level of ease and every subject.
-
-    The rows are cut into :data:`EASE_BINS` equal-count strata by ``ease`` (how sure the pool is
-    of its plurality answer). Each pick goes to the stratum with the smallest share of its rows
-    labelled or taken (ties: the one whose best row is worth most), and there to the row with the
-    highest ``value`` divided by ``1 +`` rows of its subject labelled or taken (ties: lower row).
-    Covering the easy questions too keeps the labelled sample representative: the estimator
-    calibrates the consensus on it, and a sample of only split questions says nothing about the
-    rest (measured: 20 disagreement-only labels cost pool ``large`` 3 points of top-1).
-    """
-    n_rows = value.shape[0]
-    order = np.argsort(ease, kind="stable")
-    stratum = np.empty(n_rows, dtype=np.int64)
-    stratum[order] = np.arange(n_rows) * EASE_BINS // max(n_rows, 1)
-    size = np.bincount(stratum, minlength=EASE_BINS).astype(np.float64)
-    taken_bins = np.bincount(stratum[labelled], minlength=EASE_BINS).astype(np.float64)
-    names, subject_idx = np.unique(subjects, return_inverse=True)
-    per_subject = np.bincount(subject_idx[labelled], minlength=names.size).astype(np.float64)
-    free = ~labelled.copy()
-    picks: list[int] = []
-    while len(picks) < n and free.any():
-        score = np.where(free, value / (1.0 + per_subject[subject_idx]), -np.inf)
-        best_in = np.full(EASE_BINS, -np.inf)
-        np.maximum.at(best_in, stratum, score)
-        open_bins = np.isfinite(best_in)
-        share = np.where(open_bins, taken_bins / np.maximum(size, 1), np.inf)
-        candidates = np.flatnonzero(share == share.min())
-        b = candidates[np.argmax(best_in[candidates])]
-        row = int(np.argmax(np.where(stratum == b, score, -np.inf)))
-        picks.append(row)
-        free[row] = False
-        taken_bins[b] += 1
-        per_subject[subject_idx[row]] += 1
-    return np.asarray(picks, dtype=np.int64)
-
-
 def score_spread(global_scores: np.ndarray, fit: Optional[LabelFit]) -> tuple[np.ndarray, np.ndarray]:
     """A router's global scores (NaN read as 0) and their uncertainty: the posterior standard
     deviation after labels (``fit``); label-free, the range of the scores between models (the
@@ -624,10 +532,59 @@ def score_spread(global_scores: np.ndarray, fit: Optional[LabelFit]) -> tuple[np
     return scores, fit.spread
 
 
+#: A model whose probability of being the best (:func:`best_model_probabilities`) reaches this is a
+#: candidate for the routing decision in :func:`rows_to_label`.
+PLAUSIBLE_BEST = 0.01
+
+
+def candidates_differ(answers: np.ndarray, candidates: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """``(n,)`` whether the ``candidates`` (``(M,)`` bool) and each row's ``first`` model, those of
+    them asked there, do not all give the same answer (an unparsable answer counts as one answer:
+    wrong for every label)."""
+    A = answers.astype(np.int64)
+    take = np.broadcast_to(candidates, A.shape).copy()
+    take[np.arange(A.shape[0]), first] = True
+    take &= A != -2
+    low = np.where(take, A, np.iinfo(np.int64).max).min(axis=1)
+    high = np.where(take, A, np.iinfo(np.int64).min).max(axis=1)
+    return (take.sum(axis=1) > 1) & (low != high)
+
+
+def stratified_sample(
+    eligible: np.ndarray, subjects: np.ndarray, n: int, labelled: np.ndarray, seed: int
+) -> np.ndarray:
+    """Up to ``n`` unlabelled rows, first a uniform sample of the ``eligible`` ones stratified by
+    subject (each pick goes to the subject furthest below its share of the eligible rows, counting
+    the labelled eligible rows as taken; within a subject, a seeded random order), then, when those
+    run out, the other unlabelled rows the same way."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(eligible.shape[0])
+    _, subject_idx = np.unique(subjects, return_inverse=True)
+    picks: list[int] = []
+    for pool in (eligible, ~eligible):
+        size = np.bincount(subject_idx[pool], minlength=subject_idx.max() + 1).astype(np.float64)
+        taken = np.bincount(subject_idx[pool & labelled], minlength=size.size).astype(np.float64)
+        queues = [
+            [int(r) for r in order if pool[r] and not labelled[r] and subject_idx[r] == s] for s in range(size.size)
+        ]
+        heads = np.zeros(size.size, dtype=np.int64)
+        total = taken.sum()
+        while len(picks) < n:
+            open_s = np.array([heads[s] < len(queues[s]) for s in range(size.size)])
+            if not open_s.any():
+                break
+            deficit = np.where(open_s, size / size.sum() * (total + 1) - taken, -np.inf)
+            s = int(np.argmax(deficit))
+            picks.append(queues[s][heads[s]])
+            heads[s] += 1
+            taken[s] += 1
+            total += 1
+    return np.asarray(picks, dtype=np.int64)
+
+
 def rows_to_label(
     responses: ResponseMatrix,
     probs: np.ndarray,
-    consensus_scores: np.ndarray,
     spread: tuple[np.ndarray, np.ndarray],
     labelled: np.ndarray,
     n: int,
@@ -636,16 +593,16 @@ def rows_to_label(
     """Up to ``n`` rows of ``responses`` worth labelling next, best first
     (docs/algorithm.md#choosing-questions-to-label).
 
-    A row's value is the disagreement (:func:`disagreement_value`) among the models weighted half by
-    its routing distribution ``probs`` ``(n_q, M)`` and half by each model's probability of being the
-    best overall (:func:`best_model_probabilities` of ``spread``, :func:`score_spread`, with
-    ``seed``); :func:`select_covering` then spreads the picks over subjects and over the ease of
-    the rows (the consensus posterior of their plurality, from ``consensus_scores``), skipping the
-    ``labelled`` rows.
+    The candidates for the routing decision are the models whose probability of being the best
+    overall (:func:`best_model_probabilities` of ``spread``, :func:`score_spread`, with ``seed``)
+    reaches :data:`PLAUSIBLE_BEST`, plus each row's first choice under its routing distribution
+    ``probs`` ``(n_q, M)``. A label can only change a decision on a row where they do not all answer
+    alike (:func:`candidates_differ`); the picks are a uniform sample of those rows, stratified by
+    subject (:func:`stratified_sample`, seeded by ``seed``), skipping the ``labelled`` rows. A
+    uniform sample keeps every comparison of two candidates unbiased up to scale: the rows
+    left out are the ones where they agree.
     """
     mean, sd = spread
     best = best_model_probabilities(mean, sd, seed=seed)
-    value = disagreement_value(responses.answers, 0.5 * probs + 0.5 * best[None, :])
-    scores = np.asarray(consensus_scores)
-    ease = np.nan_to_num(np.nanmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1), neginf=0.0)
-    return select_covering(value, np.asarray(responses.subjects), ease, int(n), labelled)
+    eligible = candidates_differ(responses.answers, best >= PLAUSIBLE_BEST, np.argmax(probs, axis=1))
+    return stratified_sample(eligible, np.asarray(responses.subjects), int(n), labelled, seed)

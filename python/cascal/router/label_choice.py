@@ -1,0 +1,265 @@
+"""Which router the labels pay for: a choice by estimated accuracy (docs/algorithm.md#labels).
+
+A label set can be used in several ways, and which one is best depends on the pool and on how many
+labels there are. :func:`choose` builds four candidate routing tables from one label-free fit and
+the labels, and keeps the one whose **cross-validated top-1 accuracy on the labelled rows** is
+highest:
+
+* ``label-free`` — the consensus tables as fitted (the labels are not used);
+* ``calibrated`` — the consensus tables calibrated with the labels (:func:`cascal.router.labels.calibrate`);
+* ``best-on-labels`` — the model with the most correct labelled answers first everywhere (ties: the
+  higher label-free global score);
+* ``subject-best`` — per subject, the model with the most correct labelled answers of that subject,
+  each model's subject count shrunk toward its global labelled accuracy with
+  :data:`SUBJECT_PSEUDO_LABELS` pseudo-labels (a subject with few labels follows the global pick).
+
+A candidate's top-1 on a training row is the best model of the row's niche in its tables (the
+niche the label calibration also uses, :class:`cascal.router.labels.LabelBase`). Scores:
+``label-free`` is fitted on nothing, so its accuracy on all labelled rows is already out of sample;
+``best-on-labels`` and ``subject-best`` are scored leave-one-out (exact, from the counts);
+``calibrated`` by :data:`CV_FOLDS`-fold cross-validation (a fixed, seeded fold assignment).
+
+A candidate replaces the label-free tables only when its score beats the label-free one by more
+than :data:`SWITCH_Z` standard errors of the difference (:data:`UNTRUSTED_Z` when the trust
+diagnostic of the label-free fit does not trust it), and the standard error is read from the
+unlabelled training answers: two routers' top-1 correctness can only differ on rows where their
+top-1 answers differ, so the variance of the mean difference on ``L`` labelled rows is at most
+``p / L``, ``p`` the share of rows on which the two routers give different answers: read on the
+unlabelled training rows of each labelled row's subject (exact without labels, no independence
+assumption), or on the labelled rows themselves when they hold more such rows (labels chosen where
+the models disagree, as :meth:`~cascal.router.CascalRouter.suggest_labels` does). Among the
+candidates that pass, the highest score wins (ties: the order above).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from cascal.router.labels import LabelBase, LabelFit, calibrate, correctness
+
+#: Candidate names, in the order that breaks ties.
+CANDIDATES = ("label-free", "calibrated", "best-on-labels", "subject-best")
+#: Folds of the cross-validation of the ``calibrated`` candidate.
+CV_FOLDS = 5
+#: Seed of the fold assignment (the choice is deterministic for a label set).
+CV_SEED = 0
+#: A candidate must beat the label-free score by this many standard errors of the difference when
+#: the trust diagnostic trusts the label-free fit (the smallest margin that keeps the design pools
+#: ``large`` and ``small`` within 0.5 points of label-free at every budget, docs/labelling.md).
+SWITCH_Z = 1.5
+#: The margin when the trust diagnostic does not trust the label-free fit
+#: (:mod:`cascal.router.diagnostics`): none, the plain argmax of the held-out scores, since the
+#: answers themselves then give no reason to prefer the consensus.
+UNTRUSTED_Z = 0.0
+#: Pseudo-labels at the global labelled accuracy added to every subject count of ``subject-best``.
+SUBJECT_PSEUDO_LABELS = 5.0
+#: Fewest labelled rows for a choice; with fewer the label-free tables are kept.
+MIN_LABELS = 4
+#: How far above the row maximum a forced model is put in the tables (consensus-score units).
+FORCE_MARGIN = 1.0
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """The outcome of :func:`choose`, kept in ``router.diagnostics_.labels``.
+
+    Attributes:
+        chosen: the candidate whose tables the router uses (one of :data:`CANDIDATES`).
+        scores: candidate -> cross-validated top-1 accuracy on the labelled rows.
+        standard_errors: candidate -> standard error of its score's difference from ``label-free``
+            (from the share of training rows where their top-1 answers differ).
+        n_labels: labelled rows used.
+        reason: one line saying why ``chosen`` won.
+    """
+
+    chosen: str
+    scores: dict[str, float]
+    standard_errors: dict[str, float]
+    n_labels: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChosenTables:
+    """Tables of the chosen candidate, the calibration behind ``calibrated``, the choice and every
+    candidate's ``(centroid_scores, global_scores)`` (``tables``, for evaluations)."""
+
+    centroid_scores: np.ndarray
+    global_scores: np.ndarray
+    fit: LabelFit
+    choice: LabelChoice
+    tables: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _niche_top1(centroid_scores: np.ndarray, niche: np.ndarray) -> np.ndarray:
+    """Top-1 model of each row's niche (NaN scores rank last)."""
+    table = np.nan_to_num(centroid_scores, nan=-np.inf)
+    return np.argmax(table, axis=1)[niche]
+
+
+def _forced(centroid_scores: np.ndarray, global_scores: np.ndarray, pick: np.ndarray, subject_of_niche: np.ndarray):
+    """Copies of the tables where, in every niche, the model ``pick[subject of the niche]`` is first
+    (and ``pick[-1]`` first globally); the other models keep their order."""
+    c = np.nan_to_num(np.asarray(centroid_scores, dtype=np.float64), nan=0.0).copy()
+    g = np.nan_to_num(np.asarray(global_scores, dtype=np.float64), nan=0.0).copy()
+    rows = np.arange(c.shape[0])
+    c[rows, pick[subject_of_niche]] = c.max(axis=1) + FORCE_MARGIN
+    g[pick[-1]] = g.max() + FORCE_MARGIN
+    return c, g
+
+
+def _best(correct_counts: np.ndarray, tiebreak: np.ndarray) -> int:
+    """Index of the highest count; ties: the highest ``tiebreak``, then the first column."""
+    return int(np.lexsort((np.arange(correct_counts.size), -tiebreak, -correct_counts))[0])
+
+
+def _subject_picks(
+    right: np.ndarray, asked: np.ndarray, subject: np.ndarray, n_subjects: int, tiebreak: np.ndarray
+) -> np.ndarray:
+    """``(n_subjects + 1,)`` per-subject pick of ``subject-best`` (the last entry: the global pick)."""
+    k = right.sum(axis=0)
+    n = asked.sum(axis=0)
+    acc = (k + 1.0) / (n + 2.0)
+    picks = np.empty(n_subjects + 1, dtype=np.int64)
+    picks[-1] = _best(k, tiebreak)
+    ks = np.zeros((n_subjects, right.shape[1]))
+    ns = np.zeros_like(ks)
+    np.add.at(ks, subject, right)
+    np.add.at(ns, subject, asked.astype(np.float64))
+    shrunk = (ks + SUBJECT_PSEUDO_LABELS * acc[None, :]) / (ns + SUBJECT_PSEUDO_LABELS)
+    for s in range(n_subjects):
+        picks[s] = _best(shrunk[s], tiebreak) if ns[s].max() > 0 else picks[-1]
+    return picks
+
+
+def _loo_single(right: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Leave-one-out pick of ``best-on-labels`` for every labelled row."""
+    k = right.sum(axis=0)
+    return np.array([_best(k - right[i], tiebreak) for i in range(right.shape[0])], dtype=np.int64)
+
+
+def _loo_subject(
+    right: np.ndarray, asked: np.ndarray, subject: np.ndarray, n_subjects: int, tiebreak: np.ndarray
+) -> np.ndarray:
+    """Leave-one-out pick of ``subject-best`` for every labelled row."""
+    out = np.empty(right.shape[0], dtype=np.int64)
+    keep = np.ones(right.shape[0], dtype=bool)
+    for i in range(right.shape[0]):
+        keep[i] = False
+        out[i] = _subject_picks(right[keep], asked[keep], subject[keep], n_subjects, tiebreak)[subject[i]]
+        keep[i] = True
+    return out
+
+
+def _folds(n: int) -> np.ndarray:
+    """Fold of each of ``n`` labelled rows (:data:`CV_FOLDS` folds, seeded permutation)."""
+    order = np.random.default_rng(CV_SEED).permutation(n)
+    fold = np.empty(n, dtype=np.int64)
+    fold[order] = np.arange(n) % min(CV_FOLDS, n)
+    return fold
+
+
+def _cv_calibrated(base: LabelBase, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``CV_FOLDS``-fold pick of ``calibrated`` for every labelled row (calibrated on the other folds)."""
+    fold = _folds(rows.size)
+    out = np.empty(rows.size, dtype=np.int64)
+    for f in np.unique(fold):
+        train = labels.copy()
+        held = np.flatnonzero(fold == f)
+        train[rows[held]] = -1
+        table = calibrate(base, train).centroid_scores if (train >= 0).any() else base.centroid_scores
+        out[held] = _niche_top1(table, base.niche[rows[held]])
+    return out
+
+
+def _differ_share(base: LabelBase, free_top: np.ndarray, n_subjects: int) -> np.ndarray:
+    """``(S, M)`` share of the training rows of each subject where model ``m``'s answer differs
+    from the label-free top-1 answer (an unparsable or missing answer differs from every answer)."""
+    answers = base.answers.astype(np.int64)
+    free_answer = answers[np.arange(answers.shape[0]), free_top]
+    differ = ((answers != free_answer[:, None]) | (answers < 0) | (free_answer[:, None] < 0)).astype(np.float64)
+    total = np.zeros((n_subjects, answers.shape[1]))
+    np.add.at(total, base.subject, differ)
+    count = np.bincount(base.subject, minlength=n_subjects).astype(np.float64)
+    return total / np.maximum(count, 1.0)[:, None]
+
+
+def choose(
+    base: LabelBase, labels: np.ndarray, fit: Optional[LabelFit] = None, *, trusted: bool = True
+) -> ChosenTables:
+    """The candidate tables with the best cross-validated top-1 accuracy on the labelled rows
+    (module docstring); ``fit`` is ``calibrate(base, labels)`` when already computed; ``trusted``:
+    whether the trust diagnostic trusts the label-free fit (margin :data:`SWITCH_Z`, else
+    :data:`UNTRUSTED_Z`)."""
+    rows = np.flatnonzero(labels >= 0)
+    fit = calibrate(base, labels) if fit is None else fit
+    correct = correctness(base.answers[rows], labels[rows])
+    asked = np.isfinite(correct)
+    right = np.where(asked, correct, 0.0)
+    n_subjects = int(base.centroid_subject.max()) + 1
+    subject = base.subject[rows]
+    tiebreak = np.nan_to_num(np.asarray(base.global_scores, dtype=np.float64), nan=-np.inf)
+    free_c, free_g = base.centroid_scores, base.global_scores
+    single = _best(right.sum(axis=0), tiebreak)
+    picks = _subject_picks(right, asked, subject, n_subjects, tiebreak)
+    tables = {
+        "label-free": (free_c, free_g),
+        "calibrated": (fit.centroid_scores, fit.global_scores),
+        "best-on-labels": _forced(free_c, free_g, np.full(n_subjects + 1, single), base.centroid_subject),
+        "subject-best": _forced(free_c, free_g, picks, base.centroid_subject),
+    }
+    if rows.size < MIN_LABELS:
+        choice = LabelChoice(
+            "label-free", {}, {}, int(rows.size), f"fewer than {MIN_LABELS} labels: the label-free tables are kept"
+        )
+        return ChosenTables(free_c, free_g, fit, choice, tables)
+
+    # each candidate's held-out pick on every labelled row: fitted on the other labelled rows
+    free_pick = _niche_top1(free_c, base.niche[rows])
+    picks_held = {
+        "label-free": free_pick,
+        # calibrated tables that route like the label-free ones at top-1 need no cross-validation:
+        # choosing them would change no first choice
+        "calibrated": free_pick
+        if np.array_equal(
+            _niche_top1(fit.centroid_scores, np.arange(free_c.shape[0])),
+            _niche_top1(free_c, np.arange(free_c.shape[0])),
+        )
+        else _cv_calibrated(base, labels, rows),
+        "best-on-labels": _loo_single(right, tiebreak),
+        "subject-best": _loo_subject(right, asked, subject, n_subjects, tiebreak),
+    }
+    every = np.arange(rows.size)
+    scores = {name: float(right[every, pick].mean()) for name, pick in picks_held.items()}
+    # standard error of a difference from label-free: on a labelled row the two picks can only
+    # differ in correctness where their answers differ; how often that is comes from the
+    # unlabelled training rows of the row's subject, or from the labelled rows themselves when
+    # they hold more such rows (labels chosen where the models disagree)
+    differ = _differ_share(base, _niche_top1(free_c, base.niche), n_subjects)
+    free_answer = base.answers[rows, free_pick]
+    errors = {}
+    for name, pick in picks_held.items():
+        expected = np.where(pick == free_pick, 0.0, differ[subject, pick]).mean()
+        seen = np.where(pick == free_pick, False, (base.answers[rows, pick] != free_answer) | (free_answer < 0)).mean()
+        errors[name] = float(np.sqrt(max(expected, seen) / rows.size))
+    z = SWITCH_Z if trusted else UNTRUSTED_Z
+    passing = [n for n in CANDIDATES[1:] if scores[n] - scores["label-free"] > z * errors[n]]
+    if passing:
+        chosen = max(passing, key=lambda n: (scores[n], -CANDIDATES.index(n)))
+        reason = (
+            f"{chosen} scores {100 * scores[chosen]:.1f} % top-1 on {rows.size} held-out labels against "
+            f"{100 * scores['label-free']:.1f} % label-free (margin {z:g} x standard error "
+            f"{100 * errors[chosen]:.1f} points{'' if trusted else ', the label-free fit is not trusted'})"
+        )
+    else:
+        chosen = "label-free"
+        reason = (
+            f"no candidate beats the label-free {100 * scores['label-free']:.1f} % top-1 on {rows.size} "
+            f"held-out labels by {z:g} standard errors"
+        )
+    c, g = tables[chosen]
+    choice = LabelChoice(chosen, scores, errors, int(rows.size), reason)
+    return ChosenTables(c, g, fit, choice, tables)
