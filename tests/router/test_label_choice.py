@@ -130,3 +130,22 @@ def test_labels_are_never_worse_than_the_better_of_label_free_and_best_single(da
                 single.append(100 * float((test.answers[:, best] == test.gold).mean()))
             better = max(free_top1, float(np.mean(single)))
             assert np.mean(got) >= better - REAL_TOLERANCE, (spec, n, got, free_top1, single)
+
+
+def test_leave_one_out_subject_picks_equal_a_refit_without_the_row():
+    """The leave-one-out picks of ``subject-best``, read from the counts minus one row, are the picks
+    of the per-subject rule fitted again on the other rows (random labels, missing answers, ties)."""
+    from cascal.router.label_choice import _loo_subject, _subject_picks
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n_rows, n_models, n_subjects = int(rng.integers(2, 40)), int(rng.integers(2, 7)), int(rng.integers(1, 5))
+        asked = rng.random((n_rows, n_models)) < 0.9
+        right = np.where(asked, rng.random((n_rows, n_models)) < 0.6, False).astype(np.float64)
+        subject = rng.integers(0, n_subjects, n_rows)
+        tiebreak = rng.integers(0, 3, n_models).astype(np.float64)  # ties in the tie-break too
+        loo = _loo_subject(right, asked, subject, n_subjects, tiebreak)
+        for i in range(n_rows):
+            keep = np.arange(n_rows) != i
+            refit = _subject_picks(right[keep], asked[keep], subject[keep], n_subjects, tiebreak)
+            assert loo[i] == refit[subject[i]]

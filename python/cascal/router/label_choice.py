@@ -116,22 +116,37 @@ def _best(correct_counts: np.ndarray, tiebreak: np.ndarray) -> int:
     return int(np.lexsort((np.arange(correct_counts.size), -tiebreak, -correct_counts))[0])
 
 
-def _subject_picks(
-    right: np.ndarray, asked: np.ndarray, subject: np.ndarray, n_subjects: int, tiebreak: np.ndarray
-) -> np.ndarray:
-    """``(n_subjects + 1,)`` per-subject pick of ``subject-best`` (the last entry: the global pick)."""
-    k = right.sum(axis=0)
-    n = asked.sum(axis=0)
-    acc = (k + 1.0) / (n + 2.0)
-    picks = np.empty(n_subjects + 1, dtype=np.int64)
-    picks[-1] = _best(k, tiebreak)
+def _subject_counts(
+    right: np.ndarray, asked: np.ndarray, subject: np.ndarray, n_subjects: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, M)`` correct and asked labelled answers per subject and model."""
     ks = np.zeros((n_subjects, right.shape[1]))
     ns = np.zeros_like(ks)
     np.add.at(ks, subject, right)
     np.add.at(ns, subject, asked.astype(np.float64))
-    shrunk = (ks + SUBJECT_PSEUDO_LABELS * acc[None, :]) / (ns + SUBJECT_PSEUDO_LABELS)
+    return ks, ns
+
+
+def _subject_pick(ks: np.ndarray, ns: np.ndarray, k: np.ndarray, n: np.ndarray, tiebreak: np.ndarray) -> int:
+    """``subject-best``'s pick in one subject from its counts ``ks``/``ns`` and the global counts
+    ``k``/``n``: the subject's counts shrunk toward the global labelled accuracy, or the global pick
+    when the subject has no label."""
+    if ns.max() <= 0:
+        return _best(k, tiebreak)
+    acc = (k + 1.0) / (n + 2.0)
+    return _best((ks + SUBJECT_PSEUDO_LABELS * acc) / (ns + SUBJECT_PSEUDO_LABELS), tiebreak)
+
+
+def _subject_picks(
+    right: np.ndarray, asked: np.ndarray, subject: np.ndarray, n_subjects: int, tiebreak: np.ndarray
+) -> np.ndarray:
+    """``(n_subjects + 1,)`` per-subject pick of ``subject-best`` (the last entry: the global pick)."""
+    k, n = right.sum(axis=0), asked.sum(axis=0).astype(np.float64)
+    ks, ns = _subject_counts(right, asked, subject, n_subjects)
+    picks = np.empty(n_subjects + 1, dtype=np.int64)
+    picks[-1] = _best(k, tiebreak)
     for s in range(n_subjects):
-        picks[s] = _best(shrunk[s], tiebreak) if ns[s].max() > 0 else picks[-1]
+        picks[s] = _subject_pick(ks[s], ns[s], k, n, tiebreak)
     return picks
 
 
@@ -144,13 +159,14 @@ def _loo_single(right: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
 def _loo_subject(
     right: np.ndarray, asked: np.ndarray, subject: np.ndarray, n_subjects: int, tiebreak: np.ndarray
 ) -> np.ndarray:
-    """Leave-one-out pick of ``subject-best`` for every labelled row."""
+    """Leave-one-out pick of ``subject-best`` for every labelled row: the counts without that row
+    (exact: they are whole numbers), in its own subject."""
+    k, n = right.sum(axis=0), asked.sum(axis=0).astype(np.float64)
+    ks, ns = _subject_counts(right, asked, subject, n_subjects)
     out = np.empty(right.shape[0], dtype=np.int64)
-    keep = np.ones(right.shape[0], dtype=bool)
     for i in range(right.shape[0]):
-        keep[i] = False
-        out[i] = _subject_picks(right[keep], asked[keep], subject[keep], n_subjects, tiebreak)[subject[i]]
-        keep[i] = True
+        s, r, a = subject[i], right[i], asked[i]
+        out[i] = _subject_pick(ks[s] - r, ns[s] - a, k - r, n - a, tiebreak)
     return out
 
 
