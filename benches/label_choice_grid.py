@@ -28,7 +28,7 @@ import numpy as np
 
 from cascal.data import NO_ANSWER, ResponseMatrix
 from cascal.evaluation.harness import embeddings_of, gold_of, load_evaluation_data
-from cascal.evaluation.label_budget import draw_labels
+from cascal.evaluation.label_budget import draw_labels, models_by_labels
 from cascal.evaluation.metrics import model_accuracy
 from cascal.evaluation.protocol import expand_pools, make_split
 from cascal.router import CascalRouter
@@ -100,9 +100,7 @@ def run(args: argparse.Namespace) -> None:
                             rows = router.suggest_labels(X, blank, n)
                             y[rows] = gold_of(train)[rows]
                         chosen = lc.choose(base, y, trusted=bool(router.diagnostics_.trustworthy))
-                        rows = np.flatnonzero(y >= 0)
-                        counts = (train.answers[rows] == y[rows][:, None]).sum(axis=0)
-                        single = int(np.argsort(-counts, kind="stable")[0])  # the harness' best single
+                        single = int(models_by_labels(train, y)[0])  # the harness' best single
                         runs.append(
                             dict(
                                 pool=name,

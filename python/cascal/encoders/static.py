@@ -158,15 +158,16 @@ class StaticModel:
         fast = self._ascii_encode_batch
         if fast is None:
             return list(self._encode_batch(texts, add_special_tokens=False))
-        ascii_rows = [i for i, text in enumerate(texts) if text.isascii()]
-        if len(ascii_rows) == len(texts):
+        plain = [text.isascii() for text in texts]
+        if all(plain):
             return list(fast([t.translate(_BERT_ASCII).lower() for t in texts], add_special_tokens=False))
+        ascii_rows = [i for i, is_ascii in enumerate(plain) if is_ascii]
+        others = [i for i, is_ascii in enumerate(plain) if not is_ascii]
         out: list[Any] = [None] * len(texts)
         if ascii_rows:
             pre = [texts[i].translate(_BERT_ASCII).lower() for i in ascii_rows]
             for i, encoding in zip(ascii_rows, fast(pre, add_special_tokens=False)):
                 out[i] = encoding
-        others = [i for i, text in enumerate(texts) if not text.isascii()]
         for i, encoding in zip(others, self._encode_batch([texts[i] for i in others], add_special_tokens=False)):
             out[i] = encoding
         return out

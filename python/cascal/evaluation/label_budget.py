@@ -60,10 +60,17 @@ def _scores(ranked: np.ndarray, test: ResponseMatrix, confidence: Optional[np.nd
     }
 
 
-def _best_single(train: ResponseMatrix, y: np.ndarray, test: ResponseMatrix) -> dict[str, float]:
+def models_by_labels(train: ResponseMatrix, y: np.ndarray) -> np.ndarray:
+    """Model indices by their number of correct answers on the labelled rows of ``train`` (``y``:
+    answer index per row, ``-1`` = unlabelled), most first; ties keep the pool order. Its first
+    entry is the harness' "best single model on the labels"."""
     rows = np.flatnonzero(y >= 0)
     correct = (train.answers[rows] == y[rows][:, None]).sum(axis=0)
-    order = np.argsort(-correct, kind="stable")[:VOTE_K]
+    return np.argsort(-correct, kind="stable")
+
+
+def _best_single(train: ResponseMatrix, y: np.ndarray, test: ResponseMatrix) -> dict[str, float]:
+    order = models_by_labels(train, y)[:VOTE_K]
     return _scores(np.broadcast_to(order, (test.n_questions, order.size)), test)
 
 
