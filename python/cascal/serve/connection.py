@@ -17,6 +17,13 @@ beyond it still hold a file descriptor each. :class:`LimitedHttpToolsProtocol` a
   (``connection: close``) at once and closed shortly after, without waiting for its request, so
   a flood of idle connections cannot exhaust the process's file descriptors.
 
+It also sends each response in as few writes as it can: uvicorn writes a response's head and its
+body with one ``transport.write`` each, which on an idle socket is one ``send`` system call (and one
+TCP segment, and one wake-up of the client) each. A request's writes go through a
+:class:`CoalescingWriter`, which joins everything written in one turn of the event loop into one
+write at the end of that turn: a JSON response, whose head and body uvicorn writes back to back, goes
+out in one call; the chunks of a stream still go out as they come.
+
 The limits travel on the uvicorn config as ``config.connection_limits`` (:func:`attach_limits`).
 """
 
@@ -28,7 +35,7 @@ from typing import Any, Optional
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["ConnectionLimits", "LimitedHttpToolsProtocol", "attach_limits"]
+__all__ = ["CoalescingWriter", "ConnectionLimits", "LimitedHttpToolsProtocol", "attach_limits"]
 
 #: seconds an over-limit connection is kept open after its 503 so that the client reads the answer
 #: (closing at once, with the client's request unread, would reset the connection)
@@ -65,6 +72,39 @@ def _response(status: bytes, message: bytes, extra: bytes = b"") -> bytes:
 _TOO_LARGE = _response(b"431 Request Header Fields Too Large", b"Request Header Fields Too Large")
 _TIMEOUT = _response(b"408 Request Timeout", b"Request Timeout")
 _OVER_LIMIT = _response(b"503 Service Unavailable", b"Service Unavailable", b"retry-after: 1\r\n")
+
+
+class CoalescingWriter:
+    """The transport as one request's response sees it: bytes written during one turn of the event
+    loop are held and written together when the turn ends (or before a close); everything else is
+    the transport's own."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        """Hold ``data`` until the end of this turn of the event loop."""
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        """Write what is held, in one write (dropped if the connection is closing: nobody reads it)."""
+        held, self._held = self._held, []
+        if held and not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        """Write what is held, then close the transport."""
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -128,6 +168,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = CoalescingWriter(self.transport, self.loop)  # type: ignore[assignment]
         self._arm_body_timer()
 
     def on_message_complete(self) -> None:

@@ -41,6 +41,7 @@ from cascal.serve.gateway import Gateway, ReloadUnavailable
 from cascal.serve.metrics import CONTENT_TYPE_LATEST
 from cascal.serve.middleware import error_response, serving_state, unauthorized
 from cascal.serve.protocol import ChatRequest, parse_chat, parse_route
+from cascal.serve.responses import JSONBody
 from cascal.serve.routing import Decision
 from cascal.serve.settings import ROUTED_MODEL
 from cascal.serve.state import ServingState
@@ -229,8 +230,8 @@ async def route(request: Request) -> Response:
         )
     items = [d.to_json(settings.top_k) for d in decisions]
     if asked.many:
-        return JSONResponse({"object": "list", "data": items, "router_sha256": state.sha256})
-    return JSONResponse({"object": "cascal.route", **items[0], "router_sha256": state.sha256})
+        return JSONBody({"object": "list", "data": items, "router_sha256": state.sha256})
+    return JSONBody({"object": "cascal.route", **items[0], "router_sha256": state.sha256})
 
 
 # ---------------------------------------------------------------------- the rest
@@ -239,7 +240,7 @@ async def models(request: Request) -> Response:
     names = serving_state(request.scope).upstreams.names
     data = [{"id": ROUTED_MODEL, "object": "model", "created": 0, "owned_by": "cascal"}]
     data += [{"id": n, "object": "model", "created": 0, "owned_by": "cascal-pool"} for n in names]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONBody({"object": "list", "data": data})
 
 
 async def health(request: Request) -> Response:
@@ -262,7 +263,7 @@ async def health(request: Request) -> Response:
         "reloadable": gateway.reloadable and gateway.has_key,
         "last_reload_error": gateway.last_reload_error,
     }
-    return JSONResponse(body, status_code=200 if status == "ok" else 503)
+    return JSONBody(body, status_code=200 if status == "ok" else 503)
 
 
 async def prometheus(request: Request) -> Response:
@@ -287,7 +288,7 @@ async def admin_reload(request: Request) -> Response:
     except ReloadError as error:
         message = f"reload refused, still serving router {gateway.serving.sha256}: {error}"
         raise APIError(409, message, "reload_error", code="reload_failed") from None
-    return JSONResponse(result.to_json())
+    return JSONBody(result.to_json())
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -300,4 +301,4 @@ async def not_found(request: Request, exc: Exception) -> Response:
     path = request.url.path
     path = path if len(path) <= 100 else path[:97] + "..."
     message = "method not allowed" if status == 405 else f"no such endpoint: {path}"
-    return JSONResponse(error_body(message, "invalid_request_error", code="not_found"), status_code=status)
+    return JSONBody(error_body(message, "invalid_request_error", code="not_found"), status_code=status)

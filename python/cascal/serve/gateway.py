@@ -240,7 +240,7 @@ class Gateway:
     def count_decisions(self, decisions: Sequence[Decision]) -> None:
         """Count routing decisions by their top-ranked model."""
         for d in decisions:
-            self.metrics.decisions.labels(model=d.ranking[0]).inc()
+            self.metrics.count_decision(d.ranking[0])
 
     def record(self, record: DecisionRecord) -> None:
         """Write ``record`` to the decision log, if the gateway keeps one."""

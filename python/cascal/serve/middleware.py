@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cascal.serve.errors import APIError
+from cascal.serve.responses import JSONBody
 
 if TYPE_CHECKING:
     from cascal.serve.gateway import Gateway
@@ -73,9 +73,9 @@ def unauthorized() -> APIError:
 CLIENT_CLOSED = 499
 
 
-def error_response(error: APIError) -> JSONResponse:
+def error_response(error: APIError) -> JSONBody:
     """``error`` as OpenAI's error JSON with its status and headers."""
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    return JSONBody(error.body(), status_code=error.status, headers=error.headers)
 
 
 class CountRequests:
@@ -96,8 +96,7 @@ class CountRequests:
         def count(status: int) -> None:
             nonlocal counted
             counted = True
-            metrics.requests.labels(endpoint=self.endpoint, status=str(status)).inc()
-            metrics.latency.labels(endpoint=self.endpoint).observe(time.perf_counter() - started)
+            metrics.count_request(self.endpoint, status, time.perf_counter() - started)
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
