@@ -19,9 +19,9 @@ beyond it still hold a file descriptor each. :class:`LimitedHttpToolsProtocol` a
 
 It also sends each response in as few writes as it can: uvicorn writes a response's head and its
 body with one ``transport.write`` each, which on an idle socket is one ``send`` system call (and one
-TCP segment, and one wake-up of the client) each. A request's writes go through a
+TCP segment, and one wake-up of the client) each. A connection's writes go through a
 :class:`CoalescingWriter`, which joins everything written in one turn of the event loop into one
-write at the end of that turn: a JSON response, whose head and body uvicorn writes back to back, goes
+write at the end of that turn (in order, and before a close): a JSON response, whose head and body uvicorn writes back to back, goes
 out in one call; the chunks of a stream still go out as they come.
 
 The limits travel on the uvicorn config as ``config.connection_limits`` (:func:`attach_limits`).
@@ -129,6 +129,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             transport.write(_OVER_LIMIT)
             self.loop.call_later(OVER_LIMIT_LINGER, transport.close)
             return
+        # every write of the connection, the protocol's own (400, 431, 408) and its responses',
+        # through one writer: they keep their order, and a close writes what is held first
+        self.transport = CoalescingWriter(transport, self.loop)  # type: ignore[assignment]
         self._arm_header_timer()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -168,8 +171,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
         super().on_headers_complete()
-        if self.cycle is not None:
-            self.cycle.transport = CoalescingWriter(self.transport, self.loop)  # type: ignore[assignment]
         self._arm_body_timer()
 
     def on_message_complete(self) -> None:
