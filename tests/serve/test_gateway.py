@@ -332,6 +332,30 @@ def test_load_benchmark_reports_the_gateways_resident_memory():
     assert "gateway resident memory (VmRSS) after its /v1/route levels: static:/x 267 MiB" in format_results(results)
 
 
+def test_load_benchmark_sums_memory_and_cpu_over_the_gateways_worker_processes():
+    import os
+    import subprocess
+    import sys
+
+    from cascal.bench.gateway_load import _process_cpu, _process_rss_mib, _process_tree, _tree_rss_mib
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    code = "import time; x = bytearray(80 * 1024 * 1024); [i for i in range(3_000_000)]; time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while (_process_rss_mib(child.pid) or 0) < 80 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.pid in _process_tree(os.getpid())
+        own, tree = _process_rss_mib(os.getpid()), _tree_rss_mib(os.getpid())
+        assert own is not None and tree is not None and tree >= own + 80  # the child's 80 MiB counted
+        assert _process_cpu(os.getpid()) > _process_cpu(child.pid) > 0
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_load_benchmark_starts_the_gateway_with_its_decision_log(monkeypatch, tmp_path):
     from cascal.bench import gateway_load
 

@@ -87,14 +87,33 @@ async def _load(
     return latencies, seconds + max(0.0, time.perf_counter() - stop_at[0])
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the worker processes of ``cascal serve --workers``; Linux ``/proc``)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as f:
+                    todo.extend(int(child) for child in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
 def _process_cpu(pid: int) -> Optional[float]:
-    """CPU seconds (user + system) used so far by process ``pid`` (Linux ``/proc``; ``None`` elsewhere)."""
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants (Linux
+    ``/proc``; ``None`` elsewhere)."""
+    total = 0.0
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for member in _process_tree(pid):
+            with open(f"/proc/{member}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+    return total
 
 
 def _process_rss_mib(pid: int) -> Optional[float]:
@@ -107,6 +126,12 @@ def _process_rss_mib(pid: int) -> Optional[float]:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _tree_rss_mib(pid: int) -> Optional[float]:
+    """Resident memory of process ``pid`` and its descendants in MiB (``None`` where unknown)."""
+    sizes = [_process_rss_mib(member) for member in _process_tree(pid)]
+    return None if any(size is None for size in sizes) else float(sum(size for size in sizes if size is not None))
 
 
 def _free_port() -> int:
@@ -194,14 +219,30 @@ def _question_texts(path: Path, limit: int = 4096) -> list[str]:
     return texts
 
 
-def _start_gateway(folder: Path, router: Path, decision_log: str = "off") -> tuple[subprocess.Popen, int]:
+def _start_gateway(
+    folder: Path, router: Path, decision_log: str = "off", workers: int = 1
+) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     command = [sys.executable, "-m", "cascal", "serve", str(router), "--pool", str(folder / "pool.yaml")]
-    command += _log_args(decision_log, folder)
+    command += _log_args(decision_log, folder) + (["--workers", str(workers)] if workers > 1 else [])
     proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _wait_ready(port, proc)
     return proc, port
+
+
+def _wait_workers(port: int, workers: int, tries: int = 400) -> None:
+    """Until each of the gateway's ``workers`` processes has answered ``/health`` (one connection per
+    request; the kernel hands each connection to one worker)."""
+    if workers <= 1:
+        return
+    seen = set()
+    for _ in range(tries):
+        seen.add(json.loads(_get(port, "/health")).get("worker"))
+        if len(seen) >= workers:
+            return
+        time.sleep(0.05)
+    raise ServerStartError(f"only {len(seen)} of {workers} gateway workers answered /health")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -241,34 +282,45 @@ def run_load_benchmark(
     embedders: Sequence[str] = ("hashing-256",),
     questions_file: Optional[Path] = None,
     decision_log: str = "off",
+    workers: int = 1,
 ) -> dict:
     """Measure the gateway (see the module docstring); returns the numbers as a dict:
     ``route`` maps each embedder's name to its levels, ``chat`` is measured with the first embedder.
 
     ``decision_log``: ``"off"``, ``"lines"`` (the gateway writes a decision log) or
-    ``"embeddings"`` (and its embedding sidecar), to measure what logging costs.
+    ``"embeddings"`` (and its embedding sidecar), to measure what logging costs. ``workers``: the
+    gateway's worker processes (``cascal serve --workers``; its CPU and memory are the sum over
+    supervisor and workers).
     """
     if decision_log not in DECISION_LOG_MODES:
         raise InvalidParameterError(f"decision_log: expected one of {DECISION_LOG_MODES}, got {decision_log!r}")
+    if workers < 1 or (workers > 1 and decision_log != "off"):
+        raise InvalidParameterError(f"workers: expected 1, or more without a decision log, got {workers}")
     from cascal.pipeline.answer import build_messages
     from cascal.simulate import SimWorld, serve_simulator
     from cascal.simulate.server import pool_yaml
 
     world = SimWorld(seed=3)
     texts = _question_texts(questions_file) if questions_file is not None else None
-    results: dict = {"route": {}, "cpu_count": os.cpu_count(), "queries": str(questions_file or "simulated")}
+    results: dict = {
+        "route": {},
+        "cpu_count": os.cpu_count(),
+        "queries": str(questions_file or "simulated"),
+        "workers": workers,
+    }
     with tempfile.TemporaryDirectory(dir=workdir) as tmp, serve_simulator(world) as simulator:
         folder = Path(tmp)
         (folder / "pool.yaml").write_text(pool_yaml(simulator.base_url, world), encoding="utf-8")
         for index, embedder in enumerate(embedders):
             router, questions = _train(folder, world, embedder)
             route_texts = texts if texts is not None else [q.question for q in questions]
-            proc, port = _start_gateway(folder, router, decision_log)
+            proc, port = _start_gateway(folder, router, decision_log, workers)
             try:
+                _wait_workers(port, workers)
                 bodies = [json.dumps({"input": t}).encode() for t in route_texts]
                 name = json.loads(_get(port, "/health"))["embedder"]
                 results["route"][name] = _route_levels(port, proc.pid, bodies, concurrency, seconds)
-                results.setdefault("gateway_rss_mib", {})[name] = _process_rss_mib(proc.pid)
+                results.setdefault("gateway_rss_mib", {})[name] = _tree_rss_mib(proc.pid)
                 if index == 0:
                     results["chat"] = _chat_latency(port, simulator.port, questions, chat_requests, build_messages)
             finally:
@@ -352,8 +404,10 @@ def _sequential(port: int, path: str, bodies: Sequence[bytes], n: int) -> list[f
 
 def format_results(results: dict) -> str:
     """A Markdown table of :func:`run_load_benchmark`'s numbers, one row per embedder and level."""
+    workers = results.get("workers", 1)
     lines = [
-        f"/v1/route queries: {results.get('queries', 'simulated')}",
+        f"/v1/route queries: {results.get('queries', 'simulated')}"
+        + (f"; the gateway runs {workers} worker processes (CPU and memory summed over them)" if workers > 1 else ""),
         "",
         "| embedder | /v1/route clients | decisions/s | p50 ms | p99 ms | client CPU | gateway CPU |",
         "|---|---:|---:|---:|---:|---:|---:|",

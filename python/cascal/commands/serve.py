@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+from typing import Any
 
 from cascal.commands._args import import_extra, positive_int
 
@@ -137,6 +138,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most open connections; one more is answered 503 and closed (default 1024)",
     )
     parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="serve from N worker processes sharing the port: metrics and reloads span them, breakers are "
+        "per worker; not with --log-decisions or --ray (default 1; docs/serve.md#several-worker-processes)",
+    )
+    parser.add_argument(
         "--ray",
         action="store_true",
         help="serve on Ray Serve as autoscaled replicas (needs cascal[ray]; docs/distributed.md)",
@@ -187,7 +196,11 @@ def run(args: argparse.Namespace) -> int:
         log_embeddings=args.log_embeddings,
     )
     if args.ray:
+        if args.workers > 1:
+            raise ConfigError("--workers: Ray Serve runs replicas of its own (--replicas); give one or the other")
         return run_on_ray(args, settings)
+    if args.workers > 1:
+        return run_on_workers(args, settings)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # while loading; the running gateway reloads on it
     gateway = build_gateway(args.router, args.pool, settings, embedder=args.embedder)
@@ -199,6 +212,27 @@ def run(args: argparse.Namespace) -> int:
     )
     run_gateway(gateway)
     return 0
+
+
+def run_on_workers(args: argparse.Namespace, settings: Any) -> int:
+    """``cascal serve --workers N``: a supervisor and N worker processes (cascal.serve.workers)."""
+    import sys
+
+    workers = import_extra("cascal.serve.workers", NAME, "serve")
+    server = import_extra("cascal.serve.server", NAME, "serve")
+    warning = server.exposure_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+    def ready(port: int) -> None:
+        print(
+            f"cascal serve: {args.workers} workers listening on http://{args.host}:{port}/v1 (model 'cascal'); "
+            "Ctrl-C stops gracefully",
+            flush=True,
+        )
+
+    spec = workers.WorkerSpec(str(args.router), str(args.pool), settings, embedder=args.embedder)
+    return int(workers.run_workers(spec, args.workers, on_ready=ready))
 
 
 def run_on_ray(args: argparse.Namespace, settings: object) -> int:

@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="off",
         help="have the gateway write a decision log (lines) and its embedding sidecar (embeddings) (default off)",
     )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run the gateway with `cascal serve --workers N` (default 1; not with --decision-log)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         embedders=args.embedder or ["hashing-256"],
         questions_file=args.questions,
         decision_log=args.decision_log,
+        workers=args.workers,
     )
     print(format_results(results))
     return 0

@@ -262,6 +262,7 @@ async def health(request: Request) -> Response:
         "breakers": {n: u.breaker.state for n, u in state.upstreams.upstreams.items()},
         "reloadable": gateway.reloadable and gateway.has_key,
         "last_reload_error": gateway.last_reload_error,
+        **({"worker": gateway.worker} if gateway.worker is not None else {}),
     }
     return JSONBody(body, status_code=200 if status == "ok" else 503)
 
@@ -288,6 +289,8 @@ async def admin_reload(request: Request) -> Response:
     except ReloadError as error:
         message = f"reload refused, still serving router {gateway.serving.sha256}: {error}"
         raise APIError(409, message, "reload_error", code="reload_failed") from None
+    if gateway.reload_peers is not None:  # the other worker processes read the same files
+        gateway.reload_peers()
     return JSONBody(result.to_json())
 
 

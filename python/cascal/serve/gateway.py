@@ -16,7 +16,7 @@ import contextlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from cascal.errors import CascalError, ReloadError
 from cascal.serve.decision_log import DecisionLog, DecisionRecord
@@ -91,6 +91,10 @@ class Gateway:
         self.draining = False
         self.reloadable = reloadable and serving.router_path is not None and serving.pool_path is not None
         self.last_reload_error: Optional[str] = None
+        #: the index of this gateway's worker process under ``cascal serve --workers`` (else ``None``)
+        self.worker: Optional[int] = None
+        #: asks the other worker processes to reload (set by :mod:`cascal.serve.workers`)
+        self.reload_peers: Optional[Callable[[], None]] = None
         self._key = settings.api_key.encode("utf-8") if settings.api_key else None
         self._secrets: list[Optional[str]] = [settings.api_key]
         self._holders: dict[ServingState, int] = {}
@@ -214,8 +218,7 @@ class Gateway:
         self._adopt(state)
         for name in previous.upstreams.names:
             if name not in state.upstreams.upstreams:
-                with contextlib.suppress(KeyError):
-                    self.metrics.breaker_open.remove(name)
+                self.metrics.drop_breaker(name)
         self._close_unused()
 
     # ------------------------------------------------------------------ requests

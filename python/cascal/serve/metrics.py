@@ -3,15 +3,35 @@ in the tests, never share or clash), rendered in the text exposition format for 
 
 No label ever carries a key, a URL or a query text: labels are endpoint names, status codes, pool
 model names, error kinds, reload outcomes and the router in use (:meth:`GatewayMetrics.name_router`).
+
+**Several worker processes** (``cascal serve --workers N``, :mod:`cascal.serve.workers`): the
+supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before it starts the workers, so ``prometheus_client``
+keeps every value in a file per process there, and ``GET /metrics`` on any worker renders all of
+them (:func:`multiprocess_dir`): counters and histograms summed over the workers, requests in flight
+summed over the live ones, and the per-worker gauges (circuit breakers, the router in use, when it
+was loaded) with a ``pid`` label each. ``prometheus_client`` cannot remove a value from those files,
+so a gauge that one process would drop (a breaker of a model no longer in the pool, the router
+before a reload) is set to 0 instead, and ``cascal_router_info`` is a gauge there (an ``Info``
+cannot be shared between processes).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import os
+from typing import Any, Optional, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-__all__ = ["GatewayMetrics", "CONTENT_TYPE_LATEST", "RELOAD_OUTCOMES"]
+__all__ = ["GatewayMetrics", "CONTENT_TYPE_LATEST", "MULTIPROC_DIR_ENV", "RELOAD_OUTCOMES", "multiprocess_dir"]
+
+#: the environment variable that puts ``prometheus_client`` in multiprocess mode (read at its import)
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> Optional[str]:
+    """The folder of the worker processes' metric files, when this process is one of several workers."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
+
 
 #: the ``outcome`` label values of ``cascal_reloads_total``
 RELOAD_OUTCOMES = ("success", "failure")
@@ -61,10 +81,17 @@ class GatewayMetrics:
             registry=r,
         )
         self.failovers = Counter("cascal_failovers", "requests moved to the next-ranked model", registry=r)
+        self.shared = multiprocess_dir() is not None
         self.breaker_open = Gauge(
-            "cascal_circuit_open", "1 while a model's circuit breaker is open", ["model"], registry=r
+            "cascal_circuit_open",
+            "1 while a model's circuit breaker is open",
+            ["model"],
+            registry=r,
+            multiprocess_mode="liveall",
         )
-        self.in_flight = Gauge("cascal_requests_in_flight", "requests being served", registry=r)
+        self.in_flight = Gauge(
+            "cascal_requests_in_flight", "requests being served", registry=r, multiprocess_mode="livesum"
+        )
         self.decision_log_dropped = Counter(
             "cascal_decision_log_dropped",
             "decision-log lines dropped: the writer thread's queue was full, or a write failed",
@@ -73,9 +100,23 @@ class GatewayMetrics:
         self.reloads = Counter("cascal_reloads", "reloads of router and pool by outcome", ["outcome"], registry=r)
         for outcome in RELOAD_OUTCOMES:
             self.reloads.labels(outcome=outcome)
-        self.router_info = Info("cascal_router", "the router in use: file sha256, load time, pool models", registry=r)
+        info_help = "the router in use: file sha256, load time, pool models"
+        if self.shared:
+            self.router_gauge = Gauge(
+                "cascal_router_info",
+                info_help,
+                ["sha256", "loaded_at", "models"],
+                registry=r,
+                multiprocess_mode="liveall",
+            )
+        else:
+            self.router_info = Info("cascal_router", info_help, registry=r)
+        self._router_labels: Optional[tuple[str, str, str]] = None
         self.router_loaded = Gauge(
-            "cascal_router_loaded_timestamp_seconds", "Unix time the router in use was loaded", registry=r
+            "cascal_router_loaded_timestamp_seconds",
+            "Unix time the router in use was loaded",
+            registry=r,
+            multiprocess_mode="liveall",
         )
         # the labelled children counted on every request, looked up once (``labels()`` takes a lock
         # and builds a key each call: about 5 microseconds against 1 for the child's own ``inc``)
@@ -99,9 +140,32 @@ class GatewayMetrics:
 
     def name_router(self, sha256: str, loaded_at: str, loaded_unix: float, models: Sequence[str]) -> None:
         """Name the router in use (``cascal_router_info``, one label set: a swap replaces it)."""
-        self.router_info.info({"sha256": sha256, "loaded_at": loaded_at, "models": ",".join(models)})
+        labels = (sha256, loaded_at, ",".join(models))
+        if self.shared:
+            if self._router_labels is not None and self._router_labels != labels:
+                self.router_gauge.labels(*self._router_labels).set(0)
+            self.router_gauge.labels(*labels).set(1)
+        else:
+            self.router_info.info(dict(zip(("sha256", "loaded_at", "models"), labels)))
+        self._router_labels = labels
         self.router_loaded.set(loaded_unix)
+
+    def drop_breaker(self, model: str) -> None:
+        """Stop reporting the breaker of ``model`` (no longer in the pool); 0 where values are shared."""
+        if self.shared:
+            self.breaker_open.labels(model=model).set(0)
+        try:
+            self.breaker_open.remove(model)
+        except KeyError:
+            pass
 
     def render(self) -> bytes:
         """The text exposition of every metric."""
-        return generate_latest(self.registry)
+        folder = multiprocess_dir()
+        if folder is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=folder)
+        return generate_latest(registry)

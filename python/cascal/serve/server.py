@@ -40,6 +40,8 @@ from cascal.serve.state import check_embedder, load_state
 
 __all__ = [
     "build_gateway",
+    "gateway_config",
+    "raise_fd_limit",
     "check_embedder",
     "exposure_warning",
     "run_gateway",
@@ -189,7 +191,8 @@ def _http_protocol() -> Any:
     return LimitedHttpToolsProtocol
 
 
-def _uvicorn_config(gateway: Gateway, *, log_level: str = "warning") -> uvicorn.Config:
+def gateway_config(gateway: Gateway, *, log_level: str = "warning") -> uvicorn.Config:
+    """The uvicorn configuration of ``gateway`` (its settings, the limited protocol, no access log)."""
     s = gateway.settings
     config = uvicorn.Config(
         create_app(gateway),
@@ -284,7 +287,7 @@ def run_gateway(gateway: Gateway, *, log_level: str = "info") -> None:
     if gateway.reloadable and hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server is up and handles it
     server = GatewayServer(
-        _uvicorn_config(gateway, log_level=log_level), gateway, freeze_gc=True, sighup=gateway.reloadable
+        gateway_config(gateway, log_level=log_level), gateway, freeze_gc=True, sighup=gateway.reloadable
     )
     server.run()
 
@@ -302,7 +305,7 @@ class GatewayThread:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((gateway.settings.host, gateway.settings.port))
         self._port = int(self._sock.getsockname()[1])
-        self.server = GatewayServer(_uvicorn_config(gateway, log_level=log_level), gateway)
+        self.server = GatewayServer(gateway_config(gateway, log_level=log_level), gateway)
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
 
