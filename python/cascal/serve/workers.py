@@ -2,9 +2,10 @@
 
 One process's event loop is what limits a gateway: its HTTP, JSON and metrics work holds the GIL,
 so on a 2-core machine one process used about 1.1 cores at 64 clients (docs/serve.md). With
-``--workers N`` a supervisor process binds the listening socket once and starts N workers (``spawn``:
-each a fresh interpreter that loads router, embedder and pool itself); every worker serves the same
-socket, and the kernel hands each new connection to one of them.
+``--workers N`` a supervisor process takes the port and starts N workers (``spawn``: each a fresh
+interpreter that loads router, embedder and pool itself); on Linux each worker listens on a socket of
+its own on that port (``SO_REUSEPORT``) and the kernel spreads new connections evenly over them
+(elsewhere they share the supervisor's socket).
 
 What the workers share, and how:
 
@@ -30,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -68,23 +70,40 @@ class WorkerSpec:
     log_level: str = "info"
 
 
-def _bind(settings: GatewaySettings) -> socket.socket:
-    """The listening socket every worker serves (bound once, here)."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+#: whether the kernel can balance connections over one listening socket per worker
+_REUSEPORT = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+
+
+def _socket(host: str, port: int, *, listen: bool) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``SO_REUSEPORT`` where the kernel balances over it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if _REUSEPORT:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((settings.host, settings.port))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"--host/--port: cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-    sock.listen(2048)
+        raise ConfigError(f"--host/--port: cannot listen on {host}:{port}: {exc.strerror}") from None
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
 
+def _bind(settings: GatewaySettings) -> socket.socket:
+    """The supervisor's socket: it holds the port (a free one for port 0). On Linux it only holds
+    it: each worker listens on a socket of its own on the same port (``SO_REUSEPORT``), and the
+    kernel spreads new connections evenly over them (one shared socket would give most connections
+    to whichever worker happens to be waiting in ``accept``). Elsewhere it is the one socket every
+    worker serves."""
+    return _socket(settings.host, settings.port, listen=not _REUSEPORT)
+
+
 def _worker_main(index: int, spec: WorkerSpec, sock: socket.socket, reloads: Any) -> None:
-    """One worker: build the gateway from ``spec`` and serve ``sock`` until SIGTERM/SIGINT."""
+    """One worker: build the gateway from ``spec`` and serve until SIGTERM/SIGINT, on a socket of
+    its own on ``sock``'s port where the kernel balances (:func:`_bind`), else on ``sock``."""
     from cascal.serve.server import GatewayServer, build_gateway, gateway_config, raise_fd_limit
 
     logging.basicConfig(level=spec.log_level.upper(), format=f"%(asctime)s worker {index} %(levelname)s %(message)s")
@@ -95,6 +114,10 @@ def _worker_main(index: int, spec: WorkerSpec, sock: socket.socket, reloads: Any
     gateway.reload_peers = lambda: reloads.put(("reload", os.getpid()))
     reloads.put(("ready", os.getpid()))
     server = GatewayServer(gateway_config(gateway, log_level="warning"), gateway, freeze_gc=True, sighup=True)
+    if _REUSEPORT:
+        host, port = sock.getsockname()[:2]
+        sock.close()
+        sock = _socket(host, port, listen=True)
     server.run(sockets=[sock])
 
 
