@@ -7,8 +7,8 @@ training split only (``random``: 3 seeded draws; ``active``: ``suggest_labels``,
 the test gold.
 
     python benches/label_choice_grid.py run --pools "large;small" --out grid.json
-    python benches/label_choice_grid.py run --pools frontier-like:4 --out synthetic.json
-    python benches/label_choice_grid.py table grid.json [more.json ...]
+    python benches/label_choice_grid.py run --pools "all;lone-strong;frontier-like:4" --out more.json
+    python benches/label_choice_grid.py table grid.json [more.json ...] [--z 1.5 --untrusted-default best-on-labels]
 
 ``$CASCAL_DATA`` is the MMLU-Pro answer folder. ``--lone-draws D`` keeps the ``lone-strong`` pools of
 draws ``0..D-1`` (4 strong models x D crowds).
@@ -51,16 +51,20 @@ def _spec(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.pools.startswith("frontier-like"):
-        # synthetic sets: one answer set per world seed, its whole pool
-        worlds = [(f"frontier-like/{w}", frontier_like(w)) for w in range(int(args.pools.split(":")[1]))]
-    else:
+    specs = args.pools.split(";")
+    worlds = []
+    real = [spec for spec in specs if not spec.startswith("frontier-like")]
+    if real:
         data, _ = load_evaluation_data(os.environ["CASCAL_DATA"], "unparsable")
-        worlds = [
+        worlds += [
             (name, data)
-            for name, _ in expand_pools(args.pools.split(";"), data)
+            for name, _ in expand_pools(real, data)
             if not name.startswith("lone-strong/") or int(name.rsplit("/", 1)[1]) < args.lone_draws
         ]
+    for spec in specs:
+        if spec.startswith("frontier-like"):
+            # synthetic sets: one answer set per world seed, its whole pool
+            worlds += [(f"frontier-like/{w}", frontier_like(w)) for w in range(int(spec.split(":")[1]))]
     pools = [
         (name, list(world.model_names) if name.startswith("frontier-like") else cols, world)
         for (name, world), cols in zip(worlds, _columns(worlds))
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> None:
                                 test={k: top1(v) for k, v in chosen.tables.items()},
                                 cv=chosen.choice.scores,
                                 se=chosen.choice.standard_errors,
+                                pair_se={f"{a}|{b}": e for (a, b), e in chosen.choice.pair_errors.items()},
                                 chosen=chosen.choice.chosen,
                                 trusted=bool(router.diagnostics_.trustworthy),
                             )
@@ -155,15 +160,23 @@ def frontier_like(seed: int, n_subjects: int = 6, per_subject: int = 300):
     )
 
 
-def pick(run: dict, z: float, z_untrusted: float) -> str:
-    """The candidate :func:`cascal.router.label_choice.choose` takes at margin ``z`` (``z_untrusted``
-    where the label-free fit was not trusted), from the recorded held-out scores and errors."""
-    cv, se = run["cv"], run["se"]
-    z = z if run["trusted"] else z_untrusted
-    if not cv:
+def pick(run: dict, rule: argparse.Namespace) -> str:
+    """The candidate :func:`cascal.router.label_choice.decide` takes under ``rule`` (its ``z``,
+    ``z_untrusted``, ``untrusted_default``) from the recorded held-out scores and errors."""
+    if not run["cv"]:
         return "label-free"
-    passing = [c for c in lc.CANDIDATES[1:] if cv[c] - cv["label-free"] > z * se[c]]
-    return max(passing, key=lambda c: (cv[c], -lc.CANDIDATES.index(c))) if passing else "label-free"
+    pair = {tuple(k.split("|")): v for k, v in run.get("pair_se", {}).items()}
+    chosen, _ = lc.decide(
+        run["cv"],
+        run["se"],
+        pair,
+        0,
+        trusted=run["trusted"],
+        z=rule.z,
+        z_untrusted=rule.z_untrusted,
+        untrusted_default=rule.untrusted_default,
+    )
+    return chosen
 
 
 def family(pool: str) -> str:
@@ -193,7 +206,7 @@ def table(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
         rs = groups[key]
-        chosen = [pick(r, args.z, args.z_untrusted) for r in rs]
+        chosen = [pick(r, args) for r in rs]
         got = 100 * np.mean([r["test"][c] for r, c in zip(rs, chosen)])
         free = 100 * np.mean([r["free"] for r in rs])
         single = 100 * np.mean([r["single"] for r in rs])
@@ -202,6 +215,62 @@ def table(args: argparse.Namespace) -> None:
         print(
             f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {got:.1f} | {free:.1f} | {single:.1f} | "
             f"{got - max(free, single):+.1f} | {regret:.1f} | {counts} |"
+        )
+
+
+def _gap(rs: list[dict], rule: argparse.Namespace) -> float:
+    """Mean "vs the better" (points) of runs ``rs`` under ``rule``."""
+    got = np.mean([r["test"][pick(r, rule)] for r in rs])
+    return 100 * (got - max(np.mean([r["free"] for r in rs]), np.mean([r["single"] for r in rs])))
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """The trade-off of the margin on trusted fits: for each margin, the worst "vs the better" cell
+    (family x strategy x budget, trusted runs only) of the design pools ``large``/``small`` and of
+    the held-out trusted pools (``frontier-like``, the trusted ``random:K:SEED`` pools)."""
+    runs = [r for path in args.files for r in json.load(open(path)) if r["trusted"]]
+    groups: dict[tuple[str, str, str, int], list[dict]] = defaultdict(list)
+    for r in runs:
+        side = "design" if r["pool"] in ("large", "small") else "held-out"
+        groups[(side, family(r["pool"]), r["strategy"], r["n"])].append(r)
+    print("| margin (SE) | worst on large/small (pts) | cell | worst on frontier-like / trusted random (pts) | cell |")
+    print("|---|---|---|---|---|")
+    for z in np.arange(0.0, args.max_z + 1e-9, args.step):
+        rule = argparse.Namespace(z=z, z_untrusted=0.0, untrusted_default="label-free")
+        worst = {}
+        for side in ("design", "held-out"):
+            cells = {k: _gap(v, rule) for k, v in groups.items() if k[0] == side}
+            key = min(cells, key=cells.get)
+            worst[side] = (cells[key], f"{key[1]} {key[2]} {key[3]}")
+        d, h = worst["design"], worst["held-out"]
+        print(f"| {z:.2f} | {d[0]:+.1f} | {d[1]} | {h[0]:+.1f} | {h[1]} |")
+
+
+def power(args: argparse.Namespace) -> None:
+    """On trusted fits: the hidden edge (the best single model on the test gold minus label-free),
+    ``best-on-labels`` minus label-free on the test split and on the held-out labels, the standard
+    error of that held-out difference (root mean square over the runs), and the label count at which
+    the hidden edge would equal ``z`` standard errors (the error scales as 1/sqrt(L))."""
+    runs = [r for path in args.files for r in json.load(open(path)) if r["trusted"] and r["cv"]]
+    groups: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+    for r in runs:
+        # random pools one by one: their hidden edges differ
+        groups[(r["pool"] if r["pool"].startswith("random:") else family(r["pool"]), r["strategy"], r["n"])].append(r)
+    print(
+        "| pools (trusted fits) | labels drawn | labels | runs | hidden edge (pts) | best on labels - label-free, test "
+        f"(pts) | the same, held-out (pts) | SE (pts) | hidden edge / SE | labels for hidden edge = {args.z:g} SE |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key in sorted(groups):
+        rs = groups[key]
+        hidden = 100 * np.mean([r["best_gold"] - r["free"] for r in rs])
+        edge = 100 * np.mean([r["test"]["best-on-labels"] - r["free"] for r in rs])
+        diff = 100 * np.mean([r["cv"]["best-on-labels"] - r["cv"]["label-free"] for r in rs])
+        se = 100 * float(np.sqrt(np.mean([r["se"]["best-on-labels"] ** 2 for r in rs])))
+        need = key[2] * (args.z * se / hidden) ** 2 if hidden > 0 else float("inf")
+        print(
+            f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {hidden:+.1f} | {edge:+.1f} | {diff:+.1f} | {se:.1f} | "
+            f"{hidden / se if se else float('inf'):.2f} | {need:,.0f} |"
         )
 
 
@@ -219,9 +288,22 @@ def main() -> None:
     t.add_argument("files", nargs="+")
     t.add_argument("--z", type=float, default=lc.SWITCH_Z, help="margin in standard errors (default: the code's)")
     t.add_argument("--z-untrusted", type=float, default=lc.UNTRUSTED_Z, help="the same where the fit is not trusted")
+    t.add_argument(
+        "--untrusted-default",
+        default=lc.UNTRUSTED_DEFAULT,
+        choices=lc.CANDIDATES,
+        help="the candidate kept on untrusted fits unless another beats it (default: the code's)",
+    )
     t.add_argument("--trust", help="JSON {'pool|seed': trusted} for runs recorded without it")
+    w = sub.add_parser("sweep")
+    w.add_argument("files", nargs="+")
+    w.add_argument("--max-z", type=float, default=3.0)
+    w.add_argument("--step", type=float, default=0.25)
+    p = sub.add_parser("power")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--z", type=float, default=lc.SWITCH_Z)
     args = parser.parse_args()
-    run(args) if args.command == "run" else table(args)
+    {"run": run, "table": table, "sweep": sweep, "power": power}[args.command](args)
 
 
 if __name__ == "__main__":
