@@ -112,12 +112,12 @@ def _worker_main(index: int, spec: WorkerSpec, sock: socket.socket, reloads: Any
     gateway = build_gateway(spec.router, spec.pool, spec.settings, embedder=spec.embedder)
     gateway.worker = index
     gateway.reload_peers = lambda: reloads.put(("reload", os.getpid()))
-    reloads.put(("ready", os.getpid()))
     server = GatewayServer(gateway_config(gateway, log_level="warning"), gateway, freeze_gc=True, sighup=True)
     if _REUSEPORT:
         host, port = sock.getsockname()[:2]
         sock.close()
         sock = _socket(host, port, listen=True)
+    reloads.put(("ready", os.getpid()))  # listening: a connection from now on waits in the backlog
     server.run(sockets=[sock])
 
 
