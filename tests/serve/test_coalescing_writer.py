@@ -35,6 +35,12 @@ class RecordingTransport:
         return {"peername": ("127.0.0.1", 5)}.get(name, default)
 
 
+def _writer() -> tuple[RecordingTransport, CoalescingWriter]:
+    """A recording transport and the writer over it, on the running loop."""
+    transport = RecordingTransport()
+    return transport, CoalescingWriter(transport, asyncio.get_running_loop())
+
+
 async def _turn() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
@@ -42,8 +48,7 @@ async def _turn() -> None:
 
 def test_writes_of_one_turn_go_out_as_one_write_at_its_end():
     async def scenario():
-        transport = RecordingTransport()
-        writer = CoalescingWriter(transport, asyncio.get_running_loop())
+        transport, writer = _writer()
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         writer.write(b"{}")
         assert transport.calls == []  # nothing before the turn ends
@@ -55,8 +60,7 @@ def test_writes_of_one_turn_go_out_as_one_write_at_its_end():
 
 def test_writes_of_later_turns_are_not_held_back():
     async def scenario():
-        transport = RecordingTransport()
-        writer = CoalescingWriter(transport, asyncio.get_running_loop())
+        transport, writer = _writer()
         writer.write(b"head")
         await _turn()
         first = list(transport.calls)
@@ -74,8 +78,7 @@ def test_writes_of_later_turns_are_not_held_back():
 
 def test_close_writes_what_is_held_first_and_nothing_after():
     async def scenario():
-        transport = RecordingTransport()
-        writer = CoalescingWriter(transport, asyncio.get_running_loop())
+        transport, writer = _writer()
         writer.write(b"head")
         writer.write(b"body")
         writer.close()
@@ -87,8 +90,7 @@ def test_close_writes_what_is_held_first_and_nothing_after():
 
 def test_a_connection_closed_meanwhile_gets_nothing():
     async def scenario():
-        transport = RecordingTransport()
-        writer = CoalescingWriter(transport, asyncio.get_running_loop())
+        transport, writer = _writer()
         writer.write(b"head")
         transport.close()  # the client went away before the turn ended
         await _turn()
@@ -99,8 +101,7 @@ def test_a_connection_closed_meanwhile_gets_nothing():
 
 def test_everything_else_is_the_transports():
     async def scenario():
-        transport = RecordingTransport()
-        writer = CoalescingWriter(transport, asyncio.get_running_loop())
+        transport, writer = _writer()
         return writer.get_extra_info("peername"), writer.is_closing()
 
     assert asyncio.run(scenario()) == (("127.0.0.1", 5), False)

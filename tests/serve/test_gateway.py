@@ -337,7 +337,7 @@ def test_load_benchmark_sums_memory_and_cpu_over_the_gateways_worker_processes()
     import subprocess
     import sys
 
-    from cascal.bench.gateway_load import _process_cpu, _process_rss_mib, _process_tree, _tree_rss_mib
+    from cascal.bench.gateway_load import _process_cpu, _process_rss_mib, _process_tree, _tree_cpu, _tree_rss_mib
 
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc")
@@ -350,7 +350,11 @@ def test_load_benchmark_sums_memory_and_cpu_over_the_gateways_worker_processes()
         assert child.pid in _process_tree(os.getpid())
         own, tree = _process_rss_mib(os.getpid()), _tree_rss_mib(os.getpid())
         assert own is not None and tree is not None and tree >= own + 80  # the child's 80 MiB counted
-        assert _process_cpu(os.getpid()) > _process_cpu(child.pid) > 0
+        child_cpu = _process_cpu(child.pid)
+        assert child_cpu is not None and child_cpu > 0
+        tree_cpu, own_cpu = _tree_cpu(os.getpid()), _process_cpu(os.getpid())
+        assert tree_cpu is not None and own_cpu is not None
+        assert tree_cpu >= own_cpu + child_cpu - 0.02  # the child's CPU counted (clock ticks: 0.01 s)
     finally:
         child.kill()
         child.wait()

@@ -103,17 +103,19 @@ def _process_tree(pid: int) -> list[int]:
 
 
 def _process_cpu(pid: int) -> Optional[float]:
-    """CPU seconds (user + system) used so far by process ``pid`` and its descendants (Linux
-    ``/proc``; ``None`` elsewhere)."""
-    total = 0.0
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux ``/proc``; ``None`` elsewhere)."""
     try:
-        for member in _process_tree(pid):
-            with open(f"/proc/{member}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
-    return total
+
+
+def _tree_cpu(pid: int) -> Optional[float]:
+    """CPU seconds used so far by process ``pid`` and its descendants (``None`` where unknown)."""
+    times = [_process_cpu(member) for member in _process_tree(pid)]
+    return None if any(t is None for t in times) else float(sum(t for t in times if t is not None))
 
 
 def _process_rss_mib(pid: int) -> Optional[float]:
@@ -258,10 +260,10 @@ def _route_levels(port: int, pid: int, bodies: Sequence[bytes], concurrency: Seq
     out: dict = {}
     asyncio.run(_load(port, "/v1/route", bodies, 8, 1.0))  # warm-up
     for clients in concurrency:
-        wall, client_cpu, server_cpu = time.perf_counter(), time.process_time(), _process_cpu(pid)
+        wall, client_cpu, server_cpu = time.perf_counter(), time.process_time(), _tree_cpu(pid)
         lat, elapsed = asyncio.run(_load(port, "/v1/route", bodies, clients, seconds))
         wall = time.perf_counter() - wall
-        server_after = _process_cpu(pid)
+        server_after = _tree_cpu(pid)
         out[clients] = {
             "decisions_per_s": len(lat) / elapsed,
             "p50_ms": float(np.percentile(lat, 50) * 1e3),
