@@ -234,6 +234,7 @@ def _pair_errors(
             d = (a[:, :, None] != a[:, None, :]) | miss[:, :, None] | miss[:, None, :]
             differ[s] = d.mean(axis=0)
     labelled = answers[rows]
+    at = np.arange(rows.size)
     out: dict[tuple[str, str], float] = {}
     names = [n for n in CANDIDATES if n != "label-free"]
     for i, a in enumerate(names):
@@ -241,11 +242,17 @@ def _pair_errors(
             pa, pb = picks[a], picks[b]
             other = pa != pb
             expected = np.where(other, differ[subject, pa, pb], 0.0).mean()
-            at = np.arange(rows.size)
             seen_differ = (labelled[at, pa] != labelled[at, pb]) | (labelled[at, pa] < 0) | (labelled[at, pb] < 0)
             seen = (other & seen_differ).mean()
-            out[(a, b)] = out[(b, a)] = float(np.sqrt(max(expected, seen) / rows.size))
+            out[(a, b)] = out[(b, a)] = _difference_error(expected, seen, rows.size)
     return out
+
+
+def _difference_error(expected_share: float, seen_share: float, n_labels: int) -> float:
+    """Standard error of a difference of two held-out top-1 means on ``n_labels`` rows whose
+    correctness can differ only on the share of rows where the two picks answer differently: the
+    larger of that share read on the training rows and on the labelled rows (module docstring)."""
+    return float(np.sqrt(max(expected_share, seen_share) / n_labels))
 
 
 def decide(
@@ -346,7 +353,7 @@ def choose(
     for name, pick in picks_held.items():
         expected = np.where(pick == free_pick, 0.0, differ[subject, pick]).mean()
         seen = np.where(pick == free_pick, False, (base.answers[rows, pick] != free_answer) | (free_answer < 0)).mean()
-        errors[name] = float(np.sqrt(max(expected, seen) / rows.size))
+        errors[name] = _difference_error(expected, seen, rows.size)
     pair_errors = _pair_errors(base, rows, subject, n_subjects, picks_held)
     chosen, reason = decide(scores, errors, pair_errors, rows.size, trusted=trusted)
     c, g = tables[chosen]
